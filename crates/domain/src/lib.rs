@@ -1,0 +1,24 @@
+//! Siyu's domain: what an interaction *is*, before anything stores or counts it.
+//!
+//! Every other crate receives events already parsed into these types, so nothing after ingest
+//! re-checks a phone number or an event type ("parse, don't validate"). The crate is plain Rust:
+//! no I/O, no web framework, no SQL driver.
+//!
+//! # Layout
+//! - [`domain`]: the three domains 公域 / 商域 / 私域 and the one table of their labels.
+//! - [`event_type`]: the event catalogue of DESIGN.md and custom `x_` events.
+//! - [`identity`]: identity kinds and value normalization (phones to E.164, emails lowercased).
+//! - [`event`]: the native event model and its parser, with errors that name the field.
+//! - [`time`]: event time as milliseconds since the Unix epoch, and RFC 3339 in and out.
+
+pub mod domain;
+pub mod event;
+pub mod event_type;
+pub mod identity;
+pub mod time;
+
+pub use domain::Domain;
+pub use event::{ErrorCode, Event, EventError, EventId, Props, parse_event};
+pub use event_type::{CustomName, EventType};
+pub use identity::{Identities, Identity, IdentityError, IdentityKind};
+pub use time::Millis;

@@ -1,0 +1,271 @@
+//! Siyu's durable store: the event log and the operational tables, behind one trait with two
+//! backends — SQLite (embedded default, WAL) and PostgreSQL (server and scale-out).
+//!
+//! The trait is synchronous on purpose: every write goes through one writer (the ingest
+//! writer thread in `siyu-app`), and SQLite is synchronous anyway. Async callers hop onto a
+//! blocking thread once per batch, not per row.
+//!
+//! Every table leads its key with `tenant_id`, so the PostgreSQL schema can be distributed on it.
+//! Within a tenant, `seq` is the arrival order; it is reserved in ranges from the tenant row
+//! inside the writing transaction, which also serializes concurrent writers of one tenant.
+//!
+//! # Layout
+//! - [`Store`]: the trait; [`open`] picks the backend from a [`Location`].
+//! - `sqlite`, `postgres`: the backends, each with its migrations.
+//! - `suite` (tests only): the one test suite both backends must pass.
+
+mod postgres;
+mod sqlite;
+#[cfg(test)]
+mod suite;
+#[doc(hidden)]
+pub mod testing;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use siyu_domain::{Event, Millis};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// A tenant's numeric id. Never reused.
+pub type TenantId = i64;
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A directory holding `siyu.db` (created if missing).
+    Sqlite(PathBuf),
+    /// A `postgres://` URL.
+    Postgres(String),
+}
+
+impl Location {
+    /// Human description without secrets (a PostgreSQL password is never printed).
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(dir) => format!("SQLite in {}", dir.display()),
+            Location::Postgres(url) => match url.parse::<::postgres::Config>() {
+                Ok(c) => {
+                    let host = c
+                        .get_hosts()
+                        .first()
+                        .map(|h| match h {
+                            ::postgres::config::Host::Tcp(h) => h.clone(),
+                            ::postgres::config::Host::Unix(p) => p.display().to_string(),
+                        })
+                        .unwrap_or_default();
+                    format!(
+                        "PostgreSQL at {host}:{}/{}",
+                        c.get_ports().first().copied().unwrap_or(5432),
+                        c.get_dbname().unwrap_or("")
+                    )
+                }
+                Err(_) => "PostgreSQL".to_string(),
+            },
+        }
+    }
+}
+
+/// How hard a commit is pushed to disk (SQLite only; PostgreSQL follows its own settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fsync on every commit: survives power loss. The server's default.
+    #[default]
+    Full,
+    /// fsync at checkpoints: survives a killed process (kill -9), may lose the last commits on
+    /// power loss. For re-runnable bulk imports.
+    Normal,
+}
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: Millis,
+    /// The domain of custom events whose domain the source cannot say (Segment tracks).
+    pub custom_domain: String,
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    /// May only ingest.
+    Write,
+    /// May use the whole API.
+    Admin,
+}
+
+impl KeyRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyRole::Write => "write",
+            KeyRole::Admin => "admin",
+        }
+    }
+
+    fn parse(s: &str) -> Option<KeyRole> {
+        match s {
+            "write" => Some(KeyRole::Write),
+            "admin" => Some(KeyRole::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// The fate of one event in an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Newly stored with this sequence number.
+    Stored(i64),
+    /// An event with this id was already stored for the tenant; nothing was written.
+    Duplicate,
+}
+
+/// An event read back from the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub received_at: Millis,
+    pub event: Event,
+}
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("SQLite value: {0}")]
+    SqliteValue(#[from] rusqlite::types::FromSqlError),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("cannot create data directory {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid database URL: {0}")]
+    BadUrl(String),
+    #[error("tenant {0:?} already exists")]
+    TenantExists(String),
+    #[error("no tenant {0:?}")]
+    NoSuchTenant(String),
+    #[error("stored data is not what this version wrote: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// A stable machine code for the edge.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Sqlite(_) | StoreError::Postgres(_) | StoreError::Io { .. } => {
+                "store_unavailable"
+            }
+            StoreError::BadUrl(_) => "invalid_database_url",
+            StoreError::TenantExists(_) => "tenant_exists",
+            StoreError::NoSuchTenant(_) => "tenant_not_found",
+            StoreError::Corrupt(_) | StoreError::SqliteValue(_) => "store_corrupt",
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One tenant's events for an append; several of these commit in one transaction.
+pub struct AppendBatch<'a> {
+    pub tenant: TenantId,
+    pub events: &'a [Event],
+}
+
+/// The store. Implementations are internally synchronized; all methods take `&self`.
+pub trait Store: Send + Sync {
+    /// Which backend this is (`sqlite`, `postgres`), for logs and benchmarks.
+    fn backend(&self) -> &'static str;
+
+    /// Creates a tenant with the hashes of its two keys.
+    fn create_tenant(
+        &self,
+        name: &str,
+        write_key_hash: &str,
+        admin_key_hash: &str,
+        now: Millis,
+    ) -> Result<Tenant>;
+
+    /// All tenants, oldest first.
+    fn tenants(&self) -> Result<Vec<Tenant>>;
+
+    /// The tenant and role a key hash belongs to.
+    fn key_lookup(&self, key_hash: &str) -> Result<Option<(Tenant, KeyRole)>>;
+
+    /// Appends several tenants' batches in **one transaction**: when this returns `Ok`, every
+    /// `Stored` event is committed. Events whose id the tenant already has (in the log or
+    /// earlier in the same call) are `Duplicate` and write nothing. One `Vec` per batch, one
+    /// entry per event, in order.
+    fn append(&self, batches: &[AppendBatch<'_>], received_at: Millis)
+    -> Result<Vec<Vec<Appended>>>;
+
+    /// Calls `f` for each of a tenant's events with `seq > after`, in `seq` order, streaming.
+    fn scan(
+        &self,
+        tenant: TenantId,
+        after: i64,
+        f: &mut dyn FnMut(StoredEvent) -> Result<()>,
+    ) -> Result<()>;
+
+    /// Number of events stored for a tenant.
+    fn event_count(&self, tenant: TenantId) -> Result<u64>;
+
+    /// Makes everything committed durable on disk now (a checkpoint); a no-op where commits
+    /// already are.
+    fn flush(&self) -> Result<()>;
+}
+
+/// Opens (and migrates) the store at `location`.
+pub fn open(location: &Location, durability: Durability) -> Result<Arc<dyn Store>> {
+    Ok(match location {
+        Location::Sqlite(dir) => Arc::new(SqliteStore::open(dir, durability)?),
+        Location::Postgres(url) => Arc::new(PostgresStore::open(url)?),
+    })
+}
+
+/// Turns a stored row back into an event. The row was written by this crate from a parsed
+/// event, so anything unreadable is corruption, not bad input.
+#[allow(clippy::too_many_arguments)]
+fn row_to_event(
+    seq: i64,
+    id: &str,
+    ty: &str,
+    domain: &str,
+    ts: Millis,
+    identities: &str,
+    props: Option<&str>,
+    source: Option<String>,
+    received_at: Millis,
+) -> Result<StoredEvent> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("event seq {seq}: {what}"));
+    let domain = domain.parse().map_err(|_| corrupt("domain"))?;
+    let event = Event {
+        id: siyu_domain::EventId::parse(id).ok_or_else(|| corrupt("id"))?,
+        ty: siyu_domain::EventType::from_stored(ty, domain).ok_or_else(|| corrupt("type"))?,
+        ts,
+        identities: siyu_domain::Identities::from_stored_json(identities)
+            .ok_or_else(|| corrupt("identities"))?,
+        props: match props {
+            Some(p) => serde_json::from_str(p).map_err(|_| corrupt("props"))?,
+            None => Default::default(),
+        },
+        source,
+    };
+    Ok(StoredEvent {
+        seq,
+        received_at,
+        event,
+    })
+}
+
+/// The props column: `NULL` for no props keeps the log small.
+fn props_text(e: &Event) -> Option<String> {
+    (!e.props.is_empty()).then(|| serde_json::to_string(&e.props).unwrap_or_default())
+}

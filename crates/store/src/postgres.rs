@@ -1,0 +1,285 @@
+//! The server backend: PostgreSQL through the synchronous `postgres` client.
+//!
+//! Writes go through one client behind a mutex (the ingest writer is single anyway); reads
+//! that may run while a write is in progress (key lookups, scans) use a second client, so a
+//! long scan never blocks ingestion. A batch is one multi-row `INSERT ... SELECT FROM unnest(...)
+//! ON CONFLICT DO NOTHING RETURNING`, i.e. one round trip per transaction, not per event.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use postgres::{Client, NoTls};
+use siyu_domain::Millis;
+
+use crate::{
+    AppendBatch, Appended, KeyRole, Result, StoreError, StoredEvent, Tenant, TenantId, props_text,
+    row_to_event,
+};
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    tenant_id     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    created_at    BIGINT NOT NULL,
+    next_seq      BIGINT NOT NULL DEFAULT 1,
+    custom_domain TEXT NOT NULL DEFAULT 'private'
+);
+CREATE TABLE api_keys (
+    tenant_id  BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    key_hash   TEXT NOT NULL UNIQUE,
+    role       TEXT NOT NULL CHECK (role IN ('write', 'admin')),
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, key_hash)
+);
+CREATE TABLE events (
+    tenant_id   BIGINT NOT NULL,
+    seq         BIGINT NOT NULL,
+    id          TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    domain      TEXT NOT NULL,
+    ts          BIGINT NOT NULL,
+    identities  TEXT NOT NULL,
+    props       TEXT,
+    source      TEXT,
+    received_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, seq),
+    UNIQUE (tenant_id, id)
+);
+"#];
+
+/// Serializes migrations of concurrent openers (several nodes, parallel tests).
+const MIGRATION_LOCK: i64 = 0x5179_7500;
+
+pub struct PostgresStore {
+    writer: Mutex<Client>,
+    reader: Mutex<Client>,
+}
+
+fn connect(url: &str) -> Result<Client> {
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|e: postgres::Error| StoreError::BadUrl(e.to_string()))?;
+    Ok(config.connect(NoTls)?)
+}
+
+impl PostgresStore {
+    pub fn open(url: &str) -> Result<PostgresStore> {
+        let mut writer = connect(url)?;
+        migrate(&mut writer)?;
+        let reader = connect(url)?;
+        Ok(PostgresStore {
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, Client> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Client> {
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn migrate(client: &mut Client) -> Result<()> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )?;
+    let done: i64 = tx
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?
+        .get(0);
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+        tx.batch_execute(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+            &[&(i as i64 + 1), &siyu_domain::time::now_ms()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn tenant_from_row(r: &postgres::Row) -> Tenant {
+    Tenant {
+        id: r.get(0),
+        name: r.get(1),
+        created_at: r.get(2),
+        custom_domain: r.get(3),
+    }
+}
+
+impl crate::Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn create_tenant(
+        &self,
+        name: &str,
+        write_key_hash: &str,
+        admin_key_hash: &str,
+        now: Millis,
+    ) -> Result<Tenant> {
+        let mut client = self.writer();
+        let mut tx = client.transaction()?;
+        let row = tx.query_opt(
+            "INSERT INTO tenants (name, created_at) VALUES ($1, $2)
+             ON CONFLICT (name) DO NOTHING
+             RETURNING tenant_id, name, created_at, custom_domain",
+            &[&name, &now],
+        )?;
+        let Some(row) = row else {
+            return Err(StoreError::TenantExists(name.to_string()));
+        };
+        let tenant = tenant_from_row(&row);
+        for (hash, role) in [(write_key_hash, KeyRole::Write), (admin_key_hash, KeyRole::Admin)] {
+            tx.execute(
+                "INSERT INTO api_keys (tenant_id, key_hash, role, created_at) VALUES ($1, $2, $3, $4)",
+                &[&tenant.id, &hash, &role.as_str(), &now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(tenant)
+    }
+
+    fn tenants(&self) -> Result<Vec<Tenant>> {
+        let rows = self.reader().query(
+            "SELECT tenant_id, name, created_at, custom_domain FROM tenants ORDER BY tenant_id",
+            &[],
+        )?;
+        Ok(rows.iter().map(tenant_from_row).collect())
+    }
+
+    fn key_lookup(&self, key_hash: &str) -> Result<Option<(Tenant, KeyRole)>> {
+        let row = self.reader().query_opt(
+            "SELECT t.tenant_id, t.name, t.created_at, t.custom_domain, k.role
+             FROM api_keys k JOIN tenants t ON t.tenant_id = k.tenant_id WHERE k.key_hash = $1",
+            &[&key_hash],
+        )?;
+        row.map(|r| {
+            let role: String = r.get(4);
+            KeyRole::parse(&role)
+                .map(|role| (tenant_from_row(&r), role))
+                .ok_or_else(|| StoreError::Corrupt(format!("key role {role:?}")))
+        })
+        .transpose()
+    }
+
+    fn append(
+        &self,
+        batches: &[AppendBatch<'_>],
+        received_at: Millis,
+    ) -> Result<Vec<Vec<Appended>>> {
+        let mut client = self.writer();
+        let mut tx = client.transaction()?;
+        let reserve = tx.prepare(
+            "UPDATE tenants SET next_seq = next_seq + $2 WHERE tenant_id = $1 RETURNING next_seq - $2",
+        )?;
+        let insert = tx.prepare(
+            "INSERT INTO events (tenant_id, seq, id, type, domain, ts, identities, props, source, received_at)
+             SELECT $1, s, i, t, d, ts, idn, p, src, $2
+             FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[])
+                  AS u(s, i, t, d, ts, idn, p, src)
+             ON CONFLICT (tenant_id, id) DO NOTHING
+             RETURNING seq",
+        )?;
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let n = batch.events.len() as i64;
+            if n == 0 {
+                out.push(Vec::new());
+                continue;
+            }
+            let first: i64 = tx
+                .query_opt(&reserve, &[&batch.tenant, &n])?
+                .ok_or_else(|| StoreError::NoSuchTenant(batch.tenant.to_string()))?
+                .get(0);
+            let seqs: Vec<i64> = (first..first + n).collect();
+            let ids: Vec<&str> = batch.events.iter().map(|e| e.id.as_str()).collect();
+            let types: Vec<String> = batch.events.iter().map(|e| e.ty.to_string()).collect();
+            let domains: Vec<&str> = batch.events.iter().map(|e| e.domain().as_str()).collect();
+            let ts: Vec<i64> = batch.events.iter().map(|e| e.ts).collect();
+            let idents: Vec<String> = batch.events.iter().map(|e| e.identities.to_json()).collect();
+            let props: Vec<Option<String>> = batch.events.iter().map(props_text).collect();
+            let sources: Vec<Option<&str>> =
+                batch.events.iter().map(|e| e.source.as_deref()).collect();
+            let stored: HashSet<i64> = tx
+                .query(
+                    &insert,
+                    &[
+                        &batch.tenant,
+                        &received_at,
+                        &seqs,
+                        &ids,
+                        &types,
+                        &domains,
+                        &ts,
+                        &idents,
+                        &props,
+                        &sources,
+                    ],
+                )?
+                .iter()
+                .map(|r| r.get::<_, i64>(0))
+                .collect();
+            out.push(
+                seqs.iter()
+                    .map(|s| {
+                        if stored.contains(s) {
+                            Appended::Stored(*s)
+                        } else {
+                            Appended::Duplicate
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn scan(
+        &self,
+        tenant: TenantId,
+        after: i64,
+        f: &mut dyn FnMut(StoredEvent) -> Result<()>,
+    ) -> Result<()> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut client = self.reader();
+        let mut rows = client.query_raw(
+            "SELECT seq, id, type, domain, ts, identities, props, source, received_at
+             FROM events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq",
+            [&tenant as &(dyn postgres::types::ToSql + Sync), &after],
+        )?;
+        while let Some(r) = rows.next()? {
+            let ev = row_to_event(
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+                r.get(7),
+                r.get(8),
+            )?;
+            f(ev)?;
+        }
+        Ok(())
+    }
+
+    fn event_count(&self, tenant: TenantId) -> Result<u64> {
+        let n: i64 = self
+            .reader()
+            .query_one("SELECT COUNT(*) FROM events WHERE tenant_id = $1", &[&tenant])?
+            .get(0);
+        Ok(n as u64)
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,286 @@
+//! The embedded backend: one SQLite file in WAL mode under the data directory.
+//!
+//! One connection, behind a `std::sync::Mutex`: SQLite allows one writer at a time anyway, and
+//! every append is a single short transaction, so a blocking lock held for the transaction is
+//! simpler and faster than a pool. Statements are cached, so a batch is one prepared insert
+//! stepped per event.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use siyu_domain::Millis;
+
+use crate::{
+    AppendBatch, Appended, Durability, KeyRole, Result, StoreError, StoredEvent, Tenant, TenantId,
+    props_text, row_to_event,
+};
+
+/// Migrations, in order. Applied once each, recorded in `schema_migrations`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    tenant_id     INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    created_at    INTEGER NOT NULL,
+    next_seq      INTEGER NOT NULL DEFAULT 1,
+    custom_domain TEXT NOT NULL DEFAULT 'private'
+);
+CREATE TABLE api_keys (
+    tenant_id  INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    key_hash   TEXT NOT NULL UNIQUE,
+    role       TEXT NOT NULL CHECK (role IN ('write', 'admin')),
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, key_hash)
+) WITHOUT ROWID;
+CREATE TABLE events (
+    tenant_id   INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    id          TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    domain      TEXT NOT NULL,
+    ts          INTEGER NOT NULL,
+    identities  TEXT NOT NULL,
+    props       TEXT,
+    source      TEXT,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX events_id ON events (tenant_id, id);
+"#];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens `dir/siyu.db`, creating the directory and the schema as needed.
+    pub fn open(dir: &Path, durability: Durability) -> Result<SqliteStore> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let mut conn = Connection::open(dir.join("siyu.db"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // 256 MiB of page cache keeps the id index of a few million events in memory.
+        conn.pragma_update(None, "cache_size", -262_144)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.set_prepared_statement_cache_capacity(32);
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-done transaction committed
+        // (rusqlite rolls back on drop), so the connection is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let done: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![i as i64 + 1, siyu_domain::time::now_ms()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn tenant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
+    Ok(Tenant {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created_at: r.get(2)?,
+        custom_domain: r.get(3)?,
+    })
+}
+
+impl crate::Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn create_tenant(
+        &self,
+        name: &str,
+        write_key_hash: &str,
+        admin_key_hash: &str,
+        now: Millis,
+    ) -> Result<Tenant> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let exists: Option<i64> = tx
+            .query_row(
+                "SELECT tenant_id FROM tenants WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_some() {
+            return Err(StoreError::TenantExists(name.to_string()));
+        }
+        tx.execute(
+            "INSERT INTO tenants (name, created_at) VALUES (?1, ?2)",
+            params![name, now],
+        )?;
+        let id = tx.last_insert_rowid();
+        for (hash, role) in [(write_key_hash, KeyRole::Write), (admin_key_hash, KeyRole::Admin)] {
+            tx.execute(
+                "INSERT INTO api_keys (tenant_id, key_hash, role, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![id, hash, role.as_str(), now],
+            )?;
+        }
+        let tenant = tx.query_row(
+            "SELECT tenant_id, name, created_at, custom_domain FROM tenants WHERE tenant_id = ?1",
+            [id],
+            tenant_from_row,
+        )?;
+        tx.commit()?;
+        Ok(tenant)
+    }
+
+    fn tenants(&self) -> Result<Vec<Tenant>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT tenant_id, name, created_at, custom_domain FROM tenants ORDER BY tenant_id",
+        )?;
+        let rows = stmt.query_map([], tenant_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn key_lookup(&self, key_hash: &str) -> Result<Option<(Tenant, KeyRole)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT t.tenant_id, t.name, t.created_at, t.custom_domain, k.role
+             FROM api_keys k JOIN tenants t ON t.tenant_id = k.tenant_id WHERE k.key_hash = ?1",
+        )?;
+        let row = stmt
+            .query_row([key_hash], |r| {
+                Ok((tenant_from_row(r)?, r.get::<_, String>(4)?))
+            })
+            .optional()?;
+        row.map(|(t, role)| {
+            KeyRole::parse(&role)
+                .map(|role| (t, role))
+                .ok_or_else(|| StoreError::Corrupt(format!("key role {role:?}")))
+        })
+        .transpose()
+    }
+
+    fn append(
+        &self,
+        batches: &[AppendBatch<'_>],
+        received_at: Millis,
+    ) -> Result<Vec<Vec<Appended>>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(batches.len());
+        {
+            let mut next_seq = tx.prepare_cached("SELECT next_seq FROM tenants WHERE tenant_id = ?1")?;
+            let mut set_seq =
+                tx.prepare_cached("UPDATE tenants SET next_seq = ?2 WHERE tenant_id = ?1")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (tenant_id, seq, id, type, domain, ts, identities, props, source, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (tenant_id, id) DO NOTHING",
+            )?;
+            for batch in batches {
+                let mut seq: i64 = next_seq
+                    .query_row([batch.tenant], |r| r.get(0))
+                    .optional()?
+                    .ok_or_else(|| StoreError::NoSuchTenant(batch.tenant.to_string()))?;
+                let mut outcomes = Vec::with_capacity(batch.events.len());
+                for e in batch.events {
+                    let ty = e.ty.to_string();
+                    let n = insert.execute(params![
+                        batch.tenant,
+                        seq,
+                        e.id.as_str(),
+                        ty,
+                        e.domain().as_str(),
+                        e.ts,
+                        e.identities.to_json(),
+                        props_text(e),
+                        e.source.as_deref(),
+                        received_at,
+                    ])?;
+                    if n == 1 {
+                        outcomes.push(Appended::Stored(seq));
+                        seq += 1;
+                    } else {
+                        outcomes.push(Appended::Duplicate);
+                    }
+                }
+                set_seq.execute(params![batch.tenant, seq])?;
+                out.push(outcomes);
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn scan(
+        &self,
+        tenant: TenantId,
+        after: i64,
+        f: &mut dyn FnMut(StoredEvent) -> Result<()>,
+    ) -> Result<()> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, id, type, domain, ts, identities, props, source, received_at
+             FROM events WHERE tenant_id = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query(params![tenant, after])?;
+        while let Some(r) = rows.next()? {
+            let ev = row_to_event(
+                r.get(0)?,
+                r.get_ref(1)?.as_str()?,
+                r.get_ref(2)?.as_str()?,
+                r.get_ref(3)?.as_str()?,
+                r.get(4)?,
+                r.get_ref(5)?.as_str()?,
+                r.get_ref(6)?.as_str_or_null()?,
+                r.get(7)?,
+                r.get(8)?,
+            )?;
+            f(ev)?;
+        }
+        Ok(())
+    }
+
+    fn event_count(&self, tenant: TenantId) -> Result<u64> {
+        let conn = self.conn();
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM events WHERE tenant_id = ?1",
+            [tenant],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    fn flush(&self) -> Result<()> {
+        let conn = self.conn();
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,158 @@
+//! The one test suite every backend passes. Each test is a function over `&dyn Store`; the
+//! `backends!` macro instantiates it for SQLite and for PostgreSQL.
+
+use serde_json::json;
+use siyu_domain::{Event, parse_event};
+
+use crate::{AppendBatch, Appended, KeyRole, Store, StoreError};
+
+const NOW: i64 = 1_793_000_000_000;
+
+fn ev(id: &str, ty: &str, phone: &str) -> Event {
+    let mut v = json!({"id": id, "type": ty, "ts": "2026-10-01T00:00:00Z",
+                       "identities": {"phone": phone}, "source": "test"});
+    if ty == "order" {
+        v["props"] = json!({"order_id": id, "amount": 99.9});
+    }
+    parse_event(&v.to_string(), NOW).unwrap()
+}
+
+fn append_one(s: &dyn Store, tenant: i64, events: &[Event]) -> Vec<Appended> {
+    s.append(&[AppendBatch { tenant, events }], NOW)
+        .unwrap()
+        .remove(0)
+}
+
+fn tenants_and_keys(s: &dyn Store) {
+    let t = s.create_tenant("acme", "wh", "ah", NOW).unwrap();
+    assert_eq!(t.name, "acme");
+    assert_eq!(t.custom_domain, "private");
+    assert!(matches!(
+        s.create_tenant("acme", "wh2", "ah2", NOW),
+        Err(StoreError::TenantExists(_))
+    ));
+    let (found, role) = s.key_lookup("wh").unwrap().unwrap();
+    assert_eq!((found.id, role), (t.id, KeyRole::Write));
+    assert_eq!(s.key_lookup("ah").unwrap().unwrap().1, KeyRole::Admin);
+    assert!(s.key_lookup("nope").unwrap().is_none());
+    let t2 = s.create_tenant("beta", "wh3", "ah3", NOW).unwrap();
+    let names: Vec<_> = s.tenants().unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["acme", "beta"]);
+    assert_ne!(t.id, t2.id);
+}
+
+fn append_is_idempotent_per_tenant(s: &dyn Store) {
+    let a = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    let b = s.create_tenant("b", "w2", "a2", NOW).unwrap().id;
+    let events = [ev("e1", "follow", "13800138000"), ev("e2", "order", "13800138000")];
+    let first = append_one(s, a, &events);
+    assert!(matches!(first[..], [Appended::Stored(_), Appended::Stored(_)]));
+    // Same ids again, and one repeated within the batch.
+    let again = append_one(
+        s,
+        a,
+        &[ev("e2", "order", "13800138000"), ev("e3", "follow", "13900139000"), ev("e3", "follow", "13900139000")],
+    );
+    assert_eq!(again[0], Appended::Duplicate);
+    assert!(matches!(again[1], Appended::Stored(_)));
+    assert_eq!(again[2], Appended::Duplicate);
+    // Another tenant may use the same ids.
+    assert!(matches!(append_one(s, b, &events)[..], [Appended::Stored(_), Appended::Stored(_)]));
+    assert_eq!(s.event_count(a).unwrap(), 3);
+    assert_eq!(s.event_count(b).unwrap(), 2);
+}
+
+fn scan_returns_events_in_arrival_order_exactly(s: &dyn Store) {
+    let t = s.create_tenant("a", "w", "a", NOW).unwrap().id;
+    let events = vec![ev("e1", "follow", "13800138000"), ev("e2", "order", "+8613900139000")];
+    append_one(s, t, &events);
+    append_one(s, t, &[ev("e3", "video_like", "13700137000")]);
+    let mut got = Vec::new();
+    s.scan(t, 0, &mut |e| {
+        got.push(e);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(got.len(), 3);
+    assert!(got.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(got[0].event, events[0]);
+    assert_eq!(got[1].event, events[1]);
+    assert_eq!(got[1].received_at, NOW);
+    let mut later = 0;
+    s.scan(t, got[1].seq, &mut |_| {
+        later += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(later, 1);
+}
+
+fn group_commit_spans_tenants(s: &dyn Store) {
+    let a = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    let b = s.create_tenant("b", "w2", "a2", NOW).unwrap().id;
+    let ea = [ev("x", "follow", "13800138000")];
+    let eb = [ev("x", "follow", "13800138000"), ev("y", "follow", "13800138000")];
+    let out = s
+        .append(
+            &[AppendBatch { tenant: a, events: &ea }, AppendBatch { tenant: b, events: &eb }],
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1].len(), 2);
+    assert!(matches!(
+        s.append(&[AppendBatch { tenant: 999, events: &ea }], NOW),
+        Err(StoreError::NoSuchTenant(_))
+    ));
+    // The failed call stored nothing.
+    assert_eq!(s.event_count(a).unwrap(), 1);
+}
+
+fn reopening_keeps_everything(open: &dyn Fn() -> std::sync::Arc<dyn Store>) {
+    let s = open();
+    let t = s.create_tenant("a", "w", "a", NOW).unwrap().id;
+    append_one(&*s, t, &[ev("e1", "follow", "13800138000")]);
+    drop(s);
+    let s = open();
+    assert_eq!(s.event_count(t).unwrap(), 1);
+    assert_eq!(append_one(&*s, t, &[ev("e1", "follow", "13800138000")]), [Appended::Duplicate]);
+    // Sequence numbers keep growing across reopenings (gaps are allowed: PostgreSQL reserves
+    // a range per batch, duplicates included).
+    let r = append_one(&*s, t, &[ev("e2", "follow", "13800138000")]);
+    assert!(matches!(r[..], [Appended::Stored(n)] if n >= 2), "{r:?}");
+}
+
+macro_rules! backends {
+    ($($name:ident),*) => {
+        mod sqlite {
+            $(#[test] fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                let s = crate::SqliteStore::open(dir.path(), crate::Durability::Normal).unwrap();
+                super::$name(&s);
+            })*
+            #[test] fn reopening_keeps_everything() {
+                let dir = tempfile::tempdir().unwrap();
+                let p = dir.path().to_path_buf();
+                super::reopening_keeps_everything(&|| crate::open(&crate::Location::Sqlite(p.clone()), crate::Durability::Full).unwrap());
+            }
+        }
+        mod postgres {
+            $(#[test] fn $name() {
+                let url = crate::testing::fresh_postgres_url();
+                let s = crate::PostgresStore::open(&url).unwrap();
+                super::$name(&s);
+            })*
+            #[test] fn reopening_keeps_everything() {
+                let url = crate::testing::fresh_postgres_url();
+                super::reopening_keeps_everything(&|| crate::open(&crate::Location::Postgres(url.clone()), crate::Durability::Full).unwrap());
+            }
+        }
+    };
+}
+
+backends!(
+    tenants_and_keys,
+    append_is_idempotent_per_tenant,
+    scan_returns_events_in_arrival_order_exactly,
+    group_commit_spans_tenants
+);
