@@ -1,1 +1,214 @@
-//! placeholder
+//! Siyu's application services, shared by the HTTP server and the CLI: tenants and their keys,
+//! the ingest writer, and the read side (stats). Nothing here knows about HTTP or terminals.
+//!
+//! # Layout
+//! - [`keys`]: API keys — generated, shown once, stored as SHA-256 hashes.
+//! - [`tenants`]: tenant names and creation.
+//! - [`ingest`]: the single writer thread with group commit, and the live engines it feeds.
+//! - [`App`]: the handle the server and the CLI hold.
+
+pub mod ingest;
+pub mod keys;
+pub mod tenants;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+use serde_json::Value;
+use siyu_domain::{ErrorCode, Event, EventError, Millis};
+use siyu_engine::Stats;
+use siyu_store::{Appended, KeyRole, Store, StoreError, Tenant, TenantId};
+
+pub use ingest::{EngineMode, Ingestor};
+pub use tenants::{TenantKeys, TenantName};
+
+/// Everything the services can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the store could not commit: {message}")]
+    Commit { code: &'static str, message: String },
+    #[error("the ingest writer has stopped")]
+    WriterStopped,
+    #[error("invalid tenant name {0:?}: use 1–64 letters, digits, '-' or '_'")]
+    InvalidTenantName(String),
+    #[error("no tenant here yet: create one with `siyu tenant create NAME`")]
+    NoTenant,
+    #[error("there are several tenants ({0}); say which with --tenant")]
+    AmbiguousTenant(String),
+}
+
+impl AppError {
+    /// A stable machine code for the edge.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Store(e) => e.code(),
+            AppError::Commit { code, .. } => code,
+            AppError::WriterStopped => "shutting_down",
+            AppError::InvalidTenantName(_) => "invalid_tenant_name",
+            AppError::NoTenant => "tenant_not_found",
+            AppError::AmbiguousTenant(_) => "tenant_ambiguous",
+        }
+    }
+}
+
+/// One refused event in a batch answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// Position in the batch (or line number − 1 in a file).
+    pub index: usize,
+    pub id: Option<String>,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl Rejection {
+    pub fn new(index: usize, e: EventError) -> Rejection {
+        Rejection {
+            index,
+            id: e.id,
+            code: e.code.as_str(),
+            message: e.message,
+            field: e.field,
+        }
+    }
+}
+
+/// The answer to a batch: how many were stored, how many were already there, which were refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BatchOutcome {
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub rejected: Vec<Rejection>,
+}
+
+impl BatchOutcome {
+    /// Counts the store's verdicts into the outcome.
+    pub fn add_appended(&mut self, appended: &[Appended]) {
+        for a in appended {
+            match a {
+                Appended::Stored(_) => self.accepted += 1,
+                Appended::Duplicate => self.duplicates += 1,
+            }
+        }
+        metrics::counter!("siyu_ingest_events_total", "outcome" => "accepted")
+            .increment(self.accepted);
+        metrics::counter!("siyu_ingest_events_total", "outcome" => "duplicate")
+            .increment(self.duplicates);
+    }
+}
+
+/// Parses a batch of native events; refused ones become [`Rejection`]s with their index.
+pub fn parse_batch(values: Vec<Value>, now: Millis) -> (Vec<Event>, Vec<Rejection>) {
+    let mut events = Vec::with_capacity(values.len());
+    let mut rejected = Vec::new();
+    for (i, v) in values.into_iter().enumerate() {
+        match Event::from_value(v, now) {
+            Ok(e) => events.push(e),
+            Err(e) => rejected.push(Rejection::new(i, e)),
+        }
+    }
+    if !rejected.is_empty() {
+        metrics::counter!("siyu_ingest_events_total", "outcome" => "rejected")
+            .increment(rejected.len() as u64);
+    }
+    (events, rejected)
+}
+
+/// A refusal for an event that is too large to look at.
+pub fn too_large(index: usize, id: Option<String>, limit: usize) -> Rejection {
+    Rejection {
+        index,
+        id,
+        code: ErrorCode::EventTooLarge.as_str(),
+        message: format!("event is larger than {limit} bytes"),
+        field: None,
+    }
+}
+
+/// The handle the server and the CLI hold.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub ingestor: Ingestor,
+    /// Key hash → (tenant, role). Keys are never deleted yet, so a positive answer can be kept;
+    /// misses are not cached, so a tenant created by another process is found at once.
+    keys: RwLock<HashMap<String, (Tenant, KeyRole)>>,
+}
+
+impl App {
+    /// Starts the services on a store: loads every tenant's engine from the log (when `mode`
+    /// is live) and starts the writer.
+    pub fn start(store: Arc<dyn Store>, mode: EngineMode) -> Result<App, AppError> {
+        let ingestor = Ingestor::start(store.clone(), mode)?;
+        Ok(App {
+            store,
+            ingestor,
+            keys: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The tenant and role of an API key, if it is one.
+    pub fn authenticate(&self, key: &str) -> Result<Option<(Tenant, KeyRole)>, AppError> {
+        let hash = keys::hash_key(key);
+        if let Some(hit) = self
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+        {
+            return Ok(Some(hit.clone()));
+        }
+        let found = self.store.key_lookup(&hash)?;
+        if let Some(hit) = &found {
+            self.keys
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(hash, hit.clone());
+        }
+        Ok(found)
+    }
+
+    /// Stores parsed events for a tenant and adds the verdicts to `outcome`.
+    pub async fn ingest(
+        &self,
+        tenant: TenantId,
+        events: Vec<Event>,
+        outcome: &mut BatchOutcome,
+    ) -> Result<(), AppError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let appended = self.ingestor.append(tenant, events).await?;
+        outcome.add_appended(&appended);
+        Ok(())
+    }
+
+    /// Totals for a tenant, from the live engine.
+    pub fn stats(&self, tenant: TenantId) -> Result<Stats, AppError> {
+        self.ingestor.stats(tenant)
+    }
+
+    /// Picks the tenant a CLI command works on: the named one, or the only one there is.
+    pub fn resolve_tenant(store: &dyn Store, name: Option<&str>) -> Result<Tenant, AppError> {
+        let all = store.tenants()?;
+        match name {
+            Some(n) => all
+                .into_iter()
+                .find(|t| t.name == n)
+                .ok_or_else(|| AppError::Store(StoreError::NoSuchTenant(n.to_string()))),
+            None => match all.len() {
+                0 => Err(AppError::NoTenant),
+                1 => Ok(all.into_iter().next().expect("one tenant")),
+                _ => Err(AppError::AmbiguousTenant(
+                    all.iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )),
+            },
+        }
+    }
+}

@@ -1,1 +1,40 @@
-fn main() {}
+//! `siyu`: the command line. Thin: parse flags into checked options, open the store, call the
+//! services, print. Each subcommand lives in its own module.
+
+mod bench;
+mod cli;
+mod demo;
+mod gen_cmd;
+mod import;
+mod output;
+mod serve;
+mod tenant;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SIYU_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let json = cli.json();
+    if let Err(e) = run(cli) {
+        output::fail(&e, json);
+    }
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    use cli::Command::*;
+    match cli.command {
+        Serve(a) => serve::run(a),
+        Tenant(a) => tenant::run(a),
+        Gen(a) => gen_cmd::run(a),
+        Import(a) => import::run(a),
+        Demo(a) => demo::run(a),
+        Bench(a) => bench::run(a),
+    }
+}

@@ -130,16 +130,20 @@ impl EventError {
 /// Parses one native event from JSON text. `now` bounds how far in the future `ts` may be.
 pub fn parse_event(text: &str, now: Millis) -> Result<Event, EventError> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
-        EventError::new(
-            ErrorCode::InvalidJson,
-            None,
-            format!("malformed JSON: {e}"),
-        )
+        EventError::new(ErrorCode::InvalidJson, None, format!("malformed JSON: {e}"))
     })?;
     Event::from_value(value, now)
 }
 
-const FIELDS: [&str; 7] = ["id", "type", "ts", "identities", "domain", "props", "source"];
+const FIELDS: [&str; 7] = [
+    "id",
+    "type",
+    "ts",
+    "identities",
+    "domain",
+    "props",
+    "source",
+];
 
 /// Events may be at most this far ahead of the receiving clock (DESIGN.md: 24 h).
 pub const MAX_FUTURE_MS: Millis = MS_PER_DAY;
@@ -354,7 +358,10 @@ fn parse_identities(value: Option<&Value>) -> Result<Identities, EventError> {
             EventError::new(
                 ErrorCode::UnknownIdentityKind,
                 Some(&field),
-                format!("unknown identity kind {key:?}; known kinds: {}", kinds.join(", ")),
+                format!(
+                    "unknown identity kind {key:?}; known kinds: {}",
+                    kinds.join(", ")
+                ),
             )
         })?;
         let text = match v {
@@ -421,7 +428,11 @@ fn check_props(t: CatalogueType, props: &mut Props) -> Result<(), EventError> {
 }
 
 fn prop_error(name: &str, message: String) -> EventError {
-    EventError::new(ErrorCode::InvalidProp, Some(&format!("props.{name}")), message)
+    EventError::new(
+        ErrorCode::InvalidProp,
+        Some(&format!("props.{name}")),
+        message,
+    )
 }
 
 fn optional_number(props: &Props, name: &str) -> Result<(), EventError> {
@@ -511,21 +522,54 @@ mod tests {
         use ErrorCode::*;
         let f = |s: &str| Some(s.to_string());
         assert_eq!(err(json!([1])), (NotAnObject, None));
-        assert_eq!(err(with(base(), "extra", json!(1))), (UnknownField, f("extra")));
+        assert_eq!(
+            err(with(base(), "extra", json!(1))),
+            (UnknownField, f("extra"))
+        );
         let mut v = base();
         v.as_object_mut().unwrap().remove("id");
         assert_eq!(err(v), (MissingField, f("id")));
-        assert_eq!(err(with(base(), "id", json!(""))), (InvalidEventId, f("id")));
-        assert_eq!(err(with(base(), "id", json!("a".repeat(129)))), (InvalidEventId, f("id")));
+        assert_eq!(
+            err(with(base(), "id", json!(""))),
+            (InvalidEventId, f("id"))
+        );
+        assert_eq!(
+            err(with(base(), "id", json!("a".repeat(129)))),
+            (InvalidEventId, f("id"))
+        );
         assert_eq!(err(with(base(), "id", json!(5))), (MissingField, f("id")));
-        assert_eq!(err(with(base(), "type", json!("buy"))), (UnknownEventType, f("type")));
-        assert_eq!(err(with(base(), "type", json!("x_"))), (InvalidEventType, f("type")));
-        assert_eq!(err(with(base(), "ts", json!("2026-10-01 12:00"))), (InvalidTimestamp, f("ts")));
-        assert_eq!(err(with(base(), "ts", json!("2026-10-29T12:00:00Z"))), (TimestampInFuture, f("ts")));
-        assert_eq!(err(with(base(), "domain", json!("private"))), (DomainMismatch, f("domain")));
-        assert_eq!(err(with(base(), "domain", json!("web"))), (InvalidDomain, f("domain")));
-        assert_eq!(err(with(base(), "type", json!("x_signup"))), (MissingField, f("domain")));
-        assert_eq!(err(with(base(), "identities", json!({}))), (MissingIdentity, f("identities")));
+        assert_eq!(
+            err(with(base(), "type", json!("buy"))),
+            (UnknownEventType, f("type"))
+        );
+        assert_eq!(
+            err(with(base(), "type", json!("x_"))),
+            (InvalidEventType, f("type"))
+        );
+        assert_eq!(
+            err(with(base(), "ts", json!("2026-10-01 12:00"))),
+            (InvalidTimestamp, f("ts"))
+        );
+        assert_eq!(
+            err(with(base(), "ts", json!("2026-10-29T12:00:00Z"))),
+            (TimestampInFuture, f("ts"))
+        );
+        assert_eq!(
+            err(with(base(), "domain", json!("private"))),
+            (DomainMismatch, f("domain"))
+        );
+        assert_eq!(
+            err(with(base(), "domain", json!("web"))),
+            (InvalidDomain, f("domain"))
+        );
+        assert_eq!(
+            err(with(base(), "type", json!("x_signup"))),
+            (MissingField, f("domain"))
+        );
+        assert_eq!(
+            err(with(base(), "identities", json!({}))),
+            (MissingIdentity, f("identities"))
+        );
         assert_eq!(
             err(with(base(), "identities", json!({"qq": "1"}))),
             (UnknownIdentityKind, f("identities.qq"))
@@ -538,8 +582,14 @@ mod tests {
             err(with(base(), "identities", json!({"douyin_open_id": ""}))),
             (InvalidIdentity, f("identities.douyin_open_id"))
         );
-        assert_eq!(err(with(base(), "props", json!([]))), (InvalidProps, f("props")));
-        assert_eq!(err(with(base(), "source", json!(""))), (InvalidSource, f("source")));
+        assert_eq!(
+            err(with(base(), "props", json!([]))),
+            (InvalidProps, f("props"))
+        );
+        assert_eq!(
+            err(with(base(), "source", json!(""))),
+            (InvalidSource, f("source"))
+        );
     }
 
     #[test]
@@ -550,7 +600,11 @@ mod tests {
 
     #[test]
     fn custom_events_take_their_domain() {
-        let v = with(with(base(), "type", json!("x_signup")), "domain", json!("商域"));
+        let v = with(
+            with(base(), "type", json!("x_signup")),
+            "domain",
+            json!("商域"),
+        );
         let e = parse(v).unwrap();
         assert_eq!(e.domain(), Domain::Commercial);
         assert_eq!(e.ty.to_string(), "x_signup");
@@ -558,9 +612,8 @@ mod tests {
 
     #[test]
     fn per_type_props_are_checked_and_ids_become_strings() {
-        let order = |props: Value| {
-            parse(with(with(base(), "type", json!("order")), "props", props))
-        };
+        let order =
+            |props: Value| parse(with(with(base(), "type", json!("order")), "props", props));
         let e = order(json!({"order_id": 42, "amount": 99.5})).unwrap();
         assert_eq!(e.props["order_id"], json!("42"));
         assert_eq!(e.amount(), Some(99.5));
@@ -571,14 +624,21 @@ mod tests {
         let e = order(json!({"amount": 1})).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("props.order_id"));
 
-        let join = parse(with(with(base(), "type", json!("group_join")), "props", json!({})));
+        let join = parse(with(
+            with(base(), "type", json!("group_join")),
+            "props",
+            json!({}),
+        ));
         assert_eq!(join.unwrap_err().field.as_deref(), Some("props.group_id"));
         let watch = parse(with(
             with(base(), "type", json!("live_watch")),
             "props",
             json!({"duration_s": "long"}),
         ));
-        assert_eq!(watch.unwrap_err().field.as_deref(), Some("props.duration_s"));
+        assert_eq!(
+            watch.unwrap_err().field.as_deref(),
+            Some("props.duration_s")
+        );
     }
 
     #[test]
@@ -589,7 +649,10 @@ mod tests {
             json!({"phone": 13800138000u64, "email": null}),
         ))
         .unwrap();
-        assert_eq!(e.identities.get(IdentityKind::Phone), Some("+8613800138000"));
+        assert_eq!(
+            e.identities.get(IdentityKind::Phone),
+            Some("+8613800138000")
+        );
         assert_eq!(e.identities.len(), 1);
     }
 

@@ -104,7 +104,10 @@ impl CustomName {
 pub enum EventType {
     Catalogue(CatalogueType),
     /// `x_<name>`, in the domain it was sent with.
-    Custom { name: CustomName, domain: Domain },
+    Custom {
+        name: CustomName,
+        domain: Domain,
+    },
 }
 
 /// Why a type name was refused.
@@ -192,9 +195,15 @@ mod tests {
 
     #[test]
     fn custom_names() {
-        assert!(matches!("x_领券".parse::<TypeName>(), Ok(TypeName::Custom(_))));
+        assert!(matches!(
+            "x_领券".parse::<TypeName>(),
+            Ok(TypeName::Custom(_))
+        ));
         assert_eq!("x_".parse::<TypeName>(), Err(TypeNameError::BadCustomName));
-        assert_eq!("x_a b".parse::<TypeName>(), Err(TypeNameError::BadCustomName));
+        assert_eq!(
+            "x_a b".parse::<TypeName>(),
+            Err(TypeNameError::BadCustomName)
+        );
         assert_eq!("purchase".parse::<TypeName>(), Err(TypeNameError::Unknown));
         let long = format!("x_{}", "a".repeat(65));
         assert_eq!(long.parse::<TypeName>(), Err(TypeNameError::BadCustomName));

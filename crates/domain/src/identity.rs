@@ -65,7 +65,9 @@ pub enum IdentityError {
     Phone(String),
     #[error("email {0:?} is not an address of the form local@domain.tld")]
     Email(String),
-    #[error("{kind} must be a non-empty string of at most {max} characters without control characters")]
+    #[error(
+        "{kind} must be a non-empty string of at most {max} characters without control characters"
+    )]
     Value { kind: IdentityKind, max: usize },
 }
 
@@ -277,7 +279,10 @@ mod tests {
     #[test]
     fn emails_are_lowercased_and_checked() {
         let e = |s| Identity::parse(IdentityKind::Email, s).map(|i| i.value().to_string());
-        assert_eq!(e(" Li.Hua@Example.COM ").as_deref(), Ok("li.hua@example.com"));
+        assert_eq!(
+            e(" Li.Hua@Example.COM ").as_deref(),
+            Ok("li.hua@example.com")
+        );
         assert!(e("no-at.example.com").is_err());
         assert!(e("a@b").is_err());
         assert!(e("a@@b.com").is_err());
@@ -314,7 +319,13 @@ mod tests {
             .collect();
         assert_eq!(
             one,
-            vec![DouyinOpenId, DouyinUnionId, WecomExternalId, WechatUnionId, UserId]
+            vec![
+                DouyinOpenId,
+                DouyinUnionId,
+                WecomExternalId,
+                WechatUnionId,
+                UserId
+            ]
         );
     }
 }

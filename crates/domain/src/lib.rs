@@ -9,12 +9,14 @@
 //! - [`event_type`]: the event catalogue of DESIGN.md and custom `x_` events.
 //! - [`identity`]: identity kinds and value normalization (phones to E.164, emails lowercased).
 //! - [`event`]: the native event model and its parser, with errors that name the field.
+//! - [`segment`]: Segment/RudderStack messages mapped onto native events.
 //! - [`time`]: event time as milliseconds since the Unix epoch, and RFC 3339 in and out.
 
 pub mod domain;
 pub mod event;
 pub mod event_type;
 pub mod identity;
+pub mod segment;
 pub mod time;
 
 pub use domain::Domain;

@@ -203,8 +203,11 @@ pub trait Store: Send + Sync {
     /// `Stored` event is committed. Events whose id the tenant already has (in the log or
     /// earlier in the same call) are `Duplicate` and write nothing. One `Vec` per batch, one
     /// entry per event, in order.
-    fn append(&self, batches: &[AppendBatch<'_>], received_at: Millis)
-    -> Result<Vec<Vec<Appended>>>;
+    fn append(
+        &self,
+        batches: &[AppendBatch<'_>],
+        received_at: Millis,
+    ) -> Result<Vec<Vec<Appended>>>;
 
     /// Calls `f` for each of a tenant's events with `seq > after`, in `seq` order, streaming.
     fn scan(

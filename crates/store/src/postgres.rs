@@ -89,7 +89,10 @@ fn migrate(client: &mut Client) -> Result<()> {
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )?;
     let done: i64 = tx
-        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )?
         .get(0);
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
         tx.batch_execute(sql)?;
@@ -135,7 +138,10 @@ impl crate::Store for PostgresStore {
             return Err(StoreError::TenantExists(name.to_string()));
         };
         let tenant = tenant_from_row(&row);
-        for (hash, role) in [(write_key_hash, KeyRole::Write), (admin_key_hash, KeyRole::Admin)] {
+        for (hash, role) in [
+            (write_key_hash, KeyRole::Write),
+            (admin_key_hash, KeyRole::Admin),
+        ] {
             tx.execute(
                 "INSERT INTO api_keys (tenant_id, key_hash, role, created_at) VALUES ($1, $2, $3, $4)",
                 &[&tenant.id, &hash, &role.as_str(), &now],
@@ -202,7 +208,11 @@ impl crate::Store for PostgresStore {
             let types: Vec<String> = batch.events.iter().map(|e| e.ty.to_string()).collect();
             let domains: Vec<&str> = batch.events.iter().map(|e| e.domain().as_str()).collect();
             let ts: Vec<i64> = batch.events.iter().map(|e| e.ts).collect();
-            let idents: Vec<String> = batch.events.iter().map(|e| e.identities.to_json()).collect();
+            let idents: Vec<String> = batch
+                .events
+                .iter()
+                .map(|e| e.identities.to_json())
+                .collect();
             let props: Vec<Option<String>> = batch.events.iter().map(props_text).collect();
             let sources: Vec<Option<&str>> =
                 batch.events.iter().map(|e| e.source.as_deref()).collect();
@@ -274,7 +284,10 @@ impl crate::Store for PostgresStore {
     fn event_count(&self, tenant: TenantId) -> Result<u64> {
         let n: i64 = self
             .reader()
-            .query_one("SELECT COUNT(*) FROM events WHERE tenant_id = $1", &[&tenant])?
+            .query_one(
+                "SELECT COUNT(*) FROM events WHERE tenant_id = $1",
+                &[&tenant],
+            )?
             .get(0);
         Ok(n as u64)
     }

@@ -144,7 +144,10 @@ impl crate::Store for SqliteStore {
             params![name, now],
         )?;
         let id = tx.last_insert_rowid();
-        for (hash, role) in [(write_key_hash, KeyRole::Write), (admin_key_hash, KeyRole::Admin)] {
+        for (hash, role) in [
+            (write_key_hash, KeyRole::Write),
+            (admin_key_hash, KeyRole::Admin),
+        ] {
             tx.execute(
                 "INSERT INTO api_keys (tenant_id, key_hash, role, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![id, hash, role.as_str(), now],
@@ -196,7 +199,8 @@ impl crate::Store for SqliteStore {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(batches.len());
         {
-            let mut next_seq = tx.prepare_cached("SELECT next_seq FROM tenants WHERE tenant_id = ?1")?;
+            let mut next_seq =
+                tx.prepare_cached("SELECT next_seq FROM tenants WHERE tenant_id = ?1")?;
             let mut set_seq =
                 tx.prepare_cached("UPDATE tenants SET next_seq = ?2 WHERE tenant_id = ?1")?;
             let mut insert = tx.prepare_cached(

@@ -44,27 +44,43 @@ fn tenants_and_keys(s: &dyn Store) {
 fn append_is_idempotent_per_tenant(s: &dyn Store) {
     let a = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
     let b = s.create_tenant("b", "w2", "a2", NOW).unwrap().id;
-    let events = [ev("e1", "follow", "13800138000"), ev("e2", "order", "13800138000")];
+    let events = [
+        ev("e1", "follow", "13800138000"),
+        ev("e2", "order", "13800138000"),
+    ];
     let first = append_one(s, a, &events);
-    assert!(matches!(first[..], [Appended::Stored(_), Appended::Stored(_)]));
+    assert!(matches!(
+        first[..],
+        [Appended::Stored(_), Appended::Stored(_)]
+    ));
     // Same ids again, and one repeated within the batch.
     let again = append_one(
         s,
         a,
-        &[ev("e2", "order", "13800138000"), ev("e3", "follow", "13900139000"), ev("e3", "follow", "13900139000")],
+        &[
+            ev("e2", "order", "13800138000"),
+            ev("e3", "follow", "13900139000"),
+            ev("e3", "follow", "13900139000"),
+        ],
     );
     assert_eq!(again[0], Appended::Duplicate);
     assert!(matches!(again[1], Appended::Stored(_)));
     assert_eq!(again[2], Appended::Duplicate);
     // Another tenant may use the same ids.
-    assert!(matches!(append_one(s, b, &events)[..], [Appended::Stored(_), Appended::Stored(_)]));
+    assert!(matches!(
+        append_one(s, b, &events)[..],
+        [Appended::Stored(_), Appended::Stored(_)]
+    ));
     assert_eq!(s.event_count(a).unwrap(), 3);
     assert_eq!(s.event_count(b).unwrap(), 2);
 }
 
 fn scan_returns_events_in_arrival_order_exactly(s: &dyn Store) {
     let t = s.create_tenant("a", "w", "a", NOW).unwrap().id;
-    let events = vec![ev("e1", "follow", "13800138000"), ev("e2", "order", "+8613900139000")];
+    let events = vec![
+        ev("e1", "follow", "13800138000"),
+        ev("e2", "order", "+8613900139000"),
+    ];
     append_one(s, t, &events);
     append_one(s, t, &[ev("e3", "video_like", "13700137000")]);
     let mut got = Vec::new();
@@ -91,17 +107,35 @@ fn group_commit_spans_tenants(s: &dyn Store) {
     let a = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
     let b = s.create_tenant("b", "w2", "a2", NOW).unwrap().id;
     let ea = [ev("x", "follow", "13800138000")];
-    let eb = [ev("x", "follow", "13800138000"), ev("y", "follow", "13800138000")];
+    let eb = [
+        ev("x", "follow", "13800138000"),
+        ev("y", "follow", "13800138000"),
+    ];
     let out = s
         .append(
-            &[AppendBatch { tenant: a, events: &ea }, AppendBatch { tenant: b, events: &eb }],
+            &[
+                AppendBatch {
+                    tenant: a,
+                    events: &ea,
+                },
+                AppendBatch {
+                    tenant: b,
+                    events: &eb,
+                },
+            ],
             NOW,
         )
         .unwrap();
     assert_eq!(out.len(), 2);
     assert_eq!(out[1].len(), 2);
     assert!(matches!(
-        s.append(&[AppendBatch { tenant: 999, events: &ea }], NOW),
+        s.append(
+            &[AppendBatch {
+                tenant: 999,
+                events: &ea
+            }],
+            NOW
+        ),
         Err(StoreError::NoSuchTenant(_))
     ));
     // The failed call stored nothing.
@@ -115,7 +149,10 @@ fn reopening_keeps_everything(open: &dyn Fn() -> std::sync::Arc<dyn Store>) {
     drop(s);
     let s = open();
     assert_eq!(s.event_count(t).unwrap(), 1);
-    assert_eq!(append_one(&*s, t, &[ev("e1", "follow", "13800138000")]), [Appended::Duplicate]);
+    assert_eq!(
+        append_one(&*s, t, &[ev("e1", "follow", "13800138000")]),
+        [Appended::Duplicate]
+    );
     // Sequence numbers keep growing across reopenings (gaps are allowed: PostgreSQL reserves
     // a range per batch, duplicates included).
     let r = append_one(&*s, t, &[ev("e2", "follow", "13800138000")]);

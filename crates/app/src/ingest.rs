@@ -1,0 +1,387 @@
+//! The ingest writer: one thread that owns every write to the event log.
+//!
+//! Requests (HTTP batches, import chunks) are queued; the writer takes whatever is waiting —
+//! up to [`MAX_GROUP_EVENTS`] — and commits it in **one transaction** (group commit), then
+//! answers each request. So an fsync is shared by every request that arrived while the last
+//! one ran, and an answer is only ever sent after the commit: acknowledged means committed.
+//!
+//! After the commit the writer applies the stored events to the tenant's live engine, in
+//! sequence order. If another process wrote to the same tenant in between (a `siyu import`
+//! beside a running server), the engine first catches up from the log.
+//!
+//! [`Writer::step`] is the unit of work, so tests drive it without a thread.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use siyu_domain::Event;
+use siyu_engine::{Stats, TenantEngine};
+use siyu_store::{AppendBatch, Appended, Store, TenantId};
+use tokio::sync::oneshot;
+
+use crate::AppError;
+
+/// A group commit stops taking more requests once it holds this many events.
+pub const MAX_GROUP_EVENTS: usize = 20_000;
+
+/// Requests waiting for the writer before senders are made to wait (back-pressure).
+const QUEUE_DEPTH: usize = 256;
+
+/// Whether the writer keeps live engines (the server) or only writes (bulk import).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineMode {
+    Live,
+    WriteOnly,
+}
+
+type Reply = oneshot::Sender<Result<Vec<Appended>, AppError>>;
+
+/// One queued request.
+pub struct Job {
+    pub tenant: TenantId,
+    pub events: Vec<Event>,
+    pub reply: Reply,
+}
+
+/// Every tenant's live engine. A std `RwLock`: holders never await, and readers (stats,
+/// reports) take it for microseconds.
+#[derive(Default)]
+pub struct Engines {
+    map: RwLock<HashMap<TenantId, Arc<RwLock<TenantEngine>>>>,
+}
+
+impl Engines {
+    fn get_or_create(&self, tenant: TenantId) -> Arc<RwLock<TenantEngine>> {
+        if let Some(e) = self
+            .map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tenant)
+        {
+            return e.clone();
+        }
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tenant)
+            .or_default()
+            .clone()
+    }
+}
+
+/// Replays a tenant's log after the engine's last applied event.
+fn catch_up(
+    store: &dyn Store,
+    engine: &mut TenantEngine,
+    tenant: TenantId,
+) -> Result<(), AppError> {
+    let after = engine.last_seq();
+    store.scan(tenant, after, &mut |s| {
+        engine.apply(s.seq, &s.event);
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The writer's state; [`Writer::step`] commits one group.
+pub struct Writer {
+    store: Arc<dyn Store>,
+    engines: Option<Arc<Engines>>,
+}
+
+impl Writer {
+    pub fn new(store: Arc<dyn Store>, engines: Option<Arc<Engines>>) -> Writer {
+        Writer { store, engines }
+    }
+
+    /// Commits `jobs` in one transaction and answers each. On a store error every job gets
+    /// the error and nothing is applied (the transaction rolled back).
+    pub fn step(&mut self, jobs: Vec<Job>) {
+        let started = Instant::now();
+        let batches: Vec<AppendBatch<'_>> = jobs
+            .iter()
+            .map(|j| AppendBatch {
+                tenant: j.tenant,
+                events: &j.events,
+            })
+            .collect();
+        let result = self.store.append(&batches, siyu_domain::time::now_ms());
+        drop(batches);
+        let events: usize = jobs.iter().map(|j| j.events.len()).sum();
+        metrics::histogram!("siyu_ingest_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("siyu_ingest_group_events").record(events as f64);
+        match result {
+            Ok(outcomes) => {
+                // Answer first: the commit is what the client waits for; the engine update
+                // is memory-only and follows at once.
+                let mut applied = Vec::with_capacity(jobs.len());
+                for (job, out) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(out.clone()));
+                    applied.push((job.tenant, job.events, out));
+                }
+                if let Some(engines) = &self.engines {
+                    for (tenant, events, out) in applied {
+                        self.apply(engines, tenant, &events, &out);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events, "append failed; the batch was not stored");
+                let code = e.code();
+                let message = e.to_string();
+                for job in jobs {
+                    let _ = job.reply.send(Err(AppError::Commit {
+                        code,
+                        message: message.clone(),
+                    }));
+                }
+            }
+        }
+    }
+
+    fn apply(&self, engines: &Engines, tenant: TenantId, events: &[Event], out: &[Appended]) {
+        let engine = engines.get_or_create(tenant);
+        let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
+        let first_new = out.iter().find_map(|a| match a {
+            Appended::Stored(s) => Some(*s),
+            Appended::Duplicate => None,
+        });
+        let Some(first_new) = first_new else { return };
+        if first_new > engine.last_seq() + 1 {
+            // Something else may have written between (or the seq range has a gap): replay
+            // from the log, which also covers this batch.
+            if let Err(e) = catch_up(&*self.store, &mut engine, tenant) {
+                tracing::error!(error = %e, tenant, "engine catch-up failed");
+            }
+            return;
+        }
+        for (e, a) in events.iter().zip(out) {
+            if let Appended::Stored(seq) = a {
+                engine.apply(*seq, e);
+            }
+        }
+    }
+}
+
+/// The handle to the writer thread.
+pub struct Ingestor {
+    tx: Option<SyncSender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    engines: Option<Arc<Engines>>,
+    store: Arc<dyn Store>,
+}
+
+impl Ingestor {
+    /// Loads engines (in live mode) and starts the writer thread.
+    pub fn start(store: Arc<dyn Store>, mode: EngineMode) -> Result<Ingestor, AppError> {
+        let engines = match mode {
+            EngineMode::WriteOnly => None,
+            EngineMode::Live => {
+                let engines = Arc::new(Engines::default());
+                for t in store.tenants()? {
+                    let engine = engines.get_or_create(t.id);
+                    let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
+                    catch_up(&*store, &mut engine, t.id)?;
+                }
+                Some(engines)
+            }
+        };
+        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
+        let mut writer = Writer::new(store.clone(), engines.clone());
+        let thread = std::thread::Builder::new()
+            .name("siyu-writer".into())
+            .spawn(move || run(&mut writer, rx))
+            .map_err(|_| AppError::WriterStopped)?;
+        Ok(Ingestor {
+            tx: Some(tx),
+            thread: Some(thread),
+            engines,
+            store,
+        })
+    }
+
+    /// Queues events and returns the receiver of the verdicts, without waiting: callers that
+    /// stream (import) keep a few in flight.
+    pub fn submit(
+        &self,
+        tenant: TenantId,
+        events: Vec<Event>,
+    ) -> Result<oneshot::Receiver<Result<Vec<Appended>, AppError>>, AppError> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or(AppError::WriterStopped)?;
+        tx.send(Job {
+            tenant,
+            events,
+            reply,
+        })
+        .map_err(|_| AppError::WriterStopped)?;
+        Ok(rx)
+    }
+
+    /// Stores events and waits for the commit. The queue send may block briefly under
+    /// back-pressure, so it runs on a blocking thread.
+    pub async fn append(
+        &self,
+        tenant: TenantId,
+        events: Vec<Event>,
+    ) -> Result<Vec<Appended>, AppError> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.tx.clone().ok_or(AppError::WriterStopped)?;
+        let job = Job {
+            tenant,
+            events,
+            reply,
+        };
+        match tx.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(job)) => {
+                tokio::task::spawn_blocking(move || tx.send(job))
+                    .await
+                    .map_err(|_| AppError::WriterStopped)?
+                    .map_err(|_| AppError::WriterStopped)?;
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(AppError::WriterStopped),
+        }
+        rx.await.map_err(|_| AppError::WriterStopped)?
+    }
+
+    /// Totals for a tenant from its live engine (catching up first if it has none yet).
+    pub fn stats(&self, tenant: TenantId) -> Result<Stats, AppError> {
+        let Some(engines) = &self.engines else {
+            let mut engine = TenantEngine::new();
+            catch_up(&*self.store, &mut engine, tenant)?;
+            return Ok(engine.stats());
+        };
+        let engine = engines.get_or_create(tenant);
+        if engine.read().unwrap_or_else(|p| p.into_inner()).last_seq() == 0 {
+            let mut e = engine.write().unwrap_or_else(|p| p.into_inner());
+            catch_up(&*self.store, &mut e, tenant)?;
+        }
+        let stats = engine.read().unwrap_or_else(|p| p.into_inner()).stats();
+        Ok(stats)
+    }
+
+    /// Stops taking requests, lets the writer finish what is queued, and waits for it.
+    pub fn shutdown(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Ingestor {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run(writer: &mut Writer, rx: Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut n = first.events.len();
+        let mut jobs = vec![first];
+        while n < MAX_GROUP_EVENTS {
+            match rx.try_recv() {
+                Ok(job) => {
+                    n += job.events.len();
+                    jobs.push(job);
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        writer.step(jobs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use siyu_domain::parse_event;
+    use siyu_store::{Durability, SqliteStore};
+
+    fn ev(id: &str, open_id: &str) -> Event {
+        parse_event(
+            &format!(r#"{{"id":"{id}","type":"follow","ts":"2026-10-01T00:00:00Z","identities":{{"douyin_open_id":"{open_id}"}}}}"#),
+            siyu_domain::time::now_ms(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_step_commits_answers_and_feeds_the_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), Durability::Normal).unwrap());
+        let t = store.create_tenant("a", "w", "a", 0).unwrap().id;
+        let engines = Arc::new(Engines::default());
+        let mut w = Writer::new(store.clone(), Some(engines.clone()));
+        let (r1, mut rx1) = oneshot::channel();
+        let (r2, mut rx2) = oneshot::channel();
+        w.step(vec![
+            Job {
+                tenant: t,
+                events: vec![ev("1", "a"), ev("2", "b")],
+                reply: r1,
+            },
+            Job {
+                tenant: t,
+                events: vec![ev("2", "b"), ev("3", "a")],
+                reply: r2,
+            },
+        ]);
+        assert!(matches!(
+            rx1.try_recv().unwrap().unwrap()[..],
+            [Appended::Stored(1), Appended::Stored(2)]
+        ));
+        assert!(matches!(
+            rx2.try_recv().unwrap().unwrap()[..],
+            [Appended::Duplicate, Appended::Stored(3)]
+        ));
+        let stats = engines.get_or_create(t).read().unwrap().stats();
+        assert_eq!((stats.events, stats.fans), (3, 2));
+    }
+
+    #[test]
+    fn the_engine_catches_up_with_writes_from_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), Durability::Normal).unwrap());
+        let t = store.create_tenant("a", "w", "a", 0).unwrap().id;
+        let ing = Ingestor::start(store.clone(), EngineMode::Live).unwrap();
+        // Another process appends directly.
+        store
+            .append(
+                &[AppendBatch {
+                    tenant: t,
+                    events: &[ev("x", "z")],
+                }],
+                0,
+            )
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(ing.append(t, vec![ev("y", "q")])).unwrap();
+        assert_eq!(ing.stats(t).unwrap().events, 2);
+    }
+
+    #[test]
+    fn shutdown_drains_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), Durability::Normal).unwrap());
+        let t = store.create_tenant("a", "w", "a", 0).unwrap().id;
+        let mut ing = Ingestor::start(store.clone(), EngineMode::WriteOnly).unwrap();
+        let rxs: Vec<_> = (0..50)
+            .map(|i| ing.submit(t, vec![ev(&i.to_string(), "o")]).unwrap())
+            .collect();
+        ing.shutdown();
+        for rx in rxs {
+            assert!(rx.blocking_recv().unwrap().is_ok());
+        }
+        assert_eq!(store.event_count(t).unwrap(), 50);
+    }
+}

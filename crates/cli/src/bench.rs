@@ -1,0 +1,329 @@
+//! `siyu bench ingest`: the ingest benchmarks of docs/BENCHMARKS.md, in one run, on the same
+//! generated events, beside the raw SQLite baseline.
+//!
+//! - **raw SQLite**: the same rows (already parsed, columns ready) inserted with one prepared
+//!   `INSERT` into the same table, one transaction per 5,000 rows — what SQLite itself can do.
+//! - **import → SQLite / PostgreSQL**: `siyu import` of the JSON-lines file: read, parse,
+//!   validate, normalize, deduplicate, append.
+//! - **HTTP**: `POST /api/events` over loopback in batches, several clients at once, against a
+//!   server with full durability (fsync per group commit).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::json;
+use siyu_app::{App, EngineMode, Ingestor};
+use siyu_domain::Event;
+use siyu_store::{Durability, Location};
+
+use crate::cli::{BenchArgs, BenchWhat};
+use crate::{import, output};
+
+#[derive(Debug, Serialize)]
+struct Row {
+    name: String,
+    events: u64,
+    seconds: f64,
+    events_per_second: f64,
+    /// This rate divided by raw SQLite's.
+    vs_raw_sqlite: f64,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.what {
+        BenchWhat::Ingest {
+            events,
+            postgres,
+            batch,
+            clients,
+        } => ingest(events, postgres.as_deref(), batch, clients, args.json),
+    }
+}
+
+/// Generates about `n` events into a file and returns them parsed too.
+fn generate(n: u64, dir: &Path) -> anyhow::Result<(std::path::PathBuf, Vec<String>)> {
+    let mut fans = 1_000u64;
+    let days = 90;
+    let probe = |fans| siyu_gen::GenConfig {
+        fans,
+        days,
+        seed: 7,
+        end: crate::gen_cmd::default_end(),
+    };
+    while siyu_gen::estimate_events(&probe(fans)) < n + n / 10 {
+        fans = fans * 3 / 2 + 1;
+    }
+    let mut buf = Vec::new();
+    siyu_gen::generate(&probe(fans), &mut buf, None, &mut |_| {})?;
+    let text = String::from_utf8(buf)?;
+    let lines: Vec<String> = text.lines().take(n as usize).map(str::to_string).collect();
+    anyhow::ensure!(
+        lines.len() as u64 == n,
+        "generated only {} events",
+        lines.len()
+    );
+    let path = dir.join("events.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n")?;
+    Ok((path, lines))
+}
+
+fn raw_sqlite(dir: &Path, events: &[Event]) -> anyhow::Result<f64> {
+    drop(siyu_store::SqliteStore::open(dir, Durability::Normal)?);
+    let mut conn = rusqlite::Connection::open(dir.join("siyu.db"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", -262_144)?;
+    conn.execute(
+        "INSERT INTO tenants (name, created_at) VALUES ('raw', 0)",
+        [],
+    )?;
+    // Columns prepared outside the timing: the baseline is SQLite's insert rate alone.
+    let rows: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e.id.as_str().to_string(),
+                e.ty.to_string(),
+                e.domain().as_str(),
+                e.ts,
+                e.identities.to_json(),
+                (!e.props.is_empty()).then(|| serde_json::to_string(&e.props).unwrap_or_default()),
+                e.source.clone(),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    for (c, chunk) in rows.chunks(5_000).enumerate() {
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO events (tenant_id, seq, id, type, domain, ts, identities, props, source, received_at)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
+            )?;
+            for (i, r) in chunk.iter().enumerate() {
+                stmt.execute(rusqlite::params![
+                    (c * 5_000 + i) as i64 + 1,
+                    r.0,
+                    r.1,
+                    r.2,
+                    r.3,
+                    r.4,
+                    r.5,
+                    r.6
+                ])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn import_into(location: &Location, file: &Path) -> anyhow::Result<(f64, u64)> {
+    let store = siyu_store::open(location, Durability::Normal)?;
+    siyu_app::tenants::create(&*store, &siyu_app::TenantName::parse("bench")?)?;
+    let tenant = App::resolve_tenant(&*store, Some("bench"))?;
+    let ingestor = Ingestor::start(store.clone(), EngineMode::WriteOnly)?;
+    let started = Instant::now();
+    let s = import::import_files(
+        &ingestor,
+        &tenant,
+        &[(file.to_path_buf(), import::Format::Jsonl)],
+        false,
+    )?;
+    drop(ingestor);
+    store.flush()?;
+    Ok((started.elapsed().as_secs_f64(), s.accepted))
+}
+
+fn fresh_schema(url: &str) -> anyhow::Result<(String, String)> {
+    let schema = format!("siyu_bench_{}", std::process::id());
+    let mut c = url
+        .parse::<postgres::Config>()?
+        .connect(postgres::NoTls)
+        .with_context(|| "cannot connect to --postgres".to_string())?;
+    c.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ))?;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Ok((
+        format!("{url}{sep}options=-c%20search_path%3D{schema}"),
+        schema,
+    ))
+}
+
+fn drop_schema(url: &str, schema: &str) {
+    if let Ok(mut c) = url
+        .parse::<postgres::Config>()
+        .and_then(|c| c.connect(postgres::NoTls))
+    {
+        let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+    }
+}
+
+fn http(dir: &Path, lines: &[String], batch: usize, clients: usize) -> anyhow::Result<(f64, u64)> {
+    let store = siyu_store::open(&Location::Sqlite(dir.to_path_buf()), Durability::Full)?;
+    let keys = siyu_app::tenants::create(&*store, &siyu_app::TenantName::parse("bench")?)?;
+    let app = Arc::new(App::start(store, EngineMode::Live)?);
+    let bodies: Vec<String> = lines
+        .chunks(batch)
+        .map(|c| format!("[{}]", c.join(",")))
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (seconds, accepted) = rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(siyu_server::serve(
+            listener,
+            siyu_server::app(app.clone(), siyu_server::Limits::default()),
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
+        let client = reqwest::Client::new();
+        let url = format!("http://{addr}/api/events");
+        let queue = Arc::new(std::sync::Mutex::new(bodies));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (client, url, queue, key) = (
+                client.clone(),
+                url.clone(),
+                queue.clone(),
+                keys.write_key.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut accepted = 0u64;
+                loop {
+                    let Some(body) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
+                        break;
+                    };
+                    let r = client
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await?;
+                    anyhow::ensure!(r.status().is_success(), "HTTP {}", r.status());
+                    let v: serde_json::Value = r.json().await?;
+                    accepted += v["accepted"].as_u64().unwrap_or(0);
+                }
+                anyhow::Ok(accepted)
+            }));
+        }
+        let mut accepted = 0;
+        for t in tasks {
+            accepted += t.await??;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let _ = stop_tx.send(());
+        server.await??;
+        anyhow::Ok((seconds, accepted))
+    })?;
+    Ok((seconds, accepted))
+}
+
+fn ingest(
+    n: u64,
+    postgres: Option<&str>,
+    batch: usize,
+    clients: usize,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(n > 0, "--events must be at least 1");
+    anyhow::ensure!((1..=10_000).contains(&batch), "--batch must be 1..=10000");
+    anyhow::ensure!(clients >= 1, "--clients must be at least 1");
+    let tmp = tempfile::tempdir()?;
+    let say = |s: &str| {
+        if !json_out {
+            eprintln!("{s}")
+        }
+    };
+    say(&format!("generating {} events ...", output::n(n)));
+    let (file, lines) = generate(n, tmp.path())?;
+    let now = siyu_domain::time::now_ms();
+    let events: Vec<Event> = lines
+        .iter()
+        .map(|l| siyu_domain::parse_event(l, now))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("generated event refused: {e}"))?;
+
+    let mut rows: Vec<Row> = Vec::new();
+    let mut push = |name: &str, seconds: f64, stored: u64| {
+        rows.push(Row {
+            name: name.into(),
+            events: stored,
+            seconds,
+            events_per_second: stored as f64 / seconds,
+            vs_raw_sqlite: 0.0,
+        });
+    };
+    say("raw SQLite inserts ...");
+    let raw_dir = tmp.path().join("raw");
+    push(
+        "raw SQLite INSERT (same rows, 5,000 per transaction)",
+        raw_sqlite(&raw_dir, &events)?,
+        n,
+    );
+    say("siyu import → SQLite ...");
+    let (s, a) = import_into(&Location::Sqlite(tmp.path().join("import")), &file)?;
+    push("siyu import → SQLite (embedded)", s, a);
+    if let Some(url) = postgres {
+        say("siyu import → PostgreSQL ...");
+        let (scoped, schema) = fresh_schema(url)?;
+        let r = import_into(&Location::Postgres(scoped), &file);
+        drop_schema(url, &schema);
+        let (s, a) = r?;
+        push("siyu import → PostgreSQL", s, a);
+    }
+    say(&format!(
+        "HTTP ingest, {clients} clients × {batch} events per request ..."
+    ));
+    let (s, a) = http(&tmp.path().join("http"), &lines, batch, clients)?;
+    push(
+        &format!(
+            "HTTP POST /api/events → SQLite ({batch}/request, {clients} clients, fsync per commit)"
+        ),
+        s,
+        a,
+    );
+
+    let raw = rows[0].events_per_second;
+    for r in &mut rows {
+        r.vs_raw_sqlite = r.events_per_second / raw;
+    }
+    for r in &rows {
+        anyhow::ensure!(
+            r.events == n,
+            "{}: stored {} of {n} events",
+            r.name,
+            r.events
+        );
+    }
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"events": n, "results": rows}))?
+        );
+    } else {
+        println!("| what | events | seconds | events/s | vs raw SQLite |");
+        println!("|---|---:|---:|---:|---:|");
+        for r in &rows {
+            println!(
+                "| {} | {} | {:.2} | {} | {:.2} |",
+                r.name,
+                output::n(r.events),
+                r.seconds,
+                output::n(r.events_per_second as u64),
+                r.vs_raw_sqlite
+            );
+        }
+    }
+    Ok(())
+}

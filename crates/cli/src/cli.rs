@@ -1,0 +1,211 @@
+//! The flags, as clap sees them, and their conversion into checked values.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use siyu_store::Location;
+
+/// Siyu (私域): one fan per person across Douyin's public, commercial and private domains.
+///
+/// Every command that touches data takes --data DIR (embedded SQLite, the default) or
+/// --database-url postgres://... (PostgreSQL), and --tenant NAME (default: the only tenant).
+#[derive(Parser, Debug)]
+#[command(name = "siyu", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// Whether the command asked for JSON output (errors then come as JSON too).
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Tenant(TenantArgs {
+                command: TenantCommand::Create { json: _, .. },
+            }) => true,
+            Command::Tenant(TenantArgs {
+                command: TenantCommand::List { json, .. },
+            }) => *json,
+            Command::Import(a) => a.json,
+            Command::Demo(a) => a.json,
+            Command::Bench(a) => a.json,
+            Command::Gen(_) | Command::Serve(_) => false,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the HTTP API (native and Segment-compatible ingest, stats, health, metrics).
+    Serve(ServeArgs),
+    /// Create and list tenants (brands) and their API keys.
+    Tenant(TenantArgs),
+    /// Generate realistic synthetic events for one Douyin brand (JSON lines).
+    Gen(GenArgs),
+    /// Import events from JSON-lines or CSV files; safe to run twice.
+    Import(ImportArgs),
+    /// Generate a brand, import it into the embedded store, and show what Siyu sees.
+    Demo(DemoArgs),
+    /// Measure ingest throughput against raw SQLite and PostgreSQL.
+    Bench(BenchArgs),
+}
+
+/// Where the data lives.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Data directory of the embedded store (SQLite).
+    #[arg(long, env = "SIYU_DATA", default_value = "./siyu-data", global = true)]
+    pub data: PathBuf,
+    /// PostgreSQL URL (postgres://user@host:5432/db); takes precedence over --data.
+    #[arg(long, env = "SIYU_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    pub fn location(&self) -> anyhow::Result<Location> {
+        Ok(match &self.database_url {
+            Some(url) if !url.is_empty() => {
+                anyhow::ensure!(
+                    url.starts_with("postgres://") || url.starts_with("postgresql://"),
+                    "--database-url must start with postgres:// (got {:?})",
+                    url.split(':').next().unwrap_or("")
+                );
+                Location::Postgres(url.clone())
+            }
+            _ => Location::Sqlite(self.data.clone()),
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "SIYU_ADDR")]
+    pub addr: String,
+}
+
+#[derive(Args, Debug)]
+pub struct TenantArgs {
+    #[command(subcommand)]
+    pub command: TenantCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Create a tenant; prints {"tenant", "write_key", "admin_key"} once — keep the keys.
+    Create {
+        /// 1–64 letters, digits, '-' or '_'.
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Accepted for symmetry; the output is always JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct GenArgs {
+    /// Number of people in the brand's audience.
+    #[arg(long, default_value_t = 100_000)]
+    pub fans: u64,
+    /// Days of activity, ending at --end.
+    #[arg(long, default_value_t = 90)]
+    pub days: u32,
+    /// Random seed; the same seed and --end give the same bytes.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// End of the period (RFC 3339). Default: the start of today (UTC).
+    #[arg(long)]
+    pub end: Option<String>,
+    /// Output file (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write the true person of every identity value (CSV kind,value,person).
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Files to import: .jsonl/.ndjson (native events) or .csv; a .gz suffix is decompressed.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Tenant to import into (default: the only one).
+    #[arg(long, env = "SIYU_TENANT")]
+    pub tenant: Option<String>,
+    /// Input format; by default taken from each file's extension.
+    #[arg(long, value_enum)]
+    pub format: Option<crate::import::Format>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// People in the generated brand.
+    #[arg(long, default_value_t = 100_000)]
+    pub fans: u64,
+    /// Days of activity, ending today.
+    #[arg(long, default_value_t = 90)]
+    pub days: u32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Then serve the HTTP API on --addr.
+    #[arg(long)]
+    pub serve: bool,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchWhat {
+    /// Import, HTTP ingest and raw SQLite inserts of the same generated events, in one run.
+    Ingest {
+        /// Number of events to generate and ingest.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Also measure PostgreSQL at this URL (a fresh schema is created and dropped).
+        #[arg(long, env = "SIYU_BENCH_DATABASE_URL")]
+        postgres: Option<String>,
+        /// Events per HTTP request.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+    },
+}
+
+/// Parses an RFC 3339 flag value, naming the flag when it is wrong.
+pub fn parse_time(flag: &str, value: &str) -> anyhow::Result<i64> {
+    siyu_domain::time::parse_rfc3339(value).with_context(|| {
+        format!("{flag} {value:?} is not an RFC 3339 time such as 2026-10-31T00:00:00Z")
+    })
+}

@@ -1,0 +1,196 @@
+//! `siyu demo`: one command from nothing to a brand Siyu understands.
+//!
+//! Generates a brand (default 100,000 people over the last 90 days), imports it into the
+//! embedded store, and prints what Siyu sees. Running it again on the same data directory
+//! imports nothing twice. `--serve` then serves the API with the demo tenant's keys.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use siyu_app::{App, EngineMode, Ingestor, TenantKeys};
+use siyu_domain::Domain;
+use siyu_store::{Location, Store};
+
+use crate::cli::DemoArgs;
+use crate::{gen_cmd, import, output};
+
+const TENANT: &str = "demo";
+
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let location = args.store.location()?;
+    let store = siyu_store::open(&location, siyu_store::Durability::Normal)?;
+    let keys = demo_tenant(&*store, &location)?;
+    let tenant = App::resolve_tenant(&*store, Some(TENANT))?;
+
+    let cfg = gen_cmd::config(args.fans, args.days, args.seed, None)?;
+    let work = match &location {
+        Location::Sqlite(dir) => dir.join("demo"),
+        Location::Postgres(_) => std::env::temp_dir().join("siyu-demo"),
+    };
+    std::fs::create_dir_all(&work)?;
+    let stem = format!(
+        "brand-seed{}-{}fans-{}d-{}",
+        cfg.seed,
+        cfg.fans,
+        cfg.days,
+        cfg.end.strftime("%Y%m%d")
+    );
+    let events_file = work.join(format!("{stem}.jsonl"));
+    let truth_file = work.join(format!("{stem}.truth.csv"));
+    if !events_file.exists() {
+        if !args.json {
+            eprintln!(
+                "generating {} people over {} days ...",
+                output::n(cfg.fans),
+                cfg.days
+            );
+        }
+        let partial = work.join(format!("{stem}.jsonl.part"));
+        gen_cmd::write_files(&cfg, &partial, Some(&truth_file))?;
+        std::fs::rename(&partial, &events_file)?;
+    }
+
+    let ingestor = Ingestor::start(store.clone(), EngineMode::WriteOnly)?;
+    let summary = import::import_files(
+        &ingestor,
+        &tenant,
+        &[(events_file.clone(), import::Format::Jsonl)],
+        !args.json,
+    )?;
+    drop(ingestor);
+    store.flush()?;
+
+    let stats = Ingestor::start(store.clone(), EngineMode::WriteOnly)?.stats(tenant.id)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "tenant": TENANT,
+                "store": location.describe(),
+                "events_file": events_file,
+                "truth_file": truth_file,
+                "import": summary,
+                "stats": stats,
+            }))?
+        );
+    } else {
+        print_report(&location, &events_file, &summary, &stats);
+    }
+
+    if args.serve {
+        drop(store);
+        let banner = move |addr: &str| print_serve_banner(addr, keys.as_ref());
+        crate::serve::serve_at(&location, &args.addr, Some(&banner))?;
+    }
+    Ok(())
+}
+
+/// Creates the demo tenant once and keeps its keys beside the data (the demo is local), so a
+/// later `siyu demo --serve` can show them again.
+fn demo_tenant(store: &dyn Store, location: &Location) -> anyhow::Result<Option<TenantKeys>> {
+    let keys_file: Option<PathBuf> = match location {
+        Location::Sqlite(dir) => Some(dir.join("demo-keys.json")),
+        Location::Postgres(_) => None,
+    };
+    if store.tenants()?.iter().any(|t| t.name == TENANT) {
+        return Ok(keys_file.and_then(|p| read_keys(&p)));
+    }
+    let keys = siyu_app::tenants::create(store, &siyu_app::TenantName::parse(TENANT)?)?;
+    if let Some(p) = keys_file {
+        std::fs::write(&p, serde_json::to_string_pretty(&keys)?)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+    Ok(Some(keys))
+}
+
+fn read_keys(p: &Path) -> Option<TenantKeys> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()?;
+    Some(TenantKeys {
+        tenant: v["tenant"].as_str()?.to_string(),
+        write_key: v["write_key"].as_str()?.to_string(),
+        admin_key: v["admin_key"].as_str()?.to_string(),
+    })
+}
+
+fn bar(x: u64, max: u64, width: usize) -> String {
+    let k = if max == 0 {
+        0
+    } else {
+        (x as f64 / max as f64 * width as f64).round() as usize
+    };
+    "█".repeat(k.max(usize::from(x > 0)))
+}
+
+fn print_report(
+    location: &Location,
+    file: &Path,
+    s: &import::ImportSummary,
+    stats: &siyu_engine::Stats,
+) {
+    println!();
+    println!("Siyu 私域 demo — tenant {TENANT}, {}", location.describe());
+    println!("  source: {}", file.display());
+    println!(
+        "  import: {} accepted, {} duplicates, {} rejected in {:.1} s ({} events/s)",
+        output::n(s.accepted),
+        output::n(s.duplicates),
+        output::n(s.rejected),
+        s.seconds,
+        output::n(s.events_per_second as u64)
+    );
+    println!();
+    println!(
+        "  {} events resolved to {} fans 粉丝",
+        output::n(stats.events),
+        output::n(stats.fans)
+    );
+    println!();
+    println!("  Events by domain");
+    let max = stats.by_domain.values().copied().max().unwrap_or(0);
+    for d in Domain::ALL {
+        let x = stats.by_domain.get(d.as_str()).copied().unwrap_or(0);
+        println!(
+            "    {} {:<11} {:>12}  {}",
+            d.label_zh(),
+            d.label_en(),
+            output::n(x),
+            bar(x, max, 40)
+        );
+    }
+    println!();
+    println!("  Events by type");
+    let mut types: Vec<_> = stats.by_type.iter().collect();
+    types.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let max = types.first().map(|t| *t.1).unwrap_or(0);
+    for (t, x) in types {
+        println!("    {:<20} {:>12}  {}", t, output::n(*x), bar(*x, max, 40));
+    }
+    println!();
+    println!("  Next: `siyu demo --serve` serves this brand on http://127.0.0.1:8080");
+}
+
+fn print_serve_banner(addr: &str, keys: Option<&TenantKeys>) {
+    println!();
+    println!("Serving on http://{addr}  (Ctrl-C stops)");
+    match keys {
+        Some(k) => {
+            println!("  write key: {}", k.write_key);
+            println!("  admin key: {}", k.admin_key);
+            println!();
+            println!(
+                "  curl -s http://{addr}/api/stats -H 'Authorization: Bearer {}'",
+                k.admin_key
+            );
+            println!(
+                "  curl -s http://{addr}/api/events -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' \\\n    -d '[{{\"id\":\"hello-1\",\"type\":\"follow\",\"ts\":\"{}\",\"identities\":{{\"phone\":\"138 0013 8000\"}}}}]'",
+                k.write_key,
+                siyu_domain::time::format_rfc3339(siyu_domain::time::now_ms())
+            );
+        }
+        None => println!("  (the demo tenant's keys were printed when it was created)"),
+    }
+}

@@ -1,0 +1,473 @@
+//! `siyu import`: native JSON lines and CSV, streamed through the ingest writer.
+//!
+//! The main thread reads and parses; the writer thread commits. A few batches are kept in
+//! flight, so parsing the next chunk overlaps with committing the last one. Running the same
+//! import twice stores nothing twice (event ids are idempotency keys). Refused lines go to
+//! `FILE.rejected.jsonl` beside the input, each with its line number, code, field and reason.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use siyu_app::{BatchOutcome, Ingestor, Rejection};
+use siyu_domain::{ErrorCode, Event, EventError, IdentityKind, time};
+use siyu_store::{Appended, TenantId};
+use tokio::sync::oneshot;
+
+use crate::cli::ImportArgs;
+use crate::output;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One native event (JSON object) per line.
+    Jsonl,
+    /// A header row, then one event per row (see docs/import.md).
+    Csv,
+}
+
+impl Format {
+    fn of(path: &Path) -> anyhow::Result<Format> {
+        let name = path.to_string_lossy().to_ascii_lowercase();
+        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        if name.ends_with(".jsonl") || name.ends_with(".ndjson") || name.ends_with(".json") {
+            Ok(Format::Jsonl)
+        } else if name.ends_with(".csv") {
+            Ok(Format::Csv)
+        } else {
+            bail!(
+                "{}: cannot tell the format from the extension; use .jsonl or .csv, or --format",
+                path.display()
+            )
+        }
+    }
+}
+
+/// Events per batch handed to the writer.
+const CHUNK: usize = 5_000;
+/// Batches awaiting commit before the reader waits.
+const IN_FLIGHT: usize = 4;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FileSummary {
+    pub file: String,
+    pub lines: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// Where the refused lines were written, if any were.
+    pub rejected_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportSummary {
+    pub tenant: String,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub seconds: f64,
+    pub events_per_second: f64,
+    pub files: Vec<FileSummary>,
+}
+
+pub fn run(args: ImportArgs) -> anyhow::Result<()> {
+    let location = args.store.location()?;
+    // Check every file before storing anything, so a typo in the last name stores nothing.
+    let mut plan = Vec::new();
+    for f in &args.files {
+        let format = match args.format {
+            Some(f) => f,
+            None => Format::of(f)?,
+        };
+        anyhow::ensure!(f.is_file(), "{}: no such file", f.display());
+        plan.push((f.clone(), format));
+    }
+    let store = siyu_store::open(&location, siyu_store::Durability::Normal)?;
+    let tenant = siyu_app::App::resolve_tenant(&*store, args.tenant.as_deref())?;
+    let ingestor = Ingestor::start(store.clone(), siyu_app::EngineMode::WriteOnly)?;
+    let summary = import_files(&ingestor, &tenant, &plan, true)?;
+    drop(ingestor);
+    store.flush()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(())
+}
+
+pub fn print_summary(s: &ImportSummary) {
+    for f in &s.files {
+        let rej = match &f.rejected_file {
+            Some(p) => format!(" (reasons in {p})"),
+            None => String::new(),
+        };
+        println!(
+            "{}: {} accepted, {} duplicates, {} rejected{rej}",
+            f.file,
+            output::n(f.accepted),
+            output::n(f.duplicates),
+            output::n(f.rejected)
+        );
+    }
+    println!(
+        "imported into tenant {}: {} accepted, {} duplicates, {} rejected in {:.1} s ({} events/s)",
+        s.tenant,
+        output::n(s.accepted),
+        output::n(s.duplicates),
+        output::n(s.rejected),
+        s.seconds,
+        output::n(s.events_per_second as u64)
+    );
+}
+
+/// Imports files in order into one tenant.
+pub fn import_files(
+    ingestor: &Ingestor,
+    tenant: &siyu_store::Tenant,
+    files: &[(PathBuf, Format)],
+    show_progress: bool,
+) -> anyhow::Result<ImportSummary> {
+    let started = Instant::now();
+    let mut summary = ImportSummary {
+        tenant: tenant.name.clone(),
+        ..Default::default()
+    };
+    for (path, format) in files {
+        let f = import_file(ingestor, tenant.id, path, *format, show_progress)
+            .with_context(|| format!("importing {}", path.display()))?;
+        summary.accepted += f.accepted;
+        summary.duplicates += f.duplicates;
+        summary.rejected += f.rejected;
+        summary.files.push(f);
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.events_per_second =
+        (summary.accepted + summary.duplicates) as f64 / summary.seconds.max(1e-9);
+    Ok(summary)
+}
+
+/// Counts bytes read, for the progress bar.
+struct Counting<R> {
+    inner: R,
+    n: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n.fetch_add(k as u64, Ordering::Relaxed);
+        Ok(k)
+    }
+}
+
+fn open_input(path: &Path) -> anyhow::Result<(Box<dyn BufRead>, u64, Arc<AtomicU64>)> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let len = file.metadata()?.len();
+    let read = Arc::new(AtomicU64::new(0));
+    let counting = Counting {
+        inner: file,
+        n: read.clone(),
+    };
+    let reader: Box<dyn BufRead> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            flate2::read::MultiGzDecoder::new(BufReader::new(counting)),
+        ))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 20, counting))
+    };
+    Ok((reader, len, read))
+}
+
+/// Commits in flight, oldest first; the writer answers in order.
+struct Pipeline<'a> {
+    ingestor: &'a Ingestor,
+    tenant: TenantId,
+    pending: VecDeque<oneshot::Receiver<Result<Vec<Appended>, siyu_app::AppError>>>,
+    outcome: BatchOutcome,
+}
+
+impl Pipeline<'_> {
+    fn send(&mut self, events: Vec<Event>) -> anyhow::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        while self.pending.len() >= IN_FLIGHT {
+            self.wait_one()?;
+        }
+        self.pending
+            .push_back(self.ingestor.submit(self.tenant, events)?);
+        Ok(())
+    }
+
+    fn wait_one(&mut self) -> anyhow::Result<()> {
+        if let Some(rx) = self.pending.pop_front() {
+            let appended = rx
+                .blocking_recv()
+                .map_err(|_| siyu_app::AppError::WriterStopped)??;
+            self.outcome.add_appended(&appended);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<BatchOutcome> {
+        while !self.pending.is_empty() {
+            self.wait_one()?;
+        }
+        Ok(self.outcome)
+    }
+}
+
+/// Where refused lines go; created on the first refusal only.
+struct RejectLog {
+    path: PathBuf,
+    out: Option<BufWriter<File>>,
+    count: u64,
+}
+
+impl RejectLog {
+    fn new(input: &Path) -> RejectLog {
+        let mut name = input.as_os_str().to_owned();
+        name.push(".rejected.jsonl");
+        RejectLog {
+            path: PathBuf::from(name),
+            out: None,
+            count: 0,
+        }
+    }
+
+    fn write(&mut self, line: u64, r: &Rejection, input: &str) -> anyhow::Result<()> {
+        if self.out.is_none() {
+            let f = File::create(&self.path)
+                .with_context(|| format!("cannot write {}", self.path.display()))?;
+            self.out = Some(BufWriter::new(f));
+        }
+        let row = serde_json::json!({
+            "line": line, "id": r.id, "code": r.code, "field": r.field,
+            "message": r.message, "input": input,
+        });
+        if let Some(out) = &mut self.out {
+            writeln!(out, "{row}")?;
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Flushes, or removes a stale file from an earlier run when nothing was refused.
+    fn finish(mut self) -> anyhow::Result<Option<String>> {
+        match self.out.take() {
+            Some(mut out) => {
+                out.flush()?;
+                Ok(Some(self.path.display().to_string()))
+            }
+            None => {
+                let _ = std::fs::remove_file(&self.path);
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn import_file(
+    ingestor: &Ingestor,
+    tenant: TenantId,
+    path: &Path,
+    format: Format,
+    show_progress: bool,
+) -> anyhow::Result<FileSummary> {
+    let (reader, len, read) = open_input(path)?;
+    let bar = if show_progress {
+        output::progress(len, "importing")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut pipeline = Pipeline {
+        ingestor,
+        tenant,
+        pending: VecDeque::new(),
+        outcome: BatchOutcome::default(),
+    };
+    let mut rejects = RejectLog::new(path);
+    let now = time::now_ms();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut lines = 0u64;
+    let mut on_row = |line: u64,
+                      parsed: Result<Event, EventError>,
+                      text: &dyn Fn() -> String|
+     -> anyhow::Result<()> {
+        match parsed {
+            Ok(e) => {
+                chunk.push(e);
+                if chunk.len() == CHUNK {
+                    pipeline.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))?;
+                    bar.set_position(read.load(Ordering::Relaxed));
+                }
+            }
+            Err(e) => rejects.write(line, &Rejection::new(line as usize - 1, e), &text())?,
+        }
+        Ok(())
+    };
+    match format {
+        Format::Jsonl => {
+            let mut reader = reader;
+            let mut buf = Vec::with_capacity(4096);
+            loop {
+                buf.clear();
+                if reader.read_until(b'\n', &mut buf)? == 0 {
+                    break;
+                }
+                lines += 1;
+                let bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let parsed = match std::str::from_utf8(bytes) {
+                    Ok(s) => siyu_domain::parse_event(s, now),
+                    Err(_) => Err(EventError::new(
+                        ErrorCode::InvalidJson,
+                        None,
+                        "the line is not UTF-8",
+                    )),
+                };
+                on_row(lines, parsed, &|| {
+                    String::from_utf8_lossy(bytes).into_owned()
+                })?;
+            }
+        }
+        Format::Csv => {
+            let mut rdr = csv::ReaderBuilder::new()
+                .flexible(false)
+                .from_reader(reader);
+            let header = CsvHeader::parse(rdr.headers()?)?;
+            lines = 1;
+            for record in rdr.records() {
+                let record = record?;
+                lines = record.position().map(|p| p.line()).unwrap_or(lines + 1);
+                let parsed = header
+                    .to_value(&record)
+                    .and_then(|v| Event::from_value(v, now));
+                on_row(lines, parsed, &|| {
+                    record.iter().collect::<Vec<_>>().join(",")
+                })?;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        pipeline.send(std::mem::take(&mut chunk))?;
+    }
+    let outcome = pipeline.finish()?;
+    bar.finish_and_clear();
+    let rejected = rejects.count;
+    Ok(FileSummary {
+        file: path.display().to_string(),
+        lines,
+        accepted: outcome.accepted,
+        duplicates: outcome.duplicates,
+        rejected,
+        rejected_file: rejects.finish()?,
+    })
+}
+
+/// What each CSV column means.
+enum Column {
+    Field(&'static str),
+    Identity(IdentityKind),
+    Prop(String),
+    Props,
+}
+
+/// A checked CSV header: `id,type,ts` (required), `domain`, `source`, `props` (a JSON object),
+/// any identity kind (`phone`, `douyin_open_id`, ...), and `props.NAME` for single properties.
+struct CsvHeader(Vec<Column>);
+
+impl CsvHeader {
+    fn parse(h: &csv::StringRecord) -> anyhow::Result<CsvHeader> {
+        let mut cols = Vec::new();
+        for (i, name) in h.iter().enumerate() {
+            let name = name.trim().trim_start_matches('\u{feff}');
+            let col = match name {
+                "id" => Column::Field("id"),
+                "type" => Column::Field("type"),
+                "ts" => Column::Field("ts"),
+                "domain" => Column::Field("domain"),
+                "source" => Column::Field("source"),
+                "props" => Column::Props,
+                _ => {
+                    if let Ok(k) = name.parse::<IdentityKind>() {
+                        Column::Identity(k)
+                    } else if let Some(p) = name
+                        .strip_prefix("props.")
+                        .or_else(|| name.strip_prefix("prop."))
+                        .filter(|p| !p.is_empty())
+                    {
+                        Column::Prop(p.to_string())
+                    } else {
+                        bail!(
+                            "line 1, column {} {name:?}: unknown column; use id, type, ts, domain, source, props, props.NAME or an identity kind",
+                            i + 1
+                        )
+                    }
+                }
+            };
+            cols.push(col);
+        }
+        for required in ["id", "type", "ts"] {
+            if !cols
+                .iter()
+                .any(|c| matches!(c, Column::Field(f) if *f == required))
+            {
+                bail!("line 1: the header needs a {required:?} column");
+            }
+        }
+        Ok(CsvHeader(cols))
+    }
+
+    fn to_value(&self, r: &csv::StringRecord) -> Result<Value, EventError> {
+        let mut obj = Map::new();
+        let mut identities = Map::new();
+        let mut props = Map::new();
+        for (col, cell) in self.0.iter().zip(r.iter()) {
+            if cell.is_empty() {
+                continue;
+            }
+            match col {
+                Column::Field(f) => {
+                    obj.insert((*f).to_string(), cell.into());
+                }
+                Column::Identity(k) => {
+                    identities.insert(k.as_str().to_string(), cell.into());
+                }
+                Column::Prop(p) => {
+                    // Numbers stay numbers ("99.5"), anything else is text ("007", "grp_1").
+                    let v = serde_json::from_str::<serde_json::Number>(cell)
+                        .map(Value::Number)
+                        .unwrap_or_else(|_| cell.into());
+                    props.insert(p.clone(), v);
+                }
+                Column::Props => match serde_json::from_str::<Value>(cell) {
+                    Ok(Value::Object(m)) => props.extend(m),
+                    _ => {
+                        return Err(EventError::new(
+                            ErrorCode::InvalidProps,
+                            Some("props"),
+                            "the props column must hold a JSON object",
+                        ));
+                    }
+                },
+            }
+        }
+        obj.insert("identities".into(), Value::Object(identities));
+        if !props.is_empty() {
+            obj.insert("props".into(), Value::Object(props));
+        }
+        Ok(Value::Object(obj))
+    }
+}

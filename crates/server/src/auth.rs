@@ -1,0 +1,49 @@
+//! API keys on requests: `Authorization: Bearer KEY`, or HTTP Basic with the key as the user
+//! name (what Segment's libraries send), or — for Segment only — `writeKey` in the body.
+
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use siyu_store::{KeyRole, Tenant};
+
+use crate::{ApiError, AppState};
+
+/// The key in the `Authorization` header, if any.
+pub fn header_key(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.trim().to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let user = text.split_once(':').map(|(u, _)| u).unwrap_or(&text);
+        return Some(user.to_string());
+    }
+    None
+}
+
+/// Resolves a key to its tenant and role.
+pub async fn authenticate(
+    state: &AppState,
+    key: Option<String>,
+) -> Result<(Tenant, KeyRole), ApiError> {
+    let key = key.ok_or_else(|| {
+        ApiError::Unauthorized("missing API key: send Authorization: Bearer <key>".into())
+    })?;
+    let app = state.app.clone();
+    let found = tokio::task::spawn_blocking(move || app.authenticate(&key))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    found.ok_or_else(|| ApiError::Unauthorized("unknown API key".into()))
+}
+
+/// Like [`authenticate`], but only an admin key will do.
+pub async fn admin(state: &AppState, headers: &HeaderMap) -> Result<Tenant, ApiError> {
+    match authenticate(state, header_key(headers)).await? {
+        (t, KeyRole::Admin) => Ok(t),
+        (_, KeyRole::Write) => Err(ApiError::Forbidden),
+    }
+}

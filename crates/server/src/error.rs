@@ -1,0 +1,119 @@
+//! The HTTP edge's one error type: every failure maps to a status and a stable code here.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use siyu_app::AppError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the request is wrong; `field` names what.
+    BadRequest {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
+    /// 400 with a batch answer attached (every event was refused).
+    AllRejected(Value),
+    /// 401: no key, or not a key of this server.
+    Unauthorized(String),
+    /// 403: a write key used where an admin key is needed.
+    Forbidden,
+    NotFound,
+    /// 413
+    TooLarge(usize),
+    /// 415
+    UnsupportedMediaType(String),
+    /// 503: shutting down.
+    Unavailable,
+    /// 500: logged once here; the client sees no detail.
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad(code: &'static str, field: Option<&str>, message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+            field: field.map(str::to_string),
+        }
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::WriterStopped => ApiError::Unavailable,
+            AppError::InvalidTenantName(_) | AppError::AmbiguousTenant(_) | AppError::NoTenant => {
+                ApiError::bad(e.code(), None, e.to_string())
+            }
+            other => ApiError::Internal(format!("{other}")),
+        }
+    }
+}
+
+fn body(code: &str, message: &str, field: Option<&str>) -> Value {
+    json!({"error": {"code": code, "message": message, "field": field}})
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, value) = match self {
+            ApiError::BadRequest {
+                code,
+                message,
+                field,
+            } => (
+                StatusCode::BAD_REQUEST,
+                body(code, &message, field.as_deref()),
+            ),
+            ApiError::AllRejected(v) => (StatusCode::BAD_REQUEST, v),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, body("unauthorized", &m, None)),
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                body(
+                    "forbidden",
+                    "this needs the tenant's admin key; a write key may only ingest",
+                    None,
+                ),
+            ),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                body("not_found", "no such endpoint", None),
+            ),
+            ApiError::TooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                body(
+                    "payload_too_large",
+                    &format!("the request body is larger than {limit} bytes"),
+                    None,
+                ),
+            ),
+            ApiError::UnsupportedMediaType(m) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                body("unsupported_media_type", &m, None),
+            ),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                body(
+                    "shutting_down",
+                    "the server is shutting down; retry on another node or later",
+                    None,
+                ),
+            ),
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    body(
+                        "internal",
+                        "internal error; nothing of this request was stored unless it was acknowledged",
+                        None,
+                    ),
+                )
+            }
+        };
+        (status, Json(value)).into_response()
+    }
+}

@@ -1,0 +1,187 @@
+//! Ingest endpoints: native `POST /api/events` and Segment-compatible `POST /v1/*`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State as Axum;
+use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+use siyu_app::{BatchOutcome, Rejection, parse_batch};
+use siyu_domain::segment::{self, Kind};
+use siyu_domain::{Domain, time};
+
+use crate::{ApiError, State, auth, body};
+
+/// Answers a batch: 200 with the outcome, or 400 when nothing in it was acceptable.
+fn answer(
+    outcome: BatchOutcome,
+    total: usize,
+    extra: Option<(&str, Value)>,
+) -> Result<Json<Value>, ApiError> {
+    let mut v = serde_json::to_value(&outcome).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if total > 0 && outcome.rejected.len() == total {
+        v["error"] = json!({
+            "code": "all_events_rejected",
+            "message": format!("all {total} events were rejected; see rejected[] for each reason"),
+            "field": null,
+        });
+        return Err(ApiError::AllRejected(v));
+    }
+    if let Some((k, x)) = extra {
+        v[k] = x;
+    }
+    Ok(Json(v))
+}
+
+/// `POST /api/events`: a JSON array of native events, `{"events": [...]}`, or one event.
+pub async fn native(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (tenant, _) = auth::authenticate(&state, auth::header_key(&headers)).await?;
+    let limit = state.limits.native_body;
+    let values = match body::json_body(&headers, raw, limit)? {
+        Value::Array(a) => a,
+        Value::Object(mut o) if o.contains_key("events") => match o.remove("events") {
+            Some(Value::Array(a)) => a,
+            _ => {
+                return Err(ApiError::bad(
+                    "invalid_batch",
+                    Some("events"),
+                    "events must be an array",
+                ));
+            }
+        },
+        v @ Value::Object(_) => vec![v],
+        _ => {
+            return Err(ApiError::bad(
+                "invalid_batch",
+                None,
+                "the body must be an array of events, {\"events\": [...]}, or one event object",
+            ));
+        }
+    };
+    if values.is_empty() {
+        return Err(ApiError::bad(
+            "empty_batch",
+            None,
+            "the batch has no events",
+        ));
+    }
+    if values.len() > state.limits.native_events {
+        return Err(ApiError::bad(
+            "batch_too_large",
+            None,
+            format!("at most {} events per request", state.limits.native_events),
+        ));
+    }
+    let total = values.len();
+    let (events, rejected) = parse_batch(values, time::now_ms());
+    let mut outcome = BatchOutcome {
+        rejected,
+        ..Default::default()
+    };
+    state.app.ingest(tenant.id, events, &mut outcome).await?;
+    answer(outcome, total, None)
+}
+
+async fn segment(
+    state: State,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+    kind: Option<Kind>,
+) -> Result<Json<Value>, ApiError> {
+    let limits = state.limits;
+    let mut body = body::json_body(&headers, raw, limits.segment_body)?;
+    let Value::Object(obj) = &mut body else {
+        return Err(ApiError::bad(
+            "invalid_batch",
+            None,
+            "the body must be a JSON object",
+        ));
+    };
+    // Segment sends the write key as the basic-auth user; some clients put it in the body.
+    let key = auth::header_key(&headers).or_else(|| {
+        obj.get("writeKey")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    let (tenant, _) = auth::authenticate(&state, key).await?;
+    let sent_at = obj
+        .get("sentAt")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let messages = match kind {
+        Some(_) => vec![body],
+        None => match obj.remove("batch") {
+            Some(Value::Array(a)) => a,
+            _ => {
+                return Err(ApiError::bad(
+                    "invalid_batch",
+                    Some("batch"),
+                    "batch must be an array of messages",
+                ));
+            }
+        },
+    };
+    if messages.is_empty() {
+        return Err(ApiError::bad(
+            "empty_batch",
+            Some("batch"),
+            "the batch has no messages",
+        ));
+    }
+    let cx = segment::Context {
+        sent_at: sent_at.as_deref(),
+        custom_domain: tenant.custom_domain.parse().unwrap_or(Domain::Private),
+        now: time::now_ms(),
+    };
+    let total = messages.len();
+    let mut events = Vec::with_capacity(total);
+    let mut outcome = BatchOutcome::default();
+    for (i, m) in messages.into_iter().enumerate() {
+        let size = serde_json::to_vec(&m)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > limits.segment_event {
+            let id = m
+                .get("messageId")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            outcome
+                .rejected
+                .push(siyu_app::too_large(i, id, limits.segment_event));
+            continue;
+        }
+        match segment::to_event(m, kind, &cx) {
+            Ok(e) => events.push(e),
+            Err(e) => outcome.rejected.push(Rejection::new(i, e)),
+        }
+    }
+    state.app.ingest(tenant.id, events, &mut outcome).await?;
+    // Segment's clients look only at the status; `success` is what Segment itself answers.
+    answer(outcome, total, Some(("success", Value::Bool(true))))
+}
+
+macro_rules! segment_endpoint {
+    ($($name:ident => $kind:expr),*) => {$(
+        pub async fn $name(
+            Axum(state): Axum<State>,
+            headers: HeaderMap,
+            raw: Result<Bytes, BytesRejection>,
+        ) -> Result<Json<Value>, ApiError> {
+            segment(state, headers, raw, $kind).await
+        }
+    )*};
+}
+
+segment_endpoint!(
+    segment_batch => None,
+    segment_track => Some(Kind::Track),
+    segment_identify => Some(Kind::Identify),
+    segment_page => Some(Kind::Page),
+    segment_screen => Some(Kind::Screen),
+    segment_group => Some(Kind::Group),
+    segment_alias => Some(Kind::Alias)
+);
