@@ -4,7 +4,8 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Prints an error (as `{"error": {...}}` in JSON mode) and exits non-zero.
+/// Prints an error on stderr (and as `{"error": {...}}` on stdout in JSON mode) and exits
+/// non-zero: 2 for bad input, 1 for a failure of the machine or the store.
 pub fn fail(e: &anyhow::Error, json: bool) -> ! {
     let code = error_code(e);
     let message = format!("{e:#}");
@@ -13,9 +14,8 @@ pub fn fail(e: &anyhow::Error, json: bool) -> ! {
             "{}",
             serde_json::json!({"error": {"code": code, "message": message, "field": null}})
         );
-    } else {
-        eprintln!("error[{code}]: {message}");
     }
+    eprintln!("error[{code}]: {message}");
     std::process::exit(match code {
         "internal" | "store_unavailable" => 1,
         _ => 2,

@@ -31,9 +31,13 @@ pub fn serve_at(
             .with_context(|| format!("cannot listen on {addr}"))?;
         let bound = listener.local_addr()?.to_string();
         tracing::info!(addr = %bound, "serving");
-        if let Some(b) = banner {
-            b(&bound);
+        match banner {
+            Some(b) => b(&bound),
+            // One plain line on stdout, for people and for scripts that start with port 0.
+            None => println!("siyu listening on http://{bound}"),
         }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
         let router = siyu_server::app(app.clone(), siyu_server::Limits::default());
         siyu_server::serve(listener, router, siyu_server::shutdown_signal()).await?;
         anyhow::Ok(())

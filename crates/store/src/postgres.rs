@@ -51,8 +51,9 @@ CREATE TABLE events (
 const MIGRATION_LOCK: i64 = 0x5179_7500;
 
 pub struct PostgresStore {
-    writer: Mutex<Client>,
-    reader: Mutex<Client>,
+    /// `Option` only so that `Drop` can move the clients out (see there).
+    writer: Mutex<Option<Client>>,
+    reader: Mutex<Option<Client>>,
 }
 
 fn connect(url: &str) -> Result<Client> {
@@ -68,17 +69,47 @@ impl PostgresStore {
         migrate(&mut writer)?;
         let reader = connect(url)?;
         Ok(PostgresStore {
-            writer: Mutex::new(writer),
-            reader: Mutex::new(reader),
+            writer: Mutex::new(Some(writer)),
+            reader: Mutex::new(Some(reader)),
         })
     }
 
-    fn writer(&self) -> std::sync::MutexGuard<'_, Client> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    fn with<T>(
+        client: &Mutex<Option<Client>>,
+        f: impl FnOnce(&mut Client) -> Result<T>,
+    ) -> Result<T> {
+        let mut guard = client.lock().unwrap_or_else(|p| p.into_inner());
+        let c = guard
+            .as_mut()
+            .ok_or_else(|| StoreError::Corrupt("PostgreSQL client already closed".into()))?;
+        f(c)
     }
 
-    fn reader(&self) -> std::sync::MutexGuard<'_, Client> {
-        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    fn writer<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        Self::with(&self.writer, f)
+    }
+
+    fn reader<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        Self::with(&self.reader, f)
+    }
+}
+
+/// The synchronous client closes its connection with its own runtime's `block_on`, which panics
+/// inside an async context (a server task, a `#[tokio::test]`). So the clients are closed on a
+/// plain thread of their own, wherever the store is dropped.
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        let clients = [
+            self.writer
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+            self.reader
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        ];
+        let _ = std::thread::spawn(move || drop(clients)).join();
     }
 }
 
@@ -126,45 +157,47 @@ impl crate::Store for PostgresStore {
         admin_key_hash: &str,
         now: Millis,
     ) -> Result<Tenant> {
-        let mut client = self.writer();
-        let mut tx = client.transaction()?;
-        let row = tx.query_opt(
-            "INSERT INTO tenants (name, created_at) VALUES ($1, $2)
-             ON CONFLICT (name) DO NOTHING
-             RETURNING tenant_id, name, created_at, custom_domain",
-            &[&name, &now],
-        )?;
-        let Some(row) = row else {
-            return Err(StoreError::TenantExists(name.to_string()));
-        };
-        let tenant = tenant_from_row(&row);
-        for (hash, role) in [
-            (write_key_hash, KeyRole::Write),
-            (admin_key_hash, KeyRole::Admin),
-        ] {
-            tx.execute(
-                "INSERT INTO api_keys (tenant_id, key_hash, role, created_at) VALUES ($1, $2, $3, $4)",
-                &[&tenant.id, &hash, &role.as_str(), &now],
+        self.writer(|client| {
+            let mut tx = client.transaction()?;
+            let row = tx.query_opt(
+                "INSERT INTO tenants (name, created_at) VALUES ($1, $2)
+                 ON CONFLICT (name) DO NOTHING
+                 RETURNING tenant_id, name, created_at, custom_domain",
+                &[&name, &now],
             )?;
-        }
-        tx.commit()?;
-        Ok(tenant)
+            let Some(row) = row else {
+                return Err(StoreError::TenantExists(name.to_string()));
+            };
+            let tenant = tenant_from_row(&row);
+            for (hash, role) in [(write_key_hash, KeyRole::Write), (admin_key_hash, KeyRole::Admin)] {
+                tx.execute(
+                    "INSERT INTO api_keys (tenant_id, key_hash, role, created_at) VALUES ($1, $2, $3, $4)",
+                    &[&tenant.id, &hash, &role.as_str(), &now],
+                )?;
+            }
+            tx.commit()?;
+            Ok(tenant)
+        })
     }
 
     fn tenants(&self) -> Result<Vec<Tenant>> {
-        let rows = self.reader().query(
-            "SELECT tenant_id, name, created_at, custom_domain FROM tenants ORDER BY tenant_id",
-            &[],
-        )?;
-        Ok(rows.iter().map(tenant_from_row).collect())
+        self.reader(|c| {
+            let rows = c.query(
+                "SELECT tenant_id, name, created_at, custom_domain FROM tenants ORDER BY tenant_id",
+                &[],
+            )?;
+            Ok(rows.iter().map(tenant_from_row).collect())
+        })
     }
 
     fn key_lookup(&self, key_hash: &str) -> Result<Option<(Tenant, KeyRole)>> {
-        let row = self.reader().query_opt(
-            "SELECT t.tenant_id, t.name, t.created_at, t.custom_domain, k.role
-             FROM api_keys k JOIN tenants t ON t.tenant_id = k.tenant_id WHERE k.key_hash = $1",
-            &[&key_hash],
-        )?;
+        let row = self.reader(|c| {
+            Ok(c.query_opt(
+                "SELECT t.tenant_id, t.name, t.created_at, t.custom_domain, k.role
+                 FROM api_keys k JOIN tenants t ON t.tenant_id = k.tenant_id WHERE k.key_hash = $1",
+                &[&key_hash],
+            )?)
+        })?;
         row.map(|r| {
             let role: String = r.get(4);
             KeyRole::parse(&role)
@@ -179,76 +212,7 @@ impl crate::Store for PostgresStore {
         batches: &[AppendBatch<'_>],
         received_at: Millis,
     ) -> Result<Vec<Vec<Appended>>> {
-        let mut client = self.writer();
-        let mut tx = client.transaction()?;
-        let reserve = tx.prepare(
-            "UPDATE tenants SET next_seq = next_seq + $2 WHERE tenant_id = $1 RETURNING next_seq - $2",
-        )?;
-        let insert = tx.prepare(
-            "INSERT INTO events (tenant_id, seq, id, type, domain, ts, identities, props, source, received_at)
-             SELECT $1, s, i, t, d, ts, idn, p, src, $2
-             FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[])
-                  AS u(s, i, t, d, ts, idn, p, src)
-             ON CONFLICT (tenant_id, id) DO NOTHING
-             RETURNING seq",
-        )?;
-        let mut out = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let n = batch.events.len() as i64;
-            if n == 0 {
-                out.push(Vec::new());
-                continue;
-            }
-            let first: i64 = tx
-                .query_opt(&reserve, &[&batch.tenant, &n])?
-                .ok_or_else(|| StoreError::NoSuchTenant(batch.tenant.to_string()))?
-                .get(0);
-            let seqs: Vec<i64> = (first..first + n).collect();
-            let ids: Vec<&str> = batch.events.iter().map(|e| e.id.as_str()).collect();
-            let types: Vec<String> = batch.events.iter().map(|e| e.ty.to_string()).collect();
-            let domains: Vec<&str> = batch.events.iter().map(|e| e.domain().as_str()).collect();
-            let ts: Vec<i64> = batch.events.iter().map(|e| e.ts).collect();
-            let idents: Vec<String> = batch
-                .events
-                .iter()
-                .map(|e| e.identities.to_json())
-                .collect();
-            let props: Vec<Option<String>> = batch.events.iter().map(props_text).collect();
-            let sources: Vec<Option<&str>> =
-                batch.events.iter().map(|e| e.source.as_deref()).collect();
-            let stored: HashSet<i64> = tx
-                .query(
-                    &insert,
-                    &[
-                        &batch.tenant,
-                        &received_at,
-                        &seqs,
-                        &ids,
-                        &types,
-                        &domains,
-                        &ts,
-                        &idents,
-                        &props,
-                        &sources,
-                    ],
-                )?
-                .iter()
-                .map(|r| r.get::<_, i64>(0))
-                .collect();
-            out.push(
-                seqs.iter()
-                    .map(|s| {
-                        if stored.contains(s) {
-                            Appended::Stored(*s)
-                        } else {
-                            Appended::Duplicate
-                        }
-                    })
-                    .collect(),
-            );
-        }
-        tx.commit()?;
-        Ok(out)
+        self.writer(|client| append(client, batches, received_at))
     }
 
     fn scan(
@@ -258,41 +222,118 @@ impl crate::Store for PostgresStore {
         f: &mut dyn FnMut(StoredEvent) -> Result<()>,
     ) -> Result<()> {
         use postgres::fallible_iterator::FallibleIterator;
-        let mut client = self.reader();
-        let mut rows = client.query_raw(
-            "SELECT seq, id, type, domain, ts, identities, props, source, received_at
-             FROM events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq",
-            [&tenant as &(dyn postgres::types::ToSql + Sync), &after],
-        )?;
-        while let Some(r) = rows.next()? {
-            let ev = row_to_event(
-                r.get(0),
-                r.get(1),
-                r.get(2),
-                r.get(3),
-                r.get(4),
-                r.get(5),
-                r.get(6),
-                r.get(7),
-                r.get(8),
+        self.reader(|client| {
+            let mut rows = client.query_raw(
+                "SELECT seq, id, type, domain, ts, identities, props, source, received_at
+                 FROM events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq",
+                [&tenant as &(dyn postgres::types::ToSql + Sync), &after],
             )?;
-            f(ev)?;
-        }
-        Ok(())
+            while let Some(r) = rows.next()? {
+                let ev = row_to_event(
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                    r.get(6),
+                    r.get(7),
+                    r.get(8),
+                )?;
+                f(ev)?;
+            }
+            Ok(())
+        })
     }
 
     fn event_count(&self, tenant: TenantId) -> Result<u64> {
-        let n: i64 = self
-            .reader()
-            .query_one(
+        let n: i64 = self.reader(|c| {
+            Ok(c.query_one(
                 "SELECT COUNT(*) FROM events WHERE tenant_id = $1",
                 &[&tenant],
             )?
-            .get(0);
+            .get(0))
+        })?;
         Ok(n as u64)
     }
 
     fn flush(&self) -> Result<()> {
         Ok(())
     }
+}
+
+/// One transaction for all batches; one multi-row insert per batch.
+fn append(
+    client: &mut Client,
+    batches: &[AppendBatch<'_>],
+    received_at: Millis,
+) -> Result<Vec<Vec<Appended>>> {
+    let mut tx = client.transaction()?;
+    let reserve = tx.prepare(
+        "UPDATE tenants SET next_seq = next_seq + $2 WHERE tenant_id = $1 RETURNING next_seq - $2",
+    )?;
+    let insert = tx.prepare(
+        "INSERT INTO events (tenant_id, seq, id, type, domain, ts, identities, props, source, received_at)
+         SELECT $1, s, i, t, d, ts, idn, p, src, $2
+         FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[])
+              AS u(s, i, t, d, ts, idn, p, src)
+         ON CONFLICT (tenant_id, id) DO NOTHING
+         RETURNING seq",
+    )?;
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let n = batch.events.len() as i64;
+        if n == 0 {
+            out.push(Vec::new());
+            continue;
+        }
+        let first: i64 = tx
+            .query_opt(&reserve, &[&batch.tenant, &n])?
+            .ok_or_else(|| StoreError::NoSuchTenant(batch.tenant.to_string()))?
+            .get(0);
+        let seqs: Vec<i64> = (first..first + n).collect();
+        let ids: Vec<&str> = batch.events.iter().map(|e| e.id.as_str()).collect();
+        let types: Vec<String> = batch.events.iter().map(|e| e.ty.to_string()).collect();
+        let domains: Vec<&str> = batch.events.iter().map(|e| e.domain().as_str()).collect();
+        let ts: Vec<i64> = batch.events.iter().map(|e| e.ts).collect();
+        let idents: Vec<String> = batch
+            .events
+            .iter()
+            .map(|e| e.identities.to_json())
+            .collect();
+        let props: Vec<Option<String>> = batch.events.iter().map(props_text).collect();
+        let sources: Vec<Option<&str>> = batch.events.iter().map(|e| e.source.as_deref()).collect();
+        let stored: HashSet<i64> = tx
+            .query(
+                &insert,
+                &[
+                    &batch.tenant,
+                    &received_at,
+                    &seqs,
+                    &ids,
+                    &types,
+                    &domains,
+                    &ts,
+                    &idents,
+                    &props,
+                    &sources,
+                ],
+            )?
+            .iter()
+            .map(|r| r.get::<_, i64>(0))
+            .collect();
+        out.push(
+            seqs.iter()
+                .map(|s| {
+                    if stored.contains(s) {
+                        Appended::Stored(*s)
+                    } else {
+                        Appended::Duplicate
+                    }
+                })
+                .collect(),
+        );
+    }
+    tx.commit()?;
+    Ok(out)
 }

@@ -1,0 +1,185 @@
+//! Test helpers: an app on port 0 with a fresh store, a client that knows its keys, and the
+//! `both!` macro that runs a test against SQLite and PostgreSQL.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use siyu_app::{App, EngineMode};
+use siyu_store::{Durability, Location};
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty store location for a backend. The temp dir lives as long as the guard.
+/// Safe to call from async tests (the PostgreSQL setup blocks on a thread of its own).
+pub fn fresh_location(backend: Backend) -> (Location, Option<tempfile::TempDir>) {
+    std::thread::spawn(move || fresh_location_blocking(backend))
+        .join()
+        .expect("test store setup")
+}
+
+fn fresh_location_blocking(backend: Backend) -> (Location, Option<tempfile::TempDir>) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            (Location::Sqlite(dir.path().join("data")), Some(dir))
+        }
+        Backend::Postgres => (
+            Location::Postgres(siyu_store::testing::fresh_postgres_url()),
+            None,
+        ),
+    }
+}
+
+/// `--data DIR` or `--database-url URL` for the CLI.
+pub fn store_flags(location: &Location) -> Vec<String> {
+    match location {
+        Location::Sqlite(d) => vec!["--data".into(), d.display().to_string()],
+        Location::Postgres(u) => vec!["--database-url".into(), u.clone()],
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub write_key: String,
+    pub admin_key: String,
+    pub location: Location,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, siyu_server::Limits::default()).await
+}
+
+pub async fn spawn_app_with(backend: Backend, limits: siyu_server::Limits) -> TestApp {
+    let (location, dir) = fresh_location(backend);
+    let loc = location.clone();
+    let (app, keys) = tokio::task::spawn_blocking(move || {
+        let store = siyu_store::open(&loc, Durability::Full).expect("open store");
+        let keys =
+            siyu_app::tenants::create(&*store, &siyu_app::TenantName::parse("acme").unwrap())
+                .expect("tenant");
+        (
+            Arc::new(App::start(store, EngineMode::Live).expect("start")),
+            keys,
+        )
+    })
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(siyu_server::serve(
+        listener,
+        siyu_server::app(app, limits),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        write_key: keys.write_key,
+        admin_key: keys.admin_key,
+        location,
+        stop: Some(stop),
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub async fn post_events(&self, body: &Value) -> (u16, Value) {
+        self.post_raw(
+            "/api/events",
+            &self.write_key,
+            "application/json",
+            body.to_string().into_bytes(),
+            None,
+        )
+        .await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        key: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        encoding: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body);
+        if !key.is_empty() {
+            req = req.bearer_auth(key);
+        }
+        if let Some(e) = encoding {
+            req = req.header("content-encoding", e);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn stats(&self) -> Value {
+        let r = self
+            .client
+            .get(format!("{}/api/stats", self.base))
+            .bearer_auth(&self.admin_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    pub async fn event_count(&self) -> u64 {
+        self.stats().await["events"].as_u64().unwrap()
+    }
+
+    /// Stops the server and waits for it, so the store is closed.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// A valid native event.
+pub fn event(id: &str, ty: &str, phone: &str) -> Value {
+    let mut v = serde_json::json!({
+        "id": id, "type": ty, "ts": "2026-10-01T12:00:00+08:00",
+        "identities": {"phone": phone}, "source": "test"
+    });
+    if ty == "order" {
+        v["props"] = serde_json::json!({"order_id": format!("o-{id}"), "amount": 88.0});
+    }
+    v
+}
+
+/// Runs each named `async fn(Backend)` against both backends.
+#[macro_export]
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::helpers::Backend::Postgres).await })*
+        }
+    };
+}

@@ -1,0 +1,9 @@
+//! The one integration-test binary: the HTTP API, the CLI and durability, each test run
+//! against both backends (SQLite in a temp directory, PostgreSQL in a fresh schema).
+
+mod helpers;
+
+mod cli;
+mod durability;
+mod ingest;
+mod segment;

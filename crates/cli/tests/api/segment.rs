@@ -1,0 +1,164 @@
+//! Segment-compatible ingest: what Segment's and RudderStack's libraries send.
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::both;
+use crate::helpers::{Backend, spawn_app};
+
+async fn post(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    auth: Option<&str>,
+    body: &Value,
+    gzip: bool,
+) -> (u16, Value) {
+    let mut bytes = body.to_string().into_bytes();
+    let mut req = app
+        .client
+        .post(format!("{}{path}", app.base))
+        .header("content-type", "application/json");
+    if gzip {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&bytes).unwrap();
+        bytes = e.finish().unwrap();
+        req = req.header("content-encoding", "gzip");
+    }
+    if let Some(user) = auth {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:"));
+        req = req.header("authorization", format!("Basic {basic}"));
+    }
+    let r = req.body(bytes).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn a_segment_batch_with_basic_auth_and_gzip_lands(b: Backend) {
+    let app = spawn_app(b).await;
+    let batch = json!({
+        "batch": [
+            {"type": "identify", "userId": "u1", "anonymousId": "anon-1", "messageId": "m1",
+             "traits": {"phone": "138 0013 8000", "email": "Li@Example.com", "name": "李华"},
+             "timestamp": "2026-10-01T12:00:00.123456+00:00"},
+            {"type": "track", "event": "Order Completed", "userId": "u1", "messageId": "m2",
+             "properties": {"order_id": "o1", "total": 199.0}, "timestamp": "2026-10-01T12:05:00+00:00"},
+            {"type": "track", "event": "Coupon Viewed", "anonymousId": "anon-1", "messageId": "m3"},
+            {"type": "page", "name": "Home", "anonymousId": "anon-1", "messageId": "m4"},
+        ],
+        "sentAt": "2026-10-01T12:06:00Z",
+        "context": {"library": {"name": "analytics-python", "version": "2.3.3"}}
+    });
+    let (s, v) = post(&app, "/v1/batch", Some(&app.write_key), &batch, true).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["accepted"].as_u64(), v["success"].as_bool()),
+        (Some(4), Some(true))
+    );
+    let stats = app.stats().await;
+    assert_eq!(stats["fans"], 1);
+    assert_eq!(stats["by_type"]["order"], 1);
+    assert_eq!(stats["by_type"]["x_coupon_viewed"], 1);
+    assert_eq!(stats["by_type"]["x_identify"], 1);
+    // Retried by the library: all duplicates.
+    let (_, v) = post(&app, "/v1/batch", Some(&app.write_key), &batch, false).await;
+    assert_eq!(v["duplicates"], 4);
+    app.stop().await;
+}
+
+async fn single_message_endpoints_and_write_key_in_body(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.write_key.clone();
+    let cases = [
+        (
+            "/v1/track",
+            json!({"event": "follow", "userId": "u2", "messageId": "t1", "writeKey": key}),
+        ),
+        (
+            "/v1/identify",
+            json!({"userId": "u2", "traits": {"phone": "8613900139000"}, "messageId": "t2", "writeKey": key}),
+        ),
+        (
+            "/v1/page",
+            json!({"anonymousId": "a2", "name": "Live", "messageId": "t3", "writeKey": key}),
+        ),
+        (
+            "/v1/alias",
+            json!({"previousId": "a2", "userId": "u2", "messageId": "t4", "writeKey": key}),
+        ),
+    ];
+    for (path, body) in cases {
+        let (s, v) = post(&app, path, None, &body, false).await;
+        assert_eq!((s, v["accepted"].as_u64()), (200, Some(1)), "{path}: {v}");
+    }
+    let stats = app.stats().await;
+    assert_eq!(
+        stats["fans"], 1,
+        "alias linked the anonymous visitor to the user"
+    );
+    assert_eq!(stats["by_type"]["follow"], 1);
+    app.stop().await;
+}
+
+async fn segment_bad_input(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.write_key.clone();
+    // No key anywhere.
+    let (s, v) = post(
+        &app,
+        "/v1/track",
+        None,
+        &json!({"event": "x", "userId": "u", "messageId": "m"}),
+        false,
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    // An event over 32 KB is refused on its own; the rest of the batch lands.
+    let big = "x".repeat(33 * 1024);
+    let batch = json!({"batch": [
+        {"type": "track", "event": "Big", "userId": "u", "messageId": "big", "properties": {"blob": big}},
+        {"type": "track", "event": "Small", "userId": "u", "messageId": "small"},
+        {"type": "identify", "userId": "u", "traits": {"phone": "12"}, "messageId": "badphone"},
+    ]});
+    let (s, v) = post(&app, "/v1/batch", Some(&key), &batch, false).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["accepted"], 1);
+    assert_eq!(v["rejected"][0]["code"], "event_too_large");
+    assert_eq!(v["rejected"][0]["id"], "big");
+    assert_eq!(v["rejected"][1]["field"], "traits.phone");
+    // A batch over 500 KB is refused whole.
+    let many: Vec<Value> = (0..20)
+        .map(|i| json!({"type": "track", "event": "Big", "userId": "u", "messageId": format!("b{i}"), "properties": {"blob": "y".repeat(30 * 1024)}}))
+        .collect();
+    let (s, v) = post(
+        &app,
+        "/v1/batch",
+        Some(&key),
+        &json!({"batch": many}),
+        false,
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    let (s, v) = post(
+        &app,
+        "/v1/batch",
+        Some(&key),
+        &json!({"batch": "nope"}),
+        false,
+    )
+    .await;
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("batch")));
+    assert_eq!(app.event_count().await, 1);
+    app.stop().await;
+}
+
+both!(
+    a_segment_batch_with_basic_auth_and_gzip_lands,
+    single_message_endpoints_and_write_key_in_body,
+    segment_bad_input,
+);
