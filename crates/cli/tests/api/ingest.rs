@@ -75,7 +75,9 @@ async fn bad_input_gets_a_json_error_and_stores_nothing(b: Backend) {
         .to_string()
         .into_bytes();
     let w = app.write_key.clone();
-    let cases: Vec<(&str, u16, &str, Vec<u8>, &str, Option<&str>)> = vec![
+    // (what, status, code, body, content type, content encoding)
+    type Case<'a> = (&'a str, u16, &'a str, Vec<u8>, &'a str, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             "malformed JSON",
             400,
