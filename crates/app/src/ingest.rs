@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use siyu_domain::Event;
 use siyu_engine::{Stats, TenantEngine};
-use siyu_store::{AppendBatch, Appended, Store, TenantId};
+use siyu_store::{AppendBatch, Appended, Encoded, Store, TenantId};
 use tokio::sync::oneshot;
 
 use crate::AppError;
@@ -37,13 +37,35 @@ pub enum EngineMode {
     WriteOnly,
 }
 
-type Reply = oneshot::Sender<Result<Vec<Appended>, AppError>>;
+/// The answer to a request: the verdict per event, plus the request's own events handed back,
+/// so their memory is freed on the caller's thread rather than on the single writer's.
+pub struct Committed {
+    pub appended: Vec<Appended>,
+    pub events: Vec<Event>,
+}
+
+type Reply = oneshot::Sender<Result<Committed, AppError>>;
 
 /// One queued request.
 pub struct Job {
     pub tenant: TenantId,
     pub events: Vec<Event>,
+    /// `events`, encoded for the log by the sender.
+    pub encoded: Vec<Encoded>,
     pub reply: Reply,
+}
+
+impl Job {
+    /// Encodes on the calling thread.
+    pub fn new(tenant: TenantId, events: Vec<Event>, reply: Reply) -> Job {
+        let encoded = Encoded::all(&events);
+        Job {
+            tenant,
+            events,
+            encoded,
+            reply,
+        }
+    }
 }
 
 /// Every tenant's live engine. A std `RwLock`: holders never await, and readers (stats,
@@ -106,6 +128,7 @@ impl Writer {
             .map(|j| AppendBatch {
                 tenant: j.tenant,
                 events: &j.events,
+                encoded: &j.encoded,
             })
             .collect();
         let result = self.store.append(&batches, siyu_domain::time::now_ms());
@@ -115,17 +138,17 @@ impl Writer {
         metrics::histogram!("siyu_ingest_group_events").record(events as f64);
         match result {
             Ok(outcomes) => {
-                // Answer first: the commit is what the client waits for; the engine update
-                // is memory-only and follows at once.
-                let mut applied = Vec::with_capacity(jobs.len());
-                for (job, out) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(out.clone()));
-                    applied.push((job.tenant, job.events, out));
-                }
-                if let Some(engines) = &self.engines {
-                    for (tenant, events, out) in applied {
-                        self.apply(engines, tenant, &events, &out);
+                // The engine is updated before the answer, so a client that reads right
+                // after its acknowledgement sees its own events.
+                for (job, appended) in jobs.into_iter().zip(outcomes) {
+                    if let Some(engines) = &self.engines {
+                        self.apply(engines, job.tenant, &job.events, &appended);
                     }
+                    drop(job.encoded);
+                    let _ = job.reply.send(Ok(Committed {
+                        appended,
+                        events: job.events,
+                    }));
                 }
             }
             Err(e) => {
@@ -209,15 +232,11 @@ impl Ingestor {
         &self,
         tenant: TenantId,
         events: Vec<Event>,
-    ) -> Result<oneshot::Receiver<Result<Vec<Appended>, AppError>>, AppError> {
+    ) -> Result<oneshot::Receiver<Result<Committed, AppError>>, AppError> {
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(AppError::WriterStopped)?;
-        tx.send(Job {
-            tenant,
-            events,
-            reply,
-        })
-        .map_err(|_| AppError::WriterStopped)?;
+        tx.send(Job::new(tenant, events, reply))
+            .map_err(|_| AppError::WriterStopped)?;
         Ok(rx)
     }
 
@@ -230,11 +249,7 @@ impl Ingestor {
     ) -> Result<Vec<Appended>, AppError> {
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.clone().ok_or(AppError::WriterStopped)?;
-        let job = Job {
-            tenant,
-            events,
-            reply,
-        };
+        let job = Job::new(tenant, events, reply);
         match tx.try_send(job) {
             Ok(()) => {}
             Err(mpsc::TrySendError::Full(job)) => {
@@ -245,7 +260,7 @@ impl Ingestor {
             }
             Err(mpsc::TrySendError::Disconnected(_)) => return Err(AppError::WriterStopped),
         }
-        rx.await.map_err(|_| AppError::WriterStopped)?
+        Ok(rx.await.map_err(|_| AppError::WriterStopped)??.appended)
     }
 
     /// Totals for a tenant from its live engine (catching up first if it has none yet).
@@ -321,23 +336,18 @@ mod tests {
         let (r1, mut rx1) = oneshot::channel();
         let (r2, mut rx2) = oneshot::channel();
         w.step(vec![
-            Job {
-                tenant: t,
-                events: vec![ev("1", "a"), ev("2", "b")],
-                reply: r1,
-            },
-            Job {
-                tenant: t,
-                events: vec![ev("2", "b"), ev("3", "a")],
-                reply: r2,
-            },
+            Job::new(t, vec![ev("1", "a"), ev("2", "b")], r1),
+            Job::new(t, vec![ev("2", "b"), ev("3", "a")], r2),
         ]);
+        let c1 = rx1.try_recv().unwrap().unwrap();
         assert!(matches!(
-            rx1.try_recv().unwrap().unwrap()[..],
+            c1.appended[..],
             [Appended::Stored(1), Appended::Stored(2)]
         ));
+        assert_eq!(c1.events.len(), 2, "the events come back to the caller");
+        let c2 = rx2.try_recv().unwrap().unwrap();
         assert!(matches!(
-            rx2.try_recv().unwrap().unwrap()[..],
+            c2.appended[..],
             [Appended::Duplicate, Appended::Stored(3)]
         ));
         let stats = engines.get_or_create(t).read().unwrap().stats();
@@ -352,11 +362,14 @@ mod tests {
         let t = store.create_tenant("a", "w", "a", 0).unwrap().id;
         let ing = Ingestor::start(store.clone(), EngineMode::Live).unwrap();
         // Another process appends directly.
+        let events = [ev("x", "z")];
+        let encoded = Encoded::all(&events);
         store
             .append(
                 &[AppendBatch {
                     tenant: t,
-                    events: &[ev("x", "z")],
+                    events: &events,
+                    encoded: &encoded,
                 }],
                 0,
             )

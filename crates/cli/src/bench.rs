@@ -86,7 +86,7 @@ fn raw_sqlite(dir: &Path, events: &[Event]) -> anyhow::Result<f64> {
         .map(|e| {
             (
                 e.id.as_str().to_string(),
-                e.ty.to_string(),
+                e.ty.name(),
                 e.domain().as_str(),
                 e.ts,
                 e.identities.to_json(),

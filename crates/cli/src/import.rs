@@ -16,9 +16,10 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use siyu_app::ingest::Committed;
 use siyu_app::{BatchOutcome, Ingestor, Rejection};
 use siyu_domain::{ErrorCode, Event, EventError, IdentityKind, time};
-use siyu_store::{Appended, TenantId};
+use siyu_store::TenantId;
 use tokio::sync::oneshot;
 
 use crate::cli::ImportArgs;
@@ -190,7 +191,7 @@ fn open_input(path: &Path) -> anyhow::Result<(Box<dyn BufRead>, u64, Arc<AtomicU
 struct Pipeline<'a> {
     ingestor: &'a Ingestor,
     tenant: TenantId,
-    pending: VecDeque<oneshot::Receiver<Result<Vec<Appended>, siyu_app::AppError>>>,
+    pending: VecDeque<oneshot::Receiver<Result<Committed, siyu_app::AppError>>>,
     outcome: BatchOutcome,
 }
 
@@ -209,10 +210,10 @@ impl Pipeline<'_> {
 
     fn wait_one(&mut self) -> anyhow::Result<()> {
         if let Some(rx) = self.pending.pop_front() {
-            let appended = rx
+            let committed = rx
                 .blocking_recv()
                 .map_err(|_| siyu_app::AppError::WriterStopped)??;
-            self.outcome.add_appended(&appended);
+            self.outcome.add_appended(&committed.appended);
         }
         Ok(())
     }

@@ -150,6 +150,17 @@ impl EventType {
         }
     }
 
+    /// The type's name as stored and shown (`order`, `x_signup`), without allocating for
+    /// catalogue types.
+    pub fn name(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            EventType::Catalogue(t) => std::borrow::Cow::Borrowed(t.as_str()),
+            EventType::Custom { name, .. } => {
+                std::borrow::Cow::Owned(format!("x_{}", name.as_str()))
+            }
+        }
+    }
+
     pub fn catalogue(&self) -> Option<CatalogueType> {
         match self {
             EventType::Catalogue(t) => Some(*t),

@@ -208,14 +208,25 @@ impl Identities {
         self.0.is_empty()
     }
 
-    /// The canonical JSON object, `{"kind": "value", ...}` in kind order.
+    /// The canonical JSON object, `{"kind": "value", ...}` in kind order. Written directly
+    /// (kinds need no escaping; values go through serde_json's string escaper): this runs
+    /// once per stored event.
     pub fn to_json(&self) -> String {
-        let map: serde_json::Map<String, serde_json::Value> = self
-            .0
-            .iter()
-            .map(|i| (i.kind.as_str().to_string(), i.value().into()))
-            .collect();
-        serde_json::Value::Object(map).to_string()
+        let mut out =
+            String::with_capacity(16 + self.0.iter().map(|i| i.value.len() + 24).sum::<usize>());
+        out.push('{');
+        for (n, i) in self.0.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(i.kind.as_str());
+            out.push_str("\":");
+            // Serializing a &str cannot fail.
+            out.push_str(&serde_json::to_string(i.value()).unwrap_or_default());
+        }
+        out.push('}');
+        out
     }
 
     /// Reads back [`Identities::to_json`] output written by the store itself.

@@ -50,11 +50,11 @@ impl TenantEngine {
         self.last_seq = seq;
         let fan = self.identities.resolve(event.identities.iter());
         self.events += 1;
-        let name = event.ty.to_string();
-        match self.by_type.get_mut(&name) {
+        let name = event.ty.name();
+        match self.by_type.get_mut(name.as_ref()) {
             Some(n) => *n += 1,
             None => {
-                self.by_type.insert(name, 1);
+                self.by_type.insert(name.into_owned(), 1);
             }
         }
         self.by_domain[event.domain() as usize] += 1;

@@ -215,8 +215,9 @@ fn ids_are_unique_and_lines_have_the_native_shape() {
     for l in &s.lines {
         let v: Value = serde_json::from_str(l).unwrap();
         let o = v.as_object().unwrap();
-        let keys: Vec<&str> = o.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["id", "type", "ts", "identities", "props", "source"]);
+        let mut keys: Vec<&str> = o.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["id", "identities", "props", "source", "ts", "type"]);
         assert!(ids.insert(v["id"].as_str().unwrap().to_string()));
     }
     assert_eq!(ids.len() as u64, s.run.summary.events);

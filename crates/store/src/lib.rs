@@ -173,10 +173,37 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// An event's columns as the log stores them. Encoding is done by the caller, on its own
+/// thread, so the single writer spends its time in the database and not in serde.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub ty: std::borrow::Cow<'static, str>,
+    pub identities: String,
+    /// `None` for no props keeps the log small.
+    pub props: Option<String>,
+}
+
+impl Encoded {
+    pub fn new(e: &Event) -> Encoded {
+        Encoded {
+            ty: e.ty.name(),
+            identities: e.identities.to_json(),
+            props: (!e.props.is_empty())
+                .then(|| serde_json::to_string(&e.props).unwrap_or_default()),
+        }
+    }
+
+    pub fn all(events: &[Event]) -> Vec<Encoded> {
+        events.iter().map(Encoded::new).collect()
+    }
+}
+
 /// One tenant's events for an append; several of these commit in one transaction.
+/// `encoded[i]` is `events[i]` encoded.
 pub struct AppendBatch<'a> {
     pub tenant: TenantId,
     pub events: &'a [Event],
+    pub encoded: &'a [Encoded],
 }
 
 /// The store. Implementations are internally synchronized; all methods take `&self`.
@@ -266,9 +293,4 @@ fn row_to_event(
         received_at,
         event,
     })
-}
-
-/// The props column: `NULL` for no props keeps the log small.
-fn props_text(e: &Event) -> Option<String> {
-    (!e.props.is_empty()).then(|| serde_json::to_string(&e.props).unwrap_or_default())
 }

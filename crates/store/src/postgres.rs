@@ -12,8 +12,7 @@ use postgres::{Client, NoTls};
 use siyu_domain::Millis;
 
 use crate::{
-    AppendBatch, Appended, KeyRole, Result, StoreError, StoredEvent, Tenant, TenantId, props_text,
-    row_to_event,
+    AppendBatch, Appended, KeyRole, Result, StoreError, StoredEvent, Tenant, TenantId, row_to_event,
 };
 
 const MIGRATIONS: &[&str] = &[r#"
@@ -293,15 +292,15 @@ fn append(
             .get(0);
         let seqs: Vec<i64> = (first..first + n).collect();
         let ids: Vec<&str> = batch.events.iter().map(|e| e.id.as_str()).collect();
-        let types: Vec<String> = batch.events.iter().map(|e| e.ty.to_string()).collect();
+        let types: Vec<&str> = batch.encoded.iter().map(|e| e.ty.as_ref()).collect();
         let domains: Vec<&str> = batch.events.iter().map(|e| e.domain().as_str()).collect();
         let ts: Vec<i64> = batch.events.iter().map(|e| e.ts).collect();
-        let idents: Vec<String> = batch
-            .events
+        let idents: Vec<&str> = batch
+            .encoded
             .iter()
-            .map(|e| e.identities.to_json())
+            .map(|e| e.identities.as_str())
             .collect();
-        let props: Vec<Option<String>> = batch.events.iter().map(props_text).collect();
+        let props: Vec<Option<&str>> = batch.encoded.iter().map(|e| e.props.as_deref()).collect();
         let sources: Vec<Option<&str>> = batch.events.iter().map(|e| e.source.as_deref()).collect();
         let stored: HashSet<i64> = tx
             .query(

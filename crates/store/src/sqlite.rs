@@ -13,7 +13,7 @@ use siyu_domain::Millis;
 
 use crate::{
     AppendBatch, Appended, Durability, KeyRole, Result, StoreError, StoredEvent, Tenant, TenantId,
-    props_text, row_to_event,
+    row_to_event,
 };
 
 /// Migrations, in order. Applied once each, recorded in `schema_migrations`.
@@ -214,17 +214,17 @@ impl crate::Store for SqliteStore {
                     .optional()?
                     .ok_or_else(|| StoreError::NoSuchTenant(batch.tenant.to_string()))?;
                 let mut outcomes = Vec::with_capacity(batch.events.len());
-                for e in batch.events {
-                    let ty = e.ty.to_string();
+                debug_assert_eq!(batch.events.len(), batch.encoded.len());
+                for (e, enc) in batch.events.iter().zip(batch.encoded) {
                     let n = insert.execute(params![
                         batch.tenant,
                         seq,
                         e.id.as_str(),
-                        ty,
+                        enc.ty.as_ref(),
                         e.domain().as_str(),
                         e.ts,
-                        e.identities.to_json(),
-                        props_text(e),
+                        enc.identities,
+                        enc.props,
                         e.source.as_deref(),
                         received_at,
                     ])?;

@@ -4,7 +4,7 @@
 use serde_json::json;
 use siyu_domain::{Event, parse_event};
 
-use crate::{AppendBatch, Appended, KeyRole, Store, StoreError};
+use crate::{AppendBatch, Appended, Encoded, KeyRole, Store, StoreError};
 
 const NOW: i64 = 1_793_000_000_000;
 
@@ -18,9 +18,17 @@ fn ev(id: &str, ty: &str, phone: &str) -> Event {
 }
 
 fn append_one(s: &dyn Store, tenant: i64, events: &[Event]) -> Vec<Appended> {
-    s.append(&[AppendBatch { tenant, events }], NOW)
-        .unwrap()
-        .remove(0)
+    let encoded = Encoded::all(events);
+    s.append(
+        &[AppendBatch {
+            tenant,
+            events,
+            encoded: &encoded,
+        }],
+        NOW,
+    )
+    .unwrap()
+    .remove(0)
 }
 
 fn tenants_and_keys(s: &dyn Store) {
@@ -111,16 +119,19 @@ fn group_commit_spans_tenants(s: &dyn Store) {
         ev("x", "follow", "13800138000"),
         ev("y", "follow", "13800138000"),
     ];
+    let (xa, xb) = (Encoded::all(&ea), Encoded::all(&eb));
     let out = s
         .append(
             &[
                 AppendBatch {
                     tenant: a,
                     events: &ea,
+                    encoded: &xa,
                 },
                 AppendBatch {
                     tenant: b,
                     events: &eb,
+                    encoded: &xb,
                 },
             ],
             NOW,
@@ -132,7 +143,8 @@ fn group_commit_spans_tenants(s: &dyn Store) {
         s.append(
             &[AppendBatch {
                 tenant: 999,
-                events: &ea
+                events: &ea,
+                encoded: &xa,
             }],
             NOW
         ),
