@@ -114,17 +114,24 @@ pub enum TenantCommand {
     },
 }
 
-#[derive(Args, Debug)]
-pub struct GenArgs {
+/// The generated brand's size and seed (shared by `gen` and `demo`).
+#[derive(Args, Debug, Clone)]
+pub struct BrandArgs {
     /// Number of people in the brand's audience.
     #[arg(long, default_value_t = 100_000)]
     pub fans: u64,
-    /// Days of activity, ending at --end.
+    /// Days of activity, ending at --end (demo: ending today).
     #[arg(long, default_value_t = 90)]
     pub days: u32,
-    /// Random seed; the same seed and --end give the same bytes.
+    /// Random seed; the same seed, size and end give the same bytes.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct GenArgs {
+    #[command(flatten)]
+    pub brand: BrandArgs,
     /// End of the period (RFC 3339). Default: the start of today (UTC).
     #[arg(long)]
     pub end: Option<String>,
@@ -158,14 +165,8 @@ pub struct ImportArgs {
 pub struct DemoArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// People in the generated brand.
-    #[arg(long, default_value_t = 100_000)]
-    pub fans: u64,
-    /// Days of activity, ending today.
-    #[arg(long, default_value_t = 90)]
-    pub days: u32,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub brand: BrandArgs,
     /// Then serve the HTTP API on --addr.
     #[arg(long)]
     pub serve: bool,

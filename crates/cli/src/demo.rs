@@ -22,7 +22,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let keys = demo_tenant(&*store, &location)?;
     let tenant = App::resolve_tenant(&*store, Some(TENANT))?;
 
-    let cfg = gen_cmd::config(args.fans, args.days, args.seed, None)?;
+    let cfg = gen_cmd::config(&args.brand, None)?;
     let work = match &location {
         Location::Sqlite(dir) => dir.join("demo"),
         Location::Postgres(_) => std::env::temp_dir().join("siyu-demo"),

@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write};
 use anyhow::Context;
 use siyu_gen::{GenConfig, GenSummary};
 
-use crate::cli::{GenArgs, parse_time};
+use crate::cli::{BrandArgs, GenArgs, parse_time};
 use crate::output;
 
 /// The default end of generated data: the start of today, UTC, so a day's runs agree.
@@ -16,7 +16,8 @@ pub fn default_end() -> jiff::Timestamp {
     jiff::Timestamp::from_second(day).unwrap_or(now)
 }
 
-pub fn config(fans: u64, days: u32, seed: u64, end: Option<&str>) -> anyhow::Result<GenConfig> {
+pub fn config(brand: &BrandArgs, end: Option<&str>) -> anyhow::Result<GenConfig> {
+    let BrandArgs { fans, days, seed } = *brand;
     anyhow::ensure!(fans > 0, "--fans must be at least 1");
     anyhow::ensure!(
         (1..=3650).contains(&days),
@@ -66,7 +67,7 @@ pub fn write_files(
 }
 
 pub fn run(args: GenArgs) -> anyhow::Result<()> {
-    let cfg = config(args.fans, args.days, args.seed, args.end.as_deref())?;
+    let cfg = config(&args.brand, args.end.as_deref())?;
     let summary = match &args.out {
         Some(out) => write_files(&cfg, out, args.truth.as_deref())?,
         None => {

@@ -106,11 +106,12 @@ impl KeyRole {
         }
     }
 
-    fn parse(s: &str) -> Option<KeyRole> {
+    /// Reads a role column this crate wrote.
+    fn from_stored(s: &str) -> Result<KeyRole> {
         match s {
-            "write" => Some(KeyRole::Write),
-            "admin" => Some(KeyRole::Admin),
-            _ => None,
+            "write" => Ok(KeyRole::Write),
+            "admin" => Ok(KeyRole::Admin),
+            _ => Err(StoreError::Corrupt(format!("key role {s:?}"))),
         }
     }
 }

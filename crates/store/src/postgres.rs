@@ -197,13 +197,8 @@ impl crate::Store for PostgresStore {
                 &[&key_hash],
             )?)
         })?;
-        row.map(|r| {
-            let role: String = r.get(4);
-            KeyRole::parse(&role)
-                .map(|role| (tenant_from_row(&r), role))
-                .ok_or_else(|| StoreError::Corrupt(format!("key role {role:?}")))
-        })
-        .transpose()
+        row.map(|r| Ok((tenant_from_row(&r), KeyRole::from_stored(r.get(4))?)))
+            .transpose()
     }
 
     fn append(

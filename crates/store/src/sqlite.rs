@@ -182,12 +182,8 @@ impl crate::Store for SqliteStore {
                 Ok((tenant_from_row(r)?, r.get::<_, String>(4)?))
             })
             .optional()?;
-        row.map(|(t, role)| {
-            KeyRole::parse(&role)
-                .map(|role| (t, role))
-                .ok_or_else(|| StoreError::Corrupt(format!("key role {role:?}")))
-        })
-        .transpose()
+        row.map(|(t, role)| Ok((t, KeyRole::from_stored(&role)?)))
+            .transpose()
     }
 
     fn append(
