@@ -13,10 +13,11 @@ pub mod tenants;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
-use siyu_domain::{ErrorCode, Event, EventError, Millis};
+use siyu_domain::{Domain, ErrorCode, Event, EventError, Millis};
 use siyu_engine::Stats;
 use siyu_store::{Appended, KeyRole, Store, StoreError, Tenant, TenantId};
 
@@ -129,13 +130,17 @@ pub fn too_large(index: usize, id: Option<String>, limit: usize) -> Rejection {
     }
 }
 
+/// How long an authenticated key's tenant is trusted without asking the store again.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
 /// The handle the server and the CLI hold.
 pub struct App {
     pub store: Arc<dyn Store>,
     pub ingestor: Ingestor,
-    /// Key hash → (tenant, role). Keys are never deleted yet, so a positive answer can be kept;
-    /// misses are not cached, so a tenant created by another process is found at once.
-    keys: RwLock<HashMap<String, (Tenant, KeyRole)>>,
+    /// Key hash → (tenant, role, when looked up). Hits are kept for [`KEY_CACHE_TTL`], so a
+    /// tenant setting changed by another process (the CLI beside a server) is seen within
+    /// seconds; misses are not cached, so a new tenant is found at once.
+    keys: RwLock<HashMap<String, (Tenant, KeyRole, Instant)>>,
 }
 
 impl App {
@@ -153,22 +158,33 @@ impl App {
     /// The tenant and role of an API key, if it is one.
     pub fn authenticate(&self, key: &str) -> Result<Option<(Tenant, KeyRole)>, AppError> {
         let hash = keys::hash_key(key);
-        if let Some(hit) = self
+        if let Some((t, role, at)) = self
             .keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&hash)
+            && at.elapsed() < KEY_CACHE_TTL
         {
-            return Ok(Some(hit.clone()));
+            return Ok(Some((t.clone(), *role)));
         }
         let found = self.store.key_lookup(&hash)?;
-        if let Some(hit) = &found {
+        if let Some((t, role)) = &found {
             self.keys
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(hash, hit.clone());
+                .insert(hash, (t.clone(), *role, Instant::now()));
         }
         Ok(found)
+    }
+
+    /// Changes where a tenant's custom events without a domain go, effective at once here.
+    pub fn set_custom_domain(&self, tenant: TenantId, domain: Domain) -> Result<(), AppError> {
+        self.store.set_custom_domain(tenant, domain)?;
+        self.keys
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (t, _, _)| t.id != tenant);
+        Ok(())
     }
 
     /// Stores parsed events for a tenant and adds the verdicts to `outcome`.

@@ -27,6 +27,9 @@ impl Cli {
             Command::Tenant(TenantArgs {
                 command: TenantCommand::List { json, .. },
             }) => *json,
+            Command::Tenant(TenantArgs {
+                command: TenantCommand::Set { .. },
+            }) => false,
             Command::Import(a) => a.json,
             Command::Demo(a) => a.json,
             Command::Bench(a) => a.json,
@@ -104,6 +107,16 @@ pub enum TenantCommand {
         /// Accepted for symmetry; the output is always JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Change a tenant's settings.
+    Set {
+        name: String,
+        /// Domain for custom events whose source cannot say (Segment tracks): public,
+        /// commercial or private (公域, 商域, 私域).
+        #[arg(long)]
+        custom_domain: String,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// List tenants.
     List {

@@ -10,6 +10,21 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
             let keys = siyu_app::tenants::create(&*store, &name)?;
             println!("{}", serde_json::to_string(&keys)?);
         }
+        TenantCommand::Set {
+            name,
+            custom_domain,
+            store,
+        } => {
+            let domain: siyu_domain::Domain = custom_domain.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "--custom-domain {custom_domain:?} is not one of public, commercial, private"
+                )
+            })?;
+            let store = siyu_store::open(&store.location()?, siyu_store::Durability::Full)?;
+            let tenant = siyu_app::App::resolve_tenant(&*store, Some(&name))?;
+            store.set_custom_domain(tenant.id, domain)?;
+            println!("tenant {name}: custom events without a domain go to {domain}");
+        }
         TenantCommand::List { store, json } => {
             let store = siyu_store::open(&store.location()?, siyu_store::Durability::Full)?;
             let tenants = store.tenants()?;
@@ -20,6 +35,7 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
                         serde_json::json!({
                             "tenant": t.name,
                             "created_at": siyu_domain::time::format_rfc3339(t.created_at),
+                            "custom_domain": t.custom_domain,
                             "events": store.event_count(t.id).unwrap_or(0),
                         })
                     })

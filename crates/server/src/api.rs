@@ -24,6 +24,65 @@ pub async fn stats(Axum(state): Axum<State>, headers: HeaderMap) -> Result<Json<
     })))
 }
 
+/// `GET /api/tenant` (admin key): the tenant's settings.
+pub async fn tenant_get(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    Ok(Json(tenant_json(&tenant.name, &tenant.custom_domain)))
+}
+
+fn tenant_json(name: &str, custom_domain: &str) -> Value {
+    json!({"tenant": name, "custom_domain": custom_domain})
+}
+
+/// `PATCH /api/tenant` (admin key), `{"custom_domain": "commercial"}`.
+pub async fn tenant_patch(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    raw: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let body = crate::body::json_body(&headers, raw, 64 * 1024)?;
+    let Value::Object(obj) = body else {
+        return Err(ApiError::bad(
+            "invalid_body",
+            None,
+            "the body must be a JSON object",
+        ));
+    };
+    if let Some(k) = obj.keys().find(|k| k.as_str() != "custom_domain") {
+        return Err(ApiError::bad(
+            "unknown_field",
+            Some(k),
+            format!("unknown setting {k:?}; settable: custom_domain"),
+        ));
+    }
+    let domain = match obj.get("custom_domain") {
+        Some(Value::String(s)) => s.parse::<siyu_domain::Domain>().map_err(|_| {
+            ApiError::bad(
+                "invalid_domain",
+                Some("custom_domain"),
+                format!("{s:?} is not one of public, commercial, private"),
+            )
+        })?,
+        Some(_) => {
+            return Err(ApiError::bad(
+                "invalid_domain",
+                Some("custom_domain"),
+                "custom_domain must be a string",
+            ));
+        }
+        None => return Ok(Json(tenant_json(&tenant.name, &tenant.custom_domain))),
+    };
+    let app = state.app.clone();
+    tokio::task::spawn_blocking(move || app.set_custom_domain(tenant.id, domain))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(tenant_json(&tenant.name, domain.as_str())))
+}
+
 /// `GET /healthz`: the process is up and its store answers.
 pub async fn healthz(Axum(state): Axum<State>) -> Result<Json<Value>, ApiError> {
     let store = state.app.store.clone();

@@ -82,6 +82,7 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
             post(ingest::native).layer(DefaultBodyLimit::max(limits.native_body)),
         )
         .route("/api/stats", get(api::stats))
+        .route("/api/tenant", get(api::tenant_get).patch(api::tenant_patch))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .merge(segment)

@@ -245,6 +245,9 @@ pub trait Store: Send + Sync {
         f: &mut dyn FnMut(StoredEvent) -> Result<()>,
     ) -> Result<()>;
 
+    /// Sets the domain that custom events without one (Segment tracks) are put in.
+    fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()>;
+
     /// Number of events stored for a tenant.
     fn event_count(&self, tenant: TenantId) -> Result<u64>;
 

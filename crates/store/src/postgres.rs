@@ -240,6 +240,19 @@ impl crate::Store for PostgresStore {
         })
     }
 
+    fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()> {
+        let n = self.writer(|c| {
+            Ok(c.execute(
+                "UPDATE tenants SET custom_domain = $2 WHERE tenant_id = $1",
+                &[&tenant, &domain.as_str()],
+            )?)
+        })?;
+        if n == 0 {
+            return Err(StoreError::NoSuchTenant(tenant.to_string()));
+        }
+        Ok(())
+    }
+
     fn event_count(&self, tenant: TenantId) -> Result<u64> {
         let n: i64 = self.reader(|c| {
             Ok(c.query_one(

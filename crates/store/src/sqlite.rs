@@ -268,6 +268,17 @@ impl crate::Store for SqliteStore {
         Ok(())
     }
 
+    fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()> {
+        let n = self.conn().execute(
+            "UPDATE tenants SET custom_domain = ?2 WHERE tenant_id = ?1",
+            params![tenant, domain.as_str()],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoSuchTenant(tenant.to_string()));
+        }
+        Ok(())
+    }
+
     fn event_count(&self, tenant: TenantId) -> Result<u64> {
         let conn = self.conn();
         let n: i64 = conn.query_row(

@@ -43,6 +43,16 @@ fn tenants_and_keys(s: &dyn Store) {
     assert_eq!((found.id, role), (t.id, KeyRole::Write));
     assert_eq!(s.key_lookup("ah").unwrap().unwrap().1, KeyRole::Admin);
     assert!(s.key_lookup("nope").unwrap().is_none());
+    s.set_custom_domain(t.id, siyu_domain::Domain::Commercial)
+        .unwrap();
+    assert_eq!(
+        s.key_lookup("wh").unwrap().unwrap().0.custom_domain,
+        "commercial"
+    );
+    assert!(matches!(
+        s.set_custom_domain(12345, siyu_domain::Domain::Public),
+        Err(StoreError::NoSuchTenant(_))
+    ));
     let t2 = s.create_tenant("beta", "wh3", "ah3", NOW).unwrap();
     let names: Vec<_> = s.tenants().unwrap().into_iter().map(|t| t.name).collect();
     assert_eq!(names, ["acme", "beta"]);

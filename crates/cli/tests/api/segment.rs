@@ -157,7 +157,32 @@ async fn segment_bad_input(b: Backend) {
     app.stop().await;
 }
 
+async fn custom_events_go_to_the_tenants_domain(b: Backend) {
+    let app = spawn_app(b).await;
+    let patch = |body: Value| {
+        app.client
+            .patch(format!("{}/api/tenant", app.base))
+            .bearer_auth(&app.admin_key)
+            .json(&body)
+            .send()
+    };
+    let r = patch(json!({"custom_domain": "web"})).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["field"], "custom_domain");
+    let r = patch(json!({"custom_domain": "商域"})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["custom_domain"], "commercial");
+    let msg = json!({"event": "Form Viewed", "userId": "u", "messageId": "m1"});
+    let (s, _) = post(&app, "/v1/track", Some(&app.write_key.clone()), &msg, false).await;
+    assert_eq!(s, 200);
+    assert_eq!(app.stats().await["by_domain"]["commercial"], 1);
+    app.stop().await;
+}
+
 both!(
+    custom_events_go_to_the_tenants_domain,
     a_segment_batch_with_basic_auth_and_gzip_lands,
     single_message_endpoints_and_write_key_in_body,
     segment_bad_input,
