@@ -94,19 +94,7 @@ impl Engines {
     }
 }
 
-/// Replays a tenant's log after the engine's last applied event.
-fn catch_up(
-    store: &dyn Store,
-    engine: &mut TenantEngine,
-    tenant: TenantId,
-) -> Result<(), AppError> {
-    let after = engine.last_seq();
-    store.scan(tenant, after, &mut |s| {
-        engine.apply(s.seq, &s.event);
-        Ok(())
-    })?;
-    Ok(())
-}
+use crate::identity::catch_up;
 
 /// The writer's state; [`Writer::step`] commits one group.
 pub struct Writer {
@@ -186,6 +174,9 @@ impl Writer {
                 engine.apply(*seq, e);
             }
         }
+        if let Err(e) = crate::identity::correct(&*self.store, &mut engine, tenant) {
+            tracing::error!(error = %e, tenant, "identity correction failed");
+        }
     }
 }
 
@@ -263,20 +254,31 @@ impl Ingestor {
         Ok(rx.await.map_err(|_| AppError::WriterStopped)??.appended)
     }
 
-    /// Totals for a tenant from its live engine (catching up first if it has none yet).
+    /// Totals for a tenant from its live engine.
     pub fn stats(&self, tenant: TenantId) -> Result<Stats, AppError> {
-        let Some(engines) = &self.engines else {
-            let mut engine = TenantEngine::new();
-            catch_up(&*self.store, &mut engine, tenant)?;
-            return Ok(engine.stats());
-        };
-        let engine = engines.get_or_create(tenant);
-        if engine.read().unwrap_or_else(|p| p.into_inner()).last_seq() == 0 {
-            let mut e = engine.write().unwrap_or_else(|p| p.into_inner());
-            catch_up(&*self.store, &mut e, tenant)?;
+        self.with_engine(tenant, |e| e.stats())
+    }
+
+    /// Runs `f` on a tenant's engine, first brought up to date with the store (events and
+    /// decisions written elsewhere). Without live engines (bulk import), the engine is
+    /// replayed from the log for this call.
+    pub fn with_engine<T>(
+        &self,
+        tenant: TenantId,
+        f: impl FnOnce(&mut TenantEngine) -> T,
+    ) -> Result<T, AppError> {
+        match &self.engines {
+            Some(engines) => {
+                let engine = engines.get_or_create(tenant);
+                let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
+                catch_up(&*self.store, &mut engine, tenant)?;
+                Ok(f(&mut engine))
+            }
+            None => {
+                let mut engine = crate::identity::replay(&*self.store, tenant)?;
+                Ok(f(&mut engine))
+            }
         }
-        let stats = engine.read().unwrap_or_else(|p| p.into_inner()).stats();
-        Ok(stats)
     }
 
     /// Stops taking requests, lets the writer finish what is queued, and waits for it.

@@ -4,9 +4,11 @@
 //! # Layout
 //! - [`keys`]: API keys — generated, shown once, stored as SHA-256 hashes.
 //! - [`tenants`]: tenant names and creation.
+//! - [`identity`]: replay with operator decisions, fan views, merges and their undoing.
 //! - [`ingest`]: the single writer thread with group commit, and the live engines it feeds.
 //! - [`App`]: the handle the server and the CLI hold.
 
+pub mod identity;
 pub mod ingest;
 pub mod keys;
 pub mod tenants;
@@ -18,9 +20,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 use siyu_domain::{Domain, ErrorCode, Event, EventError, Millis};
-use siyu_engine::Stats;
+use siyu_engine::{Decision, DedupReport, FanId, PossibleDuplicate, Stats};
 use siyu_store::{Appended, KeyRole, Store, StoreError, Tenant, TenantId};
 
+pub use identity::{FanView, IdentityError};
 pub use ingest::{EngineMode, Ingestor};
 pub use tenants::{TenantKeys, TenantName};
 
@@ -205,6 +208,80 @@ impl App {
     /// Totals for a tenant, from the live engine.
     pub fn stats(&self, tenant: TenantId) -> Result<Stats, AppError> {
         self.ingestor.stats(tenant)
+    }
+
+    /// A fan with identities, merge history and possible duplicates (`None`: no such fan).
+    pub fn fan(&self, tenant: TenantId, fan: FanId) -> Result<Option<FanView>, AppError> {
+        let store = self.store.clone();
+        self.ingestor
+            .with_engine(tenant, |e| identity::fan_view(&*store, tenant, e, fan))?
+    }
+
+    /// The fans holding an identity value, normalized as at ingest.
+    pub fn lookup(
+        &self,
+        tenant: TenantId,
+        kind: &str,
+        value: &str,
+    ) -> Result<Result<Vec<FanView>, IdentityError>, AppError> {
+        let id = match identity::parse_lookup(kind, value) {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(e)),
+        };
+        let store = self.store.clone();
+        self.ingestor.with_engine(tenant, |e| {
+            let fans = e.identities().lookup(id.kind, id.value());
+            let mut out = Vec::with_capacity(fans.len());
+            for f in fans {
+                if let Some(v) = identity::fan_view(&*store, tenant, e, f)? {
+                    out.push(v);
+                }
+            }
+            Ok(Ok(out))
+        })?
+    }
+
+    /// Open possible duplicates.
+    pub fn possible_duplicates(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Vec<PossibleDuplicate>, AppError> {
+        self.ingestor
+            .with_engine(tenant, |e| e.identities_mut().possible_duplicates())
+    }
+
+    /// Records and applies an operator's confirm/distinct decision.
+    pub fn decide(
+        &self,
+        tenant: TenantId,
+        d: Decision,
+    ) -> Result<Result<(), IdentityError>, AppError> {
+        let store = self.store.clone();
+        self.ingestor
+            .with_engine(tenant, |e| identity::decide(&*store, tenant, e, d))?
+    }
+
+    /// Undoes the merge that absorbed `from`; everything derived is recomputed.
+    pub fn unmerge(
+        &self,
+        tenant: TenantId,
+        from: FanId,
+    ) -> Result<Result<(), IdentityError>, AppError> {
+        let store = self.store.clone();
+        self.ingestor.with_engine(tenant, |e| {
+            Ok(identity::unmerge(&*store, tenant, e, from)?.map(|rebuilt| *e = rebuilt))
+        })?
+    }
+
+    /// The lead dedup report for leads with `from <= ts < to`.
+    pub fn dedup_report(
+        &self,
+        tenant: TenantId,
+        from: Option<Millis>,
+        to: Option<Millis>,
+    ) -> Result<DedupReport, AppError> {
+        self.ingestor
+            .with_engine(tenant, |e| e.dedup_report(from, to))
     }
 
     /// Picks the tenant a CLI command works on: the named one, or the only one there is.

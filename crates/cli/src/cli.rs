@@ -33,6 +33,9 @@ impl Cli {
             Command::Import(a) => a.json,
             Command::Demo(a) => a.json,
             Command::Bench(a) => a.json,
+            Command::Fan(a) => a.json,
+            Command::Identity(a) => a.json,
+            Command::Report(a) => a.json,
             Command::Gen(_) | Command::Serve(_) => false,
         }
     }
@@ -50,7 +53,13 @@ pub enum Command {
     Import(ImportArgs),
     /// Generate a brand, import it into the embedded store, and show what Siyu sees.
     Demo(DemoArgs),
-    /// Measure ingest throughput against raw SQLite and PostgreSQL.
+    /// Look at one fan: identities, merge history, possible duplicates.
+    Fan(FanArgs),
+    /// Identity resolution: possible duplicates, operator decisions, export, evaluation.
+    Identity(IdentityArgs),
+    /// Reports: lead dedup (线索重复率).
+    Report(ReportArgs),
+    /// Measure ingest and identity resolution against their peers.
     Bench(BenchArgs),
 }
 
@@ -188,6 +197,109 @@ pub struct DemoArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The store and the tenant a command works on.
+#[derive(Args, Debug, Clone)]
+pub struct TenantStoreArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Tenant (default: the only one).
+    #[arg(long, env = "SIYU_TENANT", global = true)]
+    pub tenant: Option<String>,
+}
+
+impl TenantStoreArgs {
+    /// Opens the store and picks the tenant; engines are replayed from the log on demand.
+    pub fn open(&self) -> anyhow::Result<(siyu_app::App, siyu_store::Tenant)> {
+        let store = siyu_store::open(&self.store.location()?, siyu_store::Durability::Full)?;
+        let tenant = siyu_app::App::resolve_tenant(&*store, self.tenant.as_deref())?;
+        let app = siyu_app::App::start(store, siyu_app::EngineMode::WriteOnly)?;
+        Ok((app, tenant))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct FanArgs {
+    #[command(subcommand)]
+    pub command: FanCommand,
+    #[command(flatten)]
+    pub at: TenantStoreArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FanCommand {
+    /// A fan by id (a merged-away id shows the fan that absorbed it).
+    Show { id: i64 },
+    /// The fans holding an identity value, normalized as at ingest
+    /// (e.g. --kind phone --value '138 0013 8000').
+    Lookup {
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        value: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct IdentityArgs {
+    #[command(subcommand)]
+    pub command: IdentityCommand,
+    #[command(flatten)]
+    pub at: TenantStoreArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IdentityCommand {
+    /// Pairs of fans kept apart by the guard (e.g. a shared family phone) for review.
+    Duplicates,
+    /// Two fans are one person: merge them.
+    Confirm { a: i64, b: i64 },
+    /// Two fans are different people: never merge or suggest them again.
+    Distinct { a: i64, b: i64 },
+    /// Undo the merge that absorbed fan FROM; everything derived is recomputed from the events.
+    Undo { from: i64 },
+    /// Write every identity value with its fan: CSV kind,value,fan_id.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Score fans against a truth file from `siyu gen --truth` (pairwise precision and recall).
+    Eval {
+        #[arg(long)]
+        truth: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[command(subcommand)]
+    pub command: ReportCommand,
+    #[command(flatten)]
+    pub at: TenantStoreArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportCommand {
+    /// Leads, unique people, repeat leads and the repeat ratio per channel, and how channels
+    /// overlap.
+    Dedup {
+        /// Only leads at or after this time (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only leads before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]

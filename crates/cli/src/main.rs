@@ -4,9 +4,12 @@
 mod bench;
 mod cli;
 mod demo;
+mod fan;
 mod gen_cmd;
+mod identity;
 mod import;
 mod output;
+mod report;
 mod serve;
 mod tenant;
 
@@ -35,6 +38,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Gen(a) => gen_cmd::run(a),
         Import(a) => import::run(a),
         Demo(a) => demo::run(a),
+        Fan(a) => fan::run(a),
+        Identity(a) => identity::run(a),
+        Report(a) => report::run(a),
         Bench(a) => bench::run(a),
     }
 }

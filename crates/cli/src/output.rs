@@ -27,6 +27,9 @@ fn error_code(e: &anyhow::Error) -> &'static str {
         if let Some(a) = cause.downcast_ref::<siyu_app::AppError>() {
             return a.code();
         }
+        if let Some(i) = cause.downcast_ref::<siyu_app::IdentityError>() {
+            return i.code();
+        }
         if let Some(s) = cause.downcast_ref::<siyu_store::StoreError>() {
             return s.code();
         }
@@ -50,6 +53,12 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
+}
+
+/// Prints `value` as pretty JSON.
+pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
 /// Thousands separators for humans.

@@ -1,32 +1,246 @@
-//! The identity graph: every identity value belongs to exactly one fan.
+//! The identity graph: every identity value resolves to a fan, and one person is one fan.
 //!
-//! Values are interned per kind; each value points at the fan it first appeared with, and fans
-//! are kept in a union-find (path halving, union by age) so that merging two fans is O(α) and a
-//! merged-away fan id keeps resolving to the fan that absorbed it. The older fan survives a
-//! merge, so a fan's id never changes under an operator's feet.
+//! # How an event is resolved
+//! The fans already holding any of the event's values are the *candidates*. They are taken in
+//! order — fans reached through one-per-person ids (open id, union id, WeCom id, WeChat union id,
+//! user id) first, then through lead ids, phones, emails and anonymous ids, older fans first —
+//! and merged into one cluster, **unless** a merge would give the cluster two different values
+//! of a one-per-person kind. A shared family phone would do exactly that: two open ids, two
+//! people. Such a candidate is kept apart and the pair is recorded as a *possible duplicate* for
+//! an operator to confirm or mark distinct. New values are attached to the cluster; a shared
+//! weak value (phone, email, ...) is then held by both fans, so a lookup finds both.
+//!
+//! Because no value of a one-per-person kind is ever held by two fans, "would this merge
+//! give a fan two values of one kind?" is just `mask(a) & mask(b) != 0`, where the mask says
+//! which one-per-person kinds a fan holds. The guard goes one step further: once a value is
+//! known to be shared (a family phone held by two fans), it no longer joins two fans that both
+//! hold accounts — a mother's open id and her son's WeCom contact share that phone exactly as
+//! one person's two accounts would. Operators can merge anything by hand (a person with two
+//! Douyin accounts); the guard only governs automatic merges.
+//!
+//! # Ids and replay
+//! A fan's id is the arrival sequence number of the event that created it, so ids do not
+//! depend on anything but the log: replaying the log (and the operators' decisions, each at
+//! its position in the log) rebuilds exactly the same fans. Merged-away ids keep resolving to
+//! the fan that absorbed them (union-find, the older fan survives). Undoing a merge is a
+//! *distinct* decision placed just before the merging event, followed by a replay.
+//!
+//! # Memory
+//! Values are interned per kind in one byte arena with `u32` end offsets and a `HashTable` of
+//! indices (no per-value allocation); fans are three parallel vectors. See
+//! [`IdentityGraph::heap_bytes`].
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
-use siyu_domain::{Identity, IdentityKind};
+use hashbrown::{DefaultHashBuilder, HashTable};
+use serde::Serialize;
+use siyu_domain::{Identities, IdentityKind, Millis};
 
-/// A fan: a resolved person. Ids are dense, in order of first appearance.
+/// A fan's stable id: the arrival sequence number of the event that created it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-pub struct FanId(pub u32);
+pub struct FanId(pub i64);
+
+/// Candidates are considered in this order of the kind that reached them.
+const PRIORITY: [IdentityKind; 9] = [
+    IdentityKind::DouyinOpenId,
+    IdentityKind::DouyinUnionId,
+    IdentityKind::WecomExternalId,
+    IdentityKind::WechatUnionId,
+    IdentityKind::UserId,
+    IdentityKind::LeadId,
+    IdentityKind::Phone,
+    IdentityKind::Email,
+    IdentityKind::AnonymousId,
+];
+
+fn priority(kind: IdentityKind) -> u8 {
+    PRIORITY.iter().position(|k| *k == kind).unwrap_or(0) as u8
+}
+
+fn bit(kind: IdentityKind) -> u8 {
+    if kind.one_per_person() {
+        1 << priority(kind)
+    } else {
+        0
+    }
+}
+
+/// Owner word: a node index, or `MULTI | i` for a value held by several fans (`multi[i]`).
+const MULTI: u32 = 1 << 31;
+const NO_VALUE: u32 = u32::MAX;
+
+/// The interned values of one kind.
+#[derive(Debug, Default)]
+struct Values {
+    /// All values, back to back.
+    bytes: Vec<u8>,
+    /// `ends[i]` is where value `i` ends in `bytes` (it starts where value `i-1` ends).
+    ends: Vec<u32>,
+    /// Value indices, hashed by their bytes.
+    table: HashTable<u32>,
+    /// Who holds each value (see [`MULTI`]).
+    owner: Vec<u32>,
+}
+
+impl Values {
+    fn get(&self, i: u32) -> &[u8] {
+        let end = self.ends[i as usize] as usize;
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends[i as usize - 1] as usize
+        };
+        &self.bytes[start..end]
+    }
+
+    fn find(&self, hasher: &DefaultHashBuilder, v: &[u8]) -> Option<u32> {
+        let h = hasher.hash_one(v);
+        self.table.find(h, |&i| self.get(i) == v).copied()
+    }
+
+    fn insert(&mut self, hasher: &DefaultHashBuilder, v: &[u8], owner: u32) -> u32 {
+        let i = self.ends.len() as u32;
+        self.bytes.extend_from_slice(v);
+        self.ends.push(self.bytes.len() as u32);
+        self.owner.push(owner);
+        let h = hasher.hash_one(v);
+        let Values {
+            table, bytes, ends, ..
+        } = self;
+        table.insert_unique(h, i, |&j| {
+            let end = ends[j as usize] as usize;
+            let start = if j == 0 {
+                0
+            } else {
+                ends[j as usize - 1] as usize
+            };
+            hasher.hash_one(&bytes[start..end])
+        });
+        i
+    }
+}
+
+/// Why two fans were merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeCause {
+    /// An event carried identities of both.
+    Event,
+    /// An operator confirmed a possible duplicate.
+    Operator,
+}
+
+#[derive(Debug, Clone)]
+struct MergeRec {
+    into: u32,
+    from: u32,
+    seq: i64,
+    ts: Millis,
+    kind: IdentityKind,
+    value: u32,
+    cause: MergeCause,
+}
+
+#[derive(Debug, Clone)]
+struct DupRec {
+    a: u32,
+    b: u32,
+    seq: i64,
+    ts: Millis,
+    kind: IdentityKind,
+    value: u32,
+}
+
+/// One merge, as shown to operators.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Merge {
+    /// The fan that survived (the older one).
+    pub into: FanId,
+    /// The fan that was absorbed; its id keeps resolving to `into`.
+    pub from: FanId,
+    /// The linking event's sequence number (for an operator merge: the log position).
+    pub seq: i64,
+    pub ts: Millis,
+    pub cause: MergeCause,
+    /// The identity value that linked them (none for an operator merge).
+    pub via: Option<(IdentityKind, String)>,
+}
+
+/// Two fans that share a phone, email or other value but were kept apart because they hold
+/// different one-per-person ids.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PossibleDuplicate {
+    pub a: FanId,
+    pub b: FanId,
+    /// The event that found it.
+    pub seq: i64,
+    pub ts: Millis,
+    pub via: (IdentityKind, String),
+}
+
+/// An operator's decision about two fans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// They are one person: merge them, even against the guard.
+    Confirm { a: FanId, b: FanId },
+    /// They are different people: never merge them automatically, never suggest them again.
+    Distinct { a: FanId, b: FanId },
+}
+
+/// Why a decision cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecisionError {
+    #[error("no fan {0}")]
+    UnknownFan(i64),
+    #[error("fans {0} and {1} are already one fan")]
+    AlreadyOne(i64, i64),
+    #[error("fans {0} and {1} were marked distinct; they cannot be merged")]
+    MarkedDistinct(i64, i64),
+}
 
 #[derive(Debug, Default)]
 pub struct IdentityGraph {
-    /// One map per identity kind: value → the fan it was first seen with (not necessarily the
-    /// fan's current root).
-    values: Vec<HashMap<Box<str>, u32>>,
-    /// Union-find parent of each fan id; a root is its own parent.
+    hasher: DefaultHashBuilder,
+    /// One interner per identity kind, indexed by `IdentityKind as usize`.
+    values: Vec<Values>,
+    /// Owner lists of values held by several fans.
+    multi: Vec<Vec<u32>>,
+    /// Union-find parent of each node; a root is its own parent.
     parent: Vec<u32>,
-    /// Number of fans that are roots.
+    /// Which one-per-person kinds the fan holds (valid at roots).
+    mask: Vec<u8>,
+    /// The creating event's sequence number: the fan's id. Increasing with the node index.
+    created: Vec<i64>,
     roots: u64,
+    merges: Vec<MergeRec>,
+    /// Possible duplicates by (older node, newer node) at the time they were found.
+    dups: HashMap<(u32, u32), DupRec>,
+    /// Operator "distinct" partners, by root; moved along on union.
+    distinct: HashMap<u32, Vec<u32>>,
+    /// Values recorded as shared by several people, by text (for values not interned yet)...
+    shared_text: std::collections::HashSet<(IdentityKind, Box<str>)>,
+    /// ...and by index, once interned.
+    shared: std::collections::HashSet<(IdentityKind, u32)>,
+    /// Merges made through a shareable value between two fans that both held accounts, by
+    /// that value: if the value turns out to be shared, they were wrong.
+    soft: HashMap<(IdentityKind, u32), u32>,
+    /// Values found shared after a soft merge through them; see [`IdentityGraph::take_corrections`].
+    corrections: Vec<(IdentityKind, String)>,
+    /// Scratch for `resolve`, kept to avoid an allocation per event.
+    scratch: Vec<(u8, i64, u32, IdentityKind, u32)>,
 }
 
 impl IdentityGraph {
     pub fn new() -> IdentityGraph {
-        IdentityGraph::default()
+        IdentityGraph {
+            values: IdentityKind::ALL
+                .iter()
+                .map(|_| Values::default())
+                .collect(),
+            ..Default::default()
+        }
     }
 
     fn find(&mut self, mut x: u32) -> u32 {
@@ -38,55 +252,417 @@ impl IdentityGraph {
         x
     }
 
-    /// The fan an identity value belongs to, if seen.
-    pub fn lookup(&self, kind: IdentityKind, value: &str) -> Option<FanId> {
-        let mut x = *self.values.get(kind as usize)?.get(value)?;
+    /// `find` without path compression, for readers.
+    fn root(&self, mut x: u32) -> u32 {
         while self.parent[x as usize] != x {
             x = self.parent[x as usize];
         }
-        Some(FanId(x))
+        x
     }
 
-    /// Resolves an event's identities to one fan, creating or merging fans as needed.
-    pub fn resolve<'a>(&mut self, ids: impl Iterator<Item = &'a Identity>) -> FanId {
-        if self.values.is_empty() {
-            self.values = IdentityKind::ALL.iter().map(|_| HashMap::new()).collect();
+    fn node_of(&self, fan: FanId) -> Option<u32> {
+        self.created.binary_search(&fan.0).ok().map(|i| i as u32)
+    }
+
+    fn fan_id(&self, node: u32) -> FanId {
+        FanId(self.created[node as usize])
+    }
+
+    /// The owner list of a `MULTI` owner word.
+    fn owners(&self, word: u32) -> &[u32] {
+        &self.multi[(word & !MULTI) as usize]
+    }
+
+    /// The nodes holding a value.
+    fn holders(&self, kind: IdentityKind, i: u32) -> Vec<u32> {
+        let word = self.values[kind as usize].owner[i as usize];
+        if word & MULTI != 0 {
+            self.owners(word).to_vec()
+        } else {
+            vec![word]
         }
-        let mut fan: Option<u32> = None;
-        let mut unseen: Vec<&Identity> = Vec::new();
-        for id in ids {
-            match self.values[id.kind as usize].get(id.value()).copied() {
-                Some(f) => {
-                    let root = self.find(f);
-                    fan = Some(match fan {
-                        None => root,
-                        Some(current) => self.union(current, root),
-                    });
-                }
-                None => unseen.push(id),
+    }
+
+    fn add_holder(&mut self, kind: IdentityKind, i: u32, node: u32) {
+        let word = self.values[kind as usize].owner[i as usize];
+        if word & MULTI != 0 {
+            let list = &mut self.multi[(word & !MULTI) as usize];
+            if !list.contains(&node) {
+                list.push(node);
+            }
+        } else if word != node {
+            let idx = self.multi.len() as u32;
+            self.multi.push(vec![word, node]);
+            self.values[kind as usize].owner[i as usize] = MULTI | idx;
+        }
+    }
+
+    /// Whether a shareable value is known to be shared: held by several fans, or recorded as
+    /// shared (a correction replayed from the store).
+    fn is_shared(&self, kind: IdentityKind, i: u32) -> bool {
+        self.values[kind as usize].owner[i as usize] & MULTI != 0
+            || (!self.shared.is_empty() && self.shared.contains(&(kind, i)))
+    }
+
+    /// Records, before replay, that a value is shared by several people: it will never join
+    /// two fans that both hold accounts.
+    pub fn mark_shared(&mut self, kind: IdentityKind, value: &str) {
+        match self.values[kind as usize].find(&self.hasher, value.as_bytes()) {
+            Some(i) => {
+                self.shared.insert((kind, i));
+            }
+            None => {
+                self.shared_text.insert((kind, value.into()));
             }
         }
-        let fan = fan.unwrap_or_else(|| {
-            let id = self.parent.len() as u32;
-            self.parent.push(id);
-            self.roots += 1;
-            id
-        });
-        for id in unseen {
-            self.values[id.kind as usize].insert(id.value().into(), fan);
-        }
-        FanId(fan)
     }
 
-    /// Merges two roots; the older (smaller id) survives.
-    fn union(&mut self, a: u32, b: u32) -> u32 {
-        if a == b {
-            return a;
-        }
+    /// Values that turned out to be shared after a merge was made through them. The caller
+    /// records each (as a `shared` fact) and replays, so the merge is undone from the start.
+    pub fn take_corrections(&mut self) -> Vec<(IdentityKind, String)> {
+        std::mem::take(&mut self.corrections)
+    }
+
+    fn is_distinct(&mut self, r1: u32, r2: u32) -> bool {
+        let Some(partners) = self.distinct.get(&r1).cloned() else {
+            return false;
+        };
+        partners.into_iter().any(|p| self.find(p) == r2)
+    }
+
+    /// Joins two roots; the older survives. Returns the survivor.
+    #[allow(clippy::too_many_arguments)]
+    fn union(
+        &mut self,
+        a: u32,
+        b: u32,
+        seq: i64,
+        ts: Millis,
+        kind: IdentityKind,
+        value: u32,
+        cause: MergeCause,
+    ) -> u32 {
         let (keep, gone) = if a < b { (a, b) } else { (b, a) };
         self.parent[gone as usize] = keep;
+        self.mask[keep as usize] |= self.mask[gone as usize];
         self.roots -= 1;
+        if let Some(moved) = self.distinct.remove(&gone) {
+            self.distinct.entry(keep).or_default().extend(moved);
+        }
+        self.merges.push(MergeRec {
+            into: keep,
+            from: gone,
+            seq,
+            ts,
+            kind,
+            value,
+            cause,
+        });
         keep
+    }
+
+    fn new_node(&mut self, seq: i64, mask: u8) -> u32 {
+        let n = self.parent.len() as u32;
+        debug_assert!(self.created.last().is_none_or(|&c| c < seq));
+        self.parent.push(n);
+        self.mask.push(mask);
+        self.created.push(seq);
+        self.roots += 1;
+        n
+    }
+
+    /// Resolves an event's identities to one fan, creating or merging fans as the rules allow,
+    /// and returns the fan (as an internal node index; see [`IdentityGraph::fan`]). `seq` must
+    /// grow from call to call.
+    pub fn resolve(&mut self, seq: i64, ts: Millis, ids: &Identities) -> u32 {
+        let mut cands = std::mem::take(&mut self.scratch);
+        cands.clear();
+        let mut new_mask = 0u8;
+        for id in ids {
+            let vals = &self.values[id.kind as usize];
+            match vals.find(&self.hasher, id.value().as_bytes()) {
+                Some(i) => {
+                    for node in self.holders(id.kind, i) {
+                        let r = self.find(node);
+                        cands.push((priority(id.kind), self.created[r as usize], r, id.kind, i));
+                    }
+                }
+                None => new_mask |= bit(id.kind),
+            }
+        }
+        cands.sort_unstable_by_key(|c| (c.0, c.1));
+
+        let mut cluster: Option<u32> = None;
+        let mut mask = new_mask;
+        let mut kept_apart: Vec<(u32, IdentityKind, u32)> = Vec::new();
+        for &(_, _, cand, kind, value) in &cands {
+            let cand = self.find(cand);
+            if cluster == Some(cand) {
+                continue;
+            }
+            let cand_mask = self.mask[cand as usize];
+            // Same one-per-person kind on both sides: two people. And a value already known
+            // to be shared (held by two fans: a family phone) is no evidence that two fans
+            // holding accounts are one person.
+            let weak = !kind.one_per_person();
+            let shared = weak && self.is_shared(kind, value);
+            let conflict = mask & cand_mask != 0
+                || (shared && mask != 0 && cand_mask != 0)
+                || cluster.is_some_and(|c| self.is_distinct(c, cand));
+            if conflict {
+                kept_apart.push((cand, kind, value));
+                continue;
+            }
+            if weak && mask != 0 && cand_mask != 0 {
+                *self.soft.entry((kind, value)).or_default() += 1;
+            }
+            mask |= cand_mask;
+            cluster = Some(match cluster {
+                None => cand,
+                Some(c) => self.union(c, cand, seq, ts, kind, value, MergeCause::Event),
+            });
+        }
+        let fan = match cluster {
+            Some(c) => {
+                self.mask[c as usize] |= mask;
+                c
+            }
+            None => self.new_node(seq, mask),
+        };
+
+        // Attach the event's values to the fan: new values belong to it; a known weak value
+        // held only by fans kept apart is now held by this fan too.
+        for id in ids {
+            let hasher = &self.hasher;
+            let vals = &mut self.values[id.kind as usize];
+            match vals.find(hasher, id.value().as_bytes()) {
+                None => {
+                    let i = vals.insert(hasher, id.value().as_bytes(), fan);
+                    if !self.shared_text.is_empty()
+                        && self
+                            .shared_text
+                            .contains(&(id.kind, Box::<str>::from(id.value())))
+                    {
+                        self.shared.insert((id.kind, i));
+                    }
+                }
+                Some(i) if !id.kind.one_per_person() => {
+                    let held = self
+                        .holders(id.kind, i)
+                        .iter()
+                        .any(|&n| self.root(n) == fan);
+                    if !held {
+                        self.add_holder(id.kind, i, fan);
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        for &(_, kind, value) in &kept_apart {
+            if !kind.one_per_person() && self.soft.contains_key(&(kind, value)) {
+                let text = self.value_text(kind, value);
+                if !self
+                    .corrections
+                    .iter()
+                    .any(|(k, v)| *k == kind && *v == text)
+                {
+                    self.corrections.push((kind, text));
+                }
+            }
+        }
+        for (other, kind, value) in kept_apart {
+            let other = self.find(other);
+            if other != fan && !self.is_distinct(fan, other) {
+                let key = (fan.min(other), fan.max(other));
+                self.dups.entry(key).or_insert(DupRec {
+                    a: key.0,
+                    b: key.1,
+                    seq,
+                    ts,
+                    kind,
+                    value,
+                });
+            }
+        }
+        self.scratch = cands;
+        fan
+    }
+
+    /// Whether a decision can be applied now, without applying it.
+    pub fn check(&mut self, d: Decision) -> Result<(u32, u32), DecisionError> {
+        let (a, b) = match d {
+            Decision::Confirm { a, b } | Decision::Distinct { a, b } => (a, b),
+        };
+        let na = self.node_of(a).ok_or(DecisionError::UnknownFan(a.0))?;
+        let nb = self.node_of(b).ok_or(DecisionError::UnknownFan(b.0))?;
+        let (ra, rb) = (self.find(na), self.find(nb));
+        if ra == rb {
+            return Err(DecisionError::AlreadyOne(a.0, b.0));
+        }
+        if matches!(d, Decision::Confirm { .. }) && self.is_distinct(ra, rb) {
+            return Err(DecisionError::MarkedDistinct(a.0, b.0));
+        }
+        Ok((ra, rb))
+    }
+
+    /// Applies an operator's decision at the current position of the log.
+    pub fn decide(&mut self, d: Decision, seq: i64, ts: Millis) -> Result<(), DecisionError> {
+        let (ra, rb) = self.check(d)?;
+        match d {
+            Decision::Confirm { .. } => {
+                self.union(
+                    ra,
+                    rb,
+                    seq,
+                    ts,
+                    IdentityKind::UserId,
+                    NO_VALUE,
+                    MergeCause::Operator,
+                );
+            }
+            Decision::Distinct { .. } => {
+                self.distinct.entry(ra).or_default().push(rb);
+                self.distinct.entry(rb).or_default().push(ra);
+            }
+        }
+        Ok(())
+    }
+
+    /// The current fan of a node index returned by [`IdentityGraph::resolve`].
+    pub fn fan(&self, node: u32) -> FanId {
+        self.fan_id(self.root(node))
+    }
+
+    /// The current id of a fan id (itself, or the fan that absorbed it).
+    pub fn current(&self, fan: FanId) -> Option<FanId> {
+        self.node_of(fan).map(|n| self.fan(n))
+    }
+
+    /// The fans holding an identity value (already normalized). Usually one; a shared family
+    /// phone gives two.
+    pub fn lookup(&self, kind: IdentityKind, value: &str) -> Vec<FanId> {
+        let Some(i) = self.values[kind as usize].find(&self.hasher, value.as_bytes()) else {
+            return Vec::new();
+        };
+        let mut fans: Vec<FanId> = self
+            .holders(kind, i)
+            .into_iter()
+            .map(|n| self.fan(n))
+            .collect();
+        fans.sort_unstable();
+        fans.dedup();
+        fans
+    }
+
+    /// A fan's identity values, by kind then value order of arrival.
+    pub fn identities_of(&self, fan: FanId) -> Vec<(IdentityKind, String)> {
+        let Some(root) = self.node_of(fan).map(|n| self.root(n)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for kind in IdentityKind::ALL {
+            let vals = &self.values[*kind as usize];
+            for (i, &word) in vals.owner.iter().enumerate() {
+                let held = if word & MULTI != 0 {
+                    self.owners(word).iter().any(|&n| self.root(n) == root)
+                } else {
+                    self.root(word) == root
+                };
+                if held {
+                    out.push((
+                        *kind,
+                        String::from_utf8_lossy(vals.get(i as u32)).into_owned(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    fn value_text(&self, kind: IdentityKind, i: u32) -> String {
+        String::from_utf8_lossy(self.values[kind as usize].get(i)).into_owned()
+    }
+
+    fn merge_view(&self, m: &MergeRec) -> Merge {
+        Merge {
+            into: self.fan_id(m.into),
+            from: self.fan_id(m.from),
+            seq: m.seq,
+            ts: m.ts,
+            cause: m.cause,
+            via: (m.value != NO_VALUE).then(|| (m.kind, self.value_text(m.kind, m.value))),
+        }
+    }
+
+    /// Every merge that went into a fan, oldest first.
+    pub fn merges_of(&self, fan: FanId) -> Vec<Merge> {
+        let Some(root) = self.node_of(fan).map(|n| self.root(n)) else {
+            return Vec::new();
+        };
+        self.merges
+            .iter()
+            .filter(|m| self.root(m.into) == root)
+            .map(|m| self.merge_view(m))
+            .collect()
+    }
+
+    /// The merge that absorbed `from`, if it was absorbed.
+    pub fn merge_absorbing(&self, from: FanId) -> Option<Merge> {
+        let node = self.node_of(from)?;
+        self.merges
+            .iter()
+            .find(|m| m.from == node)
+            .map(|m| self.merge_view(m))
+    }
+
+    /// All merges, oldest first.
+    pub fn merges(&self) -> impl Iterator<Item = Merge> + '_ {
+        self.merges.iter().map(|m| self.merge_view(m))
+    }
+
+    /// Open possible duplicates: pairs still apart and not marked distinct, between current
+    /// fans, oldest finding first.
+    pub fn possible_duplicates(&mut self) -> Vec<PossibleDuplicate> {
+        let mut recs: Vec<DupRec> = self.dups.values().cloned().collect();
+        recs.sort_unstable_by_key(|r| (r.seq, r.a, r.b));
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for r in recs {
+            let (ra, rb) = (self.find(r.a), self.find(r.b));
+            let key = (ra.min(rb), ra.max(rb));
+            if ra == rb || self.is_distinct(ra, rb) || !seen.insert(key) {
+                continue;
+            }
+            out.push(PossibleDuplicate {
+                a: self.fan_id(key.0),
+                b: self.fan_id(key.1),
+                seq: r.seq,
+                ts: r.ts,
+                via: (r.kind, self.value_text(r.kind, r.value)),
+            });
+        }
+        out
+    }
+
+    /// Calls `f(kind, value, fan)` for every identity value and each fan holding it.
+    pub fn for_each_value(&self, mut f: impl FnMut(IdentityKind, &str, FanId)) {
+        for kind in IdentityKind::ALL {
+            let vals = &self.values[*kind as usize];
+            for (i, &word) in vals.owner.iter().enumerate() {
+                let text = String::from_utf8_lossy(vals.get(i as u32));
+                if word & MULTI != 0 {
+                    let mut fans: Vec<FanId> =
+                        self.owners(word).iter().map(|&n| self.fan(n)).collect();
+                    fans.sort_unstable();
+                    fans.dedup();
+                    for fan in fans {
+                        f(*kind, &text, fan);
+                    }
+                } else {
+                    f(*kind, &text, self.fan(word));
+                }
+            }
+        }
     }
 
     /// Number of distinct fans.
@@ -96,31 +672,253 @@ impl IdentityGraph {
 
     /// Number of distinct identity values.
     pub fn value_count(&self) -> u64 {
-        self.values.iter().map(|m| m.len() as u64).sum()
+        self.values.iter().map(|v| v.owner.len() as u64).sum()
+    }
+
+    /// Heap memory held by the graph (capacity, not length), for the per-value budget.
+    pub fn heap_bytes(&self) -> usize {
+        let values: usize = self
+            .values
+            .iter()
+            .map(|v| {
+                v.bytes.capacity()
+                    + v.ends.capacity() * 4
+                    + v.owner.capacity() * 4
+                    + v.table.capacity() * 4
+                    + v.table.capacity() // control bytes
+            })
+            .sum();
+        let multi: usize = self.multi.iter().map(|m| m.capacity() * 4 + 24).sum();
+        let fans = self.parent.capacity() * 4 + self.mask.capacity() + self.created.capacity() * 8;
+        let merges = self.merges.capacity() * std::mem::size_of::<MergeRec>();
+        let dups = self.dups.capacity() * (8 + std::mem::size_of::<DupRec>() + 1);
+        values + multi + fans + merges + dups
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use siyu_domain::Identity;
 
-    fn id(kind: IdentityKind, v: &str) -> Identity {
-        Identity::parse(kind, v).unwrap()
+    fn ids(pairs: &[(IdentityKind, &str)]) -> Identities {
+        Identities::new(
+            pairs
+                .iter()
+                .map(|(k, v)| Identity::parse(*k, v).unwrap())
+                .collect(),
+        )
+        .unwrap()
     }
+
+    use IdentityKind::*;
 
     #[test]
     fn shared_values_link_and_the_older_fan_survives() {
-        use IdentityKind::*;
         let mut g = IdentityGraph::new();
-        let a = g.resolve([id(DouyinOpenId, "a")].iter());
-        let b = g.resolve([id(Phone, "13800138000")].iter());
-        assert_ne!(a, b);
+        let a = g.resolve(1, 0, &ids(&[(DouyinOpenId, "a")]));
+        let b = g.resolve(2, 0, &ids(&[(Phone, "13800138000"), (LeadId, "c1")]));
+        assert_ne!(g.fan(a), g.fan(b));
         assert_eq!(g.fan_count(), 2);
-        let m = g.resolve([id(Phone, "+86 138 0013 8000"), id(DouyinOpenId, "a")].iter());
-        assert_eq!(m, a);
+        let m = g.resolve(
+            3,
+            0,
+            &ids(&[(Phone, "+86 138 0013 8000"), (DouyinOpenId, "a")]),
+        );
+        assert_eq!(g.fan(m), FanId(1));
         assert_eq!(g.fan_count(), 1);
-        assert_eq!(g.lookup(Phone, "+8613800138000"), Some(a));
-        assert_eq!(g.lookup(Email, "x@y.z"), None);
-        assert_eq!(g.value_count(), 2);
+        assert_eq!(g.lookup(Phone, "+8613800138000"), vec![FanId(1)]);
+        assert_eq!(
+            g.current(FanId(2)),
+            Some(FanId(1)),
+            "the merged-away id keeps resolving"
+        );
+        let merges = g.merges_of(FanId(2));
+        assert_eq!(merges.len(), 1);
+        assert_eq!(merges[0].from, FanId(2));
+        assert_eq!(merges[0].seq, 3);
+        assert_eq!(merges[0].via, Some((Phone, "+8613800138000".to_string())));
+        assert_eq!(g.identities_of(FanId(1)).len(), 3);
+    }
+
+    #[test]
+    fn a_family_phone_never_merges_two_open_ids() {
+        let mut g = IdentityGraph::new();
+        g.resolve(1, 0, &ids(&[(DouyinOpenId, "mum"), (Phone, "13800138000")]));
+        let kid = g.resolve(2, 0, &ids(&[(DouyinOpenId, "kid"), (Phone, "13800138000")]));
+        assert_eq!(g.fan(kid), FanId(2));
+        assert_eq!(g.fan_count(), 2);
+        assert_eq!(g.lookup(Phone, "+8613800138000"), vec![FanId(1), FanId(2)]);
+        let dups = g.possible_duplicates();
+        assert_eq!(dups.len(), 1);
+        assert_eq!((dups[0].a, dups[0].b), (FanId(1), FanId(2)));
+        // A later event with the phone and one of the open ids stays with that open id.
+        let e = g.resolve(3, 0, &ids(&[(DouyinOpenId, "kid"), (Phone, "13800138000")]));
+        assert_eq!(g.fan(e), FanId(2));
+        // An ad lead with only the phone attaches to one of them, merging nothing.
+        g.resolve(4, 0, &ids(&[(LeadId, "c9"), (Phone, "138 0013 8000")]));
+        assert_eq!(g.fan_count(), 2);
+        assert!(g.merges().next().is_none());
+    }
+
+    #[test]
+    fn an_event_with_conflicting_strong_ids_stays_with_its_first() {
+        let mut g = IdentityGraph::new();
+        g.resolve(1, 0, &ids(&[(DouyinOpenId, "x"), (UserId, "u1")]));
+        g.resolve(2, 0, &ids(&[(DouyinOpenId, "y"), (UserId, "u2")]));
+        let e = g.resolve(3, 0, &ids(&[(DouyinOpenId, "x"), (UserId, "u2")]));
+        assert_eq!(g.fan(e), FanId(1));
+        assert_eq!(g.fan_count(), 2);
+        assert_eq!(
+            g.lookup(UserId, "u2"),
+            vec![FanId(2)],
+            "strong values are never shared"
+        );
+        assert_eq!(g.possible_duplicates().len(), 1);
+    }
+
+    #[test]
+    fn operators_confirm_and_distinguish() {
+        let mut g = IdentityGraph::new();
+        g.resolve(1, 0, &ids(&[(DouyinOpenId, "a"), (Phone, "13800138000")]));
+        g.resolve(2, 0, &ids(&[(DouyinOpenId, "b"), (Phone, "13800138000")]));
+        g.resolve(3, 0, &ids(&[(DouyinOpenId, "c"), (Email, "x@y.cn")]));
+        g.resolve(4, 0, &ids(&[(DouyinOpenId, "d"), (Email, "x@y.cn")]));
+        assert_eq!(g.possible_duplicates().len(), 2);
+        g.decide(
+            Decision::Confirm {
+                a: FanId(2),
+                b: FanId(1),
+            },
+            4,
+            0,
+        )
+        .unwrap();
+        g.decide(
+            Decision::Distinct {
+                a: FanId(3),
+                b: FanId(4),
+            },
+            4,
+            0,
+        )
+        .unwrap();
+        assert!(g.possible_duplicates().is_empty());
+        assert_eq!(g.fan_count(), 3);
+        assert_eq!(g.merges_of(FanId(1))[0].cause, MergeCause::Operator);
+        assert_eq!(
+            g.decide(
+                Decision::Confirm {
+                    a: FanId(1),
+                    b: FanId(2)
+                },
+                4,
+                0
+            ),
+            Err(DecisionError::AlreadyOne(1, 2))
+        );
+        assert_eq!(
+            g.decide(
+                Decision::Distinct {
+                    a: FanId(1),
+                    b: FanId(99)
+                },
+                4,
+                0
+            ),
+            Err(DecisionError::UnknownFan(99))
+        );
+        // A distinct pair is not merged automatically even through a weak value.
+        g.resolve(5, 0, &ids(&[(AnonymousId, "dev1"), (Email, "x@y.cn")]));
+        assert_eq!(g.fan_count(), 3);
+        assert!(g.possible_duplicates().is_empty());
+    }
+
+    #[test]
+    fn export_lists_every_value_with_each_holder() {
+        let mut g = IdentityGraph::new();
+        g.resolve(1, 0, &ids(&[(DouyinOpenId, "a"), (Phone, "13800138000")]));
+        g.resolve(2, 0, &ids(&[(DouyinOpenId, "b"), (Phone, "13800138000")]));
+        let mut rows = Vec::new();
+        g.for_each_value(|k, v, f| rows.push((k, v.to_string(), f.0)));
+        assert_eq!(rows.len(), 4);
+        assert_eq!(g.value_count(), 3);
+        assert!(g.heap_bytes() > 0);
+    }
+}
+
+/// How well fans match the true people behind the identities (for generated data, whose truth
+/// file says who every value belongs to).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// Identity values in the truth that belong to exactly one person (the basis of the
+    /// pairwise scores); values shared by a family are scored by `wrong_merges` instead.
+    pub values: u64,
+    /// Truth values the graph has never seen.
+    pub missing: u64,
+    pub people: u64,
+    pub fans: u64,
+    /// Of all pairs of values put in one fan, the share that are one true person.
+    pub precision: f64,
+    /// Of all pairs of values of one true person, the share put in one fan.
+    pub recall: f64,
+    /// Fans holding one-per-person ids of two or more true people (must be 0).
+    pub wrong_merges: u64,
+}
+
+impl IdentityGraph {
+    /// Scores the graph against `(kind, normalized value, true person)` rows.
+    pub fn evaluate<'a>(
+        &self,
+        truth: impl IntoIterator<Item = (IdentityKind, &'a str, &'a str)>,
+    ) -> Evaluation {
+        let mut persons_of: HashMap<(IdentityKind, &str), Vec<&str>> = HashMap::new();
+        for (k, v, p) in truth {
+            persons_of.entry((k, v)).or_default().push(p);
+        }
+        let mut cell: HashMap<(FanId, &str), u64> = HashMap::new();
+        let mut by_fan: HashMap<FanId, u64> = HashMap::new();
+        let mut by_person: HashMap<&str, u64> = HashMap::new();
+        let mut strong_people: HashMap<FanId, Vec<&str>> = HashMap::new();
+        let (mut values, mut missing) = (0u64, 0u64);
+        for ((kind, value), persons) in &persons_of {
+            let fans = self.lookup(*kind, value);
+            if fans.is_empty() {
+                missing += 1;
+                continue;
+            }
+            if kind.one_per_person() {
+                for f in &fans {
+                    let list = strong_people.entry(*f).or_default();
+                    for p in persons {
+                        if !list.contains(p) {
+                            list.push(p);
+                        }
+                    }
+                }
+            }
+            if persons.len() != 1 {
+                continue;
+            }
+            values += 1;
+            let (fan, person) = (fans[0], persons[0]);
+            *cell.entry((fan, person)).or_default() += 1;
+            *by_fan.entry(fan).or_default() += 1;
+            *by_person.entry(person).or_default() += 1;
+        }
+        let pairs = |n: u64| n * n.saturating_sub(1) / 2;
+        let tp: u64 = cell.values().map(|&n| pairs(n)).sum();
+        let predicted: u64 = by_fan.values().map(|&n| pairs(n)).sum();
+        let actual: u64 = by_person.values().map(|&n| pairs(n)).sum();
+        let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+        Evaluation {
+            values,
+            missing,
+            people: by_person.len() as u64,
+            fans: by_fan.len() as u64,
+            precision: ratio(tp, predicted),
+            recall: ratio(tp, actual),
+            wrong_merges: strong_people.values().filter(|p| p.len() > 1).count() as u64,
+        }
     }
 }

@@ -1,39 +1,68 @@
 //! Siyu's in-memory engine: per-tenant state derived from the event log.
 //!
-//! Everything here can be rebuilt by replaying the log in arrival order, so the engine never
-//! writes anything itself; the store is the source of truth. Plain Rust, no I/O.
+//! Everything here can be rebuilt by replaying the log in arrival order (with the operators'
+//! identity decisions at their positions), so the engine never writes anything itself; the
+//! store is the source of truth. Plain Rust, no I/O.
 //!
 //! # Layout
-//! - [`identity`]: the identity graph — every identity value resolves to one fan.
+//! - [`identity`]: the identity graph — every identity value resolves to one fan, with the
+//!   guard against wrong merges, merge audit and possible duplicates.
+//! - [`dedup`]: the lead dedup report (线索重复率) and the cross-channel overlap.
 //! - [`TenantEngine`]: one tenant's state; `apply` takes each stored event once, in order.
 
+pub mod dedup;
 pub mod identity;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use siyu_domain::{Domain, Event};
+use siyu_domain::event_type::CatalogueType;
+use siyu_domain::{Domain, Event, Millis};
 
-pub use identity::{FanId, IdentityGraph};
+pub use dedup::{DedupReport, DedupRow};
+pub use identity::{
+    Decision, DecisionError, FanId, IdentityGraph, Merge, MergeCause, PossibleDuplicate,
+};
 
 /// Totals for `GET /api/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
     pub events: u64,
     pub fans: u64,
+    pub identities: u64,
     pub by_type: BTreeMap<String, u64>,
     pub by_domain: BTreeMap<&'static str, u64>,
 }
 
 /// One tenant's live state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TenantEngine {
     identities: IdentityGraph,
+    leads: dedup::Leads,
     events: u64,
     by_type: BTreeMap<String, u64>,
     by_domain: [u64; 3],
     /// The highest applied sequence number: replay resumes after it.
     last_seq: i64,
+    /// Time of the last applied event (decisions are stamped with it on replay).
+    last_ts: Millis,
+    /// The id of the last stored identity decision applied.
+    decisions_seen: i64,
+}
+
+impl Default for TenantEngine {
+    fn default() -> Self {
+        TenantEngine {
+            identities: IdentityGraph::new(),
+            leads: dedup::Leads::default(),
+            events: 0,
+            by_type: BTreeMap::new(),
+            by_domain: [0; 3],
+            last_seq: 0,
+            last_ts: 0,
+            decisions_seen: 0,
+        }
+    }
 }
 
 impl TenantEngine {
@@ -43,12 +72,14 @@ impl TenantEngine {
 
     /// Applies one stored event. Events must come in `seq` order, each once; an event at or
     /// below [`TenantEngine::last_seq`] is ignored, which makes replay after a partial load safe.
+    /// Returns the fan it resolved to.
     pub fn apply(&mut self, seq: i64, event: &Event) -> Option<FanId> {
         if seq <= self.last_seq {
             return None;
         }
         self.last_seq = seq;
-        let fan = self.identities.resolve(event.identities.iter());
+        self.last_ts = event.ts;
+        let node = self.identities.resolve(seq, event.ts, &event.identities);
         self.events += 1;
         let name = event.ty.name();
         match self.by_type.get_mut(name.as_ref()) {
@@ -58,7 +89,27 @@ impl TenantEngine {
             }
         }
         self.by_domain[event.domain() as usize] += 1;
-        Some(fan)
+        if event.ty.catalogue() == Some(CatalogueType::LeadForm) {
+            self.leads.push(event, node);
+        }
+        Some(self.identities.fan(node))
+    }
+
+    /// Applies an operator's identity decision at the current log position; `id` is its
+    /// stored id.
+    pub fn decide(&mut self, id: i64, d: Decision) -> Result<(), DecisionError> {
+        self.decisions_seen = self.decisions_seen.max(id);
+        self.identities.decide(d, self.last_seq, self.last_ts)
+    }
+
+    /// Applies a stored `shared` fact (see [`IdentityGraph::mark_shared`]); `id` is its stored id.
+    pub fn mark_shared(&mut self, id: i64, kind: siyu_domain::IdentityKind, value: &str) {
+        self.decisions_seen = self.decisions_seen.max(id);
+        self.identities.mark_shared(kind, value);
+    }
+
+    pub fn decisions_seen(&self) -> i64 {
+        self.decisions_seen
     }
 
     pub fn last_seq(&self) -> i64 {
@@ -69,10 +120,20 @@ impl TenantEngine {
         &self.identities
     }
 
+    pub fn identities_mut(&mut self) -> &mut IdentityGraph {
+        &mut self.identities
+    }
+
+    /// The lead dedup report over leads with `from <= ts < to`.
+    pub fn dedup_report(&self, from: Option<Millis>, to: Option<Millis>) -> DedupReport {
+        self.leads.report(&self.identities, from, to)
+    }
+
     pub fn stats(&self) -> Stats {
         Stats {
             events: self.events,
             fans: self.identities.fan_count(),
+            identities: self.identities.value_count(),
             by_type: self.by_type.clone(),
             by_domain: Domain::ALL
                 .iter()
@@ -94,7 +155,9 @@ mod tests {
             ""
         };
         parse_event(
-            &format!(r#"{{"id":"{id}","type":"{ty}","ts":"2026-10-01T00:00:00Z","identities":{ids}{extra}}}"#),
+            &format!(
+                r#"{{"id":"{id}","type":"{ty}","ts":"2026-10-01T00:00:00Z","identities":{ids}{extra}}}"#
+            ),
             1_800_000_000_000,
         )
         .unwrap()
@@ -118,6 +181,7 @@ mod tests {
         let s = e.stats();
         assert_eq!(s.events, 3);
         assert_eq!(s.fans, 1, "the order links the open id and the phone");
+        assert_eq!(s.identities, 2);
         assert_eq!(s.by_type["order"], 1);
         assert_eq!(s.by_domain["commercial"], 1);
         assert_eq!(s.by_domain["private"], 1);

@@ -169,6 +169,7 @@ fn generate_at(
                 .find(|&q| flags[q as usize] == PHONE_USER);
             if let Some(q) = owner {
                 w.family.insert(p, q);
+                w.family_owners.insert(q);
             }
         }
     }

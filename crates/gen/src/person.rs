@@ -168,6 +168,10 @@ struct Life<'a> {
     has_dy_union: bool,
     store: Option<u32>,
     first_phone_lead: Option<i64>,
+    /// Writes a family member's phone number rather than an own one.
+    borrows_phone: bool,
+    /// The phone this person writes is written by another person too.
+    shares_phone: bool,
 }
 
 /// Draws person `p`'s whole life into `scratch.evs` (unsorted, possibly past the window's end).
@@ -190,6 +194,8 @@ pub(crate) fn draw_life(w: &World, p: u32, scratch: &mut Scratch) {
         has_dy_union: false,
         store: None,
         first_phone_lead: None,
+        borrows_phone: w.family.contains_key(&p),
+        shares_phone: w.family.contains_key(&p) || w.family_owners.contains(&p),
     };
     life.run(&prof);
 }
@@ -459,6 +465,24 @@ impl Life<'_> {
             mask,
             pack::lead(channel::AD, name, 0, ad),
         );
+        // Brands follow ad leads up in Douyin IM, and most people answer: Douyin's lead card
+        // (留资卡片) in the conversation carries the phone they confirm from their account.
+        // That message is the evidence tying the ad form's phone to a Douyin open id; the few
+        // who never answer stay two fans, as they would for any resolver.
+        // Families sharing a phone are the dedup-hard case this data exists to test, so their
+        // Douyin side always answers, and promptly (before sales add the phone on WeCom): the
+        // data then holds the evidence that tells the two people apart, which no resolver
+        // could invent.
+        if self.rng.chance(0.97) || self.shares_phone {
+            let y = if self.shares_phone {
+                x + self.rng.between(5 * MIN, 50 * MIN)
+            } else {
+                x + self.rng.between(10 * MIN, 2 * DAY)
+            };
+            let text = self.rng.pick(&TEXT_CDF) as u32;
+            let mask = id::OPEN | self.phone() | Source::Douyin.bits();
+            self.emit(y, Kind::PrivateMessageIn, mask, text);
+        }
     }
 
     fn leads(&mut self, prof: &Profile, follow_at: Option<i64>) {
@@ -522,7 +546,9 @@ impl Life<'_> {
         self.wecom_at = at;
         self.has_wx_union = self.rng.chance(0.6);
         let mut mask = id::WECOM | Source::Wecom.bits();
-        mask |= if self.first_phone_lead.is_some() {
+        // Searching WeChat by a phone finds the phone's owner, so someone who wrote a family
+        // member's number is added through their Douyin account instead.
+        mask |= if self.first_phone_lead.is_some() && !self.borrows_phone {
             self.phone()
         } else {
             id::OPEN

@@ -121,6 +121,8 @@ pub(crate) struct World {
     pub(crate) intensity: f64,
     /// Family members who use another person's phone: person → phone owner.
     pub(crate) family: HashMap<u32, u32>,
+    /// Owners of phones that a family member also writes.
+    pub(crate) family_owners: std::collections::HashSet<u32>,
 }
 
 impl World {
@@ -183,6 +185,7 @@ impl World {
             ad_ids,
             intensity: intensity(days),
             family: HashMap::new(),
+            family_owners: Default::default(),
         }
     }
 

@@ -133,6 +133,34 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
+/// An operator's identity decision, stored so replay reproduces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDecision {
+    /// Increasing per store; the order decisions were made in.
+    pub id: i64,
+    /// `confirm` or `distinct` (an operator's, about fans `fan_a` and `fan_b`), or `shared`
+    /// (found by the engine: `value` is shared by several people).
+    pub kind: String,
+    pub fan_a: i64,
+    pub fan_b: i64,
+    /// Applied right after the event with this sequence number (0: before all events).
+    pub after_seq: i64,
+    pub created_at: Millis,
+    /// For `shared`: the identity as `kind:value`.
+    pub value: Option<String>,
+}
+
+/// A decision to record (see [`StoredDecision`] for the fields).
+#[derive(Debug, Clone, Copy)]
+pub struct NewDecision<'a> {
+    pub kind: &'a str,
+    pub fan_a: i64,
+    pub fan_b: i64,
+    pub after_seq: i64,
+    pub value: Option<&'a str>,
+    pub created_at: Millis,
+}
+
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -247,6 +275,15 @@ pub trait Store: Send + Sync {
 
     /// Sets the domain that custom events without one (Segment tracks) are put in.
     fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()>;
+
+    /// Records an identity decision; returns its id.
+    fn add_decision(&self, tenant: TenantId, d: &NewDecision<'_>) -> Result<i64>;
+
+    /// A tenant's decisions with `id > after_id`, by id.
+    fn decisions(&self, tenant: TenantId, after_id: i64) -> Result<Vec<StoredDecision>>;
+
+    /// One stored event by sequence number.
+    fn event_at(&self, tenant: TenantId, seq: i64) -> Result<Option<StoredEvent>>;
 
     /// Number of events stored for a tenant.
     fn event_count(&self, tenant: TenantId) -> Result<u64>;

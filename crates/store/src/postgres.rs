@@ -12,10 +12,12 @@ use postgres::{Client, NoTls};
 use siyu_domain::Millis;
 
 use crate::{
-    AppendBatch, Appended, KeyRole, Result, StoreError, StoredEvent, Tenant, TenantId, row_to_event,
+    AppendBatch, Appended, KeyRole, NewDecision, Result, StoreError, StoredDecision, StoredEvent,
+    Tenant, TenantId, row_to_event,
 };
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     tenant_id     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name          TEXT NOT NULL UNIQUE,
@@ -44,7 +46,21 @@ CREATE TABLE events (
     PRIMARY KEY (tenant_id, seq),
     UNIQUE (tenant_id, id)
 );
-"#];
+"#,
+    r#"
+CREATE TABLE identity_decisions (
+    tenant_id  BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    id         BIGINT NOT NULL,
+    kind       TEXT NOT NULL CHECK (kind IN ('confirm', 'distinct', 'shared')),
+    fan_a      BIGINT NOT NULL,
+    fan_b      BIGINT NOT NULL,
+    after_seq  BIGINT NOT NULL,
+    value      TEXT,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+"#,
+];
 
 /// Serializes migrations of concurrent openers (several nodes, parallel tests).
 const MIGRATION_LOCK: i64 = 0x5179_7500;
@@ -251,6 +267,73 @@ impl crate::Store for PostgresStore {
             return Err(StoreError::NoSuchTenant(tenant.to_string()));
         }
         Ok(())
+    }
+
+    fn add_decision(&self, tenant: TenantId, d: &NewDecision<'_>) -> Result<i64> {
+        self.writer(|c| {
+            let mut tx = c.transaction()?;
+            // The tenant row lock serializes decision ids per tenant across nodes.
+            tx.execute("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE", &[&tenant])?;
+            let id: i64 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(id), 0) + 1 FROM identity_decisions WHERE tenant_id = $1",
+                    &[&tenant],
+                )?
+                .get(0);
+            tx.execute(
+                "INSERT INTO identity_decisions (tenant_id, id, kind, fan_a, fan_b, after_seq, value, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[&tenant, &id, &d.kind, &d.fan_a, &d.fan_b, &d.after_seq, &d.value, &d.created_at],
+            )?;
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+
+    fn decisions(&self, tenant: TenantId, after_id: i64) -> Result<Vec<StoredDecision>> {
+        self.reader(|c| {
+            let rows = c.query(
+                "SELECT id, kind, fan_a, fan_b, after_seq, created_at, value FROM identity_decisions
+                 WHERE tenant_id = $1 AND id > $2 ORDER BY id",
+                &[&tenant, &after_id],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| StoredDecision {
+                    id: r.get(0),
+                    kind: r.get(1),
+                    fan_a: r.get(2),
+                    fan_b: r.get(3),
+                    after_seq: r.get(4),
+                    created_at: r.get(5),
+                    value: r.get(6),
+                })
+                .collect())
+        })
+    }
+
+    fn event_at(&self, tenant: TenantId, seq: i64) -> Result<Option<StoredEvent>> {
+        self.reader(|c| {
+            c.query_opt(
+                "SELECT seq, id, type, domain, ts, identities, props, source, received_at
+                 FROM events WHERE tenant_id = $1 AND seq = $2",
+                &[&tenant, &seq],
+            )?
+            .map(|r| {
+                row_to_event(
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                    r.get(6),
+                    r.get(7),
+                    r.get(8),
+                )
+            })
+            .transpose()
+        })
     }
 
     fn event_count(&self, tenant: TenantId) -> Result<u64> {

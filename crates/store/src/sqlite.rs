@@ -12,12 +12,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use siyu_domain::Millis;
 
 use crate::{
-    AppendBatch, Appended, Durability, KeyRole, Result, StoreError, StoredEvent, Tenant, TenantId,
-    row_to_event,
+    AppendBatch, Appended, Durability, KeyRole, NewDecision, Result, StoreError, StoredDecision,
+    StoredEvent, Tenant, TenantId, row_to_event,
 };
 
 /// Migrations, in order. Applied once each, recorded in `schema_migrations`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     tenant_id     INTEGER PRIMARY KEY,
     name          TEXT NOT NULL UNIQUE,
@@ -46,7 +47,21 @@ CREATE TABLE events (
     PRIMARY KEY (tenant_id, seq)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX events_id ON events (tenant_id, id);
-"#];
+"#,
+    r#"
+CREATE TABLE identity_decisions (
+    tenant_id  INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    id         INTEGER NOT NULL,
+    kind       TEXT NOT NULL CHECK (kind IN ('confirm', 'distinct', 'shared')),
+    fan_a      INTEGER NOT NULL,
+    fan_b      INTEGER NOT NULL,
+    after_seq  INTEGER NOT NULL,
+    value      TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+"#,
+];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -277,6 +292,67 @@ impl crate::Store for SqliteStore {
             return Err(StoreError::NoSuchTenant(tenant.to_string()));
         }
         Ok(())
+    }
+
+    fn add_decision(&self, tenant: TenantId, d: &NewDecision<'_>) -> Result<i64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let id: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(id), 0) + 1 FROM identity_decisions WHERE tenant_id = ?1",
+            [tenant],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO identity_decisions (tenant_id, id, kind, fan_a, fan_b, after_seq, value, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![tenant, id, d.kind, d.fan_a, d.fan_b, d.after_seq, d.value, d.created_at],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn decisions(&self, tenant: TenantId, after_id: i64) -> Result<Vec<StoredDecision>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, kind, fan_a, fan_b, after_seq, created_at, value FROM identity_decisions
+             WHERE tenant_id = ?1 AND id > ?2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![tenant, after_id], |r| {
+            Ok(StoredDecision {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                fan_a: r.get(2)?,
+                fan_b: r.get(3)?,
+                after_seq: r.get(4)?,
+                created_at: r.get(5)?,
+                value: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn event_at(&self, tenant: TenantId, seq: i64) -> Result<Option<StoredEvent>> {
+        let mut found = None;
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, id, type, domain, ts, identities, props, source, received_at
+             FROM events WHERE tenant_id = ?1 AND seq = ?2",
+        )?;
+        let mut rows = stmt.query(params![tenant, seq])?;
+        if let Some(r) = rows.next()? {
+            found = Some(row_to_event(
+                r.get(0)?,
+                r.get_ref(1)?.as_str()?,
+                r.get_ref(2)?.as_str()?,
+                r.get_ref(3)?.as_str()?,
+                r.get(4)?,
+                r.get_ref(5)?.as_str()?,
+                r.get_ref(6)?.as_str_or_null()?,
+                r.get(7)?,
+                r.get(8)?,
+            )?);
+        }
+        Ok(found)
     }
 
     fn event_count(&self, tenant: TenantId) -> Result<u64> {

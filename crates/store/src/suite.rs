@@ -4,7 +4,7 @@
 use serde_json::json;
 use siyu_domain::{Event, parse_event};
 
-use crate::{AppendBatch, Appended, Encoded, KeyRole, Store, StoreError};
+use crate::{AppendBatch, Appended, Encoded, KeyRole, NewDecision, Store, StoreError};
 
 const NOW: i64 = 1_793_000_000_000;
 
@@ -181,6 +181,60 @@ fn reopening_keeps_everything(open: &dyn Fn() -> std::sync::Arc<dyn Store>) {
     assert!(matches!(r[..], [Appended::Stored(n)] if n >= 2), "{r:?}");
 }
 
+fn dec<'a>(
+    kind: &'a str,
+    fan_a: i64,
+    fan_b: i64,
+    after_seq: i64,
+    value: Option<&'a str>,
+) -> NewDecision<'a> {
+    NewDecision {
+        kind,
+        fan_a,
+        fan_b,
+        after_seq,
+        value,
+        created_at: NOW,
+    }
+}
+
+fn decisions_are_kept_in_order_per_tenant(s: &dyn Store) {
+    let a = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    let b = s.create_tenant("b", "w2", "a2", NOW).unwrap().id;
+    assert_eq!(
+        s.add_decision(a, &dec("distinct", 3, 7, 10, None)).unwrap(),
+        1
+    );
+    assert_eq!(
+        s.add_decision(a, &dec("confirm", 1, 2, 4, None)).unwrap(),
+        2
+    );
+    assert_eq!(
+        s.add_decision(b, &dec("shared", 0, 0, 0, Some("phone:+8613800138000")))
+            .unwrap(),
+        1
+    );
+    let d = s.decisions(a, 0).unwrap();
+    assert_eq!(d.len(), 2);
+    assert_eq!(
+        (d[0].kind.as_str(), d[0].fan_a, d[0].fan_b, d[0].after_seq),
+        ("distinct", 3, 7, 10)
+    );
+    assert_eq!(s.decisions(a, 1).unwrap().len(), 1);
+    assert_eq!(
+        s.decisions(b, 0).unwrap()[0].value.as_deref(),
+        Some("phone:+8613800138000")
+    );
+    assert!(
+        s.add_decision(a, &dec("maybe", 1, 2, 4, None)).is_err(),
+        "kind is checked"
+    );
+    append_one(s, a, &[ev("e1", "follow", "13800138000")]);
+    let got = s.event_at(a, 1).unwrap().unwrap();
+    assert_eq!(got.event.id.as_str(), "e1");
+    assert!(s.event_at(a, 99).unwrap().is_none());
+}
+
 macro_rules! backends {
     ($($name:ident),*) => {
         mod sqlite {
@@ -213,5 +267,6 @@ backends!(
     tenants_and_keys,
     append_is_idempotent_per_tenant,
     scan_returns_events_in_arrival_order_exactly,
-    group_commit_spans_tenants
+    group_commit_spans_tenants,
+    decisions_are_kept_in_order_per_tenant
 );

@@ -1,0 +1,319 @@
+//! Identity services: replaying a tenant's log with the operators' decisions, fan views,
+//! lookups, possible duplicates, decisions and undoing merges.
+//!
+//! Decisions are stored with their position in the log (`after_seq`) and replayed there, so
+//! the live engine and a replay always agree. Confirm and distinct take effect at the end of
+//! the log. Undoing a merge records a *distinct* decision just before the event that merged
+//! the two fans and rebuilds the tenant's engine from the log, so everything derived from the
+//! events (counts, leads, later layers) is recomputed along the split.
+
+use serde::Serialize;
+use siyu_domain::{Identity, IdentityKind};
+use siyu_engine::{Decision, DecisionError, FanId, Merge, PossibleDuplicate, TenantEngine};
+use siyu_store::{NewDecision, Store, StoredDecision, TenantId};
+
+use crate::AppError;
+
+fn to_decision(d: &StoredDecision) -> Option<Decision> {
+    let (a, b) = (FanId(d.fan_a), FanId(d.fan_b));
+    match d.kind.as_str() {
+        "confirm" => Some(Decision::Confirm { a, b }),
+        "distinct" => Some(Decision::Distinct { a, b }),
+        _ => None,
+    }
+}
+
+fn apply_stored(engine: &mut TenantEngine, d: &StoredDecision) {
+    if d.kind == "shared" {
+        match d
+            .value
+            .as_deref()
+            .and_then(|v| v.split_once(':'))
+            .and_then(|(k, v)| Some((k.parse::<IdentityKind>().ok()?, v)))
+        {
+            Some((kind, value)) => engine.mark_shared(d.id, kind, value),
+            None => tracing::warn!(decision = d.id, "unreadable shared-value fact"),
+        }
+        return;
+    }
+    match to_decision(d) {
+        Some(decision) => {
+            if let Err(e) = engine.decide(d.id, decision) {
+                // A later undo can make an earlier decision moot (the fans are already one,
+                // or a fan it named is no longer created); replay skips it.
+                tracing::debug!(decision = d.id, error = %e, "decision skipped on replay");
+            }
+        }
+        None => tracing::warn!(decision = d.id, kind = %d.kind, "unknown decision kind"),
+    }
+}
+
+/// Records values found shared after a merge was made through them, as facts that apply from
+/// the start of the log.
+fn record_shared(
+    store: &dyn Store,
+    tenant: TenantId,
+    found: &[(IdentityKind, String)],
+) -> Result<(), AppError> {
+    tracing::info!(
+        tenant,
+        values = found.len(),
+        "values found shared after merges through them; replaying to split those merges"
+    );
+    for (kind, value) in found {
+        tracing::debug!(tenant, kind = %kind, "a value turned out to be shared; splitting the merge it made");
+        let value = format!("{}:{value}", kind.as_str());
+        store.add_decision(
+            tenant,
+            &NewDecision {
+                kind: "shared",
+                fan_a: 0,
+                fan_b: 0,
+                after_seq: 0,
+                value: Some(&value),
+                created_at: siyu_domain::time::now_ms(),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// If the engine found merges that a shared value made wrongly, records the values and
+/// rebuilds the engine without those merges.
+pub fn correct(
+    store: &dyn Store,
+    engine: &mut TenantEngine,
+    tenant: TenantId,
+) -> Result<(), AppError> {
+    let found = engine.identities_mut().take_corrections();
+    if !found.is_empty() {
+        record_shared(store, tenant, &found)?;
+        *engine = replay(store, tenant)?;
+    }
+    Ok(())
+}
+
+/// Applies the log after the engine's position, with `decisions` interleaved at theirs.
+fn interleave(
+    store: &dyn Store,
+    engine: &mut TenantEngine,
+    tenant: TenantId,
+    mut decisions: Vec<StoredDecision>,
+) -> Result<(), AppError> {
+    decisions.sort_by_key(|d| (d.after_seq, d.id));
+    let mut pending = decisions.into_iter().peekable();
+    store.scan(tenant, engine.last_seq(), &mut |s| {
+        while let Some(d) = pending.next_if(|d| d.after_seq < s.seq) {
+            apply_stored(engine, &d);
+        }
+        engine.apply(s.seq, &s.event);
+        Ok(())
+    })?;
+    for d in pending {
+        apply_stored(engine, &d);
+    }
+    Ok(())
+}
+
+/// Builds a tenant's engine from nothing: every event and every decision, in log order.
+/// A replay that finds values shared after merges made through them records them and replays
+/// again (rarely more than once: each round learns every such value it meets).
+pub fn replay(store: &dyn Store, tenant: TenantId) -> Result<TenantEngine, AppError> {
+    const ROUNDS: usize = 8;
+    for round in 1.. {
+        let mut engine = TenantEngine::new();
+        interleave(store, &mut engine, tenant, store.decisions(tenant, 0)?)?;
+        let found = engine.identities_mut().take_corrections();
+        if found.is_empty() || round == ROUNDS {
+            return Ok(engine);
+        }
+        record_shared(store, tenant, &found)?;
+    }
+    unreachable!("the loop returns")
+}
+
+/// Brings an engine up to date with the store: new events, and decisions made elsewhere (the
+/// CLI beside a server). A decision placed before the engine's position (an undo) means a
+/// full replay.
+pub fn catch_up(
+    store: &dyn Store,
+    engine: &mut TenantEngine,
+    tenant: TenantId,
+) -> Result<(), AppError> {
+    let new = store.decisions(tenant, engine.decisions_seen())?;
+    if new.iter().any(|d| d.after_seq < engine.last_seq()) {
+        *engine = replay(store, tenant)?;
+        return Ok(());
+    }
+    interleave(store, engine, tenant, new)
+}
+
+/// A merge as shown to operators, with the linking event's id.
+#[derive(Debug, Clone, Serialize)]
+pub struct MergeView {
+    #[serde(flatten)]
+    pub merge: Merge,
+    pub event_id: Option<String>,
+    pub at: String,
+}
+
+/// One identity value of a fan.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentityValue {
+    pub kind: IdentityKind,
+    pub value: String,
+}
+
+/// What `siyu fan show` and `GET /api/fans/{id}` answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct FanView {
+    /// The fan's current id.
+    pub fan: FanId,
+    /// The id asked for, when it was merged away into `fan`.
+    pub merged_from: Option<FanId>,
+    pub identities: Vec<IdentityValue>,
+    pub merges: Vec<MergeView>,
+    pub possible_duplicates: Vec<PossibleDuplicate>,
+}
+
+fn merge_view(store: &dyn Store, tenant: TenantId, m: Merge) -> Result<MergeView, AppError> {
+    let event_id = match m.cause {
+        siyu_engine::MergeCause::Event => store
+            .event_at(tenant, m.seq)?
+            .map(|e| e.event.id.as_str().to_string()),
+        siyu_engine::MergeCause::Operator => None,
+    };
+    let at = siyu_domain::time::format_rfc3339(m.ts);
+    Ok(MergeView {
+        merge: m,
+        event_id,
+        at,
+    })
+}
+
+/// A fan with its identities, merge history and open possible duplicates.
+pub fn fan_view(
+    store: &dyn Store,
+    tenant: TenantId,
+    engine: &mut TenantEngine,
+    asked: FanId,
+) -> Result<Option<FanView>, AppError> {
+    let Some(fan) = engine.identities().current(asked) else {
+        return Ok(None);
+    };
+    let graph = engine.identities();
+    let identities = graph
+        .identities_of(fan)
+        .into_iter()
+        .map(|(kind, value)| IdentityValue { kind, value })
+        .collect();
+    let merges = graph
+        .merges_of(fan)
+        .into_iter()
+        .map(|m| merge_view(store, tenant, m))
+        .collect::<Result<_, _>>()?;
+    let possible_duplicates = engine
+        .identities_mut()
+        .possible_duplicates()
+        .into_iter()
+        .filter(|d| d.a == fan || d.b == fan)
+        .collect();
+    Ok(Some(FanView {
+        fan,
+        merged_from: (fan != asked).then_some(asked),
+        identities,
+        merges,
+        possible_duplicates,
+    }))
+}
+
+/// Why an identity request was refused (the edge maps these to 4xx).
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("unknown identity kind {0:?}")]
+    UnknownKind(String),
+    #[error("{0}")]
+    BadValue(String),
+    #[error(transparent)]
+    Decision(#[from] DecisionError),
+    #[error("fan {0} was never merged into another fan; there is nothing to undo")]
+    NotMerged(i64),
+}
+
+impl IdentityError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            IdentityError::UnknownKind(_) => "unknown_identity_kind",
+            IdentityError::BadValue(_) => "invalid_identity",
+            IdentityError::Decision(DecisionError::UnknownFan(_)) => "fan_not_found",
+            IdentityError::Decision(DecisionError::AlreadyOne(..)) => "already_merged",
+            IdentityError::Decision(DecisionError::MarkedDistinct(..)) => "marked_distinct",
+            IdentityError::NotMerged(_) => "not_merged",
+        }
+    }
+}
+
+/// Parses a lookup: the kind's name and a raw value, normalized exactly as at ingest.
+pub fn parse_lookup(kind: &str, value: &str) -> Result<Identity, IdentityError> {
+    let kind: IdentityKind = kind
+        .parse()
+        .map_err(|_| IdentityError::UnknownKind(kind.to_string()))?;
+    Identity::parse(kind, value).map_err(|e| IdentityError::BadValue(e.to_string()))
+}
+
+/// Records and applies a confirm/distinct decision at the end of the log.
+pub fn decide(
+    store: &dyn Store,
+    tenant: TenantId,
+    engine: &mut TenantEngine,
+    d: Decision,
+) -> Result<Result<(), IdentityError>, AppError> {
+    if let Err(e) = engine.identities_mut().check(d) {
+        return Ok(Err(e.into()));
+    }
+    let (kind, a, b) = match d {
+        Decision::Confirm { a, b } => ("confirm", a, b),
+        Decision::Distinct { a, b } => ("distinct", a, b),
+    };
+    let id = store.add_decision(
+        tenant,
+        &NewDecision {
+            kind,
+            fan_a: a.0,
+            fan_b: b.0,
+            after_seq: engine.last_seq(),
+            value: None,
+            created_at: siyu_domain::time::now_ms(),
+        },
+    )?;
+    Ok(engine.decide(id, d).map_err(IdentityError::from))
+}
+
+/// Undoes the merge that absorbed `from`: records a distinct decision just before the merging
+/// event and returns the rebuilt engine.
+pub fn unmerge(
+    store: &dyn Store,
+    tenant: TenantId,
+    engine: &TenantEngine,
+    from: FanId,
+) -> Result<Result<TenantEngine, IdentityError>, AppError> {
+    let Some(m) = engine.identities().merge_absorbing(from) else {
+        return Ok(Err(if engine.identities().current(from).is_none() {
+            IdentityError::Decision(DecisionError::UnknownFan(from.0))
+        } else {
+            IdentityError::NotMerged(from.0)
+        }));
+    };
+    store.add_decision(
+        tenant,
+        &NewDecision {
+            kind: "distinct",
+            fan_a: m.into.0,
+            fan_b: m.from.0,
+            after_seq: m.seq - 1,
+            value: None,
+            created_at: siyu_domain::time::now_ms(),
+        },
+    )?;
+    Ok(Ok(replay(store, tenant)?))
+}
