@@ -14,6 +14,14 @@ pub enum ApiError {
         message: String,
         field: Option<String>,
     },
+    /// Any other status with a code: 404 for a missing fan, 409 for a decision that
+    /// contradicts the state.
+    Status {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
     /// 400 with a batch answer attached (every event was refused).
     AllRejected(Value),
     /// 401: no key, or not a key of this server.
@@ -36,6 +44,24 @@ impl ApiError {
         ApiError::BadRequest {
             code,
             message: message.into(),
+            field: field.map(str::to_string),
+        }
+    }
+}
+
+impl From<siyu_app::IdentityError> for ApiError {
+    fn from(e: siyu_app::IdentityError) -> Self {
+        let code = e.code();
+        let (status, field) = match code {
+            "fan_not_found" => (StatusCode::NOT_FOUND, None),
+            "unknown_identity_kind" => (StatusCode::BAD_REQUEST, Some("kind")),
+            "invalid_identity" => (StatusCode::BAD_REQUEST, Some("value")),
+            _ => (StatusCode::CONFLICT, None),
+        };
+        ApiError::Status {
+            status,
+            code,
+            message: e.to_string(),
             field: field.map(str::to_string),
         }
     }
@@ -68,6 +94,12 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST,
                 body(code, &message, field.as_deref()),
             ),
+            ApiError::Status {
+                status,
+                code,
+                message,
+                field,
+            } => (status, body(code, &message, field.as_deref())),
             ApiError::AllRejected(v) => (StatusCode::BAD_REQUEST, v),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, body("unauthorized", &m, None)),
             ApiError::Forbidden => (

@@ -12,12 +12,14 @@
 //! - `body`: content type, gzip and size limits for request bodies.
 //! - `auth`: bearer and basic-auth keys.
 //! - `ingest`: native `POST /api/events` and the Segment-compatible `/v1/*`.
+//! - `identity`: fans, lookups, possible duplicates, decisions, the dedup report.
 //! - `api`: the JSON API (`/api/stats`), `/healthz`, `/metrics`.
 
 mod api;
 mod auth;
 mod body;
 mod error;
+mod identity;
 mod ingest;
 pub mod metrics;
 
@@ -83,6 +85,13 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
         )
         .route("/api/stats", get(api::stats))
         .route("/api/tenant", get(api::tenant_get).patch(api::tenant_patch))
+        .route("/api/fans/lookup", get(identity::lookup))
+        .route("/api/fans/{id}", get(identity::fan))
+        .route("/api/fans/{id}/unmerge", post(identity::unmerge))
+        .route("/api/identity/duplicates", get(identity::duplicates))
+        .route("/api/identity/confirm", post(identity::confirm))
+        .route("/api/identity/distinct", post(identity::distinct))
+        .route("/api/reports/dedup", get(identity::dedup))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .merge(segment)

@@ -146,6 +146,61 @@ impl TestApp {
         self.stats().await["events"].as_u64().unwrap()
     }
 
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.admin_key)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POSTs JSON with the admin key.
+    pub async fn admin_post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.admin_key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Stops the server and starts a new one on the same store (same keys): everything
+    /// derived is rebuilt from the log.
+    pub async fn restart(mut self) -> TestApp {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.await.unwrap().unwrap();
+        }
+        let loc = self.location.clone();
+        let app = tokio::task::spawn_blocking(move || {
+            let store = siyu_store::open(&loc, Durability::Full).expect("open store");
+            Arc::new(App::start(store, EngineMode::Live).expect("start"))
+        })
+        .await
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        self.server = Some(tokio::spawn(siyu_server::serve(
+            listener,
+            siyu_server::app(app, siyu_server::Limits::default()),
+            async {
+                let _ = stopped.await;
+            },
+        )));
+        self.stop = Some(stop);
+        self.base = format!("http://{addr}");
+        self
+    }
+
     /// Stops the server and waits for it, so the store is closed.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {

@@ -5,5 +5,6 @@ mod helpers;
 
 mod cli;
 mod durability;
+mod identity;
 mod ingest;
 mod segment;

@@ -1,0 +1,499 @@
+//! Identity resolution and lead dedup through the API and the CLI: one person is one fan,
+//! merges are explained, family phones are kept apart, operators decide, merges are undone.
+
+use serde_json::{Value, json};
+
+use crate::both;
+use crate::helpers::{Backend, TestApp, spawn_app, store_flags};
+
+fn ev(id: &str, ty: &str, ts: &str, ids: Value, props: Value) -> Value {
+    json!({"id": id, "type": ty, "ts": ts, "identities": ids, "props": props, "source": "douyin"})
+}
+
+async fn post_ok(app: &TestApp, events: Vec<Value>) {
+    let (s, v) = app.post_events(&Value::Array(events)).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["rejected"].as_array().unwrap().is_empty(), "{v}");
+}
+
+async fn fan_count(app: &TestApp) -> u64 {
+    app.stats().await["fans"].as_u64().unwrap()
+}
+
+async fn one_person_three_ways_is_one_fan_with_history(b: Backend) {
+    let app = spawn_app(b).await;
+    post_ok(
+        &app,
+        vec![
+            ev(
+                "ad-1",
+                "lead_form",
+                "2026-10-01T10:00:00Z",
+                json!({"lead_id": "clue_1", "phone": "+86-13800138000"}),
+                json!({"channel": "ad"}),
+            ),
+            ev(
+                "live-1",
+                "lead_form",
+                "2026-10-02T20:00:00+08:00",
+                json!({"douyin_open_id": "o1", "lead_id": "clue_2"}),
+                json!({"channel": "live"}),
+            ),
+            ev(
+                "pm-1",
+                "private_message_in",
+                "2026-10-03T10:00:00Z",
+                json!({"douyin_open_id": "o1", "phone": "138 0013 8000"}),
+                json!({"text": "多少钱"}),
+            ),
+            ev(
+                "pm-2",
+                "lead_form",
+                "2026-10-04T10:00:00Z",
+                json!({"douyin_open_id": "o1", "phone": "8613800138000"}),
+                json!({"channel": "private_message"}),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(fan_count(&app).await, 1);
+
+    // Looked up by the phone written a fourth way.
+    let (s, v) = app
+        .get("/api/fans/lookup?kind=phone&value=(%2B86)%20138.0013.8000")
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let fans = v["fans"].as_array().unwrap();
+    assert_eq!(fans.len(), 1);
+    let fan = &fans[0];
+    let ids: Vec<(String, String)> = fan["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["kind"].as_str().unwrap().into(),
+                i["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(ids.contains(&("phone".into(), "+8613800138000".into())));
+    assert!(ids.contains(&("douyin_open_id".into(), "o1".into())));
+    assert!(ids.contains(&("lead_id".into(), "clue_1".into())));
+    let merges = fan["merges"].as_array().unwrap();
+    assert_eq!(merges.len(), 1, "{fan}");
+    assert_eq!(merges[0]["event_id"], "pm-1");
+    assert_eq!(
+        merges[0]["via"],
+        json!(["phone", "+8613800138000"]),
+        "the phone linked them"
+    );
+
+    // The merged-away id still resolves.
+    let into = merges[0]["into"].as_i64().unwrap();
+    let from = merges[0]["from"].as_i64().unwrap();
+    let (s, v) = app.get(&format!("/api/fans/{from}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        (v["fan"].as_i64(), v["merged_from"].as_i64()),
+        (Some(into), Some(from))
+    );
+
+    // Three leads, three channels, one person.
+    let (s, r) = app.get("/api/reports/dedup").await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        (r["total"]["leads"].as_u64(), r["total"]["people"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(r["multi_channel_people"], 1);
+    let (s, r) = app
+        .get("/api/reports/dedup?from=2026-10-02T00:00:00Z")
+        .await;
+    assert_eq!((s, r["total"]["leads"].as_u64()), (200, Some(2)));
+    let (s, r) = app.get("/api/reports/dedup?from=yesterday").await;
+    assert_eq!((s, r["error"]["field"].as_str()), (400, Some("from")));
+
+    // Bad lookups name the parameter.
+    let (s, v) = app.get("/api/fans/lookup?kind=qq&value=1").await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str(), v["error"]["field"].as_str()),
+        (400, Some("unknown_identity_kind"), Some("kind"))
+    );
+    let (s, v) = app.get("/api/fans/lookup?kind=phone&value=12ab").await;
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("value")));
+    let (s, v) = app.get("/api/fans/lookup?kind=phone").await;
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("value")));
+    let (s, v) = app
+        .get("/api/fans/lookup?kind=phone&value=13900139000")
+        .await;
+    assert_eq!((s, v["fans"].as_array().map(Vec::len)), (200, Some(0)));
+    let (s, v) = app.get("/api/fans/999999").await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("fan_not_found"))
+    );
+    let (s, _) = app.get("/api/fans/abc").await;
+    assert_eq!(s, 400);
+    app.stop().await;
+}
+
+async fn family_phones_stay_apart_until_an_operator_decides(b: Backend) {
+    let app = spawn_app(b).await;
+    post_ok(
+        &app,
+        vec![
+            ev(
+                "m1",
+                "lead_form",
+                "2026-10-01T10:00:00Z",
+                json!({"douyin_open_id": "mum", "phone": "13800138000"}),
+                json!({"channel": "live"}),
+            ),
+            ev(
+                "k1",
+                "lead_form",
+                "2026-10-02T10:00:00Z",
+                json!({"douyin_open_id": "kid", "phone": "138 0013 8000"}),
+                json!({"channel": "live"}),
+            ),
+            ev(
+                "x1",
+                "follow",
+                "2026-10-03T10:00:00Z",
+                json!({"douyin_open_id": "x", "email": "a@b.cn"}),
+                json!({}),
+            ),
+            ev(
+                "y1",
+                "follow",
+                "2026-10-04T10:00:00Z",
+                json!({"douyin_open_id": "y", "email": "A@B.CN"}),
+                json!({}),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(
+        fan_count(&app).await,
+        4,
+        "shared phone and email never merge two open ids"
+    );
+    let (_, v) = app
+        .get("/api/fans/lookup?kind=phone&value=13800138000")
+        .await;
+    assert_eq!(
+        v["fans"].as_array().unwrap().len(),
+        2,
+        "a lookup finds both family members"
+    );
+    let (s, v) = app.get("/api/identity/duplicates").await;
+    assert_eq!(s, 200);
+    let dups = v["possible_duplicates"].as_array().unwrap().clone();
+    assert_eq!(dups.len(), 2, "{v}");
+    let pair = |d: &Value| (d["a"].as_i64().unwrap(), d["b"].as_i64().unwrap());
+    let (mum, kid) = pair(&dups[0]);
+    let (x, y) = pair(&dups[1]);
+    assert_eq!(dups[0]["via"], json!(["phone", "+8613800138000"]));
+
+    let (s, _) = app
+        .admin_post("/api/identity/distinct", &json!({"a": mum, "b": kid}))
+        .await;
+    assert_eq!(s, 200);
+    let (s, v) = app
+        .admin_post("/api/identity/confirm", &json!({"a": mum, "b": kid}))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("marked_distinct"))
+    );
+    let (s, _) = app
+        .admin_post("/api/identity/confirm", &json!({"a": x, "b": y}))
+        .await;
+    assert_eq!(s, 200);
+    let (s, v) = app
+        .admin_post("/api/identity/confirm", &json!({"a": y, "b": x}))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("already_merged"))
+    );
+    let (_, v) = app.get("/api/identity/duplicates").await;
+    assert!(
+        v["possible_duplicates"].as_array().unwrap().is_empty(),
+        "{v}"
+    );
+    assert_eq!(fan_count(&app).await, 3);
+
+    // Bad requests are named; unknown fans are 404.
+    let (s, v) = app
+        .admin_post("/api/identity/confirm", &json!({"a": x}))
+        .await;
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("b")));
+    let (s, v) = app
+        .admin_post("/api/identity/confirm", &json!({"a": x, "b": 424242}))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("fan_not_found"))
+    );
+    let r = app
+        .client
+        .post(format!("{}/api/identity/confirm", app.base))
+        .bearer_auth(&app.write_key)
+        .json(&json!({"a": x, "b": y}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a write key cannot decide");
+
+    // Another tenant's admin key does not see these fans.
+    let loc = app.location.clone();
+    let other = tokio::task::spawn_blocking(move || {
+        let store = siyu_store::open(&loc, siyu_store::Durability::Full).unwrap();
+        siyu_app::tenants::create(&*store, &siyu_app::TenantName::parse("other").unwrap()).unwrap()
+    })
+    .await
+    .unwrap();
+    let r = app
+        .client
+        .post(format!("{}/api/identity/confirm", app.base))
+        .bearer_auth(&other.admin_key)
+        .json(&json!({"a": mum, "b": kid}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // Decisions survive a restart: the engine replays them.
+    let app = app.restart().await;
+    assert_eq!(fan_count(&app).await, 3);
+    let (_, v) = app.get("/api/identity/duplicates").await;
+    assert!(v["possible_duplicates"].as_array().unwrap().is_empty());
+    app.stop().await;
+}
+
+async fn undoing_a_merge_splits_the_fan_and_recomputes(b: Backend) {
+    let app = spawn_app(b).await;
+    post_ok(
+        &app,
+        vec![
+            ev(
+                "a1",
+                "follow",
+                "2026-10-01T10:00:00Z",
+                json!({"douyin_open_id": "a"}),
+                json!({}),
+            ),
+            ev(
+                "b1",
+                "lead_form",
+                "2026-10-02T10:00:00Z",
+                json!({"lead_id": "clue_9", "phone": "13900139000"}),
+                json!({"channel": "ad"}),
+            ),
+            ev(
+                "link",
+                "private_message_in",
+                "2026-10-03T10:00:00Z",
+                json!({"douyin_open_id": "a", "phone": "13900139000"}),
+                json!({}),
+            ),
+            ev(
+                "a2",
+                "lead_form",
+                "2026-10-04T10:00:00Z",
+                json!({"douyin_open_id": "a"}),
+                json!({"channel": "live"}),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(fan_count(&app).await, 1);
+    let (_, v) = app.get("/api/fans/lookup?kind=lead_id&value=clue_9").await;
+    let merge = v["fans"][0]["merges"][0].clone();
+    let (into, from) = (
+        merge["into"].as_i64().unwrap(),
+        merge["from"].as_i64().unwrap(),
+    );
+    let (_, r) = app.get("/api/reports/dedup").await;
+    assert_eq!(r["total"]["people"], 1);
+
+    let (s, v) = app
+        .admin_post(&format!("/api/fans/{from}/unmerge"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["fan"]["fan"].as_i64(),
+        Some(from),
+        "the absorbed fan is itself again"
+    );
+    assert_eq!(fan_count(&app).await, 2);
+    let (_, v) = app.get(&format!("/api/fans/{from}")).await;
+    let ids: Vec<&str> = v["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["value"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"clue_9") && !ids.contains(&"a"), "{v}");
+    let (_, v) = app.get(&format!("/api/fans/{into}")).await;
+    assert!(v["merges"].as_array().unwrap().is_empty());
+    // Derived state is recomputed: the ad lead and the live lead are two people again.
+    let (_, r) = app.get("/api/reports/dedup").await;
+    assert_eq!(r["total"]["people"], 2, "{r}");
+    assert_eq!(
+        app.stats().await["events"],
+        4,
+        "events are never lost by a split"
+    );
+
+    let (s, v) = app
+        .admin_post(&format!("/api/fans/{from}/unmerge"), &json!({}))
+        .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("not_merged")));
+    let (s, _) = app.admin_post("/api/fans/777777/unmerge", &json!({})).await;
+    assert_eq!(s, 404);
+
+    // New events with the linking identities do not merge them back.
+    post_ok(
+        &app,
+        vec![ev(
+            "again",
+            "private_message_in",
+            "2026-10-05T10:00:00Z",
+            json!({"douyin_open_id": "a", "phone": "13900139000"}),
+            json!({}),
+        )],
+    )
+    .await;
+    assert_eq!(fan_count(&app).await, 2);
+    let app = app.restart().await;
+    assert_eq!(
+        fan_count(&app).await,
+        2,
+        "the undo is replayed after a restart"
+    );
+    app.stop().await;
+}
+
+fn cli(args: &[&str], flags: &[String]) -> std::process::Output {
+    crate::durability::siyu()
+        .args(args)
+        .args(flags)
+        .env("SIYU_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn cli_json(args: &[&str], flags: &[String]) -> Value {
+    let out = cli(args, flags);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn the_cli_resolves_a_generated_brand_against_its_truth(b: Backend) {
+    let (location, _d) = crate::helpers::fresh_location(b);
+    let flags = store_flags(&location);
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("brand.jsonl");
+    let truth = dir.path().join("truth.csv");
+    let out = crate::durability::siyu()
+        .args([
+            "gen",
+            "--fans",
+            "3000",
+            "--days",
+            "60",
+            "--seed",
+            "5",
+            "--end",
+            "2026-11-01T00:00:00Z",
+            "--out",
+        ])
+        .arg(&events)
+        .arg("--truth")
+        .arg(&truth)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    cli_json(&["tenant", "create", "brand"], &flags);
+    let imported = cli_json(&["import", events.to_str().unwrap(), "--json"], &flags);
+    assert_eq!(imported["rejected"], 0);
+
+    let eval = cli_json(
+        &[
+            "identity",
+            "eval",
+            "--truth",
+            truth.to_str().unwrap(),
+            "--json",
+        ],
+        &flags,
+    );
+    assert!(eval["precision"].as_f64().unwrap() >= 0.99, "{eval}");
+    assert!(eval["recall"].as_f64().unwrap() >= 0.99, "{eval}");
+    assert_eq!(eval["wrong_merges"], 0, "{eval}");
+
+    let report = cli_json(&["report", "dedup", "--json"], &flags);
+    assert!(
+        report["total"]["leads"].as_u64().unwrap() > report["total"]["people"].as_u64().unwrap()
+    );
+    let text = String::from_utf8(cli(&["report", "dedup"], &flags).stdout).unwrap();
+    assert!(
+        text.contains("repeat%") && text.contains("overlap"),
+        "{text}"
+    );
+
+    let export = dir.path().join("ids.csv");
+    cli_json(
+        &[
+            "identity",
+            "export",
+            "--out",
+            export.to_str().unwrap(),
+            "--json",
+        ],
+        &flags,
+    );
+    let csv = std::fs::read_to_string(&export).unwrap();
+    assert!(csv.starts_with("kind,value,fan_id\n"));
+    let rows = csv.lines().count() - 1;
+    let truth_rows = std::fs::read_to_string(&truth).unwrap().lines().count() - 1;
+    assert!(
+        rows >= truth_rows * 99 / 100,
+        "{rows} exported for {truth_rows} true values"
+    );
+
+    // Look a person up by phone from the CLI, and decide on a possible duplicate.
+    let phone_row = csv.lines().find(|l| l.starts_with("phone,")).unwrap();
+    let phone = phone_row.split(',').nth(1).unwrap();
+    let v = cli_json(
+        &[
+            "fan", "lookup", "--kind", "phone", "--value", phone, "--json",
+        ],
+        &flags,
+    );
+    assert!(!v["fans"].as_array().unwrap().is_empty());
+    let dups = cli_json(&["identity", "duplicates", "--json"], &flags);
+    if let Some(d) = dups["possible_duplicates"].as_array().unwrap().first() {
+        let (a, b2) = (d["a"].to_string(), d["b"].to_string());
+        cli_json(&["identity", "distinct", &a, &b2, "--json"], &flags);
+        let again = cli(&["identity", "confirm", &a, &b2], &flags);
+        assert_eq!(again.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&again.stderr).contains("marked_distinct"));
+    }
+    let missing = cli(&["fan", "show", "987654321"], &flags);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("fan_not_found"));
+}
+
+both!(
+    one_person_three_ways_is_one_fan_with_history,
+    family_phones_stay_apart_until_an_operator_decides,
+    undoing_a_merge_splits_the_fan_and_recomputes,
+    the_cli_resolves_a_generated_brand_against_its_truth,
+);

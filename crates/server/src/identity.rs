@@ -1,0 +1,207 @@
+//! The identity API: fans, lookups, possible duplicates, operator decisions, the dedup report.
+//! All of it needs the tenant's admin key.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State as Axum};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use siyu_engine::{Decision, FanId};
+
+use crate::{ApiError, State, auth, body};
+
+/// Runs a blocking service call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+fn fan_not_found(id: i64) -> ApiError {
+    ApiError::Status {
+        status: StatusCode::NOT_FOUND,
+        code: "fan_not_found",
+        message: format!("no fan {id} in this tenant"),
+        field: None,
+    }
+}
+
+/// Parses a fan id from the path, naming it when it is not a number.
+fn fan_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>().map_err(|_| {
+        ApiError::bad(
+            "invalid_fan_id",
+            Some("id"),
+            format!("fan id {raw:?} is not a number"),
+        )
+    })
+}
+
+/// `GET /api/fans/{id}`
+pub async fn fan(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let id = fan_id(&id)?;
+    let app = state.app.clone();
+    let view = blocking(move || Ok(app.fan(tenant.id, FanId(id))?)).await?;
+    let view = view.ok_or_else(|| fan_not_found(id))?;
+    Ok(Json(
+        serde_json::to_value(view).map_err(|e| ApiError::Internal(e.to_string()))?,
+    ))
+}
+
+/// `GET /api/fans/lookup?kind=phone&value=...`
+pub async fn lookup(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let get = |k: &str| {
+        q.get(k).cloned().ok_or_else(|| {
+            ApiError::bad(
+                "missing_field",
+                Some(k),
+                format!("query parameter {k} is required"),
+            )
+        })
+    };
+    let (kind, value) = (get("kind")?, get("value")?);
+    let app = state.app.clone();
+    let fans = blocking(move || Ok(app.lookup(tenant.id, &kind, &value)??)).await?;
+    Ok(Json(json!({ "fans": fans })))
+}
+
+/// `GET /api/identity/duplicates`
+pub async fn duplicates(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let app = state.app.clone();
+    let dups = blocking(move || Ok(app.possible_duplicates(tenant.id)?)).await?;
+    Ok(Json(json!({ "possible_duplicates": dups })))
+}
+
+/// Reads `{"a": FAN, "b": FAN}`.
+fn pair(
+    headers: &HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<(FanId, FanId), ApiError> {
+    let v = body::json_body(headers, raw, 64 * 1024)?;
+    let Value::Object(o) = v else {
+        return Err(ApiError::bad(
+            "invalid_body",
+            None,
+            "the body must be {\"a\": FAN_ID, \"b\": FAN_ID}",
+        ));
+    };
+    if let Some(k) = o.keys().find(|k| *k != "a" && *k != "b") {
+        return Err(ApiError::bad(
+            "unknown_field",
+            Some(k),
+            format!("unknown field {k:?}; expected a and b"),
+        ));
+    }
+    let id = |k: &str| {
+        o.get(k).and_then(Value::as_i64).map(FanId).ok_or_else(|| {
+            ApiError::bad(
+                "missing_field",
+                Some(k),
+                format!("{k} must be a fan id (a number)"),
+            )
+        })
+    };
+    Ok((id("a")?, id("b")?))
+}
+
+async fn decide(
+    state: State,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+    confirm: bool,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let (a, b) = pair(&headers, raw)?;
+    let d = if confirm {
+        Decision::Confirm { a, b }
+    } else {
+        Decision::Distinct { a, b }
+    };
+    let app = state.app.clone();
+    blocking(move || Ok(app.decide(tenant.id, d)??)).await?;
+    Ok(Json(
+        json!({"decision": if confirm { "confirm" } else { "distinct" }, "a": a, "b": b}),
+    ))
+}
+
+/// `POST /api/identity/confirm {"a", "b"}`: they are one person.
+pub async fn confirm(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    decide(state, headers, raw, true).await
+}
+
+/// `POST /api/identity/distinct {"a", "b"}`: they are different people.
+pub async fn distinct(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    decide(state, headers, raw, false).await
+}
+
+/// `POST /api/fans/{id}/unmerge`: undo the merge that absorbed fan `id`.
+pub async fn unmerge(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let id = fan_id(&id)?;
+    let app = state.app.clone();
+    let view = blocking(move || {
+        app.unmerge(tenant.id, FanId(id))??;
+        Ok(app.fan(tenant.id, FanId(id))?)
+    })
+    .await?;
+    Ok(Json(json!({"undone": id, "fan": view})))
+}
+
+/// `GET /api/reports/dedup?from=T&to=T`
+pub async fn dedup(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let time = |k: &str| -> Result<Option<i64>, ApiError> {
+        q.get(k)
+            .map(|v| {
+                siyu_domain::time::parse_rfc3339(v).ok_or_else(|| {
+                    ApiError::bad(
+                        "invalid_timestamp",
+                        Some(k),
+                        format!("{k} {v:?} is not an RFC 3339 time"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let (from, to) = (time("from")?, time("to")?);
+    let app = state.app.clone();
+    let report = blocking(move || Ok(app.dedup_report(tenant.id, from, to)?)).await?;
+    Ok(Json(
+        serde_json::to_value(report).map_err(|e| ApiError::Internal(e.to_string()))?,
+    ))
+}
