@@ -40,6 +40,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             batch,
             clients,
         } => ingest(events, postgres.as_deref(), batch, clients, args.json),
+        BenchWhat::Identity { events, people } => identity(events, people, args.json),
     }
 }
 
@@ -324,6 +325,124 @@ fn ingest(
                 r.vs_raw_sqlite
             );
         }
+    }
+    Ok(())
+}
+
+/// A small deterministic generator (splitmix64) for the identity workload.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+fn hashed(x: u64, salt: u64) -> u64 {
+    Mix(x ^ salt.rotate_left(17)).next()
+}
+
+/// Events for the identity benchmark: person `p` (skewed towards active people) with their
+/// open id and one more value. 1% of people write a family member's phone.
+fn identity_workload(events: u64, people: u64) -> Vec<siyu_domain::Identities> {
+    use siyu_domain::{Identities, Identity, IdentityKind as K};
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let text = |x: u64, y: u64, len: usize| -> String {
+        let mut s = String::with_capacity(len);
+        for i in 0..len {
+            let w = if i < 10 { x } else { y };
+            s.push(B64[((w >> ((i % 10) * 6)) & 63) as usize] as char);
+        }
+        s
+    };
+    let mut rng = Mix(20261125);
+    let mut out = Vec::with_capacity(events as usize);
+    for n in 0..events {
+        // Squaring a uniform draw makes low-numbered people more active.
+        let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let p = ((u * u) * people as f64) as u64;
+        let (h1, h2) = (hashed(p, 1), hashed(p, 2));
+        let open = format!("_000{}", text(h1, h2, 32));
+        let other = match rng.next() % 10 {
+            0..=5 => {
+                let owner = if hashed(p, 3) % 100 == 0 {
+                    p.saturating_sub(1)
+                } else {
+                    p
+                };
+                let digits = 13_000_000_000 + hashed(owner, 4) % 6_999_999_999;
+                (K::Phone, format!("+86{digits}"))
+            }
+            6 | 7 => (K::LeadId, format!("clue_{}", 1_000_000_000_000_000_000 + n)),
+            8 => (K::DouyinUnionId, text(hashed(p, 5), hashed(p, 6), 28)),
+            _ => (
+                K::WecomExternalId,
+                format!("wm{}", text(hashed(p, 7), hashed(p, 8), 30)),
+            ),
+        };
+        let ids = vec![
+            Identity::from_stored(K::DouyinOpenId, &open),
+            Identity::from_stored(other.0, &other.1),
+        ];
+        out.push(Identities::new(ids).expect("two kinds"));
+    }
+    out
+}
+
+fn identity(events: u64, people: u64, json_out: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        events > 0 && people > 0,
+        "--events and --people must be at least 1"
+    );
+    if !json_out {
+        eprintln!(
+            "building {} events for {} people ...",
+            output::n(events),
+            output::n(people)
+        );
+    }
+    let workload = identity_workload(events, people);
+    let links: u64 = workload.iter().map(|i| i.len() as u64).sum();
+    let mut graph = siyu_engine::IdentityGraph::new();
+    let started = Instant::now();
+    for (seq, ids) in workload.iter().enumerate() {
+        graph.resolve(seq as i64 + 1, 0, ids);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let values = graph.value_count();
+    let bytes = graph.heap_bytes();
+    let result = json!({
+        "events": events,
+        "links": links,
+        "seconds": seconds,
+        "links_per_second": links as f64 / seconds,
+        "values": values,
+        "fans": graph.fan_count(),
+        "graph_bytes": bytes,
+        "bytes_per_value": bytes as f64 / values as f64,
+    });
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!(
+            "| events | links | seconds | links/s | values | fans | graph bytes | bytes/value |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!(
+            "| {} | {} | {:.2} | {} | {} | {} | {} | {:.1} |",
+            output::n(events),
+            output::n(links),
+            seconds,
+            output::n((links as f64 / seconds) as u64),
+            output::n(values),
+            output::n(graph.fan_count()),
+            output::n(bytes as u64),
+            bytes as f64 / values as f64
+        );
     }
     Ok(())
 }

@@ -327,6 +327,16 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 4)]
         clients: usize,
     },
+    /// Identity resolution alone: events with two identities each (an open id and a phone,
+    /// lead id, union id or WeCom id), resolved into fans; time and memory per value.
+    Identity {
+        /// Number of events (each carries two identity values).
+        #[arg(long, default_value_t = 5_000_000)]
+        events: u64,
+        /// Number of people behind them.
+        #[arg(long, default_value_t = 1_000_000)]
+        people: u64,
+    },
 }
 
 /// Parses an RFC 3339 flag value, naming the flag when it is wrong.

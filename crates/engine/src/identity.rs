@@ -274,12 +274,13 @@ impl IdentityGraph {
     }
 
     /// The nodes holding a value.
-    fn holders(&self, kind: IdentityKind, i: u32) -> Vec<u32> {
-        let word = self.values[kind as usize].owner[i as usize];
+    fn holders(&self, kind: IdentityKind, i: u32) -> &[u32] {
+        let word = &self.values[kind as usize].owner[i as usize];
         if word & MULTI != 0 {
-            self.owners(word).to_vec()
+            self.owners(*word)
         } else {
-            vec![word]
+            // A single owner word is the owning node itself.
+            std::slice::from_ref(word)
         }
     }
 
@@ -324,6 +325,9 @@ impl IdentityGraph {
     }
 
     fn is_distinct(&mut self, r1: u32, r2: u32) -> bool {
+        if self.distinct.is_empty() {
+            return false;
+        }
         let Some(partners) = self.distinct.get(&r1).cloned() else {
             return false;
         };
@@ -378,11 +382,15 @@ impl IdentityGraph {
         let mut cands = std::mem::take(&mut self.scratch);
         cands.clear();
         let mut new_mask = 0u8;
-        for id in ids {
+        // Each identity's value index, looked up once (`None`: not seen before).
+        let mut found = [None::<u32>; 16];
+        for (n, id) in ids.iter().enumerate() {
             let vals = &self.values[id.kind as usize];
             match vals.find(&self.hasher, id.value().as_bytes()) {
                 Some(i) => {
-                    for node in self.holders(id.kind, i) {
+                    found[n] = Some(i);
+                    for h in 0..self.holders(id.kind, i).len() {
+                        let node = self.holders(id.kind, i)[h];
                         let r = self.find(node);
                         cands.push((priority(id.kind), self.created[r as usize], r, id.kind, i));
                     }
@@ -390,7 +398,9 @@ impl IdentityGraph {
                 None => new_mask |= bit(id.kind),
             }
         }
-        cands.sort_unstable_by_key(|c| (c.0, c.1));
+        if cands.len() > 1 {
+            cands.sort_unstable_by_key(|c| (c.0, c.1));
+        }
 
         let mut cluster: Option<u32> = None;
         let mut mask = new_mask;
@@ -432,10 +442,10 @@ impl IdentityGraph {
 
         // Attach the event's values to the fan: new values belong to it; a known weak value
         // held only by fans kept apart is now held by this fan too.
-        for id in ids {
+        for (n, id) in ids.iter().enumerate() {
             let hasher = &self.hasher;
             let vals = &mut self.values[id.kind as usize];
-            match vals.find(hasher, id.value().as_bytes()) {
+            match found[n] {
                 None => {
                     let i = vals.insert(hasher, id.value().as_bytes(), fan);
                     if !self.shared_text.is_empty()
@@ -544,11 +554,7 @@ impl IdentityGraph {
         let Some(i) = self.values[kind as usize].find(&self.hasher, value.as_bytes()) else {
             return Vec::new();
         };
-        let mut fans: Vec<FanId> = self
-            .holders(kind, i)
-            .into_iter()
-            .map(|n| self.fan(n))
-            .collect();
+        let mut fans: Vec<FanId> = self.holders(kind, i).iter().map(|&n| self.fan(n)).collect();
         fans.sort_unstable();
         fans.dedup();
         fans
