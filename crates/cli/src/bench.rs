@@ -369,7 +369,7 @@ fn identity_workload(events: u64, people: u64) -> Vec<siyu_domain::Identities> {
         let open = format!("_000{}", text(h1, h2, 32));
         let other = match rng.next() % 10 {
             0..=5 => {
-                let owner = if hashed(p, 3) % 100 == 0 {
+                let owner = if hashed(p, 3).is_multiple_of(100) {
                     p.saturating_sub(1)
                 } else {
                     p
