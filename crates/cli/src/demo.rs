@@ -60,7 +60,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     drop(ingestor);
     store.flush()?;
 
-    let stats = Ingestor::start(store.clone(), EngineMode::WriteOnly)?.stats(tenant.id)?;
+    let mut engine = siyu_app::identity::replay(&*store, tenant.id)?;
+    let stats = engine.stats();
+    let dedup = engine.dedup_report(None, None);
+    let duplicates = engine.identities_mut().possible_duplicates().len();
     if args.json {
         println!(
             "{}",
@@ -71,10 +74,26 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 "truth_file": truth_file,
                 "import": summary,
                 "stats": stats,
+                "dedup": dedup,
+                "possible_duplicates": duplicates,
             }))?
         );
     } else {
         print_report(&location, &events_file, &summary, &stats);
+        println!();
+        crate::report::print_dedup(&dedup);
+        println!();
+        println!(
+            "  {} pairs of fans share a phone or email but hold different accounts (family phones):",
+            output::n(duplicates as u64)
+        );
+        println!("  kept apart for review — `siyu identity duplicates`");
+        println!(
+            "  score the resolution against the generator's truth: siyu identity eval --truth {}",
+            truth_file.display()
+        );
+        println!();
+        println!("  Next: `siyu demo --serve` serves this brand on http://127.0.0.1:8080");
     }
 
     if args.serve {
@@ -169,8 +188,6 @@ fn print_report(
     for (t, x) in types {
         println!("    {:<20} {:>12}  {}", t, output::n(*x), bar(*x, max, 40));
     }
-    println!();
-    println!("  Next: `siyu demo --serve` serves this brand on http://127.0.0.1:8080");
 }
 
 fn print_serve_banner(addr: &str, keys: Option<&TenantKeys>) {
