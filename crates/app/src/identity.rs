@@ -171,6 +171,8 @@ pub struct FanView {
     pub fan: FanId,
     /// The id asked for, when it was merged away into `fan`.
     pub merged_from: Option<FanId>,
+    /// Events of this fan, across all the fans merged into it.
+    pub events: u64,
     pub identities: Vec<IdentityValue>,
     pub merges: Vec<MergeView>,
     pub possible_duplicates: Vec<PossibleDuplicate>,
@@ -218,9 +220,11 @@ pub fn fan_view(
         .into_iter()
         .filter(|d| d.a == fan || d.b == fan)
         .collect();
+    let events = engine.events_of(fan);
     Ok(Some(FanView {
         fan,
         merged_from: (fan != asked).then_some(asked),
+        events,
         identities,
         merges,
         possible_duplicates,

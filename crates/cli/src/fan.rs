@@ -43,8 +43,11 @@ pub fn run(args: FanArgs) -> anyhow::Result<()> {
 
 pub fn print_fan(v: &FanView) {
     match v.merged_from {
-        Some(asked) => println!("fan {} (fan {} was merged into it)", v.fan.0, asked.0),
-        None => println!("fan {}", v.fan.0),
+        Some(asked) => println!(
+            "fan {} (fan {} was merged into it), {} events",
+            v.fan.0, asked.0, v.events
+        ),
+        None => println!("fan {}, {} events", v.fan.0, v.events),
     }
     println!("  identities");
     for i in &v.identities {

@@ -543,6 +543,16 @@ impl IdentityGraph {
         self.fan_id(self.root(node))
     }
 
+    /// The internal nodes that make up a fan now (itself and every fan merged into it).
+    pub fn nodes_of(&self, fan: FanId) -> Vec<u32> {
+        let Some(root) = self.node_of(fan).map(|n| self.root(n)) else {
+            return Vec::new();
+        };
+        (0..self.parent.len() as u32)
+            .filter(|&n| self.root(n) == root)
+            .collect()
+    }
+
     /// The current id of a fan id (itself, or the fan that absorbed it).
     pub fn current(&self, fan: FanId) -> Option<FanId> {
         self.node_of(fan).map(|n| self.fan(n))

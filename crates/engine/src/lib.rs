@@ -48,6 +48,8 @@ pub struct TenantEngine {
     last_ts: Millis,
     /// The id of the last stored identity decision applied.
     decisions_seen: i64,
+    /// Events resolved to each identity-graph node (a fan's events are its nodes' sum).
+    node_events: Vec<u32>,
 }
 
 impl Default for TenantEngine {
@@ -61,6 +63,7 @@ impl Default for TenantEngine {
             last_seq: 0,
             last_ts: 0,
             decisions_seen: 0,
+            node_events: Vec::new(),
         }
     }
 }
@@ -80,6 +83,10 @@ impl TenantEngine {
         self.last_seq = seq;
         self.last_ts = event.ts;
         let node = self.identities.resolve(seq, event.ts, &event.identities);
+        if self.node_events.len() <= node as usize {
+            self.node_events.resize(node as usize + 1, 0);
+        }
+        self.node_events[node as usize] += 1;
         self.events += 1;
         let name = event.ty.name();
         match self.by_type.get_mut(name.as_ref()) {
@@ -110,6 +117,15 @@ impl TenantEngine {
 
     pub fn decisions_seen(&self) -> i64 {
         self.decisions_seen
+    }
+
+    /// Number of events of a fan (including those of fans merged into it).
+    pub fn events_of(&self, fan: FanId) -> u64 {
+        self.identities
+            .nodes_of(fan)
+            .iter()
+            .map(|&n| u64::from(self.node_events.get(n as usize).copied().unwrap_or(0)))
+            .sum()
     }
 
     pub fn last_seq(&self) -> i64 {

@@ -311,6 +311,7 @@ async fn undoing_a_merge_splits_the_fan_and_recomputes(b: Backend) {
     .await;
     assert_eq!(fan_count(&app).await, 1);
     let (_, v) = app.get("/api/fans/lookup?kind=lead_id&value=clue_9").await;
+    assert_eq!(v["fans"][0]["events"], 4);
     let merge = v["fans"][0]["merges"][0].clone();
     let (into, from) = (
         merge["into"].as_i64().unwrap(),
@@ -337,8 +338,10 @@ async fn undoing_a_merge_splits_the_fan_and_recomputes(b: Backend) {
         .map(|i| i["value"].as_str().unwrap())
         .collect();
     assert!(ids.contains(&"clue_9") && !ids.contains(&"a"), "{v}");
+    assert_eq!(v["events"], 1, "the ad lead's own event went back with it");
     let (_, v) = app.get(&format!("/api/fans/{into}")).await;
     assert!(v["merges"].as_array().unwrap().is_empty());
+    assert_eq!(v["events"], 3, "the linking message stays with the open id");
     // Derived state is recomputed: the ad lead and the live lead are two people again.
     let (_, r) = app.get("/api/reports/dedup").await;
     assert_eq!(r["total"]["people"], 2, "{r}");
