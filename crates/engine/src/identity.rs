@@ -708,7 +708,15 @@ impl IdentityGraph {
         let fans = self.parent.capacity() * 4 + self.mask.capacity() + self.created.capacity() * 8;
         let merges = self.merges.capacity() * std::mem::size_of::<MergeRec>();
         let dups = self.dups.capacity() * (8 + std::mem::size_of::<DupRec>() + 1);
-        values + multi + fans + merges + dups
+        let soft = self.soft.capacity() * (8 + 4 + 1);
+        let shared = self.shared.capacity() * (8 + 1)
+            + self
+                .shared_text
+                .iter()
+                .map(|(_, v)| v.len() + 24)
+                .sum::<usize>();
+        let distinct: usize = self.distinct.values().map(|v| v.capacity() * 4 + 32).sum();
+        values + multi + fans + merges + dups + soft + shared + distinct
     }
 }
 
@@ -848,6 +856,24 @@ mod tests {
         g.resolve(5, 0, &ids(&[(AnonymousId, "dev1"), (Email, "x@y.cn")]));
         assert_eq!(g.fan_count(), 3);
         assert!(g.possible_duplicates().is_empty());
+    }
+
+    #[test]
+    fn memory_per_value_stays_within_64_bytes() {
+        let mut g = IdentityGraph::new();
+        for p in 0..100_000u64 {
+            let open = format!("_000{:032x}", p.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let phone = format!("+86138{:08}", p);
+            g.resolve(p as i64 * 2 + 1, 0, &ids(&[(DouyinOpenId, &open)]));
+            g.resolve(
+                p as i64 * 2 + 2,
+                0,
+                &ids(&[(DouyinOpenId, &open), (Phone, &phone)]),
+            );
+        }
+        assert_eq!(g.value_count(), 200_000);
+        let per_value = g.heap_bytes() as f64 / g.value_count() as f64;
+        assert!(per_value <= 64.0, "{per_value} bytes per value");
     }
 
     #[test]
