@@ -5,7 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Where an interaction happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Domain {
     /// 公域: short videos, live streams, the homepage.
     Public,

@@ -9,6 +9,7 @@
 //! - [`event_type`]: the event catalogue of DESIGN.md and custom `x_` events.
 //! - [`identity`]: identity kinds and value normalization (phones to E.164, emails lowercased).
 //! - [`event`]: the native event model and its parser, with errors that name the field.
+//! - [`layer`]: the growth path 潜在粉丝 → 路人粉丝 → 好感粉丝 → 真爱粉丝 and its labels.
 //! - [`segment`]: Segment/RudderStack messages mapped onto native events.
 //! - [`time`]: event time as milliseconds since the Unix epoch, and RFC 3339 in and out.
 
@@ -16,6 +17,7 @@ pub mod domain;
 pub mod event;
 pub mod event_type;
 pub mod identity;
+pub mod layer;
 pub mod segment;
 pub mod time;
 
@@ -23,4 +25,5 @@ pub use domain::Domain;
 pub use event::{ErrorCode, Event, EventError, EventId, Props, parse_event};
 pub use event_type::{CustomName, EventType};
 pub use identity::{Identities, Identity, IdentityError, IdentityKind};
+pub use layer::Layer;
 pub use time::Millis;

@@ -543,6 +543,16 @@ impl IdentityGraph {
         self.fan_id(self.root(node))
     }
 
+    /// Number of internal nodes (fans ever created, merged or not).
+    pub fn node_count(&self) -> usize {
+        self.parent.len()
+    }
+
+    /// The root node of a node.
+    pub fn root_node(&self, node: u32) -> u32 {
+        self.root(node)
+    }
+
     /// The internal nodes that make up a fan now (itself and every fan merged into it).
     pub fn nodes_of(&self, fan: FanId) -> Vec<u32> {
         let Some(root) = self.node_of(fan).map(|n| self.root(n)) else {

@@ -8,10 +8,14 @@
 //! - [`identity`]: the identity graph — every identity value resolves to one fan, with the
 //!   guard against wrong merges, merge audit and possible duplicates.
 //! - [`dedup`]: the lead dedup report (线索重复率) and the cross-channel overlap.
+//! - [`layers`]: fan layers as of any instant, flows between instants, explanations.
+//! - [`rules`]: the layer rules (defaults and the per-tenant TOML file).
 //! - [`TenantEngine`]: one tenant's state; `apply` takes each stored event once, in order.
 
 pub mod dedup;
 pub mod identity;
+pub mod layers;
+pub mod rules;
 
 use std::collections::BTreeMap;
 
@@ -23,6 +27,8 @@ pub use dedup::{DedupReport, DedupRow};
 pub use identity::{
     Decision, DecisionError, FanId, IdentityGraph, Merge, MergeCause, PossibleDuplicate,
 };
+pub use layers::{Explanation, Features, Flow, LayerCounts, Snapshot};
+pub use rules::{Rules, RulesError};
 
 /// Totals for `GET /api/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -50,6 +56,9 @@ pub struct TenantEngine {
     decisions_seen: i64,
     /// Events resolved to each identity-graph node (a fan's events are its nodes' sum).
     node_events: Vec<u32>,
+    /// Every event, compactly, for layers as of any instant.
+    columns: layers::Columns,
+    rules: Rules,
 }
 
 impl Default for TenantEngine {
@@ -64,6 +73,8 @@ impl Default for TenantEngine {
             last_ts: 0,
             decisions_seen: 0,
             node_events: Vec::new(),
+            columns: layers::Columns::default(),
+            rules: Rules::default(),
         }
     }
 }
@@ -87,6 +98,7 @@ impl TenantEngine {
             self.node_events.resize(node as usize + 1, 0);
         }
         self.node_events[node as usize] += 1;
+        self.columns.push(event, node);
         self.events += 1;
         let name = event.ty.name();
         match self.by_type.get_mut(name.as_ref()) {
@@ -117,6 +129,32 @@ impl TenantEngine {
 
     pub fn decisions_seen(&self) -> i64 {
         self.decisions_seen
+    }
+
+    /// The layer rules in force.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Puts new rules in force; layers are computed from events, so nothing else changes.
+    pub fn set_rules(&mut self, rules: Rules) {
+        self.rules = rules;
+    }
+
+    /// Every fan's layer as of `as_of` (events with `ts <= as_of` only).
+    pub fn layers_as_of(&self, as_of: Millis) -> Snapshot {
+        self.columns.snapshot(&self.identities, &self.rules, as_of)
+    }
+
+    /// How fans moved between layers from `from` to `to`, including fans new in between.
+    pub fn flow(&self, from: Millis, to: Millis) -> Flow {
+        layers::flow(&self.layers_as_of(from), &self.layers_as_of(to))
+    }
+
+    /// A fan's layer as of `as_of`, why, and its latest `timeline` events.
+    pub fn explain(&self, fan: FanId, as_of: Millis, timeline: usize) -> Option<Explanation> {
+        self.columns
+            .explain(&self.identities, &self.rules, fan, as_of, timeline)
     }
 
     /// Number of events of a fan (including those of fans merged into it).

@@ -1,0 +1,669 @@
+//! Fan layers 潜在 → 路人 → 好感 → 真爱, computed from compact per-event columns.
+//!
+//! Every stored event keeps 17 bytes here (time, identity node, type, one number), in arrival
+//! order. A snapshot "as of T" is one pass over them: events after T are skipped, each fan's
+//! features accumulate in flat arrays indexed by the fan's node, and the rules turn features
+//! into layers. A fan is whoever its identities resolve to now; a fan with no event at or
+//! before T does not exist as of T.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use siyu_domain::event_type::CatalogueType;
+use siyu_domain::time::MS_PER_DAY;
+use siyu_domain::{Domain, Event, Layer, Millis};
+
+use crate::identity::{FanId, IdentityGraph};
+use crate::rules::Rules;
+
+const CUSTOM: u8 = u8::MAX;
+
+/// The per-event columns.
+#[derive(Debug, Default)]
+pub(crate) struct Columns {
+    ts: Vec<Millis>,
+    node: Vec<u32>,
+    /// Catalogue index, or [`CUSTOM`].
+    kind: Vec<u8>,
+    /// `duration_s` of a live watch, the group index of a group event, else 0.
+    val: Vec<u32>,
+    groups: Vec<String>,
+    group_index: HashMap<String, u32>,
+    /// Domain of custom events by event index (catalogue types imply theirs).
+    custom_domain: HashMap<u32, Domain>,
+}
+
+impl Columns {
+    pub(crate) fn push(&mut self, e: &Event, node: u32) {
+        let kind = e.ty.catalogue().map_or(CUSTOM, |t| t as u8);
+        let val = match e.ty.catalogue() {
+            Some(CatalogueType::LiveWatch) => e.duration_s().min(u32::MAX as f64) as u32,
+            Some(
+                CatalogueType::GroupJoin | CatalogueType::GroupLeave | CatalogueType::GroupMessage,
+            ) => match e.group_id() {
+                Some(g) => match self.group_index.get(g) {
+                    Some(i) => *i,
+                    None => {
+                        let i = self.groups.len() as u32;
+                        self.groups.push(g.to_string());
+                        self.group_index.insert(g.to_string(), i);
+                        i
+                    }
+                },
+                None => u32::MAX,
+            },
+            _ => 0,
+        };
+        if kind == CUSTOM {
+            self.custom_domain.insert(self.ts.len() as u32, e.domain());
+        }
+        self.ts.push(e.ts);
+        self.node.push(node);
+        self.kind.push(kind);
+        self.val.push(val);
+    }
+}
+
+/// What the rules look at, for one fan as of T.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Features {
+    pub follows: bool,
+    pub subscribed: bool,
+    pub in_group: bool,
+    pub engagement_30d: u32,
+    pub orders_180d: u32,
+}
+
+/// The first rule that holds (DESIGN.md, with the tenant's thresholds).
+pub fn layer_of(f: &Features, r: &Rules) -> Layer {
+    let t = &r.true_love;
+    if !f.follows {
+        Layer::Potential
+    } else if f.orders_180d >= t.orders
+        || (f.orders_180d >= t.orders_with_engagement
+            && f.engagement_30d >= t.engagement_with_order)
+        || (f.in_group && f.engagement_30d >= t.group_engagement)
+    {
+        Layer::TrueLove
+    } else if f.engagement_30d >= r.favorable.engagement || f.subscribed || f.in_group {
+        Layer::Favorable
+    } else {
+        Layer::Passerby
+    }
+}
+
+fn weight(r: &Rules, kind: u8, val: u32) -> u32 {
+    if kind == CatalogueType::LiveWatch as u8 {
+        val / r.live_watch_seconds_per_point
+    } else if kind == CUSTOM {
+        0
+    } else {
+        r.weights[kind as usize]
+    }
+}
+
+/// Accumulates features for the fans (nodes) it is asked about.
+struct Acc {
+    engagement_from: Millis,
+    orders_from: Millis,
+    as_of: Millis,
+}
+
+/// Latest-wins state of a toggle (follow/unfollow, subscribe/unsubscribe, join/leave):
+/// later event time wins; equal times, later arrival.
+#[derive(Clone, Copy)]
+struct Toggle {
+    ts: Millis,
+    on: bool,
+}
+
+impl Toggle {
+    const NONE: Toggle = Toggle {
+        ts: Millis::MIN,
+        on: false,
+    };
+
+    fn set(&mut self, ts: Millis, on: bool) {
+        if ts >= self.ts {
+            *self = Toggle { ts, on };
+        }
+    }
+}
+
+/// Layers of every fan as of one instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub as_of: Millis,
+    /// Layer by node index; `None` for merged-away nodes and fans that did not exist yet.
+    pub layers: Vec<Option<Layer>>,
+}
+
+/// Fans per layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LayerCounts {
+    pub potential: u64,
+    pub passerby: u64,
+    pub favorable: u64,
+    pub true_love: u64,
+}
+
+impl LayerCounts {
+    pub fn get(&self, l: Layer) -> u64 {
+        match l {
+            Layer::Potential => self.potential,
+            Layer::Passerby => self.passerby,
+            Layer::Favorable => self.favorable,
+            Layer::TrueLove => self.true_love,
+        }
+    }
+
+    fn add(&mut self, l: Layer) {
+        match l {
+            Layer::Potential => self.potential += 1,
+            Layer::Passerby => self.passerby += 1,
+            Layer::Favorable => self.favorable += 1,
+            Layer::TrueLove => self.true_love += 1,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.potential + self.passerby + self.favorable + self.true_love
+    }
+}
+
+impl Snapshot {
+    pub fn counts(&self) -> LayerCounts {
+        let mut c = LayerCounts::default();
+        for l in self.layers.iter().flatten() {
+            c.add(*l);
+        }
+        c
+    }
+}
+
+impl Columns {
+    fn acc(&self, rules: &Rules, as_of: Millis) -> Acc {
+        Acc {
+            engagement_from: as_of - i64::from(rules.engagement_window_days) * MS_PER_DAY,
+            orders_from: as_of - i64::from(rules.orders_window_days) * MS_PER_DAY,
+            as_of,
+        }
+    }
+
+    /// Every fan's layer as of `as_of`: one pass over the columns.
+    pub(crate) fn snapshot(&self, graph: &IdentityGraph, rules: &Rules, as_of: Millis) -> Snapshot {
+        let n = graph.node_count();
+        let root: Vec<u32> = (0..n as u32).map(|i| graph.root_node(i)).collect();
+        let a = self.acc(rules, as_of);
+        let mut exists = vec![false; n];
+        let mut follow = vec![Toggle::NONE; n];
+        let mut subscribe = vec![Toggle::NONE; n];
+        let mut engagement = vec![0u32; n];
+        let mut orders = vec![0u32; n];
+        let mut groups: HashMap<(u32, u32), Toggle> = HashMap::new();
+        use CatalogueType as T;
+        for i in 0..self.ts.len() {
+            let ts = self.ts[i];
+            if ts > a.as_of {
+                continue;
+            }
+            let r = root[self.node[i] as usize];
+            let ri = r as usize;
+            exists[ri] = true;
+            let kind = self.kind[i];
+            let val = self.val[i];
+            if ts > a.engagement_from {
+                engagement[ri] += weight(rules, kind, val);
+            }
+            match kind {
+                k if k == T::Follow as u8 => follow[ri].set(ts, true),
+                k if k == T::Unfollow as u8 => follow[ri].set(ts, false),
+                k if k == T::Subscribe as u8 => subscribe[ri].set(ts, true),
+                k if k == T::Unsubscribe as u8 => subscribe[ri].set(ts, false),
+                k if k == T::GroupJoin as u8 || k == T::GroupLeave as u8 => groups
+                    .entry((r, val))
+                    .or_insert(Toggle::NONE)
+                    .set(ts, k == T::GroupJoin as u8),
+                k if k == T::Order as u8 && ts > a.orders_from => orders[ri] += 1,
+                _ => {}
+            }
+        }
+        let mut in_group = vec![false; n];
+        for ((r, _), t) in groups {
+            if t.on {
+                in_group[r as usize] = true;
+            }
+        }
+        let layers = (0..n)
+            .map(|i| {
+                (exists[i] && root[i] == i as u32).then(|| {
+                    layer_of(
+                        &Features {
+                            follows: follow[i].on,
+                            subscribed: subscribe[i].on,
+                            in_group: in_group[i],
+                            engagement_30d: engagement[i],
+                            orders_180d: orders[i],
+                        },
+                        rules,
+                    )
+                })
+            })
+            .collect();
+        Snapshot { as_of, layers }
+    }
+
+    /// One fan's layer as of `as_of`, with the numbers behind it and its timeline.
+    pub(crate) fn explain(
+        &self,
+        graph: &IdentityGraph,
+        rules: &Rules,
+        fan: FanId,
+        as_of: Millis,
+        timeline_len: usize,
+    ) -> Option<Explanation> {
+        let nodes: std::collections::HashSet<u32> = graph.nodes_of(fan).into_iter().collect();
+        if nodes.is_empty() {
+            return None;
+        }
+        let a = self.acc(rules, as_of);
+        let (mut follow, mut subscribe) = (Toggle::NONE, Toggle::NONE);
+        let mut groups: HashMap<u32, Toggle> = HashMap::new();
+        let mut f = Features::default();
+        let mut breakdown: HashMap<&'static str, (u32, u32)> = HashMap::new();
+        let mut timeline = Vec::new();
+        let mut seen = false;
+        use CatalogueType as T;
+        for i in 0..self.ts.len() {
+            if !nodes.contains(&self.node[i]) || self.ts[i] > as_of {
+                continue;
+            }
+            seen = true;
+            let (ts, kind, val) = (self.ts[i], self.kind[i], self.val[i]);
+            let name = if kind == CUSTOM {
+                "custom"
+            } else {
+                T::ALL[kind as usize].as_str()
+            };
+            let domain = if kind == CUSTOM {
+                self.custom_domain
+                    .get(&(i as u32))
+                    .copied()
+                    .unwrap_or(Domain::Private)
+            } else {
+                T::ALL[kind as usize].domain()
+            };
+            timeline.push(TimelineEntry {
+                ts,
+                r#type: name,
+                domain,
+            });
+            if ts > a.engagement_from {
+                let w = weight(rules, kind, val);
+                if w > 0 {
+                    let e = breakdown.entry(name).or_default();
+                    e.0 += 1;
+                    e.1 += w;
+                    f.engagement_30d += w;
+                }
+            }
+            match kind {
+                k if k == T::Follow as u8 => follow.set(ts, true),
+                k if k == T::Unfollow as u8 => follow.set(ts, false),
+                k if k == T::Subscribe as u8 => subscribe.set(ts, true),
+                k if k == T::Unsubscribe as u8 => subscribe.set(ts, false),
+                k if k == T::GroupJoin as u8 || k == T::GroupLeave as u8 => groups
+                    .entry(val)
+                    .or_insert(Toggle::NONE)
+                    .set(ts, k == T::GroupJoin as u8),
+                k if k == T::Order as u8 && ts > a.orders_from => f.orders_180d += 1,
+                _ => {}
+            }
+        }
+        if !seen {
+            return None;
+        }
+        f.follows = follow.on;
+        f.subscribed = subscribe.on;
+        f.in_group = groups.values().any(|t| t.on);
+        let layer = layer_of(&f, rules);
+        let mut engagement: Vec<EngagementPart> = breakdown
+            .into_iter()
+            .map(|(t, (count, points))| EngagementPart {
+                r#type: t,
+                count,
+                points,
+            })
+            .collect();
+        engagement.sort_by(|a, b| b.points.cmp(&a.points).then(a.r#type.cmp(b.r#type)));
+        let why = reason(&f, rules, layer, &engagement);
+        let skip = timeline.len().saturating_sub(timeline_len);
+        Some(Explanation {
+            layer,
+            label: layer.label_zh(),
+            as_of,
+            why,
+            features: f,
+            engagement,
+            timeline: timeline.split_off(skip),
+        })
+    }
+}
+
+/// The rule that put the fan in its layer, in numbers, e.g.
+/// `好感粉丝: follows; engagement_30d = 14 ≥ 10 (2 × live_comment = 4, 1 × private_message_in = 4, ...)`.
+fn reason(f: &Features, r: &Rules, layer: Layer, parts: &[EngagementPart]) -> String {
+    let t = &r.true_love;
+    let eng = || {
+        let list: Vec<String> = parts
+            .iter()
+            .map(|p| format!("{} × {} = {}", p.count, p.r#type, p.points))
+            .collect();
+        if list.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", list.join(", "))
+        }
+    };
+    let days = r.engagement_window_days;
+    let why = match layer {
+        Layer::Potential => "does not follow".to_string(),
+        Layer::TrueLove if f.orders_180d >= t.orders => {
+            format!(
+                "follows; orders_{}d = {} ≥ {}",
+                r.orders_window_days, f.orders_180d, t.orders
+            )
+        }
+        Layer::TrueLove
+            if f.orders_180d >= t.orders_with_engagement
+                && f.engagement_30d >= t.engagement_with_order =>
+        {
+            format!(
+                "follows; orders_{}d = {} ≥ {} and engagement_{days}d = {} ≥ {}{}",
+                r.orders_window_days,
+                f.orders_180d,
+                t.orders_with_engagement,
+                f.engagement_30d,
+                t.engagement_with_order,
+                eng()
+            )
+        }
+        Layer::TrueLove => format!(
+            "follows; in a fan group and engagement_{days}d = {} ≥ {}{}",
+            f.engagement_30d,
+            t.group_engagement,
+            eng()
+        ),
+        Layer::Favorable if f.engagement_30d >= r.favorable.engagement => format!(
+            "follows; engagement_{days}d = {} ≥ {}{}",
+            f.engagement_30d,
+            r.favorable.engagement,
+            eng()
+        ),
+        Layer::Favorable if f.subscribed => "follows; subscribed".to_string(),
+        Layer::Favorable => "follows; in a fan group".to_string(),
+        Layer::Passerby => format!(
+            "follows; engagement_{days}d = {} < {}{}, no order, not subscribed, not in a fan group",
+            f.engagement_30d,
+            r.favorable.engagement,
+            eng()
+        ),
+    };
+    format!("{}: {why}", layer.label_zh())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EngagementPart {
+    pub r#type: &'static str,
+    pub count: u32,
+    pub points: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    pub ts: Millis,
+    pub r#type: &'static str,
+    pub domain: Domain,
+}
+
+/// A fan's layer and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub layer: Layer,
+    /// 潜在粉丝 / 路人粉丝 / 好感粉丝 / 真爱粉丝.
+    pub label: &'static str,
+    pub as_of: Millis,
+    pub why: String,
+    pub features: Features,
+    /// What the engagement score is made of, biggest first.
+    pub engagement: Vec<EngagementPart>,
+    /// The fan's latest events across the three domains, oldest first.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// Fans moving between layers from one instant to another. `from` has a fifth row, `new`, for
+/// fans that did not exist at the first instant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Flow {
+    pub from: Millis,
+    pub to: Millis,
+    /// `matrix[i][j]`: fans in layer i at `from` (i = 4: new) and layer j at `to`.
+    pub matrix: [[u64; 4]; 5],
+    pub at_from: LayerCounts,
+    pub at_to: LayerCounts,
+}
+
+pub(crate) fn flow(a: &Snapshot, b: &Snapshot) -> Flow {
+    let mut matrix = [[0u64; 4]; 5];
+    for (i, to) in b.layers.iter().enumerate() {
+        if let Some(to) = to {
+            let from = a.layers.get(i).copied().flatten().map_or(4, |l| l as usize);
+            matrix[from][*to as usize] += 1;
+        }
+    }
+    Flow {
+        from: a.as_of,
+        to: b.as_of,
+        matrix,
+        at_from: a.counts(),
+        at_to: b.counts(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::TenantEngine;
+    use crate::identity::FanId;
+    use proptest::prelude::*;
+    use siyu_domain::time::{MS_PER_DAY, parse_rfc3339};
+    use siyu_domain::{Layer, parse_event};
+
+    /// Day 0 is 2026-09-01; events at noon.
+    fn day(d: i64) -> i64 {
+        parse_rfc3339("2026-09-01T12:00:00Z").unwrap() + d * MS_PER_DAY
+    }
+
+    struct T {
+        e: TenantEngine,
+        seq: i64,
+    }
+
+    impl T {
+        fn new() -> T {
+            T {
+                e: TenantEngine::new(),
+                seq: 0,
+            }
+        }
+
+        fn ev(&mut self, who: &str, ty: &str, d: i64, props: &str) -> &mut T {
+            self.seq += 1;
+            let ts = siyu_domain::time::format_rfc3339(day(d));
+            let props = if props.is_empty() {
+                "{}".to_string()
+            } else {
+                props.to_string()
+            };
+            let text = format!(
+                r#"{{"id":"{}","type":"{ty}","ts":"{ts}","identities":{{"douyin_open_id":"{who}"}},"props":{props}}}"#,
+                self.seq
+            );
+            let e = parse_event(&text, day(10_000)).unwrap();
+            self.e.apply(self.seq, &e);
+            self
+        }
+
+        fn layer(&self, who: &str, d: i64) -> Option<Layer> {
+            let fan = self
+                .e
+                .identities()
+                .lookup(siyu_domain::IdentityKind::DouyinOpenId, who)[0];
+            self.e.explain(fan, day(d), 0).map(|x| x.layer)
+        }
+    }
+
+    #[test]
+    fn the_default_rules_in_order() {
+        let mut t = T::new();
+        t.ev("p", "video_like", 0, "");
+        assert_eq!(t.layer("p", 0), Some(Layer::Potential));
+        t.ev("p", "follow", 1, "");
+        assert_eq!(t.layer("p", 1), Some(Layer::Passerby));
+        for _ in 0..2 {
+            t.ev("p", "private_message_in", 2, "");
+        }
+        t.ev("p", "live_watch", 2, r#"{"duration_s": 650}"#); // ⌊650/300⌋ = 2
+        assert_eq!(t.layer("p", 2), Some(Layer::Favorable), "4+4+2 = 10");
+        t.ev("p", "order", 3, r#"{"order_id":"1","amount":10}"#);
+        assert_eq!(
+            t.layer("p", 3),
+            Some(Layer::TrueLove),
+            "1 order and engagement 10"
+        );
+        // Windows slide: 30 days later the engagement is gone; one order is not enough.
+        assert_eq!(t.layer("p", 33), Some(Layer::Passerby));
+        t.ev("p", "order", 40, r#"{"order_id":"2","amount":10}"#);
+        assert_eq!(
+            t.layer("p", 40),
+            Some(Layer::TrueLove),
+            "two orders in 180 days"
+        );
+        assert_eq!(
+            t.layer("p", 184),
+            Some(Layer::Passerby),
+            "the first order left the window"
+        );
+        t.ev("p", "unfollow", 190, "");
+        assert_eq!(t.layer("p", 190), Some(Layer::Potential));
+        assert_eq!(t.layer("p", -1), None, "not a fan before the first event");
+    }
+
+    #[test]
+    fn groups_subscriptions_and_equal_times() {
+        let mut t = T::new();
+        t.ev("g", "follow", 0, "")
+            .ev("g", "group_join", 0, r#"{"group_id":"a"}"#);
+        assert_eq!(t.layer("g", 0), Some(Layer::Favorable), "in a group");
+        for _ in 0..10 {
+            t.ev("g", "group_message", 1, r#"{"group_id":"a"}"#);
+        }
+        assert_eq!(
+            t.layer("g", 1),
+            Some(Layer::TrueLove),
+            "in a group and engagement 20"
+        );
+        t.ev("g", "group_join", 2, r#"{"group_id":"b"}"#);
+        t.ev("g", "group_leave", 2, r#"{"group_id":"a"}"#);
+        assert_eq!(t.layer("g", 2), Some(Layer::TrueLove), "still in b");
+        t.ev("g", "group_leave", 3, r#"{"group_id":"b"}"#);
+        assert_eq!(
+            t.layer("g", 3),
+            Some(Layer::Favorable),
+            "engagement 20 ≥ 10, not in a group"
+        );
+        // Equal timestamps: the later arrival wins.
+        t.ev("s", "subscribe", 5, "")
+            .ev("s", "follow", 5, "")
+            .ev("s", "unfollow", 5, "");
+        assert_eq!(t.layer("s", 5), Some(Layer::Potential));
+        t.ev("s", "follow", 5, "");
+        assert_eq!(
+            t.layer("s", 5),
+            Some(Layer::Favorable),
+            "follows and subscribed"
+        );
+        // A late-arriving older event does not override a newer state.
+        t.ev("s", "unfollow", 4, "");
+        assert_eq!(t.layer("s", 6), Some(Layer::Favorable));
+    }
+
+    #[test]
+    fn snapshot_counts_flow_and_explanation() {
+        let mut t = T::new();
+        t.ev("a", "follow", 0, "");
+        t.ev("b", "video_view", 0, "");
+        t.ev("c", "follow", 5, "").ev("c", "subscribe", 5, "");
+        let s = t.e.layers_as_of(day(1));
+        let c = s.counts();
+        assert_eq!(
+            (c.potential, c.passerby, c.favorable, c.true_love),
+            (1, 1, 0, 0)
+        );
+        let f = t.e.flow(day(1), day(6));
+        assert_eq!(
+            f.matrix[Layer::Passerby as usize][Layer::Passerby as usize],
+            1
+        );
+        assert_eq!(
+            f.matrix[Layer::Potential as usize][Layer::Potential as usize],
+            1
+        );
+        assert_eq!(f.matrix[4][Layer::Favorable as usize], 1, "c is new");
+        assert_eq!(f.at_to.total(), 3);
+
+        for _ in 0..3 {
+            t.ev("c", "video_comment", 6, "");
+        }
+        t.ev("c", "live_comment", 6, "");
+        let fan =
+            t.e.identities()
+                .lookup(siyu_domain::IdentityKind::DouyinOpenId, "c")[0];
+        let x = t.e.explain(fan, day(6), 3).unwrap();
+        assert_eq!(x.features.engagement_30d, 3 * 3 + 2 + 4);
+        assert_eq!(
+            x.why,
+            "好感粉丝: follows; engagement_30d = 15 ≥ 10 (3 × video_comment = 9, 1 × subscribe = 4, 1 × live_comment = 2)"
+        );
+        assert_eq!(x.timeline.len(), 3);
+        assert!(t.e.explain(FanId(999), day(6), 3).is_none());
+    }
+
+    proptest! {
+        /// The one-pass snapshot and the per-fan explanation agree for any stream.
+        #[test]
+        fn snapshot_agrees_with_explanations(
+            evs in proptest::collection::vec((0u8..4, 0usize..9, 0i64..60), 1..120),
+            at in 0i64..70,
+        ) {
+            const TYPES: [(&str, &str); 9] = [
+                ("follow", ""), ("unfollow", ""), ("subscribe", ""), ("private_message_in", ""),
+                ("order", r#"{"order_id":"x","amount":1}"#), ("group_join", r#"{"group_id":"g"}"#),
+                ("group_leave", r#"{"group_id":"g"}"#), ("live_watch", r#"{"duration_s":900}"#),
+                ("group_message", r#"{"group_id":"g"}"#),
+            ];
+            let mut t = T::new();
+            for (who, ty, d) in &evs {
+                let (name, props) = TYPES[*ty];
+                t.ev(&format!("f{who}"), name, *d, props);
+            }
+            let snap = t.e.layers_as_of(day(at));
+            for who in 0..4u8 {
+                let found = t.e.identities().lookup(siyu_domain::IdentityKind::DouyinOpenId, &format!("f{who}"));
+                let Some(fan) = found.first() else { continue };
+                let node = t.e.identities().nodes_of(*fan)[0] as usize;
+                let explained = t.e.explain(*fan, day(at), 0).map(|x| x.layer);
+                prop_assert_eq!(snap.layers[node], explained);
+            }
+        }
+    }
+}
