@@ -122,6 +122,7 @@ pub fn replay(store: &dyn Store, tenant: TenantId) -> Result<TenantEngine, AppEr
     const ROUNDS: usize = 8;
     for round in 1.. {
         let mut engine = TenantEngine::new();
+        load_rules(store, &mut engine, tenant)?;
         interleave(store, &mut engine, tenant, store.decisions(tenant, 0)?)?;
         let found = engine.identities_mut().take_corrections();
         if found.is_empty() || round == ROUNDS {
@@ -132,6 +133,25 @@ pub fn replay(store: &dyn Store, tenant: TenantId) -> Result<TenantEngine, AppEr
     unreachable!("the loop returns")
 }
 
+/// Puts the tenant's stored layer rules in force if they changed (set by another process).
+fn load_rules(
+    store: &dyn Store,
+    engine: &mut TenantEngine,
+    tenant: TenantId,
+) -> Result<(), AppError> {
+    let Some((version, text)) = store.rules(tenant)? else {
+        return Ok(());
+    };
+    if version != engine.rules_version() {
+        match siyu_engine::Rules::from_toml(&text) {
+            Ok(rules) => engine.set_rules(version, rules),
+            // Only checked rules are stored; keep what is in force and say so.
+            Err(e) => tracing::error!(tenant, version, error = %e, "stored layer rules unreadable"),
+        }
+    }
+    Ok(())
+}
+
 /// Brings an engine up to date with the store: new events, and decisions made elsewhere (the
 /// CLI beside a server). A decision placed before the engine's position (an undo) means a
 /// full replay.
@@ -140,6 +160,7 @@ pub fn catch_up(
     engine: &mut TenantEngine,
     tenant: TenantId,
 ) -> Result<(), AppError> {
+    load_rules(store, engine, tenant)?;
     let new = store.decisions(tenant, engine.decisions_seen())?;
     if new.iter().any(|d| d.after_seq < engine.last_seq()) {
         *engine = replay(store, tenant)?;
@@ -173,6 +194,8 @@ pub struct FanView {
     pub merged_from: Option<FanId>,
     /// Events of this fan, across all the fans merged into it.
     pub events: u64,
+    /// The fan's layer now, why, and its latest events across the three domains.
+    pub layer: Option<siyu_engine::Explanation>,
     pub identities: Vec<IdentityValue>,
     pub merges: Vec<MergeView>,
     pub possible_duplicates: Vec<PossibleDuplicate>,
@@ -221,10 +244,12 @@ pub fn fan_view(
         .filter(|d| d.a == fan || d.b == fan)
         .collect();
     let events = engine.events_of(fan);
+    let layer = engine.explain(fan, siyu_domain::time::now_ms(), 30);
     Ok(Some(FanView {
         fan,
         merged_from: (fan != asked).then_some(asked),
         events,
+        layer,
         identities,
         merges,
         possible_duplicates,

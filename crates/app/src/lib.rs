@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 use siyu_domain::{Domain, ErrorCode, Event, EventError, Millis};
-use siyu_engine::{Decision, DedupReport, FanId, PossibleDuplicate, Stats};
+use siyu_engine::{
+    Decision, DedupReport, FanId, Flow, LayerCounts, PossibleDuplicate, Rules, RulesError, Stats,
+};
 use siyu_store::{Appended, KeyRole, Store, StoreError, Tenant, TenantId};
 
 pub use identity::{FanView, IdentityError};
@@ -282,6 +284,40 @@ impl App {
     ) -> Result<DedupReport, AppError> {
         self.ingestor
             .with_engine(tenant, |e| e.dedup_report(from, to))
+    }
+
+    /// Fans per layer as of `as_of`.
+    pub fn layers(&self, tenant: TenantId, as_of: Millis) -> Result<LayerCounts, AppError> {
+        self.ingestor
+            .with_engine(tenant, |e| e.layers_as_of(as_of).counts())
+    }
+
+    /// How fans moved between layers from `from` to `to`.
+    pub fn flow(&self, tenant: TenantId, from: Millis, to: Millis) -> Result<Flow, AppError> {
+        self.ingestor.with_engine(tenant, |e| e.flow(from, to))
+    }
+
+    /// Checks and stores a tenant's layer rules file; on a bad file nothing changes and the
+    /// error names the line.
+    pub fn set_rules(
+        &self,
+        tenant: TenantId,
+        text: &str,
+    ) -> Result<Result<Rules, RulesError>, AppError> {
+        let rules = match Rules::from_toml(text) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let version = self.store.set_rules(tenant, text)?;
+        let applied = rules.clone();
+        self.ingestor
+            .with_engine(tenant, move |e| e.set_rules(version, applied))?;
+        Ok(Ok(rules))
+    }
+
+    /// The rules in force for a tenant.
+    pub fn rules(&self, tenant: TenantId) -> Result<Rules, AppError> {
+        self.ingestor.with_engine(tenant, |e| e.rules().clone())
     }
 
     /// Picks the tenant a CLI command works on: the named one, or the only one there is.

@@ -28,7 +28,7 @@ impl Cli {
                 command: TenantCommand::List { json, .. },
             }) => *json,
             Command::Tenant(TenantArgs {
-                command: TenantCommand::Set { .. },
+                command: TenantCommand::Set { .. } | TenantCommand::Rules { .. },
             }) => false,
             Command::Import(a) => a.json,
             Command::Demo(a) => a.json,
@@ -116,6 +116,15 @@ pub enum TenantCommand {
         /// Accepted for symmetry; the output is always JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Put a layer rules file (TOML) in force for a tenant; a bad file is refused with the line
+    /// and the reason, and the rules in force stay. See docs/layers.md.
+    Rules {
+        name: String,
+        /// The rules file.
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Change a tenant's settings.
     Set {
@@ -290,6 +299,19 @@ pub struct ReportArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ReportCommand {
+    /// Fans per layer 潜在/路人/好感/真爱 (JSON keys potential, passerby, favorable, true_love).
+    Layers {
+        /// As of this time (RFC 3339); default now.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// How fans moved between layers from --from to --to, including fans new in between.
+    Flow {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+    },
     /// Leads, unique people, repeat leads and the repeat ratio per channel, and how channels
     /// overlap.
     Dedup {

@@ -63,6 +63,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut engine = siyu_app::identity::replay(&*store, tenant.id)?;
     let stats = engine.stats();
     let dedup = engine.dedup_report(None, None);
+    let now = siyu_domain::time::now_ms();
+    let month_ago = now - 30 * siyu_domain::time::MS_PER_DAY;
+    let layers = engine.layers_as_of(now).counts();
+    let flow = engine.flow(month_ago, now);
     let duplicates = engine.identities_mut().possible_duplicates().len();
     if args.json {
         println!(
@@ -76,10 +80,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 "stats": stats,
                 "dedup": dedup,
                 "possible_duplicates": duplicates,
+                "layers": layers,
+                "flow_30d": flow,
             }))?
         );
     } else {
         print_report(&location, &events_file, &summary, &stats);
+        println!();
+        crate::report::print_layers(&layers, now);
+        println!();
+        crate::report::print_flow(&flow);
         println!();
         crate::report::print_dedup(&dedup);
         println!();

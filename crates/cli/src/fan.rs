@@ -49,6 +49,20 @@ pub fn print_fan(v: &FanView) {
         ),
         None => println!("fan {}, {} events", v.fan.0, v.events),
     }
+    if let Some(x) = &v.layer {
+        println!("  layer  {}", x.why);
+        if !x.timeline.is_empty() {
+            println!("  latest events");
+            for t in &x.timeline {
+                println!(
+                    "    {}  {} {:<20}",
+                    format_rfc3339(t.ts),
+                    t.domain.label_zh(),
+                    t.r#type
+                );
+            }
+        }
+    }
     println!("  identities");
     for i in &v.identities {
         println!("    {:<18} {}", i.kind.as_str(), i.value);

@@ -8,6 +8,36 @@ use crate::output;
 pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     let (app, tenant) = args.at.open()?;
     match args.command {
+        ReportCommand::Layers { as_of } => {
+            let t = match as_of {
+                Some(t) => parse_time("--as-of", &t)?,
+                None => siyu_domain::time::now_ms(),
+            };
+            let counts = app.layers(tenant.id, t)?;
+            if args.json {
+                output::json(&serde_json::json!({
+                    "as_of": siyu_domain::time::format_rfc3339(t),
+                    "potential": counts.potential,
+                    "passerby": counts.passerby,
+                    "favorable": counts.favorable,
+                    "true_love": counts.true_love,
+                    "total": counts.total(),
+                }))?;
+            } else {
+                print_layers(&counts, t);
+            }
+        }
+        ReportCommand::Flow { from, to } => {
+            let from = parse_time("--from", &from)?;
+            let to = parse_time("--to", &to)?;
+            anyhow::ensure!(from < to, "--from must be before --to");
+            let flow = app.flow(tenant.id, from, to)?;
+            if args.json {
+                output::json(&flow)?;
+            } else {
+                print_flow(&flow);
+            }
+        }
         ReportCommand::Dedup { from, to } => {
             let from = from.map(|f| parse_time("--from", &f)).transpose()?;
             let to = to.map(|t| parse_time("--to", &t)).transpose()?;
@@ -57,4 +87,72 @@ pub fn print_dedup(r: &DedupReport) {
             println!();
         }
     }
+}
+
+/// The funnel, widest layer at the top.
+pub fn print_layers(c: &siyu_engine::LayerCounts, as_of: i64) {
+    use siyu_domain::Layer;
+    println!(
+        "Fan layers 粉丝分层 as of {}",
+        siyu_domain::time::format_rfc3339(as_of)
+    );
+    let max = Layer::ALL
+        .iter()
+        .map(|l| c.get(*l))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    for l in Layer::ALL {
+        let n = c.get(l);
+        let bar = "█".repeat(((n as f64 / max as f64) * 40.0).round() as usize);
+        let pct = if c.total() == 0 {
+            0.0
+        } else {
+            n as f64 * 100.0 / c.total() as f64
+        };
+        println!(
+            "  {} {:<10} {:>10} {:>5.1}%  {bar}",
+            l.label_zh(),
+            l.label_en(),
+            output::n(n),
+            pct
+        );
+    }
+    println!("  {:>25} fans", output::n(c.total()));
+}
+
+/// The transition matrix: rows where fans were, columns where they are.
+pub fn print_flow(f: &siyu_engine::Flow) {
+    use siyu_domain::Layer;
+    println!(
+        "Layer flow from {} to {}",
+        siyu_domain::time::format_rfc3339(f.from),
+        siyu_domain::time::format_rfc3339(f.to)
+    );
+    print!("  {:<16}", "from \\ to");
+    for l in Layer::ALL {
+        print!(" {:>12}", l.label_zh());
+    }
+    println!();
+    for (i, row) in f.matrix.iter().enumerate() {
+        let label = if i < 4 {
+            Layer::ALL[i].label_zh()
+        } else {
+            "新增 new"
+        };
+        print!("  {:<16}", label);
+        for n in row {
+            print!(" {:>12}", output::n(*n));
+        }
+        println!();
+    }
+    let (up, down, same) = f.moves();
+    let new: u64 = f.matrix[4].iter().sum();
+    println!(
+        "  {} moved up, {} moved down, {} stayed, {} new",
+        output::n(up),
+        output::n(down),
+        output::n(same),
+        output::n(new)
+    );
 }

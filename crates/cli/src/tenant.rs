@@ -25,6 +25,20 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
             store.set_custom_domain(tenant.id, domain)?;
             println!("tenant {name}: custom events without a domain go to {domain}");
         }
+        TenantCommand::Rules { name, file, store } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let store = siyu_store::open(&store.location()?, siyu_store::Durability::Full)?;
+            let tenant = siyu_app::App::resolve_tenant(&*store, Some(&name))?;
+            let rules = siyu_engine::Rules::from_toml(&text).map_err(|e| {
+                anyhow::anyhow!("{}: {e}; the rules in force are unchanged", file.display())
+            })?;
+            let version = store.set_rules(tenant.id, &text)?;
+            println!(
+                "tenant {name}: layer rules version {version} in force (engagement window {} d, orders window {} d)",
+                rules.engagement_window_days, rules.orders_window_days
+            );
+        }
         TenantCommand::List { store, json } => {
             let store = siyu_store::open(&store.location()?, siyu_store::Durability::Full)?;
             let tenants = store.tenants()?;

@@ -442,8 +442,10 @@ pub struct Explanation {
 }
 
 /// Fans moving between layers from one instant to another. `from` has a fifth row, `new`, for
-/// fans that did not exist at the first instant.
-#[derive(Debug, Clone, Serialize)]
+/// fans that did not exist at the first instant. Serialized with labeled rows:
+/// `{"from", "to", "rows": [{"from": "potential", "to": {"potential": n, ...}}, ..., {"from":
+/// "new", ...}], "at_from", "at_to"}`.
+#[derive(Debug, Clone)]
 pub struct Flow {
     pub from: Millis,
     pub to: Millis,
@@ -451,6 +453,66 @@ pub struct Flow {
     pub matrix: [[u64; 4]; 5],
     pub at_from: LayerCounts,
     pub at_to: LayerCounts,
+}
+
+/// One row of a flow: where fans that were in `from` are now.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowRow {
+    pub from: &'static str,
+    pub to: LayerCounts,
+}
+
+impl Flow {
+    /// The row labels: the four layers, then `new`.
+    pub const ROWS: [&'static str; 5] = ["potential", "passerby", "favorable", "true_love", "new"];
+
+    pub fn rows(&self) -> Vec<FlowRow> {
+        self.matrix
+            .iter()
+            .zip(Self::ROWS)
+            .map(|(row, from)| FlowRow {
+                from,
+                to: LayerCounts {
+                    potential: row[0],
+                    passerby: row[1],
+                    favorable: row[2],
+                    true_love: row[3],
+                },
+            })
+            .collect()
+    }
+
+    /// Fans that moved up (new fans not counted), down, or stayed.
+    pub fn moves(&self) -> (u64, u64, u64) {
+        let (mut up, mut down, mut same) = (0, 0, 0);
+        for (i, row) in self.matrix.iter().take(4).enumerate() {
+            for (j, n) in row.iter().enumerate() {
+                match j.cmp(&i) {
+                    std::cmp::Ordering::Greater => up += n,
+                    std::cmp::Ordering::Less => down += n,
+                    std::cmp::Ordering::Equal => same += n,
+                }
+            }
+        }
+        (up, down, same)
+    }
+}
+
+impl Serialize for Flow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let (up, down, same) = self.moves();
+        let mut st = s.serialize_struct("Flow", 8)?;
+        st.serialize_field("from", &siyu_domain::time::format_rfc3339(self.from))?;
+        st.serialize_field("to", &siyu_domain::time::format_rfc3339(self.to))?;
+        st.serialize_field("rows", &self.rows())?;
+        st.serialize_field("at_from", &self.at_from)?;
+        st.serialize_field("at_to", &self.at_to)?;
+        st.serialize_field("moved_up", &up)?;
+        st.serialize_field("moved_down", &down)?;
+        st.serialize_field("stayed", &same)?;
+        st.end()
+    }
 }
 
 pub(crate) fn flow(a: &Snapshot, b: &Snapshot) -> Flow {

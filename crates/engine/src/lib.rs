@@ -59,6 +59,8 @@ pub struct TenantEngine {
     /// Every event, compactly, for layers as of any instant.
     columns: layers::Columns,
     rules: Rules,
+    /// The stored version of `rules` (0: the defaults).
+    rules_version: i64,
 }
 
 impl Default for TenantEngine {
@@ -75,6 +77,7 @@ impl Default for TenantEngine {
             node_events: Vec::new(),
             columns: layers::Columns::default(),
             rules: Rules::default(),
+            rules_version: 0,
         }
     }
 }
@@ -136,9 +139,15 @@ impl TenantEngine {
         &self.rules
     }
 
-    /// Puts new rules in force; layers are computed from events, so nothing else changes.
-    pub fn set_rules(&mut self, rules: Rules) {
+    /// Puts new rules (stored as `version`) in force; layers are computed from the events, so
+    /// nothing else changes.
+    pub fn set_rules(&mut self, version: i64, rules: Rules) {
         self.rules = rules;
+        self.rules_version = version;
+    }
+
+    pub fn rules_version(&self) -> i64 {
+        self.rules_version
     }
 
     /// Every fan's layer as of `as_of` (events with `ts <= as_of` only).

@@ -13,6 +13,7 @@
 //! - `auth`: bearer and basic-auth keys.
 //! - `ingest`: native `POST /api/events` and the Segment-compatible `/v1/*`.
 //! - `identity`: fans, lookups, possible duplicates, decisions, the dedup report.
+//! - `layers`: layer reports, flows and the rules file.
 //! - `api`: the JSON API (`/api/stats`), `/healthz`, `/metrics`.
 
 mod api;
@@ -21,6 +22,7 @@ mod body;
 mod error;
 mod identity;
 mod ingest;
+mod layers;
 pub mod metrics;
 
 use std::future::Future;
@@ -92,6 +94,9 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
         .route("/api/identity/confirm", post(identity::confirm))
         .route("/api/identity/distinct", post(identity::distinct))
         .route("/api/reports/dedup", get(identity::dedup))
+        .route("/api/reports/layers", get(layers::layers))
+        .route("/api/reports/flow", get(layers::flow))
+        .route("/api/rules", get(layers::rules_get).put(layers::rules_put))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .merge(segment)

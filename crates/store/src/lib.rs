@@ -273,6 +273,13 @@ pub trait Store: Send + Sync {
         f: &mut dyn FnMut(StoredEvent) -> Result<()>,
     ) -> Result<()>;
 
+    /// Stores a tenant's layer rules file (already checked by the caller) and returns its
+    /// version, which grows with every change.
+    fn set_rules(&self, tenant: TenantId, toml: &str) -> Result<i64>;
+
+    /// A tenant's layer rules file and its version; `None` for the defaults.
+    fn rules(&self, tenant: TenantId) -> Result<Option<(i64, String)>>;
+
     /// Sets the domain that custom events without one (Segment tracks) are put in.
     fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()>;
 

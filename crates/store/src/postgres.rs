@@ -60,6 +60,15 @@ CREATE TABLE identity_decisions (
     PRIMARY KEY (tenant_id, id)
 );
 "#,
+    r#"
+CREATE TABLE layer_rules (
+    tenant_id  BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    version    BIGINT NOT NULL,
+    rules      TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, version)
+);
+"#,
 ];
 
 /// Serializes migrations of concurrent openers (several nodes, parallel tests).
@@ -253,6 +262,35 @@ impl crate::Store for PostgresStore {
                 f(ev)?;
             }
             Ok(())
+        })
+    }
+
+    fn set_rules(&self, tenant: TenantId, toml: &str) -> Result<i64> {
+        self.writer(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE", &[&tenant])?;
+            let version: i64 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM layer_rules WHERE tenant_id = $1",
+                    &[&tenant],
+                )?
+                .get(0);
+            tx.execute(
+                "INSERT INTO layer_rules (tenant_id, version, rules, created_at) VALUES ($1, $2, $3, $4)",
+                &[&tenant, &version, &toml, &siyu_domain::time::now_ms()],
+            )?;
+            tx.commit()?;
+            Ok(version)
+        })
+    }
+
+    fn rules(&self, tenant: TenantId) -> Result<Option<(i64, String)>> {
+        self.reader(|c| {
+            Ok(c.query_opt(
+                "SELECT version, rules FROM layer_rules WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1",
+                &[&tenant],
+            )?
+            .map(|r| (r.get(0), r.get(1))))
         })
     }
 

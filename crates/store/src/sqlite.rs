@@ -61,6 +61,15 @@ CREATE TABLE identity_decisions (
     PRIMARY KEY (tenant_id, id)
 ) WITHOUT ROWID;
 "#,
+    r#"
+CREATE TABLE layer_rules (
+    tenant_id  INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    version    INTEGER NOT NULL,
+    rules      TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, version)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub struct SqliteStore {
@@ -281,6 +290,32 @@ impl crate::Store for SqliteStore {
             f(ev)?;
         }
         Ok(())
+    }
+
+    fn set_rules(&self, tenant: TenantId, toml: &str) -> Result<i64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM layer_rules WHERE tenant_id = ?1",
+            [tenant],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO layer_rules (tenant_id, version, rules, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![tenant, version, toml, siyu_domain::time::now_ms()],
+        )?;
+        tx.commit()?;
+        Ok(version)
+    }
+
+    fn rules(&self, tenant: TenantId) -> Result<Option<(i64, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT version, rules FROM layer_rules WHERE tenant_id = ?1 ORDER BY version DESC LIMIT 1",
+        )?;
+        Ok(stmt
+            .query_row([tenant], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
     }
 
     fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()> {

@@ -235,6 +235,14 @@ fn decisions_are_kept_in_order_per_tenant(s: &dyn Store) {
     assert!(s.event_at(a, 99).unwrap().is_none());
 }
 
+fn rules_are_versioned(s: &dyn Store) {
+    let a = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    assert_eq!(s.rules(a).unwrap(), None);
+    assert_eq!(s.set_rules(a, "x = 1").unwrap(), 1);
+    assert_eq!(s.set_rules(a, "x = 2").unwrap(), 2);
+    assert_eq!(s.rules(a).unwrap(), Some((2, "x = 2".to_string())));
+}
+
 macro_rules! backends {
     ($($name:ident),*) => {
         mod sqlite {
@@ -268,5 +276,6 @@ backends!(
     append_is_idempotent_per_tenant,
     scan_returns_events_in_arrival_order_exactly,
     group_commit_spans_tenants,
-    decisions_are_kept_in_order_per_tenant
+    decisions_are_kept_in_order_per_tenant,
+    rules_are_versioned
 );

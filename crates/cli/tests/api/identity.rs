@@ -500,3 +500,177 @@ both!(
     undoing_a_merge_splits_the_fan_and_recomputes,
     the_cli_resolves_a_generated_brand_against_its_truth,
 );
+
+mod layers {
+    //! Layers through the API and the CLI.
+
+    use serde_json::{Value, json};
+
+    use crate::both;
+    use crate::helpers::{Backend, spawn_app, store_flags};
+
+    fn ev(id: &str, who: &str, ty: &str, ts: &str, props: Value) -> Value {
+        json!({"id": id, "type": ty, "ts": ts, "identities": {"douyin_open_id": who}, "props": props})
+    }
+
+    async fn layers_flow_rules_and_explanations(b: Backend) {
+        let app = spawn_app(b).await;
+        let events = json!([
+            ev("1", "a", "follow", "2026-10-01T00:00:00Z", json!({})),
+            ev("2", "b", "video_view", "2026-10-01T00:00:00Z", json!({})),
+            ev("3", "c", "follow", "2026-10-10T00:00:00Z", json!({})),
+            ev("4", "c", "subscribe", "2026-10-10T00:00:00Z", json!({})),
+            ev(
+                "5",
+                "a",
+                "private_message_in",
+                "2026-10-12T00:00:00Z",
+                json!({})
+            ),
+            ev(
+                "6",
+                "a",
+                "private_message_in",
+                "2026-10-12T01:00:00Z",
+                json!({})
+            ),
+            ev("7", "a", "video_comment", "2026-10-12T02:00:00Z", json!({})),
+        ]);
+        let (s, v) = app.post_events(&events).await;
+        assert_eq!((s, v["accepted"].as_u64()), (200, Some(7)), "{v}");
+
+        let (s, v) = app
+            .get("/api/reports/layers?as_of=2026-10-05T00:00:00Z")
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            (
+                v["potential"].as_u64(),
+                v["passerby"].as_u64(),
+                v["favorable"].as_u64()
+            ),
+            (Some(1), Some(1), Some(0))
+        );
+        let (_, v) = app
+            .get("/api/reports/layers?as_of=2026-10-13T00:00:00Z")
+            .await;
+        assert_eq!(
+            v["favorable"], 2,
+            "a by engagement 11, c by subscription: {v}"
+        );
+        // Windows slide: a month later a decays back to passerby.
+        let (_, v) = app
+            .get("/api/reports/layers?as_of=2026-11-13T00:00:00Z")
+            .await;
+        assert_eq!(
+            (v["passerby"].as_u64(), v["favorable"].as_u64()),
+            (Some(1), Some(1))
+        );
+
+        let (s, f) = app
+            .get("/api/reports/flow?from=2026-10-05T00:00:00Z&to=2026-10-13T00:00:00Z")
+            .await;
+        assert_eq!(s, 200, "{f}");
+        let rows = f["rows"].as_array().unwrap();
+        assert_eq!(rows[1]["from"], "passerby");
+        assert_eq!(rows[1]["to"]["favorable"], 1, "a moved up");
+        assert_eq!(rows[4]["from"], "new");
+        assert_eq!(rows[4]["to"]["favorable"], 1, "c is new");
+        assert_eq!(f["moved_up"], 1);
+        let (s, v) = app
+            .get("/api/reports/flow?from=2026-10-13T00:00:00Z&to=2026-10-05T00:00:00Z")
+            .await;
+        assert_eq!((s, v["error"]["field"].as_str()), (400, Some("to")));
+        let (s, v) = app.get("/api/reports/layers?as_of=soon").await;
+        assert_eq!((s, v["error"]["field"].as_str()), (400, Some("as_of")));
+
+        // A fan's explanation, in numbers.
+        let (_, v) = app
+            .get("/api/fans/lookup?kind=douyin_open_id&value=a")
+            .await;
+        let why = v["fans"][0]["layer"]["why"].as_str().unwrap().to_string();
+        assert!(why.starts_with("路人粉丝"), "decayed by now: {why}");
+
+        // Rules: a bad file names the line and changes nothing; a good one takes effect.
+        let put = |body: &'static str| {
+            app.client
+                .put(format!("{}/api/rules", app.base))
+                .bearer_auth(&app.admin_key)
+                .body(body)
+                .send()
+        };
+        let r = put("[weights]\nvideo_like = 1\nbuy = 2\n").await.unwrap();
+        assert_eq!(r.status(), 400);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            (v["error"]["code"].as_str(), v["error"]["field"].as_str()),
+            (Some("invalid_rules"), Some("line 3"))
+        );
+        let (_, v) = app
+            .get("/api/reports/layers?as_of=2026-10-13T00:00:00Z")
+            .await;
+        assert_eq!(v["favorable"], 2, "old rules still in force");
+        let r = put("[favorable]\nengagement = 20\n").await.unwrap();
+        assert_eq!(r.status(), 200);
+        let (_, v) = app
+            .get("/api/reports/layers?as_of=2026-10-13T00:00:00Z")
+            .await;
+        assert_eq!(v["favorable"], 1, "a needs 20 now: {v}");
+        let app = app.restart().await;
+        let (_, v) = app.get("/api/rules").await;
+        assert_eq!(
+            v["favorable"]["engagement"], 20,
+            "rules survive a restart: {v}"
+        );
+
+        // The CLI sees the same.
+        let flags = store_flags(&app.location);
+        let out = crate::durability::siyu()
+            .args([
+                "report",
+                "layers",
+                "--as-of",
+                "2026-10-13T00:00:00Z",
+                "--json",
+            ])
+            .args(&flags)
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (v["favorable"].as_u64(), v["total"].as_u64()),
+            (Some(1), Some(3))
+        );
+        let out = crate::durability::siyu()
+            .args([
+                "report",
+                "flow",
+                "--from",
+                "2026-10-05T00:00:00Z",
+                "--to",
+                "2026-10-13T00:00:00Z",
+            ])
+            .args(&flags)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("新增 new") && text.contains("moved up"),
+            "{text}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("rules.toml");
+        std::fs::write(&bad, "orders_window_days = 0\n").unwrap();
+        let out = crate::durability::siyu()
+            .args(["tenant", "rules", "acme"])
+            .arg(&bad)
+            .args(&flags)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+        app.stop().await;
+    }
+
+    both!(layers_flow_rules_and_explanations);
+}
