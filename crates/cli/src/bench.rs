@@ -41,6 +41,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             clients,
         } => ingest(events, postgres.as_deref(), batch, clients, args.json),
         BenchWhat::Identity { events, people } => identity(events, people, args.json),
+        BenchWhat::Layers {
+            fans,
+            days,
+            duckdb,
+            work,
+        } => layers(fans, days, duckdb, work, args.json),
     }
 }
 
@@ -444,5 +450,153 @@ fn identity(events: u64, people: u64, json_out: bool) -> anyhow::Result<()> {
             bytes as f64 / values as f64
         );
     }
+    Ok(())
+}
+
+/// Hands complete lines written into it to a function: lets the generator feed the engine
+/// without holding gigabytes of text.
+struct Lines<F: FnMut(&str)> {
+    buf: Vec<u8>,
+    f: F,
+}
+
+impl<F: FnMut(&str)> std::io::Write for Lines<F> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        let mut start = 0;
+        while let Some(nl) = self.buf[start..].iter().position(|b| *b == b'\n') {
+            if let Ok(line) = std::str::from_utf8(&self.buf[start..start + nl]) {
+                (self.f)(line);
+            }
+            start += nl + 1;
+        }
+        self.buf.drain(..start);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn layers(
+    fans: u64,
+    days: u32,
+    duckdb: bool,
+    work: Option<std::path::PathBuf>,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let say = |s: &str| {
+        if !json_out {
+            eprintln!("{s}");
+        }
+    };
+    let end = crate::gen_cmd::default_end();
+    let cfg = siyu_gen::GenConfig {
+        fans,
+        days,
+        seed: 11,
+        end,
+    };
+    let as_of = end.as_millisecond();
+    say(&format!(
+        "generating and applying {} fans over {days} days (about {} events) ...",
+        output::n(fans),
+        output::n(siyu_gen::estimate_events(&cfg))
+    ));
+    let mut engine = siyu_engine::TenantEngine::new();
+    let mut seq = 0i64;
+    let mut apply_time = std::time::Duration::ZERO;
+    {
+        let mut sink = Lines {
+            buf: Vec::new(),
+            f: |line: &str| {
+                if let Ok(e) = siyu_domain::parse_event(line, as_of) {
+                    seq += 1;
+                    let t = Instant::now();
+                    engine.apply(seq, &e);
+                    apply_time += t.elapsed();
+                }
+            },
+        };
+        siyu_gen::generate(&cfg, &mut sink, None, &mut |_| {})?;
+    }
+    let events = seq as u64;
+    say("recomputing layers as of the end, 5 times ...");
+    let mut runs = Vec::new();
+    let mut counts = siyu_engine::LayerCounts::default();
+    for _ in 0..5 {
+        let t = Instant::now();
+        counts = engine.layers_as_of(as_of).counts();
+        runs.push(t.elapsed().as_secs_f64());
+    }
+    runs.sort_by(f64::total_cmp);
+    let siyu_seconds = runs[runs.len() / 2];
+    let mut result = json!({
+        "fans": counts.total(),
+        "events": events,
+        "as_of": siyu_domain::time::format_rfc3339(as_of),
+        "counts": counts,
+        "recompute_seconds_median": siyu_seconds,
+        "recompute_seconds_min": runs[0],
+        "apply_microseconds_per_event": apply_time.as_secs_f64() * 1e6 / events as f64,
+    });
+    if duckdb {
+        let tmp = tempfile::tempdir()?;
+        let dir = work.unwrap_or_else(|| tmp.path().to_path_buf());
+        std::fs::create_dir_all(&dir)?;
+        let csv_path = dir.join("layer_events.csv");
+        say(&format!("writing {} for DuckDB ...", csv_path.display()));
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&csv_path)?);
+        writeln!(w, "fan,seq,ts,type,duration_s,grp")?;
+        let mut err = None;
+        engine.for_each_event(|r| {
+            if err.is_none() {
+                let res = writeln!(
+                    w,
+                    "{},{},{},{},{},{}",
+                    r.fan.0,
+                    r.index,
+                    r.ts,
+                    r.r#type,
+                    r.duration_s,
+                    r.group.unwrap_or("")
+                );
+                if let Err(e) = res {
+                    err = Some(e);
+                }
+            }
+        });
+        if let Some(e) = err {
+            return Err(e.into());
+        }
+        w.flush()?;
+        drop(w);
+        say("running bench/layers_duckdb.py ...");
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/layers_duckdb.py");
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(&csv_path)
+            .arg(as_of.to_string())
+            .output()
+            .context("running python3 bench/layers_duckdb.py")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "DuckDB script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let d: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let ours = serde_json::to_value(&counts)?;
+        let same = ["potential", "passerby", "favorable", "true_love"]
+            .iter()
+            .all(|k| d["counts"][k].as_u64() == ours[k].as_u64());
+        let dq = d["query_seconds"].as_f64().unwrap_or(f64::NAN);
+        result["duckdb"] = d;
+        result["identical_counts"] = json!(same);
+        result["speedup_vs_duckdb"] = json!(dq / siyu_seconds);
+    }
+    println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
 }

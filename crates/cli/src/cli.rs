@@ -349,6 +349,21 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 4)]
         clients: usize,
     },
+    /// Layers: build the engine from a generated brand, then recompute every fan's layer as of
+    /// its end; with --duckdb, the same rules in SQL (bench/layers_duckdb.py) over the same
+    /// events, counts compared.
+    Layers {
+        #[arg(long, default_value_t = 1_000_000)]
+        fans: u64,
+        #[arg(long, default_value_t = 240)]
+        days: u32,
+        /// Also run DuckDB (needs `pip install duckdb`).
+        #[arg(long)]
+        duckdb: bool,
+        /// Where to write the events for DuckDB (default: a temp dir).
+        #[arg(long)]
+        work: Option<PathBuf>,
+    },
     /// Identity resolution alone: events with two identities each (an open id and a phone,
     /// lead id, union id or WeCom id), resolved into fans; time and memory per value.
     Identity {

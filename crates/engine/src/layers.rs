@@ -31,6 +31,18 @@ pub(crate) struct Columns {
     group_index: HashMap<String, u32>,
     /// Domain of custom events by event index (catalogue types imply theirs).
     custom_domain: HashMap<u32, Domain>,
+    /// Indexes of follow/unfollow, subscribe/unsubscribe and group join/leave events, in
+    /// arrival order: the only events whose whole history matters.
+    toggles: Vec<u32>,
+    /// Indexes of orders.
+    orders: Vec<u32>,
+    /// Indexes of every event by UTC day of its time (`days[d - first_day]`), in arrival order
+    /// within a day: a window's sums read only the days it covers.
+    days: Vec<Vec<u32>>,
+    first_day: i64,
+    /// The earliest event time of each identity node: a fan exists as of T if one of its
+    /// nodes has an event at or before T.
+    first_ts: Vec<Millis>,
 }
 
 impl Columns {
@@ -57,10 +69,108 @@ impl Columns {
         if kind == CUSTOM {
             self.custom_domain.insert(self.ts.len() as u32, e.domain());
         }
+        let index = self.ts.len() as u32;
+        use CatalogueType as T;
+        match e.ty.catalogue() {
+            Some(
+                T::Follow
+                | T::Unfollow
+                | T::Subscribe
+                | T::Unsubscribe
+                | T::GroupJoin
+                | T::GroupLeave,
+            ) => self.toggles.push(index),
+            Some(T::Order) => self.orders.push(index),
+            _ => {}
+        }
+        let day = e.ts.div_euclid(MS_PER_DAY);
+        if self.days.is_empty() {
+            self.first_day = day;
+        }
+        if day < self.first_day {
+            let shift = (self.first_day - day) as usize;
+            self.days
+                .splice(0..0, std::iter::repeat_with(Vec::new).take(shift));
+            self.first_day = day;
+        }
+        let slot = (day - self.first_day) as usize;
+        if self.days.len() <= slot {
+            self.days.resize_with(slot + 1, Vec::new);
+        }
+        self.days[slot].push(index);
+        if self.first_ts.len() <= node as usize {
+            self.first_ts.resize(node as usize + 1, Millis::MAX);
+        }
+        let first = &mut self.first_ts[node as usize];
+        *first = (*first).min(e.ts);
         self.ts.push(e.ts);
         self.node.push(node);
         self.kind.push(kind);
         self.val.push(val);
+    }
+
+    /// Event indexes whose day may fall in (from, to], day by day.
+    fn days_between(&self, from: Millis, to: Millis) -> impl Iterator<Item = &[u32]> {
+        let lo = (from.div_euclid(MS_PER_DAY) - self.first_day).max(0) as usize;
+        let hi = (to.div_euclid(MS_PER_DAY) - self.first_day + 1).max(0) as usize;
+        self.days
+            .get(lo.min(self.days.len())..hi.min(self.days.len()))
+            .unwrap_or(&[])
+            .iter()
+            .map(Vec::as_slice)
+    }
+}
+
+/// One event as the layer rules see it (for exports to other tools).
+#[derive(Debug, Clone, Copy)]
+pub struct EventRow<'a> {
+    /// Arrival order, from 0.
+    pub index: usize,
+    pub fan: FanId,
+    pub ts: Millis,
+    /// The catalogue name, or `custom`.
+    pub r#type: &'static str,
+    /// `duration_s` of a live watch, else 0.
+    pub duration_s: u32,
+    /// The group of a group event.
+    pub group: Option<&'a str>,
+}
+
+impl Columns {
+    pub(crate) fn for_each(&self, graph: &IdentityGraph, mut f: impl FnMut(EventRow<'_>)) {
+        let fans: Vec<FanId> = (0..graph.node_count() as u32)
+            .map(|n| graph.fan(n))
+            .collect();
+        for i in 0..self.ts.len() {
+            let kind = self.kind[i];
+            let (name, duration_s, group) = if kind == CUSTOM {
+                ("custom", 0, None)
+            } else {
+                let t = CatalogueType::ALL[kind as usize];
+                let group = match t {
+                    CatalogueType::GroupJoin
+                    | CatalogueType::GroupLeave
+                    | CatalogueType::GroupMessage => {
+                        self.groups.get(self.val[i] as usize).map(String::as_str)
+                    }
+                    _ => None,
+                };
+                let d = if t == CatalogueType::LiveWatch {
+                    self.val[i]
+                } else {
+                    0
+                };
+                (t.as_str(), d, group)
+            };
+            f(EventRow {
+                index: i,
+                fan: fans[self.node[i] as usize],
+                ts: self.ts[i],
+                r#type: name,
+                duration_s,
+                group,
+            });
+        }
     }
 }
 
@@ -100,6 +210,59 @@ fn weight(r: &Rules, kind: u8, val: u32) -> u32 {
     } else {
         r.weights[kind as usize]
     }
+}
+
+/// What an event type does to the toggles and counters, looked up by type index.
+#[derive(Clone, Copy)]
+enum Class {
+    None,
+    Follow(bool),
+    Subscribe(bool),
+    Group(bool),
+    Order,
+}
+
+/// Per-type lookups for the snapshot loop.
+struct Tables {
+    class: [Class; 256],
+    weight: [u32; 256],
+    live_watch_seconds: u32,
+}
+
+impl Tables {
+    fn new(r: &Rules) -> Tables {
+        use CatalogueType as T;
+        let mut class = [Class::None; 256];
+        let mut weight = [0u32; 256];
+        for t in T::ALL {
+            weight[*t as usize] = r.weights[*t as usize];
+            class[*t as usize] = match t {
+                T::Follow => Class::Follow(true),
+                T::Unfollow => Class::Follow(false),
+                T::Subscribe => Class::Subscribe(true),
+                T::Unsubscribe => Class::Subscribe(false),
+                T::GroupJoin => Class::Group(true),
+                T::GroupLeave => Class::Group(false),
+                T::Order => Class::Order,
+                _ => Class::None,
+            };
+        }
+        Tables {
+            class,
+            weight,
+            live_watch_seconds: r.live_watch_seconds_per_point.max(1),
+        }
+    }
+}
+
+/// One fan's accumulators, together so one event touches one cache line.
+#[derive(Clone, Copy)]
+struct FanAcc {
+    follow: Toggle,
+    subscribe: Toggle,
+    engagement: u32,
+    orders: u32,
+    exists: bool,
 }
 
 /// Accumulates features for the fans (nodes) it is asked about.
@@ -190,60 +353,111 @@ impl Columns {
         }
     }
 
-    /// Every fan's layer as of `as_of`: one pass over the columns.
+    /// Every fan's layer as of `as_of`: toggles over their whole history, orders over theirs,
+    /// engagement over the window's days only (split over the cores).
     pub(crate) fn snapshot(&self, graph: &IdentityGraph, rules: &Rules, as_of: Millis) -> Snapshot {
+        self.snapshot_in_parts(graph, rules, as_of, 0)
+    }
+
+    fn snapshot_in_parts(
+        &self,
+        graph: &IdentityGraph,
+        rules: &Rules,
+        as_of: Millis,
+        parts: usize,
+    ) -> Snapshot {
         let n = graph.node_count();
         let root: Vec<u32> = (0..n as u32).map(|i| graph.root_node(i)).collect();
         let a = self.acc(rules, as_of);
-        let mut exists = vec![false; n];
-        let mut follow = vec![Toggle::NONE; n];
-        let mut subscribe = vec![Toggle::NONE; n];
-        let mut engagement = vec![0u32; n];
-        let mut orders = vec![0u32; n];
+        let tables = Tables::new(rules);
+        let mut fans = vec![
+            FanAcc {
+                follow: Toggle::NONE,
+                subscribe: Toggle::NONE,
+                engagement: 0,
+                orders: 0,
+                exists: false,
+            };
+            n
+        ];
+        for (node, first) in self.first_ts.iter().enumerate() {
+            if *first <= as_of {
+                fans[root[node] as usize].exists = true;
+            }
+        }
+        // Toggles: their whole history, in arrival order (ties in time go to the later arrival).
         let mut groups: HashMap<(u32, u32), Toggle> = HashMap::new();
-        use CatalogueType as T;
-        for i in 0..self.ts.len() {
+        for &i in &self.toggles {
+            let i = i as usize;
             let ts = self.ts[i];
-            if ts > a.as_of {
+            if ts > as_of {
                 continue;
             }
             let r = root[self.node[i] as usize];
-            let ri = r as usize;
-            exists[ri] = true;
-            let kind = self.kind[i];
-            let val = self.val[i];
-            if ts > a.engagement_from {
-                engagement[ri] += weight(rules, kind, val);
-            }
-            match kind {
-                k if k == T::Follow as u8 => follow[ri].set(ts, true),
-                k if k == T::Unfollow as u8 => follow[ri].set(ts, false),
-                k if k == T::Subscribe as u8 => subscribe[ri].set(ts, true),
-                k if k == T::Unsubscribe as u8 => subscribe[ri].set(ts, false),
-                k if k == T::GroupJoin as u8 || k == T::GroupLeave as u8 => groups
-                    .entry((r, val))
+            let f = &mut fans[r as usize];
+            match tables.class[self.kind[i] as usize] {
+                Class::Follow(on) => f.follow.set(ts, on),
+                Class::Subscribe(on) => f.subscribe.set(ts, on),
+                Class::Group(on) => groups
+                    .entry((r, self.val[i]))
                     .or_insert(Toggle::NONE)
-                    .set(ts, k == T::GroupJoin as u8),
-                k if k == T::Order as u8 && ts > a.orders_from => orders[ri] += 1,
-                _ => {}
+                    .set(ts, on),
+                Class::Order | Class::None => {}
+            }
+        }
+        for &i in &self.orders {
+            let ts = self.ts[i as usize];
+            if ts > a.orders_from && ts <= as_of {
+                fans[root[self.node[i as usize] as usize] as usize].orders += 1;
+            }
+        }
+        // Engagement: only the days the window covers, split over the cores.
+        let days: Vec<&[u32]> = self.days_between(a.engagement_from, as_of).collect();
+        let total: usize = days.iter().map(|d| d.len()).sum();
+        // 0: as many parts as cores, but no more than one per 100,000 events.
+        let parts = match parts {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |p| p.get())
+                .clamp(1, 8)
+                .min(total / 100_000 + 1),
+            p => p,
+        };
+        let chunk = days.len().div_ceil(parts).max(1);
+        let sums: Vec<Vec<u32>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = days
+                .chunks(chunk)
+                .map(|part| {
+                    let (root, a, tables) = (&root, &a, &tables);
+                    scope.spawn(move || self.engagement(part, root, a, tables, n))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("snapshot worker"))
+                .collect()
+        });
+        for part in sums {
+            for (f, e) in fans.iter_mut().zip(part) {
+                f.engagement += e;
             }
         }
         let mut in_group = vec![false; n];
-        for ((r, _), t) in groups {
+        for ((r, _), t) in &groups {
             if t.on {
-                in_group[r as usize] = true;
+                in_group[*r as usize] = true;
             }
         }
         let layers = (0..n)
             .map(|i| {
-                (exists[i] && root[i] == i as u32).then(|| {
+                let f = &fans[i];
+                (f.exists && root[i] == i as u32).then(|| {
                     layer_of(
                         &Features {
-                            follows: follow[i].on,
-                            subscribed: subscribe[i].on,
+                            follows: f.follow.on,
+                            subscribed: f.subscribe.on,
                             in_group: in_group[i],
-                            engagement_30d: engagement[i],
-                            orders_180d: orders[i],
+                            engagement_30d: f.engagement,
+                            orders_180d: f.orders,
                         },
                         rules,
                     )
@@ -251,6 +465,30 @@ impl Columns {
             })
             .collect();
         Snapshot { as_of, layers }
+    }
+
+    /// Engagement per root over some days' events.
+    fn engagement(&self, days: &[&[u32]], root: &[u32], a: &Acc, t: &Tables, n: usize) -> Vec<u32> {
+        let mut sum = vec![0u32; n];
+        for day in days {
+            for &i in *day {
+                let i = i as usize;
+                let ts = self.ts[i];
+                if ts <= a.engagement_from || ts > a.as_of {
+                    continue;
+                }
+                let kind = self.kind[i] as usize;
+                let w = if kind == CatalogueType::LiveWatch as usize {
+                    self.val[i] / t.live_watch_seconds
+                } else {
+                    t.weight[kind]
+                };
+                if w > 0 {
+                    sum[root[self.node[i] as usize] as usize] += w;
+                }
+            }
+        }
+        sum
     }
 
     /// One fan's layer as of `as_of`, with the numbers behind it and its timeline.
@@ -726,6 +964,9 @@ mod tests {
                 let explained = t.e.explain(*fan, day(at), 0).map(|x| x.layer);
                 prop_assert_eq!(snap.layers[node], explained);
             }
+            // Split over several parts, the answer is the same.
+            let split = t.e.columns.snapshot_in_parts(t.e.identities(), t.e.rules(), day(at), 3);
+            prop_assert_eq!(split.layers, snap.layers);
         }
     }
 }

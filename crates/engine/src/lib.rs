@@ -57,7 +57,7 @@ pub struct TenantEngine {
     /// Events resolved to each identity-graph node (a fan's events are its nodes' sum).
     node_events: Vec<u32>,
     /// Every event, compactly, for layers as of any instant.
-    columns: layers::Columns,
+    pub(crate) columns: layers::Columns,
     rules: Rules,
     /// The stored version of `rules` (0: the defaults).
     rules_version: i64,
@@ -164,6 +164,11 @@ impl TenantEngine {
     pub fn explain(&self, fan: FanId, as_of: Millis, timeline: usize) -> Option<Explanation> {
         self.columns
             .explain(&self.identities, &self.rules, fan, as_of, timeline)
+    }
+
+    /// Every event as the layer rules see it, in arrival order.
+    pub fn for_each_event(&self, f: impl FnMut(layers::EventRow<'_>)) {
+        self.columns.for_each(&self.identities, f)
     }
 
     /// Number of events of a fan (including those of fans merged into it).
