@@ -17,10 +17,16 @@ use clap::Parser;
 
 fn main() {
     let cli = cli::Cli::parse();
+    // The server logs what it does; one-shot commands only warnings (their output is the report).
+    let default_level = match cli.command {
+        cli::Command::Serve(_) => "info",
+        cli::Command::Demo(ref d) if d.serve => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SIYU_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
