@@ -506,8 +506,15 @@ fn layers(
         output::n(siyu_gen::estimate_events(&cfg))
     ));
     let mut engine = siyu_engine::TenantEngine::new();
+    // A second engine runs live layers as the events arrive in time order, its clock
+    // following them: what a server does, transitions and decay included.
+    let mut live = siyu_engine::TenantEngine::new();
+    let start = as_of - i64::from(days) * siyu_domain::time::MS_PER_DAY;
+    live.start_live(start);
     let mut seq = 0i64;
     let mut apply_time = std::time::Duration::ZERO;
+    let mut live_time = std::time::Duration::ZERO;
+    let mut transitions = 0u64;
     {
         let mut sink = Lines {
             buf: Vec::new(),
@@ -517,11 +524,25 @@ fn layers(
                     let t = Instant::now();
                     engine.apply(seq, &e);
                     apply_time += t.elapsed();
+                    let t = Instant::now();
+                    live.tick(e.ts);
+                    live.apply(seq, &e);
+                    transitions += live.take_transitions().len() as u64;
+                    live_time += t.elapsed();
                 }
             },
         };
         siyu_gen::generate(&cfg, &mut sink, None, &mut |_| {})?;
     }
+    let t = Instant::now();
+    live.tick(as_of);
+    transitions += live.take_transitions().len() as u64;
+    live_time += t.elapsed();
+    anyhow::ensure!(
+        live.live_counts() == Some(engine.layers_as_of(as_of).counts()),
+        "live layers differ from the recompute"
+    );
+    drop(live);
     let events = seq as u64;
     say("recomputing layers as of the end, 5 times ...");
     let mut runs = Vec::new();
@@ -541,6 +562,8 @@ fn layers(
         "recompute_seconds_median": siyu_seconds,
         "recompute_seconds_min": runs[0],
         "apply_microseconds_per_event": apply_time.as_secs_f64() * 1e6 / events as f64,
+        "live_microseconds_per_event": live_time.as_secs_f64() * 1e6 / events as f64,
+        "live_transitions": transitions,
     });
     if duckdb {
         let tmp = tempfile::tempdir()?;

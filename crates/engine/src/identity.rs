@@ -228,6 +228,11 @@ pub struct IdentityGraph {
     soft: HashMap<(IdentityKind, u32), u32>,
     /// Values found shared after a soft merge through them; see [`IdentityGraph::take_corrections`].
     corrections: Vec<(IdentityKind, String)>,
+    /// The nodes absorbed into each root (only roots that absorbed any), moved along on union:
+    /// a fan's nodes are its root plus these.
+    members: HashMap<u32, Vec<u32>>,
+    /// Roots absorbed by the last `resolve` or `decide` (for the layer engine to drop).
+    absorbed: Vec<u32>,
     /// Scratch for `resolve`, kept to avoid an allocation per event.
     scratch: Vec<(u8, i64, u32, IdentityKind, u32)>,
 }
@@ -353,6 +358,10 @@ impl IdentityGraph {
         if let Some(moved) = self.distinct.remove(&gone) {
             self.distinct.entry(keep).or_default().extend(moved);
         }
+        let mut moved = self.members.remove(&gone).unwrap_or_default();
+        moved.push(gone);
+        self.members.entry(keep).or_default().extend(moved);
+        self.absorbed.push(gone);
         self.merges.push(MergeRec {
             into: keep,
             from: gone,
@@ -555,12 +564,24 @@ impl IdentityGraph {
 
     /// The internal nodes that make up a fan now (itself and every fan merged into it).
     pub fn nodes_of(&self, fan: FanId) -> Vec<u32> {
-        let Some(root) = self.node_of(fan).map(|n| self.root(n)) else {
-            return Vec::new();
-        };
-        (0..self.parent.len() as u32)
-            .filter(|&n| self.root(n) == root)
-            .collect()
+        match self.node_of(fan) {
+            Some(n) => self.nodes_of_root(self.root(n)),
+            None => Vec::new(),
+        }
+    }
+
+    /// The nodes of the fan whose root is `root`.
+    pub fn nodes_of_root(&self, root: u32) -> Vec<u32> {
+        let mut nodes = vec![root];
+        if let Some(m) = self.members.get(&root) {
+            nodes.extend_from_slice(m);
+        }
+        nodes
+    }
+
+    /// Roots absorbed since the last call (by events or operator merges).
+    pub fn take_absorbed(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.absorbed)
     }
 
     /// The current id of a fan id (itself, or the fan that absorbed it).
@@ -726,7 +747,8 @@ impl IdentityGraph {
                 .map(|(_, v)| v.len() + 24)
                 .sum::<usize>();
         let distinct: usize = self.distinct.values().map(|v| v.capacity() * 4 + 32).sum();
-        values + multi + fans + merges + dups + soft + shared + distinct
+        let members: usize = self.members.values().map(|v| v.capacity() * 4 + 32).sum();
+        values + multi + fans + merges + dups + soft + shared + distinct + members
     }
 }
 

@@ -43,6 +43,8 @@ pub(crate) struct Columns {
     /// The earliest event time of each identity node: a fan exists as of T if one of its
     /// nodes has an event at or before T.
     first_ts: Vec<Millis>,
+    /// Event indexes of each identity node, in arrival order (a fan's events are its nodes').
+    by_node: Vec<Vec<u32>>,
 }
 
 impl Columns {
@@ -103,10 +105,114 @@ impl Columns {
         }
         let first = &mut self.first_ts[node as usize];
         *first = (*first).min(e.ts);
+        if self.by_node.len() <= node as usize {
+            self.by_node.resize_with(node as usize + 1, Vec::new);
+        }
+        self.by_node[node as usize].push(index);
         self.ts.push(e.ts);
         self.node.push(node);
         self.kind.push(kind);
         self.val.push(val);
+    }
+
+    /// A fan's features as of `as_of` (`None` if it has no event by then) and the next instant
+    /// after `as_of` at which they can change with no new event: an event of its that is
+    /// still in the future, or a contribution leaving a window.
+    pub(crate) fn fan_state(
+        &self,
+        nodes: &[u32],
+        rules: &Rules,
+        as_of: Millis,
+    ) -> (Option<Features>, Millis) {
+        let mut events: Vec<u32> = nodes
+            .iter()
+            .filter_map(|n| self.by_node.get(*n as usize))
+            .flatten()
+            .copied()
+            .collect();
+        if nodes.len() > 1 {
+            events.sort_unstable();
+        }
+        let a = self.acc(rules, as_of);
+        let t = Tables::new(rules);
+        let engagement_window = i64::from(rules.engagement_window_days) * MS_PER_DAY;
+        let orders_window = i64::from(rules.orders_window_days) * MS_PER_DAY;
+        let (mut follow, mut subscribe) = (Toggle::NONE, Toggle::NONE);
+        let mut groups: HashMap<u32, Toggle> = HashMap::new();
+        let mut f = Features::default();
+        let mut next = Millis::MAX;
+        let mut exists = false;
+        for i in events {
+            let i = i as usize;
+            let ts = self.ts[i];
+            if ts > as_of {
+                next = next.min(ts);
+                continue;
+            }
+            exists = true;
+            let kind = self.kind[i] as usize;
+            let w = if kind == CatalogueType::LiveWatch as usize {
+                self.val[i] / t.live_watch_seconds
+            } else {
+                t.weight[kind]
+            };
+            if w > 0 && ts > a.engagement_from {
+                f.engagement_30d += w;
+                next = next.min(ts + engagement_window);
+            }
+            match t.class[kind] {
+                Class::Follow(on) => follow.set(ts, on),
+                Class::Subscribe(on) => subscribe.set(ts, on),
+                Class::Group(on) => groups
+                    .entry(self.val[i])
+                    .or_insert(Toggle::NONE)
+                    .set(ts, on),
+                Class::Order => {
+                    if ts > a.orders_from {
+                        f.orders_180d += 1;
+                        next = next.min(ts + orders_window);
+                    }
+                }
+                Class::None => {}
+            }
+        }
+        f.follows = follow.on;
+        f.subscribed = subscribe.on;
+        f.in_group = groups.values().any(|g| g.on);
+        (exists.then_some(f), next)
+    }
+
+    /// For every node, the next instant after `as_of` its features can change (see
+    /// [`Columns::fan_state`]), in one pass.
+    pub(crate) fn next_changes(&self, rules: &Rules, as_of: Millis, n: usize) -> Vec<Millis> {
+        let t = Tables::new(rules);
+        let ew = i64::from(rules.engagement_window_days) * MS_PER_DAY;
+        let ow = i64::from(rules.orders_window_days) * MS_PER_DAY;
+        let mut next = vec![Millis::MAX; n];
+        for i in 0..self.ts.len() {
+            let (ts, kind) = (self.ts[i], self.kind[i] as usize);
+            let node = self.node[i] as usize;
+            let w = if kind == CatalogueType::LiveWatch as usize {
+                self.val[i] / t.live_watch_seconds
+            } else {
+                t.weight[kind]
+            };
+            let at = if ts > as_of {
+                ts
+            } else if matches!(t.class[kind], Class::Order) && ts + ow > as_of {
+                (ts + ow).min(if w > 0 && ts + ew > as_of {
+                    ts + ew
+                } else {
+                    Millis::MAX
+                })
+            } else if w > 0 && ts + ew > as_of {
+                ts + ew
+            } else {
+                continue;
+            };
+            next[node] = next[node].min(at);
+        }
+        next
     }
 
     /// Event indexes whose day may fall in (from, to], day by day.
@@ -320,7 +426,7 @@ impl LayerCounts {
         }
     }
 
-    fn add(&mut self, l: Layer) {
+    pub(crate) fn add(&mut self, l: Layer) {
         match l {
             Layer::Potential => self.potential += 1,
             Layer::Passerby => self.passerby += 1,

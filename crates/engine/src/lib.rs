@@ -9,25 +9,28 @@
 //!   guard against wrong merges, merge audit and possible duplicates.
 //! - [`dedup`]: the lead dedup report (线索重复率) and the cross-channel overlap.
 //! - [`layers`]: fan layers as of any instant, flows between instants, explanations.
+//! - [`live`]: live layers with transitions, moved by events and by time (decay).
 //! - [`rules`]: the layer rules (defaults and the per-tenant TOML file).
 //! - [`TenantEngine`]: one tenant's state; `apply` takes each stored event once, in order.
 
 pub mod dedup;
 pub mod identity;
 pub mod layers;
+pub mod live;
 pub mod rules;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use siyu_domain::event_type::CatalogueType;
-use siyu_domain::{Domain, Event, Millis};
+use siyu_domain::{Domain, Event, Layer, Millis};
 
 pub use dedup::{DedupReport, DedupRow};
 pub use identity::{
     Decision, DecisionError, FanId, IdentityGraph, Merge, MergeCause, PossibleDuplicate,
 };
 pub use layers::{Explanation, Features, Flow, LayerCounts, Snapshot};
+pub use live::{Cause, Transition};
 pub use rules::{Rules, RulesError};
 
 /// Totals for `GET /api/stats`.
@@ -61,6 +64,8 @@ pub struct TenantEngine {
     rules: Rules,
     /// The stored version of `rules` (0: the defaults).
     rules_version: i64,
+    /// Live layers, once started (`start_live`); replays run without them.
+    live: Option<live::Live>,
 }
 
 impl Default for TenantEngine {
@@ -78,6 +83,7 @@ impl Default for TenantEngine {
             columns: layers::Columns::default(),
             rules: Rules::default(),
             rules_version: 0,
+            live: None,
         }
     }
 }
@@ -102,6 +108,17 @@ impl TenantEngine {
         }
         self.node_events[node as usize] += 1;
         self.columns.push(event, node);
+        let absorbed = self.identities.take_absorbed();
+        if let Some(live) = &mut self.live {
+            live.on_event(
+                &self.columns,
+                &self.identities,
+                &self.rules,
+                node,
+                &absorbed,
+                seq,
+            );
+        }
         self.events += 1;
         let name = event.ty.name();
         match self.by_type.get_mut(name.as_ref()) {
@@ -121,7 +138,21 @@ impl TenantEngine {
     /// stored id.
     pub fn decide(&mut self, id: i64, d: Decision) -> Result<(), DecisionError> {
         self.decisions_seen = self.decisions_seen.max(id);
-        self.identities.decide(d, self.last_seq, self.last_ts)
+        self.identities.decide(d, self.last_seq, self.last_ts)?;
+        let absorbed = self.identities.take_absorbed();
+        if let (Some(live), Decision::Confirm { a, .. }) = (&mut self.live, d)
+            && let Some(node) = self.identities.nodes_of(a).first().copied()
+        {
+            live.on_event(
+                &self.columns,
+                &self.identities,
+                &self.rules,
+                node,
+                &absorbed,
+                self.last_seq,
+            );
+        }
+        Ok(())
     }
 
     /// Applies a stored `shared` fact (see [`IdentityGraph::mark_shared`]); `id` is its stored id.
@@ -144,6 +175,62 @@ impl TenantEngine {
     pub fn set_rules(&mut self, version: i64, rules: Rules) {
         self.rules = rules;
         self.rules_version = version;
+        if let Some(clock) = self.live.as_ref().map(|l| l.clock()) {
+            self.start_live(clock);
+        }
+    }
+
+    /// Starts keeping live layers as of `now` (from then on, events and [`TenantEngine::tick`]
+    /// record [`Transition`]s). The past produces none.
+    pub fn start_live(&mut self, now: Millis) {
+        let _ = self.identities.take_absorbed();
+        self.live = Some(live::Live::start(
+            &self.columns,
+            &self.identities,
+            &self.rules,
+            now,
+        ));
+    }
+
+    /// Advances the live clock to `t`: every fan whose window slid by then moves, at its own
+    /// instant, with a `decay` transition.
+    pub fn tick(&mut self, t: Millis) {
+        if let Some(live) = &mut self.live {
+            live.tick(&self.columns, &self.identities, &self.rules, t);
+        }
+    }
+
+    /// The live clock, if live layers run.
+    pub fn clock(&self) -> Option<Millis> {
+        self.live.as_ref().map(|l| l.clock())
+    }
+
+    /// Layer changes recorded since the last call.
+    pub fn take_transitions(&mut self) -> Vec<Transition> {
+        self.live
+            .as_mut()
+            .map(|l| l.take_transitions())
+            .unwrap_or_default()
+    }
+
+    /// A fan's live layer (`None`: live layers not started, or no such fan yet).
+    pub fn live_layer(&self, fan: FanId) -> Option<Layer> {
+        let node = *self.identities.nodes_of(fan).first()?;
+        self.live.as_ref()?.layer_of_root(node)
+    }
+
+    /// Fans per live layer.
+    pub fn live_counts(&self) -> Option<LayerCounts> {
+        let live = self.live.as_ref()?;
+        let mut c = LayerCounts::default();
+        for (i, l) in live.layers().iter().enumerate() {
+            if let Some(l) = l
+                && self.identities.root_node(i as u32) == i as u32
+            {
+                c.add(*l);
+            }
+        }
+        Some(c)
     }
 
     pub fn rules_version(&self) -> i64 {
