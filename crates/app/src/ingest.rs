@@ -96,6 +96,45 @@ impl Engines {
 
 use crate::identity::catch_up;
 
+/// How often the ticker moves every live engine's clock (decay between events).
+pub const TICK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Keeps an engine's live layers current: starts them after a (re)build, moves the clock to
+/// now, and stores the transitions recorded since the last call. Storing is best effort:
+/// transitions are derived from the log, and a failure is logged, not fatal.
+pub fn live_step(store: &dyn Store, engine: &mut TenantEngine, tenant: TenantId) {
+    let now = siyu_domain::time::now_ms();
+    match engine.clock() {
+        None => engine.start_live(now),
+        Some(_) => engine.tick(now),
+    }
+    let rows: Vec<siyu_store::StoredTransition> = engine
+        .take_transitions()
+        .into_iter()
+        .map(|t| siyu_store::StoredTransition {
+            id: 0,
+            fan: t.fan.0,
+            from: t.from.map(|l| l.as_str().to_string()),
+            to: t.to.as_str().to_string(),
+            at: t.at,
+            cause: match t.cause {
+                siyu_engine::Cause::Event { .. } => "event".into(),
+                siyu_engine::Cause::Decay => "decay".into(),
+            },
+            seq: match t.cause {
+                siyu_engine::Cause::Event { seq } => Some(seq),
+                siyu_engine::Cause::Decay => None,
+            },
+        })
+        .collect();
+    if !rows.is_empty() {
+        metrics::counter!("siyu_layer_transitions_total").increment(rows.len() as u64);
+        if let Err(e) = store.add_transitions(tenant, &rows) {
+            tracing::error!(error = %e, tenant, lost = rows.len(), "storing layer transitions failed");
+        }
+    }
+}
+
 /// The writer's state; [`Writer::step`] commits one group.
 pub struct Writer {
     store: Arc<dyn Store>,
@@ -156,6 +195,7 @@ impl Writer {
     fn apply(&self, engines: &Engines, tenant: TenantId, events: &[Event], out: &[Appended]) {
         let engine = engines.get_or_create(tenant);
         let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
+        live_step(&*self.store, &mut engine, tenant);
         let first_new = out.iter().find_map(|a| match a {
             Appended::Stored(s) => Some(*s),
             Appended::Duplicate => None,
@@ -177,6 +217,7 @@ impl Writer {
         if let Err(e) = crate::identity::correct(&*self.store, &mut engine, tenant) {
             tracing::error!(error = %e, tenant, "identity correction failed");
         }
+        live_step(&*self.store, &mut engine, tenant);
     }
 }
 
@@ -184,6 +225,8 @@ impl Writer {
 pub struct Ingestor {
     tx: Option<SyncSender<Job>>,
     thread: Option<JoinHandle<()>>,
+    /// The ticker (live mode): dropping the sender stops it.
+    ticker: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
     engines: Option<Arc<Engines>>,
     store: Arc<dyn Store>,
 }
@@ -199,6 +242,7 @@ impl Ingestor {
                     let engine = engines.get_or_create(t.id);
                     let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
                     catch_up(&*store, &mut engine, t.id)?;
+                    live_step(&*store, &mut engine, t.id);
                 }
                 Some(engines)
             }
@@ -209,9 +253,27 @@ impl Ingestor {
             .name("siyu-writer".into())
             .spawn(move || run(&mut writer, rx))
             .map_err(|_| AppError::WriterStopped)?;
+        let ticker = match &engines {
+            Some(engines) => {
+                let (stop, stopped) = mpsc::channel::<()>();
+                let (store, engines) = (store.clone(), engines.clone());
+                let handle = std::thread::Builder::new()
+                    .name("siyu-ticker".into())
+                    .spawn(move || {
+                        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(TICK)
+                        {
+                            tick_all(&*store, &engines);
+                        }
+                    })
+                    .map_err(|_| AppError::WriterStopped)?;
+                Some((stop, handle))
+            }
+            None => None,
+        };
         Ok(Ingestor {
             tx: Some(tx),
             thread: Some(thread),
+            ticker,
             engines,
             store,
         })
@@ -272,7 +334,11 @@ impl Ingestor {
                 let engine = engines.get_or_create(tenant);
                 let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
                 catch_up(&*self.store, &mut engine, tenant)?;
-                Ok(f(&mut engine))
+                live_step(&*self.store, &mut engine, tenant);
+                let out = f(&mut engine);
+                // `f` may have rebuilt the engine (an undone merge): restart its live layers.
+                live_step(&*self.store, &mut engine, tenant);
+                Ok(out)
             }
             None => {
                 let mut engine = crate::identity::replay(&*self.store, tenant)?;
@@ -281,8 +347,19 @@ impl Ingestor {
         }
     }
 
+    /// Moves every live engine's clock to now (the ticker's step; tests call it directly).
+    pub fn tick(&self) {
+        if let Some(engines) = &self.engines {
+            tick_all(&*self.store, engines);
+        }
+    }
+
     /// Stops taking requests, lets the writer finish what is queued, and waits for it.
     pub fn shutdown(&mut self) {
+        if let Some((stop, handle)) = self.ticker.take() {
+            drop(stop);
+            let _ = handle.join();
+        }
         self.tx.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -293,6 +370,21 @@ impl Ingestor {
 impl Drop for Ingestor {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// One tick of every live engine.
+fn tick_all(store: &dyn Store, engines: &Engines) {
+    let all: Vec<(TenantId, Arc<RwLock<TenantEngine>>)> = engines
+        .map
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(t, e)| (*t, e.clone()))
+        .collect();
+    for (tenant, engine) in all {
+        let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
+        live_step(store, &mut engine, tenant);
     }
 }
 

@@ -320,6 +320,29 @@ impl App {
         self.ingestor.with_engine(tenant, |e| e.rules().clone())
     }
 
+    /// Layer transitions with `id > after` (for a fan, or all), oldest first.
+    pub fn transitions(
+        &self,
+        tenant: TenantId,
+        fan: Option<FanId>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<siyu_store::StoredTransition>, AppError> {
+        // Bring the live layers to now first, so what is due is stored.
+        self.ingestor.with_engine(tenant, |_| ())?;
+        let fan = match fan {
+            Some(f) => match self
+                .ingestor
+                .with_engine(tenant, |e| e.identities().current(f))?
+            {
+                Some(current) => Some(current.0),
+                None => return Ok(Vec::new()),
+            },
+            None => None,
+        };
+        Ok(self.store.transitions(tenant, fan, after, limit)?)
+    }
+
     /// Picks the tenant a CLI command works on: the named one, or the only one there is.
     pub fn resolve_tenant(store: &dyn Store, name: Option<&str>) -> Result<Tenant, AppError> {
         let all = store.tenants()?;

@@ -118,3 +118,47 @@ pub async fn rules_put(
         }),
     }
 }
+
+/// `GET /api/layers/transitions?after=ID&fan=FAN&limit=N`: layer changes, oldest first, for
+/// journeys and audits to follow (`after` is the last id seen).
+pub async fn transitions(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let num = |k: &str, default: i64| -> Result<i64, ApiError> {
+        match q.get(k) {
+            None => Ok(default),
+            Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                ApiError::bad(
+                    "invalid_number",
+                    Some(k),
+                    format!("{k} {v:?} is not a non-negative integer"),
+                )
+            }),
+        }
+    };
+    let after = num("after", 0)?;
+    let limit = num("limit", 1000)?.clamp(1, 10_000) as usize;
+    let fan = q
+        .get("fan")
+        .map(|_| num("fan", 0))
+        .transpose()?
+        .map(siyu_engine::FanId);
+    let app = state.app.clone();
+    let rows = tokio::task::spawn_blocking(move || app.transitions(tenant.id, fan, after, limit))
+        .await
+        .map_err(internal)??;
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.id, "fan": t.fan, "from": t.from, "to": t.to,
+                "at": siyu_domain::time::format_rfc3339(t.at), "cause": t.cause, "seq": t.seq,
+            })
+        })
+        .collect();
+    let next = rows.last().map_or(after, |t| t.id);
+    Ok(Json(json!({"transitions": list, "next_after": next})))
+}

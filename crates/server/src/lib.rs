@@ -96,6 +96,7 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
         .route("/api/reports/dedup", get(identity::dedup))
         .route("/api/reports/layers", get(layers::layers))
         .route("/api/reports/flow", get(layers::flow))
+        .route("/api/layers/transitions", get(layers::transitions))
         .route("/api/rules", get(layers::rules_get).put(layers::rules_put))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))

@@ -161,6 +161,22 @@ pub struct NewDecision<'a> {
     pub created_at: Millis,
 }
 
+/// A fan's layer change, as stored (see `siyu_engine::Transition`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTransition {
+    /// Increasing per tenant.
+    pub id: i64,
+    pub fan: i64,
+    /// `None`: the fan was new.
+    pub from: Option<String>,
+    pub to: String,
+    pub at: Millis,
+    /// `event` or `decay`.
+    pub cause: String,
+    /// The causing event's sequence number.
+    pub seq: Option<i64>,
+}
+
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -279,6 +295,18 @@ pub trait Store: Send + Sync {
 
     /// A tenant's layer rules file and its version; `None` for the defaults.
     fn rules(&self, tenant: TenantId) -> Result<Option<(i64, String)>>;
+
+    /// Appends layer transitions (their `id` is assigned here, in order) in one transaction.
+    fn add_transitions(&self, tenant: TenantId, rows: &[StoredTransition]) -> Result<()>;
+
+    /// A tenant's transitions with `id > after`, at most `limit`, optionally of one fan.
+    fn transitions(
+        &self,
+        tenant: TenantId,
+        fan: Option<i64>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredTransition>>;
 
     /// Sets the domain that custom events without one (Segment tracks) are put in.
     fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()>;

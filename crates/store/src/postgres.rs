@@ -13,7 +13,7 @@ use siyu_domain::Millis;
 
 use crate::{
     AppendBatch, Appended, KeyRole, NewDecision, Result, StoreError, StoredDecision, StoredEvent,
-    Tenant, TenantId, row_to_event,
+    StoredTransition, Tenant, TenantId, row_to_event,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -68,6 +68,20 @@ CREATE TABLE layer_rules (
     created_at BIGINT NOT NULL,
     PRIMARY KEY (tenant_id, version)
 );
+"#,
+    r#"
+CREATE TABLE layer_transitions (
+    tenant_id  BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    id         BIGINT NOT NULL,
+    fan        BIGINT NOT NULL,
+    from_layer TEXT,
+    to_layer   TEXT NOT NULL,
+    at         BIGINT NOT NULL,
+    cause      TEXT NOT NULL CHECK (cause IN ('event', 'decay')),
+    seq        BIGINT,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX layer_transitions_fan ON layer_transitions (tenant_id, fan, id);
 "#,
 ];
 
@@ -291,6 +305,65 @@ impl crate::Store for PostgresStore {
                 &[&tenant],
             )?
             .map(|r| (r.get(0), r.get(1))))
+        })
+    }
+
+    fn add_transitions(&self, tenant: TenantId, rows: &[StoredTransition]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.writer(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE", &[&tenant])?;
+            let first: i64 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(id), 0) + 1 FROM layer_transitions WHERE tenant_id = $1",
+                    &[&tenant],
+                )?
+                .get(0);
+            let ids: Vec<i64> = (first..first + rows.len() as i64).collect();
+            let fans: Vec<i64> = rows.iter().map(|r| r.fan).collect();
+            let from: Vec<Option<&str>> = rows.iter().map(|r| r.from.as_deref()).collect();
+            let to: Vec<&str> = rows.iter().map(|r| r.to.as_str()).collect();
+            let at: Vec<i64> = rows.iter().map(|r| r.at).collect();
+            let cause: Vec<&str> = rows.iter().map(|r| r.cause.as_str()).collect();
+            let seq: Vec<Option<i64>> = rows.iter().map(|r| r.seq).collect();
+            tx.execute(
+                "INSERT INTO layer_transitions (tenant_id, id, fan, from_layer, to_layer, at, cause, seq)
+                 SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bigint[])",
+                &[&tenant, &ids, &fans, &from, &to, &at, &cause, &seq],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn transitions(
+        &self,
+        tenant: TenantId,
+        fan: Option<i64>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredTransition>> {
+        self.reader(|c| {
+            let rows = c.query(
+                "SELECT id, fan, from_layer, to_layer, at, cause, seq FROM layer_transitions
+                 WHERE tenant_id = $1 AND id > $2 AND ($3::bigint IS NULL OR fan = $3)
+                 ORDER BY id LIMIT $4",
+                &[&tenant, &after, &fan, &(limit as i64)],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| StoredTransition {
+                    id: r.get(0),
+                    fan: r.get(1),
+                    from: r.get(2),
+                    to: r.get(3),
+                    at: r.get(4),
+                    cause: r.get(5),
+                    seq: r.get(6),
+                })
+                .collect())
         })
     }
 

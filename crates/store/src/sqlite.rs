@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use siyu_domain::Millis;
 
+use crate::StoredTransition;
 use crate::{
     AppendBatch, Appended, Durability, KeyRole, NewDecision, Result, StoreError, StoredDecision,
     StoredEvent, Tenant, TenantId, row_to_event,
@@ -69,6 +70,20 @@ CREATE TABLE layer_rules (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, version)
 ) WITHOUT ROWID;
+"#,
+    r#"
+CREATE TABLE layer_transitions (
+    tenant_id  INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    id         INTEGER NOT NULL,
+    fan        INTEGER NOT NULL,
+    from_layer TEXT,
+    to_layer   TEXT NOT NULL,
+    at         INTEGER NOT NULL,
+    cause      TEXT NOT NULL CHECK (cause IN ('event', 'decay')),
+    seq        INTEGER,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+CREATE INDEX layer_transitions_fan ON layer_transitions (tenant_id, fan, id);
 "#,
 ];
 
@@ -316,6 +331,59 @@ impl crate::Store for SqliteStore {
         Ok(stmt
             .query_row([tenant], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?)
+    }
+
+    fn add_transitions(&self, tenant: TenantId, rows: &[StoredTransition]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut id: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(id), 0) FROM layer_transitions WHERE tenant_id = ?1",
+            [tenant],
+            |r| r.get(0),
+        )?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO layer_transitions (tenant_id, id, fan, from_layer, to_layer, at, cause, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for r in rows {
+                id += 1;
+                stmt.execute(params![
+                    tenant, id, r.fan, r.from, r.to, r.at, r.cause, r.seq
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn transitions(
+        &self,
+        tenant: TenantId,
+        fan: Option<i64>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredTransition>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, fan, from_layer, to_layer, at, cause, seq FROM layer_transitions
+             WHERE tenant_id = ?1 AND id > ?2 AND (?3 IS NULL OR fan = ?3) ORDER BY id LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![tenant, after, fan, limit as i64], |r| {
+            Ok(StoredTransition {
+                id: r.get(0)?,
+                fan: r.get(1)?,
+                from: r.get(2)?,
+                to: r.get(3)?,
+                at: r.get(4)?,
+                cause: r.get(5)?,
+                seq: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()> {

@@ -243,6 +243,42 @@ fn rules_are_versioned(s: &dyn Store) {
     assert_eq!(s.rules(a).unwrap(), Some((2, "x = 2".to_string())));
 }
 
+fn transitions_are_appended_and_read_in_order(s: &dyn Store) {
+    let a = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    let row = |fan: i64, from: Option<&str>, to: &str, cause: &str, seq: Option<i64>| {
+        crate::StoredTransition {
+            id: 0,
+            fan,
+            from: from.map(str::to_string),
+            to: to.to_string(),
+            at: NOW,
+            cause: cause.to_string(),
+            seq,
+        }
+    };
+    s.add_transitions(
+        a,
+        &[
+            row(1, None, "passerby", "event", Some(1)),
+            row(2, None, "potential", "event", Some(2)),
+        ],
+    )
+    .unwrap();
+    s.add_transitions(
+        a,
+        &[row(1, Some("passerby"), "favorable", "event", Some(3))],
+    )
+    .unwrap();
+    s.add_transitions(a, &[row(1, Some("favorable"), "passerby", "decay", None)])
+        .unwrap();
+    let all = s.transitions(a, None, 0, 100).unwrap();
+    assert_eq!(all.iter().map(|t| t.id).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let mine = s.transitions(a, Some(1), 0, 100).unwrap();
+    assert_eq!(mine.len(), 3);
+    assert_eq!((mine[2].cause.as_str(), mine[2].seq), ("decay", None));
+    assert_eq!(s.transitions(a, None, 2, 1).unwrap()[0].id, 3);
+}
+
 macro_rules! backends {
     ($($name:ident),*) => {
         mod sqlite {
@@ -277,5 +313,6 @@ backends!(
     scan_returns_events_in_arrival_order_exactly,
     group_commit_spans_tenants,
     decisions_are_kept_in_order_per_tenant,
-    rules_are_versioned
+    rules_are_versioned,
+    transitions_are_appended_and_read_in_order
 );

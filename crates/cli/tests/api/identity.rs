@@ -584,6 +584,28 @@ mod layers {
         let (s, v) = app.get("/api/reports/layers?as_of=soon").await;
         assert_eq!((s, v["error"]["field"].as_str()), (400, Some("as_of")));
 
+        // Every layer change was stored as a transition with its cause.
+        let (s, v) = app.get("/api/layers/transitions").await;
+        assert_eq!(s, 200, "{v}");
+        let list = v["transitions"].as_array().unwrap();
+        assert!(!list.is_empty(), "{v}");
+        assert!(
+            list[0]["from"].is_null(),
+            "a fan's first transition starts from nothing"
+        );
+        assert!(
+            list.iter()
+                .all(|t| t["cause"] == "event" || t["cause"] == "decay"),
+            "{v}"
+        );
+        let next = v["next_after"].as_i64().unwrap();
+        let (_, v) = app
+            .get(&format!("/api/layers/transitions?after={next}"))
+            .await;
+        assert!(v["transitions"].as_array().unwrap().is_empty());
+        let (s, v) = app.get("/api/layers/transitions?after=-1").await;
+        assert_eq!((s, v["error"]["field"].as_str()), (400, Some("after")));
+
         // A fan's explanation, in numbers.
         let (_, v) = app
             .get("/api/fans/lookup?kind=douyin_open_id&value=a")
