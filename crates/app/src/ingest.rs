@@ -113,6 +113,7 @@ pub fn live_step(store: &dyn Store, engine: &mut TenantEngine, tenant: TenantId)
         .into_iter()
         .map(|t| siyu_store::StoredTransition {
             id: 0,
+            event_id: t.event_id,
             fan: t.fan.0,
             from: t.from.map(|l| l.as_str().to_string()),
             to: t.to.as_str().to_string(),
@@ -207,11 +208,11 @@ impl Writer {
             if let Err(e) = catch_up(&*self.store, &mut engine, tenant) {
                 tracing::error!(error = %e, tenant, "engine catch-up failed");
             }
-            return;
-        }
-        for (e, a) in events.iter().zip(out) {
-            if let Appended::Stored(seq) = a {
-                engine.apply(*seq, e);
+        } else {
+            for (e, a) in events.iter().zip(out) {
+                if let Appended::Stored(seq) = a {
+                    engine.apply(*seq, e);
+                }
             }
         }
         if let Err(e) = crate::identity::correct(&*self.store, &mut engine, tenant) {

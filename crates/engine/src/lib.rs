@@ -111,12 +111,15 @@ impl TenantEngine {
         let absorbed = self.identities.take_absorbed();
         if let Some(live) = &mut self.live {
             live.on_event(
-                &self.columns,
-                &self.identities,
-                &self.rules,
+                live::View {
+                    cols: &self.columns,
+                    graph: &self.identities,
+                    rules: &self.rules,
+                },
                 node,
                 &absorbed,
                 seq,
+                Some(event.id.as_str()),
             );
         }
         self.events += 1;
@@ -144,12 +147,15 @@ impl TenantEngine {
             && let Some(node) = self.identities.nodes_of(a).first().copied()
         {
             live.on_event(
-                &self.columns,
-                &self.identities,
-                &self.rules,
+                live::View {
+                    cols: &self.columns,
+                    graph: &self.identities,
+                    rules: &self.rules,
+                },
                 node,
                 &absorbed,
                 self.last_seq,
+                None,
             );
         }
         Ok(())
@@ -196,7 +202,14 @@ impl TenantEngine {
     /// instant, with a `decay` transition.
     pub fn tick(&mut self, t: Millis) {
         if let Some(live) = &mut self.live {
-            live.tick(&self.columns, &self.identities, &self.rules, t);
+            live.tick(
+                live::View {
+                    cols: &self.columns,
+                    graph: &self.identities,
+                    rules: &self.rules,
+                },
+                t,
+            );
         }
     }
 

@@ -35,12 +35,22 @@ pub enum Cause {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Transition {
     pub fan: FanId,
+    /// The causing event's id (for `Cause::Event`).
+    pub event_id: Option<String>,
     /// `None`: the fan is new.
     pub from: Option<Layer>,
     pub to: Layer,
     pub at: Millis,
     #[serde(flatten)]
     pub cause: Cause,
+}
+
+/// What live layers read: the events, who they belong to, and the rules.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a> {
+    pub cols: &'a Columns,
+    pub graph: &'a IdentityGraph,
+    pub rules: &'a Rules,
 }
 
 #[derive(Debug, Default)]
@@ -102,22 +112,22 @@ impl Live {
     /// Recomputes one fan as of `at` and records a change.
     fn recompute(
         &mut self,
-        cols: &Columns,
-        graph: &IdentityGraph,
-        rules: &Rules,
+        v: View<'_>,
         root: u32,
         at: Millis,
         cause: Cause,
+        event_id: Option<&str>,
     ) {
-        self.grow(graph.node_count());
-        let (features, next) = cols.fan_state(&graph.nodes_of_root(root), rules, at);
-        let new = features.map(|f| layer_of(&f, rules));
+        self.grow(v.graph.node_count());
+        let (features, next) = v.cols.fan_state(&v.graph.nodes_of_root(root), v.rules, at);
+        let new = features.map(|f| layer_of(&f, v.rules));
         let old = self.layer[root as usize];
         if new != old
             && let Some(to) = new
         {
             self.pending.push(Transition {
-                fan: graph.fan(root),
+                fan: v.graph.fan(root),
+                event_id: event_id.map(str::to_string),
                 from: old,
                 to,
                 at,
@@ -134,25 +144,24 @@ impl Live {
     /// After an event was applied: drop absorbed fans, recompute its fan at the clock.
     pub(crate) fn on_event(
         &mut self,
-        cols: &Columns,
-        graph: &IdentityGraph,
-        rules: &Rules,
+        v: View<'_>,
         node: u32,
         absorbed: &[u32],
         seq: i64,
+        event_id: Option<&str>,
     ) {
-        self.grow(graph.node_count());
+        self.grow(v.graph.node_count());
         for &a in absorbed {
             self.layer[a as usize] = None;
             self.next[a as usize] = Millis::MAX;
         }
-        let root = graph.root_node(node);
+        let root = v.graph.root_node(node);
         let clock = self.clock;
-        self.recompute(cols, graph, rules, root, clock, Cause::Event { seq });
+        self.recompute(v, root, clock, Cause::Event { seq }, event_id);
     }
 
     /// Advances the clock to `t`, applying every change due by then at its own instant.
-    pub(crate) fn tick(&mut self, cols: &Columns, graph: &IdentityGraph, rules: &Rules, t: Millis) {
+    pub(crate) fn tick(&mut self, v: View<'_>, t: Millis) {
         if t <= self.clock {
             return;
         }
@@ -164,7 +173,7 @@ impl Live {
             }
             let nodes = self.queue.remove(&k).unwrap_or_default();
             for node in nodes {
-                let root = graph.root_node(node);
+                let root = v.graph.root_node(node);
                 if root != node {
                     continue; // merged away; its root is scheduled on its own
                 }
@@ -172,7 +181,7 @@ impl Live {
                 while self.next[root as usize] <= t && guard < 10_000 {
                     let at = self.next[root as usize];
                     self.next[root as usize] = Millis::MAX;
-                    self.recompute(cols, graph, rules, root, at, Cause::Decay);
+                    self.recompute(v, root, at, Cause::Decay, None);
                     guard += 1;
                 }
                 if self.next[root as usize] != Millis::MAX

@@ -156,6 +156,7 @@ pub async fn transitions(
             json!({
                 "id": t.id, "fan": t.fan, "from": t.from, "to": t.to,
                 "at": siyu_domain::time::format_rfc3339(t.at), "cause": t.cause, "seq": t.seq,
+                "event_id": t.event_id,
             })
         })
         .collect();

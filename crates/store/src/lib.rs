@@ -173,8 +173,9 @@ pub struct StoredTransition {
     pub at: Millis,
     /// `event` or `decay`.
     pub cause: String,
-    /// The causing event's sequence number.
+    /// The causing event's sequence number and id.
     pub seq: Option<i64>,
+    pub event_id: Option<String>,
 }
 
 /// Everything that can go wrong in the store.

@@ -79,6 +79,7 @@ CREATE TABLE layer_transitions (
     at         BIGINT NOT NULL,
     cause      TEXT NOT NULL CHECK (cause IN ('event', 'decay')),
     seq        BIGINT,
+    event_id   TEXT,
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX layer_transitions_fan ON layer_transitions (tenant_id, fan, id);
@@ -328,10 +329,11 @@ impl crate::Store for PostgresStore {
             let at: Vec<i64> = rows.iter().map(|r| r.at).collect();
             let cause: Vec<&str> = rows.iter().map(|r| r.cause.as_str()).collect();
             let seq: Vec<Option<i64>> = rows.iter().map(|r| r.seq).collect();
+            let event_ids: Vec<Option<&str>> = rows.iter().map(|r| r.event_id.as_deref()).collect();
             tx.execute(
-                "INSERT INTO layer_transitions (tenant_id, id, fan, from_layer, to_layer, at, cause, seq)
-                 SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bigint[])",
-                &[&tenant, &ids, &fans, &from, &to, &at, &cause, &seq],
+                "INSERT INTO layer_transitions (tenant_id, id, fan, from_layer, to_layer, at, cause, seq, event_id)
+                 SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bigint[], $9::text[])",
+                &[&tenant, &ids, &fans, &from, &to, &at, &cause, &seq, &event_ids],
             )?;
             tx.commit()?;
             Ok(())
@@ -347,7 +349,7 @@ impl crate::Store for PostgresStore {
     ) -> Result<Vec<StoredTransition>> {
         self.reader(|c| {
             let rows = c.query(
-                "SELECT id, fan, from_layer, to_layer, at, cause, seq FROM layer_transitions
+                "SELECT id, fan, from_layer, to_layer, at, cause, seq, event_id FROM layer_transitions
                  WHERE tenant_id = $1 AND id > $2 AND ($3::bigint IS NULL OR fan = $3)
                  ORDER BY id LIMIT $4",
                 &[&tenant, &after, &fan, &(limit as i64)],
@@ -362,6 +364,7 @@ impl crate::Store for PostgresStore {
                     at: r.get(4),
                     cause: r.get(5),
                     seq: r.get(6),
+                    event_id: r.get(7),
                 })
                 .collect())
         })

@@ -81,6 +81,7 @@ CREATE TABLE layer_transitions (
     at         INTEGER NOT NULL,
     cause      TEXT NOT NULL CHECK (cause IN ('event', 'decay')),
     seq        INTEGER,
+    event_id   TEXT,
     PRIMARY KEY (tenant_id, id)
 ) WITHOUT ROWID;
 CREATE INDEX layer_transitions_fan ON layer_transitions (tenant_id, fan, id);
@@ -346,13 +347,13 @@ impl crate::Store for SqliteStore {
         )?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO layer_transitions (tenant_id, id, fan, from_layer, to_layer, at, cause, seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO layer_transitions (tenant_id, id, fan, from_layer, to_layer, at, cause, seq, event_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for r in rows {
                 id += 1;
                 stmt.execute(params![
-                    tenant, id, r.fan, r.from, r.to, r.at, r.cause, r.seq
+                    tenant, id, r.fan, r.from, r.to, r.at, r.cause, r.seq, r.event_id
                 ])?;
             }
         }
@@ -369,7 +370,7 @@ impl crate::Store for SqliteStore {
     ) -> Result<Vec<StoredTransition>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT id, fan, from_layer, to_layer, at, cause, seq FROM layer_transitions
+            "SELECT id, fan, from_layer, to_layer, at, cause, seq, event_id FROM layer_transitions
              WHERE tenant_id = ?1 AND id > ?2 AND (?3 IS NULL OR fan = ?3) ORDER BY id LIMIT ?4",
         )?;
         let rows = stmt.query_map(params![tenant, after, fan, limit as i64], |r| {
@@ -381,6 +382,7 @@ impl crate::Store for SqliteStore {
                 at: r.get(4)?,
                 cause: r.get(5)?,
                 seq: r.get(6)?,
+                event_id: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -254,6 +254,7 @@ fn transitions_are_appended_and_read_in_order(s: &dyn Store) {
             at: NOW,
             cause: cause.to_string(),
             seq,
+            event_id: seq.map(|s| format!("e{s}")),
         }
     };
     s.add_transitions(
@@ -276,6 +277,7 @@ fn transitions_are_appended_and_read_in_order(s: &dyn Store) {
     let mine = s.transitions(a, Some(1), 0, 100).unwrap();
     assert_eq!(mine.len(), 3);
     assert_eq!((mine[2].cause.as_str(), mine[2].seq), ("decay", None));
+    assert_eq!(mine[1].event_id.as_deref(), Some("e3"));
     assert_eq!(s.transitions(a, None, 2, 1).unwrap()[0].id, 3);
 }
 
