@@ -115,15 +115,16 @@ impl Columns {
         self.val.push(val);
     }
 
-    /// A fan's features as of `as_of` (`None` if it has no event by then) and the next instant
-    /// after `as_of` at which they can change with no new event: an event of its that is
-    /// still in the future, or a contribution leaving a window.
+    /// A fan's state as of `as_of` (see [`FanState`]) and the next instant after `as_of` at
+    /// which its features can change with no new event: an event of its that is still in the
+    /// future, or a contribution leaving a window.
     pub(crate) fn fan_state(
         &self,
         nodes: &[u32],
         rules: &Rules,
+        t: &Tables,
         as_of: Millis,
-    ) -> (Option<Features>, Millis) {
+    ) -> (FanState, Millis) {
         let mut events: Vec<u32> = nodes
             .iter()
             .filter_map(|n| self.by_node.get(*n as usize))
@@ -133,53 +134,17 @@ impl Columns {
         if nodes.len() > 1 {
             events.sort_unstable();
         }
-        let a = self.acc(rules, as_of);
-        let t = Tables::new(rules);
-        let engagement_window = i64::from(rules.engagement_window_days) * MS_PER_DAY;
-        let orders_window = i64::from(rules.orders_window_days) * MS_PER_DAY;
-        let (mut follow, mut subscribe) = (Toggle::NONE, Toggle::NONE);
-        let mut groups: HashMap<u32, Toggle> = HashMap::new();
-        let mut f = Features::default();
+        let mut st = FanState::default();
         let mut next = Millis::MAX;
-        let mut exists = false;
         for i in events {
-            let i = i as usize;
-            let ts = self.ts[i];
-            if ts > as_of {
-                next = next.min(ts);
-                continue;
-            }
-            exists = true;
-            let kind = self.kind[i] as usize;
-            let w = if kind == CatalogueType::LiveWatch as usize {
-                self.val[i] / t.live_watch_seconds
-            } else {
-                t.weight[kind]
-            };
-            if w > 0 && ts > a.engagement_from {
-                f.engagement_30d += w;
-                next = next.min(ts + engagement_window);
-            }
-            match t.class[kind] {
-                Class::Follow(on) => follow.set(ts, on),
-                Class::Subscribe(on) => subscribe.set(ts, on),
-                Class::Group(on) => groups
-                    .entry(self.val[i])
-                    .or_insert(Toggle::NONE)
-                    .set(ts, on),
-                Class::Order => {
-                    if ts > a.orders_from {
-                        f.orders_180d += 1;
-                        next = next.min(ts + orders_window);
-                    }
-                }
-                Class::None => {}
-            }
+            next = next.min(st.add(self, i as usize, rules, t, as_of));
         }
-        f.follows = follow.on;
-        f.subscribed = subscribe.on;
-        f.in_group = groups.values().any(|g| g.on);
-        (exists.then_some(f), next)
+        (st, next)
+    }
+
+    /// The number of events held.
+    pub(crate) fn len(&self) -> usize {
+        self.ts.len()
     }
 
     /// For every node, the next instant after `as_of` its features can change (see
@@ -328,15 +293,94 @@ enum Class {
     Order,
 }
 
+/// One fan's features in a form that can take one more event: the toggles themselves (not
+/// just whether they are on), so a later event lands correctly.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FanState {
+    follow: Toggle,
+    subscribe: Toggle,
+    groups: Vec<(u32, Toggle)>,
+    engagement: u32,
+    orders: u32,
+    exists: bool,
+}
+
+impl FanState {
+    /// Adds event `i` as seen at `as_of`. Returns when it next matters on its own: its time if
+    /// it is still in the future (then it is not added), else when it leaves a window, else
+    /// never.
+    pub(crate) fn add(
+        &mut self,
+        cols: &Columns,
+        i: usize,
+        r: &Rules,
+        t: &Tables,
+        as_of: Millis,
+    ) -> Millis {
+        let ts = cols.ts[i];
+        if ts > as_of {
+            return ts;
+        }
+        self.exists = true;
+        let kind = cols.kind[i] as usize;
+        let mut next = Millis::MAX;
+        let w = if kind == CatalogueType::LiveWatch as usize {
+            cols.val[i] / t.live_watch_seconds
+        } else {
+            t.weight[kind]
+        };
+        let ew = i64::from(r.engagement_window_days) * MS_PER_DAY;
+        if w > 0 && ts > as_of - ew {
+            self.engagement += w;
+            next = next.min(ts + ew);
+        }
+        match t.class[kind] {
+            Class::Follow(on) => self.follow.set(ts, on),
+            Class::Subscribe(on) => self.subscribe.set(ts, on),
+            Class::Group(on) => {
+                let g = cols.val[i];
+                match self.groups.iter_mut().find(|(id, _)| *id == g) {
+                    Some((_, tg)) => tg.set(ts, on),
+                    None => {
+                        let mut tg = Toggle::NONE;
+                        tg.set(ts, on);
+                        self.groups.push((g, tg));
+                    }
+                }
+            }
+            Class::Order => {
+                let ow = i64::from(r.orders_window_days) * MS_PER_DAY;
+                if ts > as_of - ow {
+                    self.orders += 1;
+                    next = next.min(ts + ow);
+                }
+            }
+            Class::None => {}
+        }
+        next
+    }
+
+    /// The features, or `None` if the fan has no event yet.
+    pub(crate) fn features(&self) -> Option<Features> {
+        self.exists.then(|| Features {
+            follows: self.follow.on,
+            subscribed: self.subscribe.on,
+            in_group: self.groups.iter().any(|(_, t)| t.on),
+            engagement_30d: self.engagement,
+            orders_180d: self.orders,
+        })
+    }
+}
+
 /// Per-type lookups for the snapshot loop.
-struct Tables {
+pub(crate) struct Tables {
     class: [Class; 256],
     weight: [u32; 256],
     live_watch_seconds: u32,
 }
 
 impl Tables {
-    fn new(r: &Rules) -> Tables {
+    pub(crate) fn new(r: &Rules) -> Tables {
         use CatalogueType as T;
         let mut class = [Class::None; 256];
         let mut weight = [0u32; 256];
@@ -380,10 +424,16 @@ struct Acc {
 
 /// Latest-wins state of a toggle (follow/unfollow, subscribe/unsubscribe, join/leave):
 /// later event time wins; equal times, later arrival.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Toggle {
     ts: Millis,
     on: bool,
+}
+
+impl Default for Toggle {
+    fn default() -> Self {
+        Toggle::NONE
+    }
 }
 
 impl Toggle {

@@ -16,7 +16,7 @@ use serde::Serialize;
 use siyu_domain::{Layer, Millis};
 
 use crate::identity::{FanId, IdentityGraph};
-use crate::layers::{Columns, layer_of};
+use crate::layers::{Columns, FanState, Tables, layer_of};
 use crate::rules::Rules;
 
 const BUCKET_MS: Millis = 60_000;
@@ -53,15 +53,28 @@ pub(crate) struct View<'a> {
     pub rules: &'a Rules,
 }
 
-#[derive(Debug, Default)]
 pub(crate) struct Live {
     clock: Millis,
+    tables: Tables,
+    /// Each root's state as of the clock (`None` until first computed), so an event that
+    /// arrives in order is added in O(1) instead of recomputing the fan.
+    state: Vec<Option<FanState>>,
     /// Current layer by node (meaningful at roots).
     layer: Vec<Option<Layer>>,
     /// Next instant each root's features can change by time alone.
     next: Vec<Millis>,
     queue: BTreeMap<Millis, Vec<u32>>,
     pending: Vec<Transition>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("clock", &self.clock)
+            .field("fans", &self.layer.len())
+            .field("queued_buckets", &self.queue.len())
+            .finish()
+    }
 }
 
 impl Live {
@@ -77,6 +90,8 @@ impl Live {
         }
         let mut live = Live {
             clock: now,
+            tables: Tables::new(rules),
+            state: Vec::new(),
             layer: snap.layers,
             next: Vec::new(),
             queue: BTreeMap::new(),
@@ -107,20 +122,21 @@ impl Live {
             self.layer.resize(n, None);
             self.next.resize(n, Millis::MAX);
         }
+        if self.state.len() < n {
+            self.state.resize(n, None);
+        }
     }
 
-    /// Recomputes one fan as of `at` and records a change.
-    fn recompute(
+    /// Records a layer change of `root`, if any.
+    fn settle(
         &mut self,
         v: View<'_>,
         root: u32,
+        new: Option<Layer>,
         at: Millis,
         cause: Cause,
         event_id: Option<&str>,
     ) {
-        self.grow(v.graph.node_count());
-        let (features, next) = v.cols.fan_state(&v.graph.nodes_of_root(root), v.rules, at);
-        let new = features.map(|f| layer_of(&f, v.rules));
         let old = self.layer[root as usize];
         if new != old
             && let Some(to) = new
@@ -135,6 +151,24 @@ impl Live {
             });
         }
         self.layer[root as usize] = new;
+    }
+
+    /// Recomputes one fan as of `at` and records a change.
+    fn recompute(
+        &mut self,
+        v: View<'_>,
+        root: u32,
+        at: Millis,
+        cause: Cause,
+        event_id: Option<&str>,
+    ) {
+        self.grow(v.graph.node_count());
+        let (state, next) =
+            v.cols
+                .fan_state(&v.graph.nodes_of_root(root), v.rules, &self.tables, at);
+        let new = state.features().map(|f| layer_of(&f, v.rules));
+        self.state[root as usize] = Some(state);
+        self.settle(v, root, new, at, cause, event_id);
         self.next[root as usize] = next;
         if next != Millis::MAX {
             self.schedule(root, next);
@@ -154,9 +188,24 @@ impl Live {
         for &a in absorbed {
             self.layer[a as usize] = None;
             self.next[a as usize] = Millis::MAX;
+            self.state[a as usize] = None;
         }
         let root = v.graph.root_node(node);
         let clock = self.clock;
+        // In the common case (no merge, the fan's state is current) the event is added to it.
+        if absorbed.is_empty()
+            && let Some(state) = self.state[root as usize].as_mut()
+        {
+            let i = v.cols.len() - 1;
+            let next = state.add(v.cols, i, v.rules, &self.tables, clock);
+            let new = state.features().map(|f| layer_of(&f, v.rules));
+            if next < self.next[root as usize] {
+                self.next[root as usize] = next;
+                self.schedule(root, next);
+            }
+            self.settle(v, root, new, clock, Cause::Event { seq }, event_id);
+            return;
+        }
         self.recompute(v, root, clock, Cause::Event { seq }, event_id);
     }
 
