@@ -125,17 +125,26 @@ impl Columns {
         t: &Tables,
         as_of: Millis,
     ) -> (FanState, Millis) {
+        let mut st = FanState::default();
+        let mut next = Millis::MAX;
+        if let [node] = nodes {
+            // One node (no merge): its list is already in arrival order; no copy.
+            for &i in self
+                .by_node
+                .get(*node as usize)
+                .map_or(&[][..], Vec::as_slice)
+            {
+                next = next.min(st.add(self, i as usize, rules, t, as_of));
+            }
+            return (st, next);
+        }
         let mut events: Vec<u32> = nodes
             .iter()
             .filter_map(|n| self.by_node.get(*n as usize))
             .flatten()
             .copied()
             .collect();
-        if nodes.len() > 1 {
-            events.sort_unstable();
-        }
-        let mut st = FanState::default();
-        let mut next = Millis::MAX;
+        events.sort_unstable();
         for i in events {
             next = next.min(st.add(self, i as usize, rules, t, as_of));
         }
