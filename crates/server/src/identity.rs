@@ -185,20 +185,10 @@ pub async fn dedup(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
-    let time = |k: &str| -> Result<Option<i64>, ApiError> {
-        q.get(k)
-            .map(|v| {
-                siyu_domain::time::parse_rfc3339(v).ok_or_else(|| {
-                    ApiError::bad(
-                        "invalid_timestamp",
-                        Some(k),
-                        format!("{k} {v:?} is not an RFC 3339 time"),
-                    )
-                })
-            })
-            .transpose()
-    };
-    let (from, to) = (time("from")?, time("to")?);
+    let (from, to) = (
+        crate::layers::time(&q, "from")?,
+        crate::layers::time(&q, "to")?,
+    );
     let app = state.app.clone();
     let report = blocking(move || Ok(app.dedup_report(tenant.id, from, to)?)).await?;
     Ok(Json(

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::{ApiError, State, auth};
 
-fn time(q: &HashMap<String, String>, k: &str) -> Result<Option<i64>, ApiError> {
+/// An optional RFC 3339 query parameter, refused with its name when it is not one.
+pub(crate) fn time(q: &HashMap<String, String>, k: &str) -> Result<Option<i64>, ApiError> {
     q.get(k)
         .map(|v| {
             siyu_domain::time::parse_rfc3339(v).ok_or_else(|| {

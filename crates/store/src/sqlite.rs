@@ -146,6 +146,23 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// The columns `scan` and `event_at` select, as an event.
+const EVENT_COLUMNS: &str = "seq, id, type, domain, ts, identities, props, source, received_at";
+
+fn event_from_row(r: &rusqlite::Row<'_>) -> Result<StoredEvent> {
+    row_to_event(
+        r.get(0)?,
+        r.get_ref(1)?.as_str()?,
+        r.get_ref(2)?.as_str()?,
+        r.get_ref(3)?.as_str()?,
+        r.get(4)?,
+        r.get_ref(5)?.as_str()?,
+        r.get_ref(6)?.as_str_or_null()?,
+        r.get(7)?,
+        r.get(8)?,
+    )
+}
+
 fn tenant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
     Ok(Tenant {
         id: r.get(0)?,
@@ -286,24 +303,12 @@ impl crate::Store for SqliteStore {
         f: &mut dyn FnMut(StoredEvent) -> Result<()>,
     ) -> Result<()> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, id, type, domain, ts, identities, props, source, received_at
-             FROM events WHERE tenant_id = ?1 AND seq > ?2 ORDER BY seq",
-        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ?1 AND seq > ?2 ORDER BY seq"
+        ))?;
         let mut rows = stmt.query(params![tenant, after])?;
         while let Some(r) = rows.next()? {
-            let ev = row_to_event(
-                r.get(0)?,
-                r.get_ref(1)?.as_str()?,
-                r.get_ref(2)?.as_str()?,
-                r.get_ref(3)?.as_str()?,
-                r.get(4)?,
-                r.get_ref(5)?.as_str()?,
-                r.get_ref(6)?.as_str_or_null()?,
-                r.get(7)?,
-                r.get(8)?,
-            )?;
-            f(ev)?;
+            f(event_from_row(r)?)?;
         }
         Ok(())
     }
@@ -437,27 +442,12 @@ impl crate::Store for SqliteStore {
     }
 
     fn event_at(&self, tenant: TenantId, seq: i64) -> Result<Option<StoredEvent>> {
-        let mut found = None;
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, id, type, domain, ts, identities, props, source, received_at
-             FROM events WHERE tenant_id = ?1 AND seq = ?2",
-        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ?1 AND seq = ?2"
+        ))?;
         let mut rows = stmt.query(params![tenant, seq])?;
-        if let Some(r) = rows.next()? {
-            found = Some(row_to_event(
-                r.get(0)?,
-                r.get_ref(1)?.as_str()?,
-                r.get_ref(2)?.as_str()?,
-                r.get_ref(3)?.as_str()?,
-                r.get(4)?,
-                r.get_ref(5)?.as_str()?,
-                r.get_ref(6)?.as_str_or_null()?,
-                r.get(7)?,
-                r.get(8)?,
-            )?);
-        }
-        Ok(found)
+        rows.next()?.map(event_from_row).transpose()
     }
 
     fn event_count(&self, tenant: TenantId) -> Result<u64> {
