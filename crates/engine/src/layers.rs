@@ -312,6 +312,11 @@ pub(crate) struct FanState {
     engagement: u32,
     orders: u32,
     exists: bool,
+    /// Contributions still in a window: (when it leaves, engagement points, orders), soonest
+    /// first, so time passing subtracts them instead of recomputing the fan.
+    expiring: std::collections::BinaryHeap<std::cmp::Reverse<(Millis, u32, u32)>>,
+    /// Events of the fan whose time is still ahead, (time, index), added when it comes.
+    future: Vec<(Millis, u32)>,
 }
 
 impl FanState {
@@ -328,6 +333,7 @@ impl FanState {
     ) -> Millis {
         let ts = cols.ts[i];
         if ts > as_of {
+            self.future.push((ts, i as u32));
             return ts;
         }
         self.exists = true;
@@ -342,6 +348,7 @@ impl FanState {
         if w > 0 && ts > as_of - ew {
             self.engagement += w;
             next = next.min(ts + ew);
+            self.expiring.push(std::cmp::Reverse((ts + ew, w, 0)));
         }
         match t.class[kind] {
             Class::Follow(on) => self.follow.set(ts, on),
@@ -362,11 +369,48 @@ impl FanState {
                 if ts > as_of - ow {
                     self.orders += 1;
                     next = next.min(ts + ow);
+                    self.expiring.push(std::cmp::Reverse((ts + ow, 0, 1)));
                 }
             }
             Class::None => {}
         }
         next
+    }
+
+    /// Moves the state to instant `x`: contributions that left their window by then are
+    /// subtracted, future events that came due are added (in arrival order). Returns the next
+    /// instant the state changes on its own.
+    pub(crate) fn advance(&mut self, cols: &Columns, r: &Rules, t: &Tables, x: Millis) -> Millis {
+        while let Some(std::cmp::Reverse((at, w, o))) = self.expiring.peek().copied() {
+            if at > x {
+                break;
+            }
+            self.expiring.pop();
+            self.engagement -= w;
+            self.orders -= o;
+        }
+        if !self.future.is_empty() {
+            let mut due: Vec<u32> = Vec::new();
+            self.future.retain(|&(ts, i)| {
+                let ready = ts <= x;
+                if ready {
+                    due.push(i);
+                }
+                !ready
+            });
+            due.sort_unstable();
+            for i in due {
+                self.add(cols, i as usize, r, t, x);
+            }
+        }
+        self.next()
+    }
+
+    /// The next instant the state changes on its own.
+    pub(crate) fn next(&self) -> Millis {
+        let expiry = self.expiring.peek().map_or(Millis::MAX, |e| e.0.0);
+        let future = self.future.iter().map(|f| f.0).min().unwrap_or(Millis::MAX);
+        expiry.min(future)
     }
 
     /// The features, or `None` if the fan has no event yet.

@@ -230,7 +230,19 @@ impl Live {
                 while self.next[root as usize] <= t && guard < 10_000 {
                     let at = self.next[root as usize];
                     self.next[root as usize] = Millis::MAX;
-                    self.recompute(v, root, at, Cause::Decay, None);
+                    match self.state[root as usize].as_mut() {
+                        // The state knows what leaves and what comes due: no recompute.
+                        Some(state) => {
+                            let next = state.advance(v.cols, v.rules, &self.tables, at);
+                            let new = state.features().map(|f| layer_of(&f, v.rules));
+                            self.next[root as usize] = next;
+                            if next != Millis::MAX {
+                                self.schedule(root, next);
+                            }
+                            self.settle(v, root, new, at, Cause::Decay, None);
+                        }
+                        None => self.recompute(v, root, at, Cause::Decay, None),
+                    }
                     guard += 1;
                 }
                 if self.next[root as usize] != Millis::MAX
