@@ -175,6 +175,23 @@ fn migrate(client: &mut Client) -> Result<()> {
     Ok(())
 }
 
+/// The columns `scan` and `event_at` select, as an event.
+const EVENT_COLUMNS: &str = "seq, id, type, domain, ts, identities, props, source, received_at";
+
+fn event_from_row(r: &postgres::Row) -> Result<StoredEvent> {
+    row_to_event(
+        r.get(0),
+        r.get(1),
+        r.get(2),
+        r.get(3),
+        r.get(4),
+        r.get(5),
+        r.get(6),
+        r.get(7),
+        r.get(8),
+    )
+}
+
 fn tenant_from_row(r: &postgres::Row) -> Tenant {
     Tenant {
         id: r.get(0),
@@ -258,23 +275,13 @@ impl crate::Store for PostgresStore {
         use postgres::fallible_iterator::FallibleIterator;
         self.reader(|client| {
             let mut rows = client.query_raw(
-                "SELECT seq, id, type, domain, ts, identities, props, source, received_at
-                 FROM events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq",
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq"
+                ),
                 [&tenant as &(dyn postgres::types::ToSql + Sync), &after],
             )?;
             while let Some(r) = rows.next()? {
-                let ev = row_to_event(
-                    r.get(0),
-                    r.get(1),
-                    r.get(2),
-                    r.get(3),
-                    r.get(4),
-                    r.get(5),
-                    r.get(6),
-                    r.get(7),
-                    r.get(8),
-                )?;
-                f(ev)?;
+                f(event_from_row(&r)?)?;
             }
             Ok(())
         })
@@ -429,23 +436,10 @@ impl crate::Store for PostgresStore {
     fn event_at(&self, tenant: TenantId, seq: i64) -> Result<Option<StoredEvent>> {
         self.reader(|c| {
             c.query_opt(
-                "SELECT seq, id, type, domain, ts, identities, props, source, received_at
-                 FROM events WHERE tenant_id = $1 AND seq = $2",
+                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND seq = $2"),
                 &[&tenant, &seq],
             )?
-            .map(|r| {
-                row_to_event(
-                    r.get(0),
-                    r.get(1),
-                    r.get(2),
-                    r.get(3),
-                    r.get(4),
-                    r.get(5),
-                    r.get(6),
-                    r.get(7),
-                    r.get(8),
-                )
-            })
+            .map(|r| event_from_row(&r))
             .transpose()
         })
     }
