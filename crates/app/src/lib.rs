@@ -271,7 +271,8 @@ impl App {
     ) -> Result<Result<(), IdentityError>, AppError> {
         let store = self.store.clone();
         self.ingestor.with_engine(tenant, |e| {
-            Ok(identity::unmerge(&*store, tenant, e, from)?.map(|rebuilt| *e = rebuilt))
+            Ok(identity::unmerge(&*store, tenant, e, from)?
+                .map(|rebuilt| identity::swap_in(e, rebuilt, siyu_engine::Cause::Identity)))
         })?
     }
 
@@ -328,19 +329,19 @@ impl App {
         after: i64,
         limit: usize,
     ) -> Result<Vec<siyu_store::StoredTransition>, AppError> {
-        // Bring the live layers to now first, so what is due is stored.
-        self.ingestor.with_engine(tenant, |_| ())?;
-        let fan = match fan {
-            Some(f) => match self
-                .ingestor
-                .with_engine(tenant, |e| e.identities().current(f))?
-            {
-                Some(current) => Some(current.0),
-                None => return Ok(Vec::new()),
-            },
-            None => None,
-        };
-        Ok(self.store.transitions(tenant, fan, after, limit)?)
+        // Brings the live layers to now first, so what is due is stored; a fan's transitions
+        // include those recorded under the ids merged into it.
+        let ids = self.ingestor.with_engine(tenant, |e| {
+            fan.map(|f| {
+                let ids = e.identities().ids_of(f);
+                (!ids.is_empty()).then(|| ids.into_iter().map(|f| f.0).collect::<Vec<i64>>())
+            })
+        })?;
+        match ids {
+            Some(None) => Ok(Vec::new()),
+            Some(Some(ids)) => Ok(self.store.transitions(tenant, Some(&ids), after, limit)?),
+            None => Ok(self.store.transitions(tenant, None, after, limit)?),
+        }
     }
 
     /// Picks the tenant a CLI command works on: the named one, or the only one there is.

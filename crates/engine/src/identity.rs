@@ -570,6 +570,18 @@ impl IdentityGraph {
         }
     }
 
+    /// Every fan id that resolves to `fan`: its own and those of the fans merged into it,
+    /// ascending (empty for an unknown fan).
+    pub fn ids_of(&self, fan: FanId) -> Vec<FanId> {
+        let mut ids: Vec<FanId> = self
+            .nodes_of(fan)
+            .into_iter()
+            .map(|n| self.fan_id(n))
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// The nodes of the fan whose root is `root`.
     pub fn nodes_of_root(&self, root: u32) -> Vec<u32> {
         let mut nodes = vec![root];

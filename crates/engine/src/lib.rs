@@ -19,7 +19,7 @@ pub mod layers;
 pub mod live;
 pub mod rules;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use siyu_domain::event_type::CatalogueType;
@@ -66,6 +66,9 @@ pub struct TenantEngine {
     rules_version: i64,
     /// Live layers, once started (`start_live`); replays run without them.
     live: Option<live::Live>,
+    /// The live clock when the layers were last stored (the caller's bookkeeping, kept here
+    /// so it travels with the engine through rebuilds).
+    stored_clock: Millis,
 }
 
 impl Default for TenantEngine {
@@ -84,6 +87,7 @@ impl Default for TenantEngine {
             rules: Rules::default(),
             rules_version: 0,
             live: None,
+            stored_clock: 0,
         }
     }
 }
@@ -118,7 +122,7 @@ impl TenantEngine {
                 },
                 node,
                 &absorbed,
-                seq,
+                live::Cause::Event { seq },
                 Some(event.id.as_str()),
             );
         }
@@ -154,7 +158,7 @@ impl TenantEngine {
                 },
                 node,
                 &absorbed,
-                self.last_seq,
+                live::Cause::Identity,
                 None,
             );
         }
@@ -178,12 +182,49 @@ impl TenantEngine {
 
     /// Puts new rules (stored as `version`) in force; layers are computed from the events, so
     /// nothing else changes.
+    /// Live layers restart at their clock, and every fan the new rules move gets a transition
+    /// with cause `rules`.
     pub fn set_rules(&mut self, version: i64, rules: Rules) {
+        let before = self.live_layers();
         self.rules = rules;
         self.rules_version = version;
-        if let Some(clock) = self.live.as_ref().map(|l| l.clock()) {
-            self.start_live(clock);
+        if let (Some(clock), Some(before)) = (self.clock(), before) {
+            self.start_live_against(clock, &|f| before.get(&f).copied(), Cause::Rules);
         }
+    }
+
+    /// Every fan's live layer (`None`: live layers not started).
+    pub fn live_layers(&self) -> Option<HashMap<FanId, Layer>> {
+        let live = self.live.as_ref()?;
+        Some(
+            live.layers()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.identities.root_node(*i as u32) == *i as u32)
+                .filter_map(|(i, l)| Some((self.identities.fan(i as u32), (*l)?)))
+                .collect(),
+        )
+    }
+
+    /// Starts live layers as of `now` after a rebuild, recording (at `now`, with `cause`) a
+    /// transition for every fan whose layer is not what `previous` says it was.
+    pub fn start_live_against(
+        &mut self,
+        now: Millis,
+        previous: &dyn Fn(FanId) -> Option<Layer>,
+        cause: Cause,
+    ) {
+        let _ = self.identities.take_absorbed();
+        self.live = Some(live::Live::start_against(
+            live::View {
+                cols: &self.columns,
+                graph: &self.identities,
+                rules: &self.rules,
+            },
+            now,
+            previous,
+            cause,
+        ));
     }
 
     /// Starts keeping live layers as of `now` (from then on, events and [`TenantEngine::tick`]
@@ -211,6 +252,15 @@ impl TenantEngine {
                 t,
             );
         }
+    }
+
+    /// The live clock when the caller last stored the layers (0: never).
+    pub fn stored_clock(&self) -> Millis {
+        self.stored_clock
+    }
+
+    pub fn set_stored_clock(&mut self, t: Millis) {
+        self.stored_clock = t;
     }
 
     /// The live clock, if live layers run.
