@@ -265,7 +265,7 @@ impl IdentityGraph {
         x
     }
 
-    fn node_of(&self, fan: FanId) -> Option<u32> {
+    pub(crate) fn node_of(&self, fan: FanId) -> Option<u32> {
         self.created.binary_search(&fan.0).ok().map(|i| i as u32)
     }
 

@@ -13,11 +13,13 @@
 //! - [`rules`]: the layer rules (defaults and the per-tenant TOML file).
 //! - [`TenantEngine`]: one tenant's state; `apply` takes each stored event once, in order.
 
+pub mod audience;
 pub mod dedup;
 pub mod identity;
 pub mod layers;
 pub mod live;
 pub mod rules;
+pub mod tags;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,6 +27,7 @@ use serde::Serialize;
 use siyu_domain::event_type::CatalogueType;
 use siyu_domain::{Domain, Event, Layer, Millis};
 
+pub use audience::{Audience, EvalError, FanSet};
 pub use dedup::{DedupReport, DedupRow};
 pub use identity::{
     Decision, DecisionError, FanId, IdentityGraph, Merge, MergeCause, PossibleDuplicate,
@@ -32,6 +35,7 @@ pub use identity::{
 pub use layers::{Explanation, Features, Flow, LayerCounts, Snapshot};
 pub use live::{Cause, Transition};
 pub use rules::{Rules, RulesError};
+pub use tags::{TagChange, Tags};
 
 /// Totals for `GET /api/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -69,6 +73,7 @@ pub struct TenantEngine {
     /// The live clock when the layers were last stored (the caller's bookkeeping, kept here
     /// so it travels with the engine through rebuilds).
     stored_clock: Millis,
+    tags: Tags,
 }
 
 impl Default for TenantEngine {
@@ -88,6 +93,7 @@ impl Default for TenantEngine {
             rules_version: 0,
             live: None,
             stored_clock: 0,
+            tags: Tags::default(),
         }
     }
 }
@@ -252,6 +258,49 @@ impl TenantEngine {
                 t,
             );
         }
+    }
+
+    /// The fans `expr` selects as of `as_of`. As of the live clock, layers and features are
+    /// the live ones (nothing is recomputed); as of any other instant, one snapshot.
+    pub fn audience(
+        &self,
+        expr: &siyu_domain::audience::Expr,
+        as_of: Millis,
+    ) -> Result<Audience, EvalError> {
+        let (layers, features) = match &self.live {
+            Some(live) if live.clock() == as_of => (
+                std::borrow::Cow::Borrowed(live.layers()),
+                std::borrow::Cow::Borrowed(live.features()),
+            ),
+            _ => {
+                let snap = self.layers_as_of(as_of);
+                (
+                    std::borrow::Cow::Owned(snap.layers),
+                    std::borrow::Cow::Owned(snap.features),
+                )
+            }
+        };
+        let ctx = audience::Ctx::new(
+            &self.columns,
+            &self.identities,
+            &self.tags,
+            as_of,
+            layers,
+            features,
+        );
+        Ok(Audience {
+            as_of,
+            fans: ctx.eval(expr)?,
+        })
+    }
+
+    /// Applies a stored tag change.
+    pub fn apply_tag(&mut self, c: &TagChange) {
+        self.tags.apply(c);
+    }
+
+    pub fn tags(&self) -> &Tags {
+        &self.tags
     }
 
     /// The live clock when the caller last stored the layers (0: never).

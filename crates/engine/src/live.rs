@@ -16,7 +16,7 @@ use serde::Serialize;
 use siyu_domain::{Layer, Millis};
 
 use crate::identity::{FanId, IdentityGraph};
-use crate::layers::{Columns, FanState, Tables, layer_of};
+use crate::layers::{Columns, FanState, Features, Tables, layer_of};
 use crate::rules::Rules;
 
 const BUCKET_MS: Millis = 60_000;
@@ -86,6 +86,8 @@ pub(crate) struct Live {
     state: Vec<Option<FanState>>,
     /// Current layer by node (meaningful at roots).
     layer: Vec<Option<Layer>>,
+    /// Current features by node (meaningful at roots; `None`: no event yet).
+    features: Vec<Option<Features>>,
     /// Next instant each root's features can change by time alone.
     next: Vec<Millis>,
     queue: BTreeMap<Millis, Vec<u32>>,
@@ -118,6 +120,8 @@ impl Live {
             tables: Tables::new(rules),
             state: vec![None; n],
             layer: snap.layers,
+            features: snap.features,
+
             next: Vec::new(),
             queue: BTreeMap::new(),
             pending: Vec::new(),
@@ -176,6 +180,7 @@ impl Live {
     fn grow(&mut self, n: usize) {
         if self.layer.len() < n {
             self.layer.resize(n, None);
+            self.features.resize(n, None);
             self.next.resize(n, Millis::MAX);
         }
         if self.state.len() < n {
@@ -188,11 +193,13 @@ impl Live {
         &mut self,
         v: View<'_>,
         root: u32,
-        new: Option<Layer>,
+        features: Option<Features>,
         at: Millis,
         cause: Cause,
         event_id: Option<&str>,
     ) {
+        self.features[root as usize] = features;
+        let new = features.map(|f| layer_of(&f, v.rules));
         let old = self.layer[root as usize];
         if new != old
             && let Some(to) = new
@@ -222,7 +229,7 @@ impl Live {
         let (state, next) =
             v.cols
                 .fan_state(&v.graph.nodes_of_root(root), v.rules, &self.tables, at);
-        let new = state.features().map(|f| layer_of(&f, v.rules));
+        let new = state.features();
         self.state[root as usize] = Some(state);
         self.settle(v, root, new, at, cause, event_id);
         self.next[root as usize] = next;
@@ -243,6 +250,7 @@ impl Live {
         self.grow(v.graph.node_count());
         for &a in absorbed {
             self.layer[a as usize] = None;
+            self.features[a as usize] = None;
             self.next[a as usize] = Millis::MAX;
             self.state[a as usize] = None;
         }
@@ -254,7 +262,7 @@ impl Live {
         {
             let i = v.cols.len() - 1;
             let next = state.add(v.cols, i, v.rules, &self.tables, clock);
-            let new = state.features().map(|f| layer_of(&f, v.rules));
+            let new = state.features();
             if next < self.next[root as usize] {
                 self.next[root as usize] = next;
                 self.schedule(root, next);
@@ -290,7 +298,7 @@ impl Live {
                         // The state knows what leaves and what comes due: no recompute.
                         Some(state) => {
                             let next = state.advance(v.cols, v.rules, &self.tables, at);
-                            let new = state.features().map(|f| layer_of(&f, v.rules));
+                            let new = state.features();
                             self.next[root as usize] = next;
                             if next != Millis::MAX {
                                 self.schedule(root, next);
@@ -327,6 +335,11 @@ impl Live {
     /// Current layers by node (for comparing with a snapshot).
     pub(crate) fn layers(&self) -> &[Option<Layer>] {
         &self.layer
+    }
+
+    /// Current features by node (meaningful at roots).
+    pub(crate) fn features(&self) -> &[Option<Features>] {
+        &self.features
     }
 }
 
