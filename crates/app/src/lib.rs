@@ -11,6 +11,7 @@
 pub mod identity;
 pub mod ingest;
 pub mod keys;
+pub mod segments;
 pub mod tenants;
 
 use std::collections::HashMap;
@@ -44,6 +45,8 @@ pub enum AppError {
     NoTenant,
     #[error("there are several tenants ({0}); say which with --tenant")]
     AmbiguousTenant(String),
+    #[error("writing the output failed: {source}")]
+    Io { source: std::io::Error },
 }
 
 impl AppError {
@@ -56,6 +59,7 @@ impl AppError {
             AppError::InvalidTenantName(_) => "invalid_tenant_name",
             AppError::NoTenant => "tenant_not_found",
             AppError::AmbiguousTenant(_) => "tenant_ambiguous",
+            AppError::Io { .. } => "io_error",
         }
     }
 }
@@ -319,6 +323,54 @@ impl App {
     /// The rules in force for a tenant.
     pub fn rules(&self, tenant: TenantId) -> Result<Rules, AppError> {
         self.ingestor.with_engine(tenant, |e| e.rules().clone())
+    }
+
+    /// Counts the fans a segment expression selects as of `as_of` (default now), with the
+    /// first `sample` of them described.
+    pub fn segment_count(
+        &self,
+        tenant: TenantId,
+        text: &str,
+        as_of: Option<Millis>,
+        sample: usize,
+    ) -> Result<Result<segments::Answer, segments::SegmentError>, AppError> {
+        let expr = match segments::parse(text) {
+            Ok(e) => e,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.ingestor
+            .with_engine(tenant, |e| segments::count(e, &expr, as_of, sample))
+    }
+
+    /// Calls `f` with every fan a segment expression selects, in fan-id order, and returns how
+    /// many there were.
+    pub fn segment_export(
+        &self,
+        tenant: TenantId,
+        text: &str,
+        as_of: Option<Millis>,
+        f: &mut dyn FnMut(&segments::Member) -> std::io::Result<()>,
+    ) -> Result<Result<usize, segments::SegmentError>, AppError> {
+        let expr = match segments::parse(text) {
+            Ok(e) => e,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.ingestor.with_engine(tenant, |e| {
+            let as_of = as_of.unwrap_or_else(|| segments::now_of(e));
+            let audience = match e.audience(&expr, as_of) {
+                Ok(a) => a,
+                Err(err) => return Ok(Err(err.into())),
+            };
+            const PAGE: usize = 10_000;
+            let mut done = 0;
+            while done < audience.count() {
+                for m in segments::members(e, &audience, done, PAGE, as_of) {
+                    f(&m).map_err(|source| AppError::Io { source })?;
+                }
+                done += PAGE;
+            }
+            Ok(Ok(audience.count()))
+        })?
     }
 
     /// Layer transitions with `id > after` (for a fan, or all), oldest first.

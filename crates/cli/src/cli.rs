@@ -36,6 +36,7 @@ impl Cli {
             Command::Fan(a) => a.json,
             Command::Identity(a) => a.json,
             Command::Report(a) => a.json,
+            Command::Segment(a) => a.json,
             Command::Gen(_) | Command::Serve(_) => false,
         }
     }
@@ -59,6 +60,8 @@ pub enum Command {
     Identity(IdentityArgs),
     /// Reports: lead dedup (线索重复率).
     Report(ReportArgs),
+    /// Segments: count and export the fans an expression selects (see docs/segments.md).
+    Segment(SegmentArgs),
     /// Measure ingest and identity resolution against their peers.
     Bench(BenchArgs),
 }
@@ -283,6 +286,42 @@ pub enum IdentityCommand {
     Eval {
         #[arg(long)]
         truth: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct SegmentArgs {
+    #[command(subcommand)]
+    pub command: SegmentCommand,
+    #[command(flatten)]
+    pub at: TenantStoreArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SegmentCommand {
+    /// How many fans EXPR selects, e.g.
+    /// 'layer >= favorable and count(live_watch, 7d) >= 2 and not count(order, 30d) > 0'.
+    Count {
+        /// The segment expression (quote it for the shell).
+        expr: String,
+        /// As of this time (RFC 3339); default now.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Also list this many of the fans.
+        #[arg(long, default_value_t = 0)]
+        sample: usize,
+    },
+    /// Write every fan EXPR selects to a CSV file (fan_id, layer, engagement_30d, orders_180d,
+    /// identities).
+    Export {
+        expr: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        as_of: Option<String>,
     },
 }
 

@@ -10,6 +10,7 @@ mod identity;
 mod import;
 mod output;
 mod report;
+mod segment;
 mod serve;
 mod tenant;
 
@@ -47,6 +48,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Fan(a) => fan::run(a),
         Identity(a) => identity::run(a),
         Report(a) => report::run(a),
+        Segment(a) => segment::run(a),
         Bench(a) => bench::run(a),
     }
 }

@@ -294,6 +294,18 @@ impl TenantEngine {
         })
     }
 
+    /// A fan's layer features as of `as_of` (from its own events only), `None` if it has no
+    /// event by then.
+    pub fn features_of(&self, fan: FanId, as_of: Millis) -> Option<layers::Features> {
+        let nodes = self.identities.nodes_of(fan);
+        if nodes.is_empty() {
+            return None;
+        }
+        let tables = layers::Tables::new(&self.rules);
+        let (state, _) = self.columns.fan_state(&nodes, &self.rules, &tables, as_of);
+        state.features()
+    }
+
     /// Applies a stored tag change.
     pub fn apply_tag(&mut self, c: &TagChange) {
         self.tags.apply(c);

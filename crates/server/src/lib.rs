@@ -24,6 +24,7 @@ mod identity;
 mod ingest;
 mod layers;
 pub mod metrics;
+mod segments;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -98,6 +99,7 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
         .route("/api/reports/flow", get(layers::flow))
         .route("/api/layers/transitions", get(layers::transitions))
         .route("/api/rules", get(layers::rules_get).put(layers::rules_put))
+        .route("/api/segments/preview", post(segments::preview))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .merge(segment)
