@@ -10,7 +10,7 @@ use siyu_engine::{EvalError, FanId, TenantEngine};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SegmentError {
     #[error("segment expression, {0}")]
-    Parse(#[from] ParseError),
+    Parse(ParseError),
     #[error(transparent)]
     Eval(#[from] EvalError),
 }
@@ -47,6 +47,12 @@ pub struct Answer {
     pub sample: Vec<Member>,
     /// Evaluation time in milliseconds (not including the engine's catch-up).
     pub took_ms: f64,
+}
+
+impl From<ParseError> for SegmentError {
+    fn from(e: ParseError) -> Self {
+        SegmentError::Parse(e)
+    }
 }
 
 /// Parses `text`.

@@ -403,6 +403,22 @@ pub enum BenchWhat {
         #[arg(long)]
         work: Option<PathBuf>,
     },
+    /// Segments: a five-clause expression over a generated brand, as of the live clock and as
+    /// of an earlier instant; with --duckdb, the same query in SQL (bench/segments_duckdb.py)
+    /// over the same events, counts compared.
+    Segments {
+        #[arg(long, default_value_t = 1_000_000)]
+        fans: u64,
+        #[arg(long, default_value_t = 240)]
+        days: u32,
+        /// The expression (default: the one bench/segments_duckdb.py holds in SQL).
+        #[arg(long, default_value = crate::bench::BENCH_SEGMENT)]
+        expr: String,
+        #[arg(long)]
+        duckdb: bool,
+        #[arg(long)]
+        work: Option<PathBuf>,
+    },
     /// Identity resolution alone: events with two identities each (an open id and a phone,
     /// lead id, union id or WeCom id), resolved into fans; time and memory per value.
     Identity {

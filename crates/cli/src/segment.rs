@@ -9,6 +9,9 @@ use crate::cli::{SegmentArgs, SegmentCommand, parse_time};
 use crate::output;
 
 pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
+    // A typo is reported before anything is opened.
+    let (SegmentCommand::Count { expr, .. } | SegmentCommand::Export { expr, .. }) = &args.command;
+    siyu_app::segments::parse(expr).map_err(|e| refused(expr, e))?;
     let (app, tenant) = args.at.open()?;
     match args.command {
         SegmentCommand::Count {
@@ -93,26 +96,11 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
 /// names (on stderr; stdout stays a JSON document under --json).
 fn refused(expr: &str, e: SegmentError) -> anyhow::Error {
     if let SegmentError::Parse(p) = &e {
-        let pad: usize = expr
-            .chars()
-            .take(p.column.saturating_sub(1))
-            .map(width)
-            .sum();
-        eprintln!("  {expr}\n  {}^", " ".repeat(pad));
+        // The expression, and a caret under the column (the message follows as the error).
+        for line in p.pointer(expr).lines() {
+            let line = line.split_once('^').map_or(line.to_string(), |(pad, _)| format!("{pad}^"));
+            eprintln!("  {line}");
+        }
     }
     anyhow::Error::new(e)
-}
-
-/// Terminal columns a character takes (CJK and full-width forms take two).
-fn width(c: char) -> usize {
-    match c as u32 {
-        0x1100..=0x115F
-        | 0x2E80..=0xA4CF
-        | 0xAC00..=0xD7A3
-        | 0xF900..=0xFAFF
-        | 0xFE30..=0xFE4F
-        | 0xFF00..=0xFF60
-        | 0xFFE0..=0xFFE6 => 2,
-        _ => 1,
-    }
 }

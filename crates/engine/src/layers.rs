@@ -278,6 +278,11 @@ pub struct EventRow<'a> {
     pub duration_s: u32,
     /// The group of a group event.
     pub group: Option<&'a str>,
+    /// The amount of an order or refund in fen (0.01 CNY), else 0.
+    pub amount_fen: u32,
+    /// Identity kinds the event carried, bit `IdentityKind as u16`.
+    pub kinds: u16,
+    pub domain: Domain,
 }
 
 impl Columns {
@@ -306,6 +311,10 @@ impl Columns {
                 };
                 (t.as_str(), d, group)
             };
+            let amount_fen = match CatalogueType::ALL.get(kind as usize) {
+                Some(CatalogueType::Order | CatalogueType::Refund) => self.val[i],
+                _ => 0,
+            };
             f(EventRow {
                 index: i,
                 fan: fans[self.node[i] as usize],
@@ -313,6 +322,9 @@ impl Columns {
                 r#type: name,
                 duration_s,
                 group,
+                amount_fen,
+                kinds: self.kinds[i],
+                domain: self.domain(i),
             });
         }
     }
