@@ -98,7 +98,9 @@ fn refused(expr: &str, e: SegmentError) -> anyhow::Error {
     if let SegmentError::Parse(p) = &e {
         // The expression, and a caret under the column (the message follows as the error).
         for line in p.pointer(expr).lines() {
-            let line = line.split_once('^').map_or(line.to_string(), |(pad, _)| format!("{pad}^"));
+            let line = line
+                .split_once('^')
+                .map_or(line.to_string(), |(pad, _)| format!("{pad}^"));
             eprintln!("  {line}");
         }
     }

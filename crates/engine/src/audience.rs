@@ -40,8 +40,34 @@ impl FanSet {
         }
     }
 
+    /// Adds node `i`, growing the set if the graph grew since it was made.
     pub(crate) fn insert(&mut self, i: u32) {
-        self.words[i as usize / 64] |= 1 << (i % 64);
+        let w = i as usize / 64;
+        if w >= self.words.len() {
+            self.words.resize(w + 1, 0);
+        }
+        self.words[w] |= 1 << (i % 64);
+    }
+
+    pub(crate) fn remove(&mut self, i: u32) {
+        if let Some(w) = self.words.get_mut(i as usize / 64) {
+            *w &= !(1 << (i % 64));
+        }
+    }
+
+    /// Nodes in exactly one of the two sets, ascending.
+    pub(crate) fn symmetric_difference(&self, o: &FanSet) -> Vec<u32> {
+        let n = self.words.len().max(o.words.len());
+        let mut out = Vec::new();
+        for wi in 0..n {
+            let mut w =
+                self.words.get(wi).copied().unwrap_or(0) ^ o.words.get(wi).copied().unwrap_or(0);
+            while w != 0 {
+                out.push(wi as u32 * 64 + w.trailing_zeros());
+                w &= w - 1;
+            }
+        }
+        out
     }
 
     pub fn contains(&self, i: u32) -> bool {
@@ -122,6 +148,10 @@ pub struct Audience {
 }
 
 impl Audience {
+    pub(crate) fn new(as_of: Millis, fans: FanSet) -> Audience {
+        Audience { as_of, fans }
+    }
+
     pub fn count(&self) -> usize {
         self.fans.len()
     }
@@ -426,7 +456,7 @@ impl<'a> Ctx<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The column-at-a-time evaluator against a per-fan reading of the definitions.
 
     use proptest::prelude::*;
@@ -439,12 +469,12 @@ mod tests {
     use crate::identity::FanId;
     use crate::tags::TagChange;
 
-    fn t0() -> i64 {
+    pub(crate) fn t0() -> i64 {
         parse_rfc3339("2026-09-01T00:00:00Z").unwrap()
     }
 
     /// (type, props) the generator picks from.
-    const TYPES: [(&str, &str); 10] = [
+    pub(crate) const TYPES: [(&str, &str); 10] = [
         ("follow", ""),
         ("unfollow", ""),
         ("private_message_in", ""),
@@ -459,10 +489,10 @@ mod tests {
 
     /// One generated event: who, type index, hour offset, and its ids: 0 the open id, 1 an
     /// anonymous id, 2 both (which merges the fans the first two made).
-    type Gen = (u8, usize, i64, u8);
+    pub(crate) type Gen = (u8, usize, i64, u8);
 
     /// The fan an event belongs to now.
-    fn fan_of(e: &TenantEngine, g: &Gen) -> FanId {
+    pub(crate) fn fan_of(e: &TenantEngine, g: &Gen) -> FanId {
         let ids = e.identities();
         let found = match g.3 {
             1 => ids.lookup(IdentityKind::AnonymousId, &format!("a{}", g.0)),
@@ -471,25 +501,27 @@ mod tests {
         ids.current(found[0]).unwrap()
     }
 
-    fn build(evs: &[Gen]) -> TenantEngine {
+    /// The `n`-th generated event.
+    pub(crate) fn event(n: usize, g: &Gen) -> siyu_domain::Event {
+        let (who, ty, hour, ids) = *g;
+        let (name, props) = TYPES[ty];
+        // Anonymous-only events make nodes that merge into the fan when an event carries both.
+        let ids = match ids {
+            0 => format!(r#"{{"douyin_open_id":"f{who}"}}"#),
+            1 => format!(r#"{{"anonymous_id":"a{who}"}}"#),
+            _ => format!(r#"{{"douyin_open_id":"f{who}","anonymous_id":"a{who}"}}"#),
+        };
+        let text = format!(
+            r#"{{"id":"{n}","type":"{name}","ts":"{}","identities":{ids}{props}}}"#,
+            format_rfc3339(t0() + hour * 3_600_000)
+        );
+        parse_event(&text, t0() + 10_000 * MS_PER_DAY).unwrap()
+    }
+
+    pub(crate) fn build(evs: &[Gen]) -> TenantEngine {
         let mut e = TenantEngine::new();
-        for (n, (who, ty, hour, phone)) in evs.iter().enumerate() {
-            let (name, props) = TYPES[*ty];
-            // Anonymous-only events make nodes that merge into the fan when an event carries
-            // both ids.
-            let ids = match phone {
-                0 => format!(r#"{{"douyin_open_id":"f{who}"}}"#),
-                1 => format!(r#"{{"anonymous_id":"a{who}"}}"#),
-                _ => format!(r#"{{"douyin_open_id":"f{who}","anonymous_id":"a{who}"}}"#),
-            };
-            let text = format!(
-                r#"{{"id":"{n}","type":"{name}","ts":"{}","identities":{ids}{props}}}"#,
-                format_rfc3339(t0() + hour * 3_600_000)
-            );
-            e.apply(
-                n as i64 + 1,
-                &parse_event(&text, t0() + 10_000 * MS_PER_DAY).unwrap(),
-            );
+        for (n, g) in evs.iter().enumerate() {
+            e.apply(n as i64 + 1, &event(n, g));
         }
         e
     }
@@ -569,7 +601,7 @@ mod tests {
         })
     }
 
-    fn preds() -> Vec<Pred> {
+    pub(crate) fn preds() -> Vec<Pred> {
         let d = MS_PER_DAY;
         vec![
             Pred::Layer(Cmp::Ge, Layer::Passerby),

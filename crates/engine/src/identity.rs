@@ -269,7 +269,8 @@ impl IdentityGraph {
         self.created.binary_search(&fan.0).ok().map(|i| i as u32)
     }
 
-    fn fan_id(&self, node: u32) -> FanId {
+    /// The id a node was created with (for a root, the fan's id).
+    pub(crate) fn fan_id(&self, node: u32) -> FanId {
         FanId(self.created[node as usize])
     }
 

@@ -215,6 +215,20 @@ impl Columns {
         (st, next)
     }
 
+    /// The events of some nodes (a fan's), in arrival order.
+    pub(crate) fn events_of(&self, nodes: &[u32]) -> Vec<u32> {
+        let mut events: Vec<u32> = nodes
+            .iter()
+            .filter_map(|n| self.by_node.get(*n as usize))
+            .flatten()
+            .copied()
+            .collect();
+        if nodes.len() > 1 {
+            events.sort_unstable();
+        }
+        events
+    }
+
     /// The number of events held.
     pub(crate) fn len(&self) -> usize {
         self.ts.len()

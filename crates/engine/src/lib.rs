@@ -19,6 +19,7 @@ pub mod identity;
 pub mod layers;
 pub mod live;
 pub mod rules;
+pub mod segments;
 pub mod tags;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +36,7 @@ pub use identity::{
 pub use layers::{Explanation, Features, Flow, LayerCounts, Snapshot};
 pub use live::{Cause, Transition};
 pub use rules::{Rules, RulesError};
+pub use segments::{SegmentCause, SegmentChange, SegmentDef};
 pub use tags::{TagChange, Tags};
 
 /// Totals for `GET /api/stats`.
@@ -74,6 +76,10 @@ pub struct TenantEngine {
     /// so it travels with the engine through rebuilds).
     stored_clock: Millis,
     tags: Tags,
+    /// Saved segments' live members (with live layers only).
+    segments: Option<segments::Membership>,
+    /// Automatic tags changed by segment membership, for the caller to store.
+    auto_tags: Vec<TagChange>,
 }
 
 impl Default for TenantEngine {
@@ -94,6 +100,8 @@ impl Default for TenantEngine {
             live: None,
             stored_clock: 0,
             tags: Tags::default(),
+            segments: None,
+            auto_tags: Vec::new(),
         }
     }
 }
@@ -117,6 +125,7 @@ impl TenantEngine {
             self.node_events.resize(node as usize + 1, 0);
         }
         self.node_events[node as usize] += 1;
+        let before = self.segments.is_some().then(|| self.fan_facts(node));
         self.columns.push(event, node);
         let absorbed = self.identities.take_absorbed();
         if let Some(live) = &mut self.live {
@@ -129,6 +138,22 @@ impl TenantEngine {
                 node,
                 &absorbed,
                 live::Cause::Event { seq },
+                Some(event.id.as_str()),
+            );
+        }
+        if let Some(before) = before {
+            let kinds = event
+                .identities
+                .iter()
+                .fold(0u16, |m, id| m | 1 << (id.kind as u16));
+            let kind = event.ty.catalogue().map_or(layers::CUSTOM, |t| t as u8);
+            self.segments_on_event(
+                node,
+                &absorbed,
+                before,
+                kind,
+                kinds,
+                SegmentCause::Event { seq },
                 Some(event.id.as_str()),
             );
         }
@@ -167,8 +192,130 @@ impl TenantEngine {
                 live::Cause::Identity,
                 None,
             );
+            if self.segments.is_some() {
+                let before = self.fan_facts(node);
+                self.segments_on_event(
+                    node,
+                    &absorbed,
+                    before,
+                    layers::CUSTOM,
+                    0,
+                    SegmentCause::Identity,
+                    None,
+                );
+            }
         }
         Ok(())
+    }
+
+    /// What segments compare across an event: the fan's features and first event time.
+    fn fan_facts(&self, node: u32) -> (Option<Features>, Millis, bool) {
+        let root = self.identities.root_node(node);
+        let features = self
+            .live
+            .as_ref()
+            .and_then(|l| l.features().get(root as usize).copied().flatten());
+        let first = self
+            .identities
+            .nodes_of_root(root)
+            .iter()
+            .filter_map(|n| self.columns.first_ts.get(*n as usize))
+            .copied()
+            .min();
+        (features, first.unwrap_or(Millis::MAX), first.is_none())
+    }
+
+    /// After an event (or a merge) changed the fan of `node`: merged-away fans leave their
+    /// segments, and the fan is re-evaluated against the segments the change can matter to.
+    #[allow(clippy::too_many_arguments)]
+    fn segments_on_event(
+        &mut self,
+        node: u32,
+        absorbed: &[u32],
+        before: (Option<Features>, Millis, bool),
+        kind: u8,
+        identity: u16,
+        cause: SegmentCause,
+        event_id: Option<&str>,
+    ) {
+        let Some(clock) = self.clock() else { return };
+        let (features_before, first_before, new) = before;
+        let (features_after, first_after, _) = self.fan_facts(node);
+        let root = self.identities.root_node(node);
+        let touch = segments::Touch {
+            kind,
+            identity,
+            features_changed: features_before != features_after,
+            first_changed: first_before != first_after,
+            all: new || !absorbed.is_empty(),
+        };
+        let view = fan_view(
+            &self.columns,
+            &self.tags,
+            &self.identities,
+            self.live.as_ref(),
+            root,
+            clock,
+        );
+        let fan = self.identities.fan(root);
+        if let Some(m) = self.segments.as_mut() {
+            if !absorbed.is_empty() {
+                m.absorb(&self.identities, absorbed, clock);
+            }
+            m.on_fan(fan, root, &view, &touch, cause, event_id);
+        }
+        self.settle_auto_tags();
+    }
+
+    /// Automatic tags follow their segments' entries and exits.
+    fn settle_auto_tags(&mut self) {
+        for _round in 0..4 {
+            let Some(m) = self.segments.as_mut() else {
+                return;
+            };
+            let changes: Vec<SegmentChange> = m.pending_tail();
+            let mut tagged = Vec::new();
+            for c in changes {
+                if let Some(tag) = m.tag_of(c.segment) {
+                    tagged.push(TagChange {
+                        fan: c.fan,
+                        tag: tag.to_string(),
+                        on: c.entered,
+                        at: c.at,
+                        source: format!("segment:{}", c.segment),
+                    });
+                }
+            }
+            if tagged.is_empty() {
+                return;
+            }
+            for t in tagged {
+                self.tags.apply(&t);
+                self.refresh_tag(t.fan, &t.tag);
+                self.auto_tags.push(t);
+            }
+        }
+    }
+
+    /// Re-evaluates a fan against the segments reading `tag`.
+    fn refresh_tag(&mut self, fan: FanId, tag: &str) {
+        let Some(clock) = self.clock() else { return };
+        let Some(node) = self.identities.node_of(fan) else {
+            return;
+        };
+        let root = self.identities.root_node(node);
+        let view = fan_view(
+            &self.columns,
+            &self.tags,
+            &self.identities,
+            self.live.as_ref(),
+            root,
+            clock,
+        );
+        let current = self.identities.fan(root);
+        if let Some(m) = self.segments.as_mut() {
+            m.on_tag(current, root, &view, tag);
+        }
     }
 
     /// Applies a stored `shared` fact (see [`IdentityGraph::mark_shared`]); `id` is its stored id.
@@ -196,6 +343,7 @@ impl TenantEngine {
         self.rules_version = version;
         if let (Some(clock), Some(before)) = (self.clock(), before) {
             self.start_live_against(clock, &|f| before.get(&f).copied(), Cause::Rules);
+            self.sweep_segments(SegmentCause::Rules);
         }
     }
 
@@ -258,6 +406,100 @@ impl TenantEngine {
                 t,
             );
         }
+        if self.segments.as_ref().is_some_and(|m| m.sweep_due(t)) {
+            self.sweep_segments(SegmentCause::Time);
+        }
+    }
+
+    /// Re-evaluates every saved segment over all fans at the live clock and records the
+    /// differences with `cause`.
+    fn sweep_segments(&mut self, cause: SegmentCause) {
+        let (Some(clock), Some(mut m)) = (self.clock(), self.segments.take()) else {
+            return;
+        };
+        m.sweep(&self.identities, clock, cause, &|e| {
+            self.audience(e, clock).ok()
+        });
+        self.segments = Some(m);
+        self.settle_auto_tags();
+    }
+
+    /// Puts the saved segments `defs` in force (live layers must run): segments not held yet
+    /// get their members as of the clock, each recorded as entered with `cause` unless
+    /// `previous(segment, fan)` says it already was; segments not in `defs` are dropped. An
+    /// expression that cannot be evaluated (a group no event named) is skipped and returned.
+    pub fn set_segments(
+        &mut self,
+        defs: Vec<SegmentDef>,
+        previous: &dyn Fn(i64, FanId) -> bool,
+        cause: SegmentCause,
+    ) -> Vec<(i64, EvalError)> {
+        let Some(clock) = self.clock() else {
+            return Vec::new();
+        };
+        let mut m = self
+            .segments
+            .take()
+            .unwrap_or_else(|| segments::Membership::new(clock));
+        let held = m.ids();
+        for id in &held {
+            if !defs.iter().any(|d| d.id == *id) {
+                m.remove(*id);
+            }
+        }
+        let mut refused = Vec::new();
+        for def in defs {
+            if held.contains(&def.id) {
+                continue;
+            }
+            match self.audience(&def.expr, clock) {
+                Ok(a) => {
+                    let id = def.id;
+                    m.add(&self.identities, def, a, &|f| previous(id, f), cause);
+                }
+                Err(e) => refused.push((def.id, e)),
+            }
+        }
+        self.segments = Some(m);
+        self.settle_auto_tags();
+        refused
+    }
+
+    /// The saved segments in force.
+    pub fn segment_defs(&self) -> Vec<SegmentDef> {
+        self.segments
+            .as_ref()
+            .map(|m| m.defs().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether `fan` is in saved segment `id` now (`None`: no such segment held).
+    pub fn is_member(&self, id: i64, fan: FanId) -> Option<bool> {
+        let set = self.segments.as_ref()?.members(id)?;
+        Some(
+            self.identities
+                .node_of(fan)
+                .is_some_and(|n| set.contains(self.identities.root_node(n))),
+        )
+    }
+
+    /// A saved segment's members now, as an audience.
+    pub fn segment_members(&self, id: i64) -> Option<Audience> {
+        let set = self.segments.as_ref()?.members(id)?;
+        Some(Audience::new(self.clock()?, set.clone()))
+    }
+
+    /// Entries and exits recorded since the last call.
+    pub fn take_segment_changes(&mut self) -> Vec<SegmentChange> {
+        self.segments
+            .as_mut()
+            .map(|m| m.take_changes())
+            .unwrap_or_default()
+    }
+
+    /// Automatic-tag changes made since the last call.
+    pub fn take_auto_tags(&mut self) -> Vec<TagChange> {
+        std::mem::take(&mut self.auto_tags)
     }
 
     /// The fans `expr` selects as of `as_of`. As of the live clock, layers and features are
@@ -306,9 +548,14 @@ impl TenantEngine {
         state.features()
     }
 
-    /// Applies a stored tag change.
+    /// Applies a stored tag change; with live segments, the fan is re-evaluated against the
+    /// segments reading the tag.
     pub fn apply_tag(&mut self, c: &TagChange) {
         self.tags.apply(c);
+        if self.segments.is_some() {
+            self.refresh_tag(c.fan, &c.tag);
+            self.settle_auto_tags();
+        }
     }
 
     pub fn tags(&self) -> &Tags {
@@ -419,6 +666,27 @@ impl TenantEngine {
                 .map(|d| (d.as_str(), self.by_domain[*d as usize]))
                 .collect(),
         }
+    }
+}
+
+/// One fan (root node) as of `as_of`, for evaluating it alone.
+fn fan_view<'a>(
+    cols: &'a layers::Columns,
+    tags: &'a Tags,
+    graph: &IdentityGraph,
+    live: Option<&live::Live>,
+    root: u32,
+    as_of: Millis,
+) -> segments::FanView<'a> {
+    let fan = graph.fan(root);
+    segments::FanView {
+        cols,
+        tags,
+        events: cols.events_of(&graph.nodes_of_root(root)),
+        ids: graph.ids_of(fan),
+        as_of,
+        layer: live.and_then(|l| l.layer_of_root(root)),
+        features: live.and_then(|l| l.features().get(root as usize).copied().flatten()),
     }
 }
 

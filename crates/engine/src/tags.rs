@@ -21,10 +21,21 @@ pub struct TagChange {
     pub source: String,
 }
 
-/// Every tag's history, in the order the changes were made.
+/// Every tag's history per fan id, in the order the changes were made.
 #[derive(Debug, Default)]
 pub struct Tags {
-    by_name: HashMap<String, Vec<(FanId, Millis, bool)>>,
+    by_name: HashMap<String, HashMap<FanId, Vec<(Millis, bool)>>>,
+}
+
+/// Whether a history (in the order made) has the tag on as of `as_of` (ties: the later change).
+fn on_at(h: &[(Millis, bool)], as_of: Millis) -> bool {
+    let mut last: Option<(Millis, bool)> = None;
+    for &(at, on) in h {
+        if at <= as_of && last.is_none_or(|(t, _)| at >= t) {
+            last = Some((at, on));
+        }
+    }
+    last.is_some_and(|(_, on)| on)
 }
 
 impl Tags {
@@ -32,30 +43,46 @@ impl Tags {
         self.by_name
             .entry(c.tag.clone())
             .or_default()
-            .push((c.fan, c.at, c.on));
+            .entry(c.fan)
+            .or_default()
+            .push((c.at, c.on));
     }
 
     /// The fans (as tagged: ids may have been merged since) carrying `tag` as of `as_of`.
     pub fn fans_with(&self, tag: &str, as_of: Millis) -> Vec<FanId> {
-        let Some(h) = self.by_name.get(tag) else {
+        let Some(by_fan) = self.by_name.get(tag) else {
             return Vec::new();
         };
-        let mut state: HashMap<FanId, (Millis, bool)> = HashMap::new();
-        for &(fan, at, on) in h {
-            if at > as_of {
-                continue;
-            }
-            let e = state.entry(fan).or_insert((Millis::MIN, false));
-            if at >= e.0 {
-                *e = (at, on);
-            }
-        }
-        let mut fans: Vec<FanId> = state
-            .into_iter()
-            .filter_map(|(f, (_, on))| on.then_some(f))
+        let mut fans: Vec<FanId> = by_fan
+            .iter()
+            .filter(|(_, h)| on_at(h, as_of))
+            .map(|(f, _)| *f)
             .collect();
         fans.sort_unstable();
         fans
+    }
+
+    /// Whether any of a fan's ids carries `tag` as of `as_of`.
+    pub fn has(&self, tag: &str, ids: &[FanId], as_of: Millis) -> bool {
+        self.by_name.get(tag).is_some_and(|by_fan| {
+            ids.iter()
+                .any(|id| by_fan.get(id).is_some_and(|h| on_at(h, as_of)))
+        })
+    }
+
+    /// The tags a fan's ids carry as of `as_of`, sorted.
+    pub fn of(&self, ids: &[FanId], as_of: Millis) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .by_name
+            .iter()
+            .filter(|(_, by_fan)| {
+                ids.iter()
+                    .any(|id| by_fan.get(id).is_some_and(|h| on_at(h, as_of)))
+            })
+            .map(|(t, _)| t.clone())
+            .collect();
+        v.sort_unstable();
+        v
     }
 
     /// Every tag name ever used, sorted.
