@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod connector;
 mod demo;
 mod fan;
 mod gen_cmd;
@@ -48,5 +49,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Identity(a) => identity::run(a),
         Report(a) => report::run(a),
         Bench(a) => bench::run(a),
+        Connector(a) => connector::run(a),
     }
 }
