@@ -62,13 +62,7 @@ pub async fn douyin_webhook(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let raw = raw.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(WEBHOOK_BODY_LIMIT)
-        } else {
-            ApiError::bad("invalid_body", None, r.body_text())
-        }
-    })?;
+    let raw = body::raw_body(raw, WEBHOOK_BODY_LIMIT)?;
     let answer = state
         .app
         .douyin_delivery(

@@ -5,7 +5,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +19,8 @@ use siyu_app::{App, EngineMode};
 use siyu_store::{Durability, Location, Store};
 
 use crate::both;
-use crate::durability::siyu;
+use crate::cli::{json_of, run};
+use crate::durability::{admin_get, siyu, start_server, terminate};
 use crate::helpers::{Backend, TestApp, fresh_location, spawn_app, store_flags};
 
 const SECRET: &str = "dy-client-secret-0001";
@@ -721,29 +721,10 @@ async fn poller_backoff_test(b: Backend) {
 // ---------------------------------------------------------------------------------------------
 // As a user: the CLI and `siyu serve`
 
-fn run(args: &[&str], flags: &[String]) -> std::process::Output {
-    siyu()
-        .args(args)
-        .args(flags)
-        .env("SIYU_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn ok_json(out: &std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "exit {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 async fn an_export_of_leads_makes_one_fan_per_person(b: Backend) {
     let (location, _d) = fresh_location(b);
     let flags = store_flags(&location);
-    ok_json(&run(&["tenant", "create", "acme"], &flags));
+    json_of(&run(&["tenant", "create", "acme"], &flags));
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("leads.jsonl");
     std::fs::write(
@@ -765,7 +746,7 @@ async fn an_export_of_leads_makes_one_fan_per_person(b: Backend) {
     )
     .unwrap();
     let path = jsonl.display().to_string();
-    let v = ok_json(&run(
+    let v = json_of(&run(
         &["import", "--format", "oceanengine", &path, "--json"],
         &flags,
     ));
@@ -792,7 +773,7 @@ async fn an_export_of_leads_makes_one_fan_per_person(b: Backend) {
         "clue_id,telephone,name,ad_id,create_time\n7300000000000000001,13800138000,王女士,1001,2026-10-01 12:00:00\n7300000000000000002,8613800138000,王,1002,2026-10-03 09:30:00\n",
     )
     .unwrap();
-    let v = ok_json(&run(
+    let v = json_of(&run(
         &[
             "import",
             "--format",
@@ -807,7 +788,7 @@ async fn an_export_of_leads_makes_one_fan_per_person(b: Backend) {
         (Some(0), Some(2))
     );
 
-    let v = ok_json(&run(
+    let v = json_of(&run(
         &[
             "fan",
             "lookup",
@@ -822,45 +803,16 @@ async fn an_export_of_leads_makes_one_fan_per_person(b: Backend) {
     let fans = v["fans"].as_array().unwrap_or_else(|| panic!("{v}"));
     assert_eq!(fans.len(), 1, "{v}");
     assert_eq!(fans[0]["events"], 2);
-    let v = ok_json(&run(&["report", "dedup", "--json"], &flags));
+    let v = json_of(&run(&["report", "dedup", "--json"], &flags));
     assert!(v.to_string().contains("\"ad\""), "{v}");
-}
-
-fn start_server(flags: &[String]) -> (Child, String) {
-    let mut child = siyu()
-        .arg("serve")
-        .args(flags)
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--poll-interval",
-            "1",
-            "--poll-lag",
-            "1",
-        ])
-        .env("SIYU_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn siyu serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("siyu listening on ")
-        .unwrap()
-        .to_string();
-    (child, url)
 }
 
 async fn serve_runs_the_lead_poller_set_up_on_the_command_line(b: Backend) {
     let api = LeadApi::start(leads(12, 3600), 0);
     let (location, _d) = fresh_location(b);
     let flags = store_flags(&location);
-    let keys = ok_json(&run(&["tenant", "create", "acme"], &flags));
-    let v = ok_json(
+    let keys = json_of(&run(&["tenant", "create", "acme"], &flags));
+    let v = json_of(
         &siyu()
             .args([
                 "connector",
@@ -883,64 +835,33 @@ async fn serve_runs_the_lead_poller_set_up_on_the_command_line(b: Backend) {
     );
     assert_eq!(v["access_token_set"], true);
     assert!(!v.to_string().contains(TOKEN), "{v}");
-    let v = ok_json(&run(
+    let v = json_of(&run(
         &["connector", "douyin", "--client-secret", SECRET],
         &flags,
     ));
     assert_eq!(v["client_secret_set"], true);
     assert!(!v.to_string().contains(SECRET));
 
-    let (mut child, url) = start_server(&flags);
-    let client = reqwest::Client::new();
+    let poll_flags = ["--poll-interval", "1", "--poll-lag", "1"].map(String::from);
+    let (child, url) = start_server(&[&flags[..], &poll_flags[..]].concat());
     let admin = keys["admin_key"].as_str().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut events = 0;
     while Instant::now() < deadline {
-        let stats: Value = client
-            .get(format!("{url}/api/stats"))
-            .bearer_auth(admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
+        events = admin_get(&url, "/api/stats", admin).await["events"]
+            .as_u64()
             .unwrap();
-        events = stats["events"].as_u64().unwrap();
         if events == 12 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(events, 12, "the server pulled every lead");
-    let v: Value = client
-        .get(format!("{url}/api/connectors/oceanengine"))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = admin_get(&url, "/api/connectors/oceanengine", admin).await;
     assert_eq!(v["advertiser_id"], "1769665409798152");
     assert!(!v.to_string().contains(TOKEN), "{v}");
     assert!(v["position"]["done_until"].as_i64().unwrap() > 0);
-    stop_child(&mut child);
-}
-
-fn stop_child(child: &mut Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    terminate(child);
 }
 
 both!(
