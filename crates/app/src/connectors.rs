@@ -105,8 +105,14 @@ pub struct OceanEngineChange {
     pub page_size: Option<u32>,
 }
 
+/// Unreadable stored settings. Only the position is reported: serde's message may quote the
+/// value, which could be a credential.
 fn corrupt(kind: &str, e: serde_json::Error) -> StoreError {
-    StoreError::Corrupt(format!("{kind} connector settings: {e}"))
+    StoreError::Corrupt(format!(
+        "{kind} connector settings unreadable at line {} column {}",
+        e.line(),
+        e.column()
+    ))
 }
 
 /// Sets a tenant's Douyin client secret.

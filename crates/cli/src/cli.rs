@@ -36,7 +36,9 @@ impl Cli {
             Command::Fan(a) => a.json,
             Command::Identity(a) => a.json,
             Command::Report(a) => a.json,
-            Command::Gen(_) | Command::Serve(_) | Command::Connector(_) => false,
+            // Its output is always JSON, so its errors are too.
+            Command::Connector(_) => true,
+            Command::Gen(_) | Command::Serve(_) => false,
         }
     }
 }

@@ -319,9 +319,9 @@ fn percent_decode(s: &str) -> String {
 }
 
 impl LeadApi {
-    /// Serves `leads`; the first `failures` requests fail (alternately an API error code and
-    /// HTTP 500).
-    fn start(leads: Vec<Value>, failures: u32) -> LeadApi {
+    /// Serves `leads`, taking `delay` per request; the first `failures` requests fail
+    /// (alternately an API error code and HTTP 500).
+    fn start(leads: Vec<Value>, failures: u32, delay: Duration) -> LeadApi {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -334,6 +334,7 @@ impl LeadApi {
                     return;
                 }
                 if let Ok(conn) = conn {
+                    std::thread::sleep(delay);
                     answer(conn, &leads, &s, &f);
                 }
             }
@@ -452,7 +453,10 @@ fn answer(mut conn: TcpStream, leads: &[Value], seen: &Mutex<Vec<Seen>>, failure
 /// `n` leads, one every `step_s` seconds from 2026-10-01 00:00:00 Beijing; leads 7 and 8 are
 /// one person who wrote her phone two ways.
 fn leads(n: usize, step_s: i64) -> Vec<Value> {
-    let t0 = siyu_domain::time::parse_rfc3339("2026-10-01T00:00:00+08:00").unwrap();
+    leads_from(siyu_domain::time::parse_rfc3339(START).unwrap(), n, step_s)
+}
+
+fn leads_from(t0: i64, n: usize, step_s: i64) -> Vec<Value> {
     (0..n)
         .map(|i| {
             let phone = match i {
@@ -514,7 +518,7 @@ fn now() -> i64 {
 
 fn poller_resumes_after_a_restart_mid_window(b: Backend) {
     let all = leads(250, 900); // 250 leads 15 minutes apart: 2.6 days
-    let api = LeadApi::start(all.clone(), 0);
+    let api = LeadApi::start(all.clone(), 0, Duration::ZERO);
     let (location, _dir) = crate::helpers::fresh_location_blocking(b);
     let tenant = {
         let store = siyu_store::open(&location, Durability::Full).unwrap();
@@ -657,7 +661,7 @@ async fn poller_restart_test(b: Backend) {
 }
 
 fn poller_backs_off_on_errors_then_catches_up(b: Backend) {
-    let api = LeadApi::start(leads(30, 600), 3);
+    let api = LeadApi::start(leads(30, 600), 3, Duration::ZERO);
     let (location, _dir) = crate::helpers::fresh_location_blocking(b);
     let store = siyu_store::open(&location, Durability::Full).unwrap();
     siyu_app::tenants::create(&*store, &siyu_app::TenantName::parse("acme").unwrap()).unwrap();
@@ -807,11 +811,30 @@ async fn an_export_of_leads_makes_one_fan_per_person(b: Backend) {
     assert!(v.to_string().contains("\"ad\""), "{v}");
 }
 
-async fn serve_runs_the_lead_poller_set_up_on_the_command_line(b: Backend) {
-    let api = LeadApi::start(leads(12, 3600), 0);
+/// Waits until the server has `at_least` events; returns how many it has.
+async fn wait_for_events(url: &str, admin: &str, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let events = admin_get(url, "/api/stats", admin).await["events"]
+            .as_u64()
+            .unwrap();
+        if events >= at_least || Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn serve_polls_leads_and_survives_kill_9_mid_window(b: Backend) {
+    // 30 leads an hour apart, from two days ago: a first window of five pages of five, and a
+    // second. The lead API takes 400 ms a request, so the server can be killed mid-window.
+    let hour = 3_600_000;
+    let t0 = (siyu_domain::time::now_ms() - 2 * siyu_domain::time::MS_PER_DAY) / hour * hour;
+    let api = LeadApi::start(leads_from(t0, 30, 3600), 0, Duration::from_millis(400));
     let (location, _d) = fresh_location(b);
     let flags = store_flags(&location);
     let keys = json_of(&run(&["tenant", "create", "acme"], &flags));
+    let start = siyu_domain::time::format_rfc3339(t0);
     let v = json_of(
         &siyu()
             .args([
@@ -824,7 +847,7 @@ async fn serve_runs_the_lead_poller_set_up_on_the_command_line(b: Backend) {
                 "--base-url",
                 &api.base,
                 "--start",
-                START,
+                &start,
                 "--page-size",
                 "5",
             ])
@@ -842,26 +865,45 @@ async fn serve_runs_the_lead_poller_set_up_on_the_command_line(b: Backend) {
     assert_eq!(v["client_secret_set"], true);
     assert!(!v.to_string().contains(SECRET));
 
-    let poll_flags = ["--poll-interval", "1", "--poll-lag", "1"].map(String::from);
-    let (child, url) = start_server(&[&flags[..], &poll_flags[..]].concat());
+    let serve_flags = [
+        &flags[..],
+        &["--poll-interval", "1", "--poll-lag", "1"].map(String::from)[..],
+    ]
+    .concat();
     let admin = keys["admin_key"].as_str().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut events = 0;
-    while Instant::now() < deadline {
-        events = admin_get(&url, "/api/stats", admin).await["events"]
-            .as_u64()
-            .unwrap();
-        if events == 12 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(events, 12, "the server pulled every lead");
+    let (mut server, url) = start_server(&serve_flags);
+    // Two pages are in (so the first is checkpointed): SIGKILL, mid-window.
+    let at_kill = wait_for_events(&url, admin, 10).await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(
+        (10..30).contains(&at_kill),
+        "killed mid-window with {at_kill} leads stored"
+    );
+
+    let (server, url) = start_server(&serve_flags);
+    assert_eq!(
+        wait_for_events(&url, admin, 30).await,
+        30,
+        "every lead, once"
+    );
     let v = admin_get(&url, "/api/connectors/oceanengine", admin).await;
     assert_eq!(v["advertiser_id"], "1769665409798152");
     assert!(!v.to_string().contains(TOKEN), "{v}");
-    assert!(v["position"]["done_until"].as_i64().unwrap() > 0);
-    terminate(child);
+    assert!(v["position"]["done_until"].as_i64().unwrap() > t0);
+    terminate(server);
+
+    // The restart resumed where the checkpoint was: no page of the first window was asked for
+    // more than twice (the one in flight at the kill), and the first page only once.
+    let seen = api.seen();
+    let first_window = siyu_domain::oceanengine::format_time(t0);
+    let asked = |page: &str| {
+        seen.iter()
+            .filter(|s| s.get("start_time") == first_window && s.get("page") == page)
+            .count()
+    };
+    assert_eq!(asked("1"), 1);
+    assert!((1..=5).all(|p| (1..=2).contains(&asked(&p.to_string()))));
 }
 
 both!(
@@ -869,5 +911,5 @@ both!(
     poller_restart_test,
     poller_backoff_test,
     an_export_of_leads_makes_one_fan_per_person,
-    serve_runs_the_lead_poller_set_up_on_the_command_line,
+    serve_polls_leads_and_survives_kill_9_mid_window,
 );
