@@ -270,6 +270,67 @@ async fn douyin_deliveries_are_verified_mapped_and_stored_once(b: Backend) {
     app.stop().await;
 }
 
+async fn oceanengine_settings_over_http_never_show_the_token(b: Backend) {
+    let app = spawn_app(b).await;
+    let (s, v) = app.get("/api/connectors/oceanengine").await;
+    assert_eq!((s, &v["access_token_set"]), (200, &json!(false)));
+    let path = "/api/connectors/oceanengine";
+    let (s, v) = put(&app, path, &json!({"access_token": "t"})).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str(), v["error"]["field"].as_str()),
+        (
+            400,
+            Some("invalid_connector_setting"),
+            Some("advertiser_id")
+        )
+    );
+    let (s, v) = put(
+        &app,
+        path,
+        &json!({"advertiser_id": "12x", "access_token": "t"}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (400, Some("advertiser_id"))
+    );
+    let (s, v) = put(&app, path, &json!({"advertiser_id": 1, "token": "t"})).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("unknown_field"))
+    );
+    let (s, v) = put(
+        &app,
+        path,
+        &json!({"advertiser_id": 1, "access_token": "t", "start": "yesterday"}),
+    )
+    .await;
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("start")));
+
+    let (s, v) = put(
+        &app,
+        path,
+        &json!({"advertiser_id": 1769665409798152u64, "access_token": TOKEN,
+                "base_url": "http://127.0.0.1:9/", "start": START, "page_size": 50}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["advertiser_id"], "1769665409798152");
+    assert_eq!(v["base_url"], "http://127.0.0.1:9");
+    assert_eq!(v["page_size"], 50);
+    assert_eq!(v["access_token_set"], true);
+    assert!(!v.to_string().contains(TOKEN), "{v}");
+    let start_ms = siyu_domain::time::parse_rfc3339(START).unwrap();
+    assert_eq!(v["position"]["done_until"], start_ms);
+    // Rotating the token keeps the rest, and the position.
+    let (s, v) = put(&app, path, &json!({"access_token": "rotated"})).await;
+    assert_eq!((s, &v["page_size"]), (200, &json!(50)));
+    let (_, v) = app.get(path).await;
+    assert!(!v.to_string().contains("rotated"), "{v}");
+    assert_eq!(v["position"]["done_until"], start_ms);
+    app.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // A local Ocean Engine lead API
 
@@ -908,6 +969,7 @@ async fn serve_polls_leads_and_survives_kill_9_mid_window(b: Backend) {
 
 both!(
     douyin_deliveries_are_verified_mapped_and_stored_once,
+    oceanengine_settings_over_http_never_show_the_token,
     poller_restart_test,
     poller_backoff_test,
     an_export_of_leads_makes_one_fan_per_person,
