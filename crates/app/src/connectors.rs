@@ -95,8 +95,8 @@ pub struct OceanEngineSettings {
     pub page_size: u32,
 }
 
-/// A change to the Ocean Engine settings; `None` keeps what is set.
-#[derive(Debug, Default, Clone)]
+/// A change to the Ocean Engine settings; `None` keeps what is set. `Debug` hides the token.
+#[derive(Default, Clone)]
 pub struct OceanEngineChange {
     pub advertiser_id: Option<String>,
     pub access_token: Option<String>,
@@ -107,6 +107,21 @@ pub struct OceanEngineChange {
 
 /// Unreadable stored settings. Only the position is reported: serde's message may quote the
 /// value, which could be a credential.
+impl std::fmt::Debug for OceanEngineChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OceanEngineChange")
+            .field("advertiser_id", &self.advertiser_id)
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("base_url", &self.base_url)
+            .field("start", &self.start)
+            .field("page_size", &self.page_size)
+            .finish()
+    }
+}
+
 fn corrupt(kind: &str, e: serde_json::Error) -> StoreError {
     StoreError::Corrupt(format!(
         "{kind} connector settings unreadable at line {} column {}",
@@ -354,5 +369,10 @@ mod tests {
             "page_size"
         );
         assert!(!format!("{second:?}").contains("tok2"));
+        let change = OceanEngineChange {
+            access_token: Some("tok3".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{change:?}").contains("tok3"));
     }
 }

@@ -463,6 +463,96 @@ pub fn run_until_stopped(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// A stand-in lead API: records requests, serves one lead per window, fails on demand.
+    struct Stub {
+        asked: Arc<Mutex<Vec<PageRequest>>>,
+        fail: Arc<Mutex<bool>>,
+    }
+
+    impl LeadSource for Stub {
+        fn fetch(&self, _: &OceanEngineSettings, req: &PageRequest) -> Result<Page, PollError> {
+            self.asked.lock().unwrap().push(req.clone());
+            if *self.fail.lock().unwrap() {
+                return Err(PollError::Status(503));
+            }
+            let lead = serde_json::json!({"clue_id": format!("c{}", req.from),
+                "telephone": "13800138000", "create_time": req.from / 1000});
+            Ok(Page {
+                leads: vec![lead.as_object().unwrap().clone()],
+                total_page: 1,
+            })
+        }
+    }
+
+    #[test]
+    fn windows_are_bounded_lagged_whole_seconds_and_checkpointed_after_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn siyu_store::Store> = Arc::new(
+            siyu_store::SqliteStore::open(dir.path(), siyu_store::Durability::Normal).unwrap(),
+        );
+        let name = crate::TenantName::parse("acme").unwrap();
+        crate::tenants::create(&*store, &name).unwrap();
+        let tenant = store.tenants().unwrap()[0].id;
+        let day = time::MS_PER_DAY;
+        let start = 1_790_000_000_000;
+        connectors::set_oceanengine(
+            &*store,
+            tenant,
+            connectors::OceanEngineChange {
+                advertiser_id: Some("1".into()),
+                access_token: Some("t".into()),
+                start: Some(start),
+                ..Default::default()
+            },
+            start,
+        )
+        .unwrap()
+        .unwrap();
+        let app = Arc::new(App::start(store.clone(), crate::EngineMode::WriteOnly).unwrap());
+        let (asked, fail) = (Arc::default(), Arc::new(Mutex::new(false)));
+        let stub = Stub {
+            asked: Arc::clone(&asked),
+            fail: Arc::clone(&fail),
+        };
+        let options = PollOptions {
+            lag_ms: 60_000,
+            max_window_ms: day,
+        };
+        let mut poller = LeadPoller::new(app.clone(), tenant, Box::new(stub), options);
+        let now = start + day + day / 2 + 123;
+
+        // A failure leaves the position where it was.
+        *fail.lock().unwrap() = true;
+        assert!(poller.step(now).is_err());
+        let position = || connectors::oceanengine(&*store, tenant).unwrap().unwrap().1;
+        assert_eq!(
+            serde_json::from_value::<Checkpoint>(position().unwrap()).unwrap(),
+            Checkpoint::starting_at(start)
+        );
+        *fail.lock().unwrap() = false;
+
+        let mut steps = Vec::new();
+        while let Step::Page { from, to, next, .. } = poller.step(now).unwrap() {
+            steps.push((from, to));
+            assert_eq!(next, Checkpoint::starting_at(to));
+        }
+        let last_end = now - 60_000 - (now - 60_000).rem_euclid(1000);
+        assert_eq!(steps, [(start, start + day), (start + day, last_end)]);
+        assert_eq!(
+            asked.lock().unwrap().len(),
+            3,
+            "the failed request, then two windows"
+        );
+        assert_eq!(store.event_count(tenant).unwrap(), 2);
+        assert_eq!(poller.step(now).unwrap(), Step::Idle, "caught up");
+        assert_eq!(
+            poller.step(last_end + 60_000 + 999).unwrap(),
+            Step::Idle,
+            "whole seconds only"
+        );
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap_and_resets() {
