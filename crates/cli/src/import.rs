@@ -477,6 +477,11 @@ impl CsvHeader {
                         .filter(|p| !p.is_empty())
                     {
                         Column::Prop(p.to_string())
+                    } else if name == "clue_id" {
+                        bail!(
+                            "line 1, column {} \"clue_id\": this looks like an Ocean Engine lead export; import it with --format oceanengine",
+                            i + 1
+                        )
                     } else {
                         bail!(
                             "line 1, column {} {name:?}: unknown column; use id, type, ts, domain, source, props, props.NAME or an identity kind",
