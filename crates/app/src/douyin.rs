@@ -57,6 +57,9 @@ pub enum DeliveryError {
     Invalid(EventError),
     #[error(transparent)]
     App(#[from] AppError),
+    /// The lookup task panicked or was cancelled.
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl DeliveryError {
@@ -68,6 +71,7 @@ impl DeliveryError {
             DeliveryError::BadSignature => "bad_signature",
             DeliveryError::Invalid(e) => e.code.as_str(),
             DeliveryError::App(e) => e.code(),
+            DeliveryError::Internal(_) => "internal",
         }
     }
 }
@@ -112,7 +116,7 @@ impl App {
         let name = tenant_name.to_string();
         let (tenant, secret) = tokio::task::spawn_blocking(move || app.douyin_tenant(&name))
             .await
-            .map_err(|_| AppError::WriterStopped)??;
+            .map_err(|e| DeliveryError::Internal(e.to_string()))??;
         if !verify(&secret, body, signature) {
             metrics::counter!("siyu_douyin_deliveries_total", "outcome" => "bad_signature")
                 .increment(1);

@@ -41,6 +41,7 @@ impl From<DeliveryError> for ApiError {
                 field: e.field,
             },
             DeliveryError::App(e) => e.into(),
+            DeliveryError::Internal(detail) => ApiError::Internal(detail),
         }
     }
 }
