@@ -22,7 +22,9 @@ WEIGHTS = {
 }
 DAY_MS = 86_400_000
 
-LAYERS_SQL = """
+# The features every fan has as of $as_of (DESIGN.md), as common table expressions ending in
+# `features`; bench/segments_duckdb.py builds on them too.
+FEATURES_CTE = """
 WITH e AS (SELECT * FROM events WHERE ts <= $as_of),
 fans AS (SELECT DISTINCT fan FROM e),
 follows AS (
@@ -53,35 +55,50 @@ features AS (
     FROM fans
     LEFT JOIN follows USING (fan) LEFT JOIN subscribed USING (fan)
     LEFT JOIN in_group USING (fan) LEFT JOIN engagement USING (fan) LEFT JOIN orders USING (fan))
-SELECT CASE
-         WHEN NOT follows THEN 'potential'
-         WHEN orders >= 2 OR (orders >= 1 AND engagement >= 10) OR (in_group AND engagement >= 20)
-           THEN 'true_love'
-         WHEN engagement >= 10 OR subscribed OR in_group THEN 'favorable'
-         ELSE 'passerby'
-       END AS layer,
-       count(*) AS fans
-FROM features GROUP BY layer
 """.format(
     weights=" ".join(f"WHEN '{t}' THEN {w}" for t, w in WEIGHTS.items()),
     day=DAY_MS,
 )
 
+# The first rule that holds, as a name.
+LAYER_CASE = """CASE
+         WHEN NOT follows THEN 'potential'
+         WHEN orders >= 2 OR (orders >= 1 AND engagement >= 10) OR (in_group AND engagement >= 20)
+           THEN 'true_love'
+         WHEN engagement >= 10 OR subscribed OR in_group THEN 'favorable'
+         ELSE 'passerby'
+       END"""
 
-def main():
-    path, as_of = sys.argv[1], int(sys.argv[2])
-    threads = int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[3] == "--threads" else None
+LAYERS_SQL = FEATURES_CTE + f"""
+SELECT {LAYER_CASE} AS layer, count(*) AS fans
+FROM features GROUP BY layer
+"""
+
+# The columns `siyu bench` writes.
+COLUMNS = (
+    "{'fan': 'BIGINT', 'seq': 'BIGINT', 'ts': 'BIGINT', 'type': 'VARCHAR', "
+    "'duration_s': 'DOUBLE', 'grp': 'VARCHAR', 'amount_fen': 'BIGINT', 'kinds': 'INTEGER', "
+    "'domain': 'VARCHAR'}"
+)
+
+
+def load(path, threads=None):
+    """Connects and loads the events; returns (connection, seconds)."""
     con = duckdb.connect()
     if threads:
         con.execute(f"SET threads = {threads}")
     started = time.perf_counter()
     con.execute(
-        "CREATE TABLE events AS SELECT * FROM read_csv(?, header = true, columns = {"
-        "'fan': 'BIGINT', 'seq': 'BIGINT', 'ts': 'BIGINT', 'type': 'VARCHAR', "
-        "'duration_s': 'DOUBLE', 'grp': 'VARCHAR'})",
+        f"CREATE TABLE events AS SELECT * FROM read_csv(?, header = true, columns = {COLUMNS})",
         [path],
     )
-    load = time.perf_counter() - started
+    return con, time.perf_counter() - started
+
+
+def main():
+    path, as_of = sys.argv[1], int(sys.argv[2])
+    threads = int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[3] == "--threads" else None
+    con, load_seconds = load(path, threads)
     runs = []
     counts = {}
     for _ in range(3):
@@ -93,7 +110,7 @@ def main():
         counts.setdefault(layer, 0)
     print(json.dumps({
         "counts": counts,
-        "load_seconds": load,
+        "load_seconds": load_seconds,
         "query_seconds": min(runs),
         "runs": runs,
         "threads": con.execute("SELECT current_setting('threads')").fetchone()[0],

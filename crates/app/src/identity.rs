@@ -7,10 +7,12 @@
 //! the two fans and rebuilds the tenant's engine from the log, so everything derived from the
 //! events (counts, leads, later layers) is recomputed along the split.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
-use siyu_domain::{Identity, IdentityKind};
-use siyu_engine::{Decision, DecisionError, FanId, Merge, PossibleDuplicate, TenantEngine};
-use siyu_store::{NewDecision, Store, StoredDecision, TenantId};
+use siyu_domain::{Identity, IdentityKind, Layer, Millis};
+use siyu_engine::{Cause, Decision, DecisionError, FanId, Merge, PossibleDuplicate, TenantEngine};
+use siyu_store::{LiveMark, NewDecision, Store, StoredDecision, TenantId};
 
 use crate::AppError;
 
@@ -88,9 +90,81 @@ pub fn correct(
     let found = engine.identities_mut().take_corrections();
     if !found.is_empty() {
         record_shared(store, tenant, &found)?;
-        *engine = replay(store, tenant)?;
+        let rebuilt = replay(store, tenant)?;
+        swap_in(engine, rebuilt, Cause::Identity);
     }
     Ok(())
+}
+
+/// Replaces a live engine with a rebuilt one, carrying its live layers over: the new engine
+/// goes live at the old clock and records, with `cause`, every fan the rebuild moved.
+pub fn swap_in(engine: &mut TenantEngine, mut new: TenantEngine, cause: Cause) {
+    if let (Some(clock), Some(before)) = (engine.clock(), engine.live_layers()) {
+        new.start_live_against(clock, &|f| before.get(&f).copied(), cause);
+        new.set_stored_clock(engine.stored_clock());
+    }
+    *engine = new;
+}
+
+/// Where a replay turns live: at the tenant's stored [`LiveMark`], against the layers the
+/// stored transitions record.
+struct GoLive {
+    mark: LiveMark,
+    recorded: HashMap<FanId, Layer>,
+    now: Millis,
+}
+
+impl GoLive {
+    /// Called before anything placed after log position `after` is applied: turns the engine
+    /// live once the replay passes the mark. A layer that differs there from the recorded one
+    /// (rules changed or a merge undone while no server ran) gets a transition.
+    fn before(&self, engine: &mut TenantEngine, after: i64) {
+        if engine.clock().is_none() && after >= self.mark.seq {
+            let cause = if engine.rules_version() != self.mark.rules_version {
+                Cause::Rules
+            } else {
+                Cause::Identity
+            };
+            engine.start_live_against(self.mark.clock, &|f| self.recorded.get(&f).copied(), cause);
+            engine.set_stored_clock(self.mark.clock);
+        }
+    }
+
+    /// Moves the clock to an event's time before it is applied, so events stored while no
+    /// server ran move their fans at their own time, with the decays between them in order.
+    fn reach(&self, engine: &mut TenantEngine, ts: Millis) {
+        if let Some(clock) = engine.clock() {
+            engine.tick(ts.clamp(clock, self.now));
+        }
+    }
+}
+
+/// Builds a tenant's engine for a server start: replays the log, turning live at the stored
+/// [`LiveMark`] so that whatever happened since the layers were last stored — events imported
+/// meanwhile, windows that slid, rules changed, merges undone — is recorded as transitions,
+/// each at its own time. Without a mark (layers never stored) live layers start now, with no
+/// history.
+pub fn resume_live(store: &dyn Store, tenant: TenantId) -> Result<TenantEngine, AppError> {
+    let now = siyu_domain::time::now_ms();
+    let Some(mark) = store.live_mark(tenant)? else {
+        let mut engine = replay(store, tenant)?;
+        engine.start_live(now);
+        return Ok(engine);
+    };
+    let recorded = store
+        .recorded_layers(tenant)?
+        .into_iter()
+        .filter_map(|(fan, layer)| Some((FanId(fan), layer.parse().ok()?)))
+        .collect();
+    replay_with(
+        store,
+        tenant,
+        Some(&GoLive {
+            mark,
+            recorded,
+            now,
+        }),
+    )
 }
 
 /// Applies the log after the engine's position, with `decisions` interleaved at theirs.
@@ -99,18 +173,32 @@ fn interleave(
     engine: &mut TenantEngine,
     tenant: TenantId,
     mut decisions: Vec<StoredDecision>,
+    go_live: Option<&GoLive>,
 ) -> Result<(), AppError> {
     decisions.sort_by_key(|d| (d.after_seq, d.id));
     let mut pending = decisions.into_iter().peekable();
     store.scan(tenant, engine.last_seq(), &mut |s| {
         while let Some(d) = pending.next_if(|d| d.after_seq < s.seq) {
+            if let Some(g) = go_live {
+                g.before(engine, d.after_seq);
+            }
             apply_stored(engine, &d);
+        }
+        if let Some(g) = go_live {
+            g.before(engine, s.seq - 1);
+            g.reach(engine, s.event.ts);
         }
         engine.apply(s.seq, &s.event);
         Ok(())
     })?;
     for d in pending {
+        if let Some(g) = go_live {
+            g.before(engine, d.after_seq);
+        }
         apply_stored(engine, &d);
+    }
+    if let Some(g) = go_live {
+        g.before(engine, i64::MAX);
     }
     Ok(())
 }
@@ -119,11 +207,25 @@ fn interleave(
 /// A replay that finds values shared after merges made through them records them and replays
 /// again (rarely more than once: each round learns every such value it meets).
 pub fn replay(store: &dyn Store, tenant: TenantId) -> Result<TenantEngine, AppError> {
+    replay_with(store, tenant, None)
+}
+
+fn replay_with(
+    store: &dyn Store,
+    tenant: TenantId,
+    go_live: Option<&GoLive>,
+) -> Result<TenantEngine, AppError> {
     const ROUNDS: usize = 8;
     for round in 1.. {
         let mut engine = TenantEngine::new();
         load_rules(store, &mut engine, tenant)?;
-        interleave(store, &mut engine, tenant, store.decisions(tenant, 0)?)?;
+        interleave(
+            store,
+            &mut engine,
+            tenant,
+            store.decisions(tenant, 0)?,
+            go_live,
+        )?;
         let found = engine.identities_mut().take_corrections();
         if found.is_empty() || round == ROUNDS {
             return Ok(engine);
@@ -163,10 +265,11 @@ pub fn catch_up(
     load_rules(store, engine, tenant)?;
     let new = store.decisions(tenant, engine.decisions_seen())?;
     if new.iter().any(|d| d.after_seq < engine.last_seq()) {
-        *engine = replay(store, tenant)?;
+        let rebuilt = replay(store, tenant)?;
+        swap_in(engine, rebuilt, Cause::Identity);
         return Ok(());
     }
-    interleave(store, engine, tenant, new)
+    interleave(store, engine, tenant, new, None)
 }
 
 /// A merge as shown to operators, with the linking event's id.

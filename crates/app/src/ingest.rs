@@ -11,6 +11,7 @@
 //!
 //! [`Writer::step`] is the unit of work, so tests drive it without a thread.
 
+use siyu_domain::Millis;
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, RwLock};
@@ -108,6 +109,13 @@ pub fn live_step(store: &dyn Store, engine: &mut TenantEngine, tenant: TenantId)
         None => engine.start_live(now),
         Some(_) => engine.tick(now),
     }
+    store_transitions(store, engine, tenant);
+}
+
+/// Stores the transitions an engine recorded, with its [`siyu_store::LiveMark`]; when there are
+/// none, the mark alone is moved once per [`TICK`], so a restart resumes from a recent clock.
+pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: TenantId) {
+    let Some(clock) = engine.clock() else { return };
     let rows: Vec<siyu_store::StoredTransition> = engine
         .take_transitions()
         .into_iter()
@@ -118,20 +126,25 @@ pub fn live_step(store: &dyn Store, engine: &mut TenantEngine, tenant: TenantId)
             from: t.from.map(|l| l.as_str().to_string()),
             to: t.to.as_str().to_string(),
             at: t.at,
-            cause: match t.cause {
-                siyu_engine::Cause::Event { .. } => "event".into(),
-                siyu_engine::Cause::Decay => "decay".into(),
-            },
-            seq: match t.cause {
-                siyu_engine::Cause::Event { seq } => Some(seq),
-                siyu_engine::Cause::Decay => None,
-            },
+            cause: t.cause.as_str().to_string(),
+            seq: t.cause.seq(),
         })
         .collect();
-    if !rows.is_empty() {
-        metrics::counter!("siyu_layer_transitions_total").increment(rows.len() as u64);
-        if let Err(e) = store.add_transitions(tenant, &rows) {
-            tracing::error!(error = %e, tenant, lost = rows.len(), "storing layer transitions failed");
+    if rows.is_empty() && clock - engine.stored_clock() < TICK.as_millis() as Millis {
+        return;
+    }
+    let mark = siyu_store::LiveMark {
+        clock,
+        seq: engine.last_seq(),
+        rules_version: engine.rules_version(),
+    };
+    match store.add_transitions(tenant, &rows, &mark) {
+        Ok(()) => {
+            metrics::counter!("siyu_layer_transitions_total").increment(rows.len() as u64);
+            engine.set_stored_clock(clock);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, tenant, lost = rows.len(), "storing layer transitions failed")
         }
     }
 }
@@ -242,7 +255,7 @@ impl Ingestor {
                 for t in store.tenants()? {
                     let engine = engines.get_or_create(t.id);
                     let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
-                    catch_up(&*store, &mut engine, t.id)?;
+                    *engine = crate::identity::resume_live(&*store, t.id)?;
                     live_step(&*store, &mut engine, t.id);
                 }
                 Some(engines)

@@ -18,6 +18,7 @@ pub mod identity;
 pub mod ingest;
 pub mod keys;
 pub mod oceanengine;
+pub mod segments;
 pub mod tenants;
 
 use std::collections::HashMap;
@@ -51,6 +52,8 @@ pub enum AppError {
     NoTenant,
     #[error("there are several tenants ({0}); say which with --tenant")]
     AmbiguousTenant(String),
+    #[error("writing the output failed: {source}")]
+    Io { source: std::io::Error },
 }
 
 impl AppError {
@@ -63,6 +66,7 @@ impl AppError {
             AppError::InvalidTenantName(_) => "invalid_tenant_name",
             AppError::NoTenant => "tenant_not_found",
             AppError::AmbiguousTenant(_) => "tenant_ambiguous",
+            AppError::Io { .. } => "io_error",
         }
     }
 }
@@ -278,7 +282,8 @@ impl App {
     ) -> Result<Result<(), IdentityError>, AppError> {
         let store = self.store.clone();
         self.ingestor.with_engine(tenant, |e| {
-            Ok(identity::unmerge(&*store, tenant, e, from)?.map(|rebuilt| *e = rebuilt))
+            Ok(identity::unmerge(&*store, tenant, e, from)?
+                .map(|rebuilt| identity::swap_in(e, rebuilt, siyu_engine::Cause::Identity)))
         })?
     }
 
@@ -327,6 +332,54 @@ impl App {
         self.ingestor.with_engine(tenant, |e| e.rules().clone())
     }
 
+    /// Counts the fans a segment expression selects as of `as_of` (default now), with the
+    /// first `sample` of them described.
+    pub fn segment_count(
+        &self,
+        tenant: TenantId,
+        text: &str,
+        as_of: Option<Millis>,
+        sample: usize,
+    ) -> Result<Result<segments::Answer, segments::SegmentError>, AppError> {
+        let expr = match segments::parse(text) {
+            Ok(e) => e,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.ingestor
+            .with_engine(tenant, |e| segments::count(e, &expr, as_of, sample))
+    }
+
+    /// Calls `f` with every fan a segment expression selects, in fan-id order, and returns how
+    /// many there were.
+    pub fn segment_export(
+        &self,
+        tenant: TenantId,
+        text: &str,
+        as_of: Option<Millis>,
+        f: &mut dyn FnMut(&segments::Member) -> std::io::Result<()>,
+    ) -> Result<Result<usize, segments::SegmentError>, AppError> {
+        let expr = match segments::parse(text) {
+            Ok(e) => e,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.ingestor.with_engine(tenant, |e| {
+            let as_of = as_of.unwrap_or_else(|| segments::now_of(e));
+            let audience = match e.audience(&expr, as_of) {
+                Ok(a) => a,
+                Err(err) => return Ok(Err(err.into())),
+            };
+            const PAGE: usize = 10_000;
+            let mut done = 0;
+            while done < audience.count() {
+                for m in segments::members(e, &audience, done, PAGE, as_of) {
+                    f(&m).map_err(|source| AppError::Io { source })?;
+                }
+                done += PAGE;
+            }
+            Ok(Ok(audience.count()))
+        })?
+    }
+
     /// Layer transitions with `id > after` (for a fan, or all), oldest first.
     pub fn transitions(
         &self,
@@ -335,19 +388,19 @@ impl App {
         after: i64,
         limit: usize,
     ) -> Result<Vec<siyu_store::StoredTransition>, AppError> {
-        // Bring the live layers to now first, so what is due is stored.
-        self.ingestor.with_engine(tenant, |_| ())?;
-        let fan = match fan {
-            Some(f) => match self
-                .ingestor
-                .with_engine(tenant, |e| e.identities().current(f))?
-            {
-                Some(current) => Some(current.0),
-                None => return Ok(Vec::new()),
-            },
-            None => None,
-        };
-        Ok(self.store.transitions(tenant, fan, after, limit)?)
+        // Brings the live layers to now first, so what is due is stored; a fan's transitions
+        // include those recorded under the ids merged into it.
+        let ids = self.ingestor.with_engine(tenant, |e| {
+            fan.map(|f| {
+                let ids = e.identities().ids_of(f);
+                (!ids.is_empty()).then(|| ids.into_iter().map(|f| f.0).collect::<Vec<i64>>())
+            })
+        })?;
+        match ids {
+            Some(None) => Ok(Vec::new()),
+            Some(Some(ids)) => Ok(self.store.transitions(tenant, Some(&ids), after, limit)?),
+            None => Ok(self.store.transitions(tenant, None, after, limit)?),
+        }
     }
 
     /// Picks the tenant a CLI command works on: the named one, or the only one there is.

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use siyu_app::{App, EngineMode, Ingestor};
 use siyu_domain::Event;
 use siyu_store::{Durability, Location};
@@ -47,6 +47,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             duckdb,
             work,
         } => layers(fans, days, duckdb, work, args.json),
+        BenchWhat::Segments {
+            fans,
+            days,
+            expr,
+            duckdb,
+            work,
+        } => segments(fans, days, &expr, duckdb, work, args.json),
     }
 }
 
@@ -479,19 +486,25 @@ impl<F: FnMut(&str)> std::io::Write for Lines<F> {
     }
 }
 
-fn layers(
-    fans: u64,
-    days: u32,
-    duckdb: bool,
-    work: Option<std::path::PathBuf>,
-    json_out: bool,
-) -> anyhow::Result<()> {
-    use std::io::Write;
-    let say = |s: &str| {
-        if !json_out {
-            eprintln!("{s}");
-        }
-    };
+/// A generated brand applied to an engine, as `bench layers` and `bench segments` use it.
+struct Brand {
+    engine: siyu_engine::TenantEngine,
+    as_of: siyu_domain::Millis,
+    events: u64,
+    apply_time: std::time::Duration,
+    /// Live layers run beside, as a server would (`with_live`).
+    live: Option<LiveRun>,
+}
+
+struct LiveRun {
+    time: std::time::Duration,
+    transitions: u64,
+}
+
+/// Generates `fans` fans over `days` days and applies them; with `with_live`, a second engine
+/// runs live layers as the events arrive in time order, its clock following them — what a
+/// server does, transitions and decay included — and must end where the recompute ends.
+fn brand(fans: u64, days: u32, with_live: bool, say: &dyn Fn(&str)) -> anyhow::Result<Brand> {
     let end = crate::gen_cmd::default_end();
     let cfg = siyu_gen::GenConfig {
         fans,
@@ -506,11 +519,11 @@ fn layers(
         output::n(siyu_gen::estimate_events(&cfg))
     ));
     let mut engine = siyu_engine::TenantEngine::new();
-    // A second engine runs live layers as the events arrive in time order, its clock
-    // following them: what a server does, transitions and decay included.
-    let mut live = siyu_engine::TenantEngine::new();
-    let start = as_of - i64::from(days) * siyu_domain::time::MS_PER_DAY;
-    live.start_live(start);
+    let mut live = with_live.then(|| {
+        let mut live = siyu_engine::TenantEngine::new();
+        live.start_live(as_of - i64::from(days) * siyu_domain::time::MS_PER_DAY);
+        live
+    });
     let mut seq = 0i64;
     let mut apply_time = std::time::Duration::ZERO;
     let mut live_time = std::time::Duration::ZERO;
@@ -524,26 +537,119 @@ fn layers(
                     let t = Instant::now();
                     engine.apply(seq, &e);
                     apply_time += t.elapsed();
-                    let t = Instant::now();
-                    live.tick(e.ts);
-                    live.apply(seq, &e);
-                    transitions += live.take_transitions().len() as u64;
-                    live_time += t.elapsed();
+                    if let Some(live) = live.as_mut() {
+                        let t = Instant::now();
+                        live.tick(e.ts);
+                        live.apply(seq, &e);
+                        transitions += live.take_transitions().len() as u64;
+                        live_time += t.elapsed();
+                    }
                 }
             },
         };
         siyu_gen::generate(&cfg, &mut sink, None, &mut |_| {})?;
     }
-    let t = Instant::now();
-    live.tick(as_of);
-    transitions += live.take_transitions().len() as u64;
-    live_time += t.elapsed();
+    let live = match live {
+        Some(mut live) => {
+            let t = Instant::now();
+            live.tick(as_of);
+            transitions += live.take_transitions().len() as u64;
+            live_time += t.elapsed();
+            anyhow::ensure!(
+                live.live_counts() == Some(engine.layers_as_of(as_of).counts()),
+                "live layers differ from the recompute"
+            );
+            Some(LiveRun {
+                time: live_time,
+                transitions,
+            })
+        }
+        None => None,
+    };
+    Ok(Brand {
+        engine,
+        as_of,
+        events: seq as u64,
+        apply_time,
+        live,
+    })
+}
+
+/// Writes every event as DuckDB reads it: the fan Siyu resolved it to, arrival order, time,
+/// type and the properties the rules and segments read.
+fn events_csv(
+    engine: &siyu_engine::TenantEngine,
+    dir: &Path,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<std::path::PathBuf> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let csv_path = dir.join("events.csv");
+    say(&format!("writing {} for DuckDB ...", csv_path.display()));
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&csv_path)?);
+    writeln!(w, "fan,seq,ts,type,duration_s,grp,amount_fen,kinds,domain")?;
+    let mut err = None;
+    engine.for_each_event(|r| {
+        if err.is_none() {
+            let res = writeln!(
+                w,
+                "{},{},{},{},{},{},{},{},{}",
+                r.fan.0,
+                r.index,
+                r.ts,
+                r.r#type,
+                r.duration_s,
+                r.group.unwrap_or(""),
+                r.amount_fen,
+                r.kinds,
+                r.domain.as_str()
+            );
+            if let Err(e) = res {
+                err = Some(e);
+            }
+        }
+    });
+    if let Some(e) = err {
+        return Err(e.into());
+    }
+    w.flush()?;
+    Ok(csv_path)
+}
+
+/// Runs one of the DuckDB scripts in `bench/` and returns the JSON it prints.
+fn duckdb_script(script: &str, args: &[String], say: &dyn Fn(&str)) -> anyhow::Result<Value> {
+    say(&format!("running bench/{script} ..."));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../bench")
+        .join(script);
+    let out = std::process::Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .with_context(|| format!("running python3 bench/{script}"))?;
     anyhow::ensure!(
-        live.live_counts() == Some(engine.layers_as_of(as_of).counts()),
-        "live layers differ from the recompute"
+        out.status.success(),
+        "DuckDB script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    drop(live);
-    let events = seq as u64;
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn layers(
+    fans: u64,
+    days: u32,
+    duckdb: bool,
+    work: Option<std::path::PathBuf>,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let say = |s: &str| {
+        if !json_out {
+            eprintln!("{s}");
+        }
+    };
+    let b = brand(fans, days, true, &say)?;
+    let (engine, as_of, events) = (&b.engine, b.as_of, b.events);
+    let live = b.live.as_ref().context("live layers ran")?;
     say("recomputing layers as of the end, 5 times ...");
     let mut runs = Vec::new();
     let mut counts = siyu_engine::LayerCounts::default();
@@ -561,56 +667,19 @@ fn layers(
         "counts": counts,
         "recompute_seconds_median": siyu_seconds,
         "recompute_seconds_min": runs[0],
-        "apply_microseconds_per_event": apply_time.as_secs_f64() * 1e6 / events as f64,
-        "live_microseconds_per_event": live_time.as_secs_f64() * 1e6 / events as f64,
-        "live_transitions": transitions,
+        "apply_microseconds_per_event": b.apply_time.as_secs_f64() * 1e6 / events as f64,
+        "live_microseconds_per_event": live.time.as_secs_f64() * 1e6 / events as f64,
+        "live_transitions": live.transitions,
     });
     if duckdb {
         let tmp = tempfile::tempdir()?;
         let dir = work.unwrap_or_else(|| tmp.path().to_path_buf());
-        std::fs::create_dir_all(&dir)?;
-        let csv_path = dir.join("layer_events.csv");
-        say(&format!("writing {} for DuckDB ...", csv_path.display()));
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&csv_path)?);
-        writeln!(w, "fan,seq,ts,type,duration_s,grp")?;
-        let mut err = None;
-        engine.for_each_event(|r| {
-            if err.is_none() {
-                let res = writeln!(
-                    w,
-                    "{},{},{},{},{},{}",
-                    r.fan.0,
-                    r.index,
-                    r.ts,
-                    r.r#type,
-                    r.duration_s,
-                    r.group.unwrap_or("")
-                );
-                if let Err(e) = res {
-                    err = Some(e);
-                }
-            }
-        });
-        if let Some(e) = err {
-            return Err(e.into());
-        }
-        w.flush()?;
-        drop(w);
-        say("running bench/layers_duckdb.py ...");
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/layers_duckdb.py");
-        let out = std::process::Command::new("python3")
-            .arg(&script)
-            .arg(&csv_path)
-            .arg(as_of.to_string())
-            .output()
-            .context("running python3 bench/layers_duckdb.py")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "DuckDB script failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let d: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let csv_path = events_csv(engine, &dir, &say)?;
+        let d = duckdb_script(
+            "layers_duckdb.py",
+            &[csv_path.display().to_string(), as_of.to_string()],
+            &say,
+        )?;
         let ours = serde_json::to_value(&counts)?;
         let same = ["potential", "passerby", "favorable", "true_love"]
             .iter()
@@ -619,6 +688,78 @@ fn layers(
         result["duckdb"] = d;
         result["identical_counts"] = json!(same);
         result["speedup_vs_duckdb"] = json!(dq / siyu_seconds);
+    }
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+/// The segment benchmark's expression: five clauses mixing a layer, windowed counts, a sum
+/// and a negation. bench/segments_duckdb.py holds the same query in SQL.
+pub const BENCH_SEGMENT: &str = "layer >= favorable and count(live_watch, 7d) >= 1 \
+    and sum(order.amount, 180d) > 100 and not count(private_message_in, 30d) >= 3 and has(phone)";
+
+fn segments(
+    fans: u64,
+    days: u32,
+    expr: &str,
+    duckdb: bool,
+    work: Option<std::path::PathBuf>,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let say = |s: &str| {
+        if !json_out {
+            eprintln!("{s}");
+        }
+    };
+    let parsed = siyu_domain::audience::parse(expr)
+        .map_err(|e| anyhow::anyhow!("the expression was refused: {e}"))?;
+    let mut b = brand(fans, days, false, &say)?;
+    let as_of = b.as_of;
+    // A server's engine has live layers at its clock; start them as of the end.
+    b.engine.start_live(as_of);
+    let time = |as_of: i64| -> anyhow::Result<(usize, f64, f64)> {
+        let mut runs = Vec::new();
+        let mut count = 0;
+        for _ in 0..7 {
+            let t = Instant::now();
+            count = b.engine.audience(&parsed, as_of)?.count();
+            runs.push(t.elapsed().as_secs_f64());
+        }
+        runs.sort_by(f64::total_cmp);
+        Ok((count, runs[runs.len() / 2], runs[0]))
+    };
+    say("evaluating as of the live clock, 7 times ...");
+    let (count, median, min) = time(as_of)?;
+    say("evaluating as of one millisecond earlier (layers recomputed), 7 times ...");
+    let (count_past, median_past, _) = time(as_of - 1)?;
+    let mut result = json!({
+        "expr": expr,
+        "fans": b.engine.stats().fans,
+        "events": b.events,
+        "as_of": siyu_domain::time::format_rfc3339(as_of),
+        "count": count,
+        "seconds_median": median,
+        "seconds_min": min,
+        "as_of_past": {"count": count_past, "seconds_median": median_past},
+    });
+    if duckdb {
+        anyhow::ensure!(
+            expr == BENCH_SEGMENT,
+            "--duckdb compares the default expression only (its SQL is in bench/segments_duckdb.py)"
+        );
+        let tmp = tempfile::tempdir()?;
+        let dir = work.unwrap_or_else(|| tmp.path().to_path_buf());
+        let csv_path = events_csv(&b.engine, &dir, &say)?;
+        let d = duckdb_script(
+            "segments_duckdb.py",
+            &[csv_path.display().to_string(), as_of.to_string()],
+            &say,
+        )?;
+        let dq = d["query_seconds"].as_f64().unwrap_or(f64::NAN);
+        result["identical_count"] = json!(d["count"].as_u64() == Some(count as u64));
+        result["duckdb"] = d;
+        result["speedup_vs_duckdb"] = json!(dq / median);
+        result["speedup_vs_duckdb_as_of_past"] = json!(dq / median_past);
     }
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())

@@ -38,6 +38,7 @@ impl Cli {
             Command::Report(a) => a.json,
             // Its output is always JSON, so its errors are too.
             Command::Connector(_) => true,
+            Command::Segment(a) => a.json,
             Command::Gen(_) | Command::Serve(_) => false,
         }
     }
@@ -61,6 +62,8 @@ pub enum Command {
     Identity(IdentityArgs),
     /// Reports: lead dedup (线索重复率).
     Report(ReportArgs),
+    /// Segments: count and export the fans an expression selects (see docs/segments.md).
+    Segment(SegmentArgs),
     /// Measure ingest and identity resolution against their peers.
     Bench(BenchArgs),
     /// Connect a tenant to Douyin webhooks and the Ocean Engine lead API (credentials are
@@ -354,6 +357,42 @@ pub enum IdentityCommand {
 }
 
 #[derive(Args, Debug)]
+pub struct SegmentArgs {
+    #[command(subcommand)]
+    pub command: SegmentCommand,
+    #[command(flatten)]
+    pub at: TenantStoreArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SegmentCommand {
+    /// How many fans EXPR selects, e.g.
+    /// 'layer >= favorable and count(live_watch, 7d) >= 2 and not count(order, 30d) > 0'.
+    Count {
+        /// The segment expression (quote it for the shell).
+        expr: String,
+        /// As of this time (RFC 3339); default now.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Also list this many of the fans.
+        #[arg(long, default_value_t = 0)]
+        sample: usize,
+    },
+    /// Write every fan EXPR selects to a CSV file (fan_id, layer, engagement_30d, orders_180d,
+    /// identities).
+    Export {
+        expr: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
 pub struct ReportArgs {
     #[command(subcommand)]
     pub command: ReportCommand,
@@ -428,6 +467,22 @@ pub enum BenchWhat {
         #[arg(long)]
         duckdb: bool,
         /// Where to write the events for DuckDB (default: a temp dir).
+        #[arg(long)]
+        work: Option<PathBuf>,
+    },
+    /// Segments: a five-clause expression over a generated brand, as of the live clock and as
+    /// of an earlier instant; with --duckdb, the same query in SQL (bench/segments_duckdb.py)
+    /// over the same events, counts compared.
+    Segments {
+        #[arg(long, default_value_t = 1_000_000)]
+        fans: u64,
+        #[arg(long, default_value_t = 240)]
+        days: u32,
+        /// The expression (default: the one bench/segments_duckdb.py holds in SQL).
+        #[arg(long, default_value = crate::bench::BENCH_SEGMENT)]
+        expr: String,
+        #[arg(long)]
+        duckdb: bool,
         #[arg(long)]
         work: Option<PathBuf>,
     },

@@ -11,6 +11,7 @@ mod identity;
 mod import;
 mod output;
 mod report;
+mod segment;
 mod serve;
 mod tenant;
 
@@ -48,6 +49,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Fan(a) => fan::run(a),
         Identity(a) => identity::run(a),
         Report(a) => report::run(a),
+        Segment(a) => segment::run(a),
         Bench(a) => bench::run(a),
         Connector(a) => connector::run(a),
     }

@@ -33,6 +33,9 @@ fn error_code(e: &anyhow::Error) -> &'static str {
         if let Some(c) = cause.downcast_ref::<siyu_app::connectors::SettingError>() {
             return c.code();
         }
+        if let Some(s) = cause.downcast_ref::<siyu_app::segments::SegmentError>() {
+            return s.code();
+        }
         if let Some(s) = cause.downcast_ref::<siyu_store::StoreError>() {
             return s.code();
         }

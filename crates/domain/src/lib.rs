@@ -5,6 +5,7 @@
 //! no I/O, no web framework, no SQL driver.
 //!
 //! # Layout
+//! - [`audience`]: the segment language (which fans a step is for), parsed with positioned errors.
 //! - [`domain`]: the three domains 公域 / 商域 / 私域 and the one table of their labels.
 //! - [`event_type`]: the event catalogue of DESIGN.md and custom `x_` events.
 //! - [`identity`]: identity kinds and value normalization (phones to E.164, emails lowercased).
@@ -15,6 +16,7 @@
 //! - [`oceanengine`]: Ocean Engine (巨量引擎) leads mapped onto `lead_form` events.
 //! - [`time`]: event time as milliseconds since the Unix epoch, and RFC 3339 in and out.
 
+pub mod audience;
 pub mod domain;
 pub mod douyin;
 pub mod event;

@@ -265,7 +265,7 @@ impl IdentityGraph {
         x
     }
 
-    fn node_of(&self, fan: FanId) -> Option<u32> {
+    pub(crate) fn node_of(&self, fan: FanId) -> Option<u32> {
         self.created.binary_search(&fan.0).ok().map(|i| i as u32)
     }
 
@@ -568,6 +568,18 @@ impl IdentityGraph {
             Some(n) => self.nodes_of_root(self.root(n)),
             None => Vec::new(),
         }
+    }
+
+    /// Every fan id that resolves to `fan`: its own and those of the fans merged into it,
+    /// ascending (empty for an unknown fan).
+    pub fn ids_of(&self, fan: FanId) -> Vec<FanId> {
+        let mut ids: Vec<FanId> = self
+            .nodes_of(fan)
+            .into_iter()
+            .map(|n| self.fan_id(n))
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// The nodes of the fan whose root is `root`.

@@ -16,35 +16,46 @@ use siyu_domain::{Domain, Event, Layer, Millis};
 use crate::identity::{FanId, IdentityGraph};
 use crate::rules::Rules;
 
-const CUSTOM: u8 = u8::MAX;
+pub(crate) const CUSTOM: u8 = u8::MAX;
 
 /// The per-event columns.
 #[derive(Debug, Default)]
 pub(crate) struct Columns {
-    ts: Vec<Millis>,
-    node: Vec<u32>,
+    pub(crate) ts: Vec<Millis>,
+    pub(crate) node: Vec<u32>,
     /// Catalogue index, or [`CUSTOM`].
-    kind: Vec<u8>,
-    /// `duration_s` of a live watch, the group index of a group event, else 0.
-    val: Vec<u32>,
+    pub(crate) kind: Vec<u8>,
+    /// `duration_s` of a live watch, the group index of a group event, the amount of an order
+    /// or refund in fen (0.01 CNY, saturating), the name index of a custom event, else 0.
+    pub(crate) val: Vec<u32>,
+    /// Identity kinds the event carried, one bit per `IdentityKind` (for `has(kind)` as of T).
+    pub(crate) kinds: Vec<u16>,
     groups: Vec<String>,
     group_index: HashMap<String, u32>,
+    custom_names: Vec<String>,
+    custom_index: HashMap<String, u32>,
     /// Domain of custom events by event index (catalogue types imply theirs).
     custom_domain: HashMap<u32, Domain>,
     /// Indexes of follow/unfollow, subscribe/unsubscribe and group join/leave events, in
     /// arrival order: the only events whose whole history matters.
-    toggles: Vec<u32>,
+    pub(crate) toggles: Vec<u32>,
     /// Indexes of orders.
-    orders: Vec<u32>,
+    pub(crate) orders: Vec<u32>,
     /// Indexes of every event by UTC day of its time (`days[d - first_day]`), in arrival order
     /// within a day: a window's sums read only the days it covers.
     days: Vec<Vec<u32>>,
     first_day: i64,
     /// The earliest event time of each identity node: a fan exists as of T if one of its
     /// nodes has an event at or before T.
-    first_ts: Vec<Millis>,
+    pub(crate) first_ts: Vec<Millis>,
     /// Event indexes of each identity node, in arrival order (a fan's events are its nodes').
     by_node: Vec<Vec<u32>>,
+    /// The earliest event of each node (by time, then arrival): a fan's first domain.
+    pub(crate) first_idx: Vec<u32>,
+    /// Identity kinds each node's events carried, all time (`has(kind)` as of now).
+    pub(crate) node_kinds: Vec<u16>,
+    /// The latest event time held: "as of T ≥ this" sees every event.
+    pub(crate) max_ts: Millis,
 }
 
 impl Columns {
@@ -66,11 +77,32 @@ impl Columns {
                 },
                 None => u32::MAX,
             },
-            _ => 0,
+            Some(CatalogueType::Order | CatalogueType::Refund) => {
+                (e.amount().unwrap_or(0.0) * 100.0)
+                    .round()
+                    .clamp(0.0, u32::MAX as f64) as u32
+            }
+            Some(_) => 0,
+            None => {
+                let name = e.ty.name();
+                match self.custom_index.get(name.as_ref()) {
+                    Some(i) => *i,
+                    None => {
+                        let i = self.custom_names.len() as u32;
+                        self.custom_names.push(name.to_string());
+                        self.custom_index.insert(name.into_owned(), i);
+                        i
+                    }
+                }
+            }
         };
         if kind == CUSTOM {
             self.custom_domain.insert(self.ts.len() as u32, e.domain());
         }
+        let kinds = e
+            .identities
+            .iter()
+            .fold(0u16, |m, id| m | 1 << (id.kind as u16));
         let index = self.ts.len() as u32;
         use CatalogueType as T;
         match e.ty.catalogue() {
@@ -103,16 +135,48 @@ impl Columns {
         if self.first_ts.len() <= node as usize {
             self.first_ts.resize(node as usize + 1, Millis::MAX);
         }
+        if self.first_idx.len() <= node as usize {
+            self.first_idx.resize(node as usize + 1, u32::MAX);
+            self.node_kinds.resize(node as usize + 1, 0);
+        }
         let first = &mut self.first_ts[node as usize];
-        *first = (*first).min(e.ts);
+        if e.ts < *first {
+            *first = e.ts;
+            self.first_idx[node as usize] = index;
+        }
+        self.node_kinds[node as usize] |= kinds;
         if self.by_node.len() <= node as usize {
             self.by_node.resize_with(node as usize + 1, Vec::new);
         }
         self.by_node[node as usize].push(index);
+        self.max_ts = self.max_ts.max(e.ts);
         self.ts.push(e.ts);
         self.node.push(node);
         self.kind.push(kind);
         self.val.push(val);
+        self.kinds.push(kinds);
+    }
+
+    /// The domain of event `i`.
+    pub(crate) fn domain(&self, i: usize) -> Domain {
+        match self.kind[i] {
+            CUSTOM => self
+                .custom_domain
+                .get(&(i as u32))
+                .copied()
+                .unwrap_or(Domain::Private),
+            k => CatalogueType::ALL[k as usize].domain(),
+        }
+    }
+
+    /// The index of a custom event type's name, if any event had it.
+    pub(crate) fn custom_type(&self, name: &str) -> Option<u32> {
+        self.custom_index.get(name).copied()
+    }
+
+    /// The index of a fan group, if any event named it.
+    pub(crate) fn group(&self, id: &str) -> Option<u32> {
+        self.group_index.get(id).copied()
     }
 
     /// A fan's state as of `as_of` (see [`FanState`]) and the next instant after `as_of` at
@@ -190,7 +254,7 @@ impl Columns {
     }
 
     /// Event indexes whose day may fall in (from, to], day by day.
-    fn days_between(&self, from: Millis, to: Millis) -> impl Iterator<Item = &[u32]> {
+    pub(crate) fn days_between(&self, from: Millis, to: Millis) -> impl Iterator<Item = &[u32]> {
         let lo = (from.div_euclid(MS_PER_DAY) - self.first_day).max(0) as usize;
         let hi = (to.div_euclid(MS_PER_DAY) - self.first_day + 1).max(0) as usize;
         self.days
@@ -214,6 +278,11 @@ pub struct EventRow<'a> {
     pub duration_s: u32,
     /// The group of a group event.
     pub group: Option<&'a str>,
+    /// The amount of an order or refund in fen (0.01 CNY), else 0.
+    pub amount_fen: u32,
+    /// Identity kinds the event carried, bit `IdentityKind as u16`.
+    pub kinds: u16,
+    pub domain: Domain,
 }
 
 impl Columns {
@@ -242,6 +311,10 @@ impl Columns {
                 };
                 (t.as_str(), d, group)
             };
+            let amount_fen = match CatalogueType::ALL.get(kind as usize) {
+                Some(CatalogueType::Order | CatalogueType::Refund) => self.val[i],
+                _ => 0,
+            };
             f(EventRow {
                 index: i,
                 fan: fans[self.node[i] as usize],
@@ -249,13 +322,16 @@ impl Columns {
                 r#type: name,
                 duration_s,
                 group,
+                amount_fen,
+                kinds: self.kinds[i],
+                domain: self.domain(i),
             });
         }
     }
 }
 
 /// What the rules look at, for one fan as of T.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Features {
     pub follows: bool,
     pub subscribed: bool,
@@ -508,6 +584,8 @@ pub struct Snapshot {
     pub as_of: Millis,
     /// Layer by node index; `None` for merged-away nodes and fans that did not exist yet.
     pub layers: Vec<Option<Layer>>,
+    /// The features behind each layer (same indexing, same `None`s).
+    pub features: Vec<Option<Features>>,
 }
 
 /// Fans per layer.
@@ -656,24 +734,27 @@ impl Columns {
                 in_group[*r as usize] = true;
             }
         }
-        let layers = (0..n)
+        let features: Vec<Option<Features>> = (0..n)
             .map(|i| {
                 let f = &fans[i];
-                (f.exists && root[i] == i as u32).then(|| {
-                    layer_of(
-                        &Features {
-                            follows: f.follow.on,
-                            subscribed: f.subscribe.on,
-                            in_group: in_group[i],
-                            engagement_30d: f.engagement,
-                            orders_180d: f.orders,
-                        },
-                        rules,
-                    )
+                (f.exists && root[i] == i as u32).then_some(Features {
+                    follows: f.follow.on,
+                    subscribed: f.subscribe.on,
+                    in_group: in_group[i],
+                    engagement_30d: f.engagement,
+                    orders_180d: f.orders,
                 })
             })
             .collect();
-        Snapshot { as_of, layers }
+        let layers = features
+            .iter()
+            .map(|f| f.as_ref().map(|f| layer_of(f, rules)))
+            .collect();
+        Snapshot {
+            as_of,
+            layers,
+            features,
+        }
     }
 
     /// Engagement per root over some days' events.

@@ -13,18 +13,21 @@
 //! - [`rules`]: the layer rules (defaults and the per-tenant TOML file).
 //! - [`TenantEngine`]: one tenant's state; `apply` takes each stored event once, in order.
 
+pub mod audience;
 pub mod dedup;
 pub mod identity;
 pub mod layers;
 pub mod live;
 pub mod rules;
+pub mod tags;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use siyu_domain::event_type::CatalogueType;
 use siyu_domain::{Domain, Event, Layer, Millis};
 
+pub use audience::{Audience, EvalError, FanSet};
 pub use dedup::{DedupReport, DedupRow};
 pub use identity::{
     Decision, DecisionError, FanId, IdentityGraph, Merge, MergeCause, PossibleDuplicate,
@@ -32,6 +35,7 @@ pub use identity::{
 pub use layers::{Explanation, Features, Flow, LayerCounts, Snapshot};
 pub use live::{Cause, Transition};
 pub use rules::{Rules, RulesError};
+pub use tags::{TagChange, Tags};
 
 /// Totals for `GET /api/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -66,6 +70,10 @@ pub struct TenantEngine {
     rules_version: i64,
     /// Live layers, once started (`start_live`); replays run without them.
     live: Option<live::Live>,
+    /// The live clock when the layers were last stored (the caller's bookkeeping, kept here
+    /// so it travels with the engine through rebuilds).
+    stored_clock: Millis,
+    tags: Tags,
 }
 
 impl Default for TenantEngine {
@@ -84,6 +92,8 @@ impl Default for TenantEngine {
             rules: Rules::default(),
             rules_version: 0,
             live: None,
+            stored_clock: 0,
+            tags: Tags::default(),
         }
     }
 }
@@ -118,7 +128,7 @@ impl TenantEngine {
                 },
                 node,
                 &absorbed,
-                seq,
+                live::Cause::Event { seq },
                 Some(event.id.as_str()),
             );
         }
@@ -154,7 +164,7 @@ impl TenantEngine {
                 },
                 node,
                 &absorbed,
-                self.last_seq,
+                live::Cause::Identity,
                 None,
             );
         }
@@ -178,12 +188,49 @@ impl TenantEngine {
 
     /// Puts new rules (stored as `version`) in force; layers are computed from the events, so
     /// nothing else changes.
+    /// Live layers restart at their clock, and every fan the new rules move gets a transition
+    /// with cause `rules`.
     pub fn set_rules(&mut self, version: i64, rules: Rules) {
+        let before = self.live_layers();
         self.rules = rules;
         self.rules_version = version;
-        if let Some(clock) = self.live.as_ref().map(|l| l.clock()) {
-            self.start_live(clock);
+        if let (Some(clock), Some(before)) = (self.clock(), before) {
+            self.start_live_against(clock, &|f| before.get(&f).copied(), Cause::Rules);
         }
+    }
+
+    /// Every fan's live layer (`None`: live layers not started).
+    pub fn live_layers(&self) -> Option<HashMap<FanId, Layer>> {
+        let live = self.live.as_ref()?;
+        Some(
+            live.layers()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.identities.root_node(*i as u32) == *i as u32)
+                .filter_map(|(i, l)| Some((self.identities.fan(i as u32), (*l)?)))
+                .collect(),
+        )
+    }
+
+    /// Starts live layers as of `now` after a rebuild, recording (at `now`, with `cause`) a
+    /// transition for every fan whose layer is not what `previous` says it was.
+    pub fn start_live_against(
+        &mut self,
+        now: Millis,
+        previous: &dyn Fn(FanId) -> Option<Layer>,
+        cause: Cause,
+    ) {
+        let _ = self.identities.take_absorbed();
+        self.live = Some(live::Live::start_against(
+            live::View {
+                cols: &self.columns,
+                graph: &self.identities,
+                rules: &self.rules,
+            },
+            now,
+            previous,
+            cause,
+        ));
     }
 
     /// Starts keeping live layers as of `now` (from then on, events and [`TenantEngine::tick`]
@@ -211,6 +258,70 @@ impl TenantEngine {
                 t,
             );
         }
+    }
+
+    /// The fans `expr` selects as of `as_of`. As of the live clock, layers and features are
+    /// the live ones (nothing is recomputed); as of any other instant, one snapshot.
+    pub fn audience(
+        &self,
+        expr: &siyu_domain::audience::Expr,
+        as_of: Millis,
+    ) -> Result<Audience, EvalError> {
+        let (layers, features) = match &self.live {
+            Some(live) if live.clock() == as_of => (
+                std::borrow::Cow::Borrowed(live.layers()),
+                std::borrow::Cow::Borrowed(live.features()),
+            ),
+            _ => {
+                let snap = self.layers_as_of(as_of);
+                (
+                    std::borrow::Cow::Owned(snap.layers),
+                    std::borrow::Cow::Owned(snap.features),
+                )
+            }
+        };
+        let ctx = audience::Ctx::new(
+            &self.columns,
+            &self.identities,
+            &self.tags,
+            as_of,
+            layers,
+            features,
+        );
+        Ok(Audience {
+            as_of,
+            fans: ctx.eval(expr)?,
+        })
+    }
+
+    /// A fan's layer features as of `as_of` (from its own events only), `None` if it has no
+    /// event by then.
+    pub fn features_of(&self, fan: FanId, as_of: Millis) -> Option<layers::Features> {
+        let nodes = self.identities.nodes_of(fan);
+        if nodes.is_empty() {
+            return None;
+        }
+        let tables = layers::Tables::new(&self.rules);
+        let (state, _) = self.columns.fan_state(&nodes, &self.rules, &tables, as_of);
+        state.features()
+    }
+
+    /// Applies a stored tag change.
+    pub fn apply_tag(&mut self, c: &TagChange) {
+        self.tags.apply(c);
+    }
+
+    pub fn tags(&self) -> &Tags {
+        &self.tags
+    }
+
+    /// The live clock when the caller last stored the layers (0: never).
+    pub fn stored_clock(&self) -> Millis {
+        self.stored_clock
+    }
+
+    pub fn set_stored_clock(&mut self, t: Millis) {
+        self.stored_clock = t;
     }
 
     /// The live clock, if live layers run.

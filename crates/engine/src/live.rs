@@ -16,7 +16,7 @@ use serde::Serialize;
 use siyu_domain::{Layer, Millis};
 
 use crate::identity::{FanId, IdentityGraph};
-use crate::layers::{Columns, FanState, Tables, layer_of};
+use crate::layers::{Columns, FanState, Features, Tables, layer_of};
 use crate::rules::Rules;
 
 const BUCKET_MS: Millis = 60_000;
@@ -29,6 +29,31 @@ pub enum Cause {
     Event { seq: i64 },
     /// A window slid: no event, time passed.
     Decay,
+    /// New layer rules were put in force.
+    Rules,
+    /// An operator's identity decision (a confirmed merge, an undone one) moved events
+    /// between fans.
+    Identity,
+}
+
+impl Cause {
+    /// The name stored and shown (`event`, `decay`, `rules`, `identity`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Event { .. } => "event",
+            Cause::Decay => "decay",
+            Cause::Rules => "rules",
+            Cause::Identity => "identity",
+        }
+    }
+
+    /// The causing event's sequence number, for `Event`.
+    pub fn seq(self) -> Option<i64> {
+        match self {
+            Cause::Event { seq } => Some(seq),
+            _ => None,
+        }
+    }
 }
 
 /// One layer change.
@@ -61,6 +86,8 @@ pub(crate) struct Live {
     state: Vec<Option<FanState>>,
     /// Current layer by node (meaningful at roots).
     layer: Vec<Option<Layer>>,
+    /// Current features by node (meaningful at roots; `None`: no event yet).
+    features: Vec<Option<Features>>,
     /// Next instant each root's features can change by time alone.
     next: Vec<Millis>,
     queue: BTreeMap<Millis, Vec<u32>>,
@@ -91,8 +118,10 @@ impl Live {
         let mut live = Live {
             clock: now,
             tables: Tables::new(rules),
-            state: Vec::new(),
+            state: vec![None; n],
             layer: snap.layers,
+            features: snap.features,
+
             next: Vec::new(),
             queue: BTreeMap::new(),
             pending: Vec::new(),
@@ -103,6 +132,37 @@ impl Live {
             }
         }
         live.next = next;
+        live
+    }
+
+    /// Starts live layers as of `now` and records, at `now` with `cause`, every fan whose layer
+    /// differs from what `previous` says it was (a rebuild: new rules, an undone merge, or a
+    /// restart that finds the stored layers out of date).
+    pub(crate) fn start_against(
+        v: View<'_>,
+        now: Millis,
+        previous: &dyn Fn(FanId) -> Option<Layer>,
+        cause: Cause,
+    ) -> Live {
+        let mut live = Live::start(v.cols, v.graph, v.rules, now);
+        for (node, layer) in live.layer.iter().enumerate() {
+            let Some(to) = *layer else { continue };
+            if v.graph.root_node(node as u32) != node as u32 {
+                continue;
+            }
+            let fan = v.graph.fan(node as u32);
+            let from = previous(fan);
+            if from != Some(to) {
+                live.pending.push(Transition {
+                    fan,
+                    event_id: None,
+                    from,
+                    to,
+                    at: now,
+                    cause,
+                });
+            }
+        }
         live
     }
 
@@ -120,6 +180,7 @@ impl Live {
     fn grow(&mut self, n: usize) {
         if self.layer.len() < n {
             self.layer.resize(n, None);
+            self.features.resize(n, None);
             self.next.resize(n, Millis::MAX);
         }
         if self.state.len() < n {
@@ -132,11 +193,13 @@ impl Live {
         &mut self,
         v: View<'_>,
         root: u32,
-        new: Option<Layer>,
+        features: Option<Features>,
         at: Millis,
         cause: Cause,
         event_id: Option<&str>,
     ) {
+        self.features[root as usize] = features;
+        let new = features.map(|f| layer_of(&f, v.rules));
         let old = self.layer[root as usize];
         if new != old
             && let Some(to) = new
@@ -166,7 +229,7 @@ impl Live {
         let (state, next) =
             v.cols
                 .fan_state(&v.graph.nodes_of_root(root), v.rules, &self.tables, at);
-        let new = state.features().map(|f| layer_of(&f, v.rules));
+        let new = state.features();
         self.state[root as usize] = Some(state);
         self.settle(v, root, new, at, cause, event_id);
         self.next[root as usize] = next;
@@ -181,12 +244,13 @@ impl Live {
         v: View<'_>,
         node: u32,
         absorbed: &[u32],
-        seq: i64,
+        cause: Cause,
         event_id: Option<&str>,
     ) {
         self.grow(v.graph.node_count());
         for &a in absorbed {
             self.layer[a as usize] = None;
+            self.features[a as usize] = None;
             self.next[a as usize] = Millis::MAX;
             self.state[a as usize] = None;
         }
@@ -198,15 +262,15 @@ impl Live {
         {
             let i = v.cols.len() - 1;
             let next = state.add(v.cols, i, v.rules, &self.tables, clock);
-            let new = state.features().map(|f| layer_of(&f, v.rules));
+            let new = state.features();
             if next < self.next[root as usize] {
                 self.next[root as usize] = next;
                 self.schedule(root, next);
             }
-            self.settle(v, root, new, clock, Cause::Event { seq }, event_id);
+            self.settle(v, root, new, clock, cause, event_id);
             return;
         }
-        self.recompute(v, root, clock, Cause::Event { seq }, event_id);
+        self.recompute(v, root, clock, cause, event_id);
     }
 
     /// Advances the clock to `t`, applying every change due by then at its own instant.
@@ -234,7 +298,7 @@ impl Live {
                         // The state knows what leaves and what comes due: no recompute.
                         Some(state) => {
                             let next = state.advance(v.cols, v.rules, &self.tables, at);
-                            let new = state.features().map(|f| layer_of(&f, v.rules));
+                            let new = state.features();
                             self.next[root as usize] = next;
                             if next != Millis::MAX {
                                 self.schedule(root, next);
@@ -271,6 +335,11 @@ impl Live {
     /// Current layers by node (for comparing with a snapshot).
     pub(crate) fn layers(&self) -> &[Option<Layer>] {
         &self.layer
+    }
+
+    /// Current features by node (meaningful at roots).
+    pub(crate) fn features(&self) -> &[Option<Features>] {
+        &self.features
     }
 }
 
@@ -353,6 +422,60 @@ mod tests {
         e.tick(t0() + 3 * 3_600_000);
         assert_eq!(e.live_layer(FanId(1)), Some(Layer::Passerby));
         assert_eq!(e.take_transitions()[0].at, t0() + 2 * 3_600_000);
+    }
+
+    #[test]
+    fn new_rules_and_identity_decisions_record_the_fans_they_move() {
+        let mut e = TenantEngine::new();
+        e.start_live(t0());
+        apply(&mut e, 1, 0, 0, t0()); // follow
+        for s in 2..5 {
+            apply(&mut e, s, 0, 3, t0()); // engagement 12
+        }
+        apply(&mut e, 5, 1, 8, t0()); // another fan comments
+        let _ = e.take_transitions();
+        let stricter = crate::Rules::from_toml("[favorable]\nengagement = 15\n").unwrap();
+        e.set_rules(1, stricter);
+        let moved = e.take_transitions();
+        assert_eq!(moved.len(), 1, "only the fan the rules move: {moved:?}");
+        assert_eq!(
+            (moved[0].fan, moved[0].from, moved[0].to, moved[0].cause),
+            (
+                FanId(1),
+                Some(Layer::Favorable),
+                Layer::Passerby,
+                super::Cause::Rules
+            )
+        );
+        assert_eq!(moved[0].at, t0(), "at the live clock");
+        // An operator merges the commenter into the follower: the merged fan is recomputed.
+        e.decide(
+            1,
+            crate::Decision::Confirm {
+                a: FanId(1),
+                b: FanId(5),
+            },
+        )
+        .unwrap();
+        let merged = e.take_transitions();
+        assert_eq!(
+            merged
+                .iter()
+                .map(|t| (t.fan, t.to, t.cause))
+                .collect::<Vec<_>>(),
+            [(FanId(1), Layer::Favorable, super::Cause::Identity)],
+            "12 + a comment's 3 reach 15"
+        );
+        // Restarting against what was recorded records only the differences.
+        let recorded = e.live_layers().unwrap();
+        e.start_live_against(t0(), &|f| recorded.get(&f).copied(), super::Cause::Identity);
+        assert!(e.take_transitions().is_empty());
+        e.start_live_against(t0(), &|_| None, super::Cause::Identity);
+        assert_eq!(
+            e.take_transitions().len(),
+            1,
+            "one fan, now unknown to the record"
+        );
     }
 
     proptest! {

@@ -14,7 +14,7 @@ use siyu_engine::{Decision, FanId};
 use crate::{ApiError, State, auth, body};
 
 /// Runs a blocking service call off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

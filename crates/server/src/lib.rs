@@ -26,6 +26,7 @@ mod identity;
 mod ingest;
 mod layers;
 pub mod metrics;
+mod segments;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -113,6 +114,7 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
             post(connectors::douyin_webhook)
                 .layer(DefaultBodyLimit::max(connectors::WEBHOOK_BODY_LIMIT)),
         )
+        .route("/api/segments/preview", post(segments::preview))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .merge(segment)

@@ -178,6 +178,18 @@ pub struct StoredTransition {
     pub event_id: Option<String>,
 }
 
+/// How far a tenant's live layers had got when their transitions were last stored: every
+/// layer change up to `clock`, and every change caused by events up to `seq`, is in the
+/// transitions table. A restart resumes live layers from here, so changes that fall due
+/// while no server runs (decays, events imported meanwhile) are still recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveMark {
+    pub clock: Millis,
+    pub seq: i64,
+    /// The layer rules version in force at `clock`.
+    pub rules_version: i64,
+}
+
 /// A tenant's connector (`douyin`, `oceanengine`): its settings and the position of its poller.
 ///
 /// `config` holds credentials (client secrets, access tokens), so `Debug` never prints it.
@@ -322,14 +334,27 @@ pub trait Store: Send + Sync {
     /// A tenant's layer rules file and its version; `None` for the defaults.
     fn rules(&self, tenant: TenantId) -> Result<Option<(i64, String)>>;
 
-    /// Appends layer transitions (their `id` is assigned here, in order) in one transaction.
-    fn add_transitions(&self, tenant: TenantId, rows: &[StoredTransition]) -> Result<()>;
+    /// Appends layer transitions (their `id` is assigned here, in order) and moves the
+    /// tenant's [`LiveMark`] to `mark`, in one transaction.
+    fn add_transitions(
+        &self,
+        tenant: TenantId,
+        rows: &[StoredTransition],
+        mark: &LiveMark,
+    ) -> Result<()>;
 
-    /// A tenant's transitions with `id > after`, at most `limit`, optionally of one fan.
+    /// Where the tenant's live layers were last stored; `None` before they ever were.
+    fn live_mark(&self, tenant: TenantId) -> Result<Option<LiveMark>>;
+
+    /// Each fan's layer as the transitions record it (the `to` of its latest transition).
+    fn recorded_layers(&self, tenant: TenantId) -> Result<Vec<(i64, String)>>;
+
+    /// A tenant's transitions with `id > after`, at most `limit`, optionally only those of
+    /// the given fan ids (a fan and the ids merged into it).
     fn transitions(
         &self,
         tenant: TenantId,
-        fan: Option<i64>,
+        fans: Option<&[i64]>,
         after: i64,
         limit: usize,
     ) -> Result<Vec<StoredTransition>>;

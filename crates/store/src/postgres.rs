@@ -12,7 +12,7 @@ use postgres::{Client, NoTls};
 use siyu_domain::Millis;
 
 use crate::{
-    AppendBatch, Appended, KeyRole, NewDecision, Result, StoreError, StoredConnector,
+    AppendBatch, Appended, KeyRole, LiveMark, NewDecision, Result, StoreError, StoredConnector,
     StoredDecision, StoredEvent, StoredTransition, Tenant, TenantId, row_to_event,
 };
 
@@ -84,7 +84,20 @@ CREATE TABLE layer_transitions (
 );
 CREATE INDEX layer_transitions_fan ON layer_transitions (tenant_id, fan, id);
 "#,
-    // connectors
+    // 5: transitions caused by rules changes and identity decisions; where live layers were
+    // last stored (see `LiveMark`).
+    r#"
+ALTER TABLE layer_transitions DROP CONSTRAINT layer_transitions_cause_check;
+ALTER TABLE layer_transitions ADD CONSTRAINT layer_transitions_cause_check
+    CHECK (cause IN ('event', 'decay', 'rules', 'identity'));
+CREATE TABLE layer_marks (
+    tenant_id     BIGINT PRIMARY KEY REFERENCES tenants(tenant_id),
+    clock         BIGINT NOT NULL,
+    seq           BIGINT NOT NULL,
+    rules_version BIGINT NOT NULL
+);
+"#,
+    // 6: connectors: per-tenant connector settings and poller checkpoints.
     r#"
 CREATE TABLE connectors (
     tenant_id  BIGINT NOT NULL REFERENCES tenants(tenant_id),
@@ -327,50 +340,87 @@ impl crate::Store for PostgresStore {
         })
     }
 
-    fn add_transitions(&self, tenant: TenantId, rows: &[StoredTransition]) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
+    fn add_transitions(
+        &self,
+        tenant: TenantId,
+        rows: &[StoredTransition],
+        mark: &LiveMark,
+    ) -> Result<()> {
         self.writer(|c| {
             let mut tx = c.transaction()?;
-            tx.execute("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE", &[&tenant])?;
-            let first: i64 = tx
-                .query_one(
-                    "SELECT COALESCE(MAX(id), 0) + 1 FROM layer_transitions WHERE tenant_id = $1",
-                    &[&tenant],
-                )?
-                .get(0);
-            let ids: Vec<i64> = (first..first + rows.len() as i64).collect();
-            let fans: Vec<i64> = rows.iter().map(|r| r.fan).collect();
-            let from: Vec<Option<&str>> = rows.iter().map(|r| r.from.as_deref()).collect();
-            let to: Vec<&str> = rows.iter().map(|r| r.to.as_str()).collect();
-            let at: Vec<i64> = rows.iter().map(|r| r.at).collect();
-            let cause: Vec<&str> = rows.iter().map(|r| r.cause.as_str()).collect();
-            let seq: Vec<Option<i64>> = rows.iter().map(|r| r.seq).collect();
-            let event_ids: Vec<Option<&str>> = rows.iter().map(|r| r.event_id.as_deref()).collect();
+            if !rows.is_empty() {
+                tx.execute("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE", &[&tenant])?;
+                let first: i64 = tx
+                    .query_one(
+                        "SELECT COALESCE(MAX(id), 0) + 1 FROM layer_transitions WHERE tenant_id = $1",
+                        &[&tenant],
+                    )?
+                    .get(0);
+                let ids: Vec<i64> = (first..first + rows.len() as i64).collect();
+                let fans: Vec<i64> = rows.iter().map(|r| r.fan).collect();
+                let from: Vec<Option<&str>> = rows.iter().map(|r| r.from.as_deref()).collect();
+                let to: Vec<&str> = rows.iter().map(|r| r.to.as_str()).collect();
+                let at: Vec<i64> = rows.iter().map(|r| r.at).collect();
+                let cause: Vec<&str> = rows.iter().map(|r| r.cause.as_str()).collect();
+                let seq: Vec<Option<i64>> = rows.iter().map(|r| r.seq).collect();
+                let event_ids: Vec<Option<&str>> =
+                    rows.iter().map(|r| r.event_id.as_deref()).collect();
+                tx.execute(
+                    "INSERT INTO layer_transitions (tenant_id, id, fan, from_layer, to_layer, at, cause, seq, event_id)
+                     SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bigint[], $9::text[])",
+                    &[&tenant, &ids, &fans, &from, &to, &at, &cause, &seq, &event_ids],
+                )?;
+            }
             tx.execute(
-                "INSERT INTO layer_transitions (tenant_id, id, fan, from_layer, to_layer, at, cause, seq, event_id)
-                 SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bigint[], $9::text[])",
-                &[&tenant, &ids, &fans, &from, &to, &at, &cause, &seq, &event_ids],
+                "INSERT INTO layer_marks (tenant_id, clock, seq, rules_version) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tenant_id) DO UPDATE SET clock = $2, seq = $3, rules_version = $4",
+                &[&tenant, &mark.clock, &mark.seq, &mark.rules_version],
             )?;
             tx.commit()?;
             Ok(())
         })
     }
 
+    fn live_mark(&self, tenant: TenantId) -> Result<Option<LiveMark>> {
+        self.reader(|c| {
+            Ok(c.query_opt(
+                "SELECT clock, seq, rules_version FROM layer_marks WHERE tenant_id = $1",
+                &[&tenant],
+            )?
+            .map(|r| LiveMark {
+                clock: r.get(0),
+                seq: r.get(1),
+                rules_version: r.get(2),
+            }))
+        })
+    }
+
+    fn recorded_layers(&self, tenant: TenantId) -> Result<Vec<(i64, String)>> {
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT DISTINCT ON (fan) fan, to_layer FROM layer_transitions
+                 WHERE tenant_id = $1 ORDER BY fan, id DESC",
+                &[&tenant],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })
+    }
+
     fn transitions(
         &self,
         tenant: TenantId,
-        fan: Option<i64>,
+        fans: Option<&[i64]>,
         after: i64,
         limit: usize,
     ) -> Result<Vec<StoredTransition>> {
         self.reader(|c| {
             let rows = c.query(
                 "SELECT id, fan, from_layer, to_layer, at, cause, seq, event_id FROM layer_transitions
-                 WHERE tenant_id = $1 AND id > $2 AND ($3::bigint IS NULL OR fan = $3)
+                 WHERE tenant_id = $1 AND id > $2 AND ($3::bigint[] IS NULL OR fan = ANY($3))
                  ORDER BY id LIMIT $4",
-                &[&tenant, &after, &fan, &(limit as i64)],
+                &[&tenant, &after, &fans, &(limit as i64)],
             )?;
             Ok(rows
                 .iter()

@@ -15,7 +15,7 @@ use crate::{
     AppendBatch, Appended, Durability, KeyRole, NewDecision, Result, StoreError, StoredDecision,
     StoredEvent, Tenant, TenantId, row_to_event,
 };
-use crate::{StoredConnector, StoredTransition};
+use crate::{LiveMark, StoredConnector, StoredTransition};
 
 /// Migrations, in order. Applied once each, recorded in `schema_migrations`.
 const MIGRATIONS: &[&str] = &[
@@ -86,7 +86,33 @@ CREATE TABLE layer_transitions (
 ) WITHOUT ROWID;
 CREATE INDEX layer_transitions_fan ON layer_transitions (tenant_id, fan, id);
 "#,
-    // connectors
+    // 5: transitions caused by rules changes and identity decisions; where live layers were
+    // last stored (see `LiveMark`).
+    r#"
+CREATE TABLE layer_transitions_new (
+    tenant_id  INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    id         INTEGER NOT NULL,
+    fan        INTEGER NOT NULL,
+    from_layer TEXT,
+    to_layer   TEXT NOT NULL,
+    at         INTEGER NOT NULL,
+    cause      TEXT NOT NULL CHECK (cause IN ('event', 'decay', 'rules', 'identity')),
+    seq        INTEGER,
+    event_id   TEXT,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+INSERT INTO layer_transitions_new SELECT * FROM layer_transitions;
+DROP TABLE layer_transitions;
+ALTER TABLE layer_transitions_new RENAME TO layer_transitions;
+CREATE INDEX layer_transitions_fan ON layer_transitions (tenant_id, fan, id);
+CREATE TABLE layer_marks (
+    tenant_id     INTEGER PRIMARY KEY REFERENCES tenants(tenant_id),
+    clock         INTEGER NOT NULL,
+    seq           INTEGER NOT NULL,
+    rules_version INTEGER NOT NULL
+);
+"#,
+    // 6: connectors: per-tenant connector settings and poller checkpoints.
     r#"
 CREATE TABLE connectors (
     tenant_id  INTEGER NOT NULL REFERENCES tenants(tenant_id),
@@ -350,18 +376,20 @@ impl crate::Store for SqliteStore {
             .optional()?)
     }
 
-    fn add_transitions(&self, tenant: TenantId, rows: &[StoredTransition]) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
+    fn add_transitions(
+        &self,
+        tenant: TenantId,
+        rows: &[StoredTransition],
+        mark: &LiveMark,
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut id: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(id), 0) FROM layer_transitions WHERE tenant_id = ?1",
-            [tenant],
-            |r| r.get(0),
-        )?;
-        {
+        if !rows.is_empty() {
+            let mut id: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(id), 0) FROM layer_transitions WHERE tenant_id = ?1",
+                [tenant],
+                |r| r.get(0),
+            )?;
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO layer_transitions (tenant_id, id, fan, from_layer, to_layer, at, cause, seq, event_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -373,23 +401,58 @@ impl crate::Store for SqliteStore {
                 ])?;
             }
         }
+        tx.execute(
+            "INSERT INTO layer_marks (tenant_id, clock, seq, rules_version) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant_id) DO UPDATE SET clock = ?2, seq = ?3, rules_version = ?4",
+            params![tenant, mark.clock, mark.seq, mark.rules_version],
+        )?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn live_mark(&self, tenant: TenantId) -> Result<Option<LiveMark>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT clock, seq, rules_version FROM layer_marks WHERE tenant_id = ?1",
+                [tenant],
+                |r| {
+                    Ok(LiveMark {
+                        clock: r.get(0)?,
+                        seq: r.get(1)?,
+                        rules_version: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn recorded_layers(&self, tenant: TenantId) -> Result<Vec<(i64, String)>> {
+        let conn = self.conn();
+        // SQLite takes the bare columns from the row holding MAX(id).
+        let mut stmt = conn.prepare_cached(
+            "SELECT fan, to_layer, MAX(id) FROM layer_transitions WHERE tenant_id = ?1 GROUP BY fan",
+        )?;
+        let rows = stmt.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn transitions(
         &self,
         tenant: TenantId,
-        fan: Option<i64>,
+        fans: Option<&[i64]>,
         after: i64,
         limit: usize,
     ) -> Result<Vec<StoredTransition>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT id, fan, from_layer, to_layer, at, cause, seq, event_id FROM layer_transitions
-             WHERE tenant_id = ?1 AND id > ?2 AND (?3 IS NULL OR fan = ?3) ORDER BY id LIMIT ?4",
+             WHERE tenant_id = ?1 AND id > ?2
+               AND (?3 IS NULL OR fan IN (SELECT value FROM json_each(?3)))
+             ORDER BY id LIMIT ?4",
         )?;
-        let rows = stmt.query_map(params![tenant, after, fan, limit as i64], |r| {
+        let fans = fans.map(|f| serde_json::to_string(f).unwrap_or_default());
+        let rows = stmt.query_map(params![tenant, after, fans, limit as i64], |r| {
             Ok(StoredTransition {
                 id: r.get(0)?,
                 fan: r.get(1)?,

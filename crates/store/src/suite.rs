@@ -257,28 +257,72 @@ fn transitions_are_appended_and_read_in_order(s: &dyn Store) {
             event_id: seq.map(|s| format!("e{s}")),
         }
     };
+    let mark = |clock: i64, seq: i64| crate::LiveMark {
+        clock,
+        seq,
+        rules_version: 0,
+    };
+    assert_eq!(s.live_mark(a).unwrap(), None);
     s.add_transitions(
         a,
         &[
             row(1, None, "passerby", "event", Some(1)),
             row(2, None, "potential", "event", Some(2)),
         ],
+        &mark(NOW, 2),
     )
     .unwrap();
     s.add_transitions(
         a,
         &[row(1, Some("passerby"), "favorable", "event", Some(3))],
+        &mark(NOW + 1, 3),
     )
     .unwrap();
-    s.add_transitions(a, &[row(1, Some("favorable"), "passerby", "decay", None)])
-        .unwrap();
+    s.add_transitions(
+        a,
+        &[row(1, Some("favorable"), "passerby", "decay", None)],
+        &mark(NOW + 2, 3),
+    )
+    .unwrap();
+    // Rebuild causes; and an empty append still moves the mark.
+    s.add_transitions(
+        a,
+        &[
+            row(3, None, "favorable", "identity", None),
+            row(2, Some("potential"), "passerby", "rules", None),
+        ],
+        &mark(NOW + 3, 3),
+    )
+    .unwrap();
+    s.add_transitions(a, &[], &mark(NOW + 9, 4)).unwrap();
+    assert_eq!(s.live_mark(a).unwrap(), Some(mark(NOW + 9, 4)));
     let all = s.transitions(a, None, 0, 100).unwrap();
-    assert_eq!(all.iter().map(|t| t.id).collect::<Vec<_>>(), [1, 2, 3, 4]);
-    let mine = s.transitions(a, Some(1), 0, 100).unwrap();
+    assert_eq!(
+        all.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    let mine = s.transitions(a, Some(&[1]), 0, 100).unwrap();
     assert_eq!(mine.len(), 3);
     assert_eq!((mine[2].cause.as_str(), mine[2].seq), ("decay", None));
     assert_eq!(mine[1].event_id.as_deref(), Some("e3"));
+    let two = s.transitions(a, Some(&[1, 3]), 0, 100).unwrap();
+    assert_eq!(two.iter().map(|t| t.id).collect::<Vec<_>>(), [1, 3, 4, 5]);
+    assert!(s.transitions(a, Some(&[]), 0, 100).unwrap().is_empty());
     assert_eq!(s.transitions(a, None, 2, 1).unwrap()[0].id, 3);
+    let mut recorded = s.recorded_layers(a).unwrap();
+    recorded.sort();
+    assert_eq!(
+        recorded,
+        [
+            (1, "passerby".to_string()),
+            (2, "passerby".to_string()),
+            (3, "favorable".to_string())
+        ]
+    );
+    // Another tenant's mark and transitions are its own.
+    let b = s.create_tenant("b", "w2", "a2", NOW).unwrap().id;
+    assert_eq!(s.live_mark(b).unwrap(), None);
+    assert!(s.recorded_layers(b).unwrap().is_empty());
 }
 
 fn connectors_keep_settings_and_checkpoints_per_tenant(s: &dyn Store) {

@@ -170,15 +170,20 @@ impl TestApp {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
-    /// Stops the server and starts a new one on the same store (same keys): everything
-    /// derived is rebuilt from the log.
-    pub async fn restart(mut self) -> TestApp {
+    /// Stops the server (if it runs), keeping the store for a [`TestApp::restart`].
+    pub async fn halt(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         if let Some(h) = self.server.take() {
             h.await.unwrap().unwrap();
         }
+    }
+
+    /// Stops the server and starts a new one on the same store (same keys): everything
+    /// derived is rebuilt from the log.
+    pub async fn restart(mut self) -> TestApp {
+        self.halt().await;
         let loc = self.location.clone();
         let app = tokio::task::spawn_blocking(move || {
             let store = siyu_store::open(&loc, Durability::Full).expect("open store");
@@ -203,12 +208,7 @@ impl TestApp {
 
     /// Stops the server and waits for it, so the store is closed.
     pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(h) = self.server.take() {
-            h.await.unwrap().unwrap();
-        }
+        self.halt().await;
     }
 }
 

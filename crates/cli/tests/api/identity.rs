@@ -319,11 +319,37 @@ async fn undoing_a_merge_splits_the_fan_and_recomputes(b: Backend) {
     );
     let (_, r) = app.get("/api/reports/dedup").await;
     assert_eq!(r["total"]["people"], 1);
+    // The merged fan's transitions include those recorded under the id merged into it.
+    let (_, v) = app
+        .get(&format!("/api/layers/transitions?fan={into}"))
+        .await;
+    let fans: Vec<i64> = v["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["fan"].as_i64().unwrap())
+        .collect();
+    assert!(fans.contains(&from) && fans.contains(&into), "{v}");
 
     let (s, v) = app
         .admin_post(&format!("/api/fans/{from}/unmerge"), &json!({}))
         .await;
     assert_eq!(s, 200, "{v}");
+    // The fan the undo brought back is recorded, caused by the identity decision.
+    let (_, tv) = app
+        .get(&format!("/api/layers/transitions?fan={from}"))
+        .await;
+    let last = tv["transitions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&last["from"], &last["to"], &last["cause"]),
+        (&json!(null), &json!("potential"), &json!("identity")),
+        "{tv}"
+    );
     assert_eq!(
         v["fan"]["fan"].as_i64(),
         Some(from),
@@ -694,5 +720,220 @@ mod layers {
         app.stop().await;
     }
 
-    both!(layers_flow_rules_and_explanations);
+    /// Changes that fall due while no server runs (a window sliding, events imported, rules
+    /// replaced) are recorded when the next server starts, each at its own time and cause;
+    /// rules put in force through the API record the fans they move.
+    async fn changes_while_no_server_ran_are_recorded(b: Backend) {
+        use siyu_domain::time::{MS_PER_DAY, format_rfc3339, now_ms};
+        let app = spawn_app(b).await;
+        let loc = app.location.clone();
+        let now = now_ms();
+        let hour = 3_600_000;
+        let t0 = now - 40 * MS_PER_DAY;
+        let pm_at = t0 + hour;
+        let b_at = now - 5 * MS_PER_DAY;
+        tokio::task::spawn_blocking(move || {
+            let store = siyu_store::open(&loc, siyu_store::Durability::Full).unwrap();
+            let tenant = store.tenants().unwrap()[0].id;
+            let append = |evs: Vec<Value>| {
+                let events: Vec<_> = evs
+                    .iter()
+                    .map(|e| siyu_domain::parse_event(&e.to_string(), now).unwrap())
+                    .collect();
+                let encoded = siyu_store::Encoded::all(&events);
+                store
+                    .append(
+                        &[siyu_store::AppendBatch {
+                            tenant,
+                            events: &events,
+                            encoded: &encoded,
+                        }],
+                        now,
+                    )
+                    .unwrap();
+            };
+            // A server that ran 40 days ago took a follow and three messages (engagement 12)...
+            append(vec![
+                ev("a1", "a", "follow", &format_rfc3339(t0), json!({})),
+                ev(
+                    "a2",
+                    "a",
+                    "private_message_in",
+                    &format_rfc3339(pm_at),
+                    json!({}),
+                ),
+                ev(
+                    "a3",
+                    "a",
+                    "private_message_in",
+                    &format_rfc3339(pm_at),
+                    json!({}),
+                ),
+                ev(
+                    "a4",
+                    "a",
+                    "private_message_in",
+                    &format_rfc3339(pm_at),
+                    json!({}),
+                ),
+            ]);
+            let row = |from: Option<&str>, to: &str, seq: i64| siyu_store::StoredTransition {
+                id: 0,
+                fan: 1,
+                from: from.map(str::to_string),
+                to: to.into(),
+                at: t0,
+                cause: "event".into(),
+                seq: Some(seq),
+                event_id: Some(format!("a{seq}")),
+            };
+            // ...stored what it saw, and stopped.
+            store
+                .add_transitions(
+                    tenant,
+                    &[
+                        row(None, "passerby", 1),
+                        row(Some("passerby"), "favorable", 4),
+                    ],
+                    &siyu_store::LiveMark {
+                        clock: pm_at + hour,
+                        seq: 4,
+                        rules_version: 0,
+                    },
+                )
+                .unwrap();
+            // Meanwhile an import brought a new follower.
+            append(vec![ev(
+                "b1",
+                "b",
+                "follow",
+                &format_rfc3339(b_at),
+                json!({}),
+            )]);
+        })
+        .await
+        .unwrap();
+
+        let app = app.restart().await;
+        let (s, v) = app.get("/api/layers/transitions?after=2").await;
+        assert_eq!(s, 200, "{v}");
+        let list = v["transitions"].as_array().unwrap();
+        assert_eq!(list.len(), 2, "{v}");
+        assert_eq!(
+            (
+                &list[0]["fan"],
+                &list[0]["from"],
+                &list[0]["to"],
+                &list[0]["cause"]
+            ),
+            (
+                &json!(1),
+                &json!("favorable"),
+                &json!("passerby"),
+                &json!("decay")
+            ),
+            "{v}"
+        );
+        assert_eq!(
+            list[0]["at"],
+            format_rfc3339(pm_at + 30 * MS_PER_DAY),
+            "the decay is recorded when the window slid, though no server ran"
+        );
+        assert_eq!(
+            (
+                &list[1]["fan"],
+                &list[1]["to"],
+                &list[1]["cause"],
+                &list[1]["event_id"]
+            ),
+            (&json!(5), &json!("passerby"), &json!("event"), &json!("b1")),
+            "{v}"
+        );
+        assert_eq!(
+            list[1]["at"],
+            format_rfc3339(b_at),
+            "at the event's own time"
+        );
+        let (_, again) = app.get("/api/layers/transitions?after=4").await;
+        assert!(
+            again["transitions"].as_array().unwrap().is_empty(),
+            "a restart records nothing twice: {again}"
+        );
+
+        // A rules file stored while the server is down moves fans on the next start.
+        let recent = format_rfc3339(now - hour);
+        let msgs: Vec<Value> = (1..=3)
+            .map(|i| {
+                ev(
+                    &format!("b{}", i + 1),
+                    "b",
+                    "private_message_in",
+                    &recent,
+                    json!({}),
+                )
+            })
+            .collect();
+        let (s, _) = app.post_events(&Value::Array(msgs)).await;
+        assert_eq!(s, 200);
+        let (_, v) = app.get("/api/layers/transitions?fan=5&after=4").await;
+        assert_eq!(v["transitions"][0]["to"], "favorable", "{v}");
+        let last = v["next_after"].as_i64().unwrap();
+        let mut app = app;
+        app.halt().await;
+        let loc = app.location.clone();
+        tokio::task::spawn_blocking(move || {
+            let store = siyu_store::open(&loc, siyu_store::Durability::Full).unwrap();
+            let tenant = store.tenants().unwrap()[0].id;
+            store
+                .set_rules(tenant, "[favorable]\nengagement = 20\n")
+                .unwrap();
+        })
+        .await
+        .unwrap();
+        let app = app.restart().await;
+        let (_, v) = app
+            .get(&format!("/api/layers/transitions?after={last}"))
+            .await;
+        let list = v["transitions"].as_array().unwrap();
+        assert_eq!(list.len(), 1, "{v}");
+        assert_eq!(
+            (
+                &list[0]["fan"],
+                &list[0]["from"],
+                &list[0]["to"],
+                &list[0]["cause"]
+            ),
+            (
+                &json!(5),
+                &json!("favorable"),
+                &json!("passerby"),
+                &json!("rules")
+            ),
+        );
+        // Through the API, in a running server.
+        let r = app
+            .client
+            .put(format!("{}/api/rules", app.base))
+            .bearer_auth(&app.admin_key)
+            .body("[favorable]\nengagement = 10\n")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let (_, v) = app
+            .get(&format!("/api/layers/transitions?after={}", last + 1))
+            .await;
+        let list = v["transitions"].as_array().unwrap();
+        assert_eq!(
+            (list.len(), &list[0]["to"], &list[0]["cause"]),
+            (1, &json!("favorable"), &json!("rules")),
+            "{v}"
+        );
+        app.stop().await;
+    }
+
+    both!(
+        layers_flow_rules_and_explanations,
+        changes_while_no_server_ran_are_recorded
+    );
 }
