@@ -6,11 +6,18 @@
 //! - [`tenants`]: tenant names and creation.
 //! - [`identity`]: replay with operator decisions, fan views, merges and their undoing.
 //! - [`ingest`]: the single writer thread with group commit, and the live engines it feeds.
+//! - [`connectors`]: per-tenant connector settings (Douyin client secret, Ocean Engine token),
+//!   with credentials that never print.
+//! - [`douyin`]: Douyin webhook deliveries: signature, mapping, append once.
+//! - [`oceanengine`]: the Ocean Engine lead poller, steppable, with a durable checkpoint.
 //! - [`App`]: the handle the server and the CLI hold.
 
+pub mod connectors;
+pub mod douyin;
 pub mod identity;
 pub mod ingest;
 pub mod keys;
+pub mod oceanengine;
 pub mod segments;
 pub mod tenants;
 

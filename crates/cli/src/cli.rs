@@ -36,6 +36,8 @@ impl Cli {
             Command::Fan(a) => a.json,
             Command::Identity(a) => a.json,
             Command::Report(a) => a.json,
+            // Its output is always JSON, so its errors are too.
+            Command::Connector(_) => true,
             Command::Segment(a) => a.json,
             Command::Gen(_) | Command::Serve(_) => false,
         }
@@ -64,6 +66,9 @@ pub enum Command {
     Segment(SegmentArgs),
     /// Measure ingest and identity resolution against their peers.
     Bench(BenchArgs),
+    /// Connect a tenant to Douyin webhooks and the Ocean Engine lead API (credentials are
+    /// stored, never printed).
+    Connector(ConnectorArgs),
 }
 
 /// Where the data lives.
@@ -100,6 +105,67 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "SIYU_ADDR")]
     pub addr: String,
+    /// Seconds between rounds of the Ocean Engine lead poller once every tenant is caught up.
+    #[arg(long, default_value_t = 60, env = "SIYU_POLL_INTERVAL")]
+    pub poll_interval: u64,
+    /// Seconds a poll window ends before now, so late-arriving leads are not missed.
+    #[arg(long, default_value_t = 60, env = "SIYU_POLL_LAG")]
+    pub poll_lag: u64,
+}
+
+/// A credential given on the command line or in the environment; `Debug` never shows it.
+#[derive(Clone)]
+pub struct SecretArg(pub String);
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretArg(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectorArgs {
+    #[command(subcommand)]
+    pub command: ConnectorCommand,
+    #[command(flatten)]
+    pub at: TenantStoreArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConnectorCommand {
+    /// Set the Douyin app's client secret that signs webhook deliveries to
+    /// /webhooks/douyin/TENANT; without --client-secret, show whether one is set.
+    Douyin {
+        /// The client secret (or env SIYU_DOUYIN_CLIENT_SECRET, which keeps it out of `ps`).
+        #[arg(long, env = "SIYU_DOUYIN_CLIENT_SECRET", hide_env_values = true)]
+        client_secret: Option<SecretArg>,
+    },
+    /// Set up the Ocean Engine lead poller that `siyu serve` runs; flags not given keep their
+    /// value; without flags, show the settings and the poller's position.
+    Oceanengine {
+        /// The advertiser whose leads are pulled.
+        #[arg(long)]
+        advertiser_id: Option<String>,
+        /// The access token (or env SIYU_OCEANENGINE_ACCESS_TOKEN).
+        #[arg(long, env = "SIYU_OCEANENGINE_ACCESS_TOKEN", hide_env_values = true)]
+        access_token: Option<SecretArg>,
+        /// The lead API's origin (default https://api.oceanengine.com).
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Pull leads created from this time on (RFC 3339; default 30 days before set-up).
+        #[arg(long)]
+        start: Option<String>,
+        /// Leads per page (1–100).
+        #[arg(long)]
+        page_size: Option<u32>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -187,7 +253,8 @@ pub struct ImportArgs {
     /// Tenant to import into (default: the only one).
     #[arg(long, env = "SIYU_TENANT")]
     pub tenant: Option<String>,
-    /// Input format; by default taken from each file's extension.
+    /// Input format; by default taken from each file's extension. `oceanengine`: Ocean Engine
+    /// lead exports (JSON lines or CSV by extension) with the lead API's field names.
     #[arg(long, value_enum)]
     pub format: Option<crate::import::Format>,
     /// Print the summary as JSON.

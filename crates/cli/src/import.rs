@@ -4,6 +4,10 @@
 //! flight, so parsing the next chunk overlaps with committing the last one. Running the same
 //! import twice stores nothing twice (event ids are idempotency keys). Refused lines go to
 //! `FILE.rejected.jsonl` beside the input, each with its line number, code, field and reason.
+//!
+//! `--format oceanengine` reads Ocean Engine lead exports instead (JSON lines or CSV, by
+//! extension, with the lead API's field names): each lead becomes a `lead_form` through
+//! `siyu_domain::oceanengine`.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -31,6 +35,9 @@ pub enum Format {
     Jsonl,
     /// A header row, then one event per row (see docs/import.md).
     Csv,
+    /// Ocean Engine (巨量引擎) lead exports: JSON lines or CSV (by extension) with the lead
+    /// API's fields (clue_id, telephone, name, ad_id, create_time, ...).
+    Oceanengine,
 }
 
 impl Format {
@@ -299,6 +306,13 @@ fn import_file(
     let now = time::now_ms();
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut lines = 0u64;
+    // Ocean Engine exports come as JSON lines or CSV; the extension says which.
+    let reading = match format {
+        Format::Jsonl => Reading::Lines { leads: false },
+        Format::Csv => Reading::EventCsv,
+        Format::Oceanengine if matches!(Format::of(path), Ok(Format::Csv)) => Reading::LeadCsv,
+        Format::Oceanengine => Reading::Lines { leads: true },
+    };
     let mut on_row = |line: u64,
                       parsed: Result<Event, EventError>,
                       text: &dyn Fn() -> String|
@@ -315,8 +329,8 @@ fn import_file(
         }
         Ok(())
     };
-    match format {
-        Format::Jsonl => {
+    match reading {
+        Reading::Lines { leads } => {
             let mut reader = reader;
             let mut buf = Vec::with_capacity(4096);
             loop {
@@ -331,6 +345,7 @@ fn import_file(
                     continue;
                 }
                 let parsed = match std::str::from_utf8(bytes) {
+                    Ok(s) if leads => parse_lead(s, now),
                     Ok(s) => siyu_domain::parse_event(s, now),
                     Err(_) => Err(EventError::new(
                         ErrorCode::InvalidJson,
@@ -343,7 +358,32 @@ fn import_file(
                 })?;
             }
         }
-        Format::Csv => {
+        Reading::LeadCsv => {
+            let mut rdr = csv::ReaderBuilder::new()
+                .flexible(false)
+                .from_reader(reader);
+            let header: Vec<String> = rdr
+                .headers()?
+                .iter()
+                .map(|h| h.trim().trim_start_matches('\u{feff}').to_string())
+                .collect();
+            lines = 1;
+            for record in rdr.records() {
+                let record = record?;
+                lines = record.position().map(|p| p.line()).unwrap_or(lines + 1);
+                let lead: Map<String, Value> = header
+                    .iter()
+                    .zip(record.iter())
+                    .filter(|(_, cell)| !cell.trim().is_empty())
+                    .map(|(h, cell)| (h.clone(), Value::String(cell.to_string())))
+                    .collect();
+                let parsed = siyu_domain::oceanengine::lead_to_event(lead, now);
+                on_row(lines, parsed, &|| {
+                    record.iter().collect::<Vec<_>>().join(",")
+                })?;
+            }
+        }
+        Reading::EventCsv => {
             let mut rdr = csv::ReaderBuilder::new()
                 .flexible(false)
                 .from_reader(reader);
@@ -375,6 +415,33 @@ fn import_file(
         rejected,
         rejected_file: rejects.finish()?,
     })
+}
+
+/// How a file's rows are read.
+enum Reading {
+    /// One JSON object per line: a native event, or an Ocean Engine lead.
+    Lines { leads: bool },
+    /// Native events as CSV.
+    EventCsv,
+    /// Ocean Engine leads as CSV, the header naming the lead API's fields.
+    LeadCsv,
+}
+
+/// One Ocean Engine lead from a JSON line.
+fn parse_lead(line: &str, now: i64) -> Result<Event, EventError> {
+    match serde_json::from_str::<Value>(line) {
+        Ok(Value::Object(lead)) => siyu_domain::oceanengine::lead_to_event(lead, now),
+        Ok(_) => Err(EventError::new(
+            ErrorCode::NotAnObject,
+            None,
+            "a lead must be a JSON object",
+        )),
+        Err(e) => Err(EventError::new(
+            ErrorCode::InvalidJson,
+            None,
+            format!("malformed JSON: {e}"),
+        )),
+    }
 }
 
 /// What each CSV column means.
@@ -410,6 +477,11 @@ impl CsvHeader {
                         .filter(|p| !p.is_empty())
                     {
                         Column::Prop(p.to_string())
+                    } else if name == "clue_id" {
+                        bail!(
+                            "line 1, column {} \"clue_id\": this looks like an Ocean Engine lead export; import it with --format oceanengine",
+                            i + 1
+                        )
                     } else {
                         bail!(
                             "line 1, column {} {name:?}: unknown column; use id, type, ts, domain, source, props, props.NAME or an identity kind",

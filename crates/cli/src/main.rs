@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod connector;
 mod demo;
 mod fan;
 mod gen_cmd;
@@ -50,5 +51,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Report(a) => report::run(a),
         Segment(a) => segment::run(a),
         Bench(a) => bench::run(a),
+        Connector(a) => connector::run(a),
     }
 }

@@ -30,6 +30,9 @@ fn error_code(e: &anyhow::Error) -> &'static str {
         if let Some(i) = cause.downcast_ref::<siyu_app::IdentityError>() {
             return i.code();
         }
+        if let Some(c) = cause.downcast_ref::<siyu_app::connectors::SettingError>() {
+            return c.code();
+        }
         if let Some(s) = cause.downcast_ref::<siyu_app::segments::SegmentError>() {
             return s.code();
         }

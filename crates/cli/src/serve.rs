@@ -1,14 +1,22 @@
-//! `siyu serve`: load, bind, serve, drain on SIGINT/SIGTERM.
+//! `siyu serve`: load, bind, serve, drain on SIGINT/SIGTERM. Beside the server, one thread runs
+//! the Ocean Engine lead pollers of every tenant that has one set up.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use siyu_app::oceanengine::{self, HttpLeadSource, LeadSource, RunOptions};
 
 use crate::cli::ServeArgs;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let location = args.store.location()?;
-    serve_at(&location, &args.addr, None)
+    let mut poll = RunOptions {
+        interval: Duration::from_secs(args.poll_interval.max(1)),
+        ..RunOptions::default()
+    };
+    poll.poll.lag_ms = args.poll_lag as i64 * 1000;
+    serve_with(&location, &args.addr, None, poll)
 }
 
 /// Opens the store, rebuilds the live engines from the log, and serves on `addr` until a
@@ -18,6 +26,16 @@ pub fn serve_at(
     addr: &str,
     banner: Option<&dyn Fn(&str)>,
 ) -> anyhow::Result<()> {
+    serve_with(location, addr, banner, RunOptions::default())
+}
+
+/// [`serve_at`] with the lead pollers paced by `poll`.
+pub fn serve_with(
+    location: &siyu_store::Location,
+    addr: &str,
+    banner: Option<&dyn Fn(&str)>,
+    poll: RunOptions,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -25,7 +43,18 @@ pub fn serve_at(
     let store = siyu_store::open(location, siyu_store::Durability::Full)?;
     tracing::info!(store = %location.describe(), "loading engines from the event log");
     let app = Arc::new(siyu_app::App::start(store, siyu_app::EngineMode::Live)?);
-    runtime.block_on(async {
+    // The pollers stop when `stop_pollers` is dropped.
+    let (stop_pollers, stopped) = std::sync::mpsc::channel::<()>();
+    let pollers = {
+        let app = app.clone();
+        std::thread::Builder::new()
+            .name("siyu-lead-poller".into())
+            .spawn(move || {
+                let source = || Box::new(HttpLeadSource::default()) as Box<dyn LeadSource>;
+                oceanengine::run_until_stopped(app, &source, poll, stopped);
+            })?
+    };
+    let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
@@ -41,7 +70,10 @@ pub fn serve_at(
         let router = siyu_server::app(app.clone(), siyu_server::Limits::default());
         siyu_server::serve(listener, router, siyu_server::shutdown_signal()).await?;
         anyhow::Ok(())
-    })?;
+    });
+    drop(stop_pollers);
+    let _ = pollers.join();
+    served?;
     // Requests are finished; the last reference drains the writer queue and joins it.
     drop(runtime);
     if let Ok(mut app) = Arc::try_unwrap(app) {

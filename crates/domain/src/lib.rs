@@ -12,14 +12,18 @@
 //! - [`event`]: the native event model and its parser, with errors that name the field.
 //! - [`layer`]: the growth path 潜在粉丝 → 路人粉丝 → 好感粉丝 → 真爱粉丝 and its labels.
 //! - [`segment`]: Segment/RudderStack messages mapped onto native events.
+//! - [`douyin`]: Douyin Open Platform webhook deliveries mapped onto native events.
+//! - [`oceanengine`]: Ocean Engine (巨量引擎) leads mapped onto `lead_form` events.
 //! - [`time`]: event time as milliseconds since the Unix epoch, and RFC 3339 in and out.
 
 pub mod audience;
 pub mod domain;
+pub mod douyin;
 pub mod event;
 pub mod event_type;
 pub mod identity;
 pub mod layer;
+pub mod oceanengine;
 pub mod segment;
 pub mod time;
 

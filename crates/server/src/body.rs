@@ -11,19 +11,24 @@ use serde_json::Value;
 
 use crate::ApiError;
 
+/// The raw body, or our JSON 413 / 400 when axum could not read it.
+pub fn raw_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(limit)
+        } else {
+            ApiError::bad("invalid_body", None, r.body_text())
+        }
+    })
+}
+
 /// Checks headers and size, decompresses, and parses JSON.
 pub fn json_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<Value, ApiError> {
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(limit)
-        } else {
-            ApiError::bad("invalid_body", None, r.body_text())
-        }
-    })?;
+    let body = raw_body(body, limit)?;
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

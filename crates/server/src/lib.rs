@@ -15,10 +15,12 @@
 //! - `identity`: fans, lookups, possible duplicates, decisions, the dedup report.
 //! - `layers`: layer reports, flows and the rules file.
 //! - `api`: the JSON API (`/api/stats`), `/healthz`, `/metrics`.
+//! - `connectors`: the Douyin webhook and the connector settings API.
 
 mod api;
 mod auth;
 mod body;
+mod connectors;
 mod error;
 mod identity;
 mod ingest;
@@ -99,6 +101,19 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
         .route("/api/reports/flow", get(layers::flow))
         .route("/api/layers/transitions", get(layers::transitions))
         .route("/api/rules", get(layers::rules_get).put(layers::rules_put))
+        .route(
+            "/api/connectors/douyin",
+            get(connectors::douyin_get).put(connectors::douyin_put),
+        )
+        .route(
+            "/api/connectors/oceanengine",
+            get(connectors::oceanengine_get).put(connectors::oceanengine_put),
+        )
+        .route(
+            "/webhooks/douyin/{tenant}",
+            post(connectors::douyin_webhook)
+                .layer(DefaultBodyLimit::max(connectors::WEBHOOK_BODY_LIMIT)),
+        )
         .route("/api/segments/preview", post(segments::preview))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))

@@ -190,6 +190,28 @@ pub struct LiveMark {
     pub rules_version: i64,
 }
 
+/// A tenant's connector (`douyin`, `oceanengine`): its settings and the position of its poller.
+///
+/// `config` holds credentials (client secrets, access tokens), so `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredConnector {
+    /// The settings as JSON, written and read by `siyu-app`; opaque here.
+    pub config: String,
+    /// Where a poller stands (JSON, `siyu-app`'s), `None` before its first checkpoint.
+    pub state: Option<String>,
+    pub updated_at: Millis,
+}
+
+impl std::fmt::Debug for StoredConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredConnector")
+            .field("config", &"<redacted>")
+            .field("state", &self.state)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -212,6 +234,8 @@ pub enum StoreError {
     NoSuchTenant(String),
     #[error("stored data is not what this version wrote: {0}")]
     Corrupt(String),
+    #[error("no {kind} connector is set up for tenant {tenant}")]
+    NoSuchConnector { tenant: TenantId, kind: String },
 }
 
 impl StoreError {
@@ -225,6 +249,7 @@ impl StoreError {
             StoreError::TenantExists(_) => "tenant_exists",
             StoreError::NoSuchTenant(_) => "tenant_not_found",
             StoreError::Corrupt(_) | StoreError::SqliteValue(_) => "store_corrupt",
+            StoreError::NoSuchConnector { .. } => "connector_not_configured",
         }
     }
 }
@@ -348,6 +373,20 @@ pub trait Store: Send + Sync {
 
     /// Number of events stored for a tenant.
     fn event_count(&self, tenant: TenantId) -> Result<u64>;
+
+    // connectors
+
+    /// Creates or replaces a tenant's connector settings of one kind; a poller's state is kept.
+    fn set_connector(&self, tenant: TenantId, kind: &str, config: &str, now: Millis) -> Result<()>;
+
+    /// A tenant's connector of one kind, if set up.
+    fn connector(&self, tenant: TenantId, kind: &str) -> Result<Option<StoredConnector>>;
+
+    /// Every tenant's connector of one kind, by tenant id.
+    fn connectors(&self, kind: &str) -> Result<Vec<(TenantId, StoredConnector)>>;
+
+    /// Records where a connector's poller stands (a durable checkpoint, committed on return).
+    fn set_connector_state(&self, tenant: TenantId, kind: &str, state: &str) -> Result<()>;
 
     /// Makes everything committed durable on disk now (a checkpoint); a no-op where commits
     /// already are.

@@ -12,8 +12,8 @@ use postgres::{Client, NoTls};
 use siyu_domain::Millis;
 
 use crate::{
-    AppendBatch, Appended, KeyRole, LiveMark, NewDecision, Result, StoreError, StoredDecision,
-    StoredEvent, StoredTransition, Tenant, TenantId, row_to_event,
+    AppendBatch, Appended, KeyRole, LiveMark, NewDecision, Result, StoreError, StoredConnector,
+    StoredDecision, StoredEvent, StoredTransition, Tenant, TenantId, row_to_event,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -95,6 +95,17 @@ CREATE TABLE layer_marks (
     clock         BIGINT NOT NULL,
     seq           BIGINT NOT NULL,
     rules_version BIGINT NOT NULL
+);
+"#,
+    // 6: connectors: per-tenant connector settings and poller checkpoints.
+    r#"
+CREATE TABLE connectors (
+    tenant_id  BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    kind       TEXT NOT NULL,
+    config     TEXT NOT NULL,
+    state      TEXT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, kind)
 );
 "#,
 ];
@@ -503,6 +514,71 @@ impl crate::Store for PostgresStore {
             .get(0))
         })?;
         Ok(n as u64)
+    }
+
+    // connectors
+
+    fn set_connector(&self, tenant: TenantId, kind: &str, config: &str, now: Millis) -> Result<()> {
+        self.writer(|c| {
+            c.execute(
+                "INSERT INTO connectors (tenant_id, kind, config, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tenant_id, kind) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
+                &[&tenant, &kind, &config, &now],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn connector(&self, tenant: TenantId, kind: &str) -> Result<Option<StoredConnector>> {
+        self.reader(|c| {
+            Ok(c.query_opt(
+                "SELECT config, state, updated_at FROM connectors WHERE tenant_id = $1 AND kind = $2",
+                &[&tenant, &kind],
+            )?
+            .map(|r| StoredConnector {
+                config: r.get(0),
+                state: r.get(1),
+                updated_at: r.get(2),
+            }))
+        })
+    }
+
+    fn connectors(&self, kind: &str) -> Result<Vec<(TenantId, StoredConnector)>> {
+        self.reader(|c| {
+            let rows = c.query(
+                "SELECT tenant_id, config, state, updated_at FROM connectors WHERE kind = $1 ORDER BY tenant_id",
+                &[&kind],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.get(0),
+                        StoredConnector {
+                            config: r.get(1),
+                            state: r.get(2),
+                            updated_at: r.get(3),
+                        },
+                    )
+                })
+                .collect())
+        })
+    }
+
+    fn set_connector_state(&self, tenant: TenantId, kind: &str, state: &str) -> Result<()> {
+        let n = self.writer(|c| {
+            Ok(c.execute(
+                "UPDATE connectors SET state = $3 WHERE tenant_id = $1 AND kind = $2",
+                &[&tenant, &kind, &state],
+            )?)
+        })?;
+        if n == 0 {
+            return Err(StoreError::NoSuchConnector {
+                tenant,
+                kind: kind.to_string(),
+            });
+        }
+        Ok(())
     }
 
     fn flush(&self) -> Result<()> {

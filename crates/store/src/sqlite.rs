@@ -15,7 +15,7 @@ use crate::{
     AppendBatch, Appended, Durability, KeyRole, NewDecision, Result, StoreError, StoredDecision,
     StoredEvent, Tenant, TenantId, row_to_event,
 };
-use crate::{LiveMark, StoredTransition};
+use crate::{LiveMark, StoredConnector, StoredTransition};
 
 /// Migrations, in order. Applied once each, recorded in `schema_migrations`.
 const MIGRATIONS: &[&str] = &[
@@ -111,6 +111,17 @@ CREATE TABLE layer_marks (
     seq           INTEGER NOT NULL,
     rules_version INTEGER NOT NULL
 );
+"#,
+    // 6: connectors: per-tenant connector settings and poller checkpoints.
+    r#"
+CREATE TABLE connectors (
+    tenant_id  INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    kind       TEXT NOT NULL,
+    config     TEXT NOT NULL,
+    state      TEXT,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, kind)
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -521,6 +532,65 @@ impl crate::Store for SqliteStore {
             |r| r.get(0),
         )?;
         Ok(n as u64)
+    }
+
+    // connectors
+
+    fn set_connector(&self, tenant: TenantId, kind: &str, config: &str, now: Millis) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO connectors (tenant_id, kind, config, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant_id, kind) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
+            params![tenant, kind, config, now],
+        )?;
+        Ok(())
+    }
+
+    fn connector(&self, tenant: TenantId, kind: &str) -> Result<Option<StoredConnector>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT config, state, updated_at FROM connectors WHERE tenant_id = ?1 AND kind = ?2",
+        )?;
+        Ok(stmt
+            .query_row(params![tenant, kind], |r| {
+                Ok(StoredConnector {
+                    config: r.get(0)?,
+                    state: r.get(1)?,
+                    updated_at: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn connectors(&self, kind: &str) -> Result<Vec<(TenantId, StoredConnector)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT tenant_id, config, state, updated_at FROM connectors WHERE kind = ?1 ORDER BY tenant_id",
+        )?;
+        let rows = stmt.query_map([kind], |r| {
+            Ok((
+                r.get(0)?,
+                StoredConnector {
+                    config: r.get(1)?,
+                    state: r.get(2)?,
+                    updated_at: r.get(3)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn set_connector_state(&self, tenant: TenantId, kind: &str, state: &str) -> Result<()> {
+        let n = self.conn().execute(
+            "UPDATE connectors SET state = ?3 WHERE tenant_id = ?1 AND kind = ?2",
+            params![tenant, kind, state],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoSuchConnector {
+                tenant,
+                kind: kind.to_string(),
+            });
+        }
+        Ok(())
     }
 
     fn flush(&self) -> Result<()> {

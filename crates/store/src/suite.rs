@@ -325,6 +325,46 @@ fn transitions_are_appended_and_read_in_order(s: &dyn Store) {
     assert!(s.recorded_layers(b).unwrap().is_empty());
 }
 
+fn connectors_keep_settings_and_checkpoints_per_tenant(s: &dyn Store) {
+    let a = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    let b = s.create_tenant("b", "w2", "a2", NOW).unwrap().id;
+    assert!(s.connector(a, "douyin").unwrap().is_none());
+    assert!(matches!(
+        s.set_connector_state(a, "douyin", "{}"),
+        Err(StoreError::NoSuchConnector { .. })
+    ));
+    s.set_connector(a, "douyin", r#"{"client_secret":"s1"}"#, NOW)
+        .unwrap();
+    s.set_connector(b, "douyin", r#"{"client_secret":"s2"}"#, NOW)
+        .unwrap();
+    s.set_connector(a, "oceanengine", r#"{"advertiser_id":"1"}"#, NOW)
+        .unwrap();
+    s.set_connector_state(a, "oceanengine", r#"{"page":2}"#)
+        .unwrap();
+    // Replacing the settings keeps the poller's position.
+    s.set_connector(a, "oceanengine", r#"{"advertiser_id":"2"}"#, NOW + 1)
+        .unwrap();
+    let got = s.connector(a, "oceanengine").unwrap().unwrap();
+    assert_eq!(got.config, r#"{"advertiser_id":"2"}"#);
+    assert_eq!(got.state.as_deref(), Some(r#"{"page":2}"#));
+    assert_eq!(got.updated_at, NOW + 1);
+    assert!(
+        !format!("{got:?}").contains("advertiser_id"),
+        "Debug hides the settings"
+    );
+    let all = s.connectors("douyin").unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|(t, c)| (*t, c.config.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (a, r#"{"client_secret":"s1"}"#),
+            (b, r#"{"client_secret":"s2"}"#)
+        ]
+    );
+    assert!(s.connector(b, "oceanengine").unwrap().is_none());
+}
+
 macro_rules! backends {
     ($($name:ident),*) => {
         mod sqlite {
@@ -360,5 +400,6 @@ backends!(
     group_commit_spans_tenants,
     decisions_are_kept_in_order_per_tenant,
     rules_are_versioned,
-    transitions_are_appended_and_read_in_order
+    transitions_are_appended_and_read_in_order,
+    connectors_keep_settings_and_checkpoints_per_tenant
 );

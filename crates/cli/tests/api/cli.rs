@@ -9,7 +9,7 @@ use crate::both;
 use crate::durability::siyu;
 use crate::helpers::{Backend, fresh_location, store_flags};
 
-fn run(args: &[&str], flags: &[String]) -> Output {
+pub fn run(args: &[&str], flags: &[String]) -> Output {
     siyu()
         .args(args)
         .args(flags)
@@ -18,7 +18,7 @@ fn run(args: &[&str], flags: &[String]) -> Output {
         .unwrap()
 }
 
-fn json_of(out: &Output) -> Value {
+pub fn json_of(out: &Output) -> Value {
     assert!(
         out.status.success(),
         "exit {}: {}",

@@ -17,7 +17,7 @@ pub fn siyu() -> Command {
 }
 
 /// Starts `siyu serve` on port 0 and returns the child and its base URL.
-fn start_server(flags: &[String]) -> (Child, String) {
+pub fn start_server(flags: &[String]) -> (Child, String) {
     let mut child = siyu()
         .arg("serve")
         .args(flags)
@@ -84,8 +84,13 @@ async fn send(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> O
 }
 
 async fn stats(url: &str, key: &str) -> Value {
+    admin_get(url, "/api/stats", key).await
+}
+
+/// GETs `path` with `key` and returns the JSON answer.
+pub async fn admin_get(url: &str, path: &str, key: &str) -> Value {
     reqwest::Client::new()
-        .get(format!("{url}/api/stats"))
+        .get(format!("{url}{path}"))
         .bearer_auth(key)
         .send()
         .await
@@ -136,7 +141,7 @@ async fn kill_9_loses_no_acknowledged_event(b: Backend) {
         acked.len()
     );
 
-    let (mut server, url) = start_server(&flags);
+    let (server, url) = start_server(&flags);
     let s = stats(&url, &admin).await;
     assert!(
         s["events"].as_u64().unwrap() >= 50 * acked.len() as u64,
@@ -162,6 +167,11 @@ async fn kill_9_loses_no_acknowledged_event(b: Backend) {
     assert_eq!(s["fans"].as_u64().unwrap(), 21, "3 clients × 7 open ids");
 
     // SIGTERM: a clean exit.
+    terminate(server);
+}
+
+/// Sends SIGTERM and checks that `siyu serve` drains and exits cleanly.
+pub fn terminate(mut server: Child) {
     let status = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()

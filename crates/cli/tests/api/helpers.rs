@@ -21,7 +21,7 @@ pub fn fresh_location(backend: Backend) -> (Location, Option<tempfile::TempDir>)
         .expect("test store setup")
 }
 
-fn fresh_location_blocking(backend: Backend) -> (Location, Option<tempfile::TempDir>) {
+pub fn fresh_location_blocking(backend: Backend) -> (Location, Option<tempfile::TempDir>) {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");

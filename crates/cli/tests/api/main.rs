@@ -4,6 +4,7 @@
 mod helpers;
 
 mod cli;
+mod connectors;
 mod durability;
 mod identity;
 mod ingest;

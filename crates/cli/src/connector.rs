@@ -1,0 +1,57 @@
+//! `siyu connector douyin|oceanengine`: a tenant's connector settings. Prints what is set as
+//! JSON, never the credentials themselves.
+
+use siyu_app::connectors::{self, OceanEngineChange};
+use siyu_domain::time;
+
+use crate::cli::{ConnectorArgs, ConnectorCommand, parse_time};
+
+pub fn run(args: ConnectorArgs) -> anyhow::Result<()> {
+    let store = siyu_store::open(&args.at.store.location()?, siyu_store::Durability::Full)?;
+    let tenant = siyu_app::App::resolve_tenant(&*store, args.at.tenant.as_deref())?;
+    let view = match args.command {
+        ConnectorCommand::Douyin { client_secret } => {
+            let settings = match client_secret {
+                Some(secret) => Some(connectors::set_douyin(
+                    &*store,
+                    tenant.id,
+                    &secret.0,
+                    time::now_ms(),
+                )??),
+                None => connectors::douyin(&*store, tenant.id)?,
+            };
+            connectors::douyin_view(&tenant.name, settings.as_ref())
+        }
+        ConnectorCommand::Oceanengine {
+            advertiser_id,
+            access_token,
+            base_url,
+            start,
+            page_size,
+        } => {
+            let change = OceanEngineChange {
+                advertiser_id,
+                access_token: access_token.map(|t| t.0),
+                base_url,
+                start: start.map(|s| parse_time("--start", &s)).transpose()?,
+                page_size,
+            };
+            let is_change = change.advertiser_id.is_some()
+                || change.access_token.is_some()
+                || change.base_url.is_some()
+                || change.start.is_some()
+                || change.page_size.is_some();
+            if is_change {
+                connectors::set_oceanengine(&*store, tenant.id, change, time::now_ms())??;
+            }
+            match connectors::oceanengine(&*store, tenant.id)? {
+                Some((s, position)) => {
+                    connectors::oceanengine_view(&tenant.name, Some(&s), position.as_ref())
+                }
+                None => connectors::oceanengine_view(&tenant.name, None, None),
+            }
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&view)?);
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! Connectors: the Douyin webhook `POST /webhooks/douyin/{tenant}` and the settings API
+//! `GET|PUT /api/connectors/douyin` and `GET|PUT /api/connectors/oceanengine` (admin key).
+//!
+//! The webhook authenticates by signature, not by API key: the raw body is handed to the app
+//! untouched, since the signature covers its exact bytes. Answers never contain credentials.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State as Axum};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Map, Value, json};
+use siyu_app::connectors::{self, OceanEngineChange, SettingError};
+use siyu_app::douyin::{Answer, DeliveryError};
+use siyu_domain::time;
+
+use crate::{ApiError, State, auth, body};
+
+/// Largest webhook body accepted (Douyin's deliveries are a few KB).
+pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
+
+impl From<DeliveryError> for ApiError {
+    fn from(e: DeliveryError) -> Self {
+        let code = e.code();
+        match e {
+            DeliveryError::NoTenant(_) | DeliveryError::NotConfigured(_) => ApiError::Status {
+                status: StatusCode::NOT_FOUND,
+                code,
+                message: e.to_string(),
+                field: None,
+            },
+            DeliveryError::BadSignature => ApiError::Status {
+                status: StatusCode::UNAUTHORIZED,
+                code,
+                message: "the X-Douyin-Signature header is missing or does not match the body signed with the tenant's client secret".into(),
+                field: Some("X-Douyin-Signature".into()),
+            },
+            DeliveryError::Invalid(e) => ApiError::BadRequest {
+                code,
+                message: e.message,
+                field: e.field,
+            },
+            DeliveryError::App(e) => e.into(),
+            DeliveryError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl From<SettingError> for ApiError {
+    fn from(e: SettingError) -> Self {
+        ApiError::bad(e.code(), Some(e.field), e.message)
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `POST /webhooks/douyin/{tenant}`: one Douyin delivery.
+pub async fn douyin_webhook(
+    Axum(state): Axum<State>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let raw = body::raw_body(raw, WEBHOOK_BODY_LIMIT)?;
+    let answer = state
+        .app
+        .douyin_delivery(
+            &tenant,
+            header(&headers, "x-douyin-signature"),
+            header(&headers, "msg-id"),
+            &raw,
+        )
+        .await?;
+    Ok(Json(match answer {
+        Answer::Challenge(c) => json!({ "challenge": c }),
+        Answer::Stored {
+            event_id,
+            duplicate,
+        } => json!({"status": "ok", "event_id": event_id, "duplicate": duplicate}),
+    }))
+}
+
+/// Runs a blocking store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, siyu_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::from(siyu_app::AppError::from(e)))
+}
+
+/// A settings body: a JSON object with only the named fields.
+fn settings_body(
+    headers: &HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+    allowed: &[&str],
+) -> Result<Map<String, Value>, ApiError> {
+    let Value::Object(obj) = body::json_body(headers, raw, 64 * 1024)? else {
+        return Err(ApiError::bad(
+            "invalid_body",
+            None,
+            "the body must be a JSON object",
+        ));
+    };
+    if let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::bad(
+            "unknown_field",
+            Some(k),
+            format!("unknown setting {k:?}; settable: {}", allowed.join(", ")),
+        ));
+    }
+    Ok(obj)
+}
+
+/// A string setting (numbers are taken as their digits).
+fn string_field(obj: &Map<String, Value>, name: &'static str) -> Result<Option<String>, ApiError> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(SettingError::new(name, format!("{name} must be a string")).into()),
+    }
+}
+
+/// `GET /api/connectors/douyin`.
+pub async fn douyin_get(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let store = state.app.store.clone();
+    let settings = blocking(move || connectors::douyin(&*store, tenant.id)).await?;
+    Ok(Json(connectors::douyin_view(
+        &tenant.name,
+        settings.as_ref(),
+    )))
+}
+
+/// `PUT /api/connectors/douyin`, `{"client_secret": "..."}`.
+pub async fn douyin_put(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let obj = settings_body(&headers, raw, &["client_secret"])?;
+    let secret = string_field(&obj, "client_secret")?
+        .ok_or_else(|| SettingError::new("client_secret", "client_secret is required"))?;
+    let store = state.app.store.clone();
+    let settings =
+        blocking(move || connectors::set_douyin(&*store, tenant.id, &secret, time::now_ms()))
+            .await??;
+    tracing::info!(tenant = %tenant.name, "Douyin client secret set");
+    Ok(Json(connectors::douyin_view(&tenant.name, Some(&settings))))
+}
+
+/// `GET /api/connectors/oceanengine`: the settings (without the token) and the position.
+pub async fn oceanengine_get(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let store = state.app.store.clone();
+    let found = blocking(move || connectors::oceanengine(&*store, tenant.id)).await?;
+    Ok(Json(match found {
+        Some((s, position)) => {
+            connectors::oceanengine_view(&tenant.name, Some(&s), position.as_ref())
+        }
+        None => connectors::oceanengine_view(&tenant.name, None, None),
+    }))
+}
+
+/// `PUT /api/connectors/oceanengine`, `{"advertiser_id", "access_token", "base_url", "start",
+/// "page_size"}`; absent fields keep their value.
+pub async fn oceanengine_put(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let obj = settings_body(
+        &headers,
+        raw,
+        &[
+            "advertiser_id",
+            "access_token",
+            "base_url",
+            "start",
+            "page_size",
+        ],
+    )?;
+    let start = match string_field(&obj, "start")? {
+        None => None,
+        Some(s) => Some(time::parse_rfc3339(&s).ok_or_else(|| {
+            SettingError::new(
+                "start",
+                format!("start {s:?} is not an RFC 3339 time such as 2026-10-01T00:00:00+08:00"),
+            )
+        })?),
+    };
+    let page_size = match obj.get("page_size") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| SettingError::new("page_size", "page_size must be a number"))?,
+        ),
+    };
+    let change = OceanEngineChange {
+        advertiser_id: string_field(&obj, "advertiser_id")?,
+        access_token: string_field(&obj, "access_token")?,
+        base_url: string_field(&obj, "base_url")?,
+        start,
+        page_size,
+    };
+    let store = state.app.store.clone();
+    let tid = tenant.id;
+    let settings = blocking(move || {
+        let s = connectors::set_oceanengine(&*store, tid, change, time::now_ms())?;
+        Ok(match s {
+            Ok(s) => Ok((
+                s,
+                connectors::oceanengine(&*store, tid)?.and_then(|(_, p)| p),
+            )),
+            Err(e) => Err(e),
+        })
+    })
+    .await??;
+    tracing::info!(tenant = %tenant.name, "Ocean Engine lead poller set");
+    Ok(Json(connectors::oceanengine_view(
+        &tenant.name,
+        Some(&settings.0),
+        settings.1.as_ref(),
+    )))
+}
