@@ -11,7 +11,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 use siyu_domain::{Identity, IdentityKind, Layer, Millis};
-use siyu_engine::{Cause, Decision, DecisionError, FanId, Merge, PossibleDuplicate, TenantEngine};
+use siyu_engine::{
+    Cause, Decision, DecisionError, FanId, Merge, PossibleDuplicate, SegmentCause, TenantEngine,
+};
 use siyu_store::{LiveMark, NewDecision, Store, StoredDecision, TenantId};
 
 use crate::AppError;
@@ -102,6 +104,26 @@ pub fn swap_in(engine: &mut TenantEngine, mut new: TenantEngine, cause: Cause) {
     if let (Some(clock), Some(before)) = (engine.clock(), engine.live_layers()) {
         new.start_live_against(clock, &|f| before.get(&f).copied(), cause);
         new.set_stored_clock(engine.stored_clock());
+        // Saved segments carry over: fans whose membership the rebuild changed are recorded.
+        let old = &*engine;
+        let segment_cause = match cause {
+            Cause::Rules => SegmentCause::Rules,
+            _ => SegmentCause::Identity,
+        };
+        for (id, e) in new.set_segments(
+            old.segment_defs(),
+            &|seg, fan| {
+                old.identities()
+                    .current(fan)
+                    .and_then(|f| old.is_member(seg, f))
+                    .unwrap_or(false)
+            },
+            segment_cause,
+        ) {
+            tracing::warn!(segment = id, error = %e, "saved segment cannot be evaluated");
+        }
+        // Changes the old engine recorded but the caller has not stored yet go with it.
+        let _ = engine.take_segment_changes();
     }
     *engine = new;
 }
@@ -149,6 +171,13 @@ pub fn resume_live(store: &dyn Store, tenant: TenantId) -> Result<TenantEngine, 
     let Some(mark) = store.live_mark(tenant)? else {
         let mut engine = replay(store, tenant)?;
         engine.start_live(now);
+        crate::segments::sync(
+            store,
+            &mut engine,
+            tenant,
+            &|_, _| false,
+            SegmentCause::Created,
+        )?;
         return Ok(engine);
     };
     let recorded = store
@@ -156,7 +185,7 @@ pub fn resume_live(store: &dyn Store, tenant: TenantId) -> Result<TenantEngine, 
         .into_iter()
         .filter_map(|(fan, layer)| Some((FanId(fan), layer.parse().ok()?)))
         .collect();
-    replay_with(
+    let mut engine = replay_with(
         store,
         tenant,
         Some(&GoLive {
@@ -164,7 +193,24 @@ pub fn resume_live(store: &dyn Store, tenant: TenantId) -> Result<TenantEngine, 
             recorded,
             now,
         }),
-    )
+    )?;
+    // Saved segments resume against the members the stored entries and exits record; what
+    // changed while no server ran is recorded now (and by the next sweep, for time).
+    let members: std::collections::HashSet<(i64, i64)> =
+        store.recorded_members(tenant)?.into_iter().collect();
+    let cause = if engine.rules_version() != mark.rules_version {
+        SegmentCause::Rules
+    } else {
+        SegmentCause::Time
+    };
+    crate::segments::sync(
+        store,
+        &mut engine,
+        tenant,
+        &|seg, fan| members.contains(&(seg, fan.0)),
+        cause,
+    )?;
+    Ok(engine)
 }
 
 /// Applies the log after the engine's position, with `decisions` interleaved at theirs.
@@ -269,7 +315,10 @@ pub fn catch_up(
         swap_in(engine, rebuilt, Cause::Identity);
         return Ok(());
     }
-    interleave(store, engine, tenant, new, None)
+    interleave(store, engine, tenant, new, None)?;
+    // Tags added and segments saved by another process (the CLI beside a server).
+    crate::segments::load_tags(store, engine, tenant, true)?;
+    crate::segments::sync(store, engine, tenant, &|_, _| false, SegmentCause::Created)
 }
 
 /// A merge as shown to operators, with the linking event's id.

@@ -112,11 +112,12 @@ pub fn live_step(store: &dyn Store, engine: &mut TenantEngine, tenant: TenantId)
     store_transitions(store, engine, tenant);
 }
 
-/// Stores the transitions an engine recorded, with its [`siyu_store::LiveMark`]; when there are
-/// none, the mark alone is moved once per [`TICK`], so a restart resumes from a recent clock.
+/// Stores what an engine recorded — layer transitions, segment entries and exits, automatic
+/// tags — with its [`siyu_store::LiveMark`]; when there is nothing, the mark alone is moved
+/// once per [`TICK`], so a restart resumes from a recent clock.
 pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: TenantId) {
     let Some(clock) = engine.clock() else { return };
-    let rows: Vec<siyu_store::StoredTransition> = engine
+    let transitions: Vec<siyu_store::StoredTransition> = engine
         .take_transitions()
         .into_iter()
         .map(|t| siyu_store::StoredTransition {
@@ -130,7 +131,38 @@ pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: T
             seq: t.cause.seq(),
         })
         .collect();
-    if rows.is_empty() && clock - engine.stored_clock() < TICK.as_millis() as Millis {
+    let segment_changes: Vec<siyu_store::StoredSegmentChange> = engine
+        .take_segment_changes()
+        .into_iter()
+        .map(|c| siyu_store::StoredSegmentChange {
+            id: 0,
+            segment: c.segment,
+            fan: c.fan.0,
+            entered: c.entered,
+            at: c.at,
+            cause: c.cause.as_str().to_string(),
+            seq: c.cause.seq(),
+            event_id: c.event_id,
+        })
+        .collect();
+    let tag_changes: Vec<siyu_store::StoredTagChange> = engine
+        .take_auto_tags()
+        .into_iter()
+        .map(|t| siyu_store::StoredTagChange {
+            id: 0,
+            fan: t.fan.0,
+            tag: t.tag,
+            added: t.on,
+            at: t.at,
+            source: t.source,
+        })
+        .collect();
+    let rec = siyu_store::LiveRecord {
+        transitions: &transitions,
+        segment_changes: &segment_changes,
+        tag_changes: &tag_changes,
+    };
+    if rec.is_empty() && clock - engine.stored_clock() < TICK.as_millis() as Millis {
         return;
     }
     let mark = siyu_store::LiveMark {
@@ -138,14 +170,21 @@ pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: T
         seq: engine.last_seq(),
         rules_version: engine.rules_version(),
     };
-    match store.add_transitions(tenant, &rows, &mark) {
+    match store.record_live(tenant, &rec, &mark) {
         Ok(()) => {
-            metrics::counter!("siyu_layer_transitions_total").increment(rows.len() as u64);
+            metrics::counter!("siyu_layer_transitions_total").increment(transitions.len() as u64);
+            metrics::counter!("siyu_segment_changes_total").increment(segment_changes.len() as u64);
             engine.set_stored_clock(clock);
+            if !segment_changes.is_empty() {
+                crate::segments::notify_changes();
+            }
         }
-        Err(e) => {
-            tracing::error!(error = %e, tenant, lost = rows.len(), "storing layer transitions failed")
-        }
+        Err(e) => tracing::error!(
+            error = %e,
+            tenant,
+            lost = transitions.len() + segment_changes.len() + tag_changes.len(),
+            "storing live changes failed"
+        ),
     }
 }
 

@@ -380,6 +380,226 @@ impl App {
         })?
     }
 
+    /// Saves a segment: the name must be free, the expression must parse and evaluate over
+    /// the tenant's data; nothing is stored otherwise. In a live engine its members are
+    /// computed at once and recorded as entries (cause `created`).
+    pub fn segment_save(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        text: &str,
+        tag: Option<&str>,
+    ) -> Result<Result<segments::SavedView, segments::SegmentError>, AppError> {
+        use segments::SegmentError as E;
+        let name = match segments::check_name("name", name) {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(e)),
+        };
+        let tag = match tag.map(|t| segments::check_name("tag", t)).transpose() {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
+        let expr = match segments::parse(text) {
+            Ok(e) => e,
+            Err(e) => return Ok(Err(e)),
+        };
+        let store = self.store.clone();
+        self.ingestor.with_engine(tenant, |e| {
+            if let Err(err) = e.audience(&expr, segments::now_of(e)) {
+                return Ok(Err(E::from(err)));
+            }
+            let saved = match store.create_segment(
+                tenant,
+                &name,
+                text,
+                tag.as_deref(),
+                siyu_domain::time::now_ms(),
+            ) {
+                Ok(s) => s,
+                Err(StoreError::SegmentExists(n)) => return Ok(Err(E::Exists(n))),
+                Err(err) => return Err(err.into()),
+            };
+            segments::sync(
+                &*store,
+                e,
+                tenant,
+                &|_, _| false,
+                siyu_engine::SegmentCause::Created,
+            )?;
+            Ok(Ok(segments::view(e, &saved)))
+        })?
+    }
+
+    /// The tenant's saved segments with their member counts now.
+    pub fn segment_list(&self, tenant: TenantId) -> Result<Vec<segments::SavedView>, AppError> {
+        let stored = self.store.segments(tenant)?;
+        self.ingestor.with_engine(tenant, |e| {
+            stored.iter().map(|s| segments::view(e, s)).collect()
+        })
+    }
+
+    /// One saved segment, by id or name.
+    pub fn segment_get(
+        &self,
+        tenant: TenantId,
+        which: &str,
+    ) -> Result<Result<segments::SavedView, segments::SegmentError>, AppError> {
+        let Some(saved) = segments::find(&self.store.segments(tenant)?, which) else {
+            return Ok(Err(segments::SegmentError::NotFound(which.to_string())));
+        };
+        self.ingestor
+            .with_engine(tenant, |e| Ok(segments::view(e, &saved)))
+    }
+
+    /// A page of a saved segment's members now, and how many there are.
+    pub fn segment_members(
+        &self,
+        tenant: TenantId,
+        which: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Result<(usize, Vec<segments::Member>), segments::SegmentError>, AppError> {
+        let Some(saved) = segments::find(&self.store.segments(tenant)?, which) else {
+            return Ok(Err(segments::SegmentError::NotFound(which.to_string())));
+        };
+        self.ingestor.with_engine(tenant, |e| {
+            let Some(audience) = segments::audience_of(e, &saved) else {
+                return Ok(Ok((0, Vec::new())));
+            };
+            let at = audience.as_of;
+            Ok(Ok((
+                audience.count(),
+                segments::members(e, &audience, offset, limit, at),
+            )))
+        })?
+    }
+
+    /// Deletes a saved segment (its recorded entries and exits stay).
+    pub fn segment_delete(
+        &self,
+        tenant: TenantId,
+        which: &str,
+    ) -> Result<Result<i64, segments::SegmentError>, AppError> {
+        let Some(saved) = segments::find(&self.store.segments(tenant)?, which) else {
+            return Ok(Err(segments::SegmentError::NotFound(which.to_string())));
+        };
+        self.store
+            .delete_segment(tenant, saved.id, siyu_domain::time::now_ms())?;
+        // The engine drops it on its next catch-up; do it now.
+        self.ingestor.with_engine(tenant, |_| ())?;
+        Ok(Ok(saved.id))
+    }
+
+    /// `segment_entered` / `segment_exited` triggers with `id > after`, oldest first,
+    /// optionally of one segment and one fan (and the ids merged into it).
+    pub fn segment_triggers(
+        &self,
+        tenant: TenantId,
+        segment: Option<i64>,
+        fan: Option<FanId>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<segments::Trigger>, AppError> {
+        let ids = self.fan_ids(tenant, fan)?;
+        if let Some(None) = ids {
+            return Ok(Vec::new());
+        }
+        let rows = self.store.segment_changes(
+            tenant,
+            segment,
+            ids.as_ref().and_then(|i| i.as_deref()),
+            after,
+            limit,
+        )?;
+        Ok(rows.iter().map(segments::Trigger::from).collect())
+    }
+
+    /// Every id of a fan (its own and those merged into it), after bringing the engine up to
+    /// date: `None` for no fan asked, `Some(None)` for a fan the tenant does not have.
+    fn fan_ids(
+        &self,
+        tenant: TenantId,
+        fan: Option<FanId>,
+    ) -> Result<Option<Option<Vec<i64>>>, AppError> {
+        self.ingestor.with_engine(tenant, |e| {
+            fan.map(|f| {
+                let ids = e.identities().ids_of(f);
+                (!ids.is_empty()).then(|| ids.into_iter().map(|f| f.0).collect::<Vec<i64>>())
+            })
+        })
+    }
+
+    /// Adds (`add`) or removes a tag for one fan or every fan of an expression; returns how
+    /// many fans changed.
+    pub fn tag(
+        &self,
+        tenant: TenantId,
+        target: segments::TagTarget,
+        tag: &str,
+        add: bool,
+    ) -> Result<Result<usize, segments::SegmentError>, AppError> {
+        let tag = match segments::check_name("tag", tag) {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
+        let expr = match &target {
+            segments::TagTarget::Expr(text) => match segments::parse(text) {
+                Ok(e) => Some(e),
+                Err(e) => return Ok(Err(e)),
+            },
+            segments::TagTarget::Fan(_) => None,
+        };
+        let store = self.store.clone();
+        self.ingestor.with_engine(tenant, |e| {
+            let now = siyu_domain::time::now_ms();
+            let fans: Vec<FanId> = match (&target, &expr) {
+                (segments::TagTarget::Fan(f), _) => match e.identities().current(*f) {
+                    Some(c) => vec![c],
+                    None => return Ok(Err(segments::SegmentError::NoFan(f.0))),
+                },
+                (_, Some(x)) => match e.audience(x, segments::now_of(e)) {
+                    Ok(a) => a.fan_ids(e.identities(), 0, usize::MAX),
+                    Err(err) => return Ok(Err(err.into())),
+                },
+                _ => Vec::new(),
+            };
+            let rows = segments::tag_rows(e, &fans, &tag, add, now);
+            let changed = rows
+                .iter()
+                .map(|r| r.fan)
+                .collect::<std::collections::HashSet<_>>();
+            store.add_tag_changes(tenant, &rows)?;
+            segments::load_tags(&*store, e, tenant, true)?;
+            Ok(Ok(if add {
+                rows.len()
+            } else {
+                changed.len().min(fans.len())
+            }))
+        })?
+    }
+
+    /// A fan's tags now and their history (across the ids merged into it).
+    pub fn tag_history(
+        &self,
+        tenant: TenantId,
+        fan: FanId,
+    ) -> Result<Result<segments::TagHistory, segments::SegmentError>, AppError> {
+        let store = self.store.clone();
+        self.ingestor.with_engine(tenant, |e| {
+            let Some(current) = e.identities().current(fan) else {
+                return Ok(Err(segments::SegmentError::NoFan(fan.0)));
+            };
+            let ids = e.identities().ids_of(current);
+            let raw: Vec<i64> = ids.iter().map(|f| f.0).collect();
+            let history = store.tag_changes(tenant, Some(&raw), 0, 100_000)?;
+            Ok(Ok(segments::TagHistory {
+                fan: current,
+                tags: e.tags().of(&ids, segments::now_of(e)),
+                history: history.iter().map(segments::TagEntry::from).collect(),
+            }))
+        })?
+    }
+
     /// Layer transitions with `id > after` (for a fan, or all), oldest first.
     pub fn transitions(
         &self,

@@ -39,6 +39,7 @@ impl Cli {
             // Its output is always JSON, so its errors are too.
             Command::Connector(_) => true,
             Command::Segment(a) => a.json,
+            Command::Tag(a) => a.json,
             Command::Gen(_) | Command::Serve(_) => false,
         }
     }
@@ -62,8 +63,10 @@ pub enum Command {
     Identity(IdentityArgs),
     /// Reports: lead dedup (线索重复率).
     Report(ReportArgs),
-    /// Segments: count and export the fans an expression selects (see docs/segments.md).
+    /// Segments: count, export and save the fans an expression selects (docs/segments.md).
     Segment(SegmentArgs),
+    /// Tags on fans: by hand, for an expression's fans, or automatic; and their history.
+    Tag(TagArgs),
     /// Measure ingest and identity resolution against their peers.
     Bench(BenchArgs),
     /// Connect a tenant to Douyin webhooks and the Ocean Engine lead API (credentials are
@@ -390,6 +393,75 @@ pub enum SegmentCommand {
         #[arg(long)]
         as_of: Option<String>,
     },
+    /// Save a segment: its members are kept live by `siyu serve`, each entry and exit stored as
+    /// a segment_entered / segment_exited trigger.
+    Save {
+        name: String,
+        expr: String,
+        /// Members carry this tag (an automatic tag).
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Saved segments with their member counts.
+    List,
+    /// One saved segment (by name or id) and its count.
+    Show { segment: String },
+    /// A page of a saved segment's members.
+    Members {
+        segment: String,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Delete a saved segment (its recorded triggers stay).
+    Delete { segment: String },
+    /// Recorded segment_entered / segment_exited triggers, oldest first.
+    Triggers {
+        /// Only those with an id above this.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// Only this segment (name or id).
+        #[arg(long)]
+        segment: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    #[command(subcommand)]
+    pub command: TagCommand,
+    #[command(flatten)]
+    pub at: TenantStoreArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TagCommand {
+    /// Add TAG to one fan (--fan) or to every fan an expression selects (--expr).
+    Add {
+        tag: String,
+        #[arg(long, conflicts_with = "expr", required_unless_present = "expr")]
+        fan: Option<i64>,
+        #[arg(long)]
+        expr: Option<String>,
+    },
+    /// Remove TAG from one fan (--fan) or from every fan an expression selects (--expr).
+    Remove {
+        tag: String,
+        #[arg(long, conflicts_with = "expr", required_unless_present = "expr")]
+        fan: Option<i64>,
+        #[arg(long)]
+        expr: Option<String>,
+    },
+    /// An automatic tag: fans carry TAG while EXPR selects them (a saved segment `tag:TAG`).
+    Auto { tag: String, expr: String },
+    /// A fan's tags now and their history.
+    History { fan: i64 },
 }
 
 #[derive(Args, Debug)]

@@ -50,6 +50,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Identity(a) => identity::run(a),
         Report(a) => report::run(a),
         Segment(a) => segment::run(a),
+        Tag(a) => segment::tag(a),
         Bench(a) => bench::run(a),
         Connector(a) => connector::run(a),
     }

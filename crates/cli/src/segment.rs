@@ -10,8 +10,12 @@ use crate::output;
 
 pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
     // A typo is reported before anything is opened.
-    let (SegmentCommand::Count { expr, .. } | SegmentCommand::Export { expr, .. }) = &args.command;
-    siyu_app::segments::parse(expr).map_err(|e| refused(expr, e))?;
+    if let SegmentCommand::Count { expr, .. }
+    | SegmentCommand::Export { expr, .. }
+    | SegmentCommand::Save { expr, .. } = &args.command
+    {
+        siyu_app::segments::parse(expr).map_err(|e| refused(expr, e))?;
+    }
     let (app, tenant) = args.at.open()?;
     match args.command {
         SegmentCommand::Count {
@@ -88,8 +92,175 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
                 println!("{} fans written to {}", output::n(n as u64), out.display());
             }
         }
+        SegmentCommand::Save { name, expr, tag } => {
+            let saved = app
+                .segment_save(tenant.id, &name, &expr, tag.as_deref())?
+                .map_err(|e| refused(&expr, e))?;
+            if args.json {
+                output::json(&saved)?;
+            } else {
+                println!(
+                    "saved segment {} {:?}: {} fans now",
+                    saved.id,
+                    saved.name,
+                    output::n(saved.count as u64)
+                );
+            }
+        }
+        SegmentCommand::List => {
+            let list = app.segment_list(tenant.id)?;
+            if args.json {
+                output::json(&serde_json::json!({ "segments": list }))?;
+            } else if list.is_empty() {
+                println!("no saved segments; save one with `siyu segment save NAME 'EXPR'`");
+            } else {
+                for s in &list {
+                    print_saved(s);
+                }
+            }
+        }
+        SegmentCommand::Show { segment } => {
+            let s = app.segment_get(tenant.id, &segment)??;
+            if args.json {
+                output::json(&s)?;
+            } else {
+                print_saved(&s);
+            }
+        }
+        SegmentCommand::Members {
+            segment,
+            offset,
+            limit,
+        } => {
+            let (count, members) = app.segment_members(tenant.id, &segment, offset, limit)??;
+            if args.json {
+                output::json(
+                    &serde_json::json!({"count": count, "offset": offset, "members": members}),
+                )?;
+            } else {
+                println!(
+                    "{} members; {} from {}",
+                    output::n(count as u64),
+                    members.len(),
+                    offset
+                );
+                for m in &members {
+                    println!(
+                        "  fan {:<10} {:<10} {}",
+                        m.fan.0,
+                        m.layer.map_or("-", |l| l.as_str()),
+                        m.identities.join(" ")
+                    );
+                }
+            }
+        }
+        SegmentCommand::Delete { segment } => {
+            let id = app.segment_delete(tenant.id, &segment)??;
+            if args.json {
+                output::json(&serde_json::json!({ "deleted": id }))?;
+            } else {
+                println!("deleted segment {id}");
+            }
+        }
+        SegmentCommand::Triggers {
+            after,
+            segment,
+            limit,
+        } => {
+            let segment = match segment {
+                Some(s) => Some(app.segment_get(tenant.id, &s)??.id),
+                None => None,
+            };
+            let rows = app.segment_triggers(tenant.id, segment, None, after, limit)?;
+            if args.json {
+                output::json(&serde_json::json!({ "triggers": rows }))?;
+            } else {
+                for t in &rows {
+                    println!(
+                        "{:>8} {} {:<16} segment {:<4} fan {:<10} {}",
+                        t.id, t.at, t.r#type, t.segment, t.fan, t.cause
+                    );
+                }
+            }
+        }
     }
     Ok(())
+}
+
+fn print_saved(s: &siyu_app::segments::SavedView) {
+    println!(
+        "{:>4}  {:<20} {:>10} fans  {}{}",
+        s.id,
+        s.name,
+        output::n(s.count as u64),
+        s.expr,
+        s.tag
+            .as_ref()
+            .map_or(String::new(), |t| format!("  [tag {t}]"))
+    );
+}
+
+/// `siyu tag add|remove|auto|history`.
+pub fn tag(args: crate::cli::TagArgs) -> anyhow::Result<()> {
+    use crate::cli::TagCommand as C;
+    use siyu_app::segments::TagTarget;
+    let target = |fan: Option<i64>, expr: Option<String>| -> anyhow::Result<TagTarget> {
+        match (fan, expr) {
+            (Some(f), _) => Ok(TagTarget::Fan(siyu_engine::FanId(f))),
+            (None, Some(e)) => {
+                siyu_app::segments::parse(&e).map_err(|err| refused(&e, err))?;
+                Ok(TagTarget::Expr(e))
+            }
+            (None, None) => anyhow::bail!("say which fans: --fan ID or --expr EXPR"),
+        }
+    };
+    let (app, tenant) = args.at.open()?;
+    match args.command {
+        C::Add { tag, fan, expr } => {
+            let n = app.tag(tenant.id, target(fan, expr)?, &tag, true)??;
+            report_tagged(args.json, "added to", &tag, n)?;
+        }
+        C::Remove { tag, fan, expr } => {
+            let n = app.tag(tenant.id, target(fan, expr)?, &tag, false)??;
+            report_tagged(args.json, "removed from", &tag, n)?;
+        }
+        C::Auto { tag, expr } => {
+            siyu_app::segments::parse(&expr).map_err(|e| refused(&expr, e))?;
+            let saved = app
+                .segment_save(tenant.id, &format!("tag:{tag}"), &expr, Some(&tag))?
+                .map_err(|e| refused(&expr, e))?;
+            if args.json {
+                output::json(&saved)?;
+            } else {
+                println!(
+                    "automatic tag {tag:?}: {} fans now (segment {})",
+                    output::n(saved.count as u64),
+                    saved.id
+                );
+            }
+        }
+        C::History { fan } => {
+            let h = app.tag_history(tenant.id, siyu_engine::FanId(fan))??;
+            if args.json {
+                output::json(&h)?;
+            } else {
+                println!("fan {}: {}", h.fan.0, h.tags.join(", "));
+                for e in &h.history {
+                    println!("  {} {:<8} {} ({})", e.at, e.change, e.tag, e.source);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn report_tagged(json: bool, what: &str, tag: &str, n: usize) -> anyhow::Result<()> {
+    if json {
+        output::json(&serde_json::json!({ "changed": n }))
+    } else {
+        println!("{tag:?} {what} {} fans", output::n(n as u64));
+        Ok(())
+    }
 }
 
 /// A refused expression: the error, after the expression with a caret under the column it

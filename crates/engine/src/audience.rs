@@ -361,9 +361,18 @@ impl<'a> Ctx<'a> {
                 | T::GroupLeave,
             ) => cols.toggles.iter().for_each(|&i| add(i as usize)),
             _ => {
+                let slots = match kind {
+                    None => 0..crate::layers::KIND_SLOTS,
+                    Some((k, _)) => {
+                        let s = crate::layers::kind_slot(k);
+                        s..s + 1
+                    }
+                };
                 for day in cols.days_between(from, self.as_of) {
-                    for &i in day {
-                        add(i as usize);
+                    for events in &day[slots.clone()] {
+                        for &i in events {
+                            add(i as usize);
+                        }
                     }
                 }
             }

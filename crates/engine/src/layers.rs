@@ -18,6 +18,22 @@ use crate::rules::Rules;
 
 pub(crate) const CUSTOM: u8 = u8::MAX;
 
+/// Per-day index slots: one per catalogue type, then one for all custom types.
+pub(crate) const KIND_SLOTS: usize = CatalogueType::ALL.len() + 1;
+
+/// The day-index slot of an event kind.
+pub(crate) fn kind_slot(kind: u8) -> usize {
+    if kind == CUSTOM {
+        KIND_SLOTS - 1
+    } else {
+        kind as usize
+    }
+}
+
+fn new_day() -> Vec<Vec<u32>> {
+    vec![Vec::new(); KIND_SLOTS]
+}
+
 /// The per-event columns.
 #[derive(Debug, Default)]
 pub(crate) struct Columns {
@@ -41,9 +57,10 @@ pub(crate) struct Columns {
     pub(crate) toggles: Vec<u32>,
     /// Indexes of orders.
     pub(crate) orders: Vec<u32>,
-    /// Indexes of every event by UTC day of its time (`days[d - first_day]`), in arrival order
-    /// within a day: a window's sums read only the days it covers.
-    days: Vec<Vec<u32>>,
+    /// Indexes of every event by UTC day of its time and by type (`days[d - first_day][slot]`,
+    /// see [`kind_slot`]), in arrival order: a window's sums read only the days it covers, and
+    /// only the types they count.
+    days: Vec<Vec<Vec<u32>>>,
     first_day: i64,
     /// The earliest event time of each identity node: a fan exists as of T if one of its
     /// nodes has an event at or before T.
@@ -124,14 +141,14 @@ impl Columns {
         if day < self.first_day {
             let shift = (self.first_day - day) as usize;
             self.days
-                .splice(0..0, std::iter::repeat_with(Vec::new).take(shift));
+                .splice(0..0, std::iter::repeat_with(new_day).take(shift));
             self.first_day = day;
         }
         let slot = (day - self.first_day) as usize;
         if self.days.len() <= slot {
-            self.days.resize_with(slot + 1, Vec::new);
+            self.days.resize_with(slot + 1, new_day);
         }
-        self.days[slot].push(index);
+        self.days[slot][kind_slot(kind)].push(index);
         if self.first_ts.len() <= node as usize {
             self.first_ts.resize(node as usize + 1, Millis::MAX);
         }
@@ -267,8 +284,12 @@ impl Columns {
         next
     }
 
-    /// Event indexes whose day may fall in (from, to], day by day.
-    pub(crate) fn days_between(&self, from: Millis, to: Millis) -> impl Iterator<Item = &[u32]> {
+    /// Event indexes whose day may fall in (from, to], day by day, by kind slot.
+    pub(crate) fn days_between(
+        &self,
+        from: Millis,
+        to: Millis,
+    ) -> impl Iterator<Item = &[Vec<u32>]> {
         let lo = (from.div_euclid(MS_PER_DAY) - self.first_day).max(0) as usize;
         let hi = (to.div_euclid(MS_PER_DAY) - self.first_day + 1).max(0) as usize;
         self.days
@@ -713,8 +734,8 @@ impl Columns {
             }
         }
         // Engagement: only the days the window covers, split over the cores.
-        let days: Vec<&[u32]> = self.days_between(a.engagement_from, as_of).collect();
-        let total: usize = days.iter().map(|d| d.len()).sum();
+        let days: Vec<&[Vec<u32>]> = self.days_between(a.engagement_from, as_of).collect();
+        let total: usize = days.iter().flat_map(|d| d.iter()).map(Vec::len).sum();
         // 0: as many parts as cores, but no more than one per 100,000 events.
         let parts = match parts {
             0 => std::thread::available_parallelism()
@@ -771,24 +792,37 @@ impl Columns {
         }
     }
 
-    /// Engagement per root over some days' events.
-    fn engagement(&self, days: &[&[u32]], root: &[u32], a: &Acc, t: &Tables, n: usize) -> Vec<u32> {
+    /// Engagement per root over some days' events (only the types that score).
+    fn engagement(
+        &self,
+        days: &[&[Vec<u32>]],
+        root: &[u32],
+        a: &Acc,
+        t: &Tables,
+        n: usize,
+    ) -> Vec<u32> {
         let mut sum = vec![0u32; n];
+        let live_watch = CatalogueType::LiveWatch as usize;
         for day in days {
-            for &i in *day {
-                let i = i as usize;
-                let ts = self.ts[i];
-                if ts <= a.engagement_from || ts > a.as_of {
+            for (kind, events) in day.iter().enumerate().take(CatalogueType::ALL.len()) {
+                let w = t.weight[kind];
+                if w == 0 && kind != live_watch {
                     continue;
                 }
-                let kind = self.kind[i] as usize;
-                let w = if kind == CatalogueType::LiveWatch as usize {
-                    self.val[i] / t.live_watch_seconds
-                } else {
-                    t.weight[kind]
-                };
-                if w > 0 {
-                    sum[root[self.node[i] as usize] as usize] += w;
+                for &i in events {
+                    let i = i as usize;
+                    let ts = self.ts[i];
+                    if ts <= a.engagement_from || ts > a.as_of {
+                        continue;
+                    }
+                    let w = if kind == live_watch {
+                        self.val[i] / t.live_watch_seconds
+                    } else {
+                        w
+                    };
+                    if w > 0 {
+                        sum[root[self.node[i] as usize] as usize] += w;
+                    }
                 }
             }
         }

@@ -80,6 +80,8 @@ pub struct TenantEngine {
     segments: Option<segments::Membership>,
     /// Automatic tags changed by segment membership, for the caller to store.
     auto_tags: Vec<TagChange>,
+    /// The id of the last stored tag change applied.
+    tags_seen: i64,
 }
 
 impl Default for TenantEngine {
@@ -102,6 +104,7 @@ impl Default for TenantEngine {
             tags: Tags::default(),
             segments: None,
             auto_tags: Vec::new(),
+            tags_seen: 0,
         }
     }
 }
@@ -560,6 +563,15 @@ impl TenantEngine {
 
     pub fn tags(&self) -> &Tags {
         &self.tags
+    }
+
+    /// The id of the last stored tag change applied (the caller's bookkeeping).
+    pub fn tags_seen(&self) -> i64 {
+        self.tags_seen
+    }
+
+    pub fn set_tags_seen(&mut self, id: i64) {
+        self.tags_seen = self.tags_seen.max(id);
     }
 
     /// The live clock when the caller last stored the layers (0: never).

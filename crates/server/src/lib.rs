@@ -115,6 +115,16 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
                 .layer(DefaultBodyLimit::max(connectors::WEBHOOK_BODY_LIMIT)),
         )
         .route("/api/segments/preview", post(segments::preview))
+        .route("/api/segments/triggers", get(segments::triggers))
+        .route("/api/segments", get(segments::list).post(segments::create))
+        .route(
+            "/api/segments/{id}",
+            get(segments::get).delete(segments::delete),
+        )
+        .route("/api/segments/{id}/members", get(segments::members))
+        .route("/api/tags", post(segments::tag))
+        .route("/api/tags/auto", post(segments::auto_tag))
+        .route("/api/fans/{id}/tags", get(segments::fan_tags))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .merge(segment)

@@ -1,12 +1,15 @@
 //! The segment API: count an expression's fans and look at a sample, before saving it.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State as Axum;
 use axum::extract::rejection::BytesRejection;
-use axum::http::HeaderMap;
+use axum::extract::{Path, Query, State as Axum};
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
-use siyu_app::segments::SegmentError;
+use siyu_app::segments::{SegmentError, TagTarget};
+use siyu_engine::FanId;
 
 use crate::identity::blocking;
 use crate::{ApiError, State, auth};
@@ -16,7 +19,17 @@ const BODY_LIMIT: usize = 64 * 1024;
 
 impl From<SegmentError> for ApiError {
     fn from(e: SegmentError) -> Self {
-        ApiError::bad(e.code(), Some("expr"), e.to_string())
+        let status = match &e {
+            SegmentError::NotFound(_) | SegmentError::NoFan(_) => StatusCode::NOT_FOUND,
+            SegmentError::Exists(_) => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::Status {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+            field: e.field().map(str::to_string),
+        }
     }
 }
 
@@ -99,4 +112,221 @@ pub async fn preview(
     let app = state.app.clone();
     let answer = blocking(move || Ok(app.segment_count(tenant.id, &text, as_of, sample)??)).await?;
     Ok(Json(json!(answer)))
+}
+
+fn string(o: &Map<String, Value>, k: &str) -> Result<Option<String>, ApiError> {
+    match o.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad(
+            "invalid_field",
+            Some(k),
+            format!("{k} must be a string"),
+        )),
+    }
+}
+
+fn required(o: &Map<String, Value>, k: &str) -> Result<String, ApiError> {
+    string(o, k)?.ok_or_else(|| ApiError::bad("missing_field", Some(k), format!("{k} is required")))
+}
+
+/// A non-negative integer query parameter.
+fn number(q: &HashMap<String, String>, k: &str, default: i64) -> Result<i64, ApiError> {
+    match q.get(k) {
+        None => Ok(default),
+        Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::bad(
+                "invalid_number",
+                Some(k),
+                format!("{k} {v:?} is not a non-negative integer"),
+            )
+        }),
+    }
+}
+
+/// `POST /api/segments {"name", "expr", "tag"?}` → 201 with the saved segment and its count.
+pub async fn create(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let o = object(&headers, raw, &["name", "expr", "tag"])?;
+    let name = required(&o, "name")?;
+    let text = expr(&o)?;
+    let tag = string(&o, "tag")?;
+    let app = state.app.clone();
+    let saved =
+        blocking(move || Ok(app.segment_save(tenant.id, &name, &text, tag.as_deref())??)).await?;
+    Ok((StatusCode::CREATED, Json(json!(saved))))
+}
+
+/// `GET /api/segments` → every saved segment with its count now.
+pub async fn list(Axum(state): Axum<State>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let app = state.app.clone();
+    let list = blocking(move || Ok(app.segment_list(tenant.id)?)).await?;
+    Ok(Json(json!({ "segments": list })))
+}
+
+/// `GET /api/segments/{id or name}` → the segment and its count now.
+pub async fn get(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    Path(which): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let app = state.app.clone();
+    let view = blocking(move || Ok(app.segment_get(tenant.id, &which)??)).await?;
+    Ok(Json(json!(view)))
+}
+
+/// `GET /api/segments/{id or name}/members?offset=N&limit=N` (limit ≤ 10,000, default 100).
+pub async fn members(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    Path(which): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let offset = number(&q, "offset", 0)? as usize;
+    let limit = number(&q, "limit", 100)?.clamp(1, 10_000) as usize;
+    let app = state.app.clone();
+    let (count, members) =
+        blocking(move || Ok(app.segment_members(tenant.id, &which, offset, limit)??)).await?;
+    let next = (offset + members.len() < count).then_some(offset + members.len());
+    Ok(Json(
+        json!({"count": count, "offset": offset, "members": members, "next_offset": next}),
+    ))
+}
+
+/// `DELETE /api/segments/{id or name}`.
+pub async fn delete(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    Path(which): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let app = state.app.clone();
+    let id = blocking(move || Ok(app.segment_delete(tenant.id, &which)??)).await?;
+    Ok(Json(json!({ "deleted": id })))
+}
+
+/// `GET /api/segments/triggers?after=ID&segment=ID&fan=ID&limit=N&wait=S`:
+/// `segment_entered` / `segment_exited` triggers, oldest first. With `wait` (seconds, ≤ 30)
+/// and nothing new, the answer waits until something is recorded (a long poll).
+pub async fn triggers(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let after = number(&q, "after", 0)?;
+    let limit = number(&q, "limit", 1000)?.clamp(1, 10_000) as usize;
+    let segment = q
+        .get("segment")
+        .map(|_| number(&q, "segment", 0))
+        .transpose()?;
+    let fan = q
+        .get("fan")
+        .map(|_| number(&q, "fan", 0))
+        .transpose()?
+        .map(FanId);
+    let wait = std::time::Duration::from_secs(number(&q, "wait", 0)?.min(30) as u64);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changed = siyu_app::segments::subscribe_changes();
+    loop {
+        changed.borrow_and_update();
+        let app = state.app.clone();
+        let rows =
+            blocking(move || Ok(app.segment_triggers(tenant.id, segment, fan, after, limit)?))
+                .await?;
+        if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
+            let next = rows.last().map_or(after, |t| t.id);
+            return Ok(Json(json!({"triggers": rows, "next_after": next})));
+        }
+        // Woken by the next stored change, or at the deadline.
+        let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
+    }
+}
+
+/// `POST /api/tags {"tag", "fan": ID | "expr": "...", "remove"?: bool}` → how many fans
+/// changed.
+pub async fn tag(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let o = object(&headers, raw, &["tag", "fan", "expr", "remove"])?;
+    let tag = required(&o, "tag")?;
+    let target = match (o.get("fan"), string(&o, "expr")?) {
+        (Some(f), None) => TagTarget::Fan(FanId(f.as_i64().ok_or_else(|| {
+            ApiError::bad(
+                "invalid_field",
+                Some("fan"),
+                "fan must be a fan id (a number)",
+            )
+        })?)),
+        (None, Some(e)) => TagTarget::Expr(e),
+        _ => {
+            return Err(ApiError::bad(
+                "invalid_body",
+                Some("fan"),
+                "say which fans: either \"fan\": ID or \"expr\": \"...\"",
+            ));
+        }
+    };
+    let remove = match o.get("remove") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::bad(
+                "invalid_field",
+                Some("remove"),
+                "remove must be true or false",
+            ));
+        }
+    };
+    let app = state.app.clone();
+    let n = blocking(move || Ok(app.tag(tenant.id, target, &tag, !remove)??)).await?;
+    Ok(Json(json!({ "changed": n })))
+}
+
+/// `POST /api/tags/auto {"tag", "expr"}` → 201: a saved segment named `tag:TAG` whose members
+/// carry the tag, kept live.
+pub async fn auto_tag(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let o = object(&headers, raw, &["tag", "expr"])?;
+    let tag = required(&o, "tag")?;
+    let text = expr(&o)?;
+    let app = state.app.clone();
+    let saved = blocking(move || {
+        Ok(app.segment_save(tenant.id, &format!("tag:{tag}"), &text, Some(&tag))??)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!(saved))))
+}
+
+/// `GET /api/fans/{id}/tags` → the fan's tags now and their history.
+pub async fn fan_tags(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::bad(
+            "invalid_fan_id",
+            Some("id"),
+            format!("{id:?} is not a fan id"),
+        )
+    })?;
+    let app = state.app.clone();
+    let h = blocking(move || Ok(app.tag_history(tenant.id, FanId(id))??)).await?;
+    Ok(Json(json!(h)))
 }

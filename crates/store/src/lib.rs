@@ -212,6 +212,65 @@ impl std::fmt::Debug for StoredConnector {
     }
 }
 
+/// What a live engine recorded since its last store: layer transitions, segment entries and
+/// exits, and automatic-tag changes. Stored together, with the [`LiveMark`], in one
+/// transaction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LiveRecord<'a> {
+    pub transitions: &'a [StoredTransition],
+    pub segment_changes: &'a [StoredSegmentChange],
+    pub tag_changes: &'a [StoredTagChange],
+}
+
+impl LiveRecord<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.transitions.is_empty()
+            && self.segment_changes.is_empty()
+            && self.tag_changes.is_empty()
+    }
+}
+
+/// A saved segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSegment {
+    /// Increasing per tenant, never reused.
+    pub id: i64,
+    pub name: String,
+    /// The expression as the operator wrote it.
+    pub expr: String,
+    /// An automatic tag its members carry.
+    pub tag: Option<String>,
+    pub created_at: Millis,
+}
+
+/// A `segment_entered` (`entered`) or `segment_exited` trigger, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSegmentChange {
+    /// Increasing per tenant (assigned when stored).
+    pub id: i64,
+    pub segment: i64,
+    pub fan: i64,
+    pub entered: bool,
+    pub at: Millis,
+    /// `event`, `time`, `identity`, `rules`, `tag` or `created`.
+    pub cause: String,
+    pub seq: Option<i64>,
+    pub event_id: Option<String>,
+}
+
+/// A tag added (`added`) or removed, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTagChange {
+    /// Increasing per tenant (assigned when stored).
+    pub id: i64,
+    pub fan: i64,
+    pub tag: String,
+    pub added: bool,
+    pub at: Millis,
+    /// `manual`, or `segment:<id>` for an automatic tag.
+    pub source: String,
+}
+
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -232,6 +291,8 @@ pub enum StoreError {
     TenantExists(String),
     #[error("no tenant {0:?}")]
     NoSuchTenant(String),
+    #[error("a segment named {0:?} already exists")]
+    SegmentExists(String),
     #[error("stored data is not what this version wrote: {0}")]
     Corrupt(String),
     #[error("no {kind} connector is set up for tenant {tenant}")]
@@ -248,6 +309,7 @@ impl StoreError {
             StoreError::BadUrl(_) => "invalid_database_url",
             StoreError::TenantExists(_) => "tenant_exists",
             StoreError::NoSuchTenant(_) => "tenant_not_found",
+            StoreError::SegmentExists(_) => "segment_exists",
             StoreError::Corrupt(_) | StoreError::SqliteValue(_) => "store_corrupt",
             StoreError::NoSuchConnector { .. } => "connector_not_configured",
         }
@@ -334,14 +396,54 @@ pub trait Store: Send + Sync {
     /// A tenant's layer rules file and its version; `None` for the defaults.
     fn rules(&self, tenant: TenantId) -> Result<Option<(i64, String)>>;
 
-    /// Appends layer transitions (their `id` is assigned here, in order) and moves the
+    /// Appends what a live engine recorded (ids are assigned here, in order) and moves the
     /// tenant's [`LiveMark`] to `mark`, in one transaction.
-    fn add_transitions(
+    fn record_live(&self, tenant: TenantId, rec: &LiveRecord<'_>, mark: &LiveMark) -> Result<()>;
+
+    // segments and tags
+
+    /// Saves a segment (checked by the caller); a live segment of the same name is refused
+    /// with [`StoreError::SegmentExists`].
+    fn create_segment(
         &self,
         tenant: TenantId,
-        rows: &[StoredTransition],
-        mark: &LiveMark,
-    ) -> Result<()>;
+        name: &str,
+        expr: &str,
+        tag: Option<&str>,
+        now: Millis,
+    ) -> Result<StoredSegment>;
+
+    /// A tenant's saved segments (not deleted), by id.
+    fn segments(&self, tenant: TenantId) -> Result<Vec<StoredSegment>>;
+
+    /// Deletes a saved segment; `false` if there was none with that id.
+    fn delete_segment(&self, tenant: TenantId, id: i64, now: Millis) -> Result<bool>;
+
+    /// Entries and exits with `id > after`, at most `limit`, optionally of one segment and
+    /// of some fan ids.
+    fn segment_changes(
+        &self,
+        tenant: TenantId,
+        segment: Option<i64>,
+        fans: Option<&[i64]>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredSegmentChange>>;
+
+    /// (segment, fan) for every fan the stored changes say is in a segment.
+    fn recorded_members(&self, tenant: TenantId) -> Result<Vec<(i64, i64)>>;
+
+    /// Appends manual tag changes in one transaction (ids assigned here).
+    fn add_tag_changes(&self, tenant: TenantId, rows: &[StoredTagChange]) -> Result<()>;
+
+    /// Tag changes with `id > after`, at most `limit`, optionally of some fan ids.
+    fn tag_changes(
+        &self,
+        tenant: TenantId,
+        fans: Option<&[i64]>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredTagChange>>;
 
     /// Where the tenant's live layers were last stored; `None` before they ever were.
     fn live_mark(&self, tenant: TenantId) -> Result<Option<LiveMark>>;

@@ -12,8 +12,9 @@ use postgres::{Client, NoTls};
 use siyu_domain::Millis;
 
 use crate::{
-    AppendBatch, Appended, KeyRole, LiveMark, NewDecision, Result, StoreError, StoredConnector,
-    StoredDecision, StoredEvent, StoredTransition, Tenant, TenantId, row_to_event,
+    AppendBatch, Appended, KeyRole, LiveMark, LiveRecord, NewDecision, Result, StoreError,
+    StoredConnector, StoredDecision, StoredEvent, StoredSegment, StoredSegmentChange,
+    StoredTagChange, StoredTransition, Tenant, TenantId, row_to_event,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -108,10 +109,83 @@ CREATE TABLE connectors (
     PRIMARY KEY (tenant_id, kind)
 );
 "#,
+    // 7: saved segments, their entries and exits, and tag changes.
+    r#"
+CREATE TABLE segments (
+    tenant_id  BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    id         BIGINT NOT NULL,
+    name       TEXT NOT NULL,
+    expr       TEXT NOT NULL,
+    tag        TEXT,
+    created_at BIGINT NOT NULL,
+    deleted_at BIGINT,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE UNIQUE INDEX segments_live_name ON segments (tenant_id, name) WHERE deleted_at IS NULL;
+CREATE TABLE segment_changes (
+    tenant_id  BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    id         BIGINT NOT NULL,
+    segment_id BIGINT NOT NULL,
+    fan        BIGINT NOT NULL,
+    entered    BOOLEAN NOT NULL,
+    at         BIGINT NOT NULL,
+    cause      TEXT NOT NULL CHECK (cause IN ('event', 'time', 'identity', 'rules', 'tag', 'created')),
+    seq        BIGINT,
+    event_id   TEXT,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX segment_changes_fan ON segment_changes (tenant_id, fan, id);
+CREATE INDEX segment_changes_segment ON segment_changes (tenant_id, segment_id, fan, id);
+CREATE TABLE tag_changes (
+    tenant_id BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    id        BIGINT NOT NULL,
+    fan       BIGINT NOT NULL,
+    tag       TEXT NOT NULL,
+    added     BOOLEAN NOT NULL,
+    at        BIGINT NOT NULL,
+    source    TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX tag_changes_fan ON tag_changes (tenant_id, fan, id);
+"#,
 ];
 
 /// Serializes migrations of concurrent openers (several nodes, parallel tests).
 const MIGRATION_LOCK: i64 = 0x5179_7500;
+
+/// The next id of a per-tenant id sequence kept as `MAX(id)` (the caller holds the tenant
+/// row's lock).
+fn next_id(tx: &mut postgres::Transaction<'_>, table: &str, tenant: TenantId) -> Result<i64> {
+    Ok(tx
+        .query_one(
+            &format!("SELECT COALESCE(MAX(id), 0) + 1 FROM {table} WHERE tenant_id = $1"),
+            &[&tenant],
+        )?
+        .get(0))
+}
+
+fn insert_tags(
+    tx: &mut postgres::Transaction<'_>,
+    tenant: TenantId,
+    rows: &[StoredTagChange],
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let first = next_id(tx, "tag_changes", tenant)?;
+    let ids: Vec<i64> = (first..first + rows.len() as i64).collect();
+    let fans: Vec<i64> = rows.iter().map(|r| r.fan).collect();
+    let tags: Vec<&str> = rows.iter().map(|r| r.tag.as_str()).collect();
+    let added: Vec<bool> = rows.iter().map(|r| r.added).collect();
+    let at: Vec<i64> = rows.iter().map(|r| r.at).collect();
+    let source: Vec<&str> = rows.iter().map(|r| r.source.as_str()).collect();
+    tx.execute(
+        "INSERT INTO tag_changes (tenant_id, id, fan, tag, added, at, source)
+         SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::boolean[], $6::bigint[], $7::text[])",
+        &[&tenant, &ids, &fans, &tags, &added, &at, &source],
+    )?;
+    Ok(())
+}
 
 pub struct PostgresStore {
     /// `Option` only so that `Drop` can move the clients out (see there).
@@ -340,22 +414,16 @@ impl crate::Store for PostgresStore {
         })
     }
 
-    fn add_transitions(
-        &self,
-        tenant: TenantId,
-        rows: &[StoredTransition],
-        mark: &LiveMark,
-    ) -> Result<()> {
+    fn record_live(&self, tenant: TenantId, rec: &LiveRecord<'_>, mark: &LiveMark) -> Result<()> {
         self.writer(|c| {
             let mut tx = c.transaction()?;
-            if !rows.is_empty() {
+            if !rec.is_empty() {
+                // Serializes id assignment among writers of this tenant.
                 tx.execute("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE", &[&tenant])?;
-                let first: i64 = tx
-                    .query_one(
-                        "SELECT COALESCE(MAX(id), 0) + 1 FROM layer_transitions WHERE tenant_id = $1",
-                        &[&tenant],
-                    )?
-                    .get(0);
+            }
+            let rows = rec.transitions;
+            if !rows.is_empty() {
+                let first = next_id(&mut tx, "layer_transitions", tenant)?;
                 let ids: Vec<i64> = (first..first + rows.len() as i64).collect();
                 let fans: Vec<i64> = rows.iter().map(|r| r.fan).collect();
                 let from: Vec<Option<&str>> = rows.iter().map(|r| r.from.as_deref()).collect();
@@ -371,6 +439,25 @@ impl crate::Store for PostgresStore {
                     &[&tenant, &ids, &fans, &from, &to, &at, &cause, &seq, &event_ids],
                 )?;
             }
+            let rows = rec.segment_changes;
+            if !rows.is_empty() {
+                let first = next_id(&mut tx, "segment_changes", tenant)?;
+                let ids: Vec<i64> = (first..first + rows.len() as i64).collect();
+                let segs: Vec<i64> = rows.iter().map(|r| r.segment).collect();
+                let fans: Vec<i64> = rows.iter().map(|r| r.fan).collect();
+                let entered: Vec<bool> = rows.iter().map(|r| r.entered).collect();
+                let at: Vec<i64> = rows.iter().map(|r| r.at).collect();
+                let cause: Vec<&str> = rows.iter().map(|r| r.cause.as_str()).collect();
+                let seq: Vec<Option<i64>> = rows.iter().map(|r| r.seq).collect();
+                let event_ids: Vec<Option<&str>> =
+                    rows.iter().map(|r| r.event_id.as_deref()).collect();
+                tx.execute(
+                    "INSERT INTO segment_changes (tenant_id, id, segment_id, fan, entered, at, cause, seq, event_id)
+                     SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::boolean[], $6::bigint[], $7::text[], $8::bigint[], $9::text[])",
+                    &[&tenant, &ids, &segs, &fans, &entered, &at, &cause, &seq, &event_ids],
+                )?;
+            }
+            insert_tags(&mut tx, tenant, rec.tag_changes)?;
             tx.execute(
                 "INSERT INTO layer_marks (tenant_id, clock, seq, rules_version) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (tenant_id) DO UPDATE SET clock = $2, seq = $3, rules_version = $4",
@@ -378,6 +465,156 @@ impl crate::Store for PostgresStore {
             )?;
             tx.commit()?;
             Ok(())
+        })
+    }
+
+    fn create_segment(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        expr: &str,
+        tag: Option<&str>,
+        now: Millis,
+    ) -> Result<StoredSegment> {
+        self.writer(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE", &[&tenant])?;
+            let taken: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM segments WHERE tenant_id = $1 AND name = $2 AND deleted_at IS NULL)",
+                    &[&tenant, &name],
+                )?
+                .get(0);
+            if taken {
+                return Err(StoreError::SegmentExists(name.to_string()));
+            }
+            let id = next_id(&mut tx, "segments", tenant)?;
+            tx.execute(
+                "INSERT INTO segments (tenant_id, id, name, expr, tag, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&tenant, &id, &name, &expr, &tag, &now],
+            )?;
+            tx.commit()?;
+            Ok(StoredSegment {
+                id,
+                name: name.to_string(),
+                expr: expr.to_string(),
+                tag: tag.map(str::to_string),
+                created_at: now,
+            })
+        })
+    }
+
+    fn segments(&self, tenant: TenantId) -> Result<Vec<StoredSegment>> {
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT id, name, expr, tag, created_at FROM segments
+                 WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY id",
+                &[&tenant],
+            )?
+            .iter()
+            .map(|r| StoredSegment {
+                id: r.get(0),
+                name: r.get(1),
+                expr: r.get(2),
+                tag: r.get(3),
+                created_at: r.get(4),
+            })
+            .collect())
+        })
+    }
+
+    fn delete_segment(&self, tenant: TenantId, id: i64, now: Millis) -> Result<bool> {
+        self.writer(|c| {
+            Ok(c.execute(
+                "UPDATE segments SET deleted_at = $3 WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+                &[&tenant, &id, &now],
+            )? > 0)
+        })
+    }
+
+    fn segment_changes(
+        &self,
+        tenant: TenantId,
+        segment: Option<i64>,
+        fans: Option<&[i64]>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredSegmentChange>> {
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT id, segment_id, fan, entered, at, cause, seq, event_id FROM segment_changes
+                 WHERE tenant_id = $1 AND id > $2 AND ($3::bigint IS NULL OR segment_id = $3)
+                   AND ($4::bigint[] IS NULL OR fan = ANY($4))
+                 ORDER BY id LIMIT $5",
+                &[&tenant, &after, &segment, &fans, &(limit as i64)],
+            )?
+            .iter()
+            .map(|r| StoredSegmentChange {
+                id: r.get(0),
+                segment: r.get(1),
+                fan: r.get(2),
+                entered: r.get(3),
+                at: r.get(4),
+                cause: r.get(5),
+                seq: r.get(6),
+                event_id: r.get(7),
+            })
+            .collect())
+        })
+    }
+
+    fn recorded_members(&self, tenant: TenantId) -> Result<Vec<(i64, i64)>> {
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT segment_id, fan FROM (
+                     SELECT DISTINCT ON (segment_id, fan) segment_id, fan, entered FROM segment_changes
+                     WHERE tenant_id = $1 ORDER BY segment_id, fan, id DESC) last
+                 WHERE entered",
+                &[&tenant],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })
+    }
+
+    fn add_tag_changes(&self, tenant: TenantId, rows: &[StoredTagChange]) -> Result<()> {
+        self.writer(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE",
+                &[&tenant],
+            )?;
+            insert_tags(&mut tx, tenant, rows)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn tag_changes(
+        &self,
+        tenant: TenantId,
+        fans: Option<&[i64]>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredTagChange>> {
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT id, fan, tag, added, at, source FROM tag_changes
+                 WHERE tenant_id = $1 AND id > $2 AND ($3::bigint[] IS NULL OR fan = ANY($3))
+                 ORDER BY id LIMIT $4",
+                &[&tenant, &after, &fans, &(limit as i64)],
+            )?
+            .iter()
+            .map(|r| StoredTagChange {
+                id: r.get(0),
+                fan: r.get(1),
+                tag: r.get(2),
+                added: r.get(3),
+                at: r.get(4),
+                source: r.get(5),
+            })
+            .collect())
         })
     }
 

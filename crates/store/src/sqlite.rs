@@ -15,7 +15,10 @@ use crate::{
     AppendBatch, Appended, Durability, KeyRole, NewDecision, Result, StoreError, StoredDecision,
     StoredEvent, Tenant, TenantId, row_to_event,
 };
-use crate::{LiveMark, StoredConnector, StoredTransition};
+use crate::{
+    LiveMark, LiveRecord, StoredConnector, StoredSegment, StoredSegmentChange, StoredTagChange,
+    StoredTransition,
+};
 
 /// Migrations, in order. Applied once each, recorded in `schema_migrations`.
 const MIGRATIONS: &[&str] = &[
@@ -123,10 +126,78 @@ CREATE TABLE connectors (
     PRIMARY KEY (tenant_id, kind)
 ) WITHOUT ROWID;
 "#,
+    // 7: saved segments, their entries and exits, and tag changes.
+    r#"
+CREATE TABLE segments (
+    tenant_id  INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    id         INTEGER NOT NULL,
+    name       TEXT NOT NULL,
+    expr       TEXT NOT NULL,
+    tag        TEXT,
+    created_at INTEGER NOT NULL,
+    deleted_at INTEGER,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX segments_live_name ON segments (tenant_id, name) WHERE deleted_at IS NULL;
+CREATE TABLE segment_changes (
+    tenant_id  INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    id         INTEGER NOT NULL,
+    segment_id INTEGER NOT NULL,
+    fan        INTEGER NOT NULL,
+    entered    INTEGER NOT NULL,
+    at         INTEGER NOT NULL,
+    cause      TEXT NOT NULL CHECK (cause IN ('event', 'time', 'identity', 'rules', 'tag', 'created')),
+    seq        INTEGER,
+    event_id   TEXT,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+CREATE INDEX segment_changes_fan ON segment_changes (tenant_id, fan, id);
+CREATE INDEX segment_changes_segment ON segment_changes (tenant_id, segment_id, fan, id);
+CREATE TABLE tag_changes (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    id        INTEGER NOT NULL,
+    fan       INTEGER NOT NULL,
+    tag       TEXT NOT NULL,
+    added     INTEGER NOT NULL,
+    at        INTEGER NOT NULL,
+    source    TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+CREATE INDEX tag_changes_fan ON tag_changes (tenant_id, fan, id);
+"#,
 ];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+}
+
+/// The next id of a per-tenant id sequence kept as `MAX(id)` (inside the writing transaction,
+/// which holds SQLite's write lock).
+fn next_id(tx: &rusqlite::Transaction<'_>, table: &str, tenant: TenantId) -> Result<i64> {
+    Ok(tx.query_row(
+        &format!("SELECT COALESCE(MAX(id), 0) + 1 FROM {table} WHERE tenant_id = ?1"),
+        [tenant],
+        |r| r.get(0),
+    )?)
+}
+
+fn insert_tags(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: TenantId,
+    rows: &[StoredTagChange],
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let first = next_id(tx, "tag_changes", tenant)?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO tag_changes (tenant_id, id, fan, tag, added, at, source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (id, r) in (first..).zip(rows) {
+        stmt.execute(params![tenant, id, r.fan, r.tag, r.added, r.at, r.source])?;
+    }
+    Ok(())
 }
 
 impl SqliteStore {
@@ -376,31 +447,34 @@ impl crate::Store for SqliteStore {
             .optional()?)
     }
 
-    fn add_transitions(
-        &self,
-        tenant: TenantId,
-        rows: &[StoredTransition],
-        mark: &LiveMark,
-    ) -> Result<()> {
+    fn record_live(&self, tenant: TenantId, rec: &LiveRecord<'_>, mark: &LiveMark) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if !rows.is_empty() {
-            let mut id: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(id), 0) FROM layer_transitions WHERE tenant_id = ?1",
-                [tenant],
-                |r| r.get(0),
-            )?;
+        if !rec.transitions.is_empty() {
+            let first = next_id(&tx, "layer_transitions", tenant)?;
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO layer_transitions (tenant_id, id, fan, from_layer, to_layer, at, cause, seq, event_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
-            for r in rows {
-                id += 1;
+            for (id, r) in (first..).zip(rec.transitions) {
                 stmt.execute(params![
                     tenant, id, r.fan, r.from, r.to, r.at, r.cause, r.seq, r.event_id
                 ])?;
             }
         }
+        if !rec.segment_changes.is_empty() {
+            let first = next_id(&tx, "segment_changes", tenant)?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO segment_changes (tenant_id, id, segment_id, fan, entered, at, cause, seq, event_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for (id, r) in (first..).zip(rec.segment_changes) {
+                stmt.execute(params![
+                    tenant, id, r.segment, r.fan, r.entered, r.at, r.cause, r.seq, r.event_id
+                ])?;
+            }
+        }
+        insert_tags(&tx, tenant, rec.tag_changes)?;
         tx.execute(
             "INSERT INTO layer_marks (tenant_id, clock, seq, rules_version) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (tenant_id) DO UPDATE SET clock = ?2, seq = ?3, rules_version = ?4",
@@ -408,6 +482,144 @@ impl crate::Store for SqliteStore {
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn create_segment(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        expr: &str,
+        tag: Option<&str>,
+        now: Millis,
+    ) -> Result<StoredSegment> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM segments WHERE tenant_id = ?1 AND name = ?2 AND deleted_at IS NULL)",
+            params![tenant, name],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return Err(StoreError::SegmentExists(name.to_string()));
+        }
+        let id = next_id(&tx, "segments", tenant)?;
+        tx.execute(
+            "INSERT INTO segments (tenant_id, id, name, expr, tag, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![tenant, id, name, expr, tag, now],
+        )?;
+        tx.commit()?;
+        Ok(StoredSegment {
+            id,
+            name: name.to_string(),
+            expr: expr.to_string(),
+            tag: tag.map(str::to_string),
+            created_at: now,
+        })
+    }
+
+    fn segments(&self, tenant: TenantId) -> Result<Vec<StoredSegment>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, name, expr, tag, created_at FROM segments
+             WHERE tenant_id = ?1 AND deleted_at IS NULL ORDER BY id",
+        )?;
+        let rows = stmt.query_map([tenant], |r| {
+            Ok(StoredSegment {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                expr: r.get(2)?,
+                tag: r.get(3)?,
+                created_at: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn delete_segment(&self, tenant: TenantId, id: i64, now: Millis) -> Result<bool> {
+        Ok(self.conn().execute(
+            "UPDATE segments SET deleted_at = ?3 WHERE tenant_id = ?1 AND id = ?2 AND deleted_at IS NULL",
+            params![tenant, id, now],
+        )? > 0)
+    }
+
+    fn segment_changes(
+        &self,
+        tenant: TenantId,
+        segment: Option<i64>,
+        fans: Option<&[i64]>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredSegmentChange>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, segment_id, fan, entered, at, cause, seq, event_id FROM segment_changes
+             WHERE tenant_id = ?1 AND id > ?2 AND (?3 IS NULL OR segment_id = ?3)
+               AND (?4 IS NULL OR fan IN (SELECT value FROM json_each(?4)))
+             ORDER BY id LIMIT ?5",
+        )?;
+        let fans = fans.map(|f| serde_json::to_string(f).unwrap_or_default());
+        let rows = stmt.query_map(params![tenant, after, segment, fans, limit as i64], |r| {
+            Ok(StoredSegmentChange {
+                id: r.get(0)?,
+                segment: r.get(1)?,
+                fan: r.get(2)?,
+                entered: r.get(3)?,
+                at: r.get(4)?,
+                cause: r.get(5)?,
+                seq: r.get(6)?,
+                event_id: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn recorded_members(&self, tenant: TenantId) -> Result<Vec<(i64, i64)>> {
+        let conn = self.conn();
+        // SQLite takes the bare columns from the row holding MAX(id).
+        let mut stmt = conn.prepare_cached(
+            "SELECT segment_id, fan, entered FROM (
+                 SELECT segment_id, fan, entered, MAX(id) FROM segment_changes
+                 WHERE tenant_id = ?1 GROUP BY segment_id, fan)
+             WHERE entered",
+        )?;
+        let rows = stmt.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn add_tag_changes(&self, tenant: TenantId, rows: &[StoredTagChange]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        insert_tags(&tx, tenant, rows)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn tag_changes(
+        &self,
+        tenant: TenantId,
+        fans: Option<&[i64]>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredTagChange>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, fan, tag, added, at, source FROM tag_changes
+             WHERE tenant_id = ?1 AND id > ?2
+               AND (?3 IS NULL OR fan IN (SELECT value FROM json_each(?3)))
+             ORDER BY id LIMIT ?4",
+        )?;
+        let fans = fans.map(|f| serde_json::to_string(f).unwrap_or_default());
+        let rows = stmt.query_map(params![tenant, after, fans, limit as i64], |r| {
+            Ok(StoredTagChange {
+                id: r.get(0)?,
+                fan: r.get(1)?,
+                tag: r.get(2)?,
+                added: r.get(3)?,
+                at: r.get(4)?,
+                source: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn live_mark(&self, tenant: TenantId) -> Result<Option<LiveMark>> {

@@ -263,38 +263,58 @@ fn transitions_are_appended_and_read_in_order(s: &dyn Store) {
         rules_version: 0,
     };
     assert_eq!(s.live_mark(a).unwrap(), None);
-    s.add_transitions(
+    s.record_live(
         a,
-        &[
-            row(1, None, "passerby", "event", Some(1)),
-            row(2, None, "potential", "event", Some(2)),
-        ],
+        &crate::LiveRecord {
+            transitions: &[
+                row(1, None, "passerby", "event", Some(1)),
+                row(2, None, "potential", "event", Some(2)),
+            ],
+            ..Default::default()
+        },
         &mark(NOW, 2),
     )
     .unwrap();
-    s.add_transitions(
+    s.record_live(
         a,
-        &[row(1, Some("passerby"), "favorable", "event", Some(3))],
+        &crate::LiveRecord {
+            transitions: &[row(1, Some("passerby"), "favorable", "event", Some(3))],
+            ..Default::default()
+        },
         &mark(NOW + 1, 3),
     )
     .unwrap();
-    s.add_transitions(
+    s.record_live(
         a,
-        &[row(1, Some("favorable"), "passerby", "decay", None)],
+        &crate::LiveRecord {
+            transitions: &[row(1, Some("favorable"), "passerby", "decay", None)],
+            ..Default::default()
+        },
         &mark(NOW + 2, 3),
     )
     .unwrap();
     // Rebuild causes; and an empty append still moves the mark.
-    s.add_transitions(
+    s.record_live(
         a,
-        &[
-            row(3, None, "favorable", "identity", None),
-            row(2, Some("potential"), "passerby", "rules", None),
-        ],
+        &crate::LiveRecord {
+            transitions: &[
+                row(3, None, "favorable", "identity", None),
+                row(2, Some("potential"), "passerby", "rules", None),
+            ],
+            ..Default::default()
+        },
         &mark(NOW + 3, 3),
     )
     .unwrap();
-    s.add_transitions(a, &[], &mark(NOW + 9, 4)).unwrap();
+    s.record_live(
+        a,
+        &crate::LiveRecord {
+            transitions: &[],
+            ..Default::default()
+        },
+        &mark(NOW + 9, 4),
+    )
+    .unwrap();
     assert_eq!(s.live_mark(a).unwrap(), Some(mark(NOW + 9, 4)));
     let all = s.transitions(a, None, 0, 100).unwrap();
     assert_eq!(
@@ -365,6 +385,123 @@ fn connectors_keep_settings_and_checkpoints_per_tenant(s: &dyn Store) {
     assert!(s.connector(b, "oceanengine").unwrap().is_none());
 }
 
+fn segments_their_changes_and_tags(s: &dyn Store) {
+    let a = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    let b = s.create_tenant("b", "w2", "a2", NOW).unwrap().id;
+    let one = s
+        .create_segment(a, "高意向", "layer >= favorable", Some("高意向"), NOW)
+        .unwrap();
+    assert_eq!(one.id, 1);
+    assert!(matches!(
+        s.create_segment(a, "高意向", "follows", None, NOW),
+        Err(crate::StoreError::SegmentExists(_))
+    ));
+    let two = s
+        .create_segment(a, "buyers", "count(order, 30d) >= 1", None, NOW)
+        .unwrap();
+    assert_eq!(
+        s.create_segment(b, "buyers", "follows", None, NOW)
+            .unwrap()
+            .id,
+        1
+    );
+    assert_eq!(
+        s.segments(a)
+            .unwrap()
+            .iter()
+            .map(|x| x.name.as_str())
+            .collect::<Vec<_>>(),
+        ["高意向", "buyers"]
+    );
+    assert!(s.delete_segment(a, two.id, NOW + 1).unwrap());
+    assert!(
+        !s.delete_segment(a, two.id, NOW + 1).unwrap(),
+        "already gone"
+    );
+    assert_eq!(s.segments(a).unwrap().len(), 1);
+    // The name is free again, under a new id.
+    assert_eq!(
+        s.create_segment(a, "buyers", "follows", None, NOW)
+            .unwrap()
+            .id,
+        3
+    );
+
+    let change = |segment: i64, fan: i64, entered: bool, cause: &str| crate::StoredSegmentChange {
+        id: 0,
+        segment,
+        fan,
+        entered,
+        at: NOW,
+        cause: cause.into(),
+        seq: (cause == "event").then_some(9),
+        event_id: (cause == "event").then(|| "e9".into()),
+    };
+    let tag = |fan: i64, added: bool, source: &str| crate::StoredTagChange {
+        id: 0,
+        fan,
+        tag: "高意向".into(),
+        added,
+        at: NOW,
+        source: source.into(),
+    };
+    let mark = crate::LiveMark {
+        clock: NOW,
+        seq: 9,
+        rules_version: 0,
+    };
+    s.record_live(
+        a,
+        &crate::LiveRecord {
+            transitions: &[],
+            segment_changes: &[change(1, 5, true, "created"), change(1, 6, true, "event")],
+            tag_changes: &[tag(5, true, "segment:1"), tag(6, true, "segment:1")],
+        },
+        &mark,
+    )
+    .unwrap();
+    s.record_live(
+        a,
+        &crate::LiveRecord {
+            segment_changes: &[change(1, 5, false, "time")],
+            tag_changes: &[tag(5, false, "segment:1")],
+            ..Default::default()
+        },
+        &mark,
+    )
+    .unwrap();
+    s.add_tag_changes(a, &[tag(7, true, "manual")]).unwrap();
+    let all = s.segment_changes(a, None, None, 0, 100).unwrap();
+    assert_eq!(all.iter().map(|c| c.id).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        (
+            all[1].cause.as_str(),
+            all[1].seq,
+            all[1].event_id.as_deref()
+        ),
+        ("event", Some(9), Some("e9"))
+    );
+    assert_eq!(
+        s.segment_changes(a, Some(1), Some(&[5]), 0, 100)
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        s.segment_changes(a, Some(2), None, 0, 100)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.segment_changes(a, None, None, 1, 1).unwrap()[0].id, 2);
+    assert_eq!(s.recorded_members(a).unwrap(), [(1, 6)]);
+    let tags = s.tag_changes(a, None, 0, 100).unwrap();
+    assert_eq!(tags.iter().map(|t| t.id).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!((tags[3].fan, tags[3].source.as_str()), (7, "manual"));
+    assert_eq!(s.tag_changes(a, Some(&[5]), 0, 100).unwrap().len(), 2);
+    assert!(s.tag_changes(b, None, 0, 100).unwrap().is_empty());
+    assert!(s.recorded_members(b).unwrap().is_empty());
+}
+
 macro_rules! backends {
     ($($name:ident),*) => {
         mod sqlite {
@@ -401,5 +538,6 @@ backends!(
     decisions_are_kept_in_order_per_tenant,
     rules_are_versioned,
     transitions_are_appended_and_read_in_order,
-    connectors_keep_settings_and_checkpoints_per_tenant
+    connectors_keep_settings_and_checkpoints_per_tenant,
+    segments_their_changes_and_tags
 );

@@ -789,12 +789,15 @@ mod layers {
             };
             // ...stored what it saw, and stopped.
             store
-                .add_transitions(
+                .record_live(
                     tenant,
-                    &[
-                        row(None, "passerby", 1),
-                        row(Some("passerby"), "favorable", 4),
-                    ],
+                    &siyu_store::LiveRecord {
+                        transitions: &[
+                            row(None, "passerby", 1),
+                            row(Some("passerby"), "favorable", 4),
+                        ],
+                        ..Default::default()
+                    },
                     &siyu_store::LiveMark {
                         clock: pm_at + hour,
                         seq: 4,
