@@ -274,6 +274,8 @@ fn replay_with(
         )?;
         let found = engine.identities_mut().take_corrections();
         if found.is_empty() || round == ROUNDS {
+            // Tags are kept with their times; all of them, manual and automatic.
+            crate::segments::load_tags(store, &mut engine, tenant, false)?;
             return Ok(engine);
         }
         record_shared(store, tenant, &found)?;

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod audience;
 mod cli;
 mod connectors;
 mod durability;
