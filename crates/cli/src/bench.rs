@@ -47,6 +47,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             duckdb,
             work,
         } => layers(fans, days, duckdb, work, args.json),
+        BenchWhat::Triggers {
+            events,
+            segments,
+            probes,
+        } => triggers(events, segments, probes, args.json),
         BenchWhat::Segments {
             fans,
             days,
@@ -178,9 +183,49 @@ fn drop_schema(url: &str, schema: &str) {
 }
 
 fn http(dir: &Path, lines: &[String], batch: usize, clients: usize) -> anyhow::Result<(f64, u64)> {
+    let r = http_with(dir, lines, batch, clients, &[], 0)?;
+    Ok((r.seconds, r.accepted))
+}
+
+/// What an HTTP ingest run measured.
+struct HttpRun {
+    seconds: f64,
+    accepted: u64,
+    /// segment_entered / segment_exited triggers stored during the ingest.
+    triggers: usize,
+    /// With probes: (POST → acknowledgement, acknowledgement → trigger read), seconds each.
+    probes: Vec<(f64, f64)>,
+}
+
+/// HTTP ingest of `lines` into a fresh store with `segments` saved first; then, with
+/// `probes`, that many single events that each make a new fan enter a probe segment, timed
+/// from the POST to its acknowledgement and from the acknowledgement to the trigger read back
+/// through a long poll of `GET /api/segments/triggers`.
+fn http_with(
+    dir: &Path,
+    lines: &[String],
+    batch: usize,
+    clients: usize,
+    segments: &[String],
+    probes: usize,
+) -> anyhow::Result<HttpRun> {
     let store = siyu_store::open(&Location::Sqlite(dir.to_path_buf()), Durability::Full)?;
     let keys = siyu_app::tenants::create(&*store, &siyu_app::TenantName::parse("bench")?)?;
+    let tenant = App::resolve_tenant(&*store, Some(&keys.tenant))?.id;
     let app = Arc::new(App::start(store, EngineMode::Live)?);
+    let mut probe_segment = None;
+    if !segments.is_empty() || probes > 0 {
+        for (i, expr) in segments.iter().enumerate() {
+            app.segment_save(tenant, &format!("bench-{i}"), expr, None)?
+                .map_err(|e| anyhow::anyhow!("segment {expr:?}: {e}"))?;
+        }
+        if probes > 0 {
+            let saved = app
+                .segment_save(tenant, "probe", "count(x_probe, 1d) >= 1", None)?
+                .map_err(|e| anyhow::anyhow!("probe segment: {e}"))?;
+            probe_segment = Some(saved.id);
+        }
+    }
     let bodies: Vec<String> = lines
         .chunks(batch)
         .map(|c| format!("[{}]", c.join(",")))
@@ -188,7 +233,7 @@ fn http(dir: &Path, lines: &[String], batch: usize, clients: usize) -> anyhow::R
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (seconds, accepted) = rt.block_on(async move {
+    let run = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -236,11 +281,150 @@ fn http(dir: &Path, lines: &[String], batch: usize, clients: usize) -> anyhow::R
             accepted += t.await??;
         }
         let seconds = started.elapsed().as_secs_f64();
+        let triggers = {
+            let app = app.clone();
+            tokio::task::spawn_blocking(move || {
+                app.segment_triggers(tenant, None, None, 0, usize::MAX)
+                    .map(|t| t.len())
+            })
+            .await??
+        };
+        let mut timings = Vec::new();
+        if let Some(segment) = probe_segment {
+            let base = format!("http://{addr}");
+            let mut after = 0i64;
+            for i in 0..probes {
+                let body = json!([{
+                    "id": format!("probe-{i}"), "type": "x_probe", "domain": "private",
+                    "ts": siyu_domain::time::format_rfc3339(siyu_domain::time::now_ms()),
+                    "identities": {"douyin_open_id": format!("probe-fan-{i}")},
+                }]);
+                let sent = Instant::now();
+                let r = client
+                    .post(format!("{base}/api/events"))
+                    .bearer_auth(&keys.write_key)
+                    .json(&body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status().is_success(), "probe HTTP {}", r.status());
+                let acked = Instant::now();
+                loop {
+                    let v: serde_json::Value = client
+                        .get(format!(
+                            "{base}/api/segments/triggers?segment={segment}&after={after}&wait=5"
+                        ))
+                        .bearer_auth(&keys.admin_key)
+                        .send()
+                        .await?
+                        .json()
+                        .await?;
+                    after = v["next_after"].as_i64().unwrap_or(after);
+                    let found = v["triggers"].as_array().is_some_and(|t| {
+                        t.iter()
+                            .any(|t| t["event_id"] == format!("probe-{i}").as_str())
+                    });
+                    if found {
+                        break;
+                    }
+                    anyhow::ensure!(acked.elapsed().as_secs() < 30, "probe {i}: no trigger");
+                }
+                timings.push(((acked - sent).as_secs_f64(), acked.elapsed().as_secs_f64()));
+            }
+        }
         let _ = stop_tx.send(());
         server.await??;
-        anyhow::Ok((seconds, accepted))
+        anyhow::Ok(HttpRun {
+            seconds,
+            accepted,
+            triggers,
+            probes: timings,
+        })
     })?;
-    Ok((seconds, accepted))
+    Ok(run)
+}
+
+/// `k` saved segments of the kinds operators write: layers with windowed counts, negations,
+/// sums, identities, first domains — over the catalogue's common types and several windows.
+fn bench_segments(k: usize) -> Vec<String> {
+    const LAYERS: [&str; 4] = ["potential", "passerby", "favorable", "true_love"];
+    const TYPES: [&str; 10] = [
+        "video_view",
+        "video_like",
+        "live_watch",
+        "private_message_in",
+        "order",
+        "video_comment",
+        "live_comment",
+        "ad_click",
+        "lead_form",
+        "follow",
+    ];
+    const WINDOWS: [&str; 3] = ["1d", "7d", "30d"];
+    (0..k)
+        .map(|i| {
+            let (l, t, w) = (LAYERS[i % 4], TYPES[(i / 4) % 10], WINDOWS[(i / 40) % 3]);
+            match i % 5 {
+                0 => format!("layer >= {l} and count({t}, {w}) >= 2"),
+                1 => format!("follows and not count({t}, {w}) > 0"),
+                2 => format!(
+                    "layer = {l} and sum(order.amount, 180d) > {}",
+                    50 * (i % 7 + 1)
+                ),
+                3 => format!("has(phone) and last({t}) within {w}"),
+                _ => format!(
+                    "first_domain = commercial and count(*, {w}) >= {}",
+                    i % 5 + 1
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Percentile `p` (0..=100) of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// `siyu bench triggers`: HTTP ingest throughput with no saved segment and with `segments`
+/// of them, on the same events; then `probes` acknowledgement → trigger latencies.
+fn triggers(n: u64, segments: usize, probes: usize, json_out: bool) -> anyhow::Result<()> {
+    let say = |s: &str| {
+        if !json_out {
+            eprintln!("{s}");
+        }
+    };
+    let tmp = tempfile::tempdir()?;
+    say(&format!("generating about {} events ...", output::n(n)));
+    let (_, lines) = generate(n, tmp.path())?;
+    say("HTTP ingest with no saved segment ...");
+    let none = http_with(&tmp.path().join("none"), &lines, 500, 4, &[], 0)?;
+    say(&format!(
+        "HTTP ingest with {segments} saved segments, then {probes} probes ..."
+    ));
+    let exprs = bench_segments(segments.saturating_sub(1));
+    let with = http_with(&tmp.path().join("with"), &lines, 500, 4, &exprs, probes)?;
+    let rate = |r: &HttpRun| r.accepted as f64 / r.seconds;
+    let mut ack: Vec<f64> = with.probes.iter().map(|p| p.0 * 1e3).collect();
+    let mut trig: Vec<f64> = with.probes.iter().map(|p| p.1 * 1e3).collect();
+    ack.sort_by(f64::total_cmp);
+    trig.sort_by(f64::total_cmp);
+    let result = json!({
+        "events": with.accepted,
+        "saved_segments": segments,
+        "events_per_second_without": rate(&none),
+        "events_per_second_with": rate(&with),
+        "ratio": rate(&with) / rate(&none),
+        "triggers_stored": with.triggers,
+        "probes": probes,
+        "post_to_ack_ms": {"p50": percentile(&ack, 50.0), "p99": percentile(&ack, 99.0), "max": ack.last()},
+        "ack_to_trigger_ms": {"p50": percentile(&trig, 50.0), "p99": percentile(&trig, 99.0), "max": trig.last()},
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
 }
 
 fn ingest(

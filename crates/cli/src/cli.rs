@@ -558,6 +558,17 @@ pub enum BenchWhat {
         #[arg(long)]
         work: Option<PathBuf>,
     },
+    /// Saved segments under load: HTTP ingest throughput with none and with --segments saved
+    /// segments on the same events, then --probes single events timed from POST to
+    /// acknowledgement and from acknowledgement to their segment_entered trigger.
+    Triggers {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 100)]
+        segments: usize,
+        #[arg(long, default_value_t = 300)]
+        probes: usize,
+    },
     /// Identity resolution alone: events with two identities each (an open id and a phone,
     /// lead id, union id or WeCom id), resolved into fans; time and memory per value.
     Identity {

@@ -583,6 +583,11 @@ impl IdentityGraph {
         ids
     }
 
+    /// The nodes merged into root `root` (not the root itself), without allocating.
+    pub(crate) fn members_of_root(&self, root: u32) -> &[u32] {
+        self.members.get(&root).map_or(&[], Vec::as_slice)
+    }
+
     /// The nodes of the fan whose root is `root`.
     pub fn nodes_of_root(&self, root: u32) -> Vec<u32> {
         let mut nodes = vec![root];

@@ -211,21 +211,27 @@ impl TenantEngine {
         Ok(())
     }
 
-    /// What segments compare across an event: the fan's features and first event time.
-    fn fan_facts(&self, node: u32) -> (Option<Features>, Millis, bool) {
+    /// What segments compare across an event: the fan's layer and features, its first event
+    /// time, and whether it has no event yet.
+    fn fan_facts(&self, node: u32) -> FanFacts {
         let root = self.identities.root_node(node);
-        let features = self
-            .live
-            .as_ref()
-            .and_then(|l| l.features().get(root as usize).copied().flatten());
-        let first = self
-            .identities
-            .nodes_of_root(root)
-            .iter()
-            .filter_map(|n| self.columns.first_ts.get(*n as usize))
-            .copied()
-            .min();
-        (features, first.unwrap_or(Millis::MAX), first.is_none())
+        let live = self.live.as_ref();
+        let features = live.and_then(|l| l.features().get(root as usize).copied().flatten());
+        let layer = live.and_then(|l| l.layer_of_root(root));
+        let first = match self.identities.members_of_root(root) {
+            [] => self.columns.first_ts.get(root as usize).copied(),
+            more => std::iter::once(root)
+                .chain(more.iter().copied())
+                .filter_map(|n| self.columns.first_ts.get(n as usize))
+                .copied()
+                .min(),
+        };
+        FanFacts {
+            layer,
+            features,
+            first: first.unwrap_or(Millis::MAX),
+            new: first.is_none(),
+        }
     }
 
     /// After an event (or a merge) changed the fan of `node`: merged-away fans leave their
@@ -235,23 +241,33 @@ impl TenantEngine {
         &mut self,
         node: u32,
         absorbed: &[u32],
-        before: (Option<Features>, Millis, bool),
+        before: FanFacts,
         kind: u8,
         identity: u16,
         cause: SegmentCause,
         event_id: Option<&str>,
     ) {
         let Some(clock) = self.clock() else { return };
-        let (features_before, first_before, new) = before;
-        let (features_after, first_after, _) = self.fan_facts(node);
+        let after = self.fan_facts(node);
         let root = self.identities.root_node(node);
         let touch = segments::Touch {
             kind,
             identity,
-            features_changed: features_before != features_after,
-            first_changed: first_before != first_after,
-            all: new || !absorbed.is_empty(),
+            facts_changed: segments::facts::changed(
+                (before.layer, before.features),
+                (after.layer, after.features),
+            ),
+            first_changed: before.first != after.first,
+            all: before.new || !absorbed.is_empty(),
         };
+        if absorbed.is_empty()
+            && !self
+                .segments
+                .as_ref()
+                .is_some_and(|m| m.any_matters(&touch))
+        {
+            return;
+        }
         let view = fan_view(
             &self.columns,
             &self.tags,
@@ -681,6 +697,16 @@ impl TenantEngine {
     }
 }
 
+/// A fan's facts before and after an event, for deciding which segments it can matter to.
+#[derive(Debug, Clone, Copy)]
+struct FanFacts {
+    layer: Option<Layer>,
+    features: Option<Features>,
+    first: Millis,
+    /// No event yet: the event makes a new fan.
+    new: bool,
+}
+
 /// One fan (root node) as of `as_of`, for evaluating it alone.
 fn fan_view<'a>(
     cols: &'a layers::Columns,
@@ -699,6 +725,7 @@ fn fan_view<'a>(
         as_of,
         layer: live.and_then(|l| l.layer_of_root(root)),
         features: live.and_then(|l| l.features().get(root as usize).copied().flatten()),
+        memo: segments::Memo::default(),
     }
 }
 

@@ -24,7 +24,7 @@ use siyu_domain::{Layer, Millis};
 
 use crate::audience::{Audience, FanSet};
 use crate::identity::{FanId, IdentityGraph};
-use crate::layers::{CUSTOM, Columns, Features};
+use crate::layers::{CUSTOM, Columns, Features, KIND_SLOTS, kind_slot};
 use crate::tags::Tags;
 
 /// How often time-driven changes are looked for.
@@ -99,8 +99,8 @@ struct Deps {
     any: bool,
     /// Identity kinds a `has` reads.
     identity: u16,
-    /// Layer, follows, subscribed, in_group, engagement, orders.
-    features: bool,
+    /// Which of the fan's layer facts a leaf reads (see [`facts`]).
+    facts: u8,
     /// first_seen, first_domain.
     first: bool,
     /// Tags read.
@@ -133,13 +133,12 @@ impl Deps {
     fn pred(&mut self, p: &Pred) {
         use CatalogueType as T;
         match p {
-            Pred::Layer(..)
-            | Pred::LayerIn(_)
-            | Pred::Follows
-            | Pred::Subscribed
-            | Pred::InGroup(None)
-            | Pred::Engagement(..)
-            | Pred::Orders(..) => self.features = true,
+            Pred::Layer(..) | Pred::LayerIn(_) => self.facts |= facts::LAYER,
+            Pred::Follows => self.facts |= facts::FOLLOWS,
+            Pred::Subscribed => self.facts |= facts::SUBSCRIBED,
+            Pred::InGroup(None) => self.facts |= facts::IN_GROUP,
+            Pred::Engagement(..) => self.facts |= facts::ENGAGEMENT,
+            Pred::Orders(..) => self.facts |= facts::ORDERS,
             Pred::InGroup(Some(_)) => {
                 self.kinds.extend([T::GroupJoin as u8, T::GroupLeave as u8]);
             }
@@ -151,22 +150,64 @@ impl Deps {
         }
     }
 
-    fn matters(
-        &self,
-        kind: u8,
-        identity: u16,
-        features_changed: bool,
-        first_changed: bool,
-    ) -> bool {
-        self.any
-            || self.kinds.contains(&kind)
-            || self.identity & identity != 0
-            || (self.features && features_changed)
-            || (self.first && first_changed)
+    fn matters(&self, t: &Touch) -> bool {
+        t.all
+            || self.any
+            || self.kinds.contains(&t.kind)
+            || self.identity & t.identity != 0
+            || self.facts & t.facts_changed != 0
+            || (self.first && t.first_changed)
     }
 }
 
-/// One fan as of an instant, for evaluating it alone.
+/// A fan's layer facts, one bit each, so an event re-evaluates only the segments reading a
+/// fact it changed (most events change the engagement score, few change the layer).
+pub(crate) mod facts {
+    use siyu_domain::Layer;
+
+    use crate::layers::Features;
+
+    pub const LAYER: u8 = 1;
+    pub const FOLLOWS: u8 = 2;
+    pub const SUBSCRIBED: u8 = 4;
+    pub const IN_GROUP: u8 = 8;
+    pub const ENGAGEMENT: u8 = 16;
+    pub const ORDERS: u8 = 32;
+
+    /// The facts that differ between two readings of a fan.
+    pub fn changed(
+        a: (Option<Layer>, Option<Features>),
+        b: (Option<Layer>, Option<Features>),
+    ) -> u8 {
+        if a.1.is_some() != b.1.is_some() {
+            return u8::MAX;
+        }
+        let (fa, fb) = (a.1.unwrap_or_default(), b.1.unwrap_or_default());
+        let mut m = 0;
+        if a.0 != b.0 {
+            m |= LAYER;
+        }
+        if fa.follows != fb.follows {
+            m |= FOLLOWS;
+        }
+        if fa.subscribed != fb.subscribed {
+            m |= SUBSCRIBED;
+        }
+        if fa.in_group != fb.in_group {
+            m |= IN_GROUP;
+        }
+        if fa.engagement_30d != fb.engagement_30d {
+            m |= ENGAGEMENT;
+        }
+        if fa.orders_180d != fb.orders_180d {
+            m |= ORDERS;
+        }
+        m
+    }
+}
+
+/// One fan as of an instant, for evaluating it alone. What several segments read — counts and
+/// sums per type over a window, the first event, identity kinds — is computed once per view.
 pub(crate) struct FanView<'a> {
     pub cols: &'a Columns,
     pub tags: &'a Tags,
@@ -177,9 +218,61 @@ pub(crate) struct FanView<'a> {
     pub as_of: Millis,
     pub layer: Option<Layer>,
     pub features: Option<Features>,
+    pub memo: Memo,
+}
+
+/// Per-view results shared by the segments evaluated on it.
+#[derive(Default)]
+pub(crate) struct Memo {
+    /// (window, counts per kind slot, value sums per kind slot).
+    windows: std::cell::RefCell<Vec<(Millis, Box<WindowAgg>)>>,
+    first: std::cell::OnceCell<Option<(Millis, usize)>>,
+    kinds: std::cell::OnceCell<u16>,
+}
+
+struct WindowAgg {
+    count: [u32; KIND_SLOTS],
+    sum: [u64; KIND_SLOTS],
 }
 
 impl FanView<'_> {
+    /// Counts and value sums per kind slot over the fan's events in `(as_of - window, as_of]`.
+    fn window(&self, window: Millis, f: impl FnOnce(&WindowAgg) -> f64) -> f64 {
+        let mut w = self.memo.windows.borrow_mut();
+        if let Some((_, agg)) = w.iter().find(|(win, _)| *win == window) {
+            return f(agg);
+        }
+        let from = self.as_of.saturating_sub(window);
+        let mut agg = Box::new(WindowAgg {
+            count: [0; KIND_SLOTS],
+            sum: [0; KIND_SLOTS],
+        });
+        for &i in &self.events {
+            let i = i as usize;
+            let ts = self.cols.ts[i];
+            if ts > from && ts <= self.as_of {
+                let slot = kind_slot(self.cols.kind[i]);
+                agg.count[slot] += 1;
+                agg.sum[slot] += u64::from(self.cols.val[i]);
+            }
+        }
+        let out = f(&agg);
+        w.push((window, agg));
+        out
+    }
+
+    /// Events `ty` selects in the window.
+    fn count(&self, ty: &TypeSel, window: Millis) -> f64 {
+        match ty {
+            TypeSel::Any => self.window(window, |a| a.count.iter().map(|c| f64::from(*c)).sum()),
+            TypeSel::Catalogue(t) => {
+                self.window(window, |a| f64::from(a.count[kind_slot(*t as u8)]))
+            }
+            TypeSel::Custom(_) => {
+                self.selected(ty, self.as_of.saturating_sub(window)).count() as f64
+            }
+        }
+    }
     /// Whether the fan matches `e` as of `as_of` (a fan with no event by then matches nothing).
     pub(crate) fn matches(&self, e: &Expr) -> bool {
         self.features.is_some() && self.eval(e)
@@ -246,32 +339,30 @@ impl FanView<'_> {
             }
             Pred::Tag(name) => self.tags.has(name, &self.ids, self.as_of),
             Pred::Has(kind) => {
-                let bit = 1 << (*kind as u16);
-                self.events.iter().any(|&i| {
-                    cols.kinds[i as usize] & bit != 0 && cols.ts[i as usize] <= self.as_of
-                })
+                let kinds = *self.memo.kinds.get_or_init(|| {
+                    self.events
+                        .iter()
+                        .filter(|&&i| cols.ts[i as usize] <= self.as_of)
+                        .fold(0, |m, &i| m | cols.kinds[i as usize])
+                });
+                kinds & (1 << (*kind as u16)) != 0
             }
-            Pred::Count { ty, window, cmp, n } => {
-                cmp.test(self.selected(ty, from(*window)).count() as f64, *n)
-            }
+            Pred::Count { ty, window, cmp, n } => cmp.test(self.count(ty, *window), *n),
             Pred::Sum {
                 prop,
                 window,
                 cmp,
                 x,
             } => {
-                let ty = TypeSel::Catalogue(prop.event_type());
-                let sum: u64 = self
-                    .selected(&ty, from(*window))
-                    .map(|i| u64::from(cols.val[i]))
-                    .sum();
+                let slot = kind_slot(prop.event_type() as u8);
+                let sum = self.window(*window, |a| a.sum[slot] as f64);
                 let target = match prop {
                     SumProp::OrderAmount | SumProp::RefundAmount => (x * 100.0).round(),
                     SumProp::LiveWatchSeconds => *x,
                 };
-                cmp.test(sum as f64, target)
+                cmp.test(sum, target)
             }
-            Pred::Last { ty, window } => self.selected(ty, from(*window)).next().is_some(),
+            Pred::Last { ty, window } => self.count(ty, *window) > 0.0,
             Pred::FirstSeen { window } => self.first().is_some_and(|(ts, _)| ts > from(*window)),
             Pred::FirstDomain { eq, domain } => self
                 .first()
@@ -281,10 +372,12 @@ impl FanView<'_> {
 
     /// The fan's earliest event by time, then arrival: (time, index).
     fn first(&self) -> Option<(Millis, usize)> {
-        self.events
-            .iter()
-            .map(|&i| (self.cols.ts[i as usize], i as usize))
-            .min()
+        *self.memo.first.get_or_init(|| {
+            self.events
+                .iter()
+                .map(|&i| (self.cols.ts[i as usize], i as usize))
+                .min()
+        })
     }
 }
 
@@ -317,7 +410,8 @@ impl std::fmt::Debug for Membership {
 pub(crate) struct Touch {
     pub kind: u8,
     pub identity: u16,
-    pub features_changed: bool,
+    /// [`facts`] bits that changed.
+    pub facts_changed: u8,
     pub first_changed: bool,
     /// A new fan, or a merge: every segment is evaluated.
     pub all: bool,
@@ -428,6 +522,11 @@ impl Membership {
         }
     }
 
+    /// Whether `touch` can matter to any saved segment.
+    pub(crate) fn any_matters(&self, touch: &Touch) -> bool {
+        self.saved.iter().any(|s| s.deps.matters(touch))
+    }
+
     /// Re-evaluates one fan (root `root`) against the segments `touch` can matter to.
     pub(crate) fn on_fan(
         &mut self,
@@ -439,14 +538,7 @@ impl Membership {
         event_id: Option<&str>,
     ) {
         for s in &mut self.saved {
-            if touch.all
-                || s.deps.matters(
-                    touch.kind,
-                    touch.identity,
-                    touch.features_changed,
-                    touch.first_changed,
-                )
-            {
+            if s.deps.matters(touch) {
                 let c = Self::change(fan, view.matches(&s.def.expr), view.as_of, cause, event_id);
                 Self::settle(s, &mut self.pending, root, c);
             }

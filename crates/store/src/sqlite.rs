@@ -152,7 +152,6 @@ CREATE TABLE segment_changes (
     PRIMARY KEY (tenant_id, id)
 ) WITHOUT ROWID;
 CREATE INDEX segment_changes_fan ON segment_changes (tenant_id, fan, id);
-CREATE INDEX segment_changes_segment ON segment_changes (tenant_id, segment_id, fan, id);
 CREATE TABLE tag_changes (
     tenant_id INTEGER NOT NULL REFERENCES tenants(tenant_id),
     id        INTEGER NOT NULL,
@@ -463,15 +462,40 @@ impl crate::Store for SqliteStore {
             }
         }
         if !rec.segment_changes.is_empty() {
+            // Triggers come by the thousand: many rows per statement.
+            const ROWS: usize = 64;
             let first = next_id(&tx, "segment_changes", tenant)?;
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO segment_changes (tenant_id, id, segment_id, fan, entered, at, cause, seq, event_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for (id, r) in (first..).zip(rec.segment_changes) {
-                stmt.execute(params![
-                    tenant, id, r.segment, r.fan, r.entered, r.at, r.cause, r.seq, r.event_id
-                ])?;
+            let insert = |n: usize| {
+                let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ");
+                format!(
+                    "INSERT INTO segment_changes (tenant_id, id, segment_id, fan, entered, at, cause, seq, event_id) VALUES {values}"
+                )
+            };
+            let full = insert(ROWS);
+            for (k, chunk) in rec.segment_changes.chunks(ROWS).enumerate() {
+                let sql = if chunk.len() == ROWS {
+                    full.clone()
+                } else {
+                    insert(chunk.len())
+                };
+                let mut stmt = tx.prepare_cached(&sql)?;
+                let base = first + (k * ROWS) as i64;
+                let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 9);
+                let ids: Vec<i64> = (0..chunk.len() as i64).map(|i| base + i).collect();
+                for (r, id) in chunk.iter().zip(&ids) {
+                    values.extend_from_slice(&[
+                        &tenant,
+                        id,
+                        &r.segment,
+                        &r.fan,
+                        &r.entered,
+                        &r.at,
+                        &r.cause,
+                        &r.seq,
+                        &r.event_id,
+                    ]);
+                }
+                stmt.execute(values.as_slice())?;
             }
         }
         insert_tags(&tx, tenant, rec.tag_changes)?;
