@@ -246,6 +246,10 @@ fn http_with(
         ));
         let client = reqwest::Client::new();
         let url = format!("http://{addr}/api/events");
+        // Clients pop from the end: reversed, the batches go out in the file's (time) order,
+        // as live traffic arrives.
+        let mut bodies = bodies;
+        bodies.reverse();
         let queue = Arc::new(std::sync::Mutex::new(bodies));
         let started = Instant::now();
         let mut tasks = Vec::new();

@@ -180,6 +180,34 @@ fn next_id(tx: &rusqlite::Transaction<'_>, table: &str, tenant: TenantId) -> Res
     )?)
 }
 
+/// Inserts rows with many rows per statement (derived records come by the thousand):
+/// `prefix` is `INSERT INTO t (c1, ..., cN) VALUES`, `row(i)` gives row `i`'s N values.
+fn insert_many<'r>(
+    tx: &rusqlite::Transaction<'_>,
+    prefix: &str,
+    columns: usize,
+    rows: usize,
+    row: impl Fn(usize, &mut Vec<&'r dyn rusqlite::ToSql>),
+) -> Result<()> {
+    const ROWS: usize = 64;
+    let one = format!("({})", vec!["?"; columns].join(", "));
+    let sql = |n: usize| format!("{prefix} {}", vec![one.as_str(); n].join(", "));
+    let full = sql(ROWS);
+    let mut start = 0;
+    while start < rows {
+        let n = (rows - start).min(ROWS);
+        let text = if n == ROWS { full.clone() } else { sql(n) };
+        let mut stmt = tx.prepare_cached(&text)?;
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(n * columns);
+        for i in start..start + n {
+            row(i, &mut values);
+        }
+        stmt.execute(values.as_slice())?;
+        start += n;
+    }
+    Ok(())
+}
+
 fn insert_tags(
     tx: &rusqlite::Transaction<'_>,
     tenant: TenantId,
@@ -189,14 +217,17 @@ fn insert_tags(
         return Ok(());
     }
     let first = next_id(tx, "tag_changes", tenant)?;
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO tag_changes (tenant_id, id, fan, tag, added, at, source)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    for (id, r) in (first..).zip(rows) {
-        stmt.execute(params![tenant, id, r.fan, r.tag, r.added, r.at, r.source])?;
-    }
-    Ok(())
+    let ids: Vec<i64> = (first..first + rows.len() as i64).collect();
+    insert_many(
+        tx,
+        "INSERT INTO tag_changes (tenant_id, id, fan, tag, added, at, source) VALUES",
+        7,
+        rows.len(),
+        |i, v| {
+            let r = &rows[i];
+            v.extend_from_slice(&[&tenant, &ids[i], &r.fan, &r.tag, &r.added, &r.at, &r.source]);
+        },
+    )
 }
 
 impl SqliteStore {
@@ -451,41 +482,42 @@ impl crate::Store for SqliteStore {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if !rec.transitions.is_empty() {
             let first = next_id(&tx, "layer_transitions", tenant)?;
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO layer_transitions (tenant_id, id, fan, from_layer, to_layer, at, cause, seq, event_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            let ids: Vec<i64> = (first..first + rec.transitions.len() as i64).collect();
+            insert_many(
+                &tx,
+                "INSERT INTO layer_transitions (tenant_id, id, fan, from_layer, to_layer, at, cause, seq, event_id) VALUES",
+                9,
+                rec.transitions.len(),
+                |i, v| {
+                    let r = &rec.transitions[i];
+                    v.extend_from_slice(&[
+                        &tenant,
+                        &ids[i],
+                        &r.fan,
+                        &r.from,
+                        &r.to,
+                        &r.at,
+                        &r.cause,
+                        &r.seq,
+                        &r.event_id,
+                    ]);
+                },
             )?;
-            for (id, r) in (first..).zip(rec.transitions) {
-                stmt.execute(params![
-                    tenant, id, r.fan, r.from, r.to, r.at, r.cause, r.seq, r.event_id
-                ])?;
-            }
         }
         if !rec.segment_changes.is_empty() {
-            // Triggers come by the thousand: many rows per statement.
-            const ROWS: usize = 64;
             let first = next_id(&tx, "segment_changes", tenant)?;
-            let insert = |n: usize| {
-                let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ");
-                format!(
-                    "INSERT INTO segment_changes (tenant_id, id, segment_id, fan, entered, at, cause, seq, event_id) VALUES {values}"
-                )
-            };
-            let full = insert(ROWS);
-            for (k, chunk) in rec.segment_changes.chunks(ROWS).enumerate() {
-                let sql = if chunk.len() == ROWS {
-                    full.clone()
-                } else {
-                    insert(chunk.len())
-                };
-                let mut stmt = tx.prepare_cached(&sql)?;
-                let base = first + (k * ROWS) as i64;
-                let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 9);
-                let ids: Vec<i64> = (0..chunk.len() as i64).map(|i| base + i).collect();
-                for (r, id) in chunk.iter().zip(&ids) {
-                    values.extend_from_slice(&[
+            let rows = rec.segment_changes;
+            let ids: Vec<i64> = (first..first + rows.len() as i64).collect();
+            insert_many(
+                &tx,
+                "INSERT INTO segment_changes (tenant_id, id, segment_id, fan, entered, at, cause, seq, event_id) VALUES",
+                9,
+                rows.len(),
+                |i, v| {
+                    let r = &rows[i];
+                    v.extend_from_slice(&[
                         &tenant,
-                        id,
+                        &ids[i],
                         &r.segment,
                         &r.fan,
                         &r.entered,
@@ -494,9 +526,8 @@ impl crate::Store for SqliteStore {
                         &r.seq,
                         &r.event_id,
                     ]);
-                }
-                stmt.execute(values.as_slice())?;
-            }
+                },
+            )?;
         }
         insert_tags(&tx, tenant, rec.tag_changes)?;
         tx.execute(
