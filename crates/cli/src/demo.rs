@@ -68,6 +68,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let layers = engine.layers_as_of(now).counts();
     let flow = engine.flow(month_ago, now);
     let duplicates = engine.identities_mut().possible_duplicates().len();
+    // One audience an operator would ask for, counted as of now.
+    let audience = siyu_domain::audience::parse(DEMO_SEGMENT)
+        .map_err(|e| anyhow::anyhow!("demo segment: {e}"))?;
+    let audience = engine
+        .audience(&audience, now)
+        .map(|a| a.count())
+        .unwrap_or(0);
     if args.json {
         println!(
             "{}",
@@ -82,6 +89,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 "possible_duplicates": duplicates,
                 "layers": layers,
                 "flow_30d": flow,
+                "segment": {"expr": DEMO_SEGMENT, "count": audience},
             }))?
         );
     } else {
@@ -103,6 +111,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             truth_file.display()
         );
         println!();
+        println!("Segment 精准筛选");
+        println!("  {DEMO_SEGMENT}");
+        println!(
+            "  → {} fans; try your own: siyu segment count '...' (docs/segments.md)",
+            output::n(audience as u64)
+        );
+        println!();
         println!("  Next: `siyu demo --serve` serves this brand on http://127.0.0.1:8080");
     }
 
@@ -113,6 +128,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The audience the demo counts: favorable fans who watched lives this week but have not bought.
+const DEMO_SEGMENT: &str =
+    "layer >= favorable and count(live_watch, 7d) >= 1 and not count(order, 30d) > 0";
 
 /// Creates the demo tenant once and keeps its keys beside the data (the demo is local), so a
 /// later `siyu demo --serve` can show them again.
