@@ -268,22 +268,34 @@ impl TenantEngine {
         {
             return;
         }
-        let view = fan_view(
-            &self.columns,
-            &self.tags,
-            &self.identities,
-            self.live.as_ref(),
-            root,
-            clock,
-        );
-        let fan = self.identities.fan(root);
-        if let Some(m) = self.segments.as_mut() {
+        self.with_view(root, clock, |m, graph, fan, view| {
             if !absorbed.is_empty() {
-                m.absorb(&self.identities, absorbed, clock);
+                m.absorb(graph, absorbed, clock);
             }
-            m.on_fan(fan, root, &view, &touch, cause, event_id);
-        }
+            m.on_fan(fan, root, view, &touch, cause, event_id);
+        });
         self.settle_auto_tags();
+    }
+
+    /// Calls `f` with the saved segments, the graph, and the fan of `root` viewed as of `at`
+    /// (nothing without saved segments).
+    fn with_view(
+        &mut self,
+        root: u32,
+        at: Millis,
+        f: impl FnOnce(&mut segments::Membership, &IdentityGraph, FanId, &segments::FanView<'_>),
+    ) {
+        let TenantEngine {
+            columns,
+            tags,
+            identities,
+            live,
+            segments,
+            ..
+        } = self;
+        let Some(m) = segments.as_mut() else { return };
+        let view = fan_view(columns, tags, identities, live.as_ref(), root, at);
+        f(m, identities, identities.fan(root), &view);
     }
 
     /// Automatic tags follow their segments' entries and exits.
@@ -323,18 +335,9 @@ impl TenantEngine {
             return;
         };
         let root = self.identities.root_node(node);
-        let view = fan_view(
-            &self.columns,
-            &self.tags,
-            &self.identities,
-            self.live.as_ref(),
-            root,
-            clock,
-        );
-        let current = self.identities.fan(root);
-        if let Some(m) = self.segments.as_mut() {
-            m.on_tag(current, root, &view, tag);
-        }
+        self.with_view(root, clock, |m, _, current, view| {
+            m.on_tag(current, root, view, tag)
+        });
     }
 
     /// Applies a stored `shared` fact (see [`IdentityGraph::mark_shared`]); `id` is its stored id.

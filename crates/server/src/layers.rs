@@ -26,6 +26,20 @@ pub(crate) fn time(q: &HashMap<String, String>, k: &str) -> Result<Option<i64>, 
         .transpose()
 }
 
+/// An optional non-negative integer query parameter, refused with its name when it is not one.
+pub(crate) fn number(q: &HashMap<String, String>, k: &str, default: i64) -> Result<i64, ApiError> {
+    match q.get(k) {
+        None => Ok(default),
+        Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::bad(
+                "invalid_number",
+                Some(k),
+                format!("{k} {v:?} is not a non-negative integer"),
+            )
+        }),
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
 }
@@ -128,23 +142,11 @@ pub async fn transitions(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
-    let num = |k: &str, default: i64| -> Result<i64, ApiError> {
-        match q.get(k) {
-            None => Ok(default),
-            Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                ApiError::bad(
-                    "invalid_number",
-                    Some(k),
-                    format!("{k} {v:?} is not a non-negative integer"),
-                )
-            }),
-        }
-    };
-    let after = num("after", 0)?;
-    let limit = num("limit", 1000)?.clamp(1, 10_000) as usize;
+    let after = number(&q, "after", 0)?;
+    let limit = number(&q, "limit", 1000)?.clamp(1, 10_000) as usize;
     let fan = q
         .get("fan")
-        .map(|_| num("fan", 0))
+        .map(|_| number(&q, "fan", 0))
         .transpose()?
         .map(siyu_engine::FanId);
     let app = state.app.clone();

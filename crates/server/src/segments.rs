@@ -12,6 +12,7 @@ use siyu_app::segments::{SegmentError, TagTarget};
 use siyu_engine::FanId;
 
 use crate::identity::blocking;
+use crate::layers::number;
 use crate::{ApiError, State, auth};
 
 /// A segment request body is small: an expression and a few options.
@@ -128,20 +129,6 @@ fn string(o: &Map<String, Value>, k: &str) -> Result<Option<String>, ApiError> {
 
 fn required(o: &Map<String, Value>, k: &str) -> Result<String, ApiError> {
     string(o, k)?.ok_or_else(|| ApiError::bad("missing_field", Some(k), format!("{k} is required")))
-}
-
-/// A non-negative integer query parameter.
-fn number(q: &HashMap<String, String>, k: &str, default: i64) -> Result<i64, ApiError> {
-    match q.get(k) {
-        None => Ok(default),
-        Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            ApiError::bad(
-                "invalid_number",
-                Some(k),
-                format!("{k} {v:?} is not a non-negative integer"),
-            )
-        }),
-    }
 }
 
 /// `POST /api/segments {"name", "expr", "tag"?}` → 201 with the saved segment and its count.
