@@ -437,6 +437,11 @@ fn tick_all(store: &dyn Store, engines: &Engines) {
         .collect();
     for (tenant, engine) in all {
         let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
+        // What another process stored (the CLI beside a server: decisions, rules, tags, saved
+        // segments) is in force within a tick even when no request comes.
+        if let Err(e) = catch_up(store, &mut engine, tenant) {
+            tracing::error!(error = %e, tenant, "engine catch-up failed");
+        }
         live_step(store, &mut engine, tenant);
     }
 }

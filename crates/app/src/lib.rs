@@ -345,8 +345,10 @@ impl App {
             Ok(e) => e,
             Err(e) => return Ok(Err(e)),
         };
-        self.ingestor
-            .with_engine(tenant, |e| segments::count(e, &expr, as_of, sample))
+        Ok(self
+            .ingestor
+            .with_engine(tenant, |e| segments::count(e, &expr, as_of, sample))?
+            .map_err(|e| e.locate(text)))
     }
 
     /// Calls `f` with every fan a segment expression selects, in fan-id order, and returns how
@@ -362,22 +364,24 @@ impl App {
             Ok(e) => e,
             Err(e) => return Ok(Err(e)),
         };
-        self.ingestor.with_engine(tenant, |e| {
-            let as_of = as_of.unwrap_or_else(|| segments::now_of(e));
-            let audience = match e.audience(&expr, as_of) {
-                Ok(a) => a,
-                Err(err) => return Ok(Err(err.into())),
-            };
-            const PAGE: usize = 10_000;
-            let mut done = 0;
-            while done < audience.count() {
-                for m in segments::members(e, &audience, done, PAGE, as_of) {
-                    f(&m).map_err(|source| AppError::Io { source })?;
+        self.ingestor
+            .with_engine(tenant, |e| {
+                let as_of = as_of.unwrap_or_else(|| segments::now_of(e));
+                let audience = match e.audience(&expr, as_of) {
+                    Ok(a) => a,
+                    Err(err) => return Ok(Err(err.into())),
+                };
+                const PAGE: usize = 10_000;
+                let mut done = 0;
+                while done < audience.count() {
+                    for m in segments::members(e, &audience, done, PAGE, as_of) {
+                        f(&m).map_err(|source| AppError::Io { source })?;
+                    }
+                    done += PAGE;
                 }
-                done += PAGE;
-            }
-            Ok(Ok(audience.count()))
-        })?
+                Ok(Ok(audience.count()))
+            })?
+            .map(|r| r.map_err(|e: segments::SegmentError| e.locate(text)))
     }
 
     /// Saves a segment: the name must be free, the expression must parse and evaluate over
@@ -406,7 +410,7 @@ impl App {
         let store = self.store.clone();
         self.ingestor.with_engine(tenant, |e| {
             if let Err(err) = e.audience(&expr, segments::now_of(e)) {
-                return Ok(Err(E::from(err)));
+                return Ok(Err(E::from(err).locate(text)));
             }
             let saved = match store.create_segment(
                 tenant,

@@ -27,6 +27,27 @@ pub enum SegmentError {
     Exists(String),
     #[error("no fan {0} in this tenant")]
     NoFan(i64),
+    #[error(
+        "segment expression, column {column}: no fan group {group:?} appears in this tenant's events"
+    )]
+    UnknownGroup { column: usize, group: String },
+}
+
+impl SegmentError {
+    /// Names the column of what the evaluation refused in `text` (the parser's errors already
+    /// do).
+    pub fn locate(self, text: &str) -> SegmentError {
+        match self {
+            SegmentError::Eval(EvalError::UnknownGroup(group)) => {
+                // The group is written quoted inside in_group(...): point at its quote.
+                let column = text
+                    .find(group.as_str())
+                    .map_or(1, |b| text[..b].chars().count());
+                SegmentError::UnknownGroup { column, group }
+            }
+            e => e,
+        }
+    }
 }
 
 impl SegmentError {
@@ -38,13 +59,16 @@ impl SegmentError {
             SegmentError::NotFound(_) => "segment_not_found",
             SegmentError::Exists(_) => "segment_exists",
             SegmentError::NoFan(_) => "fan_not_found",
+            SegmentError::UnknownGroup { .. } => "unknown_group",
         }
     }
 
     /// The request field the error is about.
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            SegmentError::Parse(_) | SegmentError::Eval(_) => Some("expr"),
+            SegmentError::Parse(_) | SegmentError::Eval(_) | SegmentError::UnknownGroup { .. } => {
+                Some("expr")
+            }
             SegmentError::Invalid { field, .. } => Some(field),
             SegmentError::Exists(_) => Some("name"),
             SegmentError::NotFound(_) | SegmentError::NoFan(_) => None,

@@ -111,6 +111,19 @@ async fn typos_are_told_where_and_nothing_half_saves(b: Backend) {
             "{body}: {v}"
         );
     }
+    let (_, v) = app
+        .admin_post(
+            "/api/segments/preview",
+            &json!({"expr": "follows and in_group(\"nope\")"}),
+        )
+        .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("segment expression, column 22:"),
+        "the unknown group is pointed at: {v}"
+    );
     let (_, v) = app.get("/api/segments").await;
     assert_eq!(v["segments"], json!([]), "nothing was half-saved");
     let (s, _) = app
