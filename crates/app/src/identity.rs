@@ -62,7 +62,7 @@ fn record_shared(
     tracing::info!(
         tenant,
         values = found.len(),
-        "values found shared after merges through them; replaying to split those merges"
+        "values found shared after merges through them; recorded, the next catch-up splits those merges"
     );
     for (kind, value) in found {
         tracing::debug!(tenant, kind = %kind, "a value turned out to be shared; splitting the merge it made");
@@ -82,8 +82,10 @@ fn record_shared(
     Ok(())
 }
 
-/// If the engine found merges that a shared value made wrongly, records the values and
-/// rebuilds the engine without those merges.
+/// If the engine found merges that a shared value made wrongly, records the values. The
+/// engine is rebuilt without those merges at its next catch-up (the next request, or the
+/// ticker within a minute), which sees the recorded facts: one replay for however many values
+/// were found meanwhile, instead of one per ingested batch that finds one.
 pub fn correct(
     store: &dyn Store,
     engine: &mut TenantEngine,
@@ -92,8 +94,6 @@ pub fn correct(
     let found = engine.identities_mut().take_corrections();
     if !found.is_empty() {
         record_shared(store, tenant, &found)?;
-        let rebuilt = replay(store, tenant)?;
-        swap_in(engine, rebuilt, Cause::Identity);
     }
     Ok(())
 }

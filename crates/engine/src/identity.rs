@@ -228,6 +228,9 @@ pub struct IdentityGraph {
     soft: HashMap<(IdentityKind, u32), u32>,
     /// Values found shared after a soft merge through them; see [`IdentityGraph::take_corrections`].
     corrections: Vec<(IdentityKind, String)>,
+    /// Every value ever put in `corrections`: until the graph is rebuilt without the merge,
+    /// later events find the same value again, and it is reported once.
+    reported: std::collections::HashSet<(IdentityKind, String)>,
     /// The nodes absorbed into each root (only roots that absorbed any), moved along on union:
     /// a fan's nodes are its root plus these.
     members: HashMap<u32, Vec<u32>>,
@@ -481,11 +484,7 @@ impl IdentityGraph {
         for &(_, kind, value) in &kept_apart {
             if !kind.one_per_person() && self.soft.contains_key(&(kind, value)) {
                 let text = self.value_text(kind, value);
-                if !self
-                    .corrections
-                    .iter()
-                    .any(|(k, v)| *k == kind && *v == text)
-                {
+                if self.reported.insert((kind, text.clone())) {
                     self.corrections.push((kind, text));
                 }
             }

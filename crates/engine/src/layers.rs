@@ -246,6 +246,24 @@ impl Columns {
         events
     }
 
+    /// The events of the fan whose root is `root`, in arrival order; borrowed when the fan is
+    /// one node (most are).
+    pub(crate) fn events_of_root<'a>(
+        &'a self,
+        graph: &IdentityGraph,
+        root: u32,
+    ) -> std::borrow::Cow<'a, [u32]> {
+        if graph.members_of_root(root).is_empty() {
+            std::borrow::Cow::Borrowed(
+                self.by_node
+                    .get(root as usize)
+                    .map_or(&[][..], Vec::as_slice),
+            )
+        } else {
+            std::borrow::Cow::Owned(self.events_of(&graph.nodes_of_root(root)))
+        }
+    }
+
     /// The number of events held.
     pub(crate) fn len(&self) -> usize {
         self.ts.len()

@@ -304,6 +304,9 @@ impl TenantEngine {
             let Some(m) = self.segments.as_mut() else {
                 return;
             };
+            if !m.has_tags() {
+                return;
+            }
             let changes: Vec<SegmentChange> = m.pending_tail();
             let mut tagged = Vec::new();
             for c in changes {
@@ -714,7 +717,7 @@ struct FanFacts {
 fn fan_view<'a>(
     cols: &'a layers::Columns,
     tags: &'a Tags,
-    graph: &IdentityGraph,
+    graph: &'a IdentityGraph,
     live: Option<&live::Live>,
     root: u32,
     as_of: Millis,
@@ -723,8 +726,9 @@ fn fan_view<'a>(
     segments::FanView {
         cols,
         tags,
-        events: cols.events_of(&graph.nodes_of_root(root)),
-        ids: graph.ids_of(fan),
+        events: cols.events_of_root(graph, root),
+        graph,
+        fan,
         as_of,
         layer: live.and_then(|l| l.layer_of_root(root)),
         features: live.and_then(|l| l.features().get(root as usize).copied().flatten()),

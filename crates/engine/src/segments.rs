@@ -150,6 +150,9 @@ impl Deps {
         }
     }
 
+    /// The definition [`Index::candidates`] answers for all segments at once (tests hold
+    /// them together).
+    #[cfg(test)]
     fn matters(&self, t: &Touch) -> bool {
         t.all
             || self.any
@@ -211,10 +214,10 @@ pub(crate) mod facts {
 pub(crate) struct FanView<'a> {
     pub cols: &'a Columns,
     pub tags: &'a Tags,
-    /// The fan's event indexes, in arrival order.
-    pub events: Vec<u32>,
-    /// The fan's ids (its own and those merged into it), for tags.
-    pub ids: Vec<FanId>,
+    /// The fan's event indexes, in arrival order (borrowed for a fan of one node).
+    pub events: std::borrow::Cow<'a, [u32]>,
+    pub graph: &'a IdentityGraph,
+    pub fan: FanId,
     pub as_of: Millis,
     pub layer: Option<Layer>,
     pub features: Option<Features>,
@@ -225,7 +228,9 @@ pub(crate) struct FanView<'a> {
 #[derive(Default)]
 pub(crate) struct Memo {
     /// (window, counts per kind slot, value sums per kind slot).
-    windows: std::cell::RefCell<Vec<(Millis, Box<WindowAgg>)>>,
+    windows: std::cell::RefCell<Vec<(Millis, WindowAgg)>>,
+    /// The fan's ids (its own and those merged into it), for tags.
+    ids: std::cell::OnceCell<Vec<FanId>>,
     first: std::cell::OnceCell<Option<(Millis, usize)>>,
     kinds: std::cell::OnceCell<u16>,
 }
@@ -243,11 +248,11 @@ impl FanView<'_> {
             return f(agg);
         }
         let from = self.as_of.saturating_sub(window);
-        let mut agg = Box::new(WindowAgg {
+        let mut agg = WindowAgg {
             count: [0; KIND_SLOTS],
             sum: [0; KIND_SLOTS],
-        });
-        for &i in &self.events {
+        };
+        for &i in self.events.iter() {
             let i = i as usize;
             let ts = self.cols.ts[i];
             if ts > from && ts <= self.as_of {
@@ -323,7 +328,7 @@ impl FanView<'_> {
             Pred::InGroup(Some(g)) => {
                 let Some(g) = cols.group(g) else { return false };
                 let mut last: Option<(Millis, bool)> = None;
-                for &i in &self.events {
+                for &i in self.events.iter() {
                     let i = i as usize;
                     let on = match cols.kind[i] {
                         k if k == CatalogueType::GroupJoin as u8 => true,
@@ -337,7 +342,10 @@ impl FanView<'_> {
                 }
                 last.is_some_and(|(_, on)| on)
             }
-            Pred::Tag(name) => self.tags.has(name, &self.ids, self.as_of),
+            Pred::Tag(name) => {
+                let ids = self.memo.ids.get_or_init(|| self.graph.ids_of(self.fan));
+                self.tags.has(name, ids, self.as_of)
+            }
             Pred::Has(kind) => {
                 let kinds = *self.memo.kinds.get_or_init(|| {
                     self.events
@@ -388,9 +396,85 @@ struct Saved {
     members: FanSet,
 }
 
+/// Which saved segments (by position) read what, so an event finds the segments it can
+/// matter to without asking each of them.
+#[derive(Default)]
+struct Index {
+    by_kind: Vec<Vec<u32>>,
+    any: Vec<u32>,
+    by_identity: Vec<Vec<u32>>,
+    by_fact: Vec<Vec<u32>>,
+    first: Vec<u32>,
+}
+
+impl Index {
+    fn build(saved: &[Saved]) -> Index {
+        let mut ix = Index {
+            by_kind: vec![Vec::new(); 256],
+            any: Vec::new(),
+            by_identity: vec![Vec::new(); 16],
+            by_fact: vec![Vec::new(); 8],
+            first: Vec::new(),
+        };
+        for (i, s) in saved.iter().enumerate() {
+            let i = i as u32;
+            let d = &s.deps;
+            for &k in &d.kinds {
+                if ix.by_kind[k as usize].last() != Some(&i) {
+                    ix.by_kind[k as usize].push(i);
+                }
+            }
+            if d.any {
+                ix.any.push(i);
+            }
+            for b in 0..16 {
+                if d.identity & (1 << b) != 0 {
+                    ix.by_identity[b].push(i);
+                }
+            }
+            for b in 0..8 {
+                if d.facts & (1 << b) != 0 {
+                    ix.by_fact[b].push(i);
+                }
+            }
+            if d.first {
+                ix.first.push(i);
+            }
+        }
+        ix
+    }
+
+    /// Positions of the segments `t` can matter to, ascending, each once.
+    fn candidates(&self, t: &Touch, n: usize) -> Vec<u32> {
+        if t.all {
+            return (0..n as u32).collect();
+        }
+        let mut out: Vec<u32> = Vec::new();
+        out.extend_from_slice(&self.by_kind[t.kind as usize]);
+        out.extend_from_slice(&self.any);
+        for b in 0..16 {
+            if t.identity & (1 << b) != 0 {
+                out.extend_from_slice(&self.by_identity[b]);
+            }
+        }
+        for b in 0..8 {
+            if t.facts_changed & (1 << b) != 0 {
+                out.extend_from_slice(&self.by_fact[b]);
+            }
+        }
+        if t.first_changed {
+            out.extend_from_slice(&self.first);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
 /// Every saved segment's members, kept live.
 pub(crate) struct Membership {
     saved: Vec<Saved>,
+    index: Index,
     last_sweep: Millis,
     pending: Vec<SegmentChange>,
     /// How much of `pending` automatic tags have seen.
@@ -424,6 +508,7 @@ impl Membership {
             last_sweep: now,
             pending: Vec::new(),
             tagged_upto: 0,
+            index: Index::default(),
         }
     }
 
@@ -470,11 +555,13 @@ impl Membership {
             def,
             members: audience.fans,
         });
+        self.index = Index::build(&self.saved);
     }
 
     /// Forgets a segment (no exits are recorded: the segment is gone).
     pub(crate) fn remove(&mut self, id: i64) {
         self.saved.retain(|s| s.def.id != id);
+        self.index = Index::build(&self.saved);
     }
 
     /// Records `c` (for root `root`; `c.entered` is whether it is in now) if the segment's
@@ -524,7 +611,7 @@ impl Membership {
 
     /// Whether `touch` can matter to any saved segment.
     pub(crate) fn any_matters(&self, touch: &Touch) -> bool {
-        self.saved.iter().any(|s| s.deps.matters(touch))
+        !self.saved.is_empty() && !self.index.candidates(touch, self.saved.len()).is_empty()
     }
 
     /// Re-evaluates one fan (root `root`) against the segments `touch` can matter to.
@@ -537,11 +624,10 @@ impl Membership {
         cause: SegmentCause,
         event_id: Option<&str>,
     ) {
-        for s in &mut self.saved {
-            if s.deps.matters(touch) {
-                let c = Self::change(fan, view.matches(&s.def.expr), view.as_of, cause, event_id);
-                Self::settle(s, &mut self.pending, root, c);
-            }
+        for i in self.index.candidates(touch, self.saved.len()) {
+            let s = &mut self.saved[i as usize];
+            let c = Self::change(fan, view.matches(&s.def.expr), view.as_of, cause, event_id);
+            Self::settle(s, &mut self.pending, root, c);
         }
     }
 
@@ -600,6 +686,11 @@ impl Membership {
         let tail = self.pending[self.tagged_upto.min(self.pending.len())..].to_vec();
         self.tagged_upto = self.pending.len();
         tail
+    }
+
+    /// Whether any saved segment has an automatic tag.
+    pub(crate) fn has_tags(&self) -> bool {
+        self.saved.iter().any(|s| s.def.tag.is_some())
     }
 
     /// Segments with an automatic tag.
@@ -698,6 +789,46 @@ mod tests {
                 let mut want: Vec<_> = fresh.fan_ids(e.identities(), 0, usize::MAX);
                 want.sort();
                 prop_assert_eq!(replayed.into_iter().collect::<Vec<_>>(), want);
+            }
+        }
+    }
+
+    #[test]
+    fn the_index_finds_exactly_the_segments_a_touch_can_matter_to() {
+        let ps = preds();
+        let saved: Vec<super::Saved> = (0..ps.len())
+            .flat_map(|i| (0..ps.len()).map(move |j| (i, j)))
+            .map(|(i, j)| {
+                let expr = Expr::Or(vec![Expr::Pred(ps[i].clone()), Expr::Pred(ps[j].clone())]);
+                super::Saved {
+                    deps: super::Deps::of(&expr),
+                    def: SegmentDef {
+                        id: 0,
+                        expr,
+                        tag: None,
+                    },
+                    members: crate::audience::FanSet::empty(0),
+                }
+            })
+            .collect();
+        let index = super::Index::build(&saved);
+        for kind in [0u8, 3, 8, 9, 12, 13, 18, 23, 255] {
+            for identity in [0u16, 1, 16, 17] {
+                for facts in [0u8, 1, 2, 16, 255] {
+                    for first_changed in [false, true] {
+                        let t = super::Touch {
+                            kind,
+                            identity,
+                            facts_changed: facts,
+                            first_changed,
+                            all: false,
+                        };
+                        let want: Vec<u32> = (0..saved.len() as u32)
+                            .filter(|&i| saved[i as usize].deps.matters(&t))
+                            .collect();
+                        assert_eq!(index.candidates(&t, saved.len()), want);
+                    }
+                }
             }
         }
     }

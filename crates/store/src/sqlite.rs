@@ -168,6 +168,56 @@ CREATE INDEX tag_changes_fan ON tag_changes (tenant_id, fan, id);
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Checkpoints the WAL from its own connection and thread, so the writer never stops to
+    /// copy pages into the database file (SQLite's automatic checkpoint runs inside a commit).
+    _checkpointer: Checkpointer,
+}
+
+/// A thread with its own connection running a passive WAL checkpoint every second (it never
+/// blocks readers or the writer); stopped, with a last checkpoint, when the store is dropped.
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: std::path::PathBuf) -> Result<Checkpointer> {
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let checkpoint = move || {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries");
+            }
+        };
+        let thread = std::thread::Builder::new()
+            .name("siyu-checkpoint".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(std::time::Duration::from_secs(1))
+                {
+                    checkpoint();
+                }
+                checkpoint();
+            })
+            .map_err(|e| StoreError::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The next id of a per-tenant id sequence kept as `MAX(id)` (inside the writing transaction,
@@ -250,9 +300,12 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -262_144)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(32);
+        // Checkpoints run on their own thread (below), not inside the writer's commits.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            _checkpointer: Checkpointer::start(dir.join("siyu.db"))?,
         })
     }
 
