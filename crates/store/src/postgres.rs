@@ -134,7 +134,6 @@ CREATE TABLE segment_changes (
     event_id   TEXT,
     PRIMARY KEY (tenant_id, id)
 );
-CREATE INDEX segment_changes_fan ON segment_changes (tenant_id, fan, id);
 CREATE TABLE tag_changes (
     tenant_id BIGINT NOT NULL REFERENCES tenants(tenant_id),
     id        BIGINT NOT NULL,

@@ -151,7 +151,6 @@ CREATE TABLE segment_changes (
     event_id   TEXT,
     PRIMARY KEY (tenant_id, id)
 ) WITHOUT ROWID;
-CREATE INDEX segment_changes_fan ON segment_changes (tenant_id, fan, id);
 CREATE TABLE tag_changes (
     tenant_id INTEGER NOT NULL REFERENCES tenants(tenant_id),
     id        INTEGER NOT NULL,
@@ -241,13 +240,12 @@ fn insert_many<'r>(
 ) -> Result<()> {
     const ROWS: usize = 64;
     let one = format!("({})", vec!["?"; columns].join(", "));
+    // Two statement texts only (full chunks, single rows), so both stay prepared.
     let sql = |n: usize| format!("{prefix} {}", vec![one.as_str(); n].join(", "));
-    let full = sql(ROWS);
     let mut start = 0;
     while start < rows {
-        let n = (rows - start).min(ROWS);
-        let text = if n == ROWS { full.clone() } else { sql(n) };
-        let mut stmt = tx.prepare_cached(&text)?;
+        let n = if rows - start >= ROWS { ROWS } else { 1 };
+        let mut stmt = tx.prepare_cached(&sql(n))?;
         let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(n * columns);
         for i in start..start + n {
             row(i, &mut values);
