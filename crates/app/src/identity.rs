@@ -98,8 +98,9 @@ pub fn correct(
     Ok(())
 }
 
-/// Replaces a live engine with a rebuilt one, carrying its live layers over: the new engine
-/// goes live at the old clock and records, with `cause`, every fan the rebuild moved.
+/// Replaces a live engine with a rebuilt one, carrying its live layers and saved segments over:
+/// the new engine goes live at the old clock and records, with `cause`, every fan the rebuild
+/// moved between layers or in or out of a segment.
 pub fn swap_in(engine: &mut TenantEngine, mut new: TenantEngine, cause: Cause) {
     if let (Some(clock), Some(before)) = (engine.clock(), engine.live_layers()) {
         new.start_live_against(clock, &|f| before.get(&f).copied(), cause);
@@ -122,9 +123,8 @@ pub fn swap_in(engine: &mut TenantEngine, mut new: TenantEngine, cause: Cause) {
         ) {
             tracing::warn!(segment = id, error = %e, "saved segment cannot be evaluated");
         }
-        // Changes the old engine recorded but the caller has not stored yet go with it.
-        let _ = engine.take_segment_changes();
     }
+    // Callers store what the old engine recorded before any rebuild (`live_step` runs first).
     *engine = new;
 }
 

@@ -504,17 +504,13 @@ impl App {
         after: i64,
         limit: usize,
     ) -> Result<Vec<segments::Trigger>, AppError> {
-        let ids = self.fan_ids(tenant, fan)?;
-        if let Some(None) = ids {
-            return Ok(Vec::new());
-        }
-        let rows = self.store.segment_changes(
-            tenant,
-            segment,
-            ids.as_ref().and_then(|i| i.as_deref()),
-            after,
-            limit,
-        )?;
+        let ids = match self.fan_ids(tenant, fan)? {
+            Some(None) => return Ok(Vec::new()),
+            ids => ids.flatten(),
+        };
+        let rows = self
+            .store
+            .segment_changes(tenant, segment, ids.as_deref(), after, limit)?;
         Ok(rows.iter().map(segments::Trigger::from).collect())
     }
 
@@ -614,16 +610,11 @@ impl App {
     ) -> Result<Vec<siyu_store::StoredTransition>, AppError> {
         // Brings the live layers to now first, so what is due is stored; a fan's transitions
         // include those recorded under the ids merged into it.
-        let ids = self.ingestor.with_engine(tenant, |e| {
-            fan.map(|f| {
-                let ids = e.identities().ids_of(f);
-                (!ids.is_empty()).then(|| ids.into_iter().map(|f| f.0).collect::<Vec<i64>>())
-            })
-        })?;
-        match ids {
+        match self.fan_ids(tenant, fan)? {
             Some(None) => Ok(Vec::new()),
-            Some(Some(ids)) => Ok(self.store.transitions(tenant, Some(&ids), after, limit)?),
-            None => Ok(self.store.transitions(tenant, None, after, limit)?),
+            ids => Ok(self
+                .store
+                .transitions(tenant, ids.flatten().as_deref(), after, limit)?),
         }
     }
 

@@ -229,11 +229,10 @@ pub fn count(
     let started = std::time::Instant::now();
     let audience = engine.audience(expr, as_of)?;
     let took_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let everyone = engine.audience(&Expr::And(Vec::new()), as_of)?;
     let sample = members(engine, &audience, 0, sample, as_of);
     Ok(Answer {
         count: audience.count(),
-        fans: everyone.count(),
+        fans: audience.of(),
         as_of: siyu_domain::time::format_rfc3339(as_of),
         sample,
         took_ms,

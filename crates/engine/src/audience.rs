@@ -145,15 +145,22 @@ pub struct Audience {
     pub as_of: Millis,
     /// Root nodes.
     pub(crate) fans: FanSet,
+    /// Fans that exist as of `as_of` (the count's denominator).
+    pub(crate) of: usize,
 }
 
 impl Audience {
-    pub(crate) fn new(as_of: Millis, fans: FanSet) -> Audience {
-        Audience { as_of, fans }
+    pub(crate) fn new(as_of: Millis, fans: FanSet, of: usize) -> Audience {
+        Audience { as_of, fans, of }
     }
 
     pub fn count(&self) -> usize {
         self.fans.len()
+    }
+
+    /// Fans that exist as of the audience's instant, selected or not.
+    pub fn of(&self) -> usize {
+        self.of
     }
 
     /// Fan ids, in node order (creation order), `offset..offset + limit`.
@@ -349,17 +356,13 @@ impl<'a> Ctx<'a> {
                 acc[self.root[cols.node[i] as usize] as usize] += value(cols.val[i]);
             }
         };
-        use CatalogueType as T;
         match ty {
-            TypeSel::Catalogue(T::Order) => cols.orders.iter().for_each(|&i| add(i as usize)),
-            TypeSel::Catalogue(
-                T::Follow
-                | T::Unfollow
-                | T::Subscribe
-                | T::Unsubscribe
-                | T::GroupJoin
-                | T::GroupLeave,
-            ) => cols.toggles.iter().for_each(|&i| add(i as usize)),
+            TypeSel::Catalogue(CatalogueType::Order) => {
+                cols.orders.iter().for_each(|&i| add(i as usize))
+            }
+            TypeSel::Catalogue(t) if crate::layers::is_toggle(*t) => {
+                cols.toggles.iter().for_each(|&i| add(i as usize))
+            }
             _ => {
                 let slots = match kind {
                     None => 0..crate::layers::KIND_SLOTS,

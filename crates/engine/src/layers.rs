@@ -30,6 +30,27 @@ pub(crate) fn kind_slot(kind: u8) -> usize {
     }
 }
 
+/// An event's kind: its catalogue index, or [`CUSTOM`].
+pub(crate) fn kind_of(e: &Event) -> u8 {
+    e.ty.catalogue().map_or(CUSTOM, |t| t as u8)
+}
+
+/// The identity kinds an event carries, one bit per `IdentityKind`.
+pub(crate) fn identity_kinds(e: &Event) -> u16 {
+    e.identities
+        .iter()
+        .fold(0, |m, id| m | 1 << (id.kind as u16))
+}
+
+/// Types whose whole history matters (their latest state), kept in [`Columns::toggles`].
+pub(crate) fn is_toggle(t: CatalogueType) -> bool {
+    use CatalogueType as T;
+    matches!(
+        t,
+        T::Follow | T::Unfollow | T::Subscribe | T::Unsubscribe | T::GroupJoin | T::GroupLeave
+    )
+}
+
 fn new_day() -> Vec<Vec<u32>> {
     vec![Vec::new(); KIND_SLOTS]
 }
@@ -77,7 +98,7 @@ pub(crate) struct Columns {
 
 impl Columns {
     pub(crate) fn push(&mut self, e: &Event, node: u32) {
-        let kind = e.ty.catalogue().map_or(CUSTOM, |t| t as u8);
+        let kind = kind_of(e);
         let val = match e.ty.catalogue() {
             Some(CatalogueType::LiveWatch) => e.duration_s().min(u32::MAX as f64) as u32,
             Some(
@@ -116,21 +137,11 @@ impl Columns {
         if kind == CUSTOM {
             self.custom_domain.insert(self.ts.len() as u32, e.domain());
         }
-        let kinds = e
-            .identities
-            .iter()
-            .fold(0u16, |m, id| m | 1 << (id.kind as u16));
+        let kinds = identity_kinds(e);
         let index = self.ts.len() as u32;
         use CatalogueType as T;
         match e.ty.catalogue() {
-            Some(
-                T::Follow
-                | T::Unfollow
-                | T::Subscribe
-                | T::Unsubscribe
-                | T::GroupJoin
-                | T::GroupLeave,
-            ) => self.toggles.push(index),
+            Some(t) if is_toggle(t) => self.toggles.push(index),
             Some(T::Order) => self.orders.push(index),
             _ => {}
         }

@@ -145,17 +145,12 @@ impl TenantEngine {
             );
         }
         if let Some(before) = before {
-            let kinds = event
-                .identities
-                .iter()
-                .fold(0u16, |m, id| m | 1 << (id.kind as u16));
-            let kind = event.ty.catalogue().map_or(layers::CUSTOM, |t| t as u8);
             self.segments_on_event(
                 node,
                 &absorbed,
                 before,
-                kind,
-                kinds,
+                layers::kind_of(event),
+                layers::identity_kinds(event),
                 SegmentCause::Event { seq },
                 Some(event.id.as_str()),
             );
@@ -511,7 +506,8 @@ impl TenantEngine {
     /// A saved segment's members now, as an audience.
     pub fn segment_members(&self, id: i64) -> Option<Audience> {
         let set = self.segments.as_ref()?.members(id)?;
-        Some(Audience::new(self.clock()?, set.clone()))
+        let of = self.live_counts()?.total() as usize;
+        Some(Audience::new(self.clock()?, set.clone(), of))
     }
 
     /// Entries and exits recorded since the last call.
@@ -555,10 +551,7 @@ impl TenantEngine {
             layers,
             features,
         );
-        Ok(Audience {
-            as_of,
-            fans: ctx.eval(expr)?,
-        })
+        Ok(Audience::new(as_of, ctx.eval(expr)?, ctx.exists.len()))
     }
 
     /// A fan's layer features as of `as_of` (from its own events only), `None` if it has no

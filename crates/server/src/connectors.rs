@@ -86,10 +86,7 @@ pub async fn douyin_webhook(
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, siyu_store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::from(siyu_app::AppError::from(e)))
+    crate::blocking(move || Ok(f().map_err(siyu_app::AppError::from)?)).await
 }
 
 /// A settings body: a JSON object with only the named fields.

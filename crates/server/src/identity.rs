@@ -11,16 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use siyu_engine::{Decision, FanId};
 
-use crate::{ApiError, State, auth, body};
-
-/// Runs a blocking service call off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-}
+use crate::{ApiError, State, auth, blocking, body};
 
 fn fan_not_found(id: i64) -> ApiError {
     ApiError::Status {
@@ -186,8 +177,8 @@ pub async fn dedup(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let (from, to) = (
-        crate::layers::time(&q, "from")?,
-        crate::layers::time(&q, "to")?,
+        crate::query::time(&q, "from")?,
+        crate::query::time(&q, "to")?,
     );
     let app = state.app.clone();
     let report = blocking(move || Ok(app.dedup_report(tenant.id, from, to)?)).await?;

@@ -9,36 +9,8 @@ use axum::extract::{Query, State as Axum};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use crate::{ApiError, State, auth};
-
-/// An optional RFC 3339 query parameter, refused with its name when it is not one.
-pub(crate) fn time(q: &HashMap<String, String>, k: &str) -> Result<Option<i64>, ApiError> {
-    q.get(k)
-        .map(|v| {
-            siyu_domain::time::parse_rfc3339(v).ok_or_else(|| {
-                ApiError::bad(
-                    "invalid_timestamp",
-                    Some(k),
-                    format!("{k} {v:?} is not an RFC 3339 time"),
-                )
-            })
-        })
-        .transpose()
-}
-
-/// An optional non-negative integer query parameter, refused with its name when it is not one.
-pub(crate) fn number(q: &HashMap<String, String>, k: &str, default: i64) -> Result<i64, ApiError> {
-    match q.get(k) {
-        None => Ok(default),
-        Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            ApiError::bad(
-                "invalid_number",
-                Some(k),
-                format!("{k} {v:?} is not a non-negative integer"),
-            )
-        }),
-    }
-}
+use crate::query::{optional_number, page, time};
+use crate::{ApiError, State, auth, blocking};
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
@@ -142,17 +114,10 @@ pub async fn transitions(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
-    let after = number(&q, "after", 0)?;
-    let limit = number(&q, "limit", 1000)?.clamp(1, 10_000) as usize;
-    let fan = q
-        .get("fan")
-        .map(|_| number(&q, "fan", 0))
-        .transpose()?
-        .map(siyu_engine::FanId);
+    let (after, limit) = page(&q)?;
+    let fan = optional_number(&q, "fan")?.map(siyu_engine::FanId);
     let app = state.app.clone();
-    let rows = tokio::task::spawn_blocking(move || app.transitions(tenant.id, fan, after, limit))
-        .await
-        .map_err(internal)??;
+    let rows = blocking(move || Ok(app.transitions(tenant.id, fan, after, limit)?)).await?;
     let list: Vec<Value> = rows
         .iter()
         .map(|t| {

@@ -14,6 +14,8 @@
 //! - `ingest`: native `POST /api/events` and the Segment-compatible `/v1/*`.
 //! - `identity`: fans, lookups, possible duplicates, decisions, the dedup report.
 //! - `layers`: layer reports, flows and the rules file.
+//! - `segments`: segment previews, saved segments, their triggers, and tags.
+//! - `query`: query parameters (times, numbers, pages), refused by name.
 //! - `api`: the JSON API (`/api/stats`), `/healthz`, `/metrics`.
 //! - `connectors`: the Douyin webhook and the connector settings API.
 
@@ -26,6 +28,7 @@ mod identity;
 mod ingest;
 mod layers;
 pub mod metrics;
+mod query;
 mod segments;
 
 use std::future::Future;
@@ -37,6 +40,15 @@ use axum::routing::{get, post};
 use siyu_app::App;
 
 pub use error::ApiError;
+
+/// Runs a blocking service call off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+}
 
 /// Limits on request bodies, in bytes. The raw (possibly compressed) body and the decompressed
 /// body are both held to the limit.

@@ -11,9 +11,8 @@ use serde_json::{Map, Value, json};
 use siyu_app::segments::{SegmentError, TagTarget};
 use siyu_engine::FanId;
 
-use crate::identity::blocking;
-use crate::layers::number;
-use crate::{ApiError, State, auth};
+use crate::query::{number, optional_number, page};
+use crate::{ApiError, State, auth, blocking};
 
 /// A segment request body is small: an expression and a few options.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -208,17 +207,9 @@ pub async fn triggers(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
-    let after = number(&q, "after", 0)?;
-    let limit = number(&q, "limit", 1000)?.clamp(1, 10_000) as usize;
-    let segment = q
-        .get("segment")
-        .map(|_| number(&q, "segment", 0))
-        .transpose()?;
-    let fan = q
-        .get("fan")
-        .map(|_| number(&q, "fan", 0))
-        .transpose()?
-        .map(FanId);
+    let (after, limit) = page(&q)?;
+    let segment = optional_number(&q, "segment")?;
+    let fan = optional_number(&q, "fan")?.map(FanId);
     let wait = std::time::Duration::from_secs(number(&q, "wait", 0)?.min(30) as u64);
     let deadline = tokio::time::Instant::now() + wait;
     let mut changed = siyu_app::segments::subscribe_changes();

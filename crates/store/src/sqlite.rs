@@ -229,6 +229,25 @@ fn next_id(tx: &rusqlite::Transaction<'_>, table: &str, tenant: TenantId) -> Res
     )?)
 }
 
+/// Rows of one of the logs (transitions, triggers, tag changes): `sql` selects with
+/// parameters (tenant, after, fans as a JSON array or NULL, limit, then `extra`).
+fn log_page<T>(
+    conn: &Connection,
+    sql: &str,
+    (tenant, after, fans, limit): (TenantId, i64, Option<&[i64]>, usize),
+    extra: Option<i64>,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let fans = fans.map(|f| serde_json::to_string(f).unwrap_or_default());
+    let limit = limit as i64;
+    let all: [&dyn rusqlite::ToSql; 5] = [&tenant, &after, &fans, &limit, &extra];
+    // `extra` is bound only where the statement has a fifth parameter.
+    let n = stmt.parameter_count().min(5);
+    let rows = stmt.query_map(&all[..n], row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Inserts rows with many rows per statement (derived records come by the thousand):
 /// `prefix` is `INSERT INTO t (c1, ..., cN) VALUES`, `row(i)` gives row `i`'s N values.
 fn insert_many<'r>(
@@ -656,27 +675,27 @@ impl crate::Store for SqliteStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<StoredSegmentChange>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        log_page(
+            &self.conn(),
             "SELECT id, segment_id, fan, entered, at, cause, seq, event_id FROM segment_changes
-             WHERE tenant_id = ?1 AND id > ?2 AND (?3 IS NULL OR segment_id = ?3)
-               AND (?4 IS NULL OR fan IN (SELECT value FROM json_each(?4)))
-             ORDER BY id LIMIT ?5",
-        )?;
-        let fans = fans.map(|f| serde_json::to_string(f).unwrap_or_default());
-        let rows = stmt.query_map(params![tenant, after, segment, fans, limit as i64], |r| {
-            Ok(StoredSegmentChange {
-                id: r.get(0)?,
-                segment: r.get(1)?,
-                fan: r.get(2)?,
-                entered: r.get(3)?,
-                at: r.get(4)?,
-                cause: r.get(5)?,
-                seq: r.get(6)?,
-                event_id: r.get(7)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+             WHERE tenant_id = ?1 AND id > ?2 AND (?5 IS NULL OR segment_id = ?5)
+               AND (?3 IS NULL OR fan IN (SELECT value FROM json_each(?3)))
+             ORDER BY id LIMIT ?4",
+            (tenant, after, fans, limit),
+            segment,
+            |r| {
+                Ok(StoredSegmentChange {
+                    id: r.get(0)?,
+                    segment: r.get(1)?,
+                    fan: r.get(2)?,
+                    entered: r.get(3)?,
+                    at: r.get(4)?,
+                    cause: r.get(5)?,
+                    seq: r.get(6)?,
+                    event_id: r.get(7)?,
+                })
+            },
+        )
     }
 
     fn recorded_members(&self, tenant: TenantId) -> Result<Vec<(i64, i64)>> {
@@ -707,25 +726,25 @@ impl crate::Store for SqliteStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<StoredTagChange>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        log_page(
+            &self.conn(),
             "SELECT id, fan, tag, added, at, source FROM tag_changes
              WHERE tenant_id = ?1 AND id > ?2
                AND (?3 IS NULL OR fan IN (SELECT value FROM json_each(?3)))
              ORDER BY id LIMIT ?4",
-        )?;
-        let fans = fans.map(|f| serde_json::to_string(f).unwrap_or_default());
-        let rows = stmt.query_map(params![tenant, after, fans, limit as i64], |r| {
-            Ok(StoredTagChange {
-                id: r.get(0)?,
-                fan: r.get(1)?,
-                tag: r.get(2)?,
-                added: r.get(3)?,
-                at: r.get(4)?,
-                source: r.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            (tenant, after, fans, limit),
+            None,
+            |r| {
+                Ok(StoredTagChange {
+                    id: r.get(0)?,
+                    fan: r.get(1)?,
+                    tag: r.get(2)?,
+                    added: r.get(3)?,
+                    at: r.get(4)?,
+                    source: r.get(5)?,
+                })
+            },
+        )
     }
 
     fn live_mark(&self, tenant: TenantId) -> Result<Option<LiveMark>> {
@@ -762,27 +781,27 @@ impl crate::Store for SqliteStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<StoredTransition>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        log_page(
+            &self.conn(),
             "SELECT id, fan, from_layer, to_layer, at, cause, seq, event_id FROM layer_transitions
              WHERE tenant_id = ?1 AND id > ?2
                AND (?3 IS NULL OR fan IN (SELECT value FROM json_each(?3)))
              ORDER BY id LIMIT ?4",
-        )?;
-        let fans = fans.map(|f| serde_json::to_string(f).unwrap_or_default());
-        let rows = stmt.query_map(params![tenant, after, fans, limit as i64], |r| {
-            Ok(StoredTransition {
-                id: r.get(0)?,
-                fan: r.get(1)?,
-                from: r.get(2)?,
-                to: r.get(3)?,
-                at: r.get(4)?,
-                cause: r.get(5)?,
-                seq: r.get(6)?,
-                event_id: r.get(7)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            (tenant, after, fans, limit),
+            None,
+            |r| {
+                Ok(StoredTransition {
+                    id: r.get(0)?,
+                    fan: r.get(1)?,
+                    from: r.get(2)?,
+                    to: r.get(3)?,
+                    at: r.get(4)?,
+                    cause: r.get(5)?,
+                    seq: r.get(6)?,
+                    event_id: r.get(7)?,
+                })
+            },
+        )
     }
 
     fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()> {
