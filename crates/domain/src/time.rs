@@ -28,6 +28,21 @@ pub fn now_ms() -> Millis {
     Timestamp::now().as_millisecond()
 }
 
+/// `#[serde(serialize_with = "siyu_domain::time::rfc3339")]`: a [`Millis`] field written as
+/// RFC 3339 in UTC with milliseconds (`2026-11-20T12:31:07.000Z`), the one time format of
+/// every JSON answer.
+pub fn rfc3339<S: serde::Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_rfc3339(*ms))
+}
+
+/// [`rfc3339`] for an optional time (`null` when absent).
+pub fn rfc3339_opt<S: serde::Serializer>(ms: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&format_rfc3339(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +55,26 @@ mod tests {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:01"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(format_rfc3339(1500), "1970-01-01T00:00:01.500Z");
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn serializes_fields_as_rfc3339_with_milliseconds() {
+        #[derive(serde::Serialize)]
+        struct T {
+            #[serde(serialize_with = "rfc3339")]
+            at: Millis,
+            #[serde(serialize_with = "rfc3339_opt")]
+            until: Option<Millis>,
+        }
+        let v = serde_json::to_value(T {
+            at: 1_788_489_552_108,
+            until: None,
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"at": "2026-09-04T02:39:12.108Z", "until": null})
+        );
     }
 }
