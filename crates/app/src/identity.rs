@@ -263,16 +263,24 @@ fn replay_with(
 ) -> Result<TenantEngine, AppError> {
     const ROUNDS: usize = 8;
     for round in 1.. {
-        let mut engine = TenantEngine::new();
+        // The first round starts from the stored snapshot when it can (it must not be past
+        // where the replay turns live); later rounds learned values the snapshot merged
+        // through, so they start from nothing.
+        let resumed = match round {
+            1 => crate::snapshots::load(store, tenant, go_live.map(|g| g.mark.seq))?,
+            _ => None,
+        };
+        let from = resumed.as_ref().map_or(0, |(e, _)| e.last_seq());
+        let (mut engine, decisions) = match resumed {
+            Some(r) => r,
+            None => (TenantEngine::new(), store.decisions(tenant, 0)?),
+        };
         load_rules(store, &mut engine, tenant)?;
-        interleave(
-            store,
-            &mut engine,
-            tenant,
-            store.decisions(tenant, 0)?,
-            go_live,
-        )?;
+        interleave(store, &mut engine, tenant, decisions, go_live)?;
         let found = engine.identities_mut().take_corrections();
+        if found.is_empty() {
+            crate::snapshots::save_if_due(store, tenant, &engine, from);
+        }
         if found.is_empty() || round == ROUNDS {
             // Tags are kept with their times; all of them, manual and automatic.
             crate::segments::load_tags(store, &mut engine, tenant, false)?;

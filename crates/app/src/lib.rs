@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod keys;
 pub mod oceanengine;
 pub mod segments;
+pub mod snapshots;
 pub mod tenants;
 
 use std::collections::HashMap;

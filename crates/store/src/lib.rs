@@ -351,8 +351,32 @@ pub struct AppendBatch<'a> {
     pub encoded: &'a [Encoded],
 }
 
+/// A tenant's engine snapshot (see `siyu_engine::snapshot`) and where in the log it was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSnapshot {
+    /// The snapshot's layout version; a reader of another version ignores it.
+    pub format: u32,
+    /// The last event applied.
+    pub last_seq: i64,
+    /// The last identity decision applied.
+    pub decisions_seen: i64,
+    pub created_at: Millis,
+    pub data: Vec<u8>,
+}
+
+/// Engine snapshots: one per tenant, the latest, so a start replays only the log after it.
+/// A snapshot is a cache of what the log determines; losing one costs a longer replay.
+pub trait Snapshots {
+    /// Keeps `snap` as the tenant's snapshot, unless the one held is further along the log
+    /// (a later event, or the same event with later decisions) in the same format.
+    fn put_snapshot(&self, tenant: TenantId, snap: &StoredSnapshot) -> Result<()>;
+
+    /// The tenant's snapshot, if one is held.
+    fn snapshot(&self, tenant: TenantId) -> Result<Option<StoredSnapshot>>;
+}
+
 /// The store. Implementations are internally synchronized; all methods take `&self`.
-pub trait Store: Send + Sync {
+pub trait Store: Snapshots + Send + Sync {
     /// Which backend this is (`sqlite`, `postgres`), for logs and benchmarks.
     fn backend(&self) -> &'static str;
 

@@ -146,6 +146,17 @@ CREATE TABLE tag_changes (
 );
 CREATE INDEX tag_changes_fan ON tag_changes (tenant_id, fan, id);
 "#,
+    // 8: engine snapshots, the latest per tenant.
+    r#"
+CREATE TABLE snapshots (
+    tenant_id      BIGINT PRIMARY KEY REFERENCES tenants(tenant_id),
+    format         BIGINT NOT NULL,
+    last_seq       BIGINT NOT NULL,
+    decisions_seen BIGINT NOT NULL,
+    created_at     BIGINT NOT NULL,
+    data           BYTEA NOT NULL
+);
+"#,
 ];
 
 /// Serializes migrations of concurrent openers (several nodes, parallel tests).
@@ -895,4 +906,53 @@ fn append(
     }
     tx.commit()?;
     Ok(out)
+}
+
+impl crate::Snapshots for PostgresStore {
+    fn put_snapshot(&self, tenant: TenantId, snap: &crate::StoredSnapshot) -> Result<()> {
+        let format = i64::from(snap.format);
+        self.writer(|c| {
+            c.execute(
+                "INSERT INTO snapshots (tenant_id, format, last_seq, decisions_seen, created_at, data)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (tenant_id) DO UPDATE SET
+                     format = excluded.format, last_seq = excluded.last_seq,
+                     decisions_seen = excluded.decisions_seen, created_at = excluded.created_at,
+                     data = excluded.data
+                 WHERE snapshots.format <> excluded.format
+                    OR (excluded.last_seq, excluded.decisions_seen)
+                       >= (snapshots.last_seq, snapshots.decisions_seen)",
+                &[
+                    &tenant,
+                    &format,
+                    &snap.last_seq,
+                    &snap.decisions_seen,
+                    &snap.created_at,
+                    &snap.data,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn snapshot(&self, tenant: TenantId) -> Result<Option<crate::StoredSnapshot>> {
+        self.reader(|c| {
+            let row = c.query_opt(
+                "SELECT format, last_seq, decisions_seen, created_at, data FROM snapshots WHERE tenant_id = $1",
+                &[&tenant],
+            )?;
+            row.map(|r| {
+                let format: i64 = r.get(0);
+                Ok(crate::StoredSnapshot {
+                    format: u32::try_from(format)
+                        .map_err(|_| StoreError::Corrupt(format!("snapshot format {format}")))?,
+                    last_seq: r.get(1),
+                    decisions_seen: r.get(2),
+                    created_at: r.get(3),
+                    data: r.get(4),
+                })
+            })
+            .transpose()
+        })
+    }
 }

@@ -163,6 +163,17 @@ CREATE TABLE tag_changes (
 ) WITHOUT ROWID;
 CREATE INDEX tag_changes_fan ON tag_changes (tenant_id, fan, id);
 "#,
+    // 8: engine snapshots, the latest per tenant.
+    r#"
+CREATE TABLE snapshots (
+    tenant_id      INTEGER PRIMARY KEY REFERENCES tenants(tenant_id),
+    format         INTEGER NOT NULL,
+    last_seq       INTEGER NOT NULL,
+    decisions_seen INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL,
+    data           BLOB NOT NULL
+);
+"#,
 ];
 
 pub struct SqliteStore {
@@ -934,5 +945,49 @@ impl crate::Store for SqliteStore {
         let conn = self.conn();
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         Ok(())
+    }
+}
+
+impl crate::Snapshots for SqliteStore {
+    fn put_snapshot(&self, tenant: TenantId, snap: &crate::StoredSnapshot) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO snapshots (tenant_id, format, last_seq, decisions_seen, created_at, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (tenant_id) DO UPDATE SET
+                 format = excluded.format, last_seq = excluded.last_seq,
+                 decisions_seen = excluded.decisions_seen, created_at = excluded.created_at,
+                 data = excluded.data
+             WHERE snapshots.format <> excluded.format
+                OR (excluded.last_seq, excluded.decisions_seen)
+                   >= (snapshots.last_seq, snapshots.decisions_seen)",
+            params![
+                tenant,
+                snap.format,
+                snap.last_seq,
+                snap.decisions_seen,
+                snap.created_at,
+                snap.data
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn snapshot(&self, tenant: TenantId) -> Result<Option<crate::StoredSnapshot>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT format, last_seq, decisions_seen, created_at, data FROM snapshots WHERE tenant_id = ?1",
+                params![tenant],
+                |r| {
+                    Ok(crate::StoredSnapshot {
+                        format: r.get(0)?,
+                        last_seq: r.get(1)?,
+                        decisions_seen: r.get(2)?,
+                        created_at: r.get(3)?,
+                        data: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 }

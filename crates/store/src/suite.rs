@@ -502,6 +502,36 @@ fn segments_their_changes_and_tags(s: &dyn Store) {
     assert!(s.recorded_members(b).unwrap().is_empty());
 }
 
+fn snapshots_keep_the_furthest_along(s: &dyn Store) {
+    use crate::StoredSnapshot;
+    let t = s.create_tenant("acme", "wh", "ah", NOW).unwrap();
+    let other = s.create_tenant("beta", "wh2", "ah2", NOW).unwrap();
+    assert_eq!(s.snapshot(t.id).unwrap(), None);
+    let snap = |format, last_seq, decisions_seen, data: &[u8]| StoredSnapshot {
+        format,
+        last_seq,
+        decisions_seen,
+        created_at: NOW,
+        data: data.to_vec(),
+    };
+    let first = snap(1, 100, 2, &[0, 1, 2, 255]);
+    s.put_snapshot(t.id, &first).unwrap();
+    assert_eq!(s.snapshot(t.id).unwrap().as_ref(), Some(&first));
+    assert_eq!(s.snapshot(other.id).unwrap(), None, "per tenant");
+    // An older one does not replace it...
+    s.put_snapshot(t.id, &snap(1, 99, 5, b"old")).unwrap();
+    s.put_snapshot(t.id, &snap(1, 100, 1, b"old")).unwrap();
+    assert_eq!(s.snapshot(t.id).unwrap().as_ref(), Some(&first));
+    // ...a later one does (the same event with later decisions too)...
+    let later = snap(1, 100, 3, b"later");
+    s.put_snapshot(t.id, &later).unwrap();
+    assert_eq!(s.snapshot(t.id).unwrap().as_ref(), Some(&later));
+    // ...and so does one of another format, whatever its position.
+    let other_format = snap(2, 10, 0, &vec![7u8; 1 << 20]);
+    s.put_snapshot(t.id, &other_format).unwrap();
+    assert_eq!(s.snapshot(t.id).unwrap().as_ref(), Some(&other_format));
+}
+
 macro_rules! backends {
     ($($name:ident),*) => {
         mod sqlite {
@@ -518,12 +548,13 @@ macro_rules! backends {
         }
         mod postgres {
             $(#[test] fn $name() {
-                let url = crate::testing::fresh_postgres_url();
-                let s = crate::PostgresStore::open(&url).unwrap();
+                let schema = crate::testing::fresh_postgres();
+                let s = crate::PostgresStore::open(&schema.url).unwrap();
                 super::$name(&s);
             })*
             #[test] fn reopening_keeps_everything() {
-                let url = crate::testing::fresh_postgres_url();
+                let schema = crate::testing::fresh_postgres();
+                let url = schema.url.clone();
                 super::reopening_keeps_everything(&|| crate::open(&crate::Location::Postgres(url.clone()), crate::Durability::Full).unwrap());
             }
         }
@@ -539,5 +570,6 @@ backends!(
     rules_are_versioned,
     transitions_are_appended_and_read_in_order,
     connectors_keep_settings_and_checkpoints_per_tenant,
-    segments_their_changes_and_tags
+    segments_their_changes_and_tags,
+    snapshots_keep_the_furthest_along
 );

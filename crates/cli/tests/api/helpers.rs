@@ -13,24 +13,32 @@ pub enum Backend {
     Postgres,
 }
 
-/// A fresh, empty store location for a backend. The temp dir lives as long as the guard.
+/// What keeps a test's store alive: its temporary directory, or its PostgreSQL schema
+/// (dropped when this is).
+#[derive(Debug)]
+pub enum StoreGuard {
+    Dir(tempfile::TempDir),
+    Schema(siyu_store::testing::TestSchema),
+}
+
+/// A fresh, empty store location for a backend, valid as long as the guard lives.
 /// Safe to call from async tests (the PostgreSQL setup blocks on a thread of its own).
-pub fn fresh_location(backend: Backend) -> (Location, Option<tempfile::TempDir>) {
+pub fn fresh_location(backend: Backend) -> (Location, StoreGuard) {
     std::thread::spawn(move || fresh_location_blocking(backend))
         .join()
         .expect("test store setup")
 }
 
-pub fn fresh_location_blocking(backend: Backend) -> (Location, Option<tempfile::TempDir>) {
+pub fn fresh_location_blocking(backend: Backend) -> (Location, StoreGuard) {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
-            (Location::Sqlite(dir.path().join("data")), Some(dir))
+            (Location::Sqlite(dir.path().join("data")), StoreGuard::Dir(dir))
         }
-        Backend::Postgres => (
-            Location::Postgres(siyu_store::testing::fresh_postgres_url()),
-            None,
-        ),
+        Backend::Postgres => {
+            let schema = siyu_store::testing::fresh_postgres();
+            (Location::Postgres(schema.url.clone()), StoreGuard::Schema(schema))
+        }
     }
 }
 
@@ -50,7 +58,7 @@ pub struct TestApp {
     pub location: Location,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    _dir: Option<tempfile::TempDir>,
+    _dir: StoreGuard,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {

@@ -1,0 +1,88 @@
+//! Snapshots of tenants' engines, so that a start (a server's, or a one-shot CLI read's)
+//! loads the latest snapshot and replays only the log after it.
+//!
+//! A snapshot is a cache of what the log determines, never a source of truth: one that this
+//! build cannot read (another format, damaged), one taken past where a replay must turn live,
+//! or one that an identity decision made since has overtaken (an undo, or a value found
+//! shared, placed before the snapshot's position) is ignored with a log line, and the log is
+//! replayed from the start instead. A replay that read more than [`SNAPSHOT_AFTER`] log
+//! positions past the snapshot it started from stores a new one.
+
+use siyu_engine::TenantEngine;
+use siyu_engine::snapshot::FORMAT;
+use siyu_store::{Store, StoredDecision, StoredSnapshot, TenantId};
+
+use crate::AppError;
+
+/// How many log positions a replay may read past its snapshot before it stores a new one.
+pub const SNAPSHOT_AFTER: i64 = 20_000;
+
+/// The tenant's snapshot as an engine, with the decisions made since it was taken, if the
+/// stored snapshot can be used for a replay that must not pass log position `upto`.
+pub(crate) fn load(
+    store: &dyn Store,
+    tenant: TenantId,
+    upto: Option<i64>,
+) -> Result<Option<(TenantEngine, Vec<StoredDecision>)>, AppError> {
+    let Some(s) = store.snapshot(tenant)? else {
+        return Ok(None);
+    };
+    if s.format != FORMAT {
+        tracing::info!(
+            tenant,
+            format = s.format,
+            "engine snapshot of another format ignored; replaying the log"
+        );
+        return Ok(None);
+    }
+    if upto.is_some_and(|u| s.last_seq > u) {
+        return Ok(None);
+    }
+    let engine = match TenantEngine::from_snapshot(&s.data) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(tenant, error = %e, "engine snapshot unreadable; replaying the log");
+            return Ok(None);
+        }
+    };
+    let since = store.decisions(tenant, engine.decisions_seen())?;
+    if since.iter().any(|d| d.after_seq < engine.last_seq()) {
+        tracing::info!(
+            tenant,
+            "an identity decision since the engine snapshot changes what it holds; replaying the log"
+        );
+        return Ok(None);
+    }
+    Ok(Some((engine, since)))
+}
+
+/// Stores the engine's state as the tenant's snapshot when it is more than
+/// [`SNAPSHOT_AFTER`] positions past `from` (where its replay started). A failure only costs
+/// the next start a longer replay: it is logged, not returned.
+pub(crate) fn save_if_due(store: &dyn Store, tenant: TenantId, engine: &TenantEngine, from: i64) {
+    if engine.last_seq() - from < SNAPSHOT_AFTER {
+        return;
+    }
+    save(store, tenant, engine);
+}
+
+/// Stores the engine's state as the tenant's snapshot.
+pub fn save(store: &dyn Store, tenant: TenantId, engine: &TenantEngine) {
+    let position = engine.position();
+    let snap = StoredSnapshot {
+        format: FORMAT,
+        last_seq: position.last_seq,
+        decisions_seen: position.decisions_seen,
+        created_at: siyu_domain::time::now_ms(),
+        data: engine.snapshot(),
+    };
+    match store.put_snapshot(tenant, &snap) {
+        Ok(()) => tracing::debug!(
+            tenant,
+            last_seq = snap.last_seq,
+            bytes = snap.data.len(),
+            "engine snapshot stored"
+        ),
+        Err(e) => tracing::warn!(tenant, error = %e, "engine snapshot not stored"),
+    }
+}
