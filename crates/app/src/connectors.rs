@@ -296,8 +296,21 @@ pub fn oceanengine_view(
             "base_url": s.base_url,
             "start": siyu_domain::time::format_rfc3339(s.start),
             "page_size": s.page_size,
-            "position": state,
+            "position": state.map(position_view),
         }),
+    }
+}
+
+/// A stored poller checkpoint as answers show it: its times in RFC 3339, like every time in
+/// an answer (the stored form keeps milliseconds).
+fn position_view(state: &Value) -> Value {
+    match serde_json::from_value::<crate::oceanengine::Checkpoint>(state.clone()) {
+        Ok(c) => json!({
+            "done_until": siyu_domain::time::format_rfc3339(c.done_until),
+            "window_end": c.window_end.map(siyu_domain::time::format_rfc3339),
+            "next_page": c.next_page,
+        }),
+        Err(_) => state.clone(),
     }
 }
 

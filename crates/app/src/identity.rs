@@ -406,7 +406,7 @@ pub fn fan_view(
         .filter(|d| d.a == fan || d.b == fan)
         .collect();
     let events = engine.events_of(fan);
-    let layer = engine.explain(fan, siyu_domain::time::now_ms(), 30);
+    let layer = engine.explain(fan, crate::segments::now_of(engine), 30);
     Ok(Some(FanView {
         fan,
         merged_from: (fan != asked).then_some(asked),

@@ -413,12 +413,14 @@ impl App {
             if let Err(err) = e.audience(&expr, segments::now_of(e)) {
                 return Ok(Err(E::from(err).locate(text)));
             }
+            // Stamped with the engine's clock, the instant its first members are taken at,
+            // so no trigger of the segment is ever earlier than the segment.
             let saved = match store.create_segment(
                 tenant,
                 &name,
                 text,
                 tag.as_deref(),
-                siyu_domain::time::now_ms(),
+                segments::now_of(e),
             ) {
                 Ok(s) => s,
                 Err(StoreError::SegmentExists(n)) => return Ok(Err(E::Exists(n))),
@@ -488,9 +490,12 @@ impl App {
         let Some(saved) = segments::find(&self.store.segments(tenant)?, which) else {
             return Ok(Err(segments::SegmentError::NotFound(which.to_string())));
         };
-        self.store
-            .delete_segment(tenant, saved.id, siyu_domain::time::now_ms())?;
-        // The engine drops it on its next catch-up; do it now.
+        // Stamped with the engine's clock; the engine drops the segment on its next catch-up,
+        // which `with_engine` runs again after this.
+        let store = self.store.clone();
+        self.ingestor.with_engine(tenant, |e| {
+            store.delete_segment(tenant, saved.id, segments::now_of(e))
+        })??;
         self.ingestor.with_engine(tenant, |_| ())?;
         Ok(Ok(saved.id))
     }
@@ -552,13 +557,16 @@ impl App {
         };
         let store = self.store.clone();
         self.ingestor.with_engine(tenant, |e| {
-            let now = siyu_domain::time::now_ms();
+            // One clock: the tag is stamped at the instant the engine evaluates at, so the
+            // segments that read it see it at once (a second reading of the wall clock
+            // could be a millisecond later than the engine's, and the tag not yet on).
+            let now = segments::now_of(e);
             let fans: Vec<FanId> = match (&target, &expr) {
                 (segments::TagTarget::Fan(f), _) => match e.identities().current(*f) {
                     Some(c) => vec![c],
                     None => return Ok(Err(segments::SegmentError::NoFan(f.0))),
                 },
-                (_, Some(x)) => match e.audience(x, segments::now_of(e)) {
+                (_, Some(x)) => match e.audience(x, now) {
                     Ok(a) => a.fan_ids(e.identities(), 0, usize::MAX),
                     Err(err) => return Ok(Err(err.into())),
                 },

@@ -68,6 +68,7 @@ pub(crate) fn save_if_due(store: &dyn Store, tenant: TenantId, engine: &TenantEn
 
 /// Stores the engine's state as the tenant's snapshot.
 pub fn save(store: &dyn Store, tenant: TenantId, engine: &TenantEngine) {
+    let started = std::time::Instant::now();
     let position = engine.position();
     let snap = StoredSnapshot {
         format: FORMAT,
@@ -76,11 +77,14 @@ pub fn save(store: &dyn Store, tenant: TenantId, engine: &TenantEngine) {
         created_at: siyu_domain::time::now_ms(),
         data: engine.snapshot(),
     };
+    let encoded = started.elapsed();
     match store.put_snapshot(tenant, &snap) {
         Ok(()) => tracing::debug!(
             tenant,
             last_seq = snap.last_seq,
             bytes = snap.data.len(),
+            encode_ms = encoded.as_millis() as u64,
+            store_ms = (started.elapsed() - encoded).as_millis() as u64,
             "engine snapshot stored"
         ),
         Err(e) => tracing::warn!(tenant, error = %e, "engine snapshot not stored"),

@@ -28,16 +28,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         Location::Postgres(_) => std::env::temp_dir().join("siyu-demo"),
     };
     std::fs::create_dir_all(&work)?;
-    let stem = format!(
-        "brand-seed{}-{}fans-{}d-{}",
-        cfg.seed,
-        cfg.fans,
-        cfg.days,
-        cfg.end.strftime("%Y%m%d")
-    );
+    // One generated file per brand shape, kept and reused: the store already holds its
+    // events, so a later run imports nothing and reports on them as time goes by.
+    let stem = format!("brand-seed{}-{}fans-{}d", cfg.seed, cfg.fans, cfg.days);
+    remove_dated_files(&work, &stem);
     let events_file = work.join(format!("{stem}.jsonl"));
     let truth_file = work.join(format!("{stem}.truth.csv"));
-    if !events_file.exists() {
+    if !events_file.exists() || !truth_file.exists() {
         if !args.json {
             eprintln!(
                 "generating {} people over {} days ...",
@@ -62,6 +59,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let mut engine = siyu_app::identity::replay(&*store, tenant.id)?;
     let stats = engine.stats();
+    // Fans against the generator's people, so the difference is explained by numbers.
+    let truth = std::fs::read_to_string(&truth_file)?;
+    let eval = engine.identities().evaluate(
+        crate::identity::parse_truth(&truth)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", truth_file.display()))?,
+    );
     let dedup = engine.dedup_report(None, None);
     let now = siyu_domain::time::now_ms();
     let month_ago = now - 30 * siyu_domain::time::MS_PER_DAY;
@@ -85,6 +88,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 "truth_file": truth_file,
                 "import": summary,
                 "stats": stats,
+                "people": eval,
                 "dedup": dedup,
                 "possible_duplicates": duplicates,
                 "layers": layers,
@@ -93,7 +97,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             }))?
         );
     } else {
-        print_report(&location, &events_file, &summary, &stats);
+        print_report(&location, &events_file, &summary, &stats, &eval);
         println!();
         crate::report::print_layers(&layers, now);
         println!();
@@ -127,6 +131,25 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         crate::serve::serve_at(&location, &args.addr, Some(&banner))?;
     }
     Ok(())
+}
+
+/// Removes what earlier versions generated under a dated name (`STEM-YYYYMMDD.*`), one
+/// 230 MB file per calendar day.
+fn remove_dated_files(work: &Path, stem: &str) {
+    let Ok(dir) = std::fs::read_dir(work) else {
+        return;
+    };
+    let prefix = format!("{stem}-");
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let dated = name
+            .strip_prefix(&prefix)
+            .is_some_and(|rest| rest.len() > 8 && rest[..8].bytes().all(|b| b.is_ascii_digit()));
+        if dated {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The audience the demo counts: favorable fans who watched lives this week but have not bought.
@@ -178,6 +201,7 @@ fn print_report(
     file: &Path,
     s: &import::ImportSummary,
     stats: &siyu_engine::Stats,
+    eval: &siyu_engine::identity::Evaluation,
 ) {
     println!();
     println!("Siyu 私域 demo — tenant {TENANT}, {}", location.describe());
@@ -192,9 +216,18 @@ fn print_report(
     );
     println!();
     println!(
-        "  {} events resolved to {} fans 粉丝",
+        "  {} events resolved to {} fans 粉丝 — a fan is one person as far as the events show",
         output::n(stats.events),
         output::n(stats.fans)
+    );
+    println!(
+        "  the generator made {} people: {} of them are still split over two or more fans,",
+        output::n(eval.people),
+        output::n(eval.split_people)
+    );
+    println!(
+        "  because no event ever carried two of their ids together (pairwise precision {:.4}, recall {:.4})",
+        eval.precision, eval.recall
     );
     println!();
     println!("  Events by domain");

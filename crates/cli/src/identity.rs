@@ -103,25 +103,8 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
         IdentityCommand::Eval { truth } => {
             let text = std::fs::read_to_string(&truth)
                 .with_context(|| format!("cannot read {}", truth.display()))?;
-            let mut rows = Vec::new();
-            for (i, line) in text.lines().enumerate().skip(1) {
-                let mut parts = line.splitn(3, ',');
-                let (Some(k), Some(v), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
-                    anyhow::bail!(
-                        "{} line {}: expected kind,value,person",
-                        truth.display(),
-                        i + 1
-                    );
-                };
-                let kind: IdentityKind = k.parse().map_err(|_| {
-                    anyhow::anyhow!(
-                        "{} line {}: unknown identity kind {k:?}",
-                        truth.display(),
-                        i + 1
-                    )
-                })?;
-                rows.push((kind, v, p));
-            }
+            let rows =
+                parse_truth(&text).map_err(|e| anyhow::anyhow!("{}: {e}", truth.display()))?;
             let eval = app
                 .ingestor
                 .with_engine(t, |e| e.identities().evaluate(rows.iter().copied()))?;
@@ -142,6 +125,10 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
                 println!(
                     "fans holding one-per-person ids of two true people: {}",
                     eval.wrong_merges
+                );
+                println!(
+                    "true people still split over two or more fans: {}",
+                    output::n(eval.split_people)
                 );
             }
         }
@@ -165,4 +152,21 @@ fn csv_field(v: &str) -> std::borrow::Cow<'_, str> {
     } else {
         v.into()
     }
+}
+
+/// The generator's truth file (`kind,value,person` with a header line) as rows for
+/// [`siyu_engine::IdentityGraph::evaluate`]; an error names the line.
+pub fn parse_truth(text: &str) -> anyhow::Result<Vec<(IdentityKind, &str, &str)>> {
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let mut parts = line.splitn(3, ',');
+        let (Some(k), Some(v), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
+            anyhow::bail!("line {}: expected kind,value,person", i + 1);
+        };
+        let kind: IdentityKind = k
+            .parse()
+            .map_err(|_| anyhow::anyhow!("line {}: unknown identity kind {k:?}", i + 1))?;
+        rows.push((kind, v, p));
+    }
+    Ok(rows)
 }

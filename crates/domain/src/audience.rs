@@ -2,7 +2,7 @@
 //!
 //! `layer >= favorable and count(live_watch, 7d) >= 2 and not count(order, 30d) > 0` is parsed
 //! once into an [`Expr`]; the engine evaluates it over resolved fans as of any instant, with the
-//! window semantics of DESIGN.md (a window `7d` as of T is (T − 7 days, T]). Parsing is pure and
+//! window semantics of docs/events.md (a window `7d` as of T is (T − 7 days, T]). Parsing is pure and
 //! checks everything that can be checked without data: event types, summable properties, layer
 //! and domain names, window units. Errors name the column (1-based, in characters) and what was
 //! expected there, with a suggestion for a misspelt name. `Expr`'s `Display` is the canonical

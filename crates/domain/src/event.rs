@@ -1,4 +1,4 @@
-//! The native event model of DESIGN.md and its parser.
+//! The native event model of docs/events.md and its parser.
 //!
 //! [`Event::from_value`] is the only way to make an [`Event`] from outside input. It either
 //! returns an event that every later stage may trust, or an [`EventError`] with a stable
@@ -12,7 +12,7 @@ use crate::identity::{Identities, Identity, IdentityError, IdentityKind};
 use crate::time::{self, MS_PER_DAY, Millis};
 use crate::{Domain, EventType};
 
-/// An event's properties (free-form, with the per-type rules of DESIGN.md already checked).
+/// An event's properties (free-form, with the per-type rules of docs/events.md already checked).
 pub type Props = Map<String, Value>;
 
 /// The event id: 1–128 characters, the idempotency key within a tenant.
@@ -145,7 +145,7 @@ const FIELDS: [&str; 7] = [
     "source",
 ];
 
-/// Events may be at most this far ahead of the receiving clock (DESIGN.md: 24 h).
+/// Events may be at most this far ahead of the receiving clock (docs/events.md: 24 h).
 pub const MAX_FUTURE_MS: Millis = MS_PER_DAY;
 
 impl Event {

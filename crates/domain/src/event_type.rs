@@ -1,4 +1,4 @@
-//! The event catalogue (DESIGN.md) and custom events.
+//! The event catalogue (docs/events.md) and custom events.
 //!
 //! Catalogue types imply their domain; a custom type is `x_` + a name and carries the domain it
 //! was sent with. The catalogue is a `u8`-sized enum so the engine can keep one byte per event.

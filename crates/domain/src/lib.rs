@@ -7,7 +7,7 @@
 //! # Layout
 //! - [`audience`]: the segment language (which fans a step is for), parsed with positioned errors.
 //! - [`domain`]: the three domains 公域 / 商域 / 私域 and the one table of their labels.
-//! - [`event_type`]: the event catalogue of DESIGN.md and custom `x_` events.
+//! - [`event_type`]: the event catalogue of docs/events.md and custom `x_` events.
 //! - [`identity`]: identity kinds and value normalization (phones to E.164, emails lowercased).
 //! - [`event`]: the native event model and its parser, with errors that name the field.
 //! - [`layer`]: the growth path 潜在粉丝 → 路人粉丝 → 好感粉丝 → 真爱粉丝 and its labels.

@@ -955,6 +955,9 @@ pub struct Evaluation {
     pub recall: f64,
     /// Fans holding one-per-person ids of two or more true people (must be 0).
     pub wrong_merges: u64,
+    /// True people whose values are in two or more fans: no event ever carried two of their
+    /// ids together, so nothing tells Siyu they are one person. Why `fans` exceeds `people`.
+    pub split_people: u64,
 }
 
 impl IdentityGraph {
@@ -1010,6 +1013,13 @@ impl IdentityGraph {
             precision: ratio(tp, predicted),
             recall: ratio(tp, actual),
             wrong_merges: strong_people.values().filter(|p| p.len() > 1).count() as u64,
+            split_people: {
+                let mut fans_of: HashMap<&str, u32> = HashMap::new();
+                for (_, person) in cell.keys() {
+                    *fans_of.entry(person).or_default() += 1;
+                }
+                fans_of.values().filter(|&&n| n > 1).count() as u64
+            },
         }
     }
 }
@@ -1158,7 +1168,11 @@ mod snap {
                 } = v;
                 let value = |j: u32| {
                     let end = ends[j as usize] as usize;
-                    let start = if j == 0 { 0 } else { ends[j as usize - 1] as usize };
+                    let start = if j == 0 {
+                        0
+                    } else {
+                        ends[j as usize - 1] as usize
+                    };
                     &bytes[start..end]
                 };
                 *table = HashTable::with_capacity(ends.len());

@@ -404,7 +404,7 @@ pub struct Features {
     pub orders_180d: u32,
 }
 
-/// The first rule that holds (DESIGN.md, with the tenant's thresholds).
+/// The first rule that holds (docs/layers.md, with the tenant's thresholds).
 pub fn layer_of(f: &Features, r: &Rules) -> Layer {
     let t = &r.true_love;
     if !f.follows {

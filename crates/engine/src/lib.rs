@@ -888,10 +888,15 @@ mod tests {
                         phone,
                         if who % 2 == 0 { "live" } else { "ad" }
                     );
-                    e.apply(seq, &siyu_domain::parse_event(&text, 1_900_000_000_000).unwrap());
+                    e.apply(
+                        seq,
+                        &siyu_domain::parse_event(&text, 1_900_000_000_000).unwrap(),
+                    );
                 }
                 Step::Confirm(a, b) | Step::Distinct(a, b) => {
-                    let (Some(a), Some(b)) = (fan(e, *a), fan(e, *b)) else { return };
+                    let (Some(a), Some(b)) = (fan(e, *a), fan(e, *b)) else {
+                        return;
+                    };
                     let d = if matches!(s, Step::Confirm(..)) {
                         Decision::Confirm { a, b }
                     } else {
@@ -900,7 +905,11 @@ mod tests {
                     let _ = e.decide(seq, d);
                 }
                 Step::Shared(who) => {
-                    e.mark_shared(seq, siyu_domain::IdentityKind::Phone, &format!("+861380013{:04}", who / 2));
+                    e.mark_shared(
+                        seq,
+                        siyu_domain::IdentityKind::Phone,
+                        &format!("+861380013{:04}", who / 2),
+                    );
                 }
             }
         }
@@ -958,7 +967,11 @@ mod tests {
         fn a_damaged_snapshot_is_refused() {
             let mut e = TenantEngine::new();
             for n in 0..20 {
-                run(&mut e, n, &Step::Event((n as u8 % 5, n % 10, n as i64 * 7, (n % 3) as u8)));
+                run(
+                    &mut e,
+                    n,
+                    &Step::Event((n as u8 % 5, n % 10, n as i64 * 7, (n % 3) as u8)),
+                );
             }
             let mut bytes = e.snapshot();
             let mid = bytes.len() / 2;
@@ -971,5 +984,4 @@ mod tests {
             assert!(TenantEngine::from_snapshot(b"not a snapshot").is_err());
         }
     }
-
 }

@@ -1,4 +1,4 @@
-//! Layer rules: the defaults of DESIGN.md, and a per-tenant TOML file that may change weights,
+//! Layer rules: the defaults of docs/layers.md, and a per-tenant TOML file that may change weights,
 //! windows and thresholds.
 //!
 //! ```toml
@@ -29,7 +29,7 @@ use siyu_domain::event_type::CatalogueType;
 
 const CATALOGUE_LEN: usize = 24;
 
-/// The default weights of DESIGN.md (live_watch is scored by duration instead).
+/// The default weights of docs/layers.md (live_watch is scored by duration instead).
 const DEFAULT_WEIGHTS: [(&str, u32); 11] = [
     ("video_like", 1),
     ("video_comment", 3),

@@ -247,7 +247,11 @@ impl<T: Snap> Snap for Option<T> {
         }
     }
     fn take(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
-        Ok(if bool::take(r)? { Some(T::take(r)?) } else { None })
+        Ok(if bool::take(r)? {
+            Some(T::take(r)?)
+        } else {
+            None
+        })
     }
 }
 
@@ -354,7 +358,6 @@ macro_rules! closed_set {
         }
     };
 }
-
 
 closed_set!(IdentityKind, IdentityKind::ALL);
 closed_set!(Domain, Domain::ALL);

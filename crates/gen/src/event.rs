@@ -5,7 +5,7 @@
 //! carries, and one packed word of type-specific detail. Everything else (id strings, phone
 //! digits, names) is derived again when the line is written.
 
-/// The catalogue types of DESIGN.md that the generator emits.
+/// The catalogue types of docs/events.md that the generator emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub(crate) enum Kind {

@@ -1,5 +1,5 @@
 //! Deterministic synthetic data for one Douyin brand: native events across the three domains
-//! (DESIGN.md, "Event model") and the true person behind every identity value.
+//! (docs/events.md) and the true person behind every identity value.
 //!
 //! `siyu gen`, `siyu demo` and the benchmarks run it. Identity resolution, layering and
 //! attribution are tested against its output, so it has to contain the cases those features
@@ -48,7 +48,7 @@
 //! The mean number of events per person is `days / 8` from 45 days on (90 days: 11.3; 240
 //! days: 30). The median person has 5 or 6 events; the 99th percentile has about 100 over 90
 //! days and about 300 over 240. Shorter windows have more than `days / 8`, because everyone's
-//! first touches dominate them. At the end of a 90-day window, DESIGN.md's default layer rules
+//! first touches dominate them. At the end of a 90-day window, the default layer rules (docs/layers.md)
 //! give about 63% 潜在 Potential, 15% 路人 Passerby, 17% 好感 Favorable and 5% 真爱 TrueLove.
 //!
 //! # Determinism, speed, memory

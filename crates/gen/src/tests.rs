@@ -46,7 +46,7 @@ fn sample() -> &'static Sample {
     S.get_or_init(|| Sample::new(run(config(20_000, 90, 42))))
 }
 
-/// Normalizes an identity value the way DESIGN.md says ingest does.
+/// Normalizes an identity value the way docs/events.md says ingest does.
 fn normalize(kind: &str, raw: &str) -> Option<String> {
     match kind {
         "phone" => {
@@ -834,7 +834,7 @@ fn fit_intensity() {
     }
 }
 
-/// Shares the crate documentation quotes, and the layers of DESIGN.md as of the window's end.
+/// Shares the crate documentation quotes, and the layers of docs/layers.md as of the window's end.
 fn report(s: &Sample) {
     let by = s.by_person();
     let end = s.run.cfg.end.as_millisecond();

@@ -52,7 +52,9 @@ pub fn fresh_postgres() -> TestSchema {
         N.fetch_add(1, Ordering::Relaxed)
     );
     connect()
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"))
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
+        ))
         .expect("create test schema");
     let base = base_url();
     let sep = if base.contains('?') { '&' } else { '?' };

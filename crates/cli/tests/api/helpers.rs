@@ -33,11 +33,17 @@ pub fn fresh_location_blocking(backend: Backend) -> (Location, StoreGuard) {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
-            (Location::Sqlite(dir.path().join("data")), StoreGuard::Dir(dir))
+            (
+                Location::Sqlite(dir.path().join("data")),
+                StoreGuard::Dir(dir),
+            )
         }
         Backend::Postgres => {
             let schema = siyu_store::testing::fresh_postgres();
-            (Location::Postgres(schema.url.clone()), StoreGuard::Schema(schema))
+            (
+                Location::Postgres(schema.url.clone()),
+                StoreGuard::Schema(schema),
+            )
         }
     }
 }
