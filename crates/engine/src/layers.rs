@@ -1026,6 +1026,7 @@ pub struct EngagementPart {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelineEntry {
+    #[serde(serialize_with = "siyu_domain::time::rfc3339")]
     pub ts: Millis,
     pub r#type: &'static str,
     pub domain: Domain,
@@ -1037,6 +1038,7 @@ pub struct Explanation {
     pub layer: Layer,
     /// 潜在粉丝 / 路人粉丝 / 好感粉丝 / 真爱粉丝.
     pub label: &'static str,
+    #[serde(serialize_with = "siyu_domain::time::rfc3339")]
     pub as_of: Millis,
     pub why: String,
     pub features: Features,

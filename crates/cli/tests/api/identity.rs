@@ -89,6 +89,8 @@ async fn one_person_three_ways_is_one_fan_with_history(b: Backend) {
         "the phone linked them"
     );
 
+    assert_eq!(merges[0]["ts"], "2026-10-03T10:00:00.000Z");
+
     // The merged-away id still resolves.
     let into = merges[0]["into"].as_i64().unwrap();
     let from = merges[0]["from"].as_i64().unwrap();
@@ -111,6 +113,10 @@ async fn one_person_three_ways_is_one_fan_with_history(b: Backend) {
         .get("/api/reports/dedup?from=2026-10-02T00:00:00Z")
         .await;
     assert_eq!((s, r["total"]["leads"].as_u64()), (200, Some(2)));
+    assert_eq!(
+        (&r["from"], &r["to"]),
+        (&json!("2026-10-02T00:00:00.000Z"), &Value::Null)
+    );
     let (s, r) = app.get("/api/reports/dedup?from=yesterday").await;
     assert_eq!((s, r["error"]["field"].as_str()), (400, Some("from")));
 
