@@ -9,12 +9,14 @@
 //!   guard against wrong merges, merge audit and possible duplicates.
 //! - [`dedup`]: the lead dedup report (线索重复率) and the cross-channel overlap.
 //! - [`layers`]: fan layers as of any instant, flows between instants, explanations.
+//! - [`explain`]: why a fan is in its layer, as the rules' comparisons with its features.
 //! - [`live`]: live layers with transitions, moved by events and by time (decay).
 //! - [`rules`]: the layer rules (defaults and the per-tenant TOML file).
 //! - [`TenantEngine`]: one tenant's state; `apply` takes each stored event once, in order.
 
 pub mod audience;
 pub mod dedup;
+pub mod explain;
 pub mod identity;
 pub mod layers;
 pub mod live;
@@ -30,6 +32,7 @@ use siyu_domain::{Domain, Event, Layer, Millis};
 
 pub use audience::{Audience, EvalError, FanSet};
 pub use dedup::{DedupReport, DedupRow};
+pub use explain::{Check, Clause};
 pub use identity::{
     Decision, DecisionError, FanId, IdentityGraph, Merge, MergeCause, PossibleDuplicate,
 };
