@@ -737,7 +737,8 @@ mod tests {
         /// For random fans, rules and instants, the explanation is the numbers that decided
         /// the layer: every clause is the fan's feature compared as the rule says, the clauses
         /// end at `layer_of`'s layer, the text reads back as the clauses, and the features are
-        /// the ones the live state computes independently.
+        /// the ones the live state computes independently. The timeline is the fan's latest
+        /// events by event time, newest first, each with its own type name.
         #[test]
         fn explanations_are_the_numbers_that_decided(
             // (person, which identities, type, day, hour, group, duration)
@@ -747,6 +748,7 @@ mod tests {
             ),
             at_day in -2i64..320,
             at_ms in 0i64..MS_PER_DAY,
+            timeline_len in 0usize..12,
             rules in rules_strategy(),
         ) {
             let mut e = TenantEngine::new();
@@ -784,7 +786,7 @@ mod tests {
             fans.sort();
             fans.dedup();
             for fan in fans {
-                let x = e.explain(fan, as_of, 0);
+                let x = e.explain(fan, as_of, timeline_len);
                 let independent = e.features_of(fan, as_of);
                 prop_assert_eq!(x.as_ref().map(|x| x.features), independent);
                 let Some(x) = x else { continue };
@@ -792,6 +794,18 @@ mod tests {
                 assert_checks_decide(&x.checks, &x.features, &rules, x.layer);
                 assert_text_is_checks(&x, &rules);
 
+                let mut expected: Vec<(i64, usize, &str)> = made
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| m.2 <= as_of && fan_of(m.0, &m.1) == Some(fan))
+                    .map(|(i, m)| (m.2, i, m.3))
+                    .collect();
+                expected.sort_by_key(|w| std::cmp::Reverse((w.0, w.1)));
+                expected.truncate(timeline_len);
+                let got: Vec<(i64, &str)> =
+                    x.timeline.iter().map(|t| (t.ts, t.r#type.as_str())).collect();
+                let want: Vec<(i64, &str)> = expected.iter().map(|w| (w.0, w.2)).collect();
+                prop_assert_eq!(got, want);
             }
         }
     }

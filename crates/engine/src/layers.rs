@@ -197,6 +197,17 @@ impl Columns {
         }
     }
 
+    /// The type name of event `i`: its catalogue name, or its custom `x_...` name.
+    pub(crate) fn type_name(&self, i: usize) -> &str {
+        match self.kind[i] {
+            CUSTOM => self
+                .custom_names
+                .get(self.val[i] as usize)
+                .map_or("custom", String::as_str),
+            k => CatalogueType::ALL[k as usize].as_str(),
+        }
+    }
+
     /// The index of a custom event type's name, if any event had it.
     pub(crate) fn custom_type(&self, name: &str) -> Option<u32> {
         self.custom_index.get(name).copied()
@@ -859,7 +870,7 @@ impl Columns {
     }
 
     /// One fan's layer as of `as_of`, with the numbers behind it (see [`crate::explain`]) and
-    /// its timeline.
+    /// its latest `timeline_len` events, newest first.
     pub(crate) fn explain(
         &self,
         graph: &IdentityGraph,
@@ -928,16 +939,15 @@ impl Columns {
         engagement.sort_by(|a, b| b.points.cmp(&a.points).then(a.r#type.cmp(b.r#type)));
         let checks = crate::explain::checks(&f, rules);
         let why = crate::explain::render(&checks, rules, &engagement);
-        let skip = seen.len().saturating_sub(timeline_len);
-        let timeline = seen[skip..]
-            .iter()
-            .map(|&i| {
-                let kind = self.kind[i as usize];
-                TimelineEntry {
-                    ts: self.ts[i as usize],
-                    r#type: T::ALL.get(kind as usize).map_or("custom", |t| t.as_str()),
-                    domain: self.domain(i as usize),
-                }
+        // Newest first by event time; equal times, the later arrival first.
+        seen.sort_unstable_by_key(|&i| std::cmp::Reverse((self.ts[i as usize], i)));
+        seen.truncate(timeline_len);
+        let timeline = seen
+            .into_iter()
+            .map(|i| TimelineEntry {
+                ts: self.ts[i as usize],
+                r#type: self.type_name(i as usize).to_string(),
+                domain: self.domain(i as usize),
             })
             .collect();
         Some(Explanation {
@@ -960,11 +970,13 @@ pub struct EngagementPart {
     pub points: u32,
 }
 
+/// One event of a fan's timeline.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelineEntry {
     #[serde(serialize_with = "siyu_domain::time::rfc3339")]
     pub ts: Millis,
-    pub r#type: &'static str,
+    /// The event's type: a catalogue name, or a custom event's own `x_...` name.
+    pub r#type: String,
     pub domain: Domain,
 }
 
@@ -983,7 +995,8 @@ pub struct Explanation {
     pub features: Features,
     /// What the engagement score is made of, biggest first.
     pub engagement: Vec<EngagementPart>,
-    /// The fan's latest events across the three domains, oldest first.
+    /// The fan's latest events across the three domains by event time, newest first (equal
+    /// times: the later arrival first).
     pub timeline: Vec<TimelineEntry>,
 }
 
@@ -1279,6 +1292,51 @@ mod tests {
             "the same order, in JSON"
         );
         assert_eq!(v["as_of"], "2026-09-04T12:00:00.000Z");
+    }
+
+    #[test]
+    fn the_timeline_is_the_latest_events_by_event_time_newest_first() {
+        let mut t = T::new();
+        // Arrival order is not time order: a late import of older events, two events at
+        // one instant, custom events with their own names.
+        t.ev("c", "follow", 5, "")
+            .ev("c", "x_page", 7, "")
+            .ev("c", "video_like", 1, "")
+            .ev("c", "x_identify", 6, "")
+            .ev("c", "video_comment", 6, "")
+            .ev("c", "order", 9, r#"{"order_id":"1","amount":1}"#)
+            .ev("c", "video_share", 2, "");
+        let fan =
+            t.e.identities()
+                .lookup(siyu_domain::IdentityKind::DouyinOpenId, "c")[0];
+        let x = t.e.explain(fan, day(8), 4).unwrap();
+        let got: Vec<(i64, &str)> = x
+            .timeline
+            .iter()
+            .map(|e| (e.ts, e.r#type.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (day(7), "x_page"),
+                (day(6), "video_comment"),
+                (day(6), "x_identify"),
+                (day(5), "follow"),
+            ],
+            "newest first, equal times the later arrival first, nothing after as_of"
+        );
+        assert_eq!(x.timeline[0].domain, siyu_domain::Domain::Private);
+        let all = t.e.explain(fan, day(8), 100).unwrap();
+        assert_eq!(all.timeline.len(), 6);
+        assert_eq!(
+            all.timeline[5].r#type, "video_like",
+            "the oldest comes last"
+        );
+        let v = serde_json::to_value(&x).unwrap();
+        assert_eq!(
+            v["timeline"][0],
+            serde_json::json!({"ts": "2026-09-08T12:00:00.000Z", "type": "x_page", "domain": "private"})
+        );
     }
 
     proptest! {
