@@ -648,7 +648,8 @@ impl TenantEngine {
         layers::flow(&self.layers_as_of(from), &self.layers_as_of(to))
     }
 
-    /// A fan's layer as of `as_of`, why, and its latest `timeline` events.
+    /// A fan's layer as of `as_of`, why (the rules' comparisons, see [`explain`]), and its
+    /// latest `timeline` events by event time, newest first.
     pub fn explain(&self, fan: FanId, as_of: Millis, timeline: usize) -> Option<Explanation> {
         self.columns
             .explain(&self.identities, &self.rules, fan, as_of, timeline)
