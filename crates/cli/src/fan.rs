@@ -52,7 +52,7 @@ pub fn print_fan(v: &FanView) {
     if let Some(x) = &v.layer {
         println!("  layer  {}", x.why);
         if !x.timeline.is_empty() {
-            println!("  latest events");
+            println!("  latest events, newest first");
             for t in &x.timeline {
                 println!(
                     "    {}  {} {:<20}",

@@ -62,7 +62,9 @@ impl DedupRow {
 /// `channels[i]` and `channels[j]` (the diagonal is each channel's people).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DedupReport {
+    #[serde(serialize_with = "siyu_domain::time::rfc3339_opt")]
     pub from: Option<Millis>,
+    #[serde(serialize_with = "siyu_domain::time::rfc3339_opt")]
     pub to: Option<Millis>,
     pub channels: Vec<DedupRow>,
     /// All channels together: repeats here include a person's leads through other channels.

@@ -161,6 +161,7 @@ pub struct Merge {
     pub from: FanId,
     /// The linking event's sequence number (for an operator merge: the log position).
     pub seq: i64,
+    #[serde(serialize_with = "siyu_domain::time::rfc3339")]
     pub ts: Millis,
     pub cause: MergeCause,
     /// The identity value that linked them (none for an operator merge).
@@ -175,6 +176,7 @@ pub struct PossibleDuplicate {
     pub b: FanId,
     /// The event that found it.
     pub seq: i64,
+    #[serde(serialize_with = "siyu_domain::time::rfc3339")]
     pub ts: Millis,
     pub via: (IdentityKind, String),
 }

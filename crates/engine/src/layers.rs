@@ -197,6 +197,17 @@ impl Columns {
         }
     }
 
+    /// The type name of event `i`: its catalogue name, or its custom `x_...` name.
+    pub(crate) fn type_name(&self, i: usize) -> &str {
+        match self.kind[i] {
+            CUSTOM => self
+                .custom_names
+                .get(self.val[i] as usize)
+                .map_or("custom", String::as_str),
+            k => CatalogueType::ALL[k as usize].as_str(),
+        }
+    }
+
     /// The index of a custom event type's name, if any event had it.
     pub(crate) fn custom_type(&self, name: &str) -> Option<u32> {
         self.custom_index.get(name).copied()
@@ -858,7 +869,8 @@ impl Columns {
         sum
     }
 
-    /// One fan's layer as of `as_of`, with the numbers behind it and its timeline.
+    /// One fan's layer as of `as_of`, with the numbers behind it (see [`crate::explain`]) and
+    /// its latest `timeline_len` events, newest first.
     pub(crate) fn explain(
         &self,
         graph: &IdentityGraph,
@@ -867,7 +879,7 @@ impl Columns {
         as_of: Millis,
         timeline_len: usize,
     ) -> Option<Explanation> {
-        let nodes: std::collections::HashSet<u32> = graph.nodes_of(fan).into_iter().collect();
+        let nodes = graph.nodes_of(fan);
         if nodes.is_empty() {
             return None;
         }
@@ -876,37 +888,21 @@ impl Columns {
         let mut groups: HashMap<u32, Toggle> = HashMap::new();
         let mut f = Features::default();
         let mut breakdown: HashMap<&'static str, (u32, u32)> = HashMap::new();
-        let mut timeline = Vec::new();
-        let mut seen = false;
+        // The fan's events at or before `as_of`, in arrival order (ties in time go to the
+        // later arrival, as everywhere).
+        let mut seen: Vec<u32> = Vec::new();
         use CatalogueType as T;
-        for i in 0..self.ts.len() {
-            if !nodes.contains(&self.node[i]) || self.ts[i] > as_of {
+        for i in self.events_of(&nodes) {
+            let i = i as usize;
+            if self.ts[i] > as_of {
                 continue;
             }
-            seen = true;
+            seen.push(i as u32);
             let (ts, kind, val) = (self.ts[i], self.kind[i], self.val[i]);
-            let name = if kind == CUSTOM {
-                "custom"
-            } else {
-                T::ALL[kind as usize].as_str()
-            };
-            let domain = if kind == CUSTOM {
-                self.custom_domain
-                    .get(&(i as u32))
-                    .copied()
-                    .unwrap_or(Domain::Private)
-            } else {
-                T::ALL[kind as usize].domain()
-            };
-            timeline.push(TimelineEntry {
-                ts,
-                r#type: name,
-                domain,
-            });
             if ts > a.engagement_from {
                 let w = weight(rules, kind, val);
-                if w > 0 {
-                    let e = breakdown.entry(name).or_default();
+                if let (true, Some(t)) = (w > 0, T::ALL.get(kind as usize)) {
+                    let e = breakdown.entry(t.as_str()).or_default();
                     e.0 += 1;
                     e.1 += w;
                     f.engagement_30d += w;
@@ -925,7 +921,7 @@ impl Columns {
                 _ => {}
             }
         }
-        if !seen {
+        if seen.is_empty() {
             return None;
         }
         f.follows = follow.on;
@@ -941,80 +937,30 @@ impl Columns {
             })
             .collect();
         engagement.sort_by(|a, b| b.points.cmp(&a.points).then(a.r#type.cmp(b.r#type)));
-        let why = reason(&f, rules, layer, &engagement);
-        let skip = timeline.len().saturating_sub(timeline_len);
+        let checks = crate::explain::checks(&f, rules);
+        let why = crate::explain::render(&checks, rules, &engagement);
+        // Newest first by event time; equal times, the later arrival first.
+        seen.sort_unstable_by_key(|&i| std::cmp::Reverse((self.ts[i as usize], i)));
+        seen.truncate(timeline_len);
+        let timeline = seen
+            .into_iter()
+            .map(|i| TimelineEntry {
+                ts: self.ts[i as usize],
+                r#type: self.type_name(i as usize).to_string(),
+                domain: self.domain(i as usize),
+            })
+            .collect();
         Some(Explanation {
             layer,
             label: layer.label_zh(),
             as_of,
             why,
+            checks,
             features: f,
             engagement,
-            timeline: timeline.split_off(skip),
+            timeline,
         })
     }
-}
-
-/// The rule that put the fan in its layer, in numbers, e.g.
-/// `好感粉丝: follows; engagement_30d = 14 ≥ 10 (2 × live_comment = 4, 1 × private_message_in = 4, ...)`.
-fn reason(f: &Features, r: &Rules, layer: Layer, parts: &[EngagementPart]) -> String {
-    let t = &r.true_love;
-    let eng = || {
-        let list: Vec<String> = parts
-            .iter()
-            .map(|p| format!("{} × {} = {}", p.count, p.r#type, p.points))
-            .collect();
-        if list.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", list.join(", "))
-        }
-    };
-    let days = r.engagement_window_days;
-    let why = match layer {
-        Layer::Potential => "does not follow".to_string(),
-        Layer::TrueLove if f.orders_180d >= t.orders => {
-            format!(
-                "follows; orders_{}d = {} ≥ {}",
-                r.orders_window_days, f.orders_180d, t.orders
-            )
-        }
-        Layer::TrueLove
-            if f.orders_180d >= t.orders_with_engagement
-                && f.engagement_30d >= t.engagement_with_order =>
-        {
-            format!(
-                "follows; orders_{}d = {} ≥ {} and engagement_{days}d = {} ≥ {}{}",
-                r.orders_window_days,
-                f.orders_180d,
-                t.orders_with_engagement,
-                f.engagement_30d,
-                t.engagement_with_order,
-                eng()
-            )
-        }
-        Layer::TrueLove => format!(
-            "follows; in a fan group and engagement_{days}d = {} ≥ {}{}",
-            f.engagement_30d,
-            t.group_engagement,
-            eng()
-        ),
-        Layer::Favorable if f.engagement_30d >= r.favorable.engagement => format!(
-            "follows; engagement_{days}d = {} ≥ {}{}",
-            f.engagement_30d,
-            r.favorable.engagement,
-            eng()
-        ),
-        Layer::Favorable if f.subscribed => "follows; subscribed".to_string(),
-        Layer::Favorable => "follows; in a fan group".to_string(),
-        Layer::Passerby => format!(
-            "follows; engagement_{days}d = {} < {}{}, no order, not subscribed, not in a fan group",
-            f.engagement_30d,
-            r.favorable.engagement,
-            eng()
-        ),
-    };
-    format!("{}: {why}", layer.label_zh())
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1024,10 +970,13 @@ pub struct EngagementPart {
     pub points: u32,
 }
 
+/// One event of a fan's timeline.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelineEntry {
+    #[serde(serialize_with = "siyu_domain::time::rfc3339")]
     pub ts: Millis,
-    pub r#type: &'static str,
+    /// The event's type: a catalogue name, or a custom event's own `x_...` name.
+    pub r#type: String,
     pub domain: Domain,
 }
 
@@ -1037,12 +986,17 @@ pub struct Explanation {
     pub layer: Layer,
     /// 潜在粉丝 / 路人粉丝 / 好感粉丝 / 真爱粉丝.
     pub label: &'static str,
+    #[serde(serialize_with = "siyu_domain::time::rfc3339")]
     pub as_of: Millis,
+    /// `checks` in words (see [`crate::explain::render`]).
     pub why: String,
+    /// The layer rules in order as `features` met them, down to the one that held.
+    pub checks: Vec<crate::explain::Check>,
     pub features: Features,
     /// What the engagement score is made of, biggest first.
     pub engagement: Vec<EngagementPart>,
-    /// The fan's latest events across the three domains, oldest first.
+    /// The fan's latest events across the three domains by event time, newest first (equal
+    /// times: the later arrival first).
     pub timeline: Vec<TimelineEntry>,
 }
 
@@ -1171,8 +1125,13 @@ mod tests {
             } else {
                 props.to_string()
             };
+            let domain = if ty.starts_with("x_") {
+                r#","domain":"private""#
+            } else {
+                ""
+            };
             let text = format!(
-                r#"{{"id":"{}","type":"{ty}","ts":"{ts}","identities":{{"douyin_open_id":"{who}"}},"props":{props}}}"#,
+                r#"{{"id":"{}","type":"{ty}","ts":"{ts}","identities":{{"douyin_open_id":"{who}"}},"props":{props}{domain}}}"#,
                 self.seq
             );
             let e = parse_event(&text, day(10_000)).unwrap();
@@ -1299,10 +1258,85 @@ mod tests {
         assert_eq!(x.features.engagement_30d, 3 * 3 + 2 + 4);
         assert_eq!(
             x.why,
-            "好感粉丝: follows; engagement_30d = 15 ≥ 10 (3 × video_comment = 9, 1 × subscribe = 4, 1 × live_comment = 2)"
+            "好感粉丝 Favorable: follows; \
+             not 真爱粉丝 (orders_180d = 0 < 2, orders_180d = 0 < 1, not in a fan group); \
+             engagement_30d = 15 ≥ 10; \
+             engagement_30d: 3 × video_comment = 9, 1 × subscribe = 4, 1 × live_comment = 2"
         );
         assert_eq!(x.timeline.len(), 3);
         assert!(t.e.explain(FanId(999), day(6), 3).is_none());
+    }
+
+    #[test]
+    fn a_passerby_with_one_order_is_told_so() {
+        let mut t = T::new();
+        t.ev("p", "follow", 0, "")
+            .ev("p", "order", 1, r#"{"order_id":"1","amount":10}"#)
+            .ev("p", "private_message_in", 2, "");
+        let fan =
+            t.e.identities()
+                .lookup(siyu_domain::IdentityKind::DouyinOpenId, "p")[0];
+        let x = t.e.explain(fan, day(3), 0).unwrap();
+        assert_eq!(x.layer, Layer::Passerby);
+        assert_eq!(
+            x.why,
+            "路人粉丝 Passerby: follows; \
+             not 真爱粉丝 (orders_180d = 1 < 2, orders_180d = 1 ≥ 1 but engagement_30d = 4 < 10, not in a fan group); \
+             not 好感粉丝 (engagement_30d = 4 < 10, not subscribed, not in a fan group); \
+             engagement_30d: 1 × private_message_in = 4"
+        );
+        let v = serde_json::to_value(&x).unwrap();
+        assert_eq!(v["features"]["orders_180d"], 1);
+        assert_eq!(
+            v["checks"][1]["any_of"][0][0]["value"], 1,
+            "the same order, in JSON"
+        );
+        assert_eq!(v["as_of"], "2026-09-04T12:00:00.000Z");
+    }
+
+    #[test]
+    fn the_timeline_is_the_latest_events_by_event_time_newest_first() {
+        let mut t = T::new();
+        // Arrival order is not time order: a late import of older events, two events at
+        // one instant, custom events with their own names.
+        t.ev("c", "follow", 5, "")
+            .ev("c", "x_page", 7, "")
+            .ev("c", "video_like", 1, "")
+            .ev("c", "x_identify", 6, "")
+            .ev("c", "video_comment", 6, "")
+            .ev("c", "order", 9, r#"{"order_id":"1","amount":1}"#)
+            .ev("c", "video_share", 2, "");
+        let fan =
+            t.e.identities()
+                .lookup(siyu_domain::IdentityKind::DouyinOpenId, "c")[0];
+        let x = t.e.explain(fan, day(8), 4).unwrap();
+        let got: Vec<(i64, &str)> = x
+            .timeline
+            .iter()
+            .map(|e| (e.ts, e.r#type.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (day(7), "x_page"),
+                (day(6), "video_comment"),
+                (day(6), "x_identify"),
+                (day(5), "follow"),
+            ],
+            "newest first, equal times the later arrival first, nothing after as_of"
+        );
+        assert_eq!(x.timeline[0].domain, siyu_domain::Domain::Private);
+        let all = t.e.explain(fan, day(8), 100).unwrap();
+        assert_eq!(all.timeline.len(), 6);
+        assert_eq!(
+            all.timeline[5].r#type, "video_like",
+            "the oldest comes last"
+        );
+        let v = serde_json::to_value(&x).unwrap();
+        assert_eq!(
+            v["timeline"][0],
+            serde_json::json!({"ts": "2026-09-08T12:00:00.000Z", "type": "x_page", "domain": "private"})
+        );
     }
 
     proptest! {

@@ -9,12 +9,14 @@
 //!   guard against wrong merges, merge audit and possible duplicates.
 //! - [`dedup`]: the lead dedup report (线索重复率) and the cross-channel overlap.
 //! - [`layers`]: fan layers as of any instant, flows between instants, explanations.
+//! - [`explain`]: why a fan is in its layer, as the rules' comparisons with its features.
 //! - [`live`]: live layers with transitions, moved by events and by time (decay).
 //! - [`rules`]: the layer rules (defaults and the per-tenant TOML file).
 //! - [`TenantEngine`]: one tenant's state; `apply` takes each stored event once, in order.
 
 pub mod audience;
 pub mod dedup;
+pub mod explain;
 pub mod identity;
 pub mod layers;
 pub mod live;
@@ -31,6 +33,7 @@ use siyu_domain::{Domain, Event, Layer, Millis};
 
 pub use audience::{Audience, EvalError, FanSet};
 pub use dedup::{DedupReport, DedupRow};
+pub use explain::{Check, Clause};
 pub use identity::{
     Decision, DecisionError, FanId, IdentityGraph, Merge, MergeCause, PossibleDuplicate,
 };
@@ -647,7 +650,8 @@ impl TenantEngine {
         layers::flow(&self.layers_as_of(from), &self.layers_as_of(to))
     }
 
-    /// A fan's layer as of `as_of`, why, and its latest `timeline` events.
+    /// A fan's layer as of `as_of`, why (the rules' comparisons, see [`explain`]), and its
+    /// latest `timeline` events by event time, newest first.
     pub fn explain(&self, fan: FanId, as_of: Millis, timeline: usize) -> Option<Explanation> {
         self.columns
             .explain(&self.identities, &self.rules, fan, as_of, timeline)
@@ -983,5 +987,77 @@ mod tests {
             assert!(TenantEngine::from_snapshot(&bytes[..mid]).is_err());
             assert!(TenantEngine::from_snapshot(b"not a snapshot").is_err());
         }
+    }
+
+    #[test]
+    fn times_in_answers_are_rfc3339_with_milliseconds() {
+        let at = "2026-10-01T00:00:00.000Z";
+        let t = siyu_domain::time::parse_rfc3339(at).unwrap();
+        let mut e = TenantEngine::new();
+        e.apply(1, &ev("1", "lead_form", r#"{"douyin_open_id":"a"}"#));
+        e.apply(2, &ev("2", "lead_form", r#"{"phone":"13800138000"}"#));
+        e.apply(
+            3,
+            &ev(
+                "3",
+                "follow",
+                r#"{"douyin_open_id":"a","phone":"13800138000"}"#,
+            ),
+        );
+        e.apply(
+            4,
+            &ev(
+                "4",
+                "follow",
+                r#"{"douyin_open_id":"b","phone":"13800138000"}"#,
+            ),
+        );
+        fn json(v: &impl Serialize) -> serde_json::Value {
+            serde_json::to_value(v).unwrap()
+        }
+        let merge = e.identities().merges().next().unwrap();
+        assert_eq!(json(&merge)["ts"], at);
+        let dup = e.identities_mut().possible_duplicates().remove(0);
+        assert_eq!(json(&dup)["ts"], at);
+        let report = e.dedup_report(Some(t), None);
+        assert_eq!(
+            (json(&report)["from"].clone(), json(&report)["to"].clone()),
+            (at.into(), serde_json::Value::Null)
+        );
+        let fan = FanId(1);
+        let transition = Transition {
+            fan,
+            event_id: None,
+            from: None,
+            to: Layer::Passerby,
+            at: t,
+            cause: Cause::Decay,
+        };
+        assert_eq!(json(&transition)["at"], at);
+        let tag = TagChange {
+            fan,
+            tag: "vip".into(),
+            on: true,
+            at: t,
+            source: "manual".into(),
+        };
+        assert_eq!(json(&tag)["at"], at);
+        let change = SegmentChange {
+            segment: 1,
+            fan,
+            entered: true,
+            at: t,
+            cause: SegmentCause::Time,
+            event_id: None,
+        };
+        assert_eq!(json(&change)["at"], at);
+        let x = e.explain(fan, t, 10).unwrap();
+        assert_eq!(
+            (
+                json(&x)["as_of"].clone(),
+                json(&x)["timeline"][0]["ts"].clone()
+            ),
+            (at.into(), at.into())
+        );
     }
 }

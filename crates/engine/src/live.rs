@@ -65,6 +65,7 @@ pub struct Transition {
     /// `None`: the fan is new.
     pub from: Option<Layer>,
     pub to: Layer,
+    #[serde(serialize_with = "siyu_domain::time::rfc3339")]
     pub at: Millis,
     #[serde(flatten)]
     pub cause: Cause,

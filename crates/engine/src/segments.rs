@@ -83,6 +83,7 @@ pub struct SegmentChange {
     pub segment: i64,
     pub fan: FanId,
     pub entered: bool,
+    #[serde(serialize_with = "siyu_domain::time::rfc3339")]
     pub at: Millis,
     #[serde(flatten)]
     pub cause: SegmentCause,

@@ -16,6 +16,7 @@ pub struct TagChange {
     pub tag: String,
     /// `true`: added; `false`: removed.
     pub on: bool,
+    #[serde(serialize_with = "siyu_domain::time::rfc3339")]
     pub at: Millis,
     /// Who made it: `manual`, or `segment:<id>` for an automatic tag.
     pub source: String,

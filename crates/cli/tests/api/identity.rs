@@ -89,6 +89,19 @@ async fn one_person_three_ways_is_one_fan_with_history(b: Backend) {
         "the phone linked them"
     );
 
+    assert_eq!(merges[0]["ts"], "2026-10-03T10:00:00.000Z");
+
+    // A custom event arrives late, older than the last two.
+    let mut page = ev(
+        "page-1",
+        "x_page",
+        "2026-10-02T09:00:00Z",
+        json!({"douyin_open_id": "o1"}),
+        json!({"path": "/price"}),
+    );
+    page["domain"] = json!("public");
+    post_ok(&app, vec![page]).await;
+
     // The merged-away id still resolves.
     let into = merges[0]["into"].as_i64().unwrap();
     let from = merges[0]["from"].as_i64().unwrap();
@@ -97,6 +110,40 @@ async fn one_person_three_ways_is_one_fan_with_history(b: Backend) {
     assert_eq!(
         (v["fan"].as_i64(), v["merged_from"].as_i64()),
         (Some(into), Some(from))
+    );
+    // Its timeline: newest first by event time, each event with its own type name, times in
+    // RFC 3339 with milliseconds.
+    let timeline: Vec<(&str, &str)> = v["layer"]["timeline"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|e| (e["ts"].as_str().unwrap(), e["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        timeline,
+        [
+            ("2026-10-04T10:00:00.000Z", "lead_form"),
+            ("2026-10-03T10:00:00.000Z", "private_message_in"),
+            ("2026-10-02T12:00:00.000Z", "lead_form"),
+            ("2026-10-02T09:00:00.000Z", "x_page"),
+            ("2026-10-01T10:00:00.000Z", "lead_form"),
+        ],
+        "{v}"
+    );
+    assert!(
+        siyu_domain::time::parse_rfc3339(v["layer"]["as_of"].as_str().unwrap()).is_some(),
+        "{v}"
+    );
+    // The explanation says the rules' comparisons with the same numbers as the features.
+    let layer = &v["layer"];
+    assert_eq!(layer["checks"][0]["any_of"][0][0]["feature"], "follows");
+    assert_eq!(
+        layer["checks"][0]["any_of"][0][0]["value"],
+        layer["features"]["follows"]
+    );
+    assert_eq!(
+        layer["why"], "潜在粉丝 Potential: does not follow",
+        "no follow event: {v}"
     );
 
     // Three leads, three channels, one person.
@@ -111,6 +158,10 @@ async fn one_person_three_ways_is_one_fan_with_history(b: Backend) {
         .get("/api/reports/dedup?from=2026-10-02T00:00:00Z")
         .await;
     assert_eq!((s, r["total"]["leads"].as_u64()), (200, Some(2)));
+    assert_eq!(
+        (&r["from"], &r["to"]),
+        (&json!("2026-10-02T00:00:00.000Z"), &Value::Null)
+    );
     let (s, r) = app.get("/api/reports/dedup?from=yesterday").await;
     assert_eq!((s, r["error"]["field"].as_str()), (400, Some("from")));
 
