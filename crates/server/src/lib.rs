@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use siyu_app::App;
 
 pub use error::ApiError;
@@ -94,6 +94,7 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
         .route("/v1/screen", post(ingest::segment_screen))
         .route("/v1/group", post(ingest::segment_group))
         .route("/v1/alias", post(ingest::segment_alias))
+        .route("/v1/{*rest}", any(ingest::segment_not_found))
         .layer(DefaultBodyLimit::max(limits.segment_body));
     Router::new()
         .route(

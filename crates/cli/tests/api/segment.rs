@@ -181,7 +181,113 @@ async fn custom_events_go_to_the_tenants_domain(b: Backend) {
     app.stop().await;
 }
 
+/// RudderStack's Python SDK reads `payload['code']` from every error body and retries for
+/// minutes when it is missing, so every `/v1/*` error carries `code` and `message` at the top
+/// level beside the native `error` object; `/api/*` errors keep the native shape only.
+async fn v1_errors_carry_a_top_level_code(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.write_key.clone();
+    let bad_phone = json!({"batch": [
+        {"type": "track", "event": "x", "userId": "u", "messageId": "m1",
+         "context": {"traits": {"phone": "138-abc"}}},
+    ]});
+    let track = json!({"event": "x", "userId": "u", "messageId": "m"});
+    let many: Vec<Value> = (0..20)
+        .map(|i| json!({"type": "track", "event": "Big", "userId": "u", "messageId": format!("b{i}"), "properties": {"blob": "y".repeat(30 * 1024)}}))
+        .collect();
+    // (what, path, key, body, status, code)
+    let cases = [
+        (
+            "every event refused",
+            "/v1/batch",
+            Some(key.as_str()),
+            bad_phone,
+            400,
+            "all_events_rejected",
+        ),
+        (
+            "no key",
+            "/v1/track",
+            None,
+            track.clone(),
+            401,
+            "unauthorized",
+        ),
+        (
+            "wrong key",
+            "/v1/batch",
+            Some("sy_w_wrong"),
+            json!({"batch": [track.clone()]}),
+            401,
+            "unauthorized",
+        ),
+        (
+            "too large",
+            "/v1/batch",
+            Some(key.as_str()),
+            json!({"batch": many}),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "unknown path",
+            "/v1/v1/batch",
+            Some(key.as_str()),
+            track.clone(),
+            404,
+            "not_found",
+        ),
+    ];
+    for (what, path, auth, body, status, code) in cases {
+        let (s, v) = post(&app, path, auth, &body, false).await;
+        assert_eq!(s, status, "{what}: {v}");
+        assert_eq!(v["code"], code, "{what}: {v}");
+        assert_eq!(v["error"]["code"], code, "{what}: {v}");
+        assert_eq!(v["message"], v["error"]["message"], "{what}: {v}");
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+    }
+    // A fully refused batch keeps its batch answer beside the error.
+    let (_, v) = post(
+        &app,
+        "/v1/batch",
+        Some(&key),
+        &json!({"batch": [{"type": "identify", "userId": "u", "traits": {"phone": "12"}, "messageId": "p"}]}),
+        false,
+    )
+    .await;
+    assert_eq!(v["rejected"][0]["code"], "invalid_phone", "{v}");
+    assert_eq!(v["rejected"][0]["field"], "traits.phone", "{v}");
+    // 415: not JSON.
+    let r = app
+        .client
+        .post(format!("{}/v1/batch", app.base))
+        .basic_auth(&key, Some(""))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "unsupported_media_type", "{v}");
+    // The native API keeps its one shape.
+    let (s, v) = app
+        .post_raw("/api/events", "", "application/json", b"[]".to_vec(), None)
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    assert!(v.get("code").is_none(), "{v}");
+    assert_eq!(app.event_count().await, 0);
+    app.stop().await;
+}
+
 both!(
+    v1_errors_carry_a_top_level_code,
     custom_events_go_to_the_tenants_domain,
     a_segment_batch_with_basic_auth_and_gzip_lands,
     single_message_endpoints_and_write_key_in_body,
