@@ -415,8 +415,10 @@ pub fn fan_view(
 pub enum IdentityError {
     #[error("unknown identity kind {0:?}")]
     UnknownKind(String),
+    /// The value cannot be normalized; its code is the one ingest gives the same value
+    /// (`invalid_phone`, `invalid_email`, `invalid_identity`).
     #[error("{0}")]
-    BadValue(String),
+    BadValue(siyu_domain::IdentityError),
     #[error(transparent)]
     Decision(#[from] DecisionError),
     #[error("fan {0} was never merged into another fan; there is nothing to undo")]
@@ -427,7 +429,7 @@ impl IdentityError {
     pub fn code(&self) -> &'static str {
         match self {
             IdentityError::UnknownKind(_) => "unknown_identity_kind",
-            IdentityError::BadValue(_) => "invalid_identity",
+            IdentityError::BadValue(e) => e.code().as_str(),
             IdentityError::Decision(DecisionError::UnknownFan(_)) => "fan_not_found",
             IdentityError::Decision(DecisionError::AlreadyOne(..)) => "already_merged",
             IdentityError::Decision(DecisionError::MarkedDistinct(..)) => "marked_distinct",
@@ -441,7 +443,7 @@ pub fn parse_lookup(kind: &str, value: &str) -> Result<Identity, IdentityError> 
     let kind: IdentityKind = kind
         .parse()
         .map_err(|_| IdentityError::UnknownKind(kind.to_string()))?;
-    Identity::parse(kind, value).map_err(|e| IdentityError::BadValue(e.to_string()))
+    Identity::parse(kind, value).map_err(IdentityError::BadValue)
 }
 
 /// Records and applies a confirm/distinct decision at the end of the log.

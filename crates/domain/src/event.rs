@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 
 use crate::event_type::{CatalogueType, TypeName, TypeNameError};
-use crate::identity::{Identities, Identity, IdentityError, IdentityKind};
+use crate::identity::{Identities, Identity, IdentityKind};
 use crate::time::{self, MS_PER_DAY, Millis};
 use crate::{Domain, EventType};
 
@@ -378,14 +378,8 @@ fn parse_identities(value: Option<&Value>) -> Result<Identities, EventError> {
                 ));
             }
         };
-        let id = Identity::parse(kind, &text).map_err(|e| {
-            let code = match e {
-                IdentityError::Phone(_) => ErrorCode::InvalidPhone,
-                IdentityError::Email(_) => ErrorCode::InvalidEmail,
-                IdentityError::Value { .. } => ErrorCode::InvalidIdentity,
-            };
-            EventError::new(code, Some(&field), e.to_string())
-        })?;
+        let id = Identity::parse(kind, &text)
+            .map_err(|e| EventError::new(e.code(), Some(&field), e.to_string()))?;
         ids.push(id);
     }
     Identities::new(ids).ok_or_else(|| {

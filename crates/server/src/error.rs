@@ -57,12 +57,13 @@ impl ApiError {
 
 impl From<siyu_app::IdentityError> for ApiError {
     fn from(e: siyu_app::IdentityError) -> Self {
+        use siyu_app::IdentityError as E;
         let code = e.code();
-        let (status, field) = match code {
-            "fan_not_found" => (StatusCode::NOT_FOUND, None),
-            "unknown_identity_kind" => (StatusCode::BAD_REQUEST, Some("kind")),
-            "invalid_identity" => (StatusCode::BAD_REQUEST, Some("value")),
-            _ => (StatusCode::CONFLICT, None),
+        let (status, field) = match &e {
+            E::Decision(siyu_engine::DecisionError::UnknownFan(_)) => (StatusCode::NOT_FOUND, None),
+            E::UnknownKind(_) => (StatusCode::BAD_REQUEST, Some("kind")),
+            E::BadValue(_) => (StatusCode::BAD_REQUEST, Some("value")),
+            E::Decision(_) | E::NotMerged(_) => (StatusCode::CONFLICT, None),
         };
         ApiError::Status {
             status,
