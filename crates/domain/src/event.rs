@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::event_type::{CatalogueType, TypeName, TypeNameError};
 use crate::identity::{Identities, Identity, IdentityKind};
+use crate::suggest::did_you_mean;
 use crate::time::{self, MS_PER_DAY, Millis};
 use crate::{Domain, EventType};
 
@@ -187,9 +188,7 @@ impl Event {
             TypeNameError::Unknown => EventError::new(
                 ErrorCode::UnknownEventType,
                 Some("type"),
-                format!(
-                    "unknown event type {type_text:?}; use a catalogue type or x_<name> for a custom event"
-                ),
+                unknown_type_message(type_text),
             ),
             TypeNameError::BadCustomName => EventError::new(
                 ErrorCode::InvalidEventType,
@@ -315,6 +314,18 @@ impl Event {
     /// `group_id` of a group event.
     pub fn group_id(&self) -> Option<&str> {
         self.props.get("group_id").and_then(Value::as_str)
+    }
+}
+
+/// `unknown event type "ordr"; did you mean "order"?`, or the general rule when no catalogue
+/// type is near.
+fn unknown_type_message(text: &str) -> String {
+    let names = CatalogueType::ALL.iter().map(|t| t.as_str());
+    let hint = did_you_mean(&text.to_lowercase(), names);
+    if hint.is_empty() {
+        format!("unknown event type {text:?}; use a catalogue type or x_<name> for a custom event")
+    } else {
+        format!("unknown event type {text:?}{hint}")
     }
 }
 
@@ -583,6 +594,26 @@ mod tests {
         assert_eq!(
             err(with(base(), "source", json!(""))),
             (InvalidSource, f("source"))
+        );
+    }
+
+    #[test]
+    fn a_mistyped_type_gets_a_hint_and_keeps_its_code() {
+        let e = parse(with(base(), "type", json!("ordr"))).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownEventType);
+        assert_eq!(
+            e.message,
+            "unknown event type \"ordr\"; did you mean \"order\"?"
+        );
+        let e = parse(with(base(), "type", json!("Live_Wach"))).unwrap_err();
+        assert_eq!(
+            e.message,
+            "unknown event type \"Live_Wach\"; did you mean \"live_watch\"?"
+        );
+        let e = parse(with(base(), "type", json!("purchase"))).unwrap_err();
+        assert_eq!(
+            e.message,
+            "unknown event type \"purchase\"; use a catalogue type or x_<name> for a custom event"
         );
     }
 

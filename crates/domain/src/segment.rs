@@ -23,6 +23,7 @@ use serde_json::{Map, Value, json};
 use crate::event::{ErrorCode, EventError};
 use crate::event_type::{CustomName, TypeName};
 use crate::identity::IdentityKind;
+use crate::suggest::did_you_mean;
 use crate::time::{self, Millis};
 use crate::{Domain, Event};
 
@@ -38,6 +39,9 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The message types' names, as `type` says them.
+    pub const NAMES: [&'static str; 6] = ["track", "identify", "page", "screen", "group", "alias"];
+
     pub fn parse(s: &str) -> Option<Kind> {
         Some(match s {
             "track" => Kind::Track,
@@ -138,11 +142,16 @@ fn to_native(
     let kind = match (endpoint, m.get("type").and_then(Value::as_str)) {
         (Some(k), _) => k,
         (None, Some(t)) => Kind::parse(t).ok_or_else(|| {
-            err(
-                ErrorCode::UnknownEventType,
-                "type",
-                format!("unknown message type {t:?}; expected track, identify, page, screen, group or alias"),
-            )
+            let hint = did_you_mean(&t.to_lowercase(), Kind::NAMES);
+            let message = if hint.is_empty() {
+                format!(
+                    "unknown message type {t:?}; expected {}",
+                    Kind::NAMES.join(", ")
+                )
+            } else {
+                format!("unknown message type {t:?}{hint}")
+            };
+            err(ErrorCode::UnknownEventType, "type", message)
         })?,
         (None, None) => return Err(err(ErrorCode::MissingField, "type", "type is required in a batch")),
     };
@@ -399,5 +408,20 @@ mod tests {
         assert_eq!(e.code, ErrorCode::UnknownEventType);
         let e = f(json!({"type": "alias", "userId": "u", "messageId": "m"}));
         assert_eq!(e.field.as_deref(), Some("previousId"));
+    }
+
+    #[test]
+    fn a_mistyped_message_type_gets_a_hint() {
+        let e = to_event(json!({"type": "trak", "messageId": "m"}), None, &cx()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownEventType);
+        assert_eq!(
+            e.message,
+            "unknown message type \"trak\"; did you mean \"track\"?"
+        );
+        let e = to_event(json!({"type": "bogus", "messageId": "m"}), None, &cx()).unwrap_err();
+        assert_eq!(
+            e.message,
+            "unknown message type \"bogus\"; expected track, identify, page, screen, group, alias"
+        );
     }
 }
