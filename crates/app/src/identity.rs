@@ -357,7 +357,7 @@ pub struct FanView {
 
 fn merge_view(store: &dyn Store, tenant: TenantId, m: Merge) -> Result<MergeView, AppError> {
     let event_id = match m.cause {
-        siyu_engine::MergeCause::Event => store
+        siyu_engine::MergeCause::Event | siyu_engine::MergeCause::Alias => store
             .event_at(tenant, m.seq)?
             .map(|e| e.event.id.as_str().to_string()),
         siyu_engine::MergeCause::Operator => None,
