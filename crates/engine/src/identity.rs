@@ -18,6 +18,12 @@
 //! one person's two accounts would. Operators can merge anything by hand (a person with two
 //! Douyin accounts); the guard only governs automatic merges.
 //!
+//! # Aliases
+//! An alias event (Segment's `alias(previousId, userId)`) is the sender saying two ids are one
+//! person, so after its identities resolve, the fans holding the previous id as a user id or
+//! as an anonymous id are merged into that fan like an operator's confirm: past the guard,
+//! but never across an operator's *distinct* (see [`IdentityGraph::resolve_alias`]).
+//!
 //! # Ids and replay
 //! A fan's id is the arrival sequence number of the event that created it, so ids do not
 //! depend on anything but the log: replaying the log (and the operators' decisions, each at
@@ -477,32 +483,11 @@ impl IdentityGraph {
         // An alias: the holders of the previous id are this person too. Linked before any
         // fan is created, so a fan the alias joins is never one made by the alias itself
         // (undoing the merge names two fans that exist just before it).
-        let mut unsure: Vec<(u32, IdentityKind, u32)> = Vec::new();
+        let mut unsure = Vec::new();
         let mut previous_known = false;
-        for kind in [IdentityKind::UserId, IdentityKind::AnonymousId] {
-            let Some(prev) = previous else { break };
-            let Some(value) = self.values[kind as usize].find(&self.hasher, prev.as_bytes()) else {
-                continue;
-            };
-            previous_known = true;
-            let mut roots: Vec<u32> = self.holders(kind, value).to_vec();
-            for r in &mut roots {
-                *r = self.find(*r);
-            }
-            roots.sort_unstable();
-            roots.dedup();
-            if let [target] = roots[..] {
-                if cluster == Some(target) || cluster.is_some_and(|c| self.is_distinct(c, target)) {
-                    continue;
-                }
-                mask |= self.mask[target as usize];
-                cluster = Some(match cluster {
-                    None => target,
-                    Some(c) => self.union(c, target, seq, ts, kind, value, MergeCause::Alias),
-                });
-            } else {
-                unsure.extend(roots.into_iter().map(|r| (r, kind, value)));
-            }
+        if let Some(prev) = previous {
+            (cluster, previous_known) =
+                self.link_previous(cluster, &mut mask, prev, seq, ts, &mut unsure);
         }
         let fan = match cluster {
             Some(c) => {
@@ -562,6 +547,49 @@ impl IdentityGraph {
         }
         self.scratch = cands;
         fan
+    }
+
+    /// The alias step of [`IdentityGraph::resolve_alias`]: merges the fan holding `previous`
+    /// as a user id, then the fan holding it as an anonymous id, into `cluster` (the first
+    /// becomes the cluster if there is none yet), adding their kinds to `mask`. An anonymous
+    /// id held by several fans goes to `unsure` instead. Returns the cluster and whether any
+    /// fan held `previous`.
+    fn link_previous(
+        &mut self,
+        mut cluster: Option<u32>,
+        mask: &mut u8,
+        previous: &str,
+        seq: i64,
+        ts: Millis,
+        unsure: &mut Vec<(u32, IdentityKind, u32)>,
+    ) -> (Option<u32>, bool) {
+        let mut known = false;
+        for kind in [IdentityKind::UserId, IdentityKind::AnonymousId] {
+            let Some(value) = self.values[kind as usize].find(&self.hasher, previous.as_bytes())
+            else {
+                continue;
+            };
+            known = true;
+            let mut roots: Vec<u32> = self.holders(kind, value).to_vec();
+            for r in &mut roots {
+                *r = self.find(*r);
+            }
+            roots.sort_unstable();
+            roots.dedup();
+            let [target] = roots[..] else {
+                unsure.extend(roots.into_iter().map(|r| (r, kind, value)));
+                continue;
+            };
+            if cluster == Some(target) || cluster.is_some_and(|c| self.is_distinct(c, target)) {
+                continue;
+            }
+            *mask |= self.mask[target as usize];
+            cluster = Some(match cluster {
+                None => target,
+                Some(c) => self.union(c, target, seq, ts, kind, value, MergeCause::Alias),
+            });
+        }
+        (cluster, known)
     }
 
     /// A newly interned value recorded as shared before it was seen (a replayed `shared`

@@ -2,8 +2,9 @@
 //!
 //! A handler turns the request into domain values (auth, body, events), calls one service, and
 //! turns the result into JSON. Bad input is answered with `{"error": {"code", "message",
-//! "field"}}` and never logged as an error; internal failures are logged once and answered
-//! with an opaque 500.
+//! "field"}}` (on the Segment-compatible `/v1/*`, with `code` and `message` at the top level
+//! too) and never logged as an error; internal failures are logged once and answered with an
+//! opaque 500.
 //!
 //! # Layout
 //! - [`app`]: the router, so tests call it with `oneshot` or serve it on port 0.
