@@ -7,13 +7,13 @@ Environment: SIYU_URL, SIYU_WRITE_KEY, SIYU_ADMIN_KEY.
 import json
 import os
 import sys
-import urllib.request
 
 import segment.analytics as analytics
 
+import siyu_api
+
 url = os.environ["SIYU_URL"]
 write_key = os.environ["SIYU_WRITE_KEY"]
-admin_key = os.environ["SIYU_ADMIN_KEY"]
 
 errors = []
 client = analytics.Client(
@@ -36,8 +36,7 @@ client.join()
 if errors:
     sys.exit(f"the client reported errors: {errors}")
 
-request = urllib.request.Request(f"{url}/api/stats", headers={"Authorization": f"Bearer {admin_key}"})
-stats = json.load(urllib.request.urlopen(request))
+stats = siyu_api.stats()
 print(json.dumps(stats, ensure_ascii=False))
 
 expected = {"x_identify": 1, "order": 1, "follow": 1, "x_coupon_viewed": 1, "x_page": 1, "x_alias": 1, "live_enter": 1}

@@ -365,7 +365,7 @@ pub struct FanView {
 
 fn merge_view(store: &dyn Store, tenant: TenantId, m: Merge) -> Result<MergeView, AppError> {
     let event_id = match m.cause {
-        siyu_engine::MergeCause::Event => store
+        siyu_engine::MergeCause::Event | siyu_engine::MergeCause::Alias => store
             .event_at(tenant, m.seq)?
             .map(|e| e.event.id.as_str().to_string()),
         siyu_engine::MergeCause::Operator => None,
@@ -423,8 +423,10 @@ pub fn fan_view(
 pub enum IdentityError {
     #[error("unknown identity kind {0:?}")]
     UnknownKind(String),
+    /// The value cannot be normalized; its code is the one ingest gives the same value
+    /// (`invalid_phone`, `invalid_email`, `invalid_identity`).
     #[error("{0}")]
-    BadValue(String),
+    BadValue(siyu_domain::IdentityError),
     #[error(transparent)]
     Decision(#[from] DecisionError),
     #[error("fan {0} was never merged into another fan; there is nothing to undo")]
@@ -435,7 +437,7 @@ impl IdentityError {
     pub fn code(&self) -> &'static str {
         match self {
             IdentityError::UnknownKind(_) => "unknown_identity_kind",
-            IdentityError::BadValue(_) => "invalid_identity",
+            IdentityError::BadValue(e) => e.code().as_str(),
             IdentityError::Decision(DecisionError::UnknownFan(_)) => "fan_not_found",
             IdentityError::Decision(DecisionError::AlreadyOne(..)) => "already_merged",
             IdentityError::Decision(DecisionError::MarkedDistinct(..)) => "marked_distinct",
@@ -449,7 +451,7 @@ pub fn parse_lookup(kind: &str, value: &str) -> Result<Identity, IdentityError> 
     let kind: IdentityKind = kind
         .parse()
         .map_err(|_| IdentityError::UnknownKind(kind.to_string()))?;
-    Identity::parse(kind, value).map_err(|e| IdentityError::BadValue(e.to_string()))
+    Identity::parse(kind, value).map_err(IdentityError::BadValue)
 }
 
 /// Records and applies a confirm/distinct decision at the end of the log.

@@ -12,6 +12,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::event_type::{CatalogueType, CustomName, TypeName};
+use crate::suggest::did_you_mean;
 use crate::time::MS_PER_DAY;
 use crate::{Domain, IdentityKind, Layer, Millis};
 
@@ -1229,38 +1230,6 @@ fn describe(t: &Token) -> String {
         Tok::Str(_) => format!("the string {}", shorten(&t.text)),
         _ => quote(&t.text),
     }
-}
-
-/// `; did you mean "x"?` for the nearest candidate within edit distance 2 (and nearer than the
-/// word's own length, so `a` does not suggest `has`), or nothing.
-fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    let len = word.chars().count();
-    let best = candidates
-        .into_iter()
-        .filter(|c| c.chars().count().abs_diff(len) <= 2)
-        .map(|c| (levenshtein(word, c), c))
-        .filter(|&(d, _)| d <= 2 && d < len)
-        .min_by_key(|&(d, _)| d);
-    match best {
-        Some((_, c)) => format!("; did you mean \"{c}\"?"),
-        None => String::new(),
-    }
-}
-
-/// The edit distance between two strings, in characters.
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 use serde_json::{Map, Value};
 
 use crate::event_type::{CatalogueType, TypeName, TypeNameError};
-use crate::identity::{Identities, Identity, IdentityError, IdentityKind};
+use crate::identity::{Identities, Identity, IdentityKind};
+use crate::suggest::did_you_mean;
 use crate::time::{self, MS_PER_DAY, Millis};
 use crate::{Domain, EventType};
 
@@ -187,9 +188,7 @@ impl Event {
             TypeNameError::Unknown => EventError::new(
                 ErrorCode::UnknownEventType,
                 Some("type"),
-                format!(
-                    "unknown event type {type_text:?}; use a catalogue type or x_<name> for a custom event"
-                ),
+                unknown_type_message(type_text),
             ),
             TypeNameError::BadCustomName => EventError::new(
                 ErrorCode::InvalidEventType,
@@ -283,6 +282,8 @@ impl Event {
         };
         if let Some(t) = ty.catalogue() {
             check_props(t, &mut props)?;
+        } else if is_alias(&ty) {
+            check_previous_id(&mut props)?;
         }
 
         Ok(Event {
@@ -312,9 +313,69 @@ impl Event {
             .unwrap_or(0.0)
     }
 
+    /// For an alias (`x_alias` with `props.previous_id`): the id the sender says belongs to
+    /// this event's person too, a user id or an anonymous id, normalized like them. The
+    /// identity graph links the fans holding it with this event's fan.
+    pub fn previous_id(&self) -> Option<&str> {
+        if !is_alias(&self.ty) {
+            return None;
+        }
+        self.props.get(PREVIOUS_ID).and_then(Value::as_str)
+    }
+
     /// `group_id` of a group event.
     pub fn group_id(&self) -> Option<&str> {
         self.props.get("group_id").and_then(Value::as_str)
+    }
+}
+
+/// The custom type of an alias: `x_alias`.
+pub const ALIAS: &str = "alias";
+
+/// The property of an alias that names the previous id.
+const PREVIOUS_ID: &str = "previous_id";
+
+fn is_alias(ty: &EventType) -> bool {
+    matches!(ty, EventType::Custom { name, .. } if name.as_str() == ALIAS)
+}
+
+/// An alias's `previous_id`, when given, is an identity value (1–256 characters, trimmed);
+/// integers are accepted as strings, as in `identities`. An `x_alias` without one is an
+/// ordinary custom event (what aliases were before they named the previous id).
+fn check_previous_id(props: &mut Props) -> Result<(), EventError> {
+    let text = match props.get(PREVIOUS_ID) {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) if n.is_u64() => n.to_string(),
+        Some(_) => {
+            return Err(prop_error(
+                PREVIOUS_ID,
+                "previous_id must be a string".into(),
+            ));
+        }
+    };
+    let id = Identity::parse(IdentityKind::UserId, &text).map_err(|_| {
+        prop_error(
+            PREVIOUS_ID,
+            format!(
+                "previous_id must be 1–{} characters without control characters",
+                Identity::MAX_CHARS
+            ),
+        )
+    })?;
+    props.insert(PREVIOUS_ID.into(), Value::String(id.value().into()));
+    Ok(())
+}
+
+/// `unknown event type "ordr"; did you mean "order"?`, or the general rule when no catalogue
+/// type is near.
+fn unknown_type_message(text: &str) -> String {
+    let names = CatalogueType::ALL.iter().map(|t| t.as_str());
+    let hint = did_you_mean(&text.to_lowercase(), names);
+    if hint.is_empty() {
+        format!("unknown event type {text:?}; use a catalogue type or x_<name> for a custom event")
+    } else {
+        format!("unknown event type {text:?}{hint}")
     }
 }
 
@@ -378,14 +439,8 @@ fn parse_identities(value: Option<&Value>) -> Result<Identities, EventError> {
                 ));
             }
         };
-        let id = Identity::parse(kind, &text).map_err(|e| {
-            let code = match e {
-                IdentityError::Phone(_) => ErrorCode::InvalidPhone,
-                IdentityError::Email(_) => ErrorCode::InvalidEmail,
-                IdentityError::Value { .. } => ErrorCode::InvalidIdentity,
-            };
-            EventError::new(code, Some(&field), e.to_string())
-        })?;
+        let id = Identity::parse(kind, &text)
+            .map_err(|e| EventError::new(e.code(), Some(&field), e.to_string()))?;
         ids.push(id);
     }
     Identities::new(ids).ok_or_else(|| {
@@ -593,6 +648,26 @@ mod tests {
     }
 
     #[test]
+    fn a_mistyped_type_gets_a_hint_and_keeps_its_code() {
+        let e = parse(with(base(), "type", json!("ordr"))).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownEventType);
+        assert_eq!(
+            e.message,
+            "unknown event type \"ordr\"; did you mean \"order\"?"
+        );
+        let e = parse(with(base(), "type", json!("Live_Wach"))).unwrap_err();
+        assert_eq!(
+            e.message,
+            "unknown event type \"Live_Wach\"; did you mean \"live_watch\"?"
+        );
+        let e = parse(with(base(), "type", json!("purchase"))).unwrap_err();
+        assert_eq!(
+            e.message,
+            "unknown event type \"purchase\"; use a catalogue type or x_<name> for a custom event"
+        );
+    }
+
+    #[test]
     fn an_error_carries_the_id_when_it_could_be_read() {
         let e = parse(with(base(), "type", json!("buy"))).unwrap_err();
         assert_eq!(e.id.as_deref(), Some("e1"));
@@ -639,6 +714,40 @@ mod tests {
             watch.unwrap_err().field.as_deref(),
             Some("props.duration_s")
         );
+    }
+
+    #[test]
+    fn an_alias_names_its_previous_id() {
+        let alias = |props: Value| {
+            let v = with(
+                with(base(), "type", json!("x_alias")),
+                "domain",
+                json!("private"),
+            );
+            parse(with(v, "props", props))
+        };
+        let e = alias(json!({"previous_id": "  u-old "})).unwrap();
+        assert_eq!(e.previous_id(), Some("u-old"));
+        assert_eq!(
+            alias(json!({"previous_id": 42})).unwrap().previous_id(),
+            Some("42")
+        );
+        assert_eq!(alias(json!({})).unwrap().previous_id(), None);
+        let e = alias(json!({"previous_id": ""})).unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            (ErrorCode::InvalidProp, Some("props.previous_id"))
+        );
+        let e = alias(json!({"previous_id": ["u"]})).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("props.previous_id"));
+        // Only an alias has one.
+        let v = with(
+            with(base(), "type", json!("x_signup")),
+            "domain",
+            json!("private"),
+        );
+        let e = parse(with(v, "props", json!({"previous_id": "u"}))).unwrap();
+        assert_eq!(e.previous_id(), None);
     }
 
     #[test]

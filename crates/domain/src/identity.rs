@@ -71,6 +71,18 @@ pub enum IdentityError {
     Value { kind: IdentityKind, max: usize },
 }
 
+impl IdentityError {
+    /// The stable code of this refusal, the same wherever the value came from (an event's
+    /// `identities`, a lookup's `value`).
+    pub fn code(&self) -> crate::ErrorCode {
+        match self {
+            IdentityError::Phone(_) => crate::ErrorCode::InvalidPhone,
+            IdentityError::Email(_) => crate::ErrorCode::InvalidEmail,
+            IdentityError::Value { .. } => crate::ErrorCode::InvalidIdentity,
+        }
+    }
+}
+
 /// One normalized identity value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Identity {

@@ -12,6 +12,7 @@
 //! - [`event`]: the native event model and its parser, with errors that name the field.
 //! - [`layer`]: the growth path 潜在粉丝 → 路人粉丝 → 好感粉丝 → 真爱粉丝 and its labels.
 //! - [`segment`]: Segment/RudderStack messages mapped onto native events.
+//! - [`suggest`]: did-you-mean hints for mistyped names, shared by every parser.
 //! - [`douyin`]: Douyin Open Platform webhook deliveries mapped onto native events.
 //! - [`oceanengine`]: Ocean Engine (巨量引擎) leads mapped onto `lead_form` events.
 //! - [`time`]: event time as milliseconds since the Unix epoch, and RFC 3339 in and out.
@@ -25,6 +26,7 @@ pub mod identity;
 pub mod layer;
 pub mod oceanengine;
 pub mod segment;
+pub mod suggest;
 pub mod time;
 
 pub use domain::Domain;

@@ -16,13 +16,14 @@
 //! | track `Order Completed` / `Order Refunded` (Segment's e-commerce spec) | `order` / `refund`, amount from `total`, `revenue` or `value` |
 //! | any other track | `x_<slug of event>` in the tenant's custom domain; the name kept in `props.event` |
 //! | identify, page, screen, group | `x_identify`, `x_page`, `x_screen`, `x_group` |
-//! | alias `previousId` → `userId` | `x_alias` carrying `anonymous_id` = previousId and `user_id` = userId, which links them |
+//! | alias `previousId` → `userId` | `x_alias` carrying `user_id` = userId and `props.previous_id` = previousId; the identity graph links the fans holding previousId as a user id or an anonymous id (or attaches it as an anonymous id when no fan holds it) |
 
 use serde_json::{Map, Value, json};
 
-use crate::event::{ErrorCode, EventError};
+use crate::event::{ALIAS, ErrorCode, EventError};
 use crate::event_type::{CustomName, TypeName};
-use crate::identity::IdentityKind;
+use crate::identity::{Identity, IdentityKind};
+use crate::suggest::did_you_mean;
 use crate::time::{self, Millis};
 use crate::{Domain, Event};
 
@@ -38,6 +39,9 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The message types' names, as `type` says them.
+    pub const NAMES: [&'static str; 6] = ["track", "identify", "page", "screen", "group", "alias"];
+
     pub fn parse(s: &str) -> Option<Kind> {
         Some(match s {
             "track" => Kind::Track,
@@ -118,6 +122,41 @@ fn str_field<'a>(m: &'a Map<String, Value>, field: &str) -> Result<Option<&'a st
     }
 }
 
+/// An alias's `previousId`: a string, or an integer (RudderStack's Python SDK sends an
+/// integer id as it was given), normalized like a user id.
+fn previous_id(m: &Map<String, Value>) -> Result<String, EventError> {
+    let text = match m.get("previousId") {
+        None | Some(Value::Null) => {
+            return Err(err(
+                ErrorCode::MissingField,
+                "previousId",
+                "an alias needs previousId",
+            ));
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n.to_string(),
+        Some(_) => {
+            return Err(err(
+                ErrorCode::InvalidIdentity,
+                "previousId",
+                "previousId must be a string",
+            ));
+        }
+    };
+    Identity::parse(IdentityKind::UserId, &text)
+        .map(|id| id.value().to_string())
+        .map_err(|_| {
+            err(
+                ErrorCode::InvalidIdentity,
+                "previousId",
+                format!(
+                    "previousId must be 1–{} characters without control characters",
+                    Identity::MAX_CHARS
+                ),
+            )
+        })
+}
+
 fn object_field(m: &mut Map<String, Value>, field: &str) -> Result<Map<String, Value>, EventError> {
     match m.remove(field) {
         None | Some(Value::Null) => Ok(Map::new()),
@@ -138,13 +177,24 @@ fn to_native(
     let kind = match (endpoint, m.get("type").and_then(Value::as_str)) {
         (Some(k), _) => k,
         (None, Some(t)) => Kind::parse(t).ok_or_else(|| {
-            err(
-                ErrorCode::UnknownEventType,
-                "type",
-                format!("unknown message type {t:?}; expected track, identify, page, screen, group or alias"),
-            )
+            let hint = did_you_mean(&t.to_lowercase(), Kind::NAMES);
+            let message = if hint.is_empty() {
+                format!(
+                    "unknown message type {t:?}; expected {}",
+                    Kind::NAMES.join(", ")
+                )
+            } else {
+                format!("unknown message type {t:?}{hint}")
+            };
+            err(ErrorCode::UnknownEventType, "type", message)
         })?,
-        (None, None) => return Err(err(ErrorCode::MissingField, "type", "type is required in a batch")),
+        (None, None) => {
+            return Err(err(
+                ErrorCode::MissingField,
+                "type",
+                "type is required in a batch",
+            ));
+        }
     };
     let id = str_field(m, "messageId")?
         .ok_or_else(|| {
@@ -260,13 +310,7 @@ fn to_native(
             (ty, d, props)
         }
         Kind::Alias => {
-            let prev = str_field(m, "previousId")?.ok_or_else(|| {
-                err(
-                    ErrorCode::MissingField,
-                    "previousId",
-                    "an alias needs previousId",
-                )
-            })?;
+            let prev = previous_id(m)?;
             if str_field(m, "userId")?.is_none() {
                 return Err(err(
                     ErrorCode::MissingField,
@@ -274,9 +318,12 @@ fn to_native(
                     "an alias needs userId",
                 ));
             }
-            identities.insert("anonymous_id".into(), prev.into());
-            let (ty, d) = custom("alias")?;
-            (ty, d, Map::new())
+            // The previous id may be a user id or an anonymous id; which one, only the
+            // identity graph knows, so it travels as a property and the graph links it.
+            let mut props = Map::new();
+            props.insert("previous_id".into(), prev.into());
+            let (ty, d) = custom(ALIAS)?;
+            (ty, d, props)
         }
     };
 
@@ -360,8 +407,14 @@ mod tests {
             &cx,
         )
         .unwrap();
-        assert_eq!(e.identities.get(K::AnonymousId), Some("anon"));
+        assert_eq!(e.ty.to_string(), "x_alias");
+        assert_eq!(e.previous_id(), Some("anon"));
         assert_eq!(e.identities.get(K::UserId), Some("u"));
+        assert_eq!(
+            e.identities.get(K::AnonymousId),
+            None,
+            "which kind previousId is, only the identity graph knows"
+        );
         let e = to_event(
             json!({"type": "page", "name": "Home", "anonymousId": "a", "messageId": "3"}),
             None,
@@ -399,5 +452,39 @@ mod tests {
         assert_eq!(e.code, ErrorCode::UnknownEventType);
         let e = f(json!({"type": "alias", "userId": "u", "messageId": "m"}));
         assert_eq!(e.field.as_deref(), Some("previousId"));
+        let e = f(json!({"type": "alias", "previousId": " ", "userId": "u", "messageId": "m"}));
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            (ErrorCode::InvalidIdentity, Some("previousId"))
+        );
+        let e = f(json!({"type": "alias", "previousId": "u-old", "messageId": "m"}));
+        assert_eq!(e.field.as_deref(), Some("userId"));
+    }
+
+    #[test]
+    fn an_alias_previous_id_may_be_a_user_id_given_as_a_number() {
+        let e = to_event(
+            json!({"type": "alias", "previousId": 1001, "userId": "u-new", "messageId": "m"}),
+            None,
+            &cx(),
+        )
+        .unwrap();
+        assert_eq!(e.previous_id(), Some("1001"));
+        assert_eq!(e.identities.get(K::UserId), Some("u-new"));
+    }
+
+    #[test]
+    fn a_mistyped_message_type_gets_a_hint() {
+        let e = to_event(json!({"type": "trak", "messageId": "m"}), None, &cx()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownEventType);
+        assert_eq!(
+            e.message,
+            "unknown message type \"trak\"; did you mean \"track\"?"
+        );
+        let e = to_event(json!({"type": "bogus", "messageId": "m"}), None, &cx()).unwrap_err();
+        assert_eq!(
+            e.message,
+            "unknown message type \"bogus\"; expected track, identify, page, screen, group, alias"
+        );
     }
 }

@@ -18,6 +18,12 @@
 //! one person's two accounts would. Operators can merge anything by hand (a person with two
 //! Douyin accounts); the guard only governs automatic merges.
 //!
+//! # Aliases
+//! An alias event (Segment's `alias(previousId, userId)`) is the sender saying two ids are one
+//! person, so after its identities resolve, the fans holding the previous id as a user id or
+//! as an anonymous id are merged into that fan like an operator's confirm: past the guard,
+//! but never across an operator's *distinct* (see [`IdentityGraph::resolve_alias`]).
+//!
 //! # Ids and replay
 //! A fan's id is the arrival sequence number of the event that created it, so ids do not
 //! depend on anything but the log: replaying the log (and the operators' decisions, each at
@@ -129,6 +135,9 @@ pub enum MergeCause {
     Event,
     /// An operator confirmed a possible duplicate.
     Operator,
+    /// An alias event said the fan holding its previous id (a user id or an anonymous id) is
+    /// the fan of its identities.
+    Alias,
 }
 
 #[derive(Debug, Clone)]
@@ -394,6 +403,32 @@ impl IdentityGraph {
     /// and returns the fan (as an internal node index; see [`IdentityGraph::fan`]). `seq` must
     /// grow from call to call.
     pub fn resolve(&mut self, seq: i64, ts: Millis, ids: &Identities) -> u32 {
+        self.resolve_linking(seq, ts, ids, None)
+    }
+
+    /// Resolves an alias event: its identities as [`IdentityGraph::resolve`] does, and then
+    /// the fans holding `previous` as a user id or as an anonymous id (both, if both) are
+    /// merged into that fan. The sender said they are one person, so — like an operator's
+    /// confirm — the one-per-person guard does not hold the merge back (a fan may end with
+    /// two user ids); fans an operator marked distinct are never merged (that is how an
+    /// alias is undone). An anonymous id several fans hold does not say which of them is
+    /// meant: the pairs become possible duplicates instead. A `previous` no fan holds is
+    /// attached to the fan as an anonymous id, so the visitor's later events find it.
+    ///
+    /// Everything here depends on the graph and the event only, so a replay of the log
+    /// links exactly the same fans; each merge is recorded with cause [`MergeCause::Alias`],
+    /// the alias's `seq` and the previous id that linked.
+    pub fn resolve_alias(&mut self, seq: i64, ts: Millis, ids: &Identities, previous: &str) -> u32 {
+        self.resolve_linking(seq, ts, ids, Some(previous))
+    }
+
+    fn resolve_linking(
+        &mut self,
+        seq: i64,
+        ts: Millis,
+        ids: &Identities,
+        previous: Option<&str>,
+    ) -> u32 {
         let mut cands = std::mem::take(&mut self.scratch);
         cands.clear();
         let mut new_mask = 0u8;
@@ -447,6 +482,15 @@ impl IdentityGraph {
                 Some(c) => self.union(c, cand, seq, ts, kind, value, MergeCause::Event),
             });
         }
+        // An alias: the holders of the previous id are this person too. Linked before any
+        // fan is created, so a fan the alias joins is never one made by the alias itself
+        // (undoing the merge names two fans that exist just before it).
+        let mut unsure = Vec::new();
+        let mut previous_known = false;
+        if let Some(prev) = previous {
+            (cluster, previous_known) =
+                self.link_previous(cluster, &mut mask, prev, seq, ts, &mut unsure);
+        }
         let fan = match cluster {
             Some(c) => {
                 self.mask[c as usize] |= mask;
@@ -463,13 +507,7 @@ impl IdentityGraph {
             match found[n] {
                 None => {
                     let i = vals.insert(hasher, id.value().as_bytes(), fan);
-                    if !self.shared_text.is_empty()
-                        && self
-                            .shared_text
-                            .contains(&(id.kind, Box::<str>::from(id.value())))
-                    {
-                        self.shared.insert((id.kind, i));
-                    }
+                    self.note_if_shared(id.kind, id.value(), i);
                 }
                 Some(i) if !id.kind.one_per_person() => {
                     let held = self
@@ -483,6 +521,21 @@ impl IdentityGraph {
                 Some(_) => {}
             }
         }
+        // An alias's previous id no fan held (not even through this event's identities):
+        // the visitor's anonymous id, from now on this fan's.
+        if let Some(prev) = previous.filter(|_| !previous_known) {
+            let kind = IdentityKind::AnonymousId;
+            if self.values[kind as usize]
+                .find(&self.hasher, prev.as_bytes())
+                .is_none()
+            {
+                let i = self.values[kind as usize].insert(&self.hasher, prev.as_bytes(), fan);
+                self.note_if_shared(kind, prev, i);
+            }
+        }
+        for (other, kind, value) in unsure {
+            self.note_duplicate(fan, other, seq, ts, kind, value);
+        }
         for &(_, kind, value) in &kept_apart {
             if !kind.one_per_person() && self.soft.contains_key(&(kind, value)) {
                 let text = self.value_text(kind, value);
@@ -492,21 +545,88 @@ impl IdentityGraph {
             }
         }
         for (other, kind, value) in kept_apart {
-            let other = self.find(other);
-            if other != fan && !self.is_distinct(fan, other) {
-                let key = (fan.min(other), fan.max(other));
-                self.dups.entry(key).or_insert(DupRec {
-                    a: key.0,
-                    b: key.1,
-                    seq,
-                    ts,
-                    kind,
-                    value,
-                });
-            }
+            self.note_duplicate(fan, other, seq, ts, kind, value);
         }
         self.scratch = cands;
         fan
+    }
+
+    /// The alias step of [`IdentityGraph::resolve_alias`]: merges the fan holding `previous`
+    /// as a user id, then the fan holding it as an anonymous id, into `cluster` (the first
+    /// becomes the cluster if there is none yet), adding their kinds to `mask`. An anonymous
+    /// id held by several fans goes to `unsure` instead. Returns the cluster and whether any
+    /// fan held `previous`.
+    fn link_previous(
+        &mut self,
+        mut cluster: Option<u32>,
+        mask: &mut u8,
+        previous: &str,
+        seq: i64,
+        ts: Millis,
+        unsure: &mut Vec<(u32, IdentityKind, u32)>,
+    ) -> (Option<u32>, bool) {
+        let mut known = false;
+        for kind in [IdentityKind::UserId, IdentityKind::AnonymousId] {
+            let Some(value) = self.values[kind as usize].find(&self.hasher, previous.as_bytes())
+            else {
+                continue;
+            };
+            known = true;
+            let mut roots: Vec<u32> = self.holders(kind, value).to_vec();
+            for r in &mut roots {
+                *r = self.find(*r);
+            }
+            roots.sort_unstable();
+            roots.dedup();
+            let [target] = roots[..] else {
+                unsure.extend(roots.into_iter().map(|r| (r, kind, value)));
+                continue;
+            };
+            if cluster == Some(target) || cluster.is_some_and(|c| self.is_distinct(c, target)) {
+                continue;
+            }
+            *mask |= self.mask[target as usize];
+            cluster = Some(match cluster {
+                None => target,
+                Some(c) => self.union(c, target, seq, ts, kind, value, MergeCause::Alias),
+            });
+        }
+        (cluster, known)
+    }
+
+    /// A newly interned value recorded as shared before it was seen (a replayed `shared`
+    /// fact) is shared from its first sight.
+    fn note_if_shared(&mut self, kind: IdentityKind, value: &str, i: u32) {
+        if !self.shared_text.is_empty()
+            && self.shared_text.contains(&(kind, Box::<str>::from(value)))
+        {
+            self.shared.insert((kind, i));
+        }
+    }
+
+    /// Records `fan` and `other` as a possible duplicate found through `value`, unless they
+    /// are one fan or marked distinct. The first finding of a pair is kept.
+    fn note_duplicate(
+        &mut self,
+        fan: u32,
+        other: u32,
+        seq: i64,
+        ts: Millis,
+        kind: IdentityKind,
+        value: u32,
+    ) {
+        let other = self.find(other);
+        if other != fan && !self.is_distinct(fan, other) {
+            let key = (fan.min(other), fan.max(other));
+            self.dups.entry(key).or_insert(DupRec {
+                a: key.0,
+                b: key.1,
+                seq,
+                ts,
+                kind,
+                value,
+            });
+        }
     }
 
     /// Whether a decision can be applied now, without applying it.
@@ -907,6 +1027,121 @@ mod tests {
         g.resolve(5, 0, &ids(&[(AnonymousId, "dev1"), (Email, "x@y.cn")]));
         assert_eq!(g.fan_count(), 3);
         assert!(g.possible_duplicates().is_empty());
+    }
+
+    #[test]
+    fn an_alias_of_a_user_id_merges_two_user_ids() {
+        let mut g = IdentityGraph::new();
+        g.resolve(1, 0, &ids(&[(UserId, "u-old"), (Phone, "13800138000")]));
+        g.resolve(2, 0, &ids(&[(UserId, "u-new")]));
+        // Automatically, two user ids are two people.
+        g.resolve(3, 0, &ids(&[(UserId, "u-new"), (Phone, "13800138000")]));
+        assert_eq!(g.fan_count(), 2);
+        let a = g.resolve_alias(4, 9, &ids(&[(UserId, "u-new")]), "u-old");
+        assert_eq!(g.fan(a), FanId(1), "the older fan survives");
+        assert_eq!(g.fan_count(), 1);
+        assert_eq!(g.lookup(UserId, "u-old"), g.lookup(UserId, "u-new"));
+        let m = g.merge_absorbing(FanId(2)).unwrap();
+        assert_eq!(
+            (m.into, m.cause, m.seq, m.ts, m.via),
+            (
+                FanId(1),
+                MergeCause::Alias,
+                4,
+                9,
+                Some((UserId, "u-old".to_string()))
+            )
+        );
+        assert!(g.possible_duplicates().is_empty(), "one fan now");
+        assert!(
+            g.lookup(AnonymousId, "u-old").is_empty(),
+            "a user id is not taken for an anonymous id"
+        );
+    }
+
+    #[test]
+    fn an_alias_links_the_holders_of_the_previous_id_as_either_kind() {
+        let mut g = IdentityGraph::new();
+        g.resolve(1, 0, &ids(&[(UserId, "x")]));
+        g.resolve(2, 0, &ids(&[(AnonymousId, "x"), (UserId, "other")]));
+        g.resolve(3, 0, &ids(&[(UserId, "u")]));
+        let a = g.resolve_alias(4, 0, &ids(&[(UserId, "u")]), "x");
+        assert_eq!(g.fan(a), FanId(1));
+        assert_eq!(
+            g.fan_count(),
+            1,
+            "the user id's fan and the anonymous id's fan"
+        );
+        let vias: Vec<_> = g.merges().map(|m| (m.cause, m.via.unwrap().0)).collect();
+        assert_eq!(
+            vias,
+            vec![
+                (MergeCause::Alias, UserId),
+                (MergeCause::Alias, AnonymousId)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_alias_of_an_unknown_id_attaches_it_as_an_anonymous_id() {
+        let mut g = IdentityGraph::new();
+        let a = g.resolve_alias(1, 0, &ids(&[(UserId, "u")]), "anon-9");
+        assert_eq!(g.lookup(AnonymousId, "anon-9"), vec![g.fan(a)]);
+        let later = g.resolve(2, 0, &ids(&[(AnonymousId, "anon-9")]));
+        assert_eq!(g.fan(later), g.fan(a));
+        assert_eq!(g.fan_count(), 1);
+        // Sent with the anonymous id among the identities too, the value is interned once.
+        let mut g = IdentityGraph::new();
+        g.resolve_alias(1, 0, &ids(&[(UserId, "u"), (AnonymousId, "a")]), "a");
+        assert_eq!(g.value_count(), 2);
+    }
+
+    #[test]
+    fn an_alias_with_a_new_user_id_joins_the_existing_fan_without_a_merge() {
+        let mut g = IdentityGraph::new();
+        g.resolve(1, 0, &ids(&[(AnonymousId, "anon"), (Phone, "13800138000")]));
+        let a = g.resolve_alias(2, 0, &ids(&[(UserId, "u")]), "anon");
+        assert_eq!(g.fan(a), FanId(1), "no fan is made by the alias itself");
+        assert_eq!(g.node_count(), 1);
+        assert!(g.merges().next().is_none());
+        assert_eq!(g.lookup(UserId, "u"), vec![FanId(1)]);
+    }
+
+    #[test]
+    fn fans_marked_distinct_are_not_aliased_and_a_shared_anonymous_id_is_only_suggested() {
+        let mut g = IdentityGraph::new();
+        g.resolve(1, 0, &ids(&[(UserId, "a")]));
+        g.resolve(2, 0, &ids(&[(UserId, "b")]));
+        // An undo places a distinct decision just before the alias, then replays.
+        g.decide(
+            Decision::Distinct {
+                a: FanId(1),
+                b: FanId(2),
+            },
+            2,
+            0,
+        )
+        .unwrap();
+        g.resolve_alias(3, 0, &ids(&[(UserId, "b")]), "a");
+        assert_eq!(g.fan_count(), 2);
+
+        let mut g = IdentityGraph::new();
+        g.resolve(1, 0, &ids(&[(UserId, "mum"), (AnonymousId, "tablet")]));
+        g.resolve(2, 0, &ids(&[(UserId, "kid"), (AnonymousId, "tablet")]));
+        g.resolve(3, 0, &ids(&[(UserId, "dad")]));
+        g.resolve_alias(4, 0, &ids(&[(UserId, "dad")]), "tablet");
+        assert_eq!(
+            g.fan_count(),
+            3,
+            "which of the two is meant, the alias does not say"
+        );
+        let dups: Vec<_> = g
+            .possible_duplicates()
+            .into_iter()
+            .map(|d| (d.a, d.b))
+            .collect();
+        assert!(dups.contains(&(FanId(1), FanId(3))), "{dups:?}");
+        assert!(dups.contains(&(FanId(2), FanId(3))), "{dups:?}");
     }
 
     #[test]

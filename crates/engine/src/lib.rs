@@ -128,7 +128,14 @@ impl TenantEngine {
         }
         self.last_seq = seq;
         self.last_ts = event.ts;
-        let node = self.identities.resolve(seq, event.ts, &event.identities);
+        // An alias links on its stored event alone, so a replay links the same fans.
+        let node = match event.previous_id() {
+            Some(previous) => {
+                self.identities
+                    .resolve_alias(seq, event.ts, &event.identities, previous)
+            }
+            None => self.identities.resolve(seq, event.ts, &event.identities),
+        };
         if self.node_events.len() <= node as usize {
             self.node_events.resize(node as usize + 1, 0);
         }
@@ -815,6 +822,43 @@ mod tests {
             1_800_000_000_000,
         )
         .unwrap()
+    }
+
+    fn alias(id: &str, user: &str, previous: &str) -> Event {
+        parse_event(
+            &format!(
+                r#"{{"id":"{id}","type":"x_alias","domain":"private","ts":"2026-10-01T00:00:00Z","identities":{{"user_id":"{user}"}},"props":{{"previous_id":"{previous}"}}}}"#
+            ),
+            1_800_000_000_000,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_alias_event_merges_on_apply_and_a_replay_merges_the_same() {
+        let log = [
+            ev("1", "follow", r#"{"user_id":"u-old"}"#),
+            ev("2", "follow", r#"{"user_id":"u-new"}"#),
+            alias("3", "u-new", "u-old"),
+            ev("4", "order", r#"{"user_id":"u-old"}"#),
+        ];
+        let run = || {
+            let mut e = TenantEngine::new();
+            for (i, event) in log.iter().enumerate() {
+                e.apply(i as i64 + 1, event);
+            }
+            e
+        };
+        let (a, b) = (run(), run());
+        assert_eq!(a.stats().fans, 1);
+        assert_eq!(a.events_of(FanId(1)), 4);
+        let merges: Vec<Merge> = a.identities().merges().collect();
+        assert_eq!(merges, b.identities().merges().collect::<Vec<_>>());
+        assert_eq!(
+            (merges[0].cause, merges[0].seq),
+            (MergeCause::Alias, 3),
+            "the alias event is the linking event"
+        );
     }
 
     #[test]

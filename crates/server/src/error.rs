@@ -1,4 +1,10 @@
 //! The HTTP edge's one error type: every failure maps to a status and a stable code here.
+//!
+//! Two shapes of the same answer: the native `{"error": {"code", "message", "field"}}`, and
+//! for the Segment-compatible `/v1/*` routes ([`SegmentError`]) the same body with `code` and
+//! `message` also at the top level. RudderStack's Python SDK reads `payload['code']` from
+//! every error body; without it the SDK raises `KeyError`, counts that as retryable and
+//! retries a refused batch for minutes while `flush()` blocks.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -51,12 +57,13 @@ impl ApiError {
 
 impl From<siyu_app::IdentityError> for ApiError {
     fn from(e: siyu_app::IdentityError) -> Self {
+        use siyu_app::IdentityError as E;
         let code = e.code();
-        let (status, field) = match code {
-            "fan_not_found" => (StatusCode::NOT_FOUND, None),
-            "unknown_identity_kind" => (StatusCode::BAD_REQUEST, Some("kind")),
-            "invalid_identity" => (StatusCode::BAD_REQUEST, Some("value")),
-            _ => (StatusCode::CONFLICT, None),
+        let (status, field) = match &e {
+            E::Decision(siyu_engine::DecisionError::UnknownFan(_)) => (StatusCode::NOT_FOUND, None),
+            E::UnknownKind(_) => (StatusCode::BAD_REQUEST, Some("kind")),
+            E::BadValue(_) => (StatusCode::BAD_REQUEST, Some("value")),
+            E::Decision(_) | E::NotMerged(_) => (StatusCode::CONFLICT, None),
         };
         ApiError::Status {
             status,
@@ -83,9 +90,10 @@ fn body(code: &str, message: &str, field: Option<&str>) -> Value {
     json!({"error": {"code": code, "message": message, "field": field}})
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, value) = match self {
+impl ApiError {
+    /// The status and the native JSON body.
+    fn parts(self) -> (StatusCode, Value) {
+        match self {
             ApiError::BadRequest {
                 code,
                 message,
@@ -145,7 +153,38 @@ impl IntoResponse for ApiError {
                     ),
                 )
             }
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, value) = self.parts();
+        (status, Json(value)).into_response()
+    }
+}
+
+/// An [`ApiError`] answered in the Segment-compatible shape (every `/v1/*` route): the native
+/// body plus `code` and `message` at the top level, copied from `error`.
+#[derive(Debug)]
+pub struct SegmentError(pub ApiError);
+
+impl From<ApiError> for SegmentError {
+    fn from(e: ApiError) -> Self {
+        SegmentError(e)
+    }
+}
+
+impl IntoResponse for SegmentError {
+    fn into_response(self) -> Response {
+        let (status, mut value) = self.0.parts();
+        let top = value
+            .get("error")
+            .map(|e| (e["code"].clone(), e["message"].clone()));
+        if let (Some((code, message)), Value::Object(o)) = (top, &mut value) {
+            o.insert("code".into(), code);
+            o.insert("message".into(), message);
+        }
         (status, Json(value)).into_response()
     }
 }

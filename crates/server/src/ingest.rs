@@ -1,4 +1,7 @@
 //! Ingest endpoints: native `POST /api/events` and Segment-compatible `POST /v1/*`.
+//!
+//! Every `/v1/*` answer that is an error, from a refused batch to a wrong write key or an
+//! unknown path, goes out as a [`SegmentError`] (top-level `code` and `message` too).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -10,6 +13,7 @@ use siyu_app::{BatchOutcome, Rejection, parse_batch};
 use siyu_domain::segment::{self, Kind};
 use siyu_domain::{Domain, time};
 
+use crate::error::SegmentError;
 use crate::{ApiError, State, auth, body};
 
 /// Answers a batch: 200 with the outcome, or 400 when nothing in it was acceptable.
@@ -170,10 +174,16 @@ macro_rules! segment_endpoint {
             Axum(state): Axum<State>,
             headers: HeaderMap,
             raw: Result<Bytes, BytesRejection>,
-        ) -> Result<Json<Value>, ApiError> {
-            segment(state, headers, raw, $kind).await
+        ) -> Result<Json<Value>, SegmentError> {
+            Ok(segment(state, headers, raw, $kind).await?)
         }
     )*};
+}
+
+/// Any other path under `/v1/`: a 404 a Segment or RudderStack client can read (a data-plane
+/// URL with a path in it ends up here).
+pub async fn segment_not_found() -> SegmentError {
+    SegmentError(ApiError::NotFound)
 }
 
 segment_endpoint!(

@@ -2,8 +2,9 @@
 //!
 //! A handler turns the request into domain values (auth, body, events), calls one service, and
 //! turns the result into JSON. Bad input is answered with `{"error": {"code", "message",
-//! "field"}}` and never logged as an error; internal failures are logged once and answered
-//! with an opaque 500.
+//! "field"}}` (on the Segment-compatible `/v1/*`, with `code` and `message` at the top level
+//! too) and never logged as an error; internal failures are logged once and answered with an
+//! opaque 500.
 //!
 //! # Layout
 //! - [`app`]: the router, so tests call it with `oneshot` or serve it on port 0.
@@ -36,7 +37,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use siyu_app::App;
 
 pub use error::ApiError;
@@ -94,6 +95,7 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
         .route("/v1/screen", post(ingest::segment_screen))
         .route("/v1/group", post(ingest::segment_group))
         .route("/v1/alias", post(ingest::segment_alias))
+        .route("/v1/{*rest}", any(ingest::segment_not_found))
         .layer(DefaultBodyLimit::max(limits.segment_body));
     Router::new()
         .route(

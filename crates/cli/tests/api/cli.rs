@@ -71,6 +71,8 @@ async fn import_twice_stores_once_and_explains_rejections(b: Backend) {
             "\n",
             r#"{"id":"4","type":"lead_form","ts":"2026-10-03T00:00:00Z","identities":{"lead_id":"c1","phone":"8613800138000"},"props":{"channel":"ad"}}"#,
             "\n",
+            r#"{"id":"5","type":"ordr","ts":"2026-10-03T00:00:00Z","identities":{"phone":"8613800138000"}}"#,
+            "\n",
         ),
     );
     let v = json_of(&run(&["import", &file, "--json"], &flags));
@@ -80,7 +82,7 @@ async fn import_twice_stores_once_and_explains_rejections(b: Backend) {
             v["duplicates"].as_u64(),
             v["rejected"].as_u64()
         ),
-        (Some(3), Some(0), Some(2)),
+        (Some(3), Some(0), Some(3)),
         "{v}"
     );
     let rejected_file = v["files"][0]["rejected_file"].as_str().unwrap().to_string();
@@ -89,7 +91,7 @@ async fn import_twice_stores_once_and_explains_rejections(b: Backend) {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2);
+    assert_eq!(lines.len(), 3);
     assert_eq!(
         (
             lines[0]["line"].as_u64(),
@@ -103,6 +105,18 @@ async fn import_twice_stores_once_and_explains_rejections(b: Backend) {
         (Some(5), Some("invalid_json"))
     );
     assert!(lines[1]["input"].as_str().unwrap().starts_with("{\"id\""));
+    assert_eq!(
+        (
+            lines[2]["line"].as_u64(),
+            lines[2]["code"].as_str(),
+            lines[2]["message"].as_str()
+        ),
+        (
+            Some(7),
+            Some("unknown_event_type"),
+            Some("unknown event type \"ordr\"; did you mean \"order\"?")
+        )
+    );
 
     let v = json_of(&run(&["import", &file, "--json"], &flags));
     assert_eq!(
@@ -113,7 +127,7 @@ async fn import_twice_stores_once_and_explains_rejections(b: Backend) {
 
     // Plain output names the counts too.
     let out = run(&["import", &file], &flags);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("0 accepted, 3 duplicates, 2 rejected"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 accepted, 3 duplicates, 3 rejected"));
 }
 
 async fn csv_import_and_a_bad_header_stores_nothing(b: Backend) {

@@ -171,8 +171,19 @@ async fn one_person_three_ways_is_one_fan_with_history(b: Backend) {
         (s, v["error"]["code"].as_str(), v["error"]["field"].as_str()),
         (400, Some("unknown_identity_kind"), Some("kind"))
     );
-    let (s, v) = app.get("/api/fans/lookup?kind=phone&value=12ab").await;
-    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("value")));
+    // The same bad value gets the same code as at ingest.
+    for (query, code) in [
+        ("kind=phone&value=138-abc", "invalid_phone"),
+        ("kind=email&value=nobody", "invalid_email"),
+        ("kind=douyin_open_id&value=%20", "invalid_identity"),
+    ] {
+        let (s, v) = app.get(&format!("/api/fans/lookup?{query}")).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str(), v["error"]["field"].as_str()),
+            (400, Some(code), Some("value")),
+            "{query}: {v}"
+        );
+    }
     let (s, v) = app.get("/api/fans/lookup?kind=phone").await;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("value")));
     let (s, v) = app
@@ -567,6 +578,16 @@ async fn the_cli_resolves_a_generated_brand_against_its_truth(b: Backend) {
         assert_eq!(again.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&again.stderr).contains("marked_distinct"));
     }
+    let bad = cli(
+        &["fan", "lookup", "--kind", "phone", "--value", "138-abc"],
+        &flags,
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("invalid_phone"),
+        "the code ingest gives the same phone: {}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
     let missing = cli(&["fan", "show", "987654321"], &flags);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("fan_not_found"));
 }

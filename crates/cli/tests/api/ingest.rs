@@ -46,6 +46,29 @@ async fn accepted_duplicates_and_rejections_are_reported(b: Backend) {
     app.stop().await;
 }
 
+async fn a_mistyped_event_type_gets_a_hint_and_keeps_its_code(b: Backend) {
+    let app = spawn_app(b).await;
+    let (s, v) = app
+        .post_events(&json!([event("t1", "ordr", "13800138000")]))
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let r = &v["rejected"][0];
+    assert_eq!(
+        (
+            r["code"].as_str(),
+            r["field"].as_str(),
+            r["message"].as_str()
+        ),
+        (
+            Some("unknown_event_type"),
+            Some("type"),
+            Some("unknown event type \"ordr\"; did you mean \"order\"?")
+        ),
+        "{v}"
+    );
+    app.stop().await;
+}
+
 async fn one_event_and_the_events_wrapper_are_accepted(b: Backend) {
     let app = spawn_app(b).await;
     let (s, body) = app
@@ -285,6 +308,7 @@ async fn tenants_are_isolated(b: Backend) {
 
 both!(
     accepted_duplicates_and_rejections_are_reported,
+    a_mistyped_event_type_gets_a_hint_and_keeps_its_code,
     one_event_and_the_events_wrapper_are_accepted,
     bad_input_gets_a_json_error_and_stores_nothing,
     the_write_key_only_ingests,

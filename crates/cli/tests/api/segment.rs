@@ -181,7 +181,184 @@ async fn custom_events_go_to_the_tenants_domain(b: Backend) {
     app.stop().await;
 }
 
+/// The fans holding an identity value, by id.
+async fn fans_of(app: &crate::helpers::TestApp, kind: &str, value: &str) -> Vec<i64> {
+    let (s, v) = app
+        .get(&format!("/api/fans/lookup?kind={kind}&value={value}"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    v["fans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fan"].as_i64().unwrap())
+        .collect()
+}
+
+/// Segment's alias allows a user id as `previousId`: the two users' fans become one, the
+/// merge names the alias, survives a rebuild from the log, and can be undone.
+async fn an_alias_of_a_user_id_merges_the_two_fans(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.write_key.clone();
+    let batch = json!({"batch": [
+        {"type": "identify", "userId": "u-old", "messageId": "i1",
+         "context": {"traits": {"phone": "138 0013 8000"}}},
+        {"type": "identify", "userId": "u-new", "messageId": "i2"},
+    ]});
+    let (s, v) = post(&app, "/v1/batch", Some(&key), &batch, false).await;
+    assert_eq!((s, v["accepted"].as_u64()), (200, Some(2)), "{v}");
+    let (old, new) = (
+        fans_of(&app, "user_id", "u-old").await,
+        fans_of(&app, "user_id", "u-new").await,
+    );
+    assert_ne!(old, new, "two user ids, two fans");
+
+    let alias = json!({"previousId": "u-old", "userId": "u-new", "messageId": "al-1"});
+    let (s, v) = post(&app, "/v1/alias", Some(&key), &alias, false).await;
+    assert_eq!((s, v["accepted"].as_u64()), (200, Some(1)), "{v}");
+    let one = fans_of(&app, "user_id", "u-old").await;
+    assert_eq!(one.len(), 1);
+    assert_eq!(fans_of(&app, "user_id", "u-new").await, one, "one fan");
+    assert_eq!(app.stats().await["fans"], 1);
+    let (_, fan) = app.get(&format!("/api/fans/{}", one[0])).await;
+    let merges = fan["merges"].as_array().unwrap();
+    assert_eq!(merges.len(), 1, "{fan}");
+    assert_eq!(merges[0]["cause"], "alias");
+    assert_eq!(
+        merges[0]["event_id"], "al-1",
+        "the alias is the linking event"
+    );
+    assert_eq!(merges[0]["via"], json!(["user_id", "u-old"]));
+    let from = merges[0]["from"].as_i64().unwrap();
+
+    // Rebuilt from the log, the alias links the same fans.
+    let app = app.restart().await;
+    assert_eq!(fans_of(&app, "user_id", "u-new").await, one);
+    assert_eq!(app.stats().await["fans"], 1);
+
+    // An operator can undo it like any merge; the split survives a rebuild too.
+    let (s, v) = app
+        .admin_post(&format!("/api/fans/{from}/unmerge"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(app.stats().await["fans"], 2);
+    let app = app.restart().await;
+    assert_eq!(app.stats().await["fans"], 2);
+    assert_ne!(
+        fans_of(&app, "user_id", "u-old").await,
+        fans_of(&app, "user_id", "u-new").await
+    );
+    app.stop().await;
+}
+
+/// RudderStack's Python SDK reads `payload['code']` from every error body and retries for
+/// minutes when it is missing, so every `/v1/*` error carries `code` and `message` at the top
+/// level beside the native `error` object; `/api/*` errors keep the native shape only.
+async fn v1_errors_carry_a_top_level_code(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.write_key.clone();
+    let bad_phone = json!({"batch": [
+        {"type": "track", "event": "x", "userId": "u", "messageId": "m1",
+         "context": {"traits": {"phone": "138-abc"}}},
+    ]});
+    let track = json!({"event": "x", "userId": "u", "messageId": "m"});
+    let many: Vec<Value> = (0..20)
+        .map(|i| json!({"type": "track", "event": "Big", "userId": "u", "messageId": format!("b{i}"), "properties": {"blob": "y".repeat(30 * 1024)}}))
+        .collect();
+    // (what, path, key, body, status, code)
+    let cases = [
+        (
+            "every event refused",
+            "/v1/batch",
+            Some(key.as_str()),
+            bad_phone,
+            400,
+            "all_events_rejected",
+        ),
+        (
+            "no key",
+            "/v1/track",
+            None,
+            track.clone(),
+            401,
+            "unauthorized",
+        ),
+        (
+            "wrong key",
+            "/v1/batch",
+            Some("sy_w_wrong"),
+            json!({"batch": [track.clone()]}),
+            401,
+            "unauthorized",
+        ),
+        (
+            "too large",
+            "/v1/batch",
+            Some(key.as_str()),
+            json!({"batch": many}),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "unknown path",
+            "/v1/v1/batch",
+            Some(key.as_str()),
+            track.clone(),
+            404,
+            "not_found",
+        ),
+    ];
+    for (what, path, auth, body, status, code) in cases {
+        let (s, v) = post(&app, path, auth, &body, false).await;
+        assert_eq!(s, status, "{what}: {v}");
+        assert_eq!(v["code"], code, "{what}: {v}");
+        assert_eq!(v["error"]["code"], code, "{what}: {v}");
+        assert_eq!(v["message"], v["error"]["message"], "{what}: {v}");
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+    }
+    // A fully refused batch keeps its batch answer beside the error.
+    let (_, v) = post(
+        &app,
+        "/v1/batch",
+        Some(&key),
+        &json!({"batch": [{"type": "identify", "userId": "u", "traits": {"phone": "12"}, "messageId": "p"}]}),
+        false,
+    )
+    .await;
+    assert_eq!(v["rejected"][0]["code"], "invalid_phone", "{v}");
+    assert_eq!(v["rejected"][0]["field"], "traits.phone", "{v}");
+    // 415: not JSON.
+    let r = app
+        .client
+        .post(format!("{}/v1/batch", app.base))
+        .basic_auth(&key, Some(""))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "unsupported_media_type", "{v}");
+    // The native API keeps its one shape.
+    let (s, v) = app
+        .post_raw("/api/events", "", "application/json", b"[]".to_vec(), None)
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    assert!(v.get("code").is_none(), "{v}");
+    assert_eq!(app.event_count().await, 0);
+    app.stop().await;
+}
+
 both!(
+    an_alias_of_a_user_id_merges_the_two_fans,
+    v1_errors_carry_a_top_level_code,
     custom_events_go_to_the_tenants_domain,
     a_segment_batch_with_basic_auth_and_gzip_lands,
     single_message_endpoints_and_write_key_in_body,
