@@ -1272,12 +1272,14 @@ mod snap {
             w.put(&match self {
                 MergeCause::Event => 0u8,
                 MergeCause::Operator => 1,
+                MergeCause::Alias => 2,
             });
         }
         fn take(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
             match r.take::<u8>()? {
                 0 => Ok(MergeCause::Event),
                 1 => Ok(MergeCause::Operator),
+                2 => Ok(MergeCause::Alias),
                 _ => Err(SnapshotError::Malformed(0)),
             }
         }

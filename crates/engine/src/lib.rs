@@ -899,10 +899,19 @@ mod tests {
         #[derive(Debug, Clone)]
         enum Step {
             Event(Gen),
-            Lead { who: u8, family: bool },
+            Lead {
+                who: u8,
+                family: bool,
+            },
             Confirm(u8, u8),
             Distinct(u8, u8),
             Shared(u8),
+            /// An alias of fan `who`'s anonymous id (or of user `u{who}`) to user `u{user}`.
+            Alias {
+                who: u8,
+                user: u8,
+                of_user: bool,
+            },
         }
 
         fn step() -> impl Strategy<Value = Step> {
@@ -912,6 +921,7 @@ mod tests {
                 1 => (0u8..8, 0u8..8).prop_map(|(a, b)| Step::Confirm(a, b)),
                 1 => (0u8..8, 0u8..8).prop_map(|(a, b)| Step::Distinct(a, b)),
                 1 => (0u8..8).prop_map(Step::Shared),
+                1 => (0u8..8, 0u8..8, any::<bool>()).prop_map(|(who, user, of_user)| Step::Alias { who, user, of_user }),
             ]
         }
 
@@ -951,6 +961,20 @@ mod tests {
                         Decision::Distinct { a, b }
                     };
                     let _ = e.decide(seq, d);
+                }
+                Step::Alias { who, user, of_user } => {
+                    let previous = if *of_user {
+                        format!("u{who}")
+                    } else {
+                        format!("a{who}")
+                    };
+                    let text = format!(
+                        r#"{{"id":"{n}","type":"x_alias","domain":"private","ts":"2026-09-02T00:00:00Z","identities":{{"user_id":"u{user}"}},"props":{{"previous_id":"{previous}"}}}}"#
+                    );
+                    e.apply(
+                        seq,
+                        &siyu_domain::parse_event(&text, 1_900_000_000_000).unwrap(),
+                    );
                 }
                 Step::Shared(who) => {
                     e.mark_shared(
