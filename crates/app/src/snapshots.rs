@@ -7,6 +7,10 @@
 //! shared, placed before the snapshot's position) is ignored with a log line, and the log is
 //! replayed from the start instead. A replay that read more than [`SNAPSHOT_AFTER`] log
 //! positions past the snapshot it started from stores a new one.
+//!
+//! `SIYU_SNAPSHOTS=off` in the environment makes a process neither read nor store snapshots
+//! (every start replays the whole log): for benchmarks, and for ruling snapshots out when
+//! something looks wrong.
 
 use siyu_engine::TenantEngine;
 use siyu_engine::snapshot::FORMAT;
@@ -24,6 +28,9 @@ pub(crate) fn load(
     tenant: TenantId,
     upto: Option<i64>,
 ) -> Result<Option<(TenantEngine, Vec<StoredDecision>)>, AppError> {
+    if !enabled() {
+        return Ok(None);
+    }
     let Some(s) = store.snapshot(tenant)? else {
         return Ok(None);
     };
@@ -41,7 +48,10 @@ pub(crate) fn load(
     let engine = match TenantEngine::from_snapshot(&s.data) {
         Ok(e) => e,
         Err(e) => {
+            // Forgotten, so that the snapshot this replay stores replaces it wherever the
+            // damaged one claims to be.
             tracing::warn!(tenant, error = %e, "engine snapshot unreadable; replaying the log");
+            store.drop_snapshot(tenant)?;
             return Ok(None);
         }
     };
@@ -60,10 +70,15 @@ pub(crate) fn load(
 /// [`SNAPSHOT_AFTER`] positions past `from` (where its replay started). A failure only costs
 /// the next start a longer replay: it is logged, not returned.
 pub(crate) fn save_if_due(store: &dyn Store, tenant: TenantId, engine: &TenantEngine, from: i64) {
-    if engine.last_seq() - from < SNAPSHOT_AFTER {
+    if engine.last_seq() - from < SNAPSHOT_AFTER || !enabled() {
         return;
     }
     save(store, tenant, engine);
+}
+
+/// Whether snapshots are read and stored (`SIYU_SNAPSHOTS=off` turns them off).
+fn enabled() -> bool {
+    std::env::var_os("SIYU_SNAPSHOTS").is_none_or(|v| v != "off")
 }
 
 /// Stores the engine's state as the tenant's snapshot.

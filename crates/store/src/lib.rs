@@ -373,6 +373,9 @@ pub trait Snapshots {
 
     /// The tenant's snapshot, if one is held.
     fn snapshot(&self, tenant: TenantId) -> Result<Option<StoredSnapshot>>;
+
+    /// Forgets the tenant's snapshot (one that could not be read).
+    fn drop_snapshot(&self, tenant: TenantId) -> Result<()>;
 }
 
 /// The store. Implementations are internally synchronized; all methods take `&self`.

@@ -955,4 +955,11 @@ impl crate::Snapshots for PostgresStore {
             .transpose()
         })
     }
+
+    fn drop_snapshot(&self, tenant: TenantId) -> Result<()> {
+        self.writer(|c| {
+            c.execute("DELETE FROM snapshots WHERE tenant_id = $1", &[&tenant])?;
+            Ok(())
+        })
+    }
 }

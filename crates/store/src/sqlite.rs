@@ -990,4 +990,12 @@ impl crate::Snapshots for SqliteStore {
             )
             .optional()?)
     }
+
+    fn drop_snapshot(&self, tenant: TenantId) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM snapshots WHERE tenant_id = ?1",
+            params![tenant],
+        )?;
+        Ok(())
+    }
 }

@@ -530,6 +530,14 @@ fn snapshots_keep_the_furthest_along(s: &dyn Store) {
     let other_format = snap(2, 10, 0, &vec![7u8; 1 << 20]);
     s.put_snapshot(t.id, &other_format).unwrap();
     assert_eq!(s.snapshot(t.id).unwrap().as_ref(), Some(&other_format));
+    s.drop_snapshot(t.id).unwrap();
+    assert_eq!(s.snapshot(t.id).unwrap(), None);
+    s.put_snapshot(t.id, &first).unwrap();
+    assert_eq!(
+        s.snapshot(t.id).unwrap().as_ref(),
+        Some(&first),
+        "anything after a drop"
+    );
 }
 
 macro_rules! backends {

@@ -16,9 +16,9 @@ pub enum Backend {
 /// What keeps a test's store alive: its temporary directory, or its PostgreSQL schema
 /// (dropped when this is).
 #[derive(Debug)]
-pub enum StoreGuard {
-    Dir(tempfile::TempDir),
-    Schema(siyu_store::testing::TestSchema),
+pub struct StoreGuard {
+    _dir: Option<tempfile::TempDir>,
+    _schema: Option<siyu_store::testing::TestSchema>,
 }
 
 /// A fresh, empty store location for a backend, valid as long as the guard lives.
@@ -35,14 +35,20 @@ pub fn fresh_location_blocking(backend: Backend) -> (Location, StoreGuard) {
             let dir = tempfile::tempdir().expect("temp dir");
             (
                 Location::Sqlite(dir.path().join("data")),
-                StoreGuard::Dir(dir),
+                StoreGuard {
+                    _dir: Some(dir),
+                    _schema: None,
+                },
             )
         }
         Backend::Postgres => {
             let schema = siyu_store::testing::fresh_postgres();
             (
                 Location::Postgres(schema.url.clone()),
-                StoreGuard::Schema(schema),
+                StoreGuard {
+                    _dir: None,
+                    _schema: Some(schema),
+                },
             )
         }
     }

@@ -10,3 +10,4 @@ mod durability;
 mod identity;
 mod ingest;
 mod segment;
+mod snapshots;
