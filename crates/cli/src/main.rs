@@ -1,5 +1,11 @@
 //! `siyu`: the command line. Thin: parse flags into checked options, open the store, call the
-//! services, print. Each subcommand lives in its own module.
+//! services, print. Each subcommand lives in its own module; all printing goes through
+//! `output` (its macros never panic on a closed pipe), which the two lints below enforce.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+#[macro_use]
+mod output;
 
 mod bench;
 mod cli;
@@ -9,7 +15,6 @@ mod fan;
 mod gen_cmd;
 mod identity;
 mod import;
-mod output;
 mod report;
 mod segment;
 mod serve;
@@ -19,12 +24,16 @@ use clap::Parser;
 
 fn main() {
     let cli = cli::Cli::parse();
-    // The server logs what it does; one-shot commands only warnings (their output is the report).
-    let default_level = match cli.command {
-        cli::Command::Serve(_) => "info",
-        cli::Command::Demo(ref d) if d.serve => "info",
-        _ => "warn",
+    let serves = match cli.command {
+        cli::Command::Serve(_) => true,
+        cli::Command::Demo(ref d) => d.serve,
+        _ => false,
     };
+    if serves {
+        output::serving();
+    }
+    // The server logs what it does; one-shot commands only warnings (their output is the report).
+    let default_level = if serves { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SIYU_LOG")

@@ -63,7 +63,7 @@ pub fn serve_with(
         match banner {
             Some(b) => b(&bound),
             // One plain line on stdout, for people and for scripts that start with port 0.
-            None => println!("siyu listening on http://{bound}"),
+            None => outln!("siyu listening on http://{bound}"),
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();

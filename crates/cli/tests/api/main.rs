@@ -9,4 +9,5 @@ mod connectors;
 mod durability;
 mod identity;
 mod ingest;
+mod output;
 mod segment;
