@@ -20,6 +20,8 @@ mod segment;
 mod serve;
 mod tenant;
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 
 fn main() {
@@ -40,11 +42,21 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colours(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .init();
     let json = cli.json();
     if let Err(e) = run(cli) {
         output::fail(&e, json);
     }
+}
+
+/// Colours in the logs only for a person at a terminal who has not asked for none
+/// (<https://no-color.org>: `NO_COLOR` set and not empty); a file or a pipe gets plain text.
+fn colours(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<()> {
@@ -62,5 +74,19 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Tag(a) => segment::tag(a),
         Bench(a) => bench::run(a),
         Connector(a) => connector::run(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colours;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colours(true, None));
+        assert!(colours(true, Some("".into())));
+        assert!(!colours(true, Some("1".into())));
+        assert!(!colours(false, None));
+        assert!(!colours(false, Some("".into())));
     }
 }

@@ -1,18 +1,19 @@
 //! What the CLI writes, where it goes: every command into a pipe whose reader has gone
-//! (`siyu … | head`) exits 0 without a panic.
+//! (`siyu … | head`) exits 0 without a panic; `siyu serve` keeps serving with its stdout
+//! closed and logs plain text, not ANSI colours, into a pipe.
 //!
 //! A closed pipe is made deterministic in one of two ways. Either the reader end is closed
 //! before the command writes anything, so its first write fails; or the reader takes one byte
 //! and closes, for commands whose output is checked to be well over the 64 KiB a Linux pipe
 //! holds, so the command cannot have finished writing before the reader left.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 
 use crate::both;
 use crate::cli::{json_of, run};
-use crate::durability::siyu;
+use crate::durability::{siyu, terminate};
 use crate::helpers::{Backend, fresh_location, store_flags};
 
 /// Output this large cannot fit in the pipe (64 KiB) while the reader still reads.
@@ -185,7 +186,7 @@ async fn every_command_exits_quietly_into_a_closed_pipe(b: Backend) {
             "count",
             "count(*, 3650d) >= 0",
             "--sample",
-            "100000",
+            "4000",
         ],
         &["segment", "members", "everyone", "--limit", "4000"],
     ];
@@ -206,7 +207,57 @@ async fn every_command_exits_quietly_into_a_closed_pipe(b: Backend) {
     );
 }
 
-both!(every_command_exits_quietly_into_a_closed_pipe,);
+async fn serve_keeps_serving_with_stdout_closed_and_logs_plain_text(b: Backend) {
+    let (location, _d) = fresh_location(b);
+    let mut server = siyu()
+        .arg("serve")
+        .args(store_flags(&location))
+        .args(["--addr", "127.0.0.1:0"])
+        .env("SIYU_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn siyu serve");
+    // Nobody reads the banner: the server must not care.
+    drop(server.stdout.take());
+    let mut stderr = BufReader::new(server.stderr.take().unwrap());
+    let mut log = String::new();
+    loop {
+        let mut line = String::new();
+        let n = stderr.read_line(&mut line).expect("read the log");
+        assert!(n > 0, "siyu serve ended before serving:\n{log}");
+        log.push_str(&line);
+        if line.contains("serving") {
+            break;
+        }
+    }
+    if log.contains('\x1b') {
+        server.kill().unwrap();
+        panic!("ANSI escapes in a log that is not a terminal:\n{log:?}");
+    }
+    let addr = log
+        .split_once(" serving addr=")
+        .map(|(_, rest)| rest.trim().to_string())
+        .unwrap_or_else(|| panic!("no address in the log:\n{log}"));
+    let health = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    terminate(server);
+    stderr.read_to_string(&mut log).unwrap();
+    assert!(log.contains("stopped"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "ANSI escapes in a log that is not a terminal:\n{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+both!(
+    every_command_exits_quietly_into_a_closed_pipe,
+    serve_keeps_serving_with_stdout_closed_and_logs_plain_text,
+);
 
 #[test]
 fn gen_and_demo_exit_quietly_into_a_closed_pipe() {
