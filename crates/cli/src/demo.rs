@@ -117,8 +117,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             "  → {} fans; try your own: siyu segment count '...' (docs/segments.md)",
             output::n(audience as u64)
         );
-        outln!();
-        outln!("  Next: `siyu demo --serve` serves this brand on http://127.0.0.1:8080");
+        if !args.serve {
+            outln!();
+            outln!("  Next: `siyu demo --serve` serves this brand on http://127.0.0.1:8080");
+        }
     }
 
     if args.serve {

@@ -277,3 +277,25 @@ fn gen_and_demo_exit_quietly_into_a_closed_pipe() {
     assert_quiet_into_closed_pipe(&demo, &flags, 0);
     assert_quiet_into_closed_pipe(&[&demo[..], &["--json"]].concat(), &flags, 0);
 }
+
+#[test]
+fn demo_serve_does_not_suggest_running_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = siyu()
+        .args(["demo", "--fans", "100", "--days", "5", "--serve"])
+        .args(["--addr", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .env("SIYU_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn siyu demo --serve");
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let mut shown = String::new();
+    while !shown.contains("Serving on http://") {
+        let n = stdout.read_line(&mut shown).expect("read the demo");
+        assert!(n > 0, "siyu demo --serve ended before serving:\n{shown}");
+    }
+    terminate(server);
+    assert!(shown.contains("Segment 精准筛选"), "{shown}");
+    assert!(!shown.contains("Next:"), "{shown}");
+}
