@@ -33,7 +33,7 @@ use crate::output;
 pub enum Format {
     /// One native event (JSON object) per line.
     Jsonl,
-    /// A header row, then one event per row (see docs/import.md).
+    /// A header row, then one event per row (see docs/ingest.md#csv).
     Csv,
     /// Ocean Engine (巨量引擎) lead exports: JSON lines or CSV (by extension) with the lead
     /// API's fields (clue_id, telephone, name, ad_id, create_time, ...).

@@ -1,6 +1,6 @@
 //! What the CLI writes, where it goes: every command into a pipe whose reader has gone
 //! (`siyu … | head`) exits 0 without a panic; `siyu serve` keeps serving with its stdout
-//! closed and logs plain text, not ANSI colours, into a pipe.
+//! closed and logs plain text, not ANSI colours, into a pipe; every file a `--help` names exists.
 //!
 //! A closed pipe is made deterministic in one of two ways. Either the reader end is closed
 //! before the command writes anything, so its first write fails; or the reader takes one byte
@@ -8,7 +8,7 @@
 //! holds, so the command cannot have finished writing before the reader left.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 
 use crate::both;
@@ -298,4 +298,91 @@ fn demo_serve_does_not_suggest_running_itself() {
     terminate(server);
     assert!(shown.contains("Segment 精准筛选"), "{shown}");
     assert!(!shown.contains("Next:"), "{shown}");
+}
+
+/// `siyu --help`, then each command's `--help`, recursively: (the command, its help).
+fn every_help() -> Vec<(Vec<String>, String)> {
+    let mut todo = vec![vec![]];
+    let mut done = Vec::new();
+    while let Some(cmd) = todo.pop() {
+        let out = siyu().args(&cmd).arg("--help").output().unwrap();
+        assert!(out.status.success(), "siyu {cmd:?} --help");
+        let help = String::from_utf8(out.stdout).unwrap();
+        // Subcommands are listed under "Commands:", one per line, until a blank line.
+        let listed = help
+            .lines()
+            .skip_while(|l| *l != "Commands:")
+            .skip(1)
+            .take_while(|l| !l.is_empty());
+        for line in listed {
+            // A description wrapped onto the next line is indented further.
+            let Some(name) = line.strip_prefix("  ").filter(|l| !l.starts_with(' ')) else {
+                continue;
+            };
+            let name = name.split_whitespace().next().unwrap();
+            if name != "help" {
+                todo.push([&cmd[..], &[name.to_string()]].concat());
+            }
+        }
+        done.push((cmd, help));
+    }
+    done
+}
+
+/// The repository's paths (`docs/….md`, `bench/….py`) a text names, with any `#anchor`.
+fn paths_named(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for dir in ["docs/", "bench/"] {
+        for (i, _) in text.match_indices(dir) {
+            let path: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "._-/#".contains(*c))
+                .collect();
+            found.push(path.trim_end_matches('.').to_string());
+        }
+    }
+    found
+}
+
+/// GitHub's anchor for a Markdown heading (for the ASCII headings docs use).
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_help_is_quiet_into_a_closed_pipe_and_names_files_that_exist() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let helps = every_help();
+    assert!(helps.len() > 40, "{} help texts", helps.len());
+    let mut named = 0;
+    for (cmd, help) in &helps {
+        let mut args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        args.push("--help");
+        assert_quiet_into_closed_pipe(&args, &[], 0);
+        for path in paths_named(help) {
+            named += 1;
+            let (file, fragment) = path.split_once('#').unwrap_or((&path, ""));
+            let text = std::fs::read_to_string(root.join(file))
+                .unwrap_or_else(|e| panic!("siyu {cmd:?} --help names {path}: {e}"));
+            if !fragment.is_empty() {
+                assert!(
+                    text.lines()
+                        .filter_map(|l| l.strip_prefix('#'))
+                        .any(|h| anchor(h.trim_start_matches('#')) == fragment),
+                    "siyu {cmd:?} --help names {path}: no such heading"
+                );
+            }
+        }
+    }
+    assert!(named >= 5, "only {named} paths named in the help texts");
+    assert_quiet_into_closed_pipe(&["--version"], &[], 0);
 }
