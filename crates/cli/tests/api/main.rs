@@ -9,5 +9,6 @@ mod connectors;
 mod durability;
 mod identity;
 mod ingest;
+mod metrics;
 mod output;
 mod segment;
