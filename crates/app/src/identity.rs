@@ -337,7 +337,6 @@ pub struct MergeView {
     #[serde(flatten)]
     pub merge: Merge,
     pub event_id: Option<String>,
-    pub at: String,
 }
 
 /// One identity value of a fan.
@@ -370,12 +369,7 @@ fn merge_view(store: &dyn Store, tenant: TenantId, m: Merge) -> Result<MergeView
             .map(|e| e.event.id.as_str().to_string()),
         siyu_engine::MergeCause::Operator => None,
     };
-    let at = siyu_domain::time::format_rfc3339(m.ts);
-    Ok(MergeView {
-        merge: m,
-        event_id,
-        at,
-    })
+    Ok(MergeView { merge: m, event_id })
 }
 
 /// A fan with its identities, merge history and open possible duplicates.

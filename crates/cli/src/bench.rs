@@ -398,7 +398,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn triggers(n: u64, segments: usize, probes: usize, json_out: bool) -> anyhow::Result<()> {
     let say = |s: &str| {
         if !json_out {
-            eprintln!("{s}");
+            errln!("{s}");
         }
     };
     let tmp = tempfile::tempdir()?;
@@ -427,7 +427,7 @@ fn triggers(n: u64, segments: usize, probes: usize, json_out: bool) -> anyhow::R
         "post_to_ack_ms": {"p50": percentile(&ack, 50.0), "p99": percentile(&ack, 99.0), "max": ack.last()},
         "ack_to_trigger_ms": {"p50": percentile(&trig, 50.0), "p99": percentile(&trig, 99.0), "max": trig.last()},
     });
-    println!("{}", serde_json::to_string_pretty(&result)?);
+    outln!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
 }
 
@@ -444,7 +444,7 @@ fn ingest(
     let tmp = tempfile::tempdir()?;
     let say = |s: &str| {
         if !json_out {
-            eprintln!("{s}")
+            errln!("{s}")
         }
     };
     say(&format!("generating {} events ...", output::n(n)));
@@ -509,15 +509,15 @@ fn ingest(
         );
     }
     if json_out {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"events": n, "results": rows}))?
         );
     } else {
-        println!("| what | events | seconds | events/s | vs raw SQLite |");
-        println!("|---|---:|---:|---:|---:|");
+        outln!("| what | events | seconds | events/s | vs raw SQLite |");
+        outln!("|---|---:|---:|---:|---:|");
         for r in &rows {
-            println!(
+            outln!(
                 "| {} | {} | {:.2} | {} | {:.2} |",
                 r.name,
                 output::n(r.events),
@@ -600,7 +600,7 @@ fn identity(events: u64, people: u64, json_out: bool) -> anyhow::Result<()> {
         "--events and --people must be at least 1"
     );
     if !json_out {
-        eprintln!(
+        errln!(
             "building {} events for {} people ...",
             output::n(events),
             output::n(people)
@@ -627,13 +627,13 @@ fn identity(events: u64, people: u64, json_out: bool) -> anyhow::Result<()> {
         "bytes_per_value": bytes as f64 / values as f64,
     });
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        outln!("{}", serde_json::to_string_pretty(&result)?);
     } else {
-        println!(
+        outln!(
             "| events | links | seconds | links/s | values | fans | graph bytes | bytes/value |"
         );
-        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-        println!(
+        outln!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+        outln!(
             "| {} | {} | {:.2} | {} | {} | {} | {} | {:.1} |",
             output::n(events),
             output::n(links),
@@ -832,7 +832,7 @@ fn layers(
 ) -> anyhow::Result<()> {
     let say = |s: &str| {
         if !json_out {
-            eprintln!("{s}");
+            errln!("{s}");
         }
     };
     let b = brand(fans, days, true, &say)?;
@@ -877,7 +877,7 @@ fn layers(
         result["identical_counts"] = json!(same);
         result["speedup_vs_duckdb"] = json!(dq / siyu_seconds);
     }
-    println!("{}", serde_json::to_string_pretty(&result)?);
+    outln!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
 }
 
@@ -896,7 +896,7 @@ fn segments(
 ) -> anyhow::Result<()> {
     let say = |s: &str| {
         if !json_out {
-            eprintln!("{s}");
+            errln!("{s}");
         }
     };
     let parsed = siyu_domain::audience::parse(expr)
@@ -949,6 +949,6 @@ fn segments(
         result["speedup_vs_duckdb"] = json!(dq / median);
         result["speedup_vs_duckdb_as_of_past"] = json!(dq / median_past);
     }
-    println!("{}", serde_json::to_string_pretty(&result)?);
+    outln!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
 }

@@ -8,10 +8,15 @@ use siyu_store::Location;
 
 /// Siyu (私域): one fan per person across Douyin's public, commercial and private domains.
 ///
-/// Every command that touches data takes --data DIR (embedded SQLite, the default) or
-/// --database-url postgres://... (PostgreSQL), and --tenant NAME (default: the only tenant).
+/// Commands that read or write data take --data DIR (the embedded SQLite store, the default) or
+/// --database-url postgres://... (PostgreSQL); those that work on one tenant also take
+/// --tenant NAME (default: the only tenant).
+///
+/// New here? `siyu demo` generates a brand, imports it and shows what Siyu sees. The guides:
+/// docs/ingest.md (events, files, HTTP), docs/identity.md, docs/layers.md, docs/segments.md,
+/// docs/connectors.md; benchmarks in docs/BENCHMARKS.md.
 #[derive(Parser, Debug)]
-#[command(name = "siyu", version, about, long_about = None, max_term_width = 100)]
+#[command(name = "siyu", version, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -47,30 +52,37 @@ impl Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Serve the HTTP API (native and Segment-compatible ingest, stats, health, metrics).
+    /// Serve the HTTP API (native and Segment-compatible ingest, Douyin webhooks, fans, reports,
+    /// segments, tags, health, metrics) and run the Ocean Engine lead pollers.
     Serve(ServeArgs),
-    /// Create and list tenants (brands) and their API keys.
+    /// Tenants (brands): create one with its API keys, list them, change settings and layer
+    /// rules.
     Tenant(TenantArgs),
     /// Generate realistic synthetic events for one Douyin brand (JSON lines).
     Gen(GenArgs),
-    /// Import events from JSON-lines or CSV files; safe to run twice.
+    /// Import events from JSON-lines or CSV files (docs/ingest.md); safe to run twice.
     Import(ImportArgs),
-    /// Generate a brand, import it into the embedded store, and show what Siyu sees.
+    /// Generate a brand, import it into the store, and show what Siyu sees.
     Demo(DemoArgs),
-    /// Look at one fan: identities, merge history, possible duplicates.
+    /// Look at one fan, by id or by an identity value: layer, latest events, identities, merge
+    /// history, possible duplicates.
     Fan(FanArgs),
-    /// Identity resolution: possible duplicates, operator decisions, export, evaluation.
+    /// Identity resolution: possible duplicates, operator decisions, export, evaluation
+    /// (docs/identity.md).
     Identity(IdentityArgs),
-    /// Reports: lead dedup (线索重复率).
+    /// Reports: fans per layer and how they moved (docs/layers.md), lead dedup (线索重复率,
+    /// docs/identity.md).
     Report(ReportArgs),
-    /// Segments: count, export and save the fans an expression selects (docs/segments.md).
+    /// Segments: count, export and save the fans an expression selects; saved segments'
+    /// members and triggers (docs/segments.md).
     Segment(SegmentArgs),
     /// Tags on fans: by hand, for an expression's fans, or automatic; and their history.
     Tag(TagArgs),
-    /// Measure ingest and identity resolution against their peers.
+    /// Benchmarks: ingest, layers, segments, saved-segment triggers and identity resolution,
+    /// against their peers (results in docs/BENCHMARKS.md).
     Bench(BenchArgs),
     /// Connect a tenant to Douyin webhooks and the Ocean Engine lead API (credentials are
-    /// stored, never printed).
+    /// stored, never printed; docs/connectors.md).
     Connector(ConnectorArgs),
 }
 
@@ -212,6 +224,7 @@ pub enum TenantCommand {
     List {
         #[command(flatten)]
         store: StoreArgs,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -274,6 +287,7 @@ pub struct DemoArgs {
     /// Then serve the HTTP API on --addr.
     #[arg(long)]
     pub serve: bool,
+    /// Address to listen on with --serve.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
     /// Print the summary as JSON.
@@ -319,8 +333,11 @@ pub enum FanCommand {
     /// The fans holding an identity value, normalized as at ingest
     /// (e.g. --kind phone --value '138 0013 8000').
     Lookup {
+        /// douyin_open_id, douyin_union_id, wecom_external_id, wechat_union_id, phone, email,
+        /// lead_id, user_id or anonymous_id.
         #[arg(long)]
         kind: String,
+        /// The value as any source would send it.
         #[arg(long)]
         value: String,
     },
@@ -349,11 +366,13 @@ pub enum IdentityCommand {
     Undo { from: i64 },
     /// Write every identity value with its fan: CSV kind,value,fan_id.
     Export {
+        /// The CSV file to write.
         #[arg(long)]
         out: PathBuf,
     },
     /// Score fans against a truth file from `siyu gen --truth` (pairwise precision and recall).
     Eval {
+        /// The truth file (CSV kind,value,person).
         #[arg(long)]
         truth: PathBuf,
     },
@@ -387,16 +406,21 @@ pub enum SegmentCommand {
     /// Write every fan EXPR selects to a CSV file (fan_id, layer, engagement_30d, orders_180d,
     /// identities).
     Export {
+        /// The segment expression (quote it for the shell).
         expr: String,
+        /// The CSV file to write.
         #[arg(long)]
         out: PathBuf,
+        /// As of this time (RFC 3339); default now.
         #[arg(long)]
         as_of: Option<String>,
     },
     /// Save a segment: its members are kept live by `siyu serve`, each entry and exit stored as
     /// a segment_entered / segment_exited trigger.
     Save {
+        /// The segment's name (unique in the tenant).
         name: String,
+        /// The segment expression (quote it for the shell).
         expr: String,
         /// Members carry this tag (an automatic tag).
         #[arg(long)]
@@ -408,9 +432,12 @@ pub enum SegmentCommand {
     Show { segment: String },
     /// A page of a saved segment's members.
     Members {
+        /// The saved segment's name or id.
         segment: String,
+        /// Members to skip.
         #[arg(long, default_value_t = 0)]
         offset: usize,
+        /// Members to list.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
@@ -424,6 +451,7 @@ pub enum SegmentCommand {
         /// Only this segment (name or id).
         #[arg(long)]
         segment: Option<String>,
+        /// Triggers to list.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
@@ -506,6 +534,7 @@ pub enum ReportCommand {
 pub struct BenchArgs {
     #[command(subcommand)]
     pub what: BenchWhat,
+    /// Print only the result, as JSON (no progress on stderr).
     #[arg(long, global = true)]
     pub json: bool,
 }
@@ -531,8 +560,10 @@ pub enum BenchWhat {
     /// its end; with --duckdb, the same rules in SQL (bench/layers_duckdb.py) over the same
     /// events, counts compared.
     Layers {
+        /// People in the generated brand.
         #[arg(long, default_value_t = 1_000_000)]
         fans: u64,
+        /// Days of activity.
         #[arg(long, default_value_t = 240)]
         days: u32,
         /// Also run DuckDB (needs `pip install duckdb`).
@@ -546,15 +577,19 @@ pub enum BenchWhat {
     /// of an earlier instant; with --duckdb, the same query in SQL (bench/segments_duckdb.py)
     /// over the same events, counts compared.
     Segments {
+        /// People in the generated brand.
         #[arg(long, default_value_t = 1_000_000)]
         fans: u64,
+        /// Days of activity.
         #[arg(long, default_value_t = 240)]
         days: u32,
         /// The expression (default: the one bench/segments_duckdb.py holds in SQL).
         #[arg(long, default_value = crate::bench::BENCH_SEGMENT)]
         expr: String,
+        /// Also run DuckDB (needs `pip install duckdb`).
         #[arg(long)]
         duckdb: bool,
+        /// Where to write the events for DuckDB (default: a temp dir).
         #[arg(long)]
         work: Option<PathBuf>,
     },
@@ -562,10 +597,13 @@ pub enum BenchWhat {
     /// segments on the same events, then --probes single events timed from POST to
     /// acknowledgement and from acknowledgement to their segment_entered trigger.
     Triggers {
+        /// About this many generated events.
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
+        /// Saved segments in the second run.
         #[arg(long, default_value_t = 100)]
         segments: usize,
+        /// Single events timed after the load.
         #[arg(long, default_value_t = 300)]
         probes: usize,
     },

@@ -52,6 +52,6 @@ pub fn run(args: ConnectorArgs) -> anyhow::Result<()> {
             }
         }
     };
-    println!("{}", serde_json::to_string_pretty(&view)?);
+    outln!("{}", serde_json::to_string_pretty(&view)?);
     Ok(())
 }

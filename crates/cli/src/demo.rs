@@ -36,7 +36,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let truth_file = work.join(format!("{stem}.truth.csv"));
     if !events_file.exists() || !truth_file.exists() {
         if !args.json {
-            eprintln!(
+            errln!(
                 "generating {} people over {} days ...",
                 output::n(cfg.fans),
                 cfg.days
@@ -79,7 +79,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .map(|a| a.count())
         .unwrap_or(0);
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "tenant": TENANT,
@@ -98,31 +98,33 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
     } else {
         print_report(&location, &events_file, &summary, &stats, &eval);
-        println!();
+        outln!();
         crate::report::print_layers(&layers, now);
-        println!();
+        outln!();
         crate::report::print_flow(&flow);
-        println!();
+        outln!();
         crate::report::print_dedup(&dedup);
-        println!();
-        println!(
+        outln!();
+        outln!(
             "  {} pairs of fans share a phone or email but hold different accounts (family phones):",
             output::n(duplicates as u64)
         );
-        println!("  kept apart for review — `siyu identity duplicates`");
-        println!(
+        outln!("  kept apart for review — `siyu identity duplicates`");
+        outln!(
             "  score the resolution against the generator's truth: siyu identity eval --truth {}",
             truth_file.display()
         );
-        println!();
-        println!("Segment 精准筛选");
-        println!("  {DEMO_SEGMENT}");
-        println!(
+        outln!();
+        outln!("Segment 精准筛选");
+        outln!("  {DEMO_SEGMENT}");
+        outln!(
             "  → {} fans; try your own: siyu segment count '...' (docs/segments.md)",
             output::n(audience as u64)
         );
-        println!();
-        println!("  Next: `siyu demo --serve` serves this brand on http://127.0.0.1:8080");
+        if !args.serve {
+            outln!();
+            outln!("  Next: `siyu demo --serve` serves this brand on http://127.0.0.1:8080");
+        }
     }
 
     if args.serve {
@@ -203,10 +205,10 @@ fn print_report(
     stats: &siyu_engine::Stats,
     eval: &siyu_engine::identity::Evaluation,
 ) {
-    println!();
-    println!("Siyu 私域 demo — tenant {TENANT}, {}", location.describe());
-    println!("  source: {}", file.display());
-    println!(
+    outln!();
+    outln!("Siyu 私域 demo — tenant {TENANT}, {}", location.describe());
+    outln!("  source: {}", file.display());
+    outln!(
         "  import: {} accepted, {} duplicates, {} rejected in {:.1} s ({} events/s)",
         output::n(s.accepted),
         output::n(s.duplicates),
@@ -214,27 +216,28 @@ fn print_report(
         s.seconds,
         output::n(s.events_per_second as u64)
     );
-    println!();
-    println!(
+    outln!();
+    outln!(
         "  {} events resolved to {} fans 粉丝 — a fan is one person as far as the events show",
         output::n(stats.events),
         output::n(stats.fans)
     );
-    println!(
+    outln!(
         "  the generator made {} people: {} of them are still split over two or more fans,",
         output::n(eval.people),
         output::n(eval.split_people)
     );
-    println!(
+    outln!(
         "  because no event ever carried two of their ids together (pairwise precision {:.4}, recall {:.4})",
-        eval.precision, eval.recall
+        eval.precision,
+        eval.recall
     );
-    println!();
-    println!("  Events by domain");
+    outln!();
+    outln!("  Events by domain");
     let max = stats.by_domain.values().copied().max().unwrap_or(0);
     for d in Domain::ALL {
         let x = stats.by_domain.get(d.as_str()).copied().unwrap_or(0);
-        println!(
+        outln!(
             "    {} {:<11} {:>12}  {}",
             d.label_zh(),
             d.label_en(),
@@ -242,34 +245,34 @@ fn print_report(
             bar(x, max, 40)
         );
     }
-    println!();
-    println!("  Events by type");
+    outln!();
+    outln!("  Events by type");
     let mut types: Vec<_> = stats.by_type.iter().collect();
     types.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let max = types.first().map(|t| *t.1).unwrap_or(0);
     for (t, x) in types {
-        println!("    {:<20} {:>12}  {}", t, output::n(*x), bar(*x, max, 40));
+        outln!("    {:<20} {:>12}  {}", t, output::n(*x), bar(*x, max, 40));
     }
 }
 
 fn print_serve_banner(addr: &str, keys: Option<&TenantKeys>) {
-    println!();
-    println!("Serving on http://{addr}  (Ctrl-C stops)");
+    outln!();
+    outln!("Serving on http://{addr}  (Ctrl-C stops)");
     match keys {
         Some(k) => {
-            println!("  write key: {}", k.write_key);
-            println!("  admin key: {}", k.admin_key);
-            println!();
-            println!(
+            outln!("  write key: {}", k.write_key);
+            outln!("  admin key: {}", k.admin_key);
+            outln!();
+            outln!(
                 "  curl -s http://{addr}/api/stats -H 'Authorization: Bearer {}'",
                 k.admin_key
             );
-            println!(
+            outln!(
                 "  curl -s http://{addr}/api/events -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' \\\n    -d '[{{\"id\":\"hello-1\",\"type\":\"follow\",\"ts\":\"{}\",\"identities\":{{\"phone\":\"138 0013 8000\"}}}}]'",
                 k.write_key,
                 siyu_domain::time::format_rfc3339(siyu_domain::time::now_ms())
             );
         }
-        None => println!("  (the demo tenant's keys were printed when it was created)"),
+        None => outln!("  (the demo tenant's keys were printed when it was created)"),
     }
 }

@@ -27,11 +27,11 @@ pub fn run(args: FanArgs) -> anyhow::Result<()> {
             if args.json {
                 output::json(&serde_json::json!({ "fans": fans }))?;
             } else if fans.is_empty() {
-                println!("no fan holds {kind} {value:?}");
+                outln!("no fan holds {kind} {value:?}");
             } else {
                 for (i, f) in fans.iter().enumerate() {
                     if i > 0 {
-                        println!();
+                        outln!();
                     }
                     print_fan(f);
                 }
@@ -43,18 +43,20 @@ pub fn run(args: FanArgs) -> anyhow::Result<()> {
 
 pub fn print_fan(v: &FanView) {
     match v.merged_from {
-        Some(asked) => println!(
+        Some(asked) => outln!(
             "fan {} (fan {} was merged into it), {} events",
-            v.fan.0, asked.0, v.events
+            v.fan.0,
+            asked.0,
+            v.events
         ),
-        None => println!("fan {}, {} events", v.fan.0, v.events),
+        None => outln!("fan {}, {} events", v.fan.0, v.events),
     }
     if let Some(x) = &v.layer {
-        println!("  layer  {}", x.why);
+        outln!("  layer  {}", x.why);
         if !x.timeline.is_empty() {
-            println!("  latest events, newest first");
+            outln!("  latest events, newest first");
             for t in &x.timeline {
-                println!(
+                outln!(
                     "    {}  {} {:<20}",
                     format_rfc3339(t.ts),
                     t.domain.label_zh(),
@@ -63,12 +65,12 @@ pub fn print_fan(v: &FanView) {
             }
         }
     }
-    println!("  identities");
+    outln!("  identities");
     for i in &v.identities {
-        println!("    {:<18} {}", i.kind.as_str(), i.value);
+        outln!("    {:<18} {}", i.kind.as_str(), i.value);
     }
     if !v.merges.is_empty() {
-        println!("  merge history");
+        outln!("  merge history");
         for m in &v.merges {
             let via = match &m.merge.via {
                 Some((k, val)) => format!("via {} {}", k.as_str(), val),
@@ -79,16 +81,19 @@ pub fn print_fan(v: &FanView) {
                 .as_deref()
                 .map(|e| format!(" (event {e})"))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "    {}  fan {} → fan {} {via}{event}   undo: siyu identity undo {}",
-                m.at, m.merge.from.0, m.merge.into.0, m.merge.from.0
+                format_rfc3339(m.merge.ts),
+                m.merge.from.0,
+                m.merge.into.0,
+                m.merge.from.0
             );
         }
     }
     if !v.possible_duplicates.is_empty() {
-        println!("  possible duplicates (kept apart: different one-per-person ids)");
+        outln!("  possible duplicates (kept apart: different one-per-person ids)");
         for d in &v.possible_duplicates {
-            println!(
+            outln!(
                 "    fan {} ~ fan {} share {} {} since {}   siyu identity confirm|distinct {} {}",
                 d.a.0,
                 d.b.0,

@@ -71,8 +71,8 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
     let summary = match &args.out {
         Some(out) => write_files(&cfg, out, args.truth.as_deref())?,
         None => {
-            let stdout = std::io::stdout();
-            let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
+            // A closed stdout (`siyu gen | head`) ends the command quietly (see `output`).
+            let mut w = BufWriter::with_capacity(1 << 20, output::Stdout);
             let mut t = match &args.truth {
                 Some(p) => Some(BufWriter::new(File::create(p)?)),
                 None => None,
@@ -90,7 +90,7 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
             s
         }
     };
-    eprintln!(
+    errln!(
         "generated {} events for {} people ({} identity values, {} shared family phones)",
         output::n(summary.events),
         output::n(summary.people),

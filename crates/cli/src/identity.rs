@@ -20,14 +20,14 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
             if args.json {
                 output::json(&serde_json::json!({ "possible_duplicates": dups }))?;
             } else if dups.is_empty() {
-                println!("no open possible duplicates");
+                outln!("no open possible duplicates");
             } else {
-                println!(
+                outln!(
                     "{} possible duplicates (fans kept apart by the guard):",
                     dups.len()
                 );
                 for d in &dups {
-                    println!(
+                    outln!(
                         "  fan {} ~ fan {}  share {} {}  since {}",
                         d.a.0,
                         d.b.0,
@@ -36,7 +36,7 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
                         format_rfc3339(d.ts)
                     );
                 }
-                println!("decide with: siyu identity confirm A B  |  siyu identity distinct A B");
+                outln!("decide with: siyu identity confirm A B  |  siyu identity distinct A B");
             }
         }
         IdentityCommand::Confirm { a, b } => {
@@ -64,7 +64,7 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
             if args.json {
                 output::json(&serde_json::json!({"undone": from}))?;
             } else {
-                println!("fan {from} is split back out; the tenant was recomputed from its events");
+                outln!("fan {from} is split back out; the tenant was recomputed from its events");
             }
         }
         IdentityCommand::Export { out } => {
@@ -93,7 +93,7 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
             if args.json {
                 output::json(&serde_json::json!({"rows": rows, "out": out}))?;
             } else {
-                println!(
+                outln!(
                     "wrote {} identity values to {}",
                     output::n(rows),
                     out.display()
@@ -111,22 +111,23 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
             if args.json {
                 output::json(&eval)?;
             } else {
-                println!(
+                outln!(
                     "{} true people, {} fans over {} identity values ({} not seen)",
                     output::n(eval.people),
                     output::n(eval.fans),
                     output::n(eval.values),
                     output::n(eval.missing)
                 );
-                println!(
+                outln!(
                     "pairwise precision {:.4}, recall {:.4}",
-                    eval.precision, eval.recall
+                    eval.precision,
+                    eval.recall
                 );
-                println!(
+                outln!(
                     "fans holding one-per-person ids of two true people: {}",
                     eval.wrong_merges
                 );
-                println!(
+                outln!(
                     "true people still split over two or more fans: {}",
                     output::n(eval.split_people)
                 );
@@ -140,7 +141,7 @@ fn report(json: bool, what: &str, a: i64, b: i64) -> anyhow::Result<()> {
     if json {
         output::json(&serde_json::json!({"decision": what, "a": a, "b": b}))
     } else {
-        println!("fans {a} and {b}: {what}");
+        outln!("fans {a} and {b}: {what}");
         Ok(())
     }
 }

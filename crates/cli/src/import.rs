@@ -33,7 +33,7 @@ use crate::output;
 pub enum Format {
     /// One native event (JSON object) per line.
     Jsonl,
-    /// A header row, then one event per row (see docs/import.md).
+    /// A header row, then one event per row (see docs/ingest.md#csv).
     Csv,
     /// Ocean Engine (巨量引擎) lead exports: JSON lines or CSV (by extension) with the lead
     /// API's fields (clue_id, telephone, name, ad_id, create_time, ...).
@@ -103,7 +103,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     drop(ingestor);
     store.flush()?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_summary(&summary);
     }
@@ -116,7 +116,7 @@ pub fn print_summary(s: &ImportSummary) {
             Some(p) => format!(" (reasons in {p})"),
             None => String::new(),
         };
-        println!(
+        outln!(
             "{}: {} accepted, {} duplicates, {} rejected{rej}",
             f.file,
             output::n(f.accepted),
@@ -124,7 +124,7 @@ pub fn print_summary(s: &ImportSummary) {
             output::n(f.rejected)
         );
     }
-    println!(
+    outln!(
         "imported into tenant {}: {} accepted, {} duplicates, {} rejected in {:.1} s ({} events/s)",
         s.tenant,
         output::n(s.accepted),

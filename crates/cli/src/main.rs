@@ -1,5 +1,11 @@
 //! `siyu`: the command line. Thin: parse flags into checked options, open the store, call the
-//! services, print. Each subcommand lives in its own module.
+//! services, print. Each subcommand lives in its own module; all printing goes through
+//! `output` (its macros never panic on a closed pipe), which the two lints below enforce.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+#[macro_use]
+mod output;
 
 mod bench;
 mod cli;
@@ -9,33 +15,48 @@ mod fan;
 mod gen_cmd;
 mod identity;
 mod import;
-mod output;
 mod report;
 mod segment;
 mod serve;
 mod tenant;
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 
 fn main() {
     let cli = cli::Cli::parse();
-    // The server logs what it does; one-shot commands only warnings (their output is the report).
-    let default_level = match cli.command {
-        cli::Command::Serve(_) => "info",
-        cli::Command::Demo(ref d) if d.serve => "info",
-        _ => "warn",
+    let serves = match cli.command {
+        cli::Command::Serve(_) => true,
+        cli::Command::Demo(ref d) => d.serve,
+        _ => false,
     };
+    if serves {
+        output::serving();
+    }
+    // The server logs what it does; one-shot commands only warnings (their output is the report).
+    let default_level = if serves { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SIYU_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colours(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .init();
     let json = cli.json();
     if let Err(e) = run(cli) {
         output::fail(&e, json);
     }
+}
+
+/// Colours in the logs only for a person at a terminal who has not asked for none
+/// (<https://no-color.org>: `NO_COLOR` set and not empty); a file or a pipe gets plain text.
+fn colours(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<()> {
@@ -53,5 +74,19 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Tag(a) => segment::tag(a),
         Bench(a) => bench::run(a),
         Connector(a) => connector::run(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colours;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colours(true, None));
+        assert!(colours(true, Some("".into())));
+        assert!(!colours(true, Some("1".into())));
+        assert!(!colours(false, None));
+        assert!(!colours(false, Some("".into())));
     }
 }

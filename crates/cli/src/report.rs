@@ -53,13 +53,17 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
 }
 
 pub fn print_dedup(r: &DedupReport) {
-    println!("Lead dedup 线索去重");
-    println!(
+    outln!("Lead dedup 线索去重");
+    outln!(
         "  {:<18} {:>10} {:>10} {:>12} {:>8}",
-        "channel", "leads", "people", "repeat leads", "repeat%"
+        "channel",
+        "leads",
+        "people",
+        "repeat leads",
+        "repeat%"
     );
     for row in r.channels.iter().chain(std::iter::once(&r.total)) {
-        println!(
+        outln!(
             "  {:<18} {:>10} {:>10} {:>12} {:>7.1}%",
             row.channel,
             output::n(row.leads),
@@ -68,23 +72,23 @@ pub fn print_dedup(r: &DedupReport) {
             row.repeat_ratio * 100.0
         );
     }
-    println!(
+    outln!(
         "  {} people left leads through more than one channel",
         output::n(r.multi_channel_people)
     );
     if r.channels.len() > 1 {
-        println!("  overlap (people with leads in both)");
-        print!("  {:<18}", "");
+        outln!("  overlap (people with leads in both)");
+        out!("  {:<18}", "");
         for c in &r.channels {
-            print!(" {:>16}", c.channel);
+            out!(" {:>16}", c.channel);
         }
-        println!();
+        outln!();
         for (i, c) in r.channels.iter().enumerate() {
-            print!("  {:<18}", c.channel);
+            out!("  {:<18}", c.channel);
             for x in &r.overlap[i] {
-                print!(" {:>16}", output::n(*x));
+                out!(" {:>16}", output::n(*x));
             }
-            println!();
+            outln!();
         }
     }
 }
@@ -92,7 +96,7 @@ pub fn print_dedup(r: &DedupReport) {
 /// The funnel, widest layer at the top.
 pub fn print_layers(c: &siyu_engine::LayerCounts, as_of: i64) {
     use siyu_domain::Layer;
-    println!(
+    outln!(
         "Fan layers 粉丝分层 as of {}",
         siyu_domain::time::format_rfc3339(as_of)
     );
@@ -110,7 +114,7 @@ pub fn print_layers(c: &siyu_engine::LayerCounts, as_of: i64) {
         } else {
             n as f64 * 100.0 / c.total() as f64
         };
-        println!(
+        outln!(
             "  {} {:<10} {:>10} {:>5.1}%  {bar}",
             l.label_zh(),
             l.label_en(),
@@ -118,37 +122,37 @@ pub fn print_layers(c: &siyu_engine::LayerCounts, as_of: i64) {
             pct
         );
     }
-    println!("  {:>25} fans", output::n(c.total()));
+    outln!("  {:>25} fans", output::n(c.total()));
 }
 
 /// The transition matrix: rows where fans were, columns where they are.
 pub fn print_flow(f: &siyu_engine::Flow) {
     use siyu_domain::Layer;
-    println!(
+    outln!(
         "Layer flow from {} to {}",
         siyu_domain::time::format_rfc3339(f.from),
         siyu_domain::time::format_rfc3339(f.to)
     );
-    print!("  {:<16}", "from \\ to");
+    out!("  {:<16}", "from \\ to");
     for l in Layer::ALL {
-        print!(" {:>12}", l.label_zh());
+        out!(" {:>12}", l.label_zh());
     }
-    println!();
+    outln!();
     for (i, row) in f.matrix.iter().enumerate() {
         let label = if i < 4 {
             Layer::ALL[i].label_zh()
         } else {
             "新增 new"
         };
-        print!("  {:<16}", label);
+        out!("  {:<16}", label);
         for n in row {
-            print!(" {:>12}", output::n(*n));
+            out!(" {:>12}", output::n(*n));
         }
-        println!();
+        outln!();
     }
     let (up, down, same) = f.moves();
     let new: u64 = f.matrix[4].iter().sum();
-    println!(
+    outln!(
         "  {} moved up, {} moved down, {} stayed, {} new",
         output::n(up),
         output::n(down),

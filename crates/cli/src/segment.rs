@@ -30,14 +30,14 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
             if args.json {
                 output::json(&answer)?;
             } else {
-                println!(
+                outln!(
                     "{} of {} fans as of {}",
                     output::n(answer.count as u64),
                     output::n(answer.fans as u64),
                     answer.as_of
                 );
                 for m in &answer.sample {
-                    println!(
+                    outln!(
                         "  fan {:<10} {:<10} {}",
                         m.fan.0,
                         m.layer.map_or("-", |l| l.as_str()),
@@ -89,7 +89,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
             if args.json {
                 output::json(&serde_json::json!({"count": n, "out": out.display().to_string()}))?;
             } else {
-                println!("{} fans written to {}", output::n(n as u64), out.display());
+                outln!("{} fans written to {}", output::n(n as u64), out.display());
             }
         }
         SegmentCommand::Save { name, expr, tag } => {
@@ -99,7 +99,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
             if args.json {
                 output::json(&saved)?;
             } else {
-                println!(
+                outln!(
                     "saved segment {} {:?}: {} fans now",
                     saved.id,
                     saved.name,
@@ -112,7 +112,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
             if args.json {
                 output::json(&serde_json::json!({ "segments": list }))?;
             } else if list.is_empty() {
-                println!("no saved segments; save one with `siyu segment save NAME 'EXPR'`");
+                outln!("no saved segments; save one with `siyu segment save NAME 'EXPR'`");
             } else {
                 for s in &list {
                     print_saved(s);
@@ -138,14 +138,14 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
                     &serde_json::json!({"count": count, "offset": offset, "members": members}),
                 )?;
             } else {
-                println!(
+                outln!(
                     "{} members; {} from {}",
                     output::n(count as u64),
                     members.len(),
                     offset
                 );
                 for m in &members {
-                    println!(
+                    outln!(
                         "  fan {:<10} {:<10} {}",
                         m.fan.0,
                         m.layer.map_or("-", |l| l.as_str()),
@@ -159,7 +159,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
             if args.json {
                 output::json(&serde_json::json!({ "deleted": id }))?;
             } else {
-                println!("deleted segment {id}");
+                outln!("deleted segment {id}");
             }
         }
         SegmentCommand::Triggers {
@@ -176,9 +176,14 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
                 output::json(&serde_json::json!({ "triggers": rows }))?;
             } else {
                 for t in &rows {
-                    println!(
+                    outln!(
                         "{:>8} {} {:<16} segment {:<4} fan {:<10} {}",
-                        t.id, t.at, t.r#type, t.segment, t.fan, t.cause
+                        t.id,
+                        t.at,
+                        t.r#type,
+                        t.segment,
+                        t.fan,
+                        t.cause
                     );
                 }
             }
@@ -188,7 +193,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
 }
 
 fn print_saved(s: &siyu_app::segments::SavedView) {
-    println!(
+    outln!(
         "{:>4}  {:<20} {:>10} fans  {}{}",
         s.id,
         s.name,
@@ -232,7 +237,7 @@ pub fn tag(args: crate::cli::TagArgs) -> anyhow::Result<()> {
             if args.json {
                 output::json(&saved)?;
             } else {
-                println!(
+                outln!(
                     "automatic tag {tag:?}: {} fans now (segment {})",
                     output::n(saved.count as u64),
                     saved.id
@@ -244,9 +249,9 @@ pub fn tag(args: crate::cli::TagArgs) -> anyhow::Result<()> {
             if args.json {
                 output::json(&h)?;
             } else {
-                println!("fan {}: {}", h.fan.0, h.tags.join(", "));
+                outln!("fan {}: {}", h.fan.0, h.tags.join(", "));
                 for e in &h.history {
-                    println!("  {} {:<8} {} ({})", e.at, e.change, e.tag, e.source);
+                    outln!("  {} {:<8} {} ({})", e.at, e.change, e.tag, e.source);
                 }
             }
         }
@@ -258,7 +263,7 @@ fn report_tagged(json: bool, what: &str, tag: &str, n: usize) -> anyhow::Result<
     if json {
         output::json(&serde_json::json!({ "changed": n }))
     } else {
-        println!("{tag:?} {what} {} fans", output::n(n as u64));
+        outln!("{tag:?} {what} {} fans", output::n(n as u64));
         Ok(())
     }
 }
@@ -272,7 +277,7 @@ fn refused(expr: &str, e: SegmentError) -> anyhow::Error {
             let line = line
                 .split_once('^')
                 .map_or(line.to_string(), |(pad, _)| format!("{pad}^"));
-            eprintln!("  {line}");
+            errln!("  {line}");
         }
     }
     anyhow::Error::new(e)

@@ -59,16 +59,17 @@ pub fn serve_with(
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let bound = listener.local_addr()?.to_string();
+        let shutdown = shutdown_on_signal()?;
         tracing::info!(addr = %bound, "serving");
         match banner {
             Some(b) => b(&bound),
             // One plain line on stdout, for people and for scripts that start with port 0.
-            None => println!("siyu listening on http://{bound}"),
+            None => outln!("siyu listening on http://{bound}"),
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
         let router = siyu_server::app(app.clone(), siyu_server::Limits::default());
-        siyu_server::serve(listener, router, siyu_server::shutdown_signal()).await?;
+        siyu_server::serve(listener, router, shutdown).await?;
         anyhow::Ok(())
     });
     drop(stop_pollers);
@@ -81,4 +82,25 @@ pub fn serve_with(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGINT or SIGTERM, listened for from the call on: once the banner says the server is
+/// listening, a signal drains it. (`siyu_server::shutdown_signal` registers only when first
+/// polled, after the banner, and a SIGTERM in between killed the process.)
+fn shutdown_on_signal() -> std::io::Result<impl Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+            tracing::info!("shutdown signal received; finishing requests in flight");
+        })
+    }
+    #[cfg(not(unix))]
+    Ok(siyu_server::shutdown_signal())
 }

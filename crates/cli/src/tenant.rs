@@ -1,6 +1,9 @@
 //! `siyu tenant create|list`.
 
+use anyhow::Context;
+
 use crate::cli::{TenantArgs, TenantCommand};
+use crate::output;
 
 pub fn run(args: TenantArgs) -> anyhow::Result<()> {
     match args.command {
@@ -8,7 +11,15 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
             let name = siyu_app::TenantName::parse(&name)?;
             let store = siyu_store::open(&store.location()?, siyu_store::Durability::Full)?;
             let keys = siyu_app::tenants::create(&*store, &name)?;
-            println!("{}", serde_json::to_string(&keys)?);
+            // The keys are shown this once: failing to show them is an error, not a quiet exit.
+            output::try_stdout(&format!("{}\n", serde_json::to_string(&keys)?)).with_context(
+                || {
+                    format!(
+                        "tenant {} was created, but its keys could not be printed",
+                        name.as_str()
+                    )
+                },
+            )?;
         }
         TenantCommand::Set {
             name,
@@ -23,7 +34,7 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
             let store = siyu_store::open(&store.location()?, siyu_store::Durability::Full)?;
             let tenant = siyu_app::App::resolve_tenant(&*store, Some(&name))?;
             store.set_custom_domain(tenant.id, domain)?;
-            println!("tenant {name}: custom events without a domain go to {domain}");
+            outln!("tenant {name}: custom events without a domain go to {domain}");
         }
         TenantCommand::Rules { name, file, store } => {
             let text = std::fs::read_to_string(&file)
@@ -34,9 +45,10 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
                 anyhow::anyhow!("{}: {e}; the rules in force are unchanged", file.display())
             })?;
             let version = store.set_rules(tenant.id, &text)?;
-            println!(
+            outln!(
                 "tenant {name}: layer rules version {version} in force (engagement window {} d, orders window {} d)",
-                rules.engagement_window_days, rules.orders_window_days
+                rules.engagement_window_days,
+                rules.orders_window_days
             );
         }
         TenantCommand::List { store, json } => {
@@ -54,10 +66,10 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::json!({ "tenants": list }));
+                outln!("{}", serde_json::json!({ "tenants": list }));
             } else {
                 for t in tenants {
-                    println!(
+                    outln!(
                         "{}\tcreated {}\t{} events",
                         t.name,
                         siyu_domain::time::format_rfc3339(t.created_at),

@@ -9,5 +9,7 @@ mod connectors;
 mod durability;
 mod identity;
 mod ingest;
+mod metrics;
+mod output;
 mod segment;
 mod snapshots;
