@@ -159,6 +159,42 @@ impl Leads {
     }
 }
 
+impl crate::snapshot::Snap for LeadRec {
+    fn put(&self, w: &mut crate::snapshot::Writer) {
+        w.put(&self.ts);
+        w.put(&self.node);
+        w.put(&self.channel);
+    }
+    fn take(r: &mut crate::snapshot::Reader<'_>) -> Result<Self, crate::snapshot::SnapshotError> {
+        Ok(LeadRec {
+            ts: r.take()?,
+            node: r.take()?,
+            channel: r.take()?,
+        })
+    }
+}
+
+impl crate::snapshot::Snap for Leads {
+    fn put(&self, w: &mut crate::snapshot::Writer) {
+        w.put(&self.recs);
+        w.put(&self.channels);
+    }
+    fn take(r: &mut crate::snapshot::Reader<'_>) -> Result<Self, crate::snapshot::SnapshotError> {
+        let recs = r.take()?;
+        let channels: Vec<String> = r.take()?;
+        let index = channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), i as u16))
+            .collect();
+        Ok(Leads {
+            recs,
+            channels,
+            index,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::TenantEngine;
@@ -225,41 +261,5 @@ mod tests {
         let t = |s| siyu_domain::time::parse_rfc3339(s);
         let window = e.dedup_report(t("2026-10-02T00:00:00Z"), t("2026-10-04T00:00:00Z"));
         assert_eq!(window.total.leads, 2, "Oct 2 and Oct 3 only");
-    }
-}
-
-impl crate::snapshot::Snap for LeadRec {
-    fn put(&self, w: &mut crate::snapshot::Writer) {
-        w.put(&self.ts);
-        w.put(&self.node);
-        w.put(&self.channel);
-    }
-    fn take(r: &mut crate::snapshot::Reader<'_>) -> Result<Self, crate::snapshot::SnapshotError> {
-        Ok(LeadRec {
-            ts: r.take()?,
-            node: r.take()?,
-            channel: r.take()?,
-        })
-    }
-}
-
-impl crate::snapshot::Snap for Leads {
-    fn put(&self, w: &mut crate::snapshot::Writer) {
-        w.put(&self.recs);
-        w.put(&self.channels);
-    }
-    fn take(r: &mut crate::snapshot::Reader<'_>) -> Result<Self, crate::snapshot::SnapshotError> {
-        let recs = r.take()?;
-        let channels: Vec<String> = r.take()?;
-        let index = channels
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.clone(), i as u16))
-            .collect();
-        Ok(Leads {
-            recs,
-            channels,
-            index,
-        })
     }
 }

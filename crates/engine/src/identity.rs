@@ -891,6 +891,171 @@ impl IdentityGraph {
     }
 }
 
+mod snap {
+    //! The identity graph in a snapshot: everything but the hash tables, which are rebuilt
+    //! from the interned values (their seed is this process's own).
+    use super::*;
+    use crate::snapshot::{Reader, Snap, SnapshotError, Writer};
+
+    impl Snap for MergeCause {
+        fn put(&self, w: &mut Writer) {
+            w.put(&match self {
+                MergeCause::Event => 0u8,
+                MergeCause::Operator => 1,
+                MergeCause::Alias => 2,
+            });
+        }
+        fn take(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
+            match r.take::<u8>()? {
+                0 => Ok(MergeCause::Event),
+                1 => Ok(MergeCause::Operator),
+                2 => Ok(MergeCause::Alias),
+                _ => Err(SnapshotError::Malformed(0)),
+            }
+        }
+    }
+
+    impl Snap for MergeRec {
+        fn put(&self, w: &mut Writer) {
+            w.put(&self.into);
+            w.put(&self.from);
+            w.put(&self.seq);
+            w.put(&self.ts);
+            w.put(&self.kind);
+            w.put(&self.value);
+            w.put(&self.cause);
+        }
+        fn take(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
+            Ok(MergeRec {
+                into: r.take()?,
+                from: r.take()?,
+                seq: r.take()?,
+                ts: r.take()?,
+                kind: r.take()?,
+                value: r.take()?,
+                cause: r.take()?,
+            })
+        }
+    }
+
+    impl Snap for DupRec {
+        fn put(&self, w: &mut Writer) {
+            w.put(&self.a);
+            w.put(&self.b);
+            w.put(&self.seq);
+            w.put(&self.ts);
+            w.put(&self.kind);
+            w.put(&self.value);
+        }
+        fn take(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
+            Ok(DupRec {
+                a: r.take()?,
+                b: r.take()?,
+                seq: r.take()?,
+                ts: r.take()?,
+                kind: r.take()?,
+                value: r.take()?,
+            })
+        }
+    }
+
+    impl Snap for Values {
+        fn put(&self, w: &mut Writer) {
+            w.put(&self.bytes);
+            w.put(&self.ends);
+            w.put(&self.owner);
+        }
+        fn take(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
+            let v = Values {
+                bytes: r.take()?,
+                ends: r.take()?,
+                table: HashTable::new(),
+                owner: r.take()?,
+            };
+            let ordered = v.ends.windows(2).all(|p| p[0] <= p[1]);
+            if !ordered
+                || v.ends.last().is_some_and(|&e| e as usize > v.bytes.len())
+                || v.owner.len() != v.ends.len()
+            {
+                return Err(SnapshotError::Malformed(0));
+            }
+            Ok(v)
+        }
+    }
+
+    impl Snap for IdentityGraph {
+        fn put(&self, w: &mut Writer) {
+            w.put(&self.values);
+            w.put(&self.multi);
+            w.put(&self.parent);
+            w.put(&self.mask);
+            w.put(&self.created);
+            w.put(&self.roots);
+            w.put(&self.merges);
+            w.put(&self.dups);
+            w.put(&self.distinct);
+            w.put(&self.shared_text);
+            w.put(&self.shared);
+            w.put(&self.soft);
+            w.put(&self.corrections);
+            w.put(&self.reported);
+            w.put(&self.members);
+        }
+        fn take(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
+            let mut g = IdentityGraph {
+                hasher: DefaultHashBuilder::default(),
+                values: r.take()?,
+                multi: r.take()?,
+                parent: r.take()?,
+                mask: r.take()?,
+                created: r.take()?,
+                roots: r.take()?,
+                merges: r.take()?,
+                dups: r.take()?,
+                distinct: r.take()?,
+                shared_text: r.take()?,
+                shared: r.take()?,
+                soft: r.take()?,
+                corrections: r.take()?,
+                reported: r.take()?,
+                members: r.take()?,
+                absorbed: Vec::new(),
+                scratch: Vec::new(),
+            };
+            let nodes = g.parent.len();
+            if g.values.len() != IdentityKind::ALL.len()
+                || g.parent.iter().any(|&p| p as usize >= nodes)
+                || g.mask.len() != nodes
+                || g.created.len() != nodes
+            {
+                return Err(SnapshotError::Malformed(0));
+            }
+            let IdentityGraph { hasher, values, .. } = &mut g;
+            for v in values.iter_mut() {
+                let Values {
+                    bytes, ends, table, ..
+                } = v;
+                let value = |j: u32| {
+                    let end = ends[j as usize] as usize;
+                    let start = if j == 0 {
+                        0
+                    } else {
+                        ends[j as usize - 1] as usize
+                    };
+                    &bytes[start..end]
+                };
+                *table = HashTable::with_capacity(ends.len());
+                for i in 0..ends.len() as u32 {
+                    table.insert_unique(hasher.hash_one(value(i)), i, |&j| {
+                        hasher.hash_one(value(j))
+                    });
+                }
+            }
+            Ok(g)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1257,171 +1422,6 @@ impl IdentityGraph {
                 }
                 fans_of.values().filter(|&&n| n > 1).count() as u64
             },
-        }
-    }
-}
-
-mod snap {
-    //! The identity graph in a snapshot: everything but the hash tables, which are rebuilt
-    //! from the interned values (their seed is this process's own).
-    use super::*;
-    use crate::snapshot::{Reader, Snap, SnapshotError, Writer};
-
-    impl Snap for MergeCause {
-        fn put(&self, w: &mut Writer) {
-            w.put(&match self {
-                MergeCause::Event => 0u8,
-                MergeCause::Operator => 1,
-                MergeCause::Alias => 2,
-            });
-        }
-        fn take(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
-            match r.take::<u8>()? {
-                0 => Ok(MergeCause::Event),
-                1 => Ok(MergeCause::Operator),
-                2 => Ok(MergeCause::Alias),
-                _ => Err(SnapshotError::Malformed(0)),
-            }
-        }
-    }
-
-    impl Snap for MergeRec {
-        fn put(&self, w: &mut Writer) {
-            w.put(&self.into);
-            w.put(&self.from);
-            w.put(&self.seq);
-            w.put(&self.ts);
-            w.put(&self.kind);
-            w.put(&self.value);
-            w.put(&self.cause);
-        }
-        fn take(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
-            Ok(MergeRec {
-                into: r.take()?,
-                from: r.take()?,
-                seq: r.take()?,
-                ts: r.take()?,
-                kind: r.take()?,
-                value: r.take()?,
-                cause: r.take()?,
-            })
-        }
-    }
-
-    impl Snap for DupRec {
-        fn put(&self, w: &mut Writer) {
-            w.put(&self.a);
-            w.put(&self.b);
-            w.put(&self.seq);
-            w.put(&self.ts);
-            w.put(&self.kind);
-            w.put(&self.value);
-        }
-        fn take(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
-            Ok(DupRec {
-                a: r.take()?,
-                b: r.take()?,
-                seq: r.take()?,
-                ts: r.take()?,
-                kind: r.take()?,
-                value: r.take()?,
-            })
-        }
-    }
-
-    impl Snap for Values {
-        fn put(&self, w: &mut Writer) {
-            w.put(&self.bytes);
-            w.put(&self.ends);
-            w.put(&self.owner);
-        }
-        fn take(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
-            let v = Values {
-                bytes: r.take()?,
-                ends: r.take()?,
-                table: HashTable::new(),
-                owner: r.take()?,
-            };
-            let ordered = v.ends.windows(2).all(|p| p[0] <= p[1]);
-            if !ordered
-                || v.ends.last().is_some_and(|&e| e as usize > v.bytes.len())
-                || v.owner.len() != v.ends.len()
-            {
-                return Err(SnapshotError::Malformed(0));
-            }
-            Ok(v)
-        }
-    }
-
-    impl Snap for IdentityGraph {
-        fn put(&self, w: &mut Writer) {
-            w.put(&self.values);
-            w.put(&self.multi);
-            w.put(&self.parent);
-            w.put(&self.mask);
-            w.put(&self.created);
-            w.put(&self.roots);
-            w.put(&self.merges);
-            w.put(&self.dups);
-            w.put(&self.distinct);
-            w.put(&self.shared_text);
-            w.put(&self.shared);
-            w.put(&self.soft);
-            w.put(&self.corrections);
-            w.put(&self.reported);
-            w.put(&self.members);
-        }
-        fn take(r: &mut Reader<'_>) -> Result<Self, SnapshotError> {
-            let mut g = IdentityGraph {
-                hasher: DefaultHashBuilder::default(),
-                values: r.take()?,
-                multi: r.take()?,
-                parent: r.take()?,
-                mask: r.take()?,
-                created: r.take()?,
-                roots: r.take()?,
-                merges: r.take()?,
-                dups: r.take()?,
-                distinct: r.take()?,
-                shared_text: r.take()?,
-                shared: r.take()?,
-                soft: r.take()?,
-                corrections: r.take()?,
-                reported: r.take()?,
-                members: r.take()?,
-                absorbed: Vec::new(),
-                scratch: Vec::new(),
-            };
-            let nodes = g.parent.len();
-            if g.values.len() != IdentityKind::ALL.len()
-                || g.parent.iter().any(|&p| p as usize >= nodes)
-                || g.mask.len() != nodes
-                || g.created.len() != nodes
-            {
-                return Err(SnapshotError::Malformed(0));
-            }
-            let IdentityGraph { hasher, values, .. } = &mut g;
-            for v in values.iter_mut() {
-                let Values {
-                    bytes, ends, table, ..
-                } = v;
-                let value = |j: u32| {
-                    let end = ends[j as usize] as usize;
-                    let start = if j == 0 {
-                        0
-                    } else {
-                        ends[j as usize - 1] as usize
-                    };
-                    &bytes[start..end]
-                };
-                *table = HashTable::with_capacity(ends.len());
-                for i in 0..ends.len() as u32 {
-                    table.insert_unique(hasher.hash_one(value(i)), i, |&j| {
-                        hasher.hash_one(value(j))
-                    });
-                }
-            }
-            Ok(g)
         }
     }
 }

@@ -1091,6 +1091,62 @@ pub(crate) fn flow(a: &Snapshot, b: &Snapshot) -> Flow {
     }
 }
 
+impl crate::snapshot::Snap for Columns {
+    fn put(&self, w: &mut crate::snapshot::Writer) {
+        w.put(&self.ts);
+        w.put(&self.node);
+        w.put(&self.kind);
+        w.put(&self.val);
+        w.put(&self.kinds);
+        w.put(&self.groups);
+        w.put(&self.custom_names);
+        w.put(&self.custom_domain);
+        w.put(&self.toggles);
+        w.put(&self.orders);
+        w.put(&self.days);
+        w.put(&self.first_day);
+        w.put(&self.first_ts);
+        w.put(&self.by_node);
+        w.put(&self.first_idx);
+        w.put(&self.node_kinds);
+        w.put(&self.max_ts);
+    }
+    /// The name indexes are rebuilt from the names.
+    fn take(r: &mut crate::snapshot::Reader<'_>) -> Result<Self, crate::snapshot::SnapshotError> {
+        fn index(names: &[String]) -> HashMap<String, u32> {
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i as u32))
+                .collect()
+        }
+        let (ts, node, kind, val, kinds) = (r.take()?, r.take()?, r.take()?, r.take()?, r.take()?);
+        let groups: Vec<String> = r.take()?;
+        let custom_names: Vec<String> = r.take()?;
+        Ok(Columns {
+            ts,
+            node,
+            kind,
+            val,
+            kinds,
+            group_index: index(&groups),
+            groups,
+            custom_index: index(&custom_names),
+            custom_names,
+            custom_domain: r.take()?,
+            toggles: r.take()?,
+            orders: r.take()?,
+            days: r.take()?,
+            first_day: r.take()?,
+            first_ts: r.take()?,
+            by_node: r.take()?,
+            first_idx: r.take()?,
+            node_kinds: r.take()?,
+            max_ts: r.take()?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::TenantEngine;
@@ -1369,61 +1425,5 @@ mod tests {
             let split = t.e.columns.snapshot_in_parts(t.e.identities(), t.e.rules(), day(at), 3);
             prop_assert_eq!(split.layers, snap.layers);
         }
-    }
-}
-
-impl crate::snapshot::Snap for Columns {
-    fn put(&self, w: &mut crate::snapshot::Writer) {
-        w.put(&self.ts);
-        w.put(&self.node);
-        w.put(&self.kind);
-        w.put(&self.val);
-        w.put(&self.kinds);
-        w.put(&self.groups);
-        w.put(&self.custom_names);
-        w.put(&self.custom_domain);
-        w.put(&self.toggles);
-        w.put(&self.orders);
-        w.put(&self.days);
-        w.put(&self.first_day);
-        w.put(&self.first_ts);
-        w.put(&self.by_node);
-        w.put(&self.first_idx);
-        w.put(&self.node_kinds);
-        w.put(&self.max_ts);
-    }
-    /// The name indexes are rebuilt from the names.
-    fn take(r: &mut crate::snapshot::Reader<'_>) -> Result<Self, crate::snapshot::SnapshotError> {
-        fn index(names: &[String]) -> HashMap<String, u32> {
-            names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n.clone(), i as u32))
-                .collect()
-        }
-        let (ts, node, kind, val, kinds) = (r.take()?, r.take()?, r.take()?, r.take()?, r.take()?);
-        let groups: Vec<String> = r.take()?;
-        let custom_names: Vec<String> = r.take()?;
-        Ok(Columns {
-            ts,
-            node,
-            kind,
-            val,
-            kinds,
-            group_index: index(&groups),
-            groups,
-            custom_index: index(&custom_names),
-            custom_names,
-            custom_domain: r.take()?,
-            toggles: r.take()?,
-            orders: r.take()?,
-            days: r.take()?,
-            first_day: r.take()?,
-            first_ts: r.take()?,
-            by_node: r.take()?,
-            first_idx: r.take()?,
-            node_kinds: r.take()?,
-            max_ts: r.take()?,
-        })
     }
 }
