@@ -151,4 +151,76 @@ async fn reads_from_the_snapshot_answer_what_the_log_answers(b: Backend) {
     );
 }
 
-both!(reads_from_the_snapshot_answer_what_the_log_answers);
+/// A server start from a snapshot, turning live at the stored mark, is the start a replay of
+/// the whole log gives.
+async fn a_server_starts_from_the_snapshot_as_from_the_log(b: Backend) {
+    // Store calls block (the PostgreSQL client has a runtime of its own): a plain thread.
+    std::thread::spawn(move || server_start(b)).join().unwrap();
+}
+
+fn server_start(b: Backend) {
+    let (location, _d) = fresh_location(b);
+    let flags = store_flags(&location);
+    let out = siyu()
+        .args(["demo", "--fans", "5000", "--days", "30", "--json"])
+        .args(&flags)
+        .env("SIYU_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = siyu_store::open(&location, Durability::Normal).unwrap();
+    let tenant = siyu_app::App::resolve_tenant(&*store, None).unwrap().id;
+    let as_of = siyu_domain::time::parse_rfc3339(AS_OF).unwrap();
+    let answers = move |app: &siyu_app::App| {
+        format!(
+            "{:?} {:?} {:?}",
+            app.stats(tenant).unwrap(),
+            app.layers(tenant, as_of).unwrap(),
+            app.dedup_report(tenant, None, None).unwrap(),
+        )
+    };
+    // A first server stores a live mark past the snapshot, with an event of its own.
+    let app = siyu_app::App::start(store.clone(), siyu_app::EngineMode::Live).unwrap();
+    let event = siyu_domain::parse_event(
+        r#"{"id":"late-1","type":"follow","ts":"2026-01-01T00:00:00Z","identities":{"phone":"13900000001"}}"#,
+        siyu_domain::time::now_ms(),
+    )
+    .unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(app.ingestor.append(tenant, vec![event]))
+        .unwrap();
+    app.ingestor.tick();
+    drop(app);
+    let snap = store
+        .snapshot(tenant)
+        .unwrap()
+        .expect("the demo stored one");
+    let mark = store
+        .live_mark(tenant)
+        .unwrap()
+        .expect("the server stored its mark");
+    assert!(
+        snap.last_seq < mark.seq,
+        "the start replays a tail past the snapshot"
+    );
+
+    let app = siyu_app::App::start(store.clone(), siyu_app::EngineMode::Live).unwrap();
+    assert_eq!(app.stats(tenant).unwrap().events as i64, mark.seq);
+    let from_snapshot = answers(&app);
+    drop(app);
+    store.drop_snapshot(tenant).unwrap();
+    let app = siyu_app::App::start(store.clone(), siyu_app::EngineMode::Live).unwrap();
+    assert_eq!(from_snapshot, answers(&app));
+}
+
+both!(
+    reads_from_the_snapshot_answer_what_the_log_answers,
+    a_server_starts_from_the_snapshot_as_from_the_log
+);
