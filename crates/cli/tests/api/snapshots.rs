@@ -7,11 +7,14 @@ use siyu_engine::FanId;
 use siyu_store::{Durability, Location, StoredSnapshot};
 
 use crate::both;
-use crate::cli::json_of;
+use crate::cli::{json_of, run};
 use crate::durability::siyu;
 use crate::helpers::{Backend, fresh_location, store_flags};
 
 const AS_OF: &str = "2030-01-01T00:00:00Z";
+
+/// A brand with enough events that the demo's replay stores a snapshot.
+const DEMO: &[&str] = &["demo", "--fans", "5000", "--days", "30", "--json"];
 
 /// The answers of the read commands, as one JSON value; `snapshots: false` replays the log.
 fn reads(flags: &[String], snapshots: bool, fan: i64) -> Value {
@@ -71,15 +74,7 @@ async fn reads_from_the_snapshot_answer_what_the_log_answers(b: Backend) {
         .await
         .unwrap();
     let flags = store_flags(&location);
-    // Enough events that the demo's replay stores a snapshot.
-    let v = json_of(
-        &siyu()
-            .args(["demo", "--fans", "5000", "--days", "30", "--json"])
-            .args(&flags)
-            .env("SIYU_LOG", "warn")
-            .output()
-            .unwrap(),
-    );
+    let v = json_of(&run(DEMO, &flags));
     let events = v["stats"]["events"].as_i64().unwrap();
     assert!(
         events > siyu_app::snapshots::SNAPSHOT_AFTER,
@@ -102,17 +97,10 @@ async fn reads_from_the_snapshot_answer_what_the_log_answers(b: Backend) {
 
     // An undone merge places a decision before the snapshot's position: the snapshot is
     // overtaken, the next read replays the log and stores a new one.
-    let out = siyu()
-        .args(["identity", "undo", &from.to_string()])
-        .args(&flags)
-        .env("SIYU_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    json_of(&run(
+        &["identity", "undo", &from.to_string(), "--json"],
+        &flags,
+    ));
     let replayed = reads(&flags, false, into);
     assert_ne!(replayed["identities"], Value::Null);
     assert_eq!(reads(&flags, true, into), replayed);
@@ -161,17 +149,7 @@ async fn a_server_starts_from_the_snapshot_as_from_the_log(b: Backend) {
 fn server_start(b: Backend) {
     let (location, _d) = fresh_location(b);
     let flags = store_flags(&location);
-    let out = siyu()
-        .args(["demo", "--fans", "5000", "--days", "30", "--json"])
-        .args(&flags)
-        .env("SIYU_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    json_of(&run(DEMO, &flags));
     let store = siyu_store::open(&location, Durability::Normal).unwrap();
     let tenant = siyu_app::App::resolve_tenant(&*store, None).unwrap().id;
     let as_of = siyu_domain::time::parse_rfc3339(AS_OF).unwrap();
