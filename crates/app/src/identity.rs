@@ -124,15 +124,23 @@ pub fn swap_in(engine: &mut TenantEngine, mut new: TenantEngine, cause: Cause) {
             tracing::warn!(segment = id, error = %e, "saved segment cannot be evaluated");
         }
     }
-    // Callers store what the old engine recorded before any rebuild (`live_step` runs first).
+    // Callers store what the old engine recorded before any rebuild (`live_step` runs first);
+    // what could not be stored moves over, to be stored with the next step.
+    new.carry_unstored(engine);
     *engine = new;
 }
 
 /// Where a replay turns live: at the tenant's stored [`LiveMark`], against the layers the
 /// stored transitions record.
 struct GoLive {
+    tenant: TenantId,
     mark: LiveMark,
     recorded: HashMap<FanId, Layer>,
+    /// The saved segments that existed at the mark, and the members their stored entries
+    /// and exits record: put in force at the mark, so that the events after it enter and
+    /// exit fans one by one, as a running server would have.
+    segments: Vec<siyu_engine::SegmentDef>,
+    members: std::collections::HashSet<(i64, i64)>,
     now: Millis,
 }
 
@@ -149,6 +157,17 @@ impl GoLive {
             };
             engine.start_live_against(self.mark.clock, &|f| self.recorded.get(&f).copied(), cause);
             engine.set_stored_clock(self.mark.clock);
+            let segment_cause = match cause {
+                Cause::Rules => SegmentCause::Rules,
+                _ => SegmentCause::Identity,
+            };
+            crate::segments::put_in_force(
+                engine,
+                self.tenant,
+                self.segments.clone(),
+                &|seg, fan| self.members.contains(&(seg, fan.0)),
+                segment_cause,
+            );
         }
     }
 
@@ -185,30 +204,34 @@ pub fn resume_live(store: &dyn Store, tenant: TenantId) -> Result<TenantEngine, 
         .into_iter()
         .filter_map(|(fan, layer)| Some((FanId(fan), layer.parse().ok()?)))
         .collect();
+    let members: std::collections::HashSet<(i64, i64)> =
+        store.recorded_members(tenant)?.into_iter().collect();
+    let stored = store.segments(tenant)?;
+    let at_mark: Vec<_> = stored
+        .iter()
+        .filter(|s| s.created_at <= mark.clock)
+        .cloned()
+        .collect();
     let mut engine = replay_with(
         store,
         tenant,
         Some(&GoLive {
+            tenant,
             mark,
             recorded,
+            segments: crate::segments::defs(tenant, &at_mark),
+            members,
             now,
         }),
     )?;
-    // Saved segments resume against the members the stored entries and exits record; what
-    // changed while no server ran is recorded now (and by the next sweep, for time).
-    let members: std::collections::HashSet<(i64, i64)> =
-        store.recorded_members(tenant)?.into_iter().collect();
-    let cause = if engine.rules_version() != mark.rules_version {
-        SegmentCause::Rules
-    } else {
-        SegmentCause::Time
-    };
+    // Segments saved after the mark (by the CLI while no server ran) get their members now;
+    // what time changed since the last event is recorded by the next sweep.
     crate::segments::sync(
         store,
         &mut engine,
         tenant,
-        &|seg, fan| members.contains(&(seg, fan.0)),
-        cause,
+        &|_, _| false,
+        SegmentCause::Created,
     )?;
     Ok(engine)
 }

@@ -101,8 +101,8 @@ use crate::identity::catch_up;
 pub const TICK: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Keeps an engine's live layers current: starts them after a (re)build, moves the clock to
-/// now, and stores the transitions recorded since the last call. Storing is best effort:
-/// transitions are derived from the log, and a failure is logged, not fatal.
+/// now, and stores what it derived since the last call (see [`store_transitions`]: what a
+/// failed store could not keep is stored by a later step, never dropped).
 pub fn live_step(store: &dyn Store, engine: &mut TenantEngine, tenant: TenantId) {
     let now = siyu_domain::time::now_ms();
     match engine.clock() {
@@ -112,17 +112,25 @@ pub fn live_step(store: &dyn Store, engine: &mut TenantEngine, tenant: TenantId)
     store_transitions(store, engine, tenant);
 }
 
-/// Stores what an engine recorded — layer transitions, segment entries and exits, automatic
-/// tags — with its [`siyu_store::LiveMark`]; when there is nothing, the mark alone is moved
-/// once per [`TICK`], so a restart resumes from a recent clock.
+/// Stores what an engine derived — layer transitions, segment entries and exits, automatic
+/// tags — with its [`siyu_store::LiveMark`], in one transaction; when there is nothing, the
+/// mark alone is moved once per [`TICK`], so a restart resumes from a recent clock.
+///
+/// Nothing derived is lost and nothing is stored twice: the mark moves only with what was
+/// stored, and what could not be stored is given back to the engine, which hands it out again
+/// at the next call (a process that stops first re-derives it from the stored mark at start).
 pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: TenantId) {
     let Some(clock) = engine.clock() else { return };
-    let transitions: Vec<siyu_store::StoredTransition> = engine
-        .take_transitions()
-        .into_iter()
+    let derived = engine.take_derived();
+    if derived.is_empty() && clock - engine.stored_clock() < TICK.as_millis() as Millis {
+        return;
+    }
+    let transitions: Vec<siyu_store::StoredTransition> = derived
+        .transitions
+        .iter()
         .map(|t| siyu_store::StoredTransition {
             id: 0,
-            event_id: t.event_id,
+            event_id: t.event_id.clone(),
             fan: t.fan.0,
             from: t.from.map(|l| l.as_str().to_string()),
             to: t.to.as_str().to_string(),
@@ -131,9 +139,9 @@ pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: T
             seq: t.cause.seq(),
         })
         .collect();
-    let segment_changes: Vec<siyu_store::StoredSegmentChange> = engine
-        .take_segment_changes()
-        .into_iter()
+    let segment_changes: Vec<siyu_store::StoredSegmentChange> = derived
+        .segment_changes
+        .iter()
         .map(|c| siyu_store::StoredSegmentChange {
             id: 0,
             segment: c.segment,
@@ -142,19 +150,19 @@ pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: T
             at: c.at,
             cause: c.cause.as_str().to_string(),
             seq: c.cause.seq(),
-            event_id: c.event_id,
+            event_id: c.event_id.clone(),
         })
         .collect();
-    let tag_changes: Vec<siyu_store::StoredTagChange> = engine
-        .take_auto_tags()
-        .into_iter()
+    let tag_changes: Vec<siyu_store::StoredTagChange> = derived
+        .auto_tags
+        .iter()
         .map(|t| siyu_store::StoredTagChange {
             id: 0,
             fan: t.fan.0,
-            tag: t.tag,
+            tag: t.tag.clone(),
             added: t.on,
             at: t.at,
-            source: t.source,
+            source: t.source.clone(),
         })
         .collect();
     let rec = siyu_store::LiveRecord {
@@ -162,9 +170,6 @@ pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: T
         segment_changes: &segment_changes,
         tag_changes: &tag_changes,
     };
-    if rec.is_empty() && clock - engine.stored_clock() < TICK.as_millis() as Millis {
-        return;
-    }
     let mark = siyu_store::LiveMark {
         clock,
         seq: engine.last_seq(),
@@ -179,12 +184,15 @@ pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: T
                 crate::segments::notify_changes();
             }
         }
-        Err(e) => tracing::error!(
-            error = %e,
-            tenant,
-            lost = transitions.len() + segment_changes.len() + tag_changes.len(),
-            "storing live changes failed"
-        ),
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                tenant,
+                kept = transitions.len() + segment_changes.len() + tag_changes.len(),
+                "storing derived changes failed; they are kept and stored with the next step"
+            );
+            engine.keep_unstored(derived);
+        }
     }
 }
 
@@ -548,5 +556,131 @@ mod tests {
             assert!(rx.blocking_recv().unwrap().is_ok());
         }
         assert_eq!(store.event_count(t).unwrap(), 50);
+    }
+
+    mod nothing_derived_is_lost {
+        //! A store that fails to record derived changes loses none of them and stores none
+        //! twice: what a failed step could not store is stored by a later one, and what a
+        //! process could not store before it stopped is derived again at its next start.
+        use super::*;
+        use siyu_store::testing::Faulty;
+
+        /// A follow and an unfollow for a few fans: transitions, segment entries and exits.
+        fn batches() -> Vec<Vec<Event>> {
+            (0..6)
+                .map(|b| {
+                    (0..4)
+                        .map(|i| {
+                            let ty = if (b + i) % 3 == 2 { "unfollow" } else { "follow" };
+                            let text = format!(
+                                r#"{{"id":"{b}-{i}","type":"{ty}","ts":"2026-11-{:02}T00:00:00Z","identities":{{"douyin_open_id":"f{i}"}}}}"#,
+                                b + 1
+                            );
+                            parse_event(&text, siyu_domain::time::now_ms()).unwrap()
+                        })
+                        .collect()
+                })
+                .collect()
+        }
+
+        /// What was stored, without the ids and the wall-clock times (the clock is not
+        /// injected yet, so two runs read it at different instants).
+        fn stored(store: &dyn Store, t: TenantId) -> Vec<String> {
+            let mut out: Vec<String> = store
+                .transitions(t, None, 0, usize::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|r| {
+                    format!(
+                        "layer {} {:?}->{} {} {:?} {:?}",
+                        r.fan, r.from, r.to, r.cause, r.seq, r.event_id
+                    )
+                })
+                .collect();
+            out.extend(
+                store
+                    .segment_changes(t, None, None, 0, usize::MAX)
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| {
+                        format!(
+                            "segment {} {} {} {} {:?} {:?}",
+                            c.segment, c.fan, c.entered, c.cause, c.seq, c.event_id
+                        )
+                    }),
+            );
+            out
+        }
+
+        /// Runs the batches through a server on a store failing the chosen `record_live`
+        /// calls; with `stop_early`, the server stops right after the last failure and a new
+        /// one starts on the same store.
+        fn run(fail: &[u32], stop_early: bool) -> (Vec<String>, u32) {
+            run_with(fail, &[], stop_early)
+        }
+
+        /// [`run`], also failing the chosen appends; a client whose batch failed sends it again.
+        fn run_with(fail: &[u32], fail_append: &[u32], stop_early: bool) -> (Vec<String>, u32) {
+            let dir = tempfile::tempdir().unwrap();
+            let inner: Arc<dyn Store> =
+                Arc::new(SqliteStore::open(dir.path(), Durability::Normal).unwrap());
+            let t = inner.create_tenant("a", "w", "a", 0).unwrap().id;
+            inner.create_segment(t, "fans", "follows", None, 0).unwrap();
+            let faulty = Arc::new(Faulty::new(inner.clone(), fail, fail_append));
+            let store: Arc<dyn Store> = faulty.clone();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let mut ing = Ingestor::start(store.clone(), EngineMode::Live).unwrap();
+            for batch in batches() {
+                if rt.block_on(ing.append(t, batch.clone())).is_err() {
+                    rt.block_on(ing.append(t, batch)).unwrap();
+                }
+            }
+            if stop_early {
+                ing.shutdown();
+                drop(ing);
+                ing = Ingestor::start(inner.clone(), EngineMode::Live).unwrap();
+            }
+            ing.tick();
+            let calls = faulty.record_live_calls();
+            drop(ing);
+            (stored(&*inner, t), calls)
+        }
+
+        #[test]
+        fn failed_stores_are_stored_later_exactly_once() {
+            let (expected, _) = run(&[], false);
+            assert!(
+                expected.iter().any(|r| r.starts_with("layer"))
+                    && expected.iter().any(|r| r.starts_with("segment")),
+                "{expected:#?}"
+            );
+            for fail in [&[2u32][..], &[1, 2, 3], &[3, 5, 6, 7, 8]] {
+                let (got, calls) = run(fail, false);
+                assert!(
+                    calls > *fail.iter().max().unwrap(),
+                    "the failures were reached"
+                );
+                assert_eq!(got, expected, "failing record_live calls {fail:?}");
+            }
+        }
+
+        #[test]
+        fn a_failed_append_stores_nothing_and_its_retry_derives_once() {
+            let (expected, _) = run(&[], false);
+            let (got, _) = run_with(&[4], &[2, 5], false);
+            assert_eq!(got, expected);
+        }
+
+        #[test]
+        fn what_a_stopped_server_could_not_store_is_derived_again_at_start() {
+            let (expected, _) = run(&[], false);
+            // Every store after the first fails until the server stops: the next start resumes
+            // from the first mark and derives the rest again.
+            let fail: Vec<u32> = (2..1000).collect();
+            let (got, _) = run(&fail, true);
+            assert_eq!(got, expected);
+        }
     }
 }

@@ -346,7 +346,13 @@ pub fn sync(
     if stored.len() == held.len() && stored.iter().zip(&held).all(|(s, h)| s.id == h.id) {
         return Ok(());
     }
-    let defs = stored
+    put_in_force(engine, tenant, defs(tenant, &stored), previous, cause);
+    Ok(())
+}
+
+/// The saved segments' definitions (an unreadable one is logged and left out).
+pub(crate) fn defs(tenant: TenantId, stored: &[siyu_store::StoredSegment]) -> Vec<SegmentDef> {
+    stored
         .iter()
         .filter_map(|s| match audience::parse(&s.expr) {
             Ok(expr) => Some(SegmentDef {
@@ -359,11 +365,20 @@ pub fn sync(
                 None
             }
         })
-        .collect();
+        .collect()
+}
+
+/// [`TenantEngine::set_segments`], with what cannot be evaluated logged.
+pub(crate) fn put_in_force(
+    engine: &mut TenantEngine,
+    tenant: TenantId,
+    defs: Vec<SegmentDef>,
+    previous: &dyn Fn(i64, FanId) -> bool,
+    cause: SegmentCause,
+) {
     for (id, e) in engine.set_segments(defs, previous, cause) {
         tracing::warn!(tenant, segment = id, error = %e, "saved segment cannot be evaluated");
     }
-    Ok(())
 }
 
 /// A saved segment by id or name.

@@ -44,6 +44,28 @@ pub use segments::{SegmentCause, SegmentChange, SegmentDef};
 pub use snapshot::SnapshotError;
 pub use tags::{TagChange, Tags};
 
+/// What the engine derived from events and time for the caller to store, in the order it was
+/// recorded: layer transitions, saved segments' entries and exits, automatic-tag changes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Derived {
+    pub transitions: Vec<Transition>,
+    pub segment_changes: Vec<SegmentChange>,
+    pub auto_tags: Vec<TagChange>,
+}
+
+impl Derived {
+    pub fn is_empty(&self) -> bool {
+        self.transitions.is_empty() && self.segment_changes.is_empty() && self.auto_tags.is_empty()
+    }
+
+    /// `later` after these.
+    fn append(&mut self, mut later: Derived) {
+        self.transitions.append(&mut later.transitions);
+        self.segment_changes.append(&mut later.segment_changes);
+        self.auto_tags.append(&mut later.auto_tags);
+    }
+}
+
 /// Totals for `GET /api/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
@@ -85,6 +107,9 @@ pub struct TenantEngine {
     segments: Option<segments::Membership>,
     /// Automatic tags changed by segment membership, for the caller to store.
     auto_tags: Vec<TagChange>,
+    /// Derived changes handed out by [`TenantEngine::take_derived`] that the caller could not
+    /// store: handed out again, first, by the next call, so nothing derived is ever dropped.
+    unstored: Derived,
     /// The id of the last stored tag change applied.
     tags_seen: i64,
 }
@@ -109,6 +134,7 @@ impl Default for TenantEngine {
             tags: Tags::default(),
             segments: None,
             auto_tags: Vec::new(),
+            unstored: Derived::default(),
             tags_seen: 0,
         }
     }
@@ -530,6 +556,32 @@ impl TenantEngine {
             .unwrap_or_default()
     }
 
+    /// Everything derived since the last call, after whatever an earlier call handed out and
+    /// [`TenantEngine::keep_unstored`] gave back. The caller stores it and, if storing fails,
+    /// gives it back: exactly once either way.
+    pub fn take_derived(&mut self) -> Derived {
+        let mut d = std::mem::take(&mut self.unstored);
+        d.append(Derived {
+            transitions: self.take_transitions(),
+            segment_changes: self.take_segment_changes(),
+            auto_tags: self.take_auto_tags(),
+        });
+        d
+    }
+
+    /// Gives back what [`TenantEngine::take_derived`] handed out and could not be stored; the
+    /// next `take_derived` hands it out again, before anything newer.
+    pub fn keep_unstored(&mut self, d: Derived) {
+        let newer = std::mem::replace(&mut self.unstored, d);
+        self.unstored.append(newer);
+    }
+
+    /// Moves what `old` could not store into this engine (a rebuild replacing `old`).
+    pub fn carry_unstored(&mut self, old: &mut TenantEngine) {
+        let d = std::mem::take(&mut old.unstored);
+        self.keep_unstored(d);
+    }
+
     /// Automatic-tag changes made since the last call.
     pub fn take_auto_tags(&mut self) -> Vec<TagChange> {
         std::mem::take(&mut self.auto_tags)
@@ -884,6 +936,28 @@ mod tests {
         assert_eq!(s.by_domain["commercial"], 1);
         assert_eq!(s.by_domain["private"], 1);
         assert_eq!(s.by_domain["public"], 1);
+    }
+
+    #[test]
+    fn derived_changes_given_back_come_out_again_first_and_once() {
+        let mut e = TenantEngine::new();
+        e.start_live(1_800_000_000_000);
+        e.apply(1, &ev("1", "follow", r#"{"douyin_open_id":"a"}"#));
+        let first = e.take_derived();
+        assert_eq!(first.transitions.len(), 1, "{first:?}");
+        // Storing failed: given back; the next call hands it out before what is new.
+        e.keep_unstored(first.clone());
+        e.apply(2, &ev("2", "follow", r#"{"douyin_open_id":"b"}"#));
+        let again = e.take_derived();
+        assert_eq!(again.transitions.len(), 2);
+        assert_eq!(again.transitions[0], first.transitions[0]);
+        assert!(e.take_derived().is_empty(), "handed out once");
+        // A rebuild carries it over.
+        e.keep_unstored(again.clone());
+        let mut rebuilt = TenantEngine::new();
+        rebuilt.carry_unstored(&mut e);
+        assert!(e.take_derived().is_empty());
+        assert_eq!(rebuilt.take_derived(), again);
     }
 
     mod snapshots {

@@ -99,3 +99,124 @@ fn sweep_orphans() {
         }
     }
 }
+
+/// A store that fails chosen calls of `record_live` and `append` (counted from 1) and passes
+/// everything else to the store it wraps: for tests of what a failed write must not lose.
+pub struct Faulty {
+    pub inner: std::sync::Arc<dyn crate::Store>,
+    record_live_calls: AtomicU32,
+    append_calls: AtomicU32,
+    fail_record_live: Vec<u32>,
+    fail_append: Vec<u32>,
+}
+
+impl Faulty {
+    pub fn new(
+        inner: std::sync::Arc<dyn crate::Store>,
+        fail_record_live: &[u32],
+        fail_append: &[u32],
+    ) -> Faulty {
+        Faulty {
+            inner,
+            record_live_calls: AtomicU32::new(0),
+            append_calls: AtomicU32::new(0),
+            fail_record_live: fail_record_live.to_vec(),
+            fail_append: fail_append.to_vec(),
+        }
+    }
+
+    /// How many times `record_live` was called.
+    pub fn record_live_calls(&self) -> u32 {
+        self.record_live_calls.load(Ordering::SeqCst)
+    }
+
+    fn fault(what: &str) -> crate::StoreError {
+        crate::StoreError::Io {
+            path: format!("(injected fault in {what})"),
+            source: std::io::Error::other("injected fault"),
+        }
+    }
+}
+
+/// Passes a method through to `inner`.
+macro_rules! pass {
+    ($($name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        $(fn $name(&self $(, $arg: $ty)*) -> $ret { self.inner.$name($($arg),*) })*
+    };
+}
+
+impl crate::Snapshots for Faulty {
+    pass! {
+        put_snapshot(&self, tenant: crate::TenantId, snap: &crate::StoredSnapshot) -> crate::Result<()>;
+        snapshot(&self, tenant: crate::TenantId) -> crate::Result<Option<crate::StoredSnapshot>>;
+        drop_snapshot(&self, tenant: crate::TenantId) -> crate::Result<()>;
+    }
+}
+
+impl crate::Store for Faulty {
+    fn append(
+        &self,
+        batches: &[crate::AppendBatch<'_>],
+        received_at: siyu_domain::Millis,
+    ) -> crate::Result<Vec<Vec<crate::Appended>>> {
+        let n = self.append_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.fail_append.contains(&n) {
+            return Err(Faulty::fault("append"));
+        }
+        self.inner.append(batches, received_at)
+    }
+
+    fn record_live(
+        &self,
+        tenant: crate::TenantId,
+        rec: &crate::LiveRecord<'_>,
+        mark: &crate::LiveMark,
+    ) -> crate::Result<()> {
+        let n = self.record_live_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.fail_record_live.contains(&n) {
+            return Err(Faulty::fault("record_live"));
+        }
+        self.inner.record_live(tenant, rec, mark)
+    }
+
+    fn scan(
+        &self,
+        tenant: crate::TenantId,
+        after: i64,
+        f: &mut dyn FnMut(crate::StoredEvent) -> crate::Result<()>,
+    ) -> crate::Result<()> {
+        self.inner.scan(tenant, after, f)
+    }
+
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    pass! {
+        create_tenant(&self, name: &str, write_key_hash: &str, admin_key_hash: &str, now: siyu_domain::Millis) -> crate::Result<crate::Tenant>;
+        tenants(&self) -> crate::Result<Vec<crate::Tenant>>;
+        key_lookup(&self, key_hash: &str) -> crate::Result<Option<(crate::Tenant, crate::KeyRole)>>;
+        set_rules(&self, tenant: crate::TenantId, toml: &str) -> crate::Result<i64>;
+        rules(&self, tenant: crate::TenantId) -> crate::Result<Option<(i64, String)>>;
+        create_segment(&self, tenant: crate::TenantId, name: &str, expr: &str, tag: Option<&str>, now: siyu_domain::Millis) -> crate::Result<crate::StoredSegment>;
+        segments(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::StoredSegment>>;
+        delete_segment(&self, tenant: crate::TenantId, id: i64, now: siyu_domain::Millis) -> crate::Result<bool>;
+        segment_changes(&self, tenant: crate::TenantId, segment: Option<i64>, fans: Option<&[i64]>, after: i64, limit: usize) -> crate::Result<Vec<crate::StoredSegmentChange>>;
+        recorded_members(&self, tenant: crate::TenantId) -> crate::Result<Vec<(i64, i64)>>;
+        add_tag_changes(&self, tenant: crate::TenantId, rows: &[crate::StoredTagChange]) -> crate::Result<()>;
+        tag_changes(&self, tenant: crate::TenantId, fans: Option<&[i64]>, after: i64, limit: usize) -> crate::Result<Vec<crate::StoredTagChange>>;
+        live_mark(&self, tenant: crate::TenantId) -> crate::Result<Option<crate::LiveMark>>;
+        recorded_layers(&self, tenant: crate::TenantId) -> crate::Result<Vec<(i64, String)>>;
+        transitions(&self, tenant: crate::TenantId, fans: Option<&[i64]>, after: i64, limit: usize) -> crate::Result<Vec<crate::StoredTransition>>;
+        set_custom_domain(&self, tenant: crate::TenantId, domain: siyu_domain::Domain) -> crate::Result<()>;
+        add_decision(&self, tenant: crate::TenantId, d: &crate::NewDecision<'_>) -> crate::Result<i64>;
+        decisions(&self, tenant: crate::TenantId, after_id: i64) -> crate::Result<Vec<crate::StoredDecision>>;
+        event_at(&self, tenant: crate::TenantId, seq: i64) -> crate::Result<Option<crate::StoredEvent>>;
+        event_count(&self, tenant: crate::TenantId) -> crate::Result<u64>;
+        set_connector(&self, tenant: crate::TenantId, kind: &str, config: &str, now: siyu_domain::Millis) -> crate::Result<()>;
+        connector(&self, tenant: crate::TenantId, kind: &str) -> crate::Result<Option<crate::StoredConnector>>;
+        connectors(&self, kind: &str) -> crate::Result<Vec<(crate::TenantId, crate::StoredConnector)>>;
+        set_connector_state(&self, tenant: crate::TenantId, kind: &str, state: &str) -> crate::Result<()>;
+        flush(&self) -> crate::Result<()>;
+    }
+}
