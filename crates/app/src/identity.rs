@@ -298,11 +298,12 @@ fn replay_with(
             Some(r) => r,
             None => (TenantEngine::new(), store.decisions(tenant, 0)?),
         };
+        engine.set_snapshot_seq(from);
         load_rules(store, &mut engine, tenant)?;
         interleave(store, &mut engine, tenant, decisions, go_live)?;
         let found = engine.identities_mut().take_corrections();
         if found.is_empty() {
-            crate::snapshots::save_if_due(store, tenant, &engine, from);
+            crate::snapshots::save_if_due(store, tenant, &mut engine);
         }
         if found.is_empty() || round == ROUNDS {
             // Tags are kept with their times; all of them, manual and automatic.

@@ -77,6 +77,16 @@ pub struct Engines {
 }
 
 impl Engines {
+    /// Every tenant's engine (a copy of the list, so no lock is held while they are used).
+    fn all(&self) -> Vec<(TenantId, Arc<RwLock<TenantEngine>>)> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(t, e)| (*t, e.clone()))
+            .collect()
+    }
+
     fn get_or_create(&self, tenant: TenantId) -> Arc<RwLock<TenantEngine>> {
         if let Some(e) = self
             .map
@@ -415,15 +425,22 @@ impl Ingestor {
         }
     }
 
-    /// Stops taking requests, lets the writer finish what is queued, and waits for it.
+    /// Stops taking requests, lets the writer finish what is queued, and waits for it; then
+    /// stores a snapshot of each live engine that is far past its last one, so the next start
+    /// replays little.
     pub fn shutdown(&mut self) {
         if let Some((stop, handle)) = self.ticker.take() {
             drop(stop);
             let _ = handle.join();
         }
         self.tx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let Some(t) = self.thread.take() else { return };
+        let _ = t.join();
+        if let Some(engines) = &self.engines {
+            for (tenant, engine) in engines.all() {
+                let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
+                crate::snapshots::save_if_due(&*self.store, tenant, &mut engine);
+            }
         }
     }
 }
@@ -436,14 +453,7 @@ impl Drop for Ingestor {
 
 /// One tick of every live engine.
 fn tick_all(store: &dyn Store, engines: &Engines) {
-    let all: Vec<(TenantId, Arc<RwLock<TenantEngine>>)> = engines
-        .map
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|(t, e)| (*t, e.clone()))
-        .collect();
-    for (tenant, engine) in all {
+    for (tenant, engine) in engines.all() {
         let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
         // What another process stored (the CLI beside a server: decisions, rules, tags, saved
         // segments) is in force within a tick even when no request comes.
@@ -556,6 +566,36 @@ mod tests {
             assert!(rx.blocking_recv().unwrap().is_ok());
         }
         assert_eq!(store.event_count(t).unwrap(), 50);
+    }
+
+    #[test]
+    fn a_server_stopping_far_past_its_snapshot_stores_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), Durability::Normal).unwrap());
+        let t = store.create_tenant("a", "w", "a", 0).unwrap().id;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut ing = Ingestor::start(store.clone(), EngineMode::Live).unwrap();
+        let n = crate::snapshots::SNAPSHOT_AFTER;
+        let batch = |b: i64| -> Vec<Event> {
+            (0..1000)
+                .map(|i| ev(&format!("{b}-{i}"), &format!("f{i}")))
+                .collect()
+        };
+        for b in 0..n / 1000 - 1 {
+            rt.block_on(ing.append(t, batch(b))).unwrap();
+        }
+        ing.shutdown();
+        assert_eq!(store.snapshot(t).unwrap(), None, "not yet far enough past");
+        let mut ing = Ingestor::start(store.clone(), EngineMode::Live).unwrap();
+        rt.block_on(ing.append(t, batch(n))).unwrap();
+        ing.shutdown();
+        let snap = store.snapshot(t).unwrap().expect("stored at shutdown");
+        assert_eq!(snap.last_seq, n);
+        let engine = siyu_engine::TenantEngine::from_snapshot(&snap.data).unwrap();
+        assert_eq!(engine.stats().events, n as u64);
     }
 
     mod nothing_derived_is_lost {

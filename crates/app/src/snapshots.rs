@@ -67,13 +67,15 @@ pub(crate) fn load(
 }
 
 /// Stores the engine's state as the tenant's snapshot when it is more than
-/// [`SNAPSHOT_AFTER`] positions past `from` (where its replay started). A failure only costs
-/// the next start a longer replay: it is logged, not returned.
-pub(crate) fn save_if_due(store: &dyn Store, tenant: TenantId, engine: &TenantEngine, from: i64) {
-    if engine.last_seq() - from < SNAPSHOT_AFTER || !enabled() {
+/// [`SNAPSHOT_AFTER`] positions past the snapshot it knows of. A failure only costs the next
+/// start a longer replay: it is logged, not returned.
+pub(crate) fn save_if_due(store: &dyn Store, tenant: TenantId, engine: &mut TenantEngine) {
+    if engine.last_seq() - engine.snapshot_seq() < SNAPSHOT_AFTER || !enabled() {
         return;
     }
-    save(store, tenant, engine);
+    if save(store, tenant, engine) {
+        engine.set_snapshot_seq(engine.last_seq());
+    }
 }
 
 /// Whether snapshots are read and stored (`SIYU_SNAPSHOTS=off` turns them off).
@@ -81,8 +83,8 @@ fn enabled() -> bool {
     std::env::var_os("SIYU_SNAPSHOTS").is_none_or(|v| v != "off")
 }
 
-/// Stores the engine's state as the tenant's snapshot.
-pub fn save(store: &dyn Store, tenant: TenantId, engine: &TenantEngine) {
+/// Stores the engine's state as the tenant's snapshot; whether it was stored.
+pub fn save(store: &dyn Store, tenant: TenantId, engine: &TenantEngine) -> bool {
     let started = std::time::Instant::now();
     let position = engine.position();
     let snap = StoredSnapshot {
@@ -94,14 +96,20 @@ pub fn save(store: &dyn Store, tenant: TenantId, engine: &TenantEngine) {
     };
     let encoded = started.elapsed();
     match store.put_snapshot(tenant, &snap) {
-        Ok(()) => tracing::debug!(
-            tenant,
-            last_seq = snap.last_seq,
-            bytes = snap.data.len(),
-            encode_ms = encoded.as_millis() as u64,
-            store_ms = (started.elapsed() - encoded).as_millis() as u64,
-            "engine snapshot stored"
-        ),
-        Err(e) => tracing::warn!(tenant, error = %e, "engine snapshot not stored"),
+        Ok(()) => {
+            tracing::debug!(
+                tenant,
+                last_seq = snap.last_seq,
+                bytes = snap.data.len(),
+                encode_ms = encoded.as_millis() as u64,
+                store_ms = (started.elapsed() - encoded).as_millis() as u64,
+                "engine snapshot stored"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(tenant, error = %e, "engine snapshot not stored");
+            false
+        }
     }
 }

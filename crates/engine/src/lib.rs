@@ -102,6 +102,9 @@ pub struct TenantEngine {
     /// The live clock when the layers were last stored (the caller's bookkeeping, kept here
     /// so it travels with the engine through rebuilds).
     stored_clock: Millis,
+    /// The log position of the tenant's stored snapshot this engine knows of (the caller's
+    /// bookkeeping, like `stored_clock`): how far a new snapshot would move it.
+    snapshot_seq: i64,
     tags: Tags,
     /// Saved segments' live members (with live layers only).
     segments: Option<segments::Membership>,
@@ -131,6 +134,7 @@ impl Default for TenantEngine {
             rules_version: 0,
             live: None,
             stored_clock: 0,
+            snapshot_seq: 0,
             tags: Tags::default(),
             segments: None,
             auto_tags: Vec::new(),
@@ -656,6 +660,15 @@ impl TenantEngine {
     /// The live clock when the caller last stored the layers (0: never).
     pub fn stored_clock(&self) -> Millis {
         self.stored_clock
+    }
+
+    /// The log position of the stored snapshot this engine knows of (0: none).
+    pub fn snapshot_seq(&self) -> i64 {
+        self.snapshot_seq
+    }
+
+    pub fn set_snapshot_seq(&mut self, seq: i64) {
+        self.snapshot_seq = seq;
     }
 
     pub fn set_stored_clock(&mut self, t: Millis) {

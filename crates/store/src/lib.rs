@@ -352,7 +352,7 @@ pub struct AppendBatch<'a> {
 }
 
 /// A tenant's engine snapshot (see `siyu_engine::snapshot`) and where in the log it was taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredSnapshot {
     /// The snapshot's layout version; a reader of another version ignores it.
     pub format: u32,
@@ -362,6 +362,19 @@ pub struct StoredSnapshot {
     pub decisions_seen: i64,
     pub created_at: Millis,
     pub data: Vec<u8>,
+}
+
+/// The bytes are many megabytes: Debug shows how many.
+impl std::fmt::Debug for StoredSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSnapshot")
+            .field("format", &self.format)
+            .field("last_seq", &self.last_seq)
+            .field("decisions_seen", &self.decisions_seen)
+            .field("created_at", &self.created_at)
+            .field("bytes", &self.data.len())
+            .finish()
+    }
 }
 
 /// Engine snapshots: one per tenant, the latest, so a start replays only the log after it.
