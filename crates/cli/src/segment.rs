@@ -175,6 +175,12 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
             if args.json {
                 output::json(&serde_json::json!({ "triggers": rows }))?;
             } else {
+                if rows.is_empty() {
+                    outln!(
+                        "no segment triggers after {after}: they are recorded while `siyu serve` \
+                         keeps the saved segments live"
+                    );
+                }
                 for t in &rows {
                     outln!(
                         "{:>8} {} {:<16} segment {:<4} fan {:<10} {}",
