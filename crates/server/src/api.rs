@@ -2,13 +2,22 @@
 
 use axum::Json;
 use axum::extract::State as Axum;
-use axum::http::{HeaderMap, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, Uri, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::{ApiError, State, auth};
+use crate::error::SegmentError;
+use crate::openapi::{AdminErrors, BodyErrors};
+use crate::{ApiError, State, auth, schema};
 
 /// `GET /api/stats` (admin key): events, fans, and counts by type and domain.
+#[utoipa::path(
+    get,
+    path = "/api/stats",
+    tag = "tenant",
+    security(("admin_key" = [])),
+    responses((status = 200, description = "Totals", body = schema::Stats), AdminErrors),
+)]
 pub async fn stats(Axum(state): Axum<State>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let app = state.app.clone();
@@ -25,6 +34,13 @@ pub async fn stats(Axum(state): Axum<State>, headers: HeaderMap) -> Result<Json<
 }
 
 /// `GET /api/tenant` (admin key): the tenant's settings.
+#[utoipa::path(
+    get,
+    path = "/api/tenant",
+    tag = "tenant",
+    security(("admin_key" = [])),
+    responses((status = 200, description = "The tenant's settings", body = schema::TenantSettings), AdminErrors),
+)]
 pub async fn tenant_get(
     Axum(state): Axum<State>,
     headers: HeaderMap,
@@ -38,6 +54,19 @@ fn tenant_json(name: &str, custom_domain: &str) -> Value {
 }
 
 /// `PATCH /api/tenant` (admin key), `{"custom_domain": "commercial"}`.
+#[utoipa::path(
+    patch,
+    path = "/api/tenant",
+    tag = "tenant",
+    security(("admin_key" = [])),
+    request_body(content = schema::TenantChange, description = "The settings to change; absent ones keep their value"),
+    responses(
+        (status = 200, description = "The settings now", body = schema::TenantSettings),
+        (status = 400, description = "`invalid_json`, `invalid_body` (not an object), `unknown_field`, `invalid_domain` (`field`: `custom_domain`)", body = schema::Error),
+        AdminErrors,
+        BodyErrors,
+    ),
+)]
 pub async fn tenant_patch(
     Axum(state): Axum<State>,
     headers: HeaderMap,
@@ -84,6 +113,15 @@ pub async fn tenant_patch(
 }
 
 /// `GET /healthz`: the process is up and its store answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Up, and the store answers", body = schema::Health),
+        (status = 500, description = "The store does not answer (`internal`)", body = schema::Error),
+    ),
+)]
 pub async fn healthz(Axum(state): Axum<State>) -> Result<Json<Value>, ApiError> {
     let store = state.app.store.clone();
     let backend = store.backend();
@@ -95,6 +133,12 @@ pub async fn healthz(Axum(state): Axum<State>) -> Result<Json<Value>, ApiError> 
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)),
+)]
 pub async fn metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -102,6 +146,17 @@ pub async fn metrics() -> impl IntoResponse {
     )
 }
 
+/// Any path that is not a route.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound
+}
+
+/// A route's path with a method it does not take: a JSON 405, in the Segment shape under
+/// `/v1/` (axum adds the `Allow` header).
+pub async fn method_not_allowed(uri: Uri) -> Response {
+    if uri.path().starts_with("/v1/") {
+        SegmentError(ApiError::MethodNotAllowed).into_response()
+    } else {
+        ApiError::MethodNotAllowed.into_response()
+    }
 }
