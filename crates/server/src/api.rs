@@ -96,6 +96,9 @@ pub async fn tenant_patch(
                 format!("{s:?} is not one of public, commercial, private"),
             )
         })?,
+        None | Some(Value::Null) => {
+            return Ok(Json(tenant_json(&tenant.name, &tenant.custom_domain)));
+        }
         Some(_) => {
             return Err(ApiError::bad(
                 "invalid_domain",
@@ -103,7 +106,6 @@ pub async fn tenant_patch(
                 "custom_domain must be a string",
             ));
         }
-        None => return Ok(Json(tenant_json(&tenant.name, &tenant.custom_domain))),
     };
     let app = state.app.clone();
     tokio::task::spawn_blocking(move || app.set_custom_domain(tenant.id, domain))

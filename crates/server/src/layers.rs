@@ -12,6 +12,9 @@ use crate::openapi::AdminErrors;
 use crate::query::{optional_number, page, time};
 use crate::{ApiError, State, auth, blocking, schema};
 
+/// Largest rules file accepted (a real one is a few hundred bytes).
+pub const RULES_BODY_LIMIT: usize = 64 * 1024;
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
 }
@@ -121,11 +124,11 @@ pub async fn rules_get(
     path = "/api/rules",
     tag = "layers",
     security(("admin_key" = [])),
-    request_body(content = String, content_type = "text/plain", description = "The rules file (TOML, docs/layers.md); an empty file is the defaults"),
+    request_body(content = Option<String>, content_type = "text/plain", description = "The rules file (TOML, docs/layers.md; at most 64 KiB); an empty or absent body is the defaults"),
     responses(
         (status = 200, description = "The rules now in force", body = schema::Rules),
         (status = 400, description = "`invalid_rules` (`field`: `line N`; the rules in force are unchanged), `invalid_body` (not UTF-8)", body = schema::Error),
-        (status = 413, description = "The body is larger than the limit (`payload_too_large`)", body = schema::Error),
+        (status = 413, description = "Over 64 KiB (`payload_too_large`)", body = schema::Error),
         AdminErrors,
     ),
 )]
@@ -135,7 +138,7 @@ pub async fn rules_put(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
-    let body = raw.map_err(|r| ApiError::bad("invalid_body", None, r.body_text()))?;
+    let body = crate::body::raw_body(raw, RULES_BODY_LIMIT)?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad("invalid_body", None, "the rules file must be UTF-8 TOML"))?;
     let app = state.app.clone();

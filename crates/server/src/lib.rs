@@ -123,7 +123,10 @@ fn routes(limits: Limits) -> OpenApiRouter<State> {
         .routes(routes!(layers::layers))
         .routes(routes!(layers::flow))
         .routes(routes!(layers::transitions))
-        .routes(routes!(layers::rules_get, layers::rules_put))
+        .routes(
+            routes!(layers::rules_get, layers::rules_put)
+                .layer(DefaultBodyLimit::max(layers::RULES_BODY_LIMIT)),
+        )
         .routes(routes!(connectors::douyin_get, connectors::douyin_put))
         .routes(routes!(
             connectors::oceanengine_get,

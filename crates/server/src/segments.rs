@@ -113,7 +113,7 @@ pub async fn preview(
         }
     };
     let sample = match o.get("sample") {
-        None => 20,
+        None | Some(Value::Null) => 20,
         Some(v) => v.as_u64().filter(|n| *n <= 1000).ok_or_else(|| {
             ApiError::bad(
                 "invalid_field",
@@ -347,7 +347,7 @@ pub async fn tag(
     let tenant = auth::admin(&state, &headers).await?;
     let o = object(&headers, raw, &["tag", "fan", "expr", "remove"])?;
     let tag = required(&o, "tag")?;
-    let target = match (o.get("fan"), string(&o, "expr")?) {
+    let target = match (o.get("fan").filter(|f| !f.is_null()), string(&o, "expr")?) {
         (Some(f), None) => TagTarget::Fan(FanId(f.as_i64().ok_or_else(|| {
             ApiError::bad(
                 "invalid_field",
@@ -365,7 +365,7 @@ pub async fn tag(
         }
     };
     let remove = match o.get("remove") {
-        None => false,
+        None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => {
             return Err(ApiError::bad(
