@@ -14,6 +14,7 @@ use crate::{ApiError, State, auth, schema};
 #[utoipa::path(
     get,
     path = "/api/stats",
+    summary = "Totals: events, fans, by type and domain",
     tag = "tenant",
     security(("admin_key" = [])),
     responses((status = 200, description = "Totals", body = schema::Stats), AdminErrors),
@@ -37,6 +38,7 @@ pub async fn stats(Axum(state): Axum<State>, headers: HeaderMap) -> Result<Json<
 #[utoipa::path(
     get,
     path = "/api/tenant",
+    summary = "The tenant's settings",
     tag = "tenant",
     security(("admin_key" = [])),
     responses((status = 200, description = "The tenant's settings", body = schema::TenantSettings), AdminErrors),
@@ -57,6 +59,7 @@ fn tenant_json(name: &str, custom_domain: &str) -> Value {
 #[utoipa::path(
     patch,
     path = "/api/tenant",
+    summary = "Change the tenant's settings",
     tag = "tenant",
     security(("admin_key" = [])),
     request_body(content = schema::TenantChange, description = "The settings to change; absent ones keep their value"),
@@ -118,6 +121,7 @@ pub async fn tenant_patch(
 #[utoipa::path(
     get,
     path = "/healthz",
+    summary = "Health: the process is up and its store answers",
     tag = "operations",
     responses(
         (status = 200, description = "Up, and the store answers", body = schema::Health),
@@ -138,6 +142,7 @@ pub async fn healthz(Axum(state): Axum<State>) -> Result<Json<Value>, ApiError> 
 #[utoipa::path(
     get,
     path = "/metrics",
+    summary = "Prometheus metrics",
     tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)),
 )]

@@ -62,6 +62,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 #[utoipa::path(
     post,
     path = "/webhooks/douyin/{tenant}",
+    summary = "A Douyin webhook delivery",
     tag = "connectors",
     params(
         ("tenant" = String, Path, description = "The tenant's name"),
@@ -148,6 +149,7 @@ fn string_field(obj: &Map<String, Value>, name: &'static str) -> Result<Option<S
 #[utoipa::path(
     get,
     path = "/api/connectors/douyin",
+    summary = "The Douyin connector",
     tag = "connectors",
     security(("admin_key" = [])),
     responses((status = 200, description = "The Douyin connector (never the secret)", body = schema::DouyinConnector), AdminErrors),
@@ -169,6 +171,7 @@ pub async fn douyin_get(
 #[utoipa::path(
     put,
     path = "/api/connectors/douyin",
+    summary = "Set the Douyin client secret",
     tag = "connectors",
     security(("admin_key" = [])),
     request_body = schema::DouyinChange,
@@ -200,6 +203,7 @@ pub async fn douyin_put(
 #[utoipa::path(
     get,
     path = "/api/connectors/oceanengine",
+    summary = "The Ocean Engine lead poller",
     tag = "connectors",
     security(("admin_key" = [])),
     responses((status = 200, description = "The lead poller's settings (never the token) and its position", body = schema::OceanEngineConnector), AdminErrors),
@@ -224,6 +228,7 @@ pub async fn oceanengine_get(
 #[utoipa::path(
     put,
     path = "/api/connectors/oceanengine",
+    summary = "Set up the Ocean Engine lead poller",
     tag = "connectors",
     security(("admin_key" = [])),
     request_body = schema::OceanEngineChange,

@@ -37,6 +37,7 @@ fn fan_id(raw: &str) -> Result<i64, ApiError> {
 #[utoipa::path(
     get,
     path = "/api/fans/{id}",
+    summary = "A fan, its identities, merges and layer",
     tag = "fans",
     security(("admin_key" = [])),
     params(("id" = i64, Path, description = "A fan id (a merged-away id resolves to its fan)")),
@@ -66,6 +67,7 @@ pub async fn fan(
 #[utoipa::path(
     get,
     path = "/api/fans/lookup",
+    summary = "Find the fans holding an identity value",
     tag = "fans",
     security(("admin_key" = [])),
     params(
@@ -103,6 +105,7 @@ pub async fn lookup(
 #[utoipa::path(
     get,
     path = "/api/identity/duplicates",
+    summary = "Possible duplicates",
     tag = "fans",
     security(("admin_key" = [])),
     responses(
@@ -176,6 +179,7 @@ async fn decide(
 #[utoipa::path(
     post,
     path = "/api/identity/confirm",
+    summary = "Confirm two fans are one person",
     tag = "fans",
     security(("admin_key" = [])),
     request_body = schema::Pair,
@@ -200,6 +204,7 @@ pub async fn confirm(
 #[utoipa::path(
     post,
     path = "/api/identity/distinct",
+    summary = "Mark two fans as different people",
     tag = "fans",
     security(("admin_key" = [])),
     request_body = schema::Pair,
@@ -224,6 +229,7 @@ pub async fn distinct(
 #[utoipa::path(
     post,
     path = "/api/fans/{id}/unmerge",
+    summary = "Undo the merge that absorbed a fan",
     tag = "fans",
     security(("admin_key" = [])),
     params(("id" = i64, Path, description = "The fan that was absorbed")),
@@ -255,6 +261,7 @@ pub async fn unmerge(
 #[utoipa::path(
     get,
     path = "/api/reports/dedup",
+    summary = "The lead dedup report",
     tag = "fans",
     security(("admin_key" = [])),
     params(

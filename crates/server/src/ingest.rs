@@ -44,6 +44,7 @@ fn answer(
 #[utoipa::path(
     post,
     path = "/api/events",
+    summary = "Ingest native events",
     tag = "ingest",
     security(("write_key" = []), ("admin_key" = [])),
     request_body(content = schema::EventBatch, description = "At most 10,000 events and 8 MiB (after gzip is undone); `Content-Encoding: gzip` is accepted"),
@@ -188,10 +189,11 @@ async fn segment(
 
 macro_rules! segment_endpoint {
     ($($name:ident => $kind:expr, $path:literal, $body:ty, $what:literal);*) => {$(
-        #[doc = concat!("`POST ", $path, "`: ", $what)]
+        #[doc = concat!("`POST ", $path, "`: ", $what, ".")]
         #[utoipa::path(
             post,
             path = $path,
+            summary = $what,
             tag = "ingest",
             security(("write_key_basic" = []), ("write_key" = [])),
             request_body(content = $body, description = "At most 32 KB per message, 500 KB per request; `Content-Encoding: gzip` is accepted"),
@@ -216,6 +218,7 @@ macro_rules! segment_endpoint {
 #[utoipa::path(
     method(get, post, put, patch, delete),
     path = "/v1/{path}",
+    summary = "Any other path under /v1/: 404",
     tag = "ingest",
     params(("path" = String, Path, description = "Any path under /v1/ other than the routes above, with or without more slashes")),
     responses((status = 404, description = "No such endpoint (`not_found`)", body = schema::SegmentErrorBody)),
@@ -225,11 +228,11 @@ pub async fn segment_not_found() -> SegmentError {
 }
 
 segment_endpoint!(
-    segment_batch => None, "/v1/batch", schema::SegmentBatch, "a batch of Segment messages of any kind.";
-    segment_track => Some(Kind::Track), "/v1/track", schema::Message, "one track message.";
-    segment_identify => Some(Kind::Identify), "/v1/identify", schema::Message, "one identify message.";
-    segment_page => Some(Kind::Page), "/v1/page", schema::Message, "one page message.";
-    segment_screen => Some(Kind::Screen), "/v1/screen", schema::Message, "one screen message.";
-    segment_group => Some(Kind::Group), "/v1/group", schema::Message, "one group message.";
-    segment_alias => Some(Kind::Alias), "/v1/alias", schema::Message, "one alias message."
+    segment_batch => None, "/v1/batch", schema::SegmentBatch, "A batch of Segment messages of any kind";
+    segment_track => Some(Kind::Track), "/v1/track", schema::Message, "One Segment track message";
+    segment_identify => Some(Kind::Identify), "/v1/identify", schema::Message, "One Segment identify message";
+    segment_page => Some(Kind::Page), "/v1/page", schema::Message, "One Segment page message";
+    segment_screen => Some(Kind::Screen), "/v1/screen", schema::Message, "One Segment screen message";
+    segment_group => Some(Kind::Group), "/v1/group", schema::Message, "One Segment group message";
+    segment_alias => Some(Kind::Alias), "/v1/alias", schema::Message, "One Segment alias message"
 );

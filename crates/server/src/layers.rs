@@ -23,6 +23,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 #[utoipa::path(
     get,
     path = "/api/reports/layers",
+    summary = "Fans per layer as of an instant",
     tag = "layers",
     security(("admin_key" = [])),
     params(("as_of" = Option<String>, Query, format = DateTime, description = "The instant (RFC 3339; default now)")),
@@ -55,6 +56,7 @@ pub async fn layers(
 #[utoipa::path(
     get,
     path = "/api/reports/flow",
+    summary = "How fans moved between layers",
     tag = "layers",
     security(("admin_key" = [])),
     params(
@@ -101,6 +103,7 @@ pub async fn flow(
 #[utoipa::path(
     get,
     path = "/api/rules",
+    summary = "The layer rules in force",
     tag = "layers",
     security(("admin_key" = [])),
     responses((status = 200, description = "The layer rules in force", body = schema::Rules), AdminErrors),
@@ -122,6 +125,7 @@ pub async fn rules_get(
 #[utoipa::path(
     put,
     path = "/api/rules",
+    summary = "Put a rules file in force",
     tag = "layers",
     security(("admin_key" = [])),
     request_body(content = Option<String>, content_type = "text/plain", description = "The rules file (TOML, docs/layers.md; at most 64 KiB); an empty or absent body is the defaults"),
@@ -161,6 +165,7 @@ pub async fn rules_put(
 #[utoipa::path(
     get,
     path = "/api/layers/transitions",
+    summary = "Layer changes, oldest first",
     tag = "layers",
     security(("admin_key" = [])),
     params(

@@ -153,7 +153,14 @@ fn routes(limits: Limits) -> OpenApiRouter<State> {
 
 /// The OpenAPI document of [`app`]'s routes (served at `GET /openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes(Limits::default()).split_for_parts().1
+    let mut doc = routes(Limits::default()).split_for_parts().1;
+    // `ApiDoc`'s own paths come first; they read better after the routes they complete.
+    for path in ["/v1/{path}", "/openapi.json"] {
+        if let Some(item) = doc.paths.paths.shift_remove(path) {
+            doc.paths.paths.insert(path.to_string(), item);
+        }
+    }
+    doc
 }
 
 /// The router.

@@ -126,6 +126,7 @@ pub(crate) fn json() -> &'static str {
 #[utoipa::path(
     get,
     path = "/openapi.json",
+    summary = "This OpenAPI document",
     tag = "operations",
     responses((status = 200, description = "The OpenAPI 3.1 document of this server", content_type = "application/json", body = Object)),
 )]

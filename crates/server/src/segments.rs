@@ -77,6 +77,7 @@ fn expr(o: &Map<String, Value>) -> Result<String, ApiError> {
 #[utoipa::path(
     post,
     path = "/api/segments/preview",
+    summary = "Count and sample a segment expression",
     tag = "segments",
     security(("admin_key" = [])),
     request_body = schema::PreviewRequest,
@@ -147,6 +148,7 @@ fn required(o: &Map<String, Value>, k: &str) -> Result<String, ApiError> {
 #[utoipa::path(
     post,
     path = "/api/segments",
+    summary = "Save a segment",
     tag = "segments",
     security(("admin_key" = [])),
     request_body = schema::SegmentCreate,
@@ -178,6 +180,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/api/segments",
+    summary = "Saved segments",
     tag = "segments",
     security(("admin_key" = [])),
     responses((status = 200, description = "Every saved segment with its count now", body = schema::SegmentList), AdminErrors),
@@ -193,6 +196,7 @@ pub async fn list(Axum(state): Axum<State>, headers: HeaderMap) -> Result<Json<V
 #[utoipa::path(
     get,
     path = "/api/segments/{id}",
+    summary = "A saved segment",
     tag = "segments",
     security(("admin_key" = [])),
     params(("id" = String, Path, description = "A saved segment's id or name")),
@@ -218,6 +222,7 @@ pub async fn get(
 #[utoipa::path(
     get,
     path = "/api/segments/{id}/members",
+    summary = "A page of a segment's members",
     tag = "segments",
     security(("admin_key" = [])),
     params(
@@ -254,6 +259,7 @@ pub async fn members(
 #[utoipa::path(
     delete,
     path = "/api/segments/{id}",
+    summary = "Delete a saved segment",
     tag = "segments",
     security(("admin_key" = [])),
     params(("id" = String, Path, description = "A saved segment's id or name")),
@@ -281,6 +287,7 @@ pub async fn delete(
 #[utoipa::path(
     get,
     path = "/api/segments/triggers",
+    summary = "Segment entry and exit triggers (long poll)",
     tag = "segments",
     security(("admin_key" = [])),
     params(
@@ -328,6 +335,7 @@ pub async fn triggers(
 #[utoipa::path(
     post,
     path = "/api/tags",
+    summary = "Add or remove a tag",
     tag = "segments",
     security(("admin_key" = [])),
     request_body(content = schema::TagRequest, description = "`tag` and either `fan` or `expr`"),
@@ -385,6 +393,7 @@ pub async fn tag(
 #[utoipa::path(
     post,
     path = "/api/tags/auto",
+    summary = "An automatic tag kept by a segment",
     tag = "segments",
     security(("admin_key" = [])),
     request_body = schema::AutoTagRequest,
@@ -417,6 +426,7 @@ pub async fn auto_tag(
 #[utoipa::path(
     get,
     path = "/api/fans/{id}/tags",
+    summary = "A fan's tags and their history",
     tag = "segments",
     security(("admin_key" = [])),
     params(("id" = i64, Path, description = "A fan id")),
