@@ -1,6 +1,6 @@
 """Seeds the server Schemathesis runs against (tests/schemathesis/run.sh) with a little of
 everything, so generated requests meet real fans and not only empty answers: events of a few
-fans across the three domains (two of them possible duplicates), a saved segment, a tag, and a
+fans across the three domains (two of them possible duplicates, two merged), a saved segment, a tag, and a
 Douyin client secret."""
 
 import json
@@ -39,6 +39,10 @@ events = [
     event(7, "lead_form", {"douyin_open_id": "dy-3", "phone": "13800138009"}, props={"channel": "ads"}),
     event(8, "lead_form", {"douyin_open_id": "dy-4", "phone": "13800138009"}, props={"channel": "ads"}),
     event(9, "x_quiz", {"user_id": "u-1"}, domain="private"),
+    # Two fans, then one event carrying both: a merge (fan 11 into fan 10).
+    event(10, "follow", {"email": "b@example.com"}),
+    event(11, "video_like", {"phone": "13800138002"}),
+    event(12, "private_message_in", {"email": "b@example.com", "phone": "13800138002"}, props={"text": "hi"}),
 ]
 outcome = call("POST", "/api/events", events, WRITE_KEY)
 assert outcome["accepted"] == len(events), outcome

@@ -387,7 +387,6 @@ pub struct Merge {
     /// The linking event's id.
     #[schema(required)]
     event_id: Option<String>,
-    at: Time,
 }
 
 /// Two fans that share a value but hold different one-per-person ids
