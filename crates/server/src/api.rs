@@ -2,13 +2,23 @@
 
 use axum::Json;
 use axum::extract::State as Axum;
-use axum::http::{HeaderMap, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, Uri, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::{ApiError, State, auth};
+use crate::error::SegmentError;
+use crate::openapi::{AdminErrors, BodyErrors};
+use crate::{ApiError, State, auth, schema};
 
 /// `GET /api/stats` (admin key): events, fans, and counts by type and domain.
+#[utoipa::path(
+    get,
+    path = "/api/stats",
+    summary = "Totals: events, fans, by type and domain",
+    tag = "tenant",
+    security(("admin_key" = [])),
+    responses((status = 200, description = "Totals", body = schema::Stats), AdminErrors),
+)]
 pub async fn stats(Axum(state): Axum<State>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let app = state.app.clone();
@@ -25,6 +35,14 @@ pub async fn stats(Axum(state): Axum<State>, headers: HeaderMap) -> Result<Json<
 }
 
 /// `GET /api/tenant` (admin key): the tenant's settings.
+#[utoipa::path(
+    get,
+    path = "/api/tenant",
+    summary = "The tenant's settings",
+    tag = "tenant",
+    security(("admin_key" = [])),
+    responses((status = 200, description = "The tenant's settings", body = schema::TenantSettings), AdminErrors),
+)]
 pub async fn tenant_get(
     Axum(state): Axum<State>,
     headers: HeaderMap,
@@ -38,6 +56,20 @@ fn tenant_json(name: &str, custom_domain: &str) -> Value {
 }
 
 /// `PATCH /api/tenant` (admin key), `{"custom_domain": "commercial"}`.
+#[utoipa::path(
+    patch,
+    path = "/api/tenant",
+    summary = "Change the tenant's settings",
+    tag = "tenant",
+    security(("admin_key" = [])),
+    request_body(content = schema::TenantChange, description = "The settings to change; absent ones keep their value"),
+    responses(
+        (status = 200, description = "The settings now", body = schema::TenantSettings),
+        (status = 400, description = "`invalid_json`, `invalid_body` (not an object), `unknown_field`, `invalid_domain` (`field`: `custom_domain`)", body = schema::Error),
+        AdminErrors,
+        BodyErrors,
+    ),
+)]
 pub async fn tenant_patch(
     Axum(state): Axum<State>,
     headers: HeaderMap,
@@ -67,6 +99,9 @@ pub async fn tenant_patch(
                 format!("{s:?} is not one of public, commercial, private"),
             )
         })?,
+        None | Some(Value::Null) => {
+            return Ok(Json(tenant_json(&tenant.name, &tenant.custom_domain)));
+        }
         Some(_) => {
             return Err(ApiError::bad(
                 "invalid_domain",
@@ -74,7 +109,6 @@ pub async fn tenant_patch(
                 "custom_domain must be a string",
             ));
         }
-        None => return Ok(Json(tenant_json(&tenant.name, &tenant.custom_domain))),
     };
     let app = state.app.clone();
     tokio::task::spawn_blocking(move || app.set_custom_domain(tenant.id, domain))
@@ -84,6 +118,16 @@ pub async fn tenant_patch(
 }
 
 /// `GET /healthz`: the process is up and its store answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    summary = "Health: the process is up and its store answers",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Up, and the store answers", body = schema::Health),
+        (status = 500, description = "The store does not answer (`internal`)", body = schema::Error),
+    ),
+)]
 pub async fn healthz(Axum(state): Axum<State>) -> Result<Json<Value>, ApiError> {
     let store = state.app.store.clone();
     let backend = store.backend();
@@ -95,6 +139,13 @@ pub async fn healthz(Axum(state): Axum<State>) -> Result<Json<Value>, ApiError> 
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    summary = "Prometheus metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)),
+)]
 pub async fn metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -102,6 +153,17 @@ pub async fn metrics() -> impl IntoResponse {
     )
 }
 
+/// Any path that is not a route.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound
+}
+
+/// A route's path with a method it does not take: a JSON 405, in the Segment shape under
+/// `/v1/` (axum adds the `Allow` header).
+pub async fn method_not_allowed(uri: Uri) -> Response {
+    if uri.path().starts_with("/v1/") {
+        SegmentError(ApiError::MethodNotAllowed).into_response()
+    } else {
+        ApiError::MethodNotAllowed.into_response()
+    }
 }

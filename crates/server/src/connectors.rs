@@ -6,15 +6,17 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State as Axum;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State as Axum};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 use siyu_app::connectors::{self, OceanEngineChange, SettingError};
 use siyu_app::douyin::{Answer, DeliveryError};
 use siyu_domain::time;
 
-use crate::{ApiError, State, auth, body};
+use crate::extract::TenantParam;
+use crate::openapi::{AdminErrors, BodyErrors};
+use crate::{ApiError, State, auth, body, schema};
 
 /// Largest webhook body accepted (Douyin's deliveries are a few KB).
 pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
@@ -57,9 +59,30 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// `POST /webhooks/douyin/{tenant}`: one Douyin delivery.
+#[utoipa::path(
+    post,
+    path = "/webhooks/douyin/{tenant}",
+    summary = "A Douyin webhook delivery",
+    tag = "connectors",
+    params(
+        ("tenant" = String, Path, description = "The tenant's name"),
+        ("X-Douyin-Signature" = Option<String>, Header, description = "SHA-1 hex of the tenant's client secret followed by the body, as Douyin signs"),
+        ("Msg-Id" = Option<String>, Header, description = "Douyin's delivery id: the event id is `douyin:` + it, so a retried delivery is stored once"),
+    ),
+    request_body(content = schema::DouyinDelivery, description = "One delivery, exactly as Douyin sent it (the signature covers these bytes); at most 1 MiB"),
+    responses(
+        (status = 200, description = "`verify_webhook` answered, or the delivery stored", body = schema::DeliveryAnswer),
+        (status = 400, description = "The delivery cannot be mapped (`invalid_json`, `missing_field`, …; `field` names the delivery's field)", body = schema::Error),
+        (status = 401, description = "`bad_signature` (`field`: `X-Douyin-Signature`)", body = schema::Error),
+        (status = 404, description = "`tenant_not_found`, `connector_not_configured`", body = schema::Error),
+        (status = 413, description = "Over 1 MiB (`payload_too_large`)", body = schema::Error),
+        (status = 500, description = "Internal error (`internal`); Douyin retries", body = schema::Error),
+        (status = 503, description = "Shutting down (`shutting_down`); Douyin retries", body = schema::Error),
+    ),
+)]
 pub async fn douyin_webhook(
     Axum(state): Axum<State>,
-    Path(tenant): Path<String>,
+    TenantParam(tenant): TenantParam,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -123,6 +146,14 @@ fn string_field(obj: &Map<String, Value>, name: &'static str) -> Result<Option<S
 }
 
 /// `GET /api/connectors/douyin`.
+#[utoipa::path(
+    get,
+    path = "/api/connectors/douyin",
+    summary = "The Douyin connector",
+    tag = "connectors",
+    security(("admin_key" = [])),
+    responses((status = 200, description = "The Douyin connector (never the secret)", body = schema::DouyinConnector), AdminErrors),
+)]
 pub async fn douyin_get(
     Axum(state): Axum<State>,
     headers: HeaderMap,
@@ -137,6 +168,20 @@ pub async fn douyin_get(
 }
 
 /// `PUT /api/connectors/douyin`, `{"client_secret": "..."}`.
+#[utoipa::path(
+    put,
+    path = "/api/connectors/douyin",
+    summary = "Set the Douyin client secret",
+    tag = "connectors",
+    security(("admin_key" = [])),
+    request_body = schema::DouyinChange,
+    responses(
+        (status = 200, description = "Set", body = schema::DouyinConnector),
+        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `invalid_connector_setting` (`field`: `client_secret`)", body = schema::Error),
+        AdminErrors,
+        BodyErrors,
+    ),
+)]
 pub async fn douyin_put(
     Axum(state): Axum<State>,
     headers: HeaderMap,
@@ -155,6 +200,14 @@ pub async fn douyin_put(
 }
 
 /// `GET /api/connectors/oceanengine`: the settings (without the token) and the position.
+#[utoipa::path(
+    get,
+    path = "/api/connectors/oceanengine",
+    summary = "The Ocean Engine lead poller",
+    tag = "connectors",
+    security(("admin_key" = [])),
+    responses((status = 200, description = "The lead poller's settings (never the token) and its position", body = schema::OceanEngineConnector), AdminErrors),
+)]
 pub async fn oceanengine_get(
     Axum(state): Axum<State>,
     headers: HeaderMap,
@@ -172,6 +225,20 @@ pub async fn oceanengine_get(
 
 /// `PUT /api/connectors/oceanengine`, `{"advertiser_id", "access_token", "base_url", "start",
 /// "page_size"}`; absent fields keep their value.
+#[utoipa::path(
+    put,
+    path = "/api/connectors/oceanengine",
+    summary = "Set up the Ocean Engine lead poller",
+    tag = "connectors",
+    security(("admin_key" = [])),
+    request_body = schema::OceanEngineChange,
+    responses(
+        (status = 200, description = "Set; a new advertiser or start puts the poller back at the start", body = schema::OceanEngineConnector),
+        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `invalid_connector_setting` (`field`: the setting)", body = schema::Error),
+        AdminErrors,
+        BodyErrors,
+    ),
+)]
 pub async fn oceanengine_put(
     Axum(state): Axum<State>,
     headers: HeaderMap,

@@ -35,6 +35,8 @@ pub enum ApiError {
     /// 403: a write key used where an admin key is needed.
     Forbidden,
     NotFound,
+    /// 405: the path exists, the method does not (the `Allow` header lists those that do).
+    MethodNotAllowed,
     /// 413
     TooLarge(usize),
     /// 415
@@ -121,6 +123,14 @@ impl ApiError {
             ApiError::NotFound => (
                 StatusCode::NOT_FOUND,
                 body("not_found", "no such endpoint", None),
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                body(
+                    "method_not_allowed",
+                    "this endpoint does not take this method; see the Allow header",
+                    None,
+                ),
             ),
             ApiError::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,17 +1,17 @@
 //! The identity API: fans, lookups, possible duplicates, operator decisions, the dedup report.
 //! All of it needs the tenant's admin key.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State as Axum;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State as Axum};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use siyu_engine::{Decision, FanId};
 
-use crate::{ApiError, State, auth, blocking, body};
+use crate::extract::{IdParam, Query};
+use crate::openapi::{AdminErrors, BodyErrors};
+use crate::{ApiError, State, auth, blocking, body, schema};
 
 fn fan_not_found(id: i64) -> ApiError {
     ApiError::Status {
@@ -34,10 +34,24 @@ fn fan_id(raw: &str) -> Result<i64, ApiError> {
 }
 
 /// `GET /api/fans/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/fans/{id}",
+    summary = "A fan, its identities, merges and layer",
+    tag = "fans",
+    security(("admin_key" = [])),
+    params(("id" = i64, Path, description = "A fan id (a merged-away id resolves to its fan)")),
+    responses(
+        (status = 200, description = "The fan: identities, merges, possible duplicates, and its layer with the numbers that decided it", body = schema::Fan),
+        (status = 400, description = "`invalid_fan_id` (`field`: `id`): not a number", body = schema::Error),
+        (status = 404, description = "`fan_not_found`", body = schema::Error),
+        AdminErrors,
+    ),
+)]
 pub async fn fan(
     Axum(state): Axum<State>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let id = fan_id(&id)?;
@@ -50,10 +64,26 @@ pub async fn fan(
 }
 
 /// `GET /api/fans/lookup?kind=phone&value=...`
+#[utoipa::path(
+    get,
+    path = "/api/fans/lookup",
+    summary = "Find the fans holding an identity value",
+    tag = "fans",
+    security(("admin_key" = [])),
+    params(
+        ("kind" = schema::IdentityKind, Query, description = "The identity kind"),
+        ("value" = String, Query, min_length = 1, description = "The value, normalized as at ingest (`138 0013 8000` finds `+8613800138000`)"),
+    ),
+    responses(
+        (status = 200, description = "The fans holding the value (usually one)", body = schema::FanList),
+        (status = 400, description = "`missing_field` (`field`: `kind` or `value`), `unknown_identity_kind` (`kind`), `invalid_phone`, `invalid_email`, `invalid_identity` (`value`), `invalid_query`", body = schema::Error),
+        AdminErrors,
+    ),
+)]
 pub async fn lookup(
     Axum(state): Axum<State>,
     headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let get = |k: &str| {
@@ -72,6 +102,17 @@ pub async fn lookup(
 }
 
 /// `GET /api/identity/duplicates`
+#[utoipa::path(
+    get,
+    path = "/api/identity/duplicates",
+    summary = "Possible duplicates",
+    tag = "fans",
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "Open possible duplicates", body = schema::Duplicates),
+        AdminErrors,
+    ),
+)]
 pub async fn duplicates(
     Axum(state): Axum<State>,
     headers: HeaderMap,
@@ -135,6 +176,22 @@ async fn decide(
 }
 
 /// `POST /api/identity/confirm {"a", "b"}`: they are one person.
+#[utoipa::path(
+    post,
+    path = "/api/identity/confirm",
+    summary = "Confirm two fans are one person",
+    tag = "fans",
+    security(("admin_key" = [])),
+    request_body = schema::Pair,
+    responses(
+        (status = 200, description = "The decision, recorded and applied", body = schema::DecisionAnswer),
+        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `missing_field` (`field`: `a` or `b`: not a fan id)", body = schema::Error),
+        (status = 404, description = "`fan_not_found`: no such fan", body = schema::Error),
+        (status = 409, description = "The decision contradicts the state (`already_merged`, `marked_distinct`)", body = schema::Error),
+        AdminErrors,
+        BodyErrors,
+    ),
+)]
 pub async fn confirm(
     Axum(state): Axum<State>,
     headers: HeaderMap,
@@ -144,6 +201,22 @@ pub async fn confirm(
 }
 
 /// `POST /api/identity/distinct {"a", "b"}`: they are different people.
+#[utoipa::path(
+    post,
+    path = "/api/identity/distinct",
+    summary = "Mark two fans as different people",
+    tag = "fans",
+    security(("admin_key" = [])),
+    request_body = schema::Pair,
+    responses(
+        (status = 200, description = "The decision, recorded and applied", body = schema::DecisionAnswer),
+        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `missing_field` (`field`: `a` or `b`: not a fan id)", body = schema::Error),
+        (status = 404, description = "`fan_not_found`: no such fan", body = schema::Error),
+        (status = 409, description = "The decision contradicts the state (`already_merged`, `marked_distinct`)", body = schema::Error),
+        AdminErrors,
+        BodyErrors,
+    ),
+)]
 pub async fn distinct(
     Axum(state): Axum<State>,
     headers: HeaderMap,
@@ -153,10 +226,25 @@ pub async fn distinct(
 }
 
 /// `POST /api/fans/{id}/unmerge`: undo the merge that absorbed fan `id`.
+#[utoipa::path(
+    post,
+    path = "/api/fans/{id}/unmerge",
+    summary = "Undo the merge that absorbed a fan",
+    tag = "fans",
+    security(("admin_key" = [])),
+    params(("id" = i64, Path, description = "The fan that was absorbed")),
+    responses(
+        (status = 200, description = "The merge is undone; everything derived is recomputed", body = schema::Unmerged),
+        (status = 400, description = "`invalid_fan_id` (`field`: `id`)", body = schema::Error),
+        (status = 404, description = "`fan_not_found`", body = schema::Error),
+        (status = 409, description = "`not_merged`: the fan was not merged into another", body = schema::Error),
+        AdminErrors,
+    ),
+)]
 pub async fn unmerge(
     Axum(state): Axum<State>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let id = fan_id(&id)?;
@@ -170,10 +258,26 @@ pub async fn unmerge(
 }
 
 /// `GET /api/reports/dedup?from=T&to=T`
+#[utoipa::path(
+    get,
+    path = "/api/reports/dedup",
+    summary = "The lead dedup report",
+    tag = "fans",
+    security(("admin_key" = [])),
+    params(
+        ("from" = Option<String>, Query, format = DateTime, description = "Leads with `ts >= from` (RFC 3339)"),
+        ("to" = Option<String>, Query, format = DateTime, description = "Leads with `ts < to` (RFC 3339)"),
+    ),
+    responses(
+        (status = 200, description = "Leads, people and repeats per channel, and the overlap between channels", body = schema::DedupReport),
+        (status = 400, description = "`invalid_timestamp` (`field`: `from` or `to`), `invalid_query`", body = schema::Error),
+        AdminErrors,
+    ),
+)]
 pub async fn dedup(
     Axum(state): Axum<State>,
     headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let (from, to) = (

@@ -14,7 +14,8 @@ use siyu_domain::segment::{self, Kind};
 use siyu_domain::{Domain, time};
 
 use crate::error::SegmentError;
-use crate::{ApiError, State, auth, body};
+use crate::openapi::{BodyErrors, SegmentErrors};
+use crate::{ApiError, State, auth, body, schema};
 
 /// Answers a batch: 200 with the outcome, or 400 when nothing in it was acceptable.
 fn answer(
@@ -38,6 +39,24 @@ fn answer(
 }
 
 /// `POST /api/events`: a JSON array of native events, `{"events": [...]}`, or one event.
+///
+/// Valid events are stored even when others in the batch are refused.
+#[utoipa::path(
+    post,
+    path = "/api/events",
+    summary = "Ingest native events",
+    tag = "ingest",
+    security(("write_key" = []), ("admin_key" = [])),
+    request_body(content = schema::EventBatch, description = "At most 10,000 events and 8 MiB (after gzip is undone); `Content-Encoding: gzip` is accepted"),
+    responses(
+        (status = 200, description = "What happened to each event", body = schema::BatchOutcome),
+        (status = 400, description = "The body is not a batch (`invalid_json`, `invalid_body`, `invalid_batch`, `empty_batch`, `batch_too_large`), or every event was refused (`all_events_rejected`, with the batch answer)", body = schema::IngestRefused),
+        (status = 401, description = "No key, or not a key of this server (`unauthorized`)", body = schema::Error),
+        BodyErrors,
+        (status = 500, description = "Internal error (`internal`): nothing unacknowledged was stored", body = schema::Error),
+        (status = 503, description = "Shutting down (`shutting_down`): retry", body = schema::Error),
+    ),
+)]
 pub async fn native(
     Axum(state): Axum<State>,
     headers: HeaderMap,
@@ -169,7 +188,21 @@ async fn segment(
 }
 
 macro_rules! segment_endpoint {
-    ($($name:ident => $kind:expr),*) => {$(
+    ($($name:ident => $kind:expr, $path:literal, $body:ty, $what:literal);*) => {$(
+        #[doc = concat!("`POST ", $path, "`: ", $what, ".")]
+        #[utoipa::path(
+            post,
+            path = $path,
+            summary = $what,
+            tag = "ingest",
+            security(("write_key_basic" = []), ("write_key" = [])),
+            request_body(content = $body, description = "At most 32 KB per message, 500 KB per request; `Content-Encoding: gzip` is accepted"),
+            responses(
+                (status = 200, description = "What happened to each message", body = schema::SegmentOutcome),
+                (status = 400, description = "The body is not a message or batch (`invalid_json`, `invalid_body`, `invalid_batch`, `empty_batch`), or every message was refused (`all_events_rejected`, with the batch answer)", body = schema::SegmentRefused),
+                SegmentErrors,
+            ),
+        )]
         pub async fn $name(
             Axum(state): Axum<State>,
             headers: HeaderMap,
@@ -182,16 +215,24 @@ macro_rules! segment_endpoint {
 
 /// Any other path under `/v1/`: a 404 a Segment or RudderStack client can read (a data-plane
 /// URL with a path in it ends up here).
+#[utoipa::path(
+    method(get, post, put, patch, delete),
+    path = "/v1/{path}",
+    summary = "Any other path under /v1/: 404",
+    tag = "ingest",
+    params(("path" = String, Path, description = "Any path under /v1/ other than the routes above, with or without more slashes")),
+    responses((status = 404, description = "No such endpoint (`not_found`)", body = schema::SegmentErrorBody)),
+)]
 pub async fn segment_not_found() -> SegmentError {
     SegmentError(ApiError::NotFound)
 }
 
 segment_endpoint!(
-    segment_batch => None,
-    segment_track => Some(Kind::Track),
-    segment_identify => Some(Kind::Identify),
-    segment_page => Some(Kind::Page),
-    segment_screen => Some(Kind::Screen),
-    segment_group => Some(Kind::Group),
-    segment_alias => Some(Kind::Alias)
+    segment_batch => None, "/v1/batch", schema::SegmentBatch, "A batch of Segment messages of any kind";
+    segment_track => Some(Kind::Track), "/v1/track", schema::Message, "One Segment track message";
+    segment_identify => Some(Kind::Identify), "/v1/identify", schema::Message, "One Segment identify message";
+    segment_page => Some(Kind::Page), "/v1/page", schema::Message, "One Segment page message";
+    segment_screen => Some(Kind::Screen), "/v1/screen", schema::Message, "One Segment screen message";
+    segment_group => Some(Kind::Group), "/v1/group", schema::Message, "One Segment group message";
+    segment_alias => Some(Kind::Alias), "/v1/alias", schema::Message, "One Segment alias message"
 );

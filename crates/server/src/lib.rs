@@ -17,6 +17,9 @@
 //! - `layers`: layer reports, flows and the rules file.
 //! - `segments`: segment previews, saved segments, their triggers, and tags.
 //! - `query`: query parameters (times, numbers, pages), refused by name.
+//! - `extract`: `Query` and path extractors whose rejections are JSON errors.
+//! - `openapi`: `GET /openapi.json`, built from the same routes as the router ([`openapi()`]).
+//! - `schema`: the request and answer bodies, described for the document.
 //! - `api`: the JSON API (`/api/stats`), `/healthz`, `/metrics`.
 //! - `connectors`: the Douyin webhook and the connector settings API.
 
@@ -25,11 +28,14 @@ mod auth;
 mod body;
 mod connectors;
 mod error;
+mod extract;
 mod identity;
 mod ingest;
 mod layers;
 pub mod metrics;
+mod openapi;
 mod query;
+mod schema;
 mod segments;
 
 use std::future::Future;
@@ -37,8 +43,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get};
 use siyu_app::App;
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 
@@ -84,65 +93,84 @@ pub struct AppState {
 
 pub type State = Arc<AppState>;
 
+/// Every route, registered from its handler's `#[utoipa::path]` so that the router and the
+/// OpenAPI document are built from the same list: a route added here is documented, and
+/// `crates/cli/tests/api/openapi.rs` fails for a route the document does not describe. The
+/// only routes not added with `routes!` are the two [`openapi::ApiDoc`] lists.
+fn routes(limits: Limits) -> OpenApiRouter<State> {
+    let segment = OpenApiRouter::new()
+        .routes(routes!(ingest::segment_batch))
+        .routes(routes!(ingest::segment_track))
+        .routes(routes!(ingest::segment_identify))
+        .routes(routes!(ingest::segment_page))
+        .routes(routes!(ingest::segment_screen))
+        .routes(routes!(ingest::segment_group))
+        .routes(routes!(ingest::segment_alias))
+        // Documented as `/v1/{path}` in `openapi::ApiDoc`: utoipa's paths have no wildcard.
+        .route("/v1/{*rest}", any(ingest::segment_not_found))
+        .layer(DefaultBodyLimit::max(limits.segment_body));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(ingest::native).layer(DefaultBodyLimit::max(limits.native_body)))
+        .routes(routes!(api::stats))
+        .routes(routes!(api::tenant_get, api::tenant_patch))
+        .routes(routes!(identity::lookup))
+        .routes(routes!(identity::fan))
+        .routes(routes!(identity::unmerge))
+        .routes(routes!(identity::duplicates))
+        .routes(routes!(identity::confirm))
+        .routes(routes!(identity::distinct))
+        .routes(routes!(identity::dedup))
+        .routes(routes!(layers::layers))
+        .routes(routes!(layers::flow))
+        .routes(routes!(layers::transitions))
+        .routes(
+            routes!(layers::rules_get, layers::rules_put)
+                .layer(DefaultBodyLimit::max(layers::RULES_BODY_LIMIT)),
+        )
+        .routes(routes!(connectors::douyin_get, connectors::douyin_put))
+        .routes(routes!(
+            connectors::oceanengine_get,
+            connectors::oceanengine_put
+        ))
+        .routes(
+            routes!(connectors::douyin_webhook)
+                .layer(DefaultBodyLimit::max(connectors::WEBHOOK_BODY_LIMIT)),
+        )
+        .routes(routes!(segments::preview))
+        .routes(routes!(segments::triggers))
+        .routes(routes!(segments::list, segments::create))
+        .routes(routes!(segments::get, segments::delete))
+        .routes(routes!(segments::members))
+        .routes(routes!(segments::tag))
+        .routes(routes!(segments::auto_tag))
+        .routes(routes!(segments::fan_tags))
+        .routes(routes!(api::healthz))
+        .routes(routes!(api::metrics))
+        // Listed in `openapi::ApiDoc` too: the document describes itself.
+        .route("/openapi.json", get(openapi::document))
+        .merge(segment)
+}
+
+/// The OpenAPI document of [`app`]'s routes (served at `GET /openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = routes(Limits::default()).split_for_parts().1;
+    // `ApiDoc`'s own paths come first; they read better after the routes they complete.
+    for path in ["/v1/{path}", "/openapi.json"] {
+        if let Some(item) = doc.paths.paths.shift_remove(path) {
+            doc.paths.paths.insert(path.to_string(), item);
+        }
+    }
+    doc
+}
+
 /// The router.
 pub fn app(app: Arc<App>, limits: Limits) -> Router {
     let state = Arc::new(AppState { app, limits });
-    let segment = Router::new()
-        .route("/v1/batch", post(ingest::segment_batch))
-        .route("/v1/track", post(ingest::segment_track))
-        .route("/v1/identify", post(ingest::segment_identify))
-        .route("/v1/page", post(ingest::segment_page))
-        .route("/v1/screen", post(ingest::segment_screen))
-        .route("/v1/group", post(ingest::segment_group))
-        .route("/v1/alias", post(ingest::segment_alias))
-        .route("/v1/{*rest}", any(ingest::segment_not_found))
-        .layer(DefaultBodyLimit::max(limits.segment_body));
-    Router::new()
-        .route(
-            "/api/events",
-            post(ingest::native).layer(DefaultBodyLimit::max(limits.native_body)),
-        )
-        .route("/api/stats", get(api::stats))
-        .route("/api/tenant", get(api::tenant_get).patch(api::tenant_patch))
-        .route("/api/fans/lookup", get(identity::lookup))
-        .route("/api/fans/{id}", get(identity::fan))
-        .route("/api/fans/{id}/unmerge", post(identity::unmerge))
-        .route("/api/identity/duplicates", get(identity::duplicates))
-        .route("/api/identity/confirm", post(identity::confirm))
-        .route("/api/identity/distinct", post(identity::distinct))
-        .route("/api/reports/dedup", get(identity::dedup))
-        .route("/api/reports/layers", get(layers::layers))
-        .route("/api/reports/flow", get(layers::flow))
-        .route("/api/layers/transitions", get(layers::transitions))
-        .route("/api/rules", get(layers::rules_get).put(layers::rules_put))
-        .route(
-            "/api/connectors/douyin",
-            get(connectors::douyin_get).put(connectors::douyin_put),
-        )
-        .route(
-            "/api/connectors/oceanengine",
-            get(connectors::oceanengine_get).put(connectors::oceanengine_put),
-        )
-        .route(
-            "/webhooks/douyin/{tenant}",
-            post(connectors::douyin_webhook)
-                .layer(DefaultBodyLimit::max(connectors::WEBHOOK_BODY_LIMIT)),
-        )
-        .route("/api/segments/preview", post(segments::preview))
-        .route("/api/segments/triggers", get(segments::triggers))
-        .route("/api/segments", get(segments::list).post(segments::create))
-        .route(
-            "/api/segments/{id}",
-            get(segments::get).delete(segments::delete),
-        )
-        .route("/api/segments/{id}/members", get(segments::members))
-        .route("/api/tags", post(segments::tag))
-        .route("/api/tags/auto", post(segments::auto_tag))
-        .route("/api/fans/{id}/tags", get(segments::fan_tags))
-        .route("/healthz", get(api::healthz))
-        .route("/metrics", get(api::metrics))
-        .merge(segment)
+    let (router, _) = routes(limits).split_for_parts();
+    router
         .fallback(api::not_found)
+        // After every route: it is set on the routes registered so far.
+        .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }

@@ -1,18 +1,18 @@
 //! The segment API: count an expression's fans and look at a sample, before saving it.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State as Axum;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State as Axum};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 use siyu_app::segments::{SegmentError, TagTarget};
 use siyu_engine::FanId;
 
+use crate::extract::{IdParam, Query};
+use crate::openapi::{AdminErrors, BodyErrors};
 use crate::query::{number, optional_number, page};
-use crate::{ApiError, State, auth, blocking};
+use crate::{ApiError, State, auth, blocking, schema};
 
 /// A segment request body is small: an expression and a few options.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -74,6 +74,20 @@ fn expr(o: &Map<String, Value>) -> Result<String, ApiError> {
 
 /// `POST /api/segments/preview {"expr", "as_of"?, "sample"?}` → count, fans, and a sample of
 /// fans (default 20, at most 1000).
+#[utoipa::path(
+    post,
+    path = "/api/segments/preview",
+    summary = "Count and sample a segment expression",
+    tag = "segments",
+    security(("admin_key" = [])),
+    request_body = schema::PreviewRequest,
+    responses(
+        (status = 200, description = "How many fans the expression selects, of how many, and a sample", body = schema::SegmentCount),
+        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `missing_field`, `invalid_field`; `invalid_segment` (the expression does not parse: the message has the column and a caret), `unknown_group` and the other evaluation codes (docs/segments.md); `invalid_timestamp` (`as_of`)", body = schema::Error),
+        AdminErrors,
+        BodyErrors,
+    ),
+)]
 pub async fn preview(
     Axum(state): Axum<State>,
     headers: HeaderMap,
@@ -100,7 +114,7 @@ pub async fn preview(
         }
     };
     let sample = match o.get("sample") {
-        None => 20,
+        None | Some(Value::Null) => 20,
         Some(v) => v.as_u64().filter(|n| *n <= 1000).ok_or_else(|| {
             ApiError::bad(
                 "invalid_field",
@@ -131,6 +145,21 @@ fn required(o: &Map<String, Value>, k: &str) -> Result<String, ApiError> {
 }
 
 /// `POST /api/segments {"name", "expr", "tag"?}` → 201 with the saved segment and its count.
+#[utoipa::path(
+    post,
+    path = "/api/segments",
+    summary = "Save a segment",
+    tag = "segments",
+    security(("admin_key" = [])),
+    request_body = schema::SegmentCreate,
+    responses(
+        (status = 201, description = "Saved; its members are computed at once", body = schema::Segment),
+        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `missing_field`, `invalid_field`; `invalid_segment` (the expression does not parse: the message has the column and a caret), `unknown_group` and the other evaluation codes (docs/segments.md)", body = schema::Error),
+        (status = 409, description = "`segment_exists` (`field`: `name`)", body = schema::Error),
+        AdminErrors,
+        BodyErrors,
+    ),
+)]
 pub async fn create(
     Axum(state): Axum<State>,
     headers: HeaderMap,
@@ -148,6 +177,14 @@ pub async fn create(
 }
 
 /// `GET /api/segments` → every saved segment with its count now.
+#[utoipa::path(
+    get,
+    path = "/api/segments",
+    summary = "Saved segments",
+    tag = "segments",
+    security(("admin_key" = [])),
+    responses((status = 200, description = "Every saved segment with its count now", body = schema::SegmentList), AdminErrors),
+)]
 pub async fn list(Axum(state): Axum<State>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let app = state.app.clone();
@@ -156,10 +193,24 @@ pub async fn list(Axum(state): Axum<State>, headers: HeaderMap) -> Result<Json<V
 }
 
 /// `GET /api/segments/{id or name}` → the segment and its count now.
+#[utoipa::path(
+    get,
+    path = "/api/segments/{id}",
+    summary = "A saved segment",
+    tag = "segments",
+    security(("admin_key" = [])),
+    params(("id" = String, Path, description = "A saved segment's id or name")),
+    responses(
+        (status = 200, description = "The segment and its count now", body = schema::Segment),
+        (status = 400, description = "`invalid_path` (`field`: `id`)", body = schema::Error),
+        (status = 404, description = "`segment_not_found`", body = schema::Error),
+        AdminErrors,
+    ),
+)]
 pub async fn get(
     Axum(state): Axum<State>,
     headers: HeaderMap,
-    Path(which): Path<String>,
+    IdParam(which): IdParam,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let app = state.app.clone();
@@ -168,11 +219,29 @@ pub async fn get(
 }
 
 /// `GET /api/segments/{id or name}/members?offset=N&limit=N` (limit ≤ 10,000, default 100).
+#[utoipa::path(
+    get,
+    path = "/api/segments/{id}/members",
+    summary = "A page of a segment's members",
+    tag = "segments",
+    security(("admin_key" = [])),
+    params(
+        ("id" = String, Path, description = "A saved segment's id or name"),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Skip this many (default 0)"),
+        ("limit" = Option<i64>, Query, minimum = 0, description = "At most this many (default 100; clamped to 1–10,000)"),
+    ),
+    responses(
+        (status = 200, description = "A page of the members now, by fan id", body = schema::Members),
+        (status = 400, description = "`invalid_number` (`field`: the parameter), `invalid_query`, `invalid_path`", body = schema::Error),
+        (status = 404, description = "`segment_not_found`", body = schema::Error),
+        AdminErrors,
+    ),
+)]
 pub async fn members(
     Axum(state): Axum<State>,
     headers: HeaderMap,
-    Path(which): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    IdParam(which): IdParam,
+    Query(q): Query,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let offset = number(&q, "offset", 0)? as usize;
@@ -187,10 +256,24 @@ pub async fn members(
 }
 
 /// `DELETE /api/segments/{id or name}`.
+#[utoipa::path(
+    delete,
+    path = "/api/segments/{id}",
+    summary = "Delete a saved segment",
+    tag = "segments",
+    security(("admin_key" = [])),
+    params(("id" = String, Path, description = "A saved segment's id or name")),
+    responses(
+        (status = 200, description = "Deleted (its recorded entries and exits stay)", body = schema::Deleted),
+        (status = 400, description = "`invalid_path` (`field`: `id`)", body = schema::Error),
+        (status = 404, description = "`segment_not_found`", body = schema::Error),
+        AdminErrors,
+    ),
+)]
 pub async fn delete(
     Axum(state): Axum<State>,
     headers: HeaderMap,
-    Path(which): Path<String>,
+    IdParam(which): IdParam,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let app = state.app.clone();
@@ -201,10 +284,29 @@ pub async fn delete(
 /// `GET /api/segments/triggers?after=ID&segment=ID&fan=ID&limit=N&wait=S`:
 /// `segment_entered` / `segment_exited` triggers, oldest first. With `wait` (seconds, ≤ 30)
 /// and nothing new, the answer waits until something is recorded (a long poll).
+#[utoipa::path(
+    get,
+    path = "/api/segments/triggers",
+    summary = "Segment entry and exit triggers (long poll)",
+    tag = "segments",
+    security(("admin_key" = [])),
+    params(
+        ("after" = Option<i64>, Query, minimum = 0, description = "Triggers with a larger id (the `next_after` of the previous page; default 0)"),
+        ("segment" = Option<i64>, Query, minimum = 0, description = "Only this segment's"),
+        ("fan" = Option<i64>, Query, minimum = 0, description = "Only this fan's (and the fans merged into it)"),
+        ("limit" = Option<i64>, Query, minimum = 0, description = "At most this many (default 1000; clamped to 1–10,000)"),
+        ("wait" = Option<i64>, Query, minimum = 0, description = "With nothing new, wait up to this many seconds (at most 30) for a trigger: a long poll"),
+    ),
+    responses(
+        (status = 200, description = "`segment_entered` / `segment_exited` triggers, oldest first", body = schema::Triggers),
+        (status = 400, description = "`invalid_number` (`field`: the parameter), `invalid_query`", body = schema::Error),
+        AdminErrors,
+    ),
+)]
 pub async fn triggers(
     Axum(state): Axum<State>,
     headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let (after, limit) = page(&q)?;
@@ -230,6 +332,21 @@ pub async fn triggers(
 
 /// `POST /api/tags {"tag", "fan": ID | "expr": "...", "remove"?: bool}` → how many fans
 /// changed.
+#[utoipa::path(
+    post,
+    path = "/api/tags",
+    summary = "Add or remove a tag",
+    tag = "segments",
+    security(("admin_key" = [])),
+    request_body(content = schema::TagRequest, description = "`tag` and either `fan` or `expr`"),
+    responses(
+        (status = 200, description = "How many fans changed", body = schema::Changed),
+        (status = 400, description = "`invalid_json`, `invalid_body` (neither or both of `fan` and `expr`), `unknown_field`, `missing_field`, `invalid_field`, `invalid_segment` and the other expression codes", body = schema::Error),
+        (status = 404, description = "`fan_not_found`", body = schema::Error),
+        AdminErrors,
+        BodyErrors,
+    ),
+)]
 pub async fn tag(
     Axum(state): Axum<State>,
     headers: HeaderMap,
@@ -238,7 +355,7 @@ pub async fn tag(
     let tenant = auth::admin(&state, &headers).await?;
     let o = object(&headers, raw, &["tag", "fan", "expr", "remove"])?;
     let tag = required(&o, "tag")?;
-    let target = match (o.get("fan"), string(&o, "expr")?) {
+    let target = match (o.get("fan").filter(|f| !f.is_null()), string(&o, "expr")?) {
         (Some(f), None) => TagTarget::Fan(FanId(f.as_i64().ok_or_else(|| {
             ApiError::bad(
                 "invalid_field",
@@ -256,7 +373,7 @@ pub async fn tag(
         }
     };
     let remove = match o.get("remove") {
-        None => false,
+        None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => {
             return Err(ApiError::bad(
@@ -273,6 +390,21 @@ pub async fn tag(
 
 /// `POST /api/tags/auto {"tag", "expr"}` → 201: a saved segment named `tag:TAG` whose members
 /// carry the tag, kept live.
+#[utoipa::path(
+    post,
+    path = "/api/tags/auto",
+    summary = "An automatic tag kept by a segment",
+    tag = "segments",
+    security(("admin_key" = [])),
+    request_body = schema::AutoTagRequest,
+    responses(
+        (status = 201, description = "A segment named `tag:TAG` is saved; its members carry the tag, kept live", body = schema::Segment),
+        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `missing_field`, `invalid_field`; `invalid_segment` (the expression does not parse: the message has the column and a caret), `unknown_group` and the other evaluation codes (docs/segments.md)", body = schema::Error),
+        (status = 409, description = "`segment_exists` (`field`: `name`): the tag already has one", body = schema::Error),
+        AdminErrors,
+        BodyErrors,
+    ),
+)]
 pub async fn auto_tag(
     Axum(state): Axum<State>,
     headers: HeaderMap,
@@ -291,10 +423,24 @@ pub async fn auto_tag(
 }
 
 /// `GET /api/fans/{id}/tags` → the fan's tags now and their history.
+#[utoipa::path(
+    get,
+    path = "/api/fans/{id}/tags",
+    summary = "A fan's tags and their history",
+    tag = "segments",
+    security(("admin_key" = [])),
+    params(("id" = i64, Path, description = "A fan id")),
+    responses(
+        (status = 200, description = "The fan's tags now and their history", body = schema::TagHistory),
+        (status = 400, description = "`invalid_fan_id` (`field`: `id`)", body = schema::Error),
+        (status = 404, description = "`fan_not_found`", body = schema::Error),
+        AdminErrors,
+    ),
+)]
 pub async fn fan_tags(
     Axum(state): Axum<State>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    IdParam(id): IdParam,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let id: i64 = id.parse().map_err(|_| {

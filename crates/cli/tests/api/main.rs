@@ -10,6 +10,7 @@ mod durability;
 mod identity;
 mod ingest;
 mod metrics;
+mod openapi;
 mod output;
 mod segment;
 mod snapshots;

@@ -1,0 +1,1056 @@
+//! The JSON the API reads and writes, described for the OpenAPI document (`GET /openapi.json`).
+//!
+//! These types are descriptions, not what handlers serialize: the answers come from the app's
+//! and the engine's own types (and a few `json!` objects), which stay free of HTTP concerns.
+//! Each type here names the one it describes. What keeps them honest is CI: Schemathesis calls
+//! every operation of the running server and checks every answer against these schemas
+//! (`tests/schemathesis/run.sh`). Objects are closed (`additionalProperties: false`), so a field
+//! added to an answer without being described here fails that run.
+//!
+//! Every time in an answer is RFC 3339 in UTC with milliseconds ([`Time`]).
+
+// Nothing constructs these types; they exist for their `ToSchema` derives.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// An instant, RFC 3339 in UTC with milliseconds.
+#[derive(ToSchema)]
+#[schema(format = DateTime, example = "2026-11-20T12:31:07.000Z")]
+pub struct Time(String);
+
+/// An instant as a request gives it: RFC 3339 with an offset (`2026-11-20T20:31:07+08:00`).
+#[derive(ToSchema)]
+#[schema(format = DateTime, example = "2026-11-20T20:31:07+08:00")]
+pub struct TimeIn(String);
+
+// ---------------------------------------------------------------------------------------------
+// Errors (crate::error)
+
+/// What was wrong.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDetail {
+    /// A stable machine code (`invalid_json`, `unauthorized`, `fan_not_found`, …): the table of
+    /// codes is in docs/ingest.md and each area's page.
+    #[schema(example = "invalid_number")]
+    code: String,
+    /// For people; may change between versions.
+    message: String,
+    /// The field, query parameter, path parameter or header at fault, when there is one.
+    #[schema(required, example = "limit")]
+    field: Option<String>,
+}
+
+/// The error body of every native route (`/api/*`, `/webhooks/*`, `/healthz`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Error {
+    error: ErrorDetail,
+}
+
+/// The error body of the Segment-compatible routes (`/v1/*`): the native body plus `code` and
+/// `message` at the top level, copied from `error` (RudderStack's SDK reads them there).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentErrorBody {
+    code: String,
+    message: String,
+    error: ErrorDetail,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest (crate::ingest; siyu_app::BatchOutcome)
+
+/// One refused event of a batch (`siyu_app::Rejection`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rejection {
+    /// Position in the batch, from 0.
+    index: u64,
+    /// The event's id (`messageId` on `/v1/*`), when it had a readable one.
+    #[schema(required)]
+    id: Option<String>,
+    #[schema(example = "invalid_phone")]
+    code: String,
+    message: String,
+    /// The event's field at fault (`identities.phone`, `traits.phone`).
+    #[schema(required)]
+    field: Option<String>,
+}
+
+/// What happened to each event of a batch.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchOutcome {
+    /// Stored now.
+    accepted: u64,
+    /// Already stored (same `id`): not stored again.
+    duplicates: u64,
+    rejected: Vec<Rejection>,
+}
+
+/// A batch whose every event was refused (400): the batch answer plus `error`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectedBatch {
+    accepted: u64,
+    duplicates: u64,
+    rejected: Vec<Rejection>,
+    /// `all_events_rejected`.
+    error: ErrorDetail,
+}
+
+/// The answer of `/v1/*`: the native one plus `"success": true` (what Segment answers).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentOutcome {
+    accepted: u64,
+    duplicates: u64,
+    rejected: Vec<Rejection>,
+    success: bool,
+}
+
+/// A Segment batch whose every message was refused (400): the batch answer, `error`, and its
+/// `code` and `message` at the top level.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentRejectedBatch {
+    accepted: u64,
+    duplicates: u64,
+    rejected: Vec<Rejection>,
+    error: ErrorDetail,
+    code: String,
+    message: String,
+}
+
+/// A 400 of `POST /api/events`: the request could not be read, or every event was refused.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum IngestRefused {
+    #[schema(title = "RejectedBatch")]
+    Batch(RejectedBatch),
+    #[schema(title = "Error")]
+    Error(Error),
+}
+
+/// A 400 of `/v1/*`: the request could not be read, or every message was refused.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum SegmentRefused {
+    #[schema(title = "SegmentRejectedBatch")]
+    Batch(SegmentRejectedBatch),
+    #[schema(title = "SegmentErrorBody")]
+    Error(SegmentErrorBody),
+}
+
+/// The identity values of a native event: at least one, of these nine kinds. Integers are
+/// taken as their digits; `null` counts as absent.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
+pub struct Identities {
+    douyin_open_id: Option<String>,
+    douyin_union_id: Option<String>,
+    wecom_external_id: Option<String>,
+    wechat_union_id: Option<String>,
+    #[schema(example = "138 0013 8000")]
+    phone: Option<String>,
+    email: Option<String>,
+    lead_id: Option<String>,
+    user_id: Option<String>,
+    anonymous_id: Option<String>,
+}
+
+/// One native event (docs/events.md).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// The idempotency key within the tenant: 1–128 characters.
+    #[schema(min_length = 1, max_length = 128, example = "live-20261120-8841")]
+    id: String,
+    /// A catalogue type (`follow`, `order`, …) or `x_` + a custom name.
+    #[schema(example = "lead_form")]
+    r#type: String,
+    /// Event time, with an offset; at most 24 h in the future.
+    ts: TimeIn,
+    identities: Identities,
+    /// Required for `x_` types; for catalogue types it must match the type's domain.
+    domain: Option<Domain>,
+    /// The type's properties (some types check theirs: `order` needs `order_id` and `amount`).
+    props: Option<BTreeMap<String, Value>>,
+    /// Where the event came from: 1–64 characters.
+    #[schema(min_length = 1, max_length = 64, example = "douyin")]
+    source: Option<String>,
+}
+
+/// `{"events": [...]}`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventList {
+    #[schema(min_items = 1, max_items = 10000)]
+    events: Vec<Event>,
+}
+
+/// The body of `POST /api/events`: an array of events, `{"events": [...]}`, or one event.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum EventBatch {
+    #[schema(title = "array of events")]
+    Array(Vec<Event>),
+    #[schema(title = "{\"events\": [...]}")]
+    Wrapped(EventList),
+    #[schema(title = "one event")]
+    One(Box<Event>),
+}
+
+/// A Segment message (Segment's tracking API spec); the fields Siyu reads are listed, others
+/// are accepted and ignored. At most 32 KB.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// In `/v1/batch`, each message's kind; the other routes imply it.
+    r#type: Option<MessageKind>,
+    /// The event id.
+    message_id: Option<String>,
+    user_id: Option<Value>,
+    anonymous_id: Option<Value>,
+    /// A track's event name: a catalogue type, `Order Completed`, or anything else (then a
+    /// custom event `x_<slug>`).
+    event: Option<String>,
+    properties: Option<BTreeMap<String, Value>>,
+    /// Identity traits (`phone`, `email`, any identity kind) become identities.
+    traits: Option<BTreeMap<String, Value>>,
+    context: Option<BTreeMap<String, Value>>,
+    timestamp: Option<String>,
+    original_timestamp: Option<String>,
+    sent_at: Option<String>,
+    /// An alias's previous id.
+    previous_id: Option<Value>,
+    group_id: Option<Value>,
+    name: Option<String>,
+    category: Option<String>,
+    /// The write key, for clients that send it in the body.
+    write_key: Option<String>,
+}
+
+/// The message kinds of `/v1/batch`.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    Track,
+    Identify,
+    Page,
+    Screen,
+    Group,
+    Alias,
+}
+
+/// The body of `POST /v1/batch`.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentBatch {
+    #[schema(min_items = 1)]
+    batch: Vec<Message>,
+    /// The fallback time of messages without one.
+    sent_at: Option<String>,
+    context: Option<BTreeMap<String, Value>>,
+    write_key: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tenant, stats, health (crate::api)
+
+/// `siyu_domain::Domain`.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Domain {
+    /// 公域: short videos, live streams, the homepage.
+    Public,
+    /// 商域: ads and lead forms.
+    Commercial,
+    /// 私域: private messages, fan groups, subscriptions, orders.
+    Private,
+}
+
+/// Events per domain.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ByDomain {
+    public: Option<u64>,
+    commercial: Option<u64>,
+    private: Option<u64>,
+}
+
+/// `GET /api/stats` (`siyu_engine::Stats`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Stats {
+    tenant: String,
+    events: u64,
+    fans: u64,
+    /// Events per type.
+    by_type: BTreeMap<String, u64>,
+    by_domain: ByDomain,
+}
+
+/// A tenant's settings.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettings {
+    tenant: String,
+    /// The domain of custom events made from Segment messages and Douyin deliveries.
+    custom_domain: Domain,
+}
+
+/// `PATCH /api/tenant`: the settings to change.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantChange {
+    custom_domain: Option<Domain>,
+}
+
+/// `GET /healthz`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    #[schema(example = "ok")]
+    status: String,
+    /// The store's backend.
+    #[schema(example = "sqlite")]
+    store: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fans and identity (crate::identity; siyu_app::identity::FanView, siyu_engine)
+
+/// `siyu_domain::Layer`: 潜在粉丝, 路人粉丝, 好感粉丝, 真爱粉丝.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    Potential,
+    Passerby,
+    Favorable,
+    TrueLove,
+}
+
+/// `siyu_domain::IdentityKind`.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityKind {
+    DouyinOpenId,
+    DouyinUnionId,
+    WecomExternalId,
+    WechatUnionId,
+    Phone,
+    Email,
+    LeadId,
+    UserId,
+    AnonymousId,
+}
+
+/// One identity value of a fan.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityValue {
+    kind: IdentityKind,
+    value: String,
+}
+
+/// Why two fans were merged (`siyu_engine::MergeCause`).
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeCause {
+    Event,
+    Operator,
+    Alias,
+}
+
+/// One merge (`siyu_app::identity::MergeView`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Merge {
+    /// The fan that survived.
+    into: i64,
+    /// The fan that was absorbed; its id keeps resolving to `into`.
+    from: i64,
+    /// The linking event's sequence number.
+    seq: i64,
+    ts: Time,
+    cause: MergeCause,
+    /// `[kind, value]`: the identity value that linked them (none for an operator merge).
+    #[schema(required, min_items = 2, max_items = 2)]
+    via: Option<Vec<String>>,
+    /// The linking event's id.
+    #[schema(required)]
+    event_id: Option<String>,
+}
+
+/// Two fans that share a value but hold different one-per-person ids
+/// (`siyu_engine::PossibleDuplicate`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PossibleDuplicate {
+    a: i64,
+    b: i64,
+    /// The event that found it.
+    seq: i64,
+    ts: Time,
+    /// `[kind, value]`.
+    #[schema(min_items = 2, max_items = 2)]
+    via: Vec<String>,
+}
+
+/// A feature the layer rules read (`siyu_engine::explain::Feature`).
+#[derive(ToSchema)]
+pub enum Feature {
+    #[serde(rename = "follows")]
+    Follows,
+    #[serde(rename = "subscribed")]
+    Subscribed,
+    #[serde(rename = "in_group")]
+    InGroup,
+    #[serde(rename = "engagement_30d")]
+    Engagement,
+    #[serde(rename = "orders_180d")]
+    Orders,
+}
+
+/// A feature's value or a threshold: `true`/`false` or a count.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum FeatureValue {
+    Flag(bool),
+    Count(u32),
+}
+
+/// `eq` for yes/no features, `ge` (at least) for counts.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Eq,
+    Ge,
+}
+
+/// One comparison a layer rule made (`siyu_engine::explain::Clause`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Clause {
+    feature: Feature,
+    value: FeatureValue,
+    op: Op,
+    threshold: FeatureValue,
+    held: bool,
+}
+
+/// One layer's rule as the fan's features met it (`siyu_engine::explain::Check`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    layer: Layer,
+    held: bool,
+    /// Alternatives (any one suffices), each a list of clauses (all must hold).
+    any_of: Vec<Vec<Clause>>,
+}
+
+/// What the rules look at (`siyu_engine::Features`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Features {
+    follows: bool,
+    subscribed: bool,
+    in_group: bool,
+    engagement_30d: u32,
+    orders_180d: u32,
+}
+
+/// One part of the engagement score.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EngagementPart {
+    r#type: String,
+    count: u32,
+    points: u32,
+}
+
+/// One event of a fan's timeline.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineEntry {
+    ts: Time,
+    r#type: String,
+    domain: Domain,
+}
+
+/// A fan's layer and why (`siyu_engine::Explanation`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Explanation {
+    layer: Layer,
+    /// 潜在粉丝 / 路人粉丝 / 好感粉丝 / 真爱粉丝.
+    label: String,
+    as_of: Time,
+    /// `checks` in words.
+    why: String,
+    /// The layer rules in order as `features` met them, down to the one that held.
+    checks: Vec<Check>,
+    features: Features,
+    /// What the engagement score is made of, biggest first.
+    engagement: Vec<EngagementPart>,
+    /// The latest events across the three domains, newest first.
+    timeline: Vec<TimelineEntry>,
+}
+
+/// A fan (`siyu_app::identity::FanView`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fan {
+    /// The fan's current id.
+    fan: i64,
+    /// The id asked for, when it was merged away into `fan`.
+    #[schema(required)]
+    merged_from: Option<i64>,
+    /// Events of this fan, across the fans merged into it.
+    events: u64,
+    #[schema(required)]
+    layer: Option<Explanation>,
+    identities: Vec<IdentityValue>,
+    merges: Vec<Merge>,
+    possible_duplicates: Vec<PossibleDuplicate>,
+}
+
+/// `GET /api/fans/lookup`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FanList {
+    fans: Vec<Fan>,
+}
+
+/// `GET /api/identity/duplicates`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Duplicates {
+    possible_duplicates: Vec<PossibleDuplicate>,
+}
+
+/// Two fans.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pair {
+    a: i64,
+    b: i64,
+}
+
+/// An operator's decision, as recorded.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    Confirm,
+    Distinct,
+}
+
+/// `POST /api/identity/confirm` and `/distinct`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionAnswer {
+    decision: DecisionKind,
+    a: i64,
+    b: i64,
+}
+
+/// `POST /api/fans/{id}/unmerge`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Unmerged {
+    /// The fan split off again.
+    undone: i64,
+    #[schema(required)]
+    fan: Option<Fan>,
+}
+
+/// One channel's line of the dedup report (`siyu_engine::dedup::DedupRow`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DedupRow {
+    channel: String,
+    /// Lead forms received.
+    leads: u64,
+    /// Distinct fans among them.
+    people: u64,
+    /// `leads - people`.
+    repeat_leads: u64,
+    /// 线索重复率: `repeat_leads / leads` (0 without leads).
+    repeat_ratio: f64,
+}
+
+/// `GET /api/reports/dedup` (`siyu_engine::dedup::DedupReport`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DedupReport {
+    #[schema(required)]
+    from: Option<Time>,
+    #[schema(required)]
+    to: Option<Time>,
+    channels: Vec<DedupRow>,
+    total: DedupRow,
+    /// People who left leads through more than one channel.
+    multi_channel_people: u64,
+    /// `overlap[i][j]`: people with leads through both `channels[i]` and `channels[j]`.
+    overlap: Vec<Vec<u64>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layers (crate::layers)
+
+/// Fans per layer (`siyu_engine::LayerCounts`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LayerCounts {
+    potential: u64,
+    passerby: u64,
+    favorable: u64,
+    true_love: u64,
+}
+
+/// `GET /api/reports/layers`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LayerReport {
+    as_of: Time,
+    potential: u64,
+    passerby: u64,
+    favorable: u64,
+    true_love: u64,
+    total: u64,
+}
+
+/// A flow row's label: a layer, or `new` for fans that did not exist at `from`.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowFrom {
+    Potential,
+    Passerby,
+    Favorable,
+    TrueLove,
+    New,
+}
+
+/// Where fans that were in `from` are at the end.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlowRow {
+    from: FlowFrom,
+    to: LayerCounts,
+}
+
+/// `GET /api/reports/flow` (`siyu_engine::Flow`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Flow {
+    from: Time,
+    to: Time,
+    rows: Vec<FlowRow>,
+    at_from: LayerCounts,
+    at_to: LayerCounts,
+    moved_up: u64,
+    moved_down: u64,
+    stayed: u64,
+}
+
+/// Why a layer changed.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransitionCause {
+    Event,
+    Decay,
+    Rules,
+    Identity,
+}
+
+/// One layer change (`siyu_store::StoredTransition`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Transition {
+    id: i64,
+    fan: i64,
+    /// `null`: the fan is new.
+    #[schema(required)]
+    from: Option<Layer>,
+    to: Layer,
+    at: Time,
+    cause: TransitionCause,
+    /// The causing event's sequence number and id (cause `event`).
+    #[schema(required)]
+    seq: Option<i64>,
+    #[schema(required)]
+    event_id: Option<String>,
+}
+
+/// `GET /api/layers/transitions`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Transitions {
+    transitions: Vec<Transition>,
+    /// Pass as `after` for the next page.
+    next_after: i64,
+}
+
+/// `true_love` thresholds.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrueLove {
+    orders: u32,
+    orders_with_engagement: u32,
+    engagement_with_order: u32,
+    group_engagement: u32,
+}
+
+/// `favorable` thresholds.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Favorable {
+    engagement: u32,
+}
+
+/// The layer rules in force (`siyu_engine::Rules`; docs/layers.md).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    engagement_window_days: u32,
+    orders_window_days: u32,
+    live_watch_seconds_per_point: u32,
+    /// Engagement points per catalogue type (types weighing nothing are left out).
+    weights: BTreeMap<String, u32>,
+    true_love: TrueLove,
+    favorable: Favorable,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Segments and tags (crate::segments; siyu_app::segments)
+
+/// `POST /api/segments/preview`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    /// A segment expression (docs/segments.md).
+    #[schema(example = "layer >= favorable")]
+    expr: String,
+    /// Evaluate as of this instant (default now).
+    as_of: Option<TimeIn>,
+    /// How many fans to describe (default 20).
+    #[schema(minimum = 0, maximum = 1000)]
+    sample: Option<u32>,
+}
+
+/// One fan of an audience (`siyu_app::segments::Member`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    fan: i64,
+    #[schema(required)]
+    layer: Option<Layer>,
+    engagement_30d: u32,
+    orders_180d: u32,
+    /// `kind:value`, every identity of the fan.
+    identities: Vec<String>,
+}
+
+/// A count or preview (`siyu_app::segments::Answer`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentCount {
+    count: u64,
+    /// Fans that exist as of `as_of`.
+    fans: u64,
+    as_of: Time,
+    /// The first fans, by id; absent when there are none.
+    sample: Option<Vec<Member>>,
+    /// Evaluation time in milliseconds.
+    took_ms: f64,
+}
+
+/// `POST /api/segments`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentCreate {
+    /// 1–64 characters, no control characters; unique in the tenant.
+    #[schema(min_length = 1, max_length = 64)]
+    name: String,
+    #[schema(example = "layer >= favorable and count(order, 180d) >= 1")]
+    expr: String,
+    /// A tag its members carry, kept live: 1–64 characters, no control characters.
+    #[schema(min_length = 1, max_length = 64)]
+    tag: Option<String>,
+}
+
+/// A saved segment (`siyu_app::segments::SavedView`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    id: i64,
+    name: String,
+    expr: String,
+    #[schema(required)]
+    tag: Option<String>,
+    created_at: Time,
+    /// Members now.
+    count: u64,
+    as_of: Time,
+}
+
+/// `GET /api/segments`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentList {
+    segments: Vec<Segment>,
+}
+
+/// `GET /api/segments/{id}/members`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Members {
+    count: u64,
+    offset: u64,
+    members: Vec<Member>,
+    /// Pass as `offset` for the next page; `null` on the last.
+    #[schema(required)]
+    next_offset: Option<u64>,
+}
+
+/// `DELETE /api/segments/{id}`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Deleted {
+    /// The deleted segment's id.
+    deleted: i64,
+}
+
+/// `segment_entered` or `segment_exited`.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerType {
+    SegmentEntered,
+    SegmentExited,
+}
+
+/// Why a fan entered or left a segment.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerCause {
+    Event,
+    Time,
+    Identity,
+    Rules,
+    Tag,
+    Created,
+}
+
+/// One trigger (`siyu_app::segments::Trigger`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    id: i64,
+    r#type: TriggerType,
+    segment: i64,
+    fan: i64,
+    at: Time,
+    cause: TriggerCause,
+    #[schema(required)]
+    seq: Option<i64>,
+    #[schema(required)]
+    event_id: Option<String>,
+}
+
+/// `GET /api/segments/triggers`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Triggers {
+    triggers: Vec<Trigger>,
+    /// Pass as `after` for the next page.
+    next_after: i64,
+}
+
+/// `POST /api/tags`: a tag for one fan (`fan`) or every fan of an expression (`expr`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagRequest {
+    /// 1–64 characters, no control characters.
+    #[schema(min_length = 1, max_length = 64, example = "高意向")]
+    tag: String,
+    fan: Option<i64>,
+    expr: Option<String>,
+    /// Remove the tag instead of adding it.
+    remove: Option<bool>,
+}
+
+/// `POST /api/tags/auto`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AutoTagRequest {
+    /// 1–64 characters, no control characters; the segment is named `tag:TAG`.
+    #[schema(min_length = 1, max_length = 64)]
+    tag: String,
+    expr: String,
+}
+
+/// `POST /api/tags`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Changed {
+    /// Fans whose tags changed.
+    changed: u64,
+}
+
+/// `added` or `removed`.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TagChangeKind {
+    Added,
+    Removed,
+}
+
+/// One tag change (`siyu_app::segments::TagEntry`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagEntry {
+    id: i64,
+    /// The fan id the tag was set on (the fan's own, or one merged into it).
+    fan: i64,
+    tag: String,
+    change: TagChangeKind,
+    at: Time,
+    /// `manual`, or `segment:<id>` for an automatic tag.
+    source: String,
+}
+
+/// `GET /api/fans/{id}/tags` (`siyu_app::segments::TagHistory`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagHistory {
+    fan: i64,
+    /// The tags on now.
+    tags: Vec<String>,
+    history: Vec<TagEntry>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connectors (crate::connectors; siyu_app::connectors)
+
+/// The Douyin connector (`siyu_app::connectors::douyin_view`); never the secret itself.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DouyinConnector {
+    #[schema(example = "douyin")]
+    connector: String,
+    tenant: String,
+    client_secret_set: bool,
+    /// Where Douyin delivers.
+    #[schema(example = "/webhooks/douyin/acme")]
+    webhook_path: String,
+}
+
+/// A connector setting: a string; a number is taken as its digits.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum Setting {
+    Text(String),
+    Number(f64),
+}
+
+/// `PUT /api/connectors/douyin`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DouyinChange {
+    /// The app's client secret: deliveries are signed with it. 1–512 characters, no control
+    /// characters or surrounding spaces.
+    client_secret: Setting,
+}
+
+/// Where a poller stands.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Position {
+    /// Every lead created before this is stored.
+    done_until: Time,
+    /// The end of the window being paged through, if one is open.
+    #[schema(required)]
+    window_end: Option<Time>,
+    /// The next page of that window, from 1.
+    next_page: u32,
+}
+
+/// The Ocean Engine lead poller (`siyu_app::connectors::oceanengine_view`); never the token.
+/// Without a poller set up, only `connector`, `tenant` and `access_token_set: false`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OceanEngineConnector {
+    #[schema(example = "oceanengine")]
+    connector: String,
+    tenant: String,
+    access_token_set: bool,
+    advertiser_id: Option<String>,
+    base_url: Option<String>,
+    start: Option<Time>,
+    page_size: Option<u32>,
+    position: Option<Position>,
+}
+
+/// `PUT /api/connectors/oceanengine`: absent fields keep their value.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OceanEngineChange {
+    /// Digits.
+    advertiser_id: Option<Setting>,
+    access_token: Option<Setting>,
+    /// The lead API's origin (default `https://api.oceanengine.com`).
+    base_url: Option<Setting>,
+    /// Leads created before this are not pulled (default 30 days back).
+    start: Option<TimeIn>,
+    #[schema(minimum = 1)]
+    page_size: Option<u32>,
+}
+
+/// A Douyin delivery (Douyin Open Platform's event subscription); docs/connectors.md.
+#[derive(ToSchema)]
+pub struct DouyinDelivery {
+    /// `verify_webhook`, `im_receive_msg`, `group_fans_event`, …
+    event: String,
+    client_key: Option<String>,
+    from_user_id: Option<String>,
+    to_user_id: Option<String>,
+    /// An object, or a string holding the object.
+    content: Option<Value>,
+    log_id: Option<String>,
+}
+
+/// `verify_webhook`: the challenge echoed.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Challenge {
+    challenge: Value,
+}
+
+/// A delivery stored.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryStored {
+    #[schema(example = "ok")]
+    status: String,
+    /// `douyin:` + the delivery's `Msg-Id`.
+    event_id: String,
+    /// Already stored: a retried delivery.
+    duplicate: bool,
+}
+
+/// The answer to a genuine delivery.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum DeliveryAnswer {
+    #[schema(title = "Challenge")]
+    Challenge(Challenge),
+    #[schema(title = "DeliveryStored")]
+    Stored(DeliveryStored),
+}
