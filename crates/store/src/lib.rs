@@ -377,6 +377,17 @@ impl std::fmt::Debug for StoredSnapshot {
     }
 }
 
+/// A snapshot is stored in parts of at most this many bytes: a large tenant's snapshot
+/// (about 37 bytes per event: a gigabyte at 30 million events) would pass PostgreSQL's 1 GB
+/// limit on a `bytea` value and SQLite's default limit on a blob.
+pub const SNAPSHOT_PART_BYTES: usize = 64 << 20;
+
+/// Whether a held snapshot `(format, last_seq, decisions_seen)` is kept over `new`: the
+/// same format and further along the log (a later event, or the same with later decisions).
+fn further_along(held: (u32, i64, i64), new: &StoredSnapshot) -> bool {
+    held.0 == new.format && (held.1, held.2) > (new.last_seq, new.decisions_seen)
+}
+
 /// Engine snapshots: one per tenant, the latest, so a start replays only the log after it.
 /// A snapshot is a cache of what the log determines; losing one costs a longer replay.
 pub trait Snapshots {

@@ -154,7 +154,13 @@ CREATE TABLE snapshots (
     last_seq       BIGINT NOT NULL,
     decisions_seen BIGINT NOT NULL,
     created_at     BIGINT NOT NULL,
-    data           BYTEA NOT NULL
+    parts          BIGINT NOT NULL
+);
+CREATE TABLE snapshot_parts (
+    tenant_id BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    part      BIGINT NOT NULL,
+    data      BYTEA NOT NULL,
+    PRIMARY KEY (tenant_id, part)
 );
 "#,
 ];
@@ -912,53 +918,95 @@ impl crate::Snapshots for PostgresStore {
     fn put_snapshot(&self, tenant: TenantId, snap: &crate::StoredSnapshot) -> Result<()> {
         let format = i64::from(snap.format);
         self.writer(|c| {
-            c.execute(
-                "INSERT INTO snapshots (tenant_id, format, last_seq, decisions_seen, created_at, data)
+            let mut tx = c.transaction()?;
+            // The tenant's row serializes writers of its snapshot.
+            tx.execute("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE", &[&tenant])?;
+            let held = tx
+                .query_opt(
+                    "SELECT format, last_seq, decisions_seen FROM snapshots WHERE tenant_id = $1",
+                    &[&tenant],
+                )?
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2)));
+            if let Some((f, seq, decisions)) = held
+                && crate::further_along((u32::try_from(f).unwrap_or(u32::MAX), seq, decisions), snap)
+            {
+                return Ok(());
+            }
+            tx.execute("DELETE FROM snapshot_parts WHERE tenant_id = $1", &[&tenant])?;
+            let parts: Vec<&[u8]> = snap.data.chunks(crate::SNAPSHOT_PART_BYTES).collect();
+            let insert =
+                tx.prepare("INSERT INTO snapshot_parts (tenant_id, part, data) VALUES ($1, $2, $3)")?;
+            for (i, part) in parts.iter().enumerate() {
+                tx.execute(&insert, &[&tenant, &(i as i64), part])?;
+            }
+            tx.execute(
+                "INSERT INTO snapshots (tenant_id, format, last_seq, decisions_seen, created_at, parts)
                  VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (tenant_id) DO UPDATE SET
                      format = excluded.format, last_seq = excluded.last_seq,
                      decisions_seen = excluded.decisions_seen, created_at = excluded.created_at,
-                     data = excluded.data
-                 WHERE snapshots.format <> excluded.format
-                    OR (excluded.last_seq, excluded.decisions_seen)
-                       >= (snapshots.last_seq, snapshots.decisions_seen)",
+                     parts = excluded.parts",
                 &[
                     &tenant,
                     &format,
                     &snap.last_seq,
                     &snap.decisions_seen,
                     &snap.created_at,
-                    &snap.data,
+                    &(parts.len() as i64),
                 ],
             )?;
+            tx.commit()?;
             Ok(())
         })
     }
 
     fn snapshot(&self, tenant: TenantId) -> Result<Option<crate::StoredSnapshot>> {
         self.reader(|c| {
-            let row = c.query_opt(
-                "SELECT format, last_seq, decisions_seen, created_at, data FROM snapshots WHERE tenant_id = $1",
+            let mut tx = c.build_transaction().read_only(true).start()?;
+            let Some(row) = tx.query_opt(
+                "SELECT format, last_seq, decisions_seen, created_at, parts FROM snapshots WHERE tenant_id = $1",
+                &[&tenant],
+            )?
+            else {
+                return Ok(None);
+            };
+            let format: i64 = row.get(0);
+            let parts: i64 = row.get(4);
+            let mut snap = crate::StoredSnapshot {
+                format: u32::try_from(format)
+                    .map_err(|_| StoreError::Corrupt(format!("snapshot format {format}")))?,
+                last_seq: row.get(1),
+                decisions_seen: row.get(2),
+                created_at: row.get(3),
+                data: Vec::new(),
+            };
+            let rows = tx.query(
+                "SELECT data FROM snapshot_parts WHERE tenant_id = $1 ORDER BY part",
                 &[&tenant],
             )?;
-            row.map(|r| {
-                let format: i64 = r.get(0);
-                Ok(crate::StoredSnapshot {
-                    format: u32::try_from(format)
-                        .map_err(|_| StoreError::Corrupt(format!("snapshot format {format}")))?,
-                    last_seq: r.get(1),
-                    decisions_seen: r.get(2),
-                    created_at: r.get(3),
-                    data: r.get(4),
-                })
-            })
-            .transpose()
+            if rows.len() as i64 != parts {
+                return Err(StoreError::Corrupt(format!(
+                    "snapshot of tenant {tenant} has {} of its {parts} parts",
+                    rows.len()
+                )));
+            }
+            for r in rows {
+                snap.data.extend_from_slice(r.get::<_, &[u8]>(0));
+            }
+            tx.commit()?;
+            Ok(Some(snap))
         })
     }
 
     fn drop_snapshot(&self, tenant: TenantId) -> Result<()> {
         self.writer(|c| {
-            c.execute("DELETE FROM snapshots WHERE tenant_id = $1", &[&tenant])?;
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "DELETE FROM snapshot_parts WHERE tenant_id = $1",
+                &[&tenant],
+            )?;
+            tx.execute("DELETE FROM snapshots WHERE tenant_id = $1", &[&tenant])?;
+            tx.commit()?;
             Ok(())
         })
     }

@@ -171,8 +171,14 @@ CREATE TABLE snapshots (
     last_seq       INTEGER NOT NULL,
     decisions_seen INTEGER NOT NULL,
     created_at     INTEGER NOT NULL,
-    data           BLOB NOT NULL
+    parts          INTEGER NOT NULL
 );
+CREATE TABLE snapshot_parts (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    part      INTEGER NOT NULL,
+    data      BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, part)
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -950,52 +956,98 @@ impl crate::Store for SqliteStore {
 
 impl crate::Snapshots for SqliteStore {
     fn put_snapshot(&self, tenant: TenantId, snap: &crate::StoredSnapshot) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO snapshots (tenant_id, format, last_seq, decisions_seen, created_at, data)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (tenant_id) DO UPDATE SET
-                 format = excluded.format, last_seq = excluded.last_seq,
-                 decisions_seen = excluded.decisions_seen, created_at = excluded.created_at,
-                 data = excluded.data
-             WHERE snapshots.format <> excluded.format
-                OR (excluded.last_seq, excluded.decisions_seen)
-                   >= (snapshots.last_seq, snapshots.decisions_seen)",
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let held: Option<(u32, i64, i64)> = tx
+            .query_row(
+                "SELECT format, last_seq, decisions_seen FROM snapshots WHERE tenant_id = ?1",
+                params![tenant],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        if held.is_some_and(|h| crate::further_along(h, snap)) {
+            return Ok(());
+        }
+        tx.execute(
+            "DELETE FROM snapshot_parts WHERE tenant_id = ?1",
+            params![tenant],
+        )?;
+        let parts: Vec<&[u8]> = snap.data.chunks(crate::SNAPSHOT_PART_BYTES).collect();
+        {
+            let mut insert = tx.prepare(
+                "INSERT INTO snapshot_parts (tenant_id, part, data) VALUES (?1, ?2, ?3)",
+            )?;
+            for (i, part) in parts.iter().enumerate() {
+                insert.execute(params![tenant, i as i64, part])?;
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO snapshots (tenant_id, format, last_seq, decisions_seen, created_at, parts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 tenant,
                 snap.format,
                 snap.last_seq,
                 snap.decisions_seen,
                 snap.created_at,
-                snap.data
+                parts.len() as i64
             ],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
     fn snapshot(&self, tenant: TenantId) -> Result<Option<crate::StoredSnapshot>> {
-        Ok(self
-            .conn()
+        let conn = self.conn();
+        let Some((mut snap, parts)) = conn
             .query_row(
-                "SELECT format, last_seq, decisions_seen, created_at, data FROM snapshots WHERE tenant_id = ?1",
+                "SELECT format, last_seq, decisions_seen, created_at, parts FROM snapshots WHERE tenant_id = ?1",
                 params![tenant],
                 |r| {
-                    Ok(crate::StoredSnapshot {
-                        format: r.get(0)?,
-                        last_seq: r.get(1)?,
-                        decisions_seen: r.get(2)?,
-                        created_at: r.get(3)?,
-                        data: r.get(4)?,
-                    })
+                    Ok((
+                        crate::StoredSnapshot {
+                            format: r.get(0)?,
+                            last_seq: r.get(1)?,
+                            decisions_seen: r.get(2)?,
+                            created_at: r.get(3)?,
+                            data: Vec::new(),
+                        },
+                        r.get::<_, i64>(4)?,
+                    ))
                 },
             )
-            .optional()?)
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mut stmt =
+            conn.prepare("SELECT data FROM snapshot_parts WHERE tenant_id = ?1 ORDER BY part")?;
+        let mut rows = stmt.query(params![tenant])?;
+        let mut read = 0;
+        while let Some(row) = rows.next()? {
+            snap.data.extend_from_slice(row.get_ref(0)?.as_blob()?);
+            read += 1;
+        }
+        if read != parts {
+            return Err(StoreError::Corrupt(format!(
+                "snapshot of tenant {tenant} has {read} of its {parts} parts"
+            )));
+        }
+        Ok(Some(snap))
     }
 
     fn drop_snapshot(&self, tenant: TenantId) -> Result<()> {
-        self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM snapshot_parts WHERE tenant_id = ?1",
+            params![tenant],
+        )?;
+        tx.execute(
             "DELETE FROM snapshots WHERE tenant_id = ?1",
             params![tenant],
         )?;
+        tx.commit()?;
         Ok(())
     }
 }

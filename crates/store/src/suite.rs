@@ -530,6 +530,21 @@ fn snapshots_keep_the_furthest_along(s: &dyn Store) {
     let other_format = snap(2, 10, 0, &vec![7u8; 1 << 20]);
     s.put_snapshot(t.id, &other_format).unwrap();
     assert_eq!(s.snapshot(t.id).unwrap().as_ref(), Some(&other_format));
+    // One larger than a part is stored in parts and read back whole.
+    let mut big = vec![0u8; crate::SNAPSHOT_PART_BYTES * 2 + 3];
+    for (i, b) in big.iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    let big = snap(2, 20, 0, &big);
+    s.put_snapshot(t.id, &big).unwrap();
+    assert!(
+        s.snapshot(t.id).unwrap().as_ref() == Some(&big),
+        "three parts, in order"
+    );
+    // A smaller one after it leaves no part of the bigger behind.
+    let small = snap(2, 30, 0, b"small");
+    s.put_snapshot(t.id, &small).unwrap();
+    assert_eq!(s.snapshot(t.id).unwrap().as_ref(), Some(&small));
     s.drop_snapshot(t.id).unwrap();
     assert_eq!(s.snapshot(t.id).unwrap(), None);
     s.put_snapshot(t.id, &first).unwrap();
