@@ -54,10 +54,11 @@ fn apply_stored(engine: &mut TenantEngine, d: &StoredDecision) {
 
 /// Records values found shared after a merge was made through them, as facts that apply from
 /// the start of the log.
-fn record_shared(
+pub(crate) fn record_shared(
     store: &dyn Store,
     tenant: TenantId,
     found: &[(IdentityKind, String)],
+    now: Millis,
 ) -> Result<(), AppError> {
     tracing::info!(
         tenant,
@@ -75,7 +76,7 @@ fn record_shared(
                 fan_b: 0,
                 after_seq: 0,
                 value: Some(&value),
-                created_at: siyu_domain::time::now_ms(),
+                created_at: now,
             },
         )?;
     }
@@ -83,8 +84,8 @@ fn record_shared(
 }
 
 /// If the engine found merges that a shared value made wrongly, records the values. The
-/// engine is rebuilt without those merges at its next catch-up (the next request, or the
-/// ticker within a minute), which sees the recorded facts: one replay for however many values
+/// engine is rebuilt without those merges at its next catch-up (the writer's next poll, within
+/// [`crate::ingest::POLL`]), which sees the recorded facts: one replay for however many values
 /// were found meanwhile, instead of one per ingested batch that finds one.
 pub fn correct(
     store: &dyn Store,
@@ -93,7 +94,7 @@ pub fn correct(
 ) -> Result<(), AppError> {
     let found = engine.identities_mut().take_corrections();
     if !found.is_empty() {
-        record_shared(store, tenant, &found)?;
+        record_shared(store, tenant, &found, crate::segments::now_of(engine))?;
     }
     Ok(())
 }
@@ -185,8 +186,11 @@ impl GoLive {
 /// meanwhile, windows that slid, rules changed, merges undone — is recorded as transitions,
 /// each at its own time. Without a mark (layers never stored) live layers start now, with no
 /// history.
-pub fn resume_live(store: &dyn Store, tenant: TenantId) -> Result<TenantEngine, AppError> {
-    let now = siyu_domain::time::now_ms();
+pub fn resume_live(
+    store: &dyn Store,
+    tenant: TenantId,
+    now: Millis,
+) -> Result<TenantEngine, AppError> {
     let Some(mark) = store.live_mark(tenant)? else {
         let mut engine = replay(store, tenant)?;
         engine.start_live(now);
@@ -310,7 +314,8 @@ fn replay_with(
             crate::segments::load_tags(store, &mut engine, tenant, false)?;
             return Ok(engine);
         }
-        record_shared(store, tenant, &found)?;
+        let now = go_live.map_or_else(|| crate::segments::now_of(&engine), |g| g.now);
+        record_shared(store, tenant, &found, now)?;
     }
     unreachable!("the loop returns")
 }
@@ -332,6 +337,47 @@ fn load_rules(
         }
     }
     Ok(())
+}
+
+/// What another process (the CLI beside a server) wrote that an engine has not taken in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum News {
+    None,
+    /// New rules, decisions at the end of the log, tags or saved segments: [`catch_up`].
+    Some,
+    /// A decision placed before the engine's position (an undo, a shared value): a replay.
+    Rebuild,
+}
+
+/// Looks for [`News`] with the engine only read, so the writer can check often while
+/// readers go on.
+pub fn news(store: &dyn Store, engine: &TenantEngine, tenant: TenantId) -> Result<News, AppError> {
+    let decisions = store.decisions(tenant, engine.decisions_seen())?;
+    if decisions.iter().any(|d| d.after_seq < engine.last_seq()) {
+        return Ok(News::Rebuild);
+    }
+    if !decisions.is_empty() || store.last_seq(tenant)? > engine.last_seq() {
+        return Ok(News::Some);
+    }
+    if let Some((version, _)) = store.rules(tenant)?
+        && version != engine.rules_version()
+    {
+        return Ok(News::Some);
+    }
+    if !store
+        .tag_changes(tenant, None, engine.tags_seen(), 1)?
+        .is_empty()
+    {
+        return Ok(News::Some);
+    }
+    if engine.clock().is_some() {
+        let stored = store.segments(tenant)?;
+        let held = engine.segment_defs();
+        if stored.len() != held.len() || stored.iter().zip(&held).any(|(s, h)| s.id != h.id) {
+            return Ok(News::Some);
+        }
+    }
+    Ok(News::None)
 }
 
 /// Brings an engine up to date with the store: new events, and decisions made elsewhere (the
@@ -386,26 +432,26 @@ pub struct FanView {
     pub possible_duplicates: Vec<PossibleDuplicate>,
 }
 
-fn merge_view(store: &dyn Store, tenant: TenantId, m: Merge) -> Result<MergeView, AppError> {
-    let event_id = match m.cause {
-        siyu_engine::MergeCause::Event | siyu_engine::MergeCause::Alias => store
-            .event_at(tenant, m.seq)?
-            .map(|e| e.event.id.as_str().to_string()),
-        siyu_engine::MergeCause::Operator => None,
-    };
-    Ok(MergeView { merge: m, event_id })
+impl FanView {
+    /// Fills in the id of each merge's linking event, from the log: done after the engine is
+    /// let go, so a reader does no I/O while it holds the engine.
+    pub fn link_events(&mut self, store: &dyn Store, tenant: TenantId) -> Result<(), AppError> {
+        for m in &mut self.merges {
+            m.event_id = match m.merge.cause {
+                siyu_engine::MergeCause::Event | siyu_engine::MergeCause::Alias => store
+                    .event_at(tenant, m.merge.seq)?
+                    .map(|e| e.event.id.as_str().to_string()),
+                siyu_engine::MergeCause::Operator => None,
+            };
+        }
+        Ok(())
+    }
 }
 
-/// A fan with its identities, merge history and open possible duplicates.
-pub fn fan_view(
-    store: &dyn Store,
-    tenant: TenantId,
-    engine: &mut TenantEngine,
-    asked: FanId,
-) -> Result<Option<FanView>, AppError> {
-    let Some(fan) = engine.identities().current(asked) else {
-        return Ok(None);
-    };
+/// A fan with its identities, merge history and open possible duplicates, from the engine
+/// alone (the merges' event ids come from [`FanView::link_events`]).
+pub fn fan_view(engine: &TenantEngine, asked: FanId) -> Option<FanView> {
+    let fan = engine.identities().current(asked)?;
     let graph = engine.identities();
     let identities = graph
         .identities_of(fan)
@@ -415,17 +461,20 @@ pub fn fan_view(
     let merges = graph
         .merges_of(fan)
         .into_iter()
-        .map(|m| merge_view(store, tenant, m))
-        .collect::<Result<_, _>>()?;
+        .map(|merge| MergeView {
+            merge,
+            event_id: None,
+        })
+        .collect();
     let possible_duplicates = engine
-        .identities_mut()
+        .identities()
         .possible_duplicates()
         .into_iter()
         .filter(|d| d.a == fan || d.b == fan)
         .collect();
     let events = engine.events_of(fan);
     let layer = engine.explain(fan, crate::segments::now_of(engine), 30);
-    Ok(Some(FanView {
+    Some(FanView {
         fan,
         merged_from: (fan != asked).then_some(asked),
         events,
@@ -433,7 +482,7 @@ pub fn fan_view(
         identities,
         merges,
         possible_duplicates,
-    }))
+    })
 }
 
 /// Why an identity request was refused (the edge maps these to 4xx).
@@ -494,7 +543,7 @@ pub fn decide(
             fan_b: b.0,
             after_seq: engine.last_seq(),
             value: None,
-            created_at: siyu_domain::time::now_ms(),
+            created_at: crate::segments::now_of(engine),
         },
     )?;
     Ok(engine.decide(id, d).map_err(IdentityError::from))
@@ -523,7 +572,7 @@ pub fn unmerge(
             fan_b: m.from.0,
             after_seq: m.seq - 1,
             value: None,
-            created_at: siyu_domain::time::now_ms(),
+            created_at: crate::segments::now_of(engine),
         },
     )?;
     Ok(Ok(replay(store, tenant)?))

@@ -1,4 +1,5 @@
-//! The ingest writer: one thread that owns every write to the event log.
+//! The writer: one thread that owns every write to the event log and is the **only mutator**
+//! of the live engines.
 //!
 //! Requests (HTTP batches, import chunks) are queued; the writer takes whatever is waiting —
 //! up to [`MAX_GROUP_EVENTS`] — and commits it in **one transaction** (group commit), then
@@ -6,30 +7,49 @@
 //! one ran, and an answer is only ever sent after the commit: acknowledged means committed.
 //!
 //! After the commit the writer applies the stored events to the tenant's live engine, in
-//! sequence order. If another process wrote to the same tenant in between (a `siyu import`
-//! beside a running server), the engine first catches up from the log.
+//! sequence order, and stores what they derived (layer transitions, segment entries and exits,
+//! automatic tags) before it answers. Operator actions — identity decisions, undo, rules, tags,
+//! segment saves — are [`Command`]s to the same thread, answered after their commit. Every
+//! [`POLL`] the writer also looks for what another process wrote (`siyu import`, the CLI's
+//! decisions, rules and tags beside a running server) and takes it in; every [`TICK`] it moves
+//! the engines' clocks (decay between events, the segment sweep).
 //!
-//! [`Writer::step`] is the unit of work, so tests drive it without a thread.
+//! Readers ([`Ingestor::read`]) take the engine's read lock and do no I/O. The writer holds the
+//! write lock only for in-memory work: the store is queried and written with at most a read
+//! lock held, and a replay (an undo, a shared value found) is built beside the engine and
+//! swapped in. So a reader waits for the application of one group, never for a commit. What a
+//! caller reads after an acknowledged write includes that write: the answer comes after the
+//! engine took it in (read-your-writes).
+//!
+//! [`Writer::step`], [`Writer::command`], [`Writer::poll`] and [`Writer::tick`] are the units
+//! of work, so tests drive them without a thread; time comes from one injected [`Clock`].
 
-use siyu_domain::Millis;
 use std::collections::HashMap;
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use siyu_domain::Event;
-use siyu_engine::{Stats, TenantEngine};
-use siyu_store::{AppendBatch, Appended, Encoded, Store, TenantId};
+use siyu_domain::time::{Clock, SystemClock};
+use siyu_domain::{Event, Millis};
+use siyu_engine::{Cause, Derived, Stats, TenantEngine};
+use siyu_store::{AppendBatch, Appended, Encoded, LiveMark, Store, StoreError, TenantId};
 use tokio::sync::oneshot;
 
 use crate::AppError;
+use crate::identity::{News, catch_up};
 
 /// A group commit stops taking more requests once it holds this many events.
 pub const MAX_GROUP_EVENTS: usize = 20_000;
 
 /// Requests waiting for the writer before senders are made to wait (back-pressure).
 const QUEUE_DEPTH: usize = 256;
+
+/// How often the writer moves every live engine's clock (decay between events).
+pub const TICK: Duration = Duration::from_secs(60);
+
+/// How often the writer looks for what another process wrote.
+pub const POLL: Duration = Duration::from_secs(1);
 
 /// Whether the writer keeps live engines (the server) or only writes (bulk import).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +67,7 @@ pub struct Committed {
 
 type Reply = oneshot::Sender<Result<Committed, AppError>>;
 
-/// One queued request.
+/// One queued append.
 pub struct Job {
     pub tenant: TenantId,
     pub events: Vec<Event>,
@@ -69,16 +89,40 @@ impl Job {
     }
 }
 
-/// Every tenant's live engine. A std `RwLock`: holders never await, and readers (stats,
-/// reports) take it for microseconds.
+/// A tenant's live engine, shared between its one writer and any number of readers.
+pub type EngineCell = RwLock<TenantEngine>;
+
+/// What a [`Command`] runs: the store and the tenant's engine, brought up to date with the
+/// store just before. It takes the write lock itself, for what it mutates, and returns its
+/// answer, which the writer sends once what the command derived is stored.
+pub type CommandFn = Box<dyn FnOnce(&dyn Store, &EngineCell) -> Answer + Send>;
+
+/// Sends a command's answer.
+pub type Answer = Box<dyn FnOnce() + Send>;
+
+/// An operator action for the writer to run on one tenant's engine.
+pub struct Command {
+    pub tenant: TenantId,
+    pub run: CommandFn,
+}
+
+enum Work {
+    Append(Job),
+    Command(Command),
+    /// A tick now, answered when done.
+    Tick(mpsc::SyncSender<()>),
+}
+
+/// Every tenant's live engine. A std `RwLock`: holders never await, and the writer holds a
+/// write lock only while it changes memory.
 #[derive(Default)]
 pub struct Engines {
-    map: RwLock<HashMap<TenantId, Arc<RwLock<TenantEngine>>>>,
+    map: RwLock<HashMap<TenantId, Arc<EngineCell>>>,
 }
 
 impl Engines {
     /// Every tenant's engine (a copy of the list, so no lock is held while they are used).
-    fn all(&self) -> Vec<(TenantId, Arc<RwLock<TenantEngine>>)> {
+    fn all(&self) -> Vec<(TenantId, Arc<EngineCell>)> {
         self.map
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -87,14 +131,17 @@ impl Engines {
             .collect()
     }
 
-    fn get_or_create(&self, tenant: TenantId) -> Arc<RwLock<TenantEngine>> {
-        if let Some(e) = self
-            .map
+    fn get(&self, tenant: TenantId) -> Option<Arc<EngineCell>> {
+        self.map
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&tenant)
-        {
-            return e.clone();
+            .cloned()
+    }
+
+    fn get_or_create(&self, tenant: TenantId) -> Arc<EngineCell> {
+        if let Some(e) = self.get(tenant) {
+            return e;
         }
         self.map
             .write()
@@ -105,21 +152,32 @@ impl Engines {
     }
 }
 
-use crate::identity::catch_up;
+/// The write lock of an engine (a poisoned lock is taken over: the engine's state is still
+/// consistent, since no mutation panics half-way on input).
+pub fn write_engine(cell: &EngineCell) -> std::sync::RwLockWriteGuard<'_, TenantEngine> {
+    cell.write().unwrap_or_else(|p| p.into_inner())
+}
 
-/// How often the ticker moves every live engine's clock (decay between events).
-pub const TICK: std::time::Duration = std::time::Duration::from_secs(60);
+/// The read lock of an engine.
+pub fn read_engine(cell: &EngineCell) -> std::sync::RwLockReadGuard<'_, TenantEngine> {
+    cell.read().unwrap_or_else(|p| p.into_inner())
+}
+
+use {read_engine as read, write_engine as write};
 
 /// Keeps an engine's live layers current: starts them after a (re)build, moves the clock to
-/// now, and stores what it derived since the last call (see [`store_transitions`]: what a
-/// failed store could not keep is stored by a later step, never dropped).
-pub fn live_step(store: &dyn Store, engine: &mut TenantEngine, tenant: TenantId) {
-    let now = siyu_domain::time::now_ms();
+/// `now`, and stores what it derived since the last call (see [`store_transitions`]).
+pub fn live_step(store: &dyn Store, engine: &mut TenantEngine, tenant: TenantId, now: Millis) {
+    advance(engine, now);
+    store_transitions(store, engine, tenant);
+}
+
+/// Starts the live layers after a (re)build, or moves their clock to `now` (never back).
+fn advance(engine: &mut TenantEngine, now: Millis) {
     match engine.clock() {
         None => engine.start_live(now),
         Some(_) => engine.tick(now),
     }
-    store_transitions(store, engine, tenant);
 }
 
 /// Stores what an engine derived — layer transitions, segment entries and exits, automatic
@@ -130,11 +188,44 @@ pub fn live_step(store: &dyn Store, engine: &mut TenantEngine, tenant: TenantId)
 /// stored, and what could not be stored is given back to the engine, which hands it out again
 /// at the next call (a process that stops first re-derives it from the stored mark at start).
 pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: TenantId) {
-    let Some(clock) = engine.clock() else { return };
+    if let Some((derived, mark)) = take_record(engine) {
+        let stored = record(store, tenant, &derived, &mark);
+        settle(engine, tenant, derived, &mark, stored);
+    }
+}
+
+/// [`store_transitions`] for a shared engine: the write lock is held to take what was derived
+/// and to settle the outcome, not while the store commits. Only the engine's one writer calls
+/// this, so nothing else changes the engine in between.
+fn flush(store: &dyn Store, cell: &EngineCell, tenant: TenantId) {
+    let Some((derived, mark)) = take_record(&mut write(cell)) else {
+        return;
+    };
+    let stored = record(store, tenant, &derived, &mark);
+    settle(&mut write(cell), tenant, derived, &mark, stored);
+}
+
+/// What is due to be stored, and the mark to store it with.
+fn take_record(engine: &mut TenantEngine) -> Option<(Derived, LiveMark)> {
+    let clock = engine.clock()?;
     let derived = engine.take_derived();
     if derived.is_empty() && clock - engine.stored_clock() < TICK.as_millis() as Millis {
-        return;
+        return None;
     }
+    let mark = LiveMark {
+        clock,
+        seq: engine.last_seq(),
+        rules_version: engine.rules_version(),
+    };
+    Some((derived, mark))
+}
+
+fn record(
+    store: &dyn Store,
+    tenant: TenantId,
+    derived: &Derived,
+    mark: &LiveMark,
+) -> Result<(), StoreError> {
     let transitions: Vec<siyu_store::StoredTransition> = derived
         .transitions
         .iter()
@@ -180,25 +271,29 @@ pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: T
         segment_changes: &segment_changes,
         tag_changes: &tag_changes,
     };
-    let mark = siyu_store::LiveMark {
-        clock,
-        seq: engine.last_seq(),
-        rules_version: engine.rules_version(),
-    };
-    match store.record_live(tenant, &rec, &mark) {
-        Ok(()) => {
-            metrics::counter!("siyu_layer_transitions_total").increment(transitions.len() as u64);
-            metrics::counter!("siyu_segment_changes_total").increment(segment_changes.len() as u64);
-            engine.set_stored_clock(clock);
-            if !segment_changes.is_empty() {
-                crate::segments::notify_changes();
-            }
-        }
+    store.record_live(tenant, &rec, mark)?;
+    metrics::counter!("siyu_layer_transitions_total").increment(transitions.len() as u64);
+    metrics::counter!("siyu_segment_changes_total").increment(segment_changes.len() as u64);
+    if !segment_changes.is_empty() {
+        crate::segments::notify_changes();
+    }
+    Ok(())
+}
+
+fn settle(
+    engine: &mut TenantEngine,
+    tenant: TenantId,
+    derived: Derived,
+    mark: &LiveMark,
+    stored: Result<(), StoreError>,
+) {
+    match stored {
+        Ok(()) => engine.set_stored_clock(mark.clock),
         Err(e) => {
             tracing::error!(
                 error = %e,
                 tenant,
-                kept = transitions.len() + segment_changes.len() + tag_changes.len(),
+                kept = derived.transitions.len() + derived.segment_changes.len() + derived.auto_tags.len(),
                 "storing derived changes failed; they are kept and stored with the next step"
             );
             engine.keep_unstored(derived);
@@ -206,15 +301,24 @@ pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: T
     }
 }
 
-/// The writer's state; [`Writer::step`] commits one group.
+/// The writer's state; see the module docs for its units of work.
 pub struct Writer {
     store: Arc<dyn Store>,
     engines: Option<Arc<Engines>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Writer {
-    pub fn new(store: Arc<dyn Store>, engines: Option<Arc<Engines>>) -> Writer {
-        Writer { store, engines }
+    pub fn new(
+        store: Arc<dyn Store>,
+        engines: Option<Arc<Engines>>,
+        clock: Arc<dyn Clock>,
+    ) -> Writer {
+        Writer {
+            store,
+            engines,
+            clock,
+        }
     }
 
     /// Commits `jobs` in one transaction and answers each. On a store error every job gets
@@ -229,7 +333,7 @@ impl Writer {
                 encoded: &j.encoded,
             })
             .collect();
-        let result = self.store.append(&batches, siyu_domain::time::now_ms());
+        let result = self.store.append(&batches, self.clock.now());
         drop(batches);
         let events: usize = jobs.iter().map(|j| j.events.len()).sum();
         metrics::histogram!("siyu_ingest_commit_seconds").record(started.elapsed().as_secs_f64());
@@ -240,7 +344,8 @@ impl Writer {
                 // after its acknowledgement sees its own events.
                 for (job, appended) in jobs.into_iter().zip(outcomes) {
                     if let Some(engines) = &self.engines {
-                        self.apply(engines, job.tenant, &job.events, &appended);
+                        let cell = engines.get_or_create(job.tenant);
+                        self.apply(&cell, job.tenant, &job.events, &appended);
                     }
                     drop(job.encoded);
                     let _ = job.reply.send(Ok(Committed {
@@ -263,91 +368,189 @@ impl Writer {
         }
     }
 
-    fn apply(&self, engines: &Engines, tenant: TenantId, events: &[Event], out: &[Appended]) {
-        let engine = engines.get_or_create(tenant);
-        let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
-        live_step(&*self.store, &mut engine, tenant);
+    fn apply(&self, cell: &EngineCell, tenant: TenantId, events: &[Event], out: &[Appended]) {
+        let store = &*self.store;
         let first_new = out.iter().find_map(|a| match a {
             Appended::Stored(s) => Some(*s),
             Appended::Duplicate => None,
         });
-        let Some(first_new) = first_new else { return };
-        if first_new > engine.last_seq() + 1 {
-            // Something else may have written between (or the seq range has a gap): replay
-            // from the log, which also covers this batch.
-            if let Err(e) = catch_up(&*self.store, &mut engine, tenant) {
-                tracing::error!(error = %e, tenant, "engine catch-up failed");
-            }
-        } else {
-            for (e, a) in events.iter().zip(out) {
-                if let Appended::Stored(seq) = a {
-                    engine.apply(*seq, e);
+        let Some(first_new) = first_new else {
+            flush(store, cell, tenant);
+            return;
+        };
+        let now = self.clock.now();
+        let found = {
+            let mut engine = write(cell);
+            advance(&mut engine, now);
+            if first_new > engine.last_seq() + 1 {
+                // Something else may have written between (or the seq range has a gap): take
+                // in the log, which also covers this batch.
+                if let Err(e) = catch_up(store, &mut engine, tenant) {
+                    tracing::error!(error = %e, tenant, "engine catch-up failed");
+                }
+            } else {
+                for (e, a) in events.iter().zip(out) {
+                    if let Appended::Stored(seq) = a {
+                        engine.apply(*seq, e);
+                    }
                 }
             }
-        }
-        if let Err(e) = crate::identity::correct(&*self.store, &mut engine, tenant) {
+            engine.identities_mut().take_corrections()
+        };
+        if !found.is_empty()
+            && let Err(e) = crate::identity::record_shared(store, tenant, &found, now)
+        {
             tracing::error!(error = %e, tenant, "identity correction failed");
         }
-        live_step(&*self.store, &mut engine, tenant);
+        flush(store, cell, tenant);
+    }
+
+    /// Runs an operator action on its tenant's engine, first brought up to date with the
+    /// store, then stores what it derived. Without live engines (the CLI), the engine is
+    /// replayed from the log for the action.
+    pub fn command(&mut self, c: Command) {
+        let store = &*self.store;
+        let Some(engines) = &self.engines else {
+            let cell = match crate::identity::replay(store, c.tenant) {
+                Ok(e) => RwLock::new(e),
+                // The action reports the failure itself when it reads the store; an empty
+                // engine makes it answer as for a tenant without events.
+                Err(e) => {
+                    tracing::error!(error = %e, tenant = c.tenant, "replay failed");
+                    RwLock::new(TenantEngine::new())
+                }
+            };
+            (c.run)(store, &cell)();
+            return;
+        };
+        let cell = engines.get_or_create(c.tenant);
+        self.refresh(&cell, c.tenant);
+        let now = self.clock.now();
+        advance(&mut write(&cell), now);
+        flush(store, &cell, c.tenant);
+        let answer = (c.run)(store, &cell);
+        // The action may have rebuilt the engine (an undone merge): restart its live layers.
+        advance(&mut write(&cell), now);
+        flush(store, &cell, c.tenant);
+        answer();
+    }
+
+    /// Takes in what another process wrote for any tenant (a tenant created elsewhere gets an
+    /// engine here), and stores what that derived.
+    pub fn poll(&mut self) {
+        let Some(engines) = self.engines.clone() else {
+            return;
+        };
+        match self.store.tenants() {
+            Ok(all) => {
+                for t in all {
+                    engines.get_or_create(t.id);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "listing tenants failed"),
+        }
+        let now = self.clock.now();
+        for (tenant, cell) in engines.all() {
+            self.refresh(&cell, tenant);
+            if read(&cell).clock().is_none() {
+                advance(&mut write(&cell), now);
+            }
+            flush(&*self.store, &cell, tenant);
+        }
+    }
+
+    /// [`Writer::poll`], and every live engine's clock moved to now.
+    pub fn tick(&mut self) {
+        self.poll();
+        let Some(engines) = self.engines.clone() else {
+            return;
+        };
+        let now = self.clock.now();
+        for (tenant, cell) in engines.all() {
+            advance(&mut write(&cell), now);
+            flush(&*self.store, &cell, tenant);
+        }
+    }
+
+    /// Brings a tenant's engine up to date with the store. What is new is looked for with the
+    /// engine only read; a replay is built beside it and swapped in.
+    fn refresh(&self, cell: &EngineCell, tenant: TenantId) {
+        let store = &*self.store;
+        let news = crate::identity::news(store, &read(cell), tenant);
+        let done = match news {
+            Ok(News::None) => Ok(()),
+            Ok(News::Some) => catch_up(store, &mut write(cell), tenant),
+            Ok(News::Rebuild) => {
+                // What the engine derived so far is stored first, under its own causes.
+                flush(store, cell, tenant);
+                crate::identity::replay(store, tenant).and_then(|rebuilt| {
+                    let mut engine = write(cell);
+                    crate::identity::swap_in(&mut engine, rebuilt, Cause::Identity);
+                    catch_up(store, &mut engine, tenant)
+                })
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
+            tracing::error!(error = %e, tenant, "engine catch-up failed");
+        }
     }
 }
 
 /// The handle to the writer thread.
 pub struct Ingestor {
-    tx: Option<SyncSender<Job>>,
+    tx: Option<SyncSender<Work>>,
     thread: Option<JoinHandle<()>>,
-    /// The ticker (live mode): dropping the sender stops it.
-    ticker: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
     engines: Option<Arc<Engines>>,
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Ingestor {
-    /// Loads engines (in live mode) and starts the writer thread.
+    /// Loads engines (in live mode) and starts the writer thread, on the wall clock.
     pub fn start(store: Arc<dyn Store>, mode: EngineMode) -> Result<Ingestor, AppError> {
+        Ingestor::start_with_clock(store, mode, Arc::new(SystemClock))
+    }
+
+    /// [`Ingestor::start`] on a given clock. The thread moves the engines' clocks every
+    /// [`TICK`] of real time; a test on a [`siyu_domain::time::ManualClock`] calls
+    /// [`Ingestor::tick`] instead.
+    pub fn start_with_clock(
+        store: Arc<dyn Store>,
+        mode: EngineMode,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Ingestor, AppError> {
         let engines = match mode {
             EngineMode::WriteOnly => None,
             EngineMode::Live => {
                 let engines = Arc::new(Engines::default());
                 for t in store.tenants()? {
-                    let engine = engines.get_or_create(t.id);
-                    let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
-                    *engine = crate::identity::resume_live(&*store, t.id)?;
-                    live_step(&*store, &mut engine, t.id);
+                    let now = clock.now();
+                    let mut engine = crate::identity::resume_live(&*store, t.id, now)?;
+                    live_step(&*store, &mut engine, t.id, now);
+                    *write(&engines.get_or_create(t.id)) = engine;
                 }
                 Some(engines)
             }
         };
-        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
-        let mut writer = Writer::new(store.clone(), engines.clone());
+        let (tx, rx) = mpsc::sync_channel::<Work>(QUEUE_DEPTH);
+        let mut writer = Writer::new(store.clone(), engines.clone(), clock.clone());
         let thread = std::thread::Builder::new()
             .name("siyu-writer".into())
             .spawn(move || run(&mut writer, rx))
             .map_err(|_| AppError::WriterStopped)?;
-        let ticker = match &engines {
-            Some(engines) => {
-                let (stop, stopped) = mpsc::channel::<()>();
-                let (store, engines) = (store.clone(), engines.clone());
-                let handle = std::thread::Builder::new()
-                    .name("siyu-ticker".into())
-                    .spawn(move || {
-                        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(TICK)
-                        {
-                            tick_all(&*store, &engines);
-                        }
-                    })
-                    .map_err(|_| AppError::WriterStopped)?;
-                Some((stop, handle))
-            }
-            None => None,
-        };
         Ok(Ingestor {
             tx: Some(tx),
             thread: Some(thread),
-            ticker,
             engines,
             store,
+            clock,
         })
+    }
+
+    /// The clock the writer reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Queues events and returns the receiver of the verdicts, without waiting: callers that
@@ -359,7 +562,7 @@ impl Ingestor {
     ) -> Result<oneshot::Receiver<Result<Committed, AppError>>, AppError> {
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(AppError::WriterStopped)?;
-        tx.send(Job::new(tenant, events, reply))
+        tx.send(Work::Append(Job::new(tenant, events, reply)))
             .map_err(|_| AppError::WriterStopped)?;
         Ok(rx)
     }
@@ -373,7 +576,7 @@ impl Ingestor {
     ) -> Result<Vec<Appended>, AppError> {
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.clone().ok_or(AppError::WriterStopped)?;
-        let job = Job::new(tenant, events, reply);
+        let job = Work::Append(Job::new(tenant, events, reply));
         match tx.try_send(job) {
             Ok(()) => {}
             Err(mpsc::TrySendError::Full(job)) => {
@@ -389,39 +592,66 @@ impl Ingestor {
 
     /// Totals for a tenant from its live engine.
     pub fn stats(&self, tenant: TenantId) -> Result<Stats, AppError> {
-        self.with_engine(tenant, |e| e.stats())
+        self.read(tenant, |e| e.stats())
     }
 
-    /// Runs `f` on a tenant's engine, first brought up to date with the store (events and
-    /// decisions written elsewhere). Without live engines (bulk import), the engine is
-    /// replayed from the log for this call.
-    pub fn with_engine<T>(
+    /// Runs `f` on a tenant's engine under its read lock: no I/O, and never behind a commit.
+    /// What the writer acknowledged before the call is in it. Without live engines (the CLI),
+    /// the engine is replayed from the log for this call.
+    pub fn read<T>(
         &self,
         tenant: TenantId,
-        f: impl FnOnce(&mut TenantEngine) -> T,
+        f: impl FnOnce(&TenantEngine) -> T,
     ) -> Result<T, AppError> {
         match &self.engines {
-            Some(engines) => {
-                let engine = engines.get_or_create(tenant);
-                let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
-                catch_up(&*self.store, &mut engine, tenant)?;
-                live_step(&*self.store, &mut engine, tenant);
-                let out = f(&mut engine);
-                // `f` may have rebuilt the engine (an undone merge): restart its live layers.
-                live_step(&*self.store, &mut engine, tenant);
-                Ok(out)
-            }
-            None => {
-                let mut engine = crate::identity::replay(&*self.store, tenant)?;
-                Ok(f(&mut engine))
-            }
+            Some(engines) => match engines.get(tenant) {
+                Some(cell) => Ok(f(&read(&cell))),
+                None => Ok(f(&TenantEngine::new())),
+            },
+            None => Ok(f(&crate::identity::replay(&*self.store, tenant)?)),
         }
     }
 
-    /// Moves every live engine's clock to now (the ticker's step; tests call it directly).
+    /// Runs `f` on the writer thread with the store and the tenant's engine (brought up to
+    /// date with the store first), and waits for its answer; what it derived is stored before
+    /// the answer comes. `f` takes the write lock for what it changes. Blocks: call it from a
+    /// blocking thread.
+    pub fn command<T: Send + 'static>(
+        &self,
+        tenant: TenantId,
+        f: impl FnOnce(&dyn Store, &EngineCell) -> Result<T, AppError> + Send + 'static,
+    ) -> Result<T, AppError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        let run: CommandFn = Box::new(move |store, cell| {
+            let out = f(store, cell);
+            Box::new(move || {
+                let _ = reply.send(out);
+            })
+        });
+        let tx = self.tx.as_ref().ok_or(AppError::WriterStopped)?;
+        tx.send(Work::Command(Command { tenant, run }))
+            .map_err(|_| AppError::WriterStopped)?;
+        rx.recv().map_err(|_| AppError::WriterStopped)?
+    }
+
+    /// [`Ingestor::command`] for an action that changes the engine in memory throughout: it
+    /// holds the write lock for all of `f`.
+    pub fn mutate<T: Send + 'static>(
+        &self,
+        tenant: TenantId,
+        f: impl FnOnce(&dyn Store, &mut TenantEngine) -> Result<T, AppError> + Send + 'static,
+    ) -> Result<T, AppError> {
+        self.command(tenant, move |store, cell| f(store, &mut write(cell)))
+    }
+
+    /// Takes in what another process wrote and moves every live engine's clock to now (the
+    /// writer does it every [`TICK`]; tests call it directly), and waits until it is done.
     pub fn tick(&self) {
-        if let Some(engines) = &self.engines {
-            tick_all(&*self.store, engines);
+        if let Some(tx) = &self.tx {
+            let (done, wait) = mpsc::sync_channel(1);
+            if tx.send(Work::Tick(done)).is_ok() {
+                let _ = wait.recv();
+            }
         }
     }
 
@@ -429,17 +659,12 @@ impl Ingestor {
     /// stores a snapshot of each live engine that is far past its last one, so the next start
     /// replays little.
     pub fn shutdown(&mut self) {
-        if let Some((stop, handle)) = self.ticker.take() {
-            drop(stop);
-            let _ = handle.join();
-        }
         self.tx.take();
         let Some(t) = self.thread.take() else { return };
         let _ = t.join();
         if let Some(engines) = &self.engines {
             for (tenant, engine) in engines.all() {
-                let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
-                crate::snapshots::save_if_due(&*self.store, tenant, &mut engine);
+                crate::snapshots::save_if_due(&*self.store, tenant, &mut write(&engine));
             }
         }
     }
@@ -451,36 +676,66 @@ impl Drop for Ingestor {
     }
 }
 
-/// One tick of every live engine.
-fn tick_all(store: &dyn Store, engines: &Engines) {
-    for (tenant, engine) in engines.all() {
-        let mut engine = engine.write().unwrap_or_else(|p| p.into_inner());
-        // What another process stored (the CLI beside a server: decisions, rules, tags, saved
-        // segments) is in force within a tick even when no request comes.
-        if let Err(e) = catch_up(store, &mut engine, tenant) {
-            tracing::error!(error = %e, tenant, "engine catch-up failed");
-        }
-        live_step(store, &mut engine, tenant);
-    }
-}
-
-fn run(writer: &mut Writer, rx: Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut n = first.events.len();
-        let mut jobs = vec![first];
-        while n < MAX_GROUP_EVENTS {
-            match rx.try_recv() {
-                Ok(job) => {
-                    n += job.events.len();
-                    jobs.push(job);
+fn run(writer: &mut Writer, rx: Receiver<Work>) {
+    let mut next_poll = Instant::now() + POLL;
+    let mut next_tick = Instant::now() + TICK;
+    let mut held: Option<Work> = None;
+    loop {
+        let work = match held.take() {
+            Some(w) => w,
+            None => match rx.recv_timeout(next_poll.saturating_duration_since(Instant::now())) {
+                Ok(w) => w,
+                Err(RecvTimeoutError::Timeout) => {
+                    if Instant::now() >= next_tick {
+                        writer.tick();
+                        next_tick = Instant::now() + TICK;
+                    } else {
+                        writer.poll();
+                    }
+                    next_poll = Instant::now() + POLL;
+                    continue;
                 }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+        };
+        match work {
+            Work::Append(first) => {
+                let mut n = first.events.len();
+                let mut jobs = vec![first];
+                while n < MAX_GROUP_EVENTS {
+                    match rx.try_recv() {
+                        Ok(Work::Append(job)) => {
+                            n += job.events.len();
+                            jobs.push(job);
+                        }
+                        // A command waits for the group before it, so it sees its events.
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    }
+                }
+                writer.step(jobs);
             }
+            Work::Tick(done) => {
+                writer.tick();
+                let _ = done.send(());
+            }
+            Work::Command(c) => writer.command(c),
         }
-        writer.step(jobs);
+        // Under sustained load the queue is never empty: poll and tick between groups.
+        let now = Instant::now();
+        if now >= next_tick {
+            writer.tick();
+            next_tick = now + TICK;
+            next_poll = now + POLL;
+        } else if now >= next_poll {
+            writer.poll();
+            next_poll = now + POLL;
+        }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,7 +757,7 @@ mod tests {
             Arc::new(SqliteStore::open(dir.path(), Durability::Normal).unwrap());
         let t = store.create_tenant("a", "w", "a", 0).unwrap().id;
         let engines = Arc::new(Engines::default());
-        let mut w = Writer::new(store.clone(), Some(engines.clone()));
+        let mut w = Writer::new(store.clone(), Some(engines.clone()), Arc::new(SystemClock));
         let (r1, mut rx1) = oneshot::channel();
         let (r2, mut rx2) = oneshot::channel();
         w.step(vec![
@@ -598,6 +853,57 @@ mod tests {
         assert_eq!(engine.stats().events, n as u64);
     }
 
+    /// A reader is answered while the writer is inside a commit of what a batch derived:
+    /// the write lock is not held across store I/O, so readers never wait for the store.
+    #[test]
+    fn readers_are_answered_while_the_writer_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), Durability::Normal).unwrap());
+        let t = inner.create_tenant("a", "w", "a", 0).unwrap().id;
+        let faulty = Arc::new(siyu_store::testing::Faulty::new(inner, &[], &[]));
+        let clock = Arc::new(siyu_domain::time::ManualClock::new(
+            siyu_domain::time::parse_rfc3339("2026-11-10T00:00:00Z").unwrap(),
+        ));
+        let store: Arc<dyn Store> = faulty.clone();
+        let ing = Arc::new(Ingestor::start_with_clock(store, EngineMode::Live, clock).unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(ing.append(t, vec![ev("1", "a")])).unwrap();
+        let (entered, release) = faulty.hold_next_record_live();
+        let writer = {
+            let ing = ing.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                rt.block_on(ing.append(t, vec![ev("2", "b")]))
+                    .map(|a| a.len())
+            })
+        };
+        entered.recv().expect("the writer reached the store");
+        // The writer is now inside `record_live`. A reader that needed the write lock would
+        // wait for it; the timeout only turns such a hang into a failure.
+        let (answer, answered) = mpsc::channel();
+        {
+            let ing = ing.clone();
+            std::thread::spawn(move || {
+                let _ = answer.send(ing.stats(t).map(|s| (s.events, s.fans)));
+            });
+        }
+        let stats = answered
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a reader is answered during the commit");
+        assert_eq!(
+            stats.unwrap(),
+            (2, 2),
+            "the batch is applied before what it derived is committed"
+        );
+        release.send(()).unwrap();
+        assert_eq!(writer.join().unwrap().unwrap(), 1);
+    }
+
     mod nothing_derived_is_lost {
         //! A store that fails to record derived changes loses none of them and stores none
         //! twice: what a failed step could not store is stored by a later one, and what a
@@ -623,8 +929,8 @@ mod tests {
                 .collect()
         }
 
-        /// What was stored, without the ids and the wall-clock times (the clock is not
-        /// injected yet, so two runs read it at different instants).
+        /// What was stored, with its times (one manual clock, so two runs derive the same
+        /// instants), without the ids.
         fn stored(store: &dyn Store, t: TenantId) -> Vec<String> {
             let mut out: Vec<String> = store
                 .transitions(t, None, 0, usize::MAX)
@@ -632,8 +938,8 @@ mod tests {
                 .into_iter()
                 .map(|r| {
                     format!(
-                        "layer {} {:?}->{} {} {:?} {:?}",
-                        r.fan, r.from, r.to, r.cause, r.seq, r.event_id
+                        "layer {} {:?}->{} {} {:?} {:?} at {}",
+                        r.fan, r.from, r.to, r.cause, r.seq, r.event_id, r.at
                     )
                 })
                 .collect();
@@ -644,8 +950,8 @@ mod tests {
                     .into_iter()
                     .map(|c| {
                         format!(
-                            "segment {} {} {} {} {:?} {:?}",
-                            c.segment, c.fan, c.entered, c.cause, c.seq, c.event_id
+                            "segment {} {} {} {} {:?} {:?} at {}",
+                            c.segment, c.fan, c.entered, c.cause, c.seq, c.event_id, c.at
                         )
                     }),
             );
@@ -671,8 +977,13 @@ mod tests {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
                 .unwrap();
-            let mut ing = Ingestor::start(store.clone(), EngineMode::Live).unwrap();
+            let clock = Arc::new(siyu_domain::time::ManualClock::new(
+                siyu_domain::time::parse_rfc3339("2026-11-10T00:00:00Z").unwrap(),
+            ));
+            let mut ing =
+                Ingestor::start_with_clock(store.clone(), EngineMode::Live, clock.clone()).unwrap();
             for batch in batches() {
+                clock.advance(3_600_000);
                 if rt.block_on(ing.append(t, batch.clone())).is_err() {
                     rt.block_on(ing.append(t, batch)).unwrap();
                 }
@@ -680,8 +991,10 @@ mod tests {
             if stop_early {
                 ing.shutdown();
                 drop(ing);
-                ing = Ingestor::start(inner.clone(), EngineMode::Live).unwrap();
+                ing = Ingestor::start_with_clock(inner.clone(), EngineMode::Live, clock.clone())
+                    .unwrap();
             }
+            clock.advance(3_600_000);
             ing.tick();
             let calls = faulty.record_live_calls();
             drop(ing);
@@ -720,7 +1033,17 @@ mod tests {
             // from the first mark and derives the rest again.
             let fail: Vec<u32> = (2..1000).collect();
             let (got, _) = run(&fail, true);
-            assert_eq!(got, expected);
+            // The instants are those of the new process: when the stopped one derived what it
+            // never stored is known to nobody, so the times are left out here, and only here.
+            let timeless = |rows: Vec<String>| -> Vec<String> {
+                rows.into_iter()
+                    .map(|r| {
+                        r.rsplit_once(" at ")
+                            .map_or(r.clone(), |(a, _)| a.to_string())
+                    })
+                    .collect()
+            };
+            assert_eq!(timeless(got), timeless(expected));
         }
     }
 }

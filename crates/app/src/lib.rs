@@ -164,7 +164,16 @@ impl App {
     /// Starts the services on a store: loads every tenant's engine from the log (when `mode`
     /// is live) and starts the writer.
     pub fn start(store: Arc<dyn Store>, mode: EngineMode) -> Result<App, AppError> {
-        let ingestor = Ingestor::start(store.clone(), mode)?;
+        App::start_with_clock(store, mode, Arc::new(siyu_domain::time::SystemClock))
+    }
+
+    /// [`App::start`] on a given clock (tests: a [`siyu_domain::time::ManualClock`]).
+    pub fn start_with_clock(
+        store: Arc<dyn Store>,
+        mode: EngineMode,
+        clock: Arc<dyn siyu_domain::time::Clock>,
+    ) -> Result<App, AppError> {
+        let ingestor = Ingestor::start_with_clock(store.clone(), mode, clock)?;
         Ok(App {
             store,
             ingestor,
@@ -226,9 +235,11 @@ impl App {
 
     /// A fan with identities, merge history and possible duplicates (`None`: no such fan).
     pub fn fan(&self, tenant: TenantId, fan: FanId) -> Result<Option<FanView>, AppError> {
-        let store = self.store.clone();
-        self.ingestor
-            .with_engine(tenant, |e| identity::fan_view(&*store, tenant, e, fan))?
+        let Some(mut view) = self.ingestor.read(tenant, |e| identity::fan_view(e, fan))? else {
+            return Ok(None);
+        };
+        view.link_events(&*self.store, tenant)?;
+        Ok(Some(view))
     }
 
     /// The fans holding an identity value, normalized as at ingest.
@@ -242,17 +253,17 @@ impl App {
             Ok(id) => id,
             Err(e) => return Ok(Err(e)),
         };
-        let store = self.store.clone();
-        self.ingestor.with_engine(tenant, |e| {
-            let fans = e.identities().lookup(id.kind, id.value());
-            let mut out = Vec::with_capacity(fans.len());
-            for f in fans {
-                if let Some(v) = identity::fan_view(&*store, tenant, e, f)? {
-                    out.push(v);
-                }
-            }
-            Ok(Ok(out))
-        })?
+        let mut views = self.ingestor.read(tenant, |e| {
+            e.identities()
+                .lookup(id.kind, id.value())
+                .into_iter()
+                .filter_map(|f| identity::fan_view(e, f))
+                .collect::<Vec<_>>()
+        })?;
+        for v in &mut views {
+            v.link_events(&*self.store, tenant)?;
+        }
+        Ok(Ok(views))
     }
 
     /// Open possible duplicates.
@@ -261,31 +272,37 @@ impl App {
         tenant: TenantId,
     ) -> Result<Vec<PossibleDuplicate>, AppError> {
         self.ingestor
-            .with_engine(tenant, |e| e.identities_mut().possible_duplicates())
+            .read(tenant, |e| e.identities().possible_duplicates())
     }
 
-    /// Records and applies an operator's confirm/distinct decision.
+    /// Records and applies an operator's confirm/distinct decision (on the writer).
     pub fn decide(
         &self,
         tenant: TenantId,
         d: Decision,
     ) -> Result<Result<(), IdentityError>, AppError> {
-        let store = self.store.clone();
-        self.ingestor
-            .with_engine(tenant, |e| identity::decide(&*store, tenant, e, d))?
+        self.ingestor.mutate(tenant, move |store, e| {
+            identity::decide(store, tenant, e, d)
+        })
     }
 
-    /// Undoes the merge that absorbed `from`; everything derived is recomputed.
+    /// Undoes the merge that absorbed `from`; everything derived is recomputed. The replay is
+    /// built with the engine only read, so readers go on meanwhile.
     pub fn unmerge(
         &self,
         tenant: TenantId,
         from: FanId,
     ) -> Result<Result<(), IdentityError>, AppError> {
-        let store = self.store.clone();
-        self.ingestor.with_engine(tenant, |e| {
-            Ok(identity::unmerge(&*store, tenant, e, from)?
-                .map(|rebuilt| identity::swap_in(e, rebuilt, siyu_engine::Cause::Identity)))
-        })?
+        self.ingestor.command(tenant, move |store, cell| {
+            let rebuilt = identity::unmerge(store, tenant, &ingest::read_engine(cell), from)?;
+            Ok(rebuilt.map(|rebuilt| {
+                identity::swap_in(
+                    &mut ingest::write_engine(cell),
+                    rebuilt,
+                    siyu_engine::Cause::Identity,
+                )
+            }))
+        })
     }
 
     /// The lead dedup report for leads with `from <= ts < to`.
@@ -295,23 +312,22 @@ impl App {
         from: Option<Millis>,
         to: Option<Millis>,
     ) -> Result<DedupReport, AppError> {
-        self.ingestor
-            .with_engine(tenant, |e| e.dedup_report(from, to))
+        self.ingestor.read(tenant, |e| e.dedup_report(from, to))
     }
 
     /// Fans per layer as of `as_of`.
     pub fn layers(&self, tenant: TenantId, as_of: Millis) -> Result<LayerCounts, AppError> {
         self.ingestor
-            .with_engine(tenant, |e| e.layers_as_of(as_of).counts())
+            .read(tenant, |e| e.layers_as_of(as_of).counts())
     }
 
     /// How fans moved between layers from `from` to `to`.
     pub fn flow(&self, tenant: TenantId, from: Millis, to: Millis) -> Result<Flow, AppError> {
-        self.ingestor.with_engine(tenant, |e| e.flow(from, to))
+        self.ingestor.read(tenant, |e| e.flow(from, to))
     }
 
-    /// Checks and stores a tenant's layer rules file; on a bad file nothing changes and the
-    /// error names the line.
+    /// Checks and stores a tenant's layer rules file (on the writer, which puts it in force
+    /// before it answers); on a bad file nothing changes and the error names the line.
     pub fn set_rules(
         &self,
         tenant: TenantId,
@@ -321,16 +337,18 @@ impl App {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        let version = self.store.set_rules(tenant, text)?;
-        let applied = rules.clone();
-        self.ingestor
-            .with_engine(tenant, move |e| e.set_rules(version, applied))?;
+        let (text, applied) = (text.to_string(), rules.clone());
+        self.ingestor.mutate(tenant, move |store, e| {
+            let version = store.set_rules(tenant, &text)?;
+            e.set_rules(version, applied);
+            Ok(())
+        })?;
         Ok(Ok(rules))
     }
 
     /// The rules in force for a tenant.
     pub fn rules(&self, tenant: TenantId) -> Result<Rules, AppError> {
-        self.ingestor.with_engine(tenant, |e| e.rules().clone())
+        self.ingestor.read(tenant, |e| e.rules().clone())
     }
 
     /// Counts the fans a segment expression selects as of `as_of` (default now), with the
@@ -348,7 +366,7 @@ impl App {
         };
         Ok(self
             .ingestor
-            .with_engine(tenant, |e| segments::count(e, &expr, as_of, sample))?
+            .read(tenant, |e| segments::count(e, &expr, as_of, sample))?
             .map_err(|e| e.locate(text)))
     }
 
@@ -366,7 +384,7 @@ impl App {
             Err(e) => return Ok(Err(e)),
         };
         self.ingestor
-            .with_engine(tenant, |e| {
+            .read(tenant, |e| {
                 let as_of = as_of.unwrap_or_else(|| segments::now_of(e));
                 let audience = match e.audience(&expr, as_of) {
                     Ok(a) => a,
@@ -408,17 +426,17 @@ impl App {
             Ok(e) => e,
             Err(e) => return Ok(Err(e)),
         };
-        let store = self.store.clone();
-        self.ingestor.with_engine(tenant, |e| {
+        let text = text.to_string();
+        self.ingestor.mutate(tenant, move |store, e| {
             if let Err(err) = e.audience(&expr, segments::now_of(e)) {
-                return Ok(Err(E::from(err).locate(text)));
+                return Ok(Err(E::from(err).locate(&text)));
             }
             // Stamped with the engine's clock, the instant its first members are taken at,
             // so no trigger of the segment is ever earlier than the segment.
             let saved = match store.create_segment(
                 tenant,
                 &name,
-                text,
+                &text,
                 tag.as_deref(),
                 segments::now_of(e),
             ) {
@@ -427,20 +445,20 @@ impl App {
                 Err(err) => return Err(err.into()),
             };
             segments::sync(
-                &*store,
+                store,
                 e,
                 tenant,
                 &|_, _| false,
                 siyu_engine::SegmentCause::Created,
             )?;
             Ok(Ok(segments::view(e, &saved)))
-        })?
+        })
     }
 
     /// The tenant's saved segments with their member counts now.
     pub fn segment_list(&self, tenant: TenantId) -> Result<Vec<segments::SavedView>, AppError> {
         let stored = self.store.segments(tenant)?;
-        self.ingestor.with_engine(tenant, |e| {
+        self.ingestor.read(tenant, |e| {
             stored.iter().map(|s| segments::view(e, s)).collect()
         })
     }
@@ -455,7 +473,7 @@ impl App {
             return Ok(Err(segments::SegmentError::NotFound(which.to_string())));
         };
         self.ingestor
-            .with_engine(tenant, |e| Ok(segments::view(e, &saved)))
+            .read(tenant, |e| Ok(segments::view(e, &saved)))
     }
 
     /// A page of a saved segment's members now, and how many there are.
@@ -469,19 +487,20 @@ impl App {
         let Some(saved) = segments::find(&self.store.segments(tenant)?, which) else {
             return Ok(Err(segments::SegmentError::NotFound(which.to_string())));
         };
-        self.ingestor.with_engine(tenant, |e| {
+        self.ingestor.read(tenant, |e| {
             let Some(audience) = segments::audience_of(e, &saved) else {
-                return Ok(Ok((0, Vec::new())));
+                return Ok((0, Vec::new()));
             };
             let at = audience.as_of;
-            Ok(Ok((
+            Ok((
                 audience.count(),
                 segments::members(e, &audience, offset, limit, at),
-            )))
-        })?
+            ))
+        })
     }
 
-    /// Deletes a saved segment (its recorded entries and exits stay).
+    /// Deletes a saved segment (its recorded entries and exits stay); the engine stops
+    /// evaluating it before the answer.
     pub fn segment_delete(
         &self,
         tenant: TenantId,
@@ -490,14 +509,19 @@ impl App {
         let Some(saved) = segments::find(&self.store.segments(tenant)?, which) else {
             return Ok(Err(segments::SegmentError::NotFound(which.to_string())));
         };
-        // Stamped with the engine's clock; the engine drops the segment on its next catch-up,
-        // which `with_engine` runs again after this.
-        let store = self.store.clone();
-        self.ingestor.with_engine(tenant, |e| {
-            store.delete_segment(tenant, saved.id, segments::now_of(e))
-        })??;
-        self.ingestor.with_engine(tenant, |_| ())?;
-        Ok(Ok(saved.id))
+        let id = saved.id;
+        self.ingestor.mutate(tenant, move |store, e| {
+            // Stamped with the engine's clock, like every trigger of the segment.
+            store.delete_segment(tenant, id, segments::now_of(e))?;
+            segments::sync(
+                store,
+                e,
+                tenant,
+                &|_, _| false,
+                siyu_engine::SegmentCause::Created,
+            )
+        })?;
+        Ok(Ok(id))
     }
 
     /// `segment_entered` / `segment_exited` triggers with `id > after`, oldest first,
@@ -520,14 +544,14 @@ impl App {
         Ok(rows.iter().map(segments::Trigger::from).collect())
     }
 
-    /// Every id of a fan (its own and those merged into it), after bringing the engine up to
-    /// date: `None` for no fan asked, `Some(None)` for a fan the tenant does not have.
+    /// Every id of a fan (its own and those merged into it): `None` for no fan asked,
+    /// `Some(None)` for a fan the tenant does not have.
     fn fan_ids(
         &self,
         tenant: TenantId,
         fan: Option<FanId>,
     ) -> Result<Option<Option<Vec<i64>>>, AppError> {
-        self.ingestor.with_engine(tenant, |e| {
+        self.ingestor.read(tenant, |e| {
             fan.map(|f| {
                 let ids = e.identities().ids_of(f);
                 (!ids.is_empty()).then(|| ids.into_iter().map(|f| f.0).collect::<Vec<i64>>())
@@ -535,8 +559,8 @@ impl App {
         })
     }
 
-    /// Adds (`add`) or removes a tag for one fan or every fan of an expression; returns how
-    /// many fans changed.
+    /// Adds (`add`) or removes a tag for one fan or every fan of an expression (on the
+    /// writer); returns how many fans changed.
     pub fn tag(
         &self,
         tenant: TenantId,
@@ -555,8 +579,7 @@ impl App {
             },
             segments::TagTarget::Fan(_) => None,
         };
-        let store = self.store.clone();
-        self.ingestor.with_engine(tenant, |e| {
+        self.ingestor.mutate(tenant, move |store, e| {
             // One clock: the tag is stamped at the instant the engine evaluates at, so the
             // segments that read it see it at once (a second reading of the wall clock
             // could be a millisecond later than the engine's, and the tag not yet on).
@@ -578,13 +601,13 @@ impl App {
                 .map(|r| r.fan)
                 .collect::<std::collections::HashSet<_>>();
             store.add_tag_changes(tenant, &rows)?;
-            segments::load_tags(&*store, e, tenant, true)?;
+            segments::load_tags(store, e, tenant, true)?;
             Ok(Ok(if add {
                 rows.len()
             } else {
                 changed.len().min(fans.len())
             }))
-        })?
+        })
     }
 
     /// A fan's tags now and their history (across the ids merged into it).
@@ -593,23 +616,26 @@ impl App {
         tenant: TenantId,
         fan: FanId,
     ) -> Result<Result<segments::TagHistory, segments::SegmentError>, AppError> {
-        let store = self.store.clone();
-        self.ingestor.with_engine(tenant, |e| {
-            let Some(current) = e.identities().current(fan) else {
-                return Ok(Err(segments::SegmentError::NoFan(fan.0)));
-            };
+        let now = self.ingestor.read(tenant, |e| {
+            let current = e.identities().current(fan)?;
             let ids = e.identities().ids_of(current);
-            let raw: Vec<i64> = ids.iter().map(|f| f.0).collect();
-            let history = store.tag_changes(tenant, Some(&raw), 0, 100_000)?;
-            Ok(Ok(segments::TagHistory {
-                fan: current,
-                tags: e.tags().of(&ids, segments::now_of(e)),
-                history: history.iter().map(segments::TagEntry::from).collect(),
-            }))
-        })?
+            let tags = e.tags().of(&ids, segments::now_of(e));
+            Some((current, ids, tags))
+        })?;
+        let Some((current, ids, tags)) = now else {
+            return Ok(Err(segments::SegmentError::NoFan(fan.0)));
+        };
+        let raw: Vec<i64> = ids.iter().map(|f| f.0).collect();
+        let history = self.store.tag_changes(tenant, Some(&raw), 0, 100_000)?;
+        Ok(Ok(segments::TagHistory {
+            fan: current,
+            tags,
+            history: history.iter().map(segments::TagEntry::from).collect(),
+        }))
     }
 
-    /// Layer transitions with `id > after` (for a fan, or all), oldest first.
+    /// Layer transitions with `id > after` (for a fan, or all), oldest first; a fan's include
+    /// those recorded under the ids merged into it.
     pub fn transitions(
         &self,
         tenant: TenantId,
@@ -617,8 +643,6 @@ impl App {
         after: i64,
         limit: usize,
     ) -> Result<Vec<siyu_store::StoredTransition>, AppError> {
-        // Brings the live layers to now first, so what is due is stored; a fan's transitions
-        // include those recorded under the ids merged into it.
         match self.fan_ids(tenant, fan)? {
             Some(None) => Ok(Vec::new()),
             ids => Ok(self

@@ -74,7 +74,7 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
             writeln!(w, "kind,value,fan_id")?;
             let mut rows = 0u64;
             let mut err = None;
-            app.ingestor.with_engine(t, |e| {
+            app.ingestor.read(t, |e| {
                 e.identities().for_each_value(|kind, value, fan| {
                     if err.is_none() {
                         rows += 1;
@@ -107,7 +107,7 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
                 parse_truth(&text).map_err(|e| anyhow::anyhow!("{}: {e}", truth.display()))?;
             let eval = app
                 .ingestor
-                .with_engine(t, |e| e.identities().evaluate(rows.iter().copied()))?;
+                .read(t, |e| e.identities().evaluate(rows.iter().copied()))?;
             if args.json {
                 output::json(&eval)?;
             } else {

@@ -28,6 +28,46 @@ pub fn now_ms() -> Millis {
     Timestamp::now().as_millisecond()
 }
 
+/// Where a long-lived worker reads the time: one clock per process, injected, so that a test
+/// moves it by hand and two runs of the same input derive the same instants.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> Millis;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        now_ms()
+    }
+}
+
+/// A clock that only moves when told to (tests).
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    pub fn new(at: Millis) -> ManualClock {
+        ManualClock(std::sync::atomic::AtomicI64::new(at))
+    }
+
+    pub fn set(&self, at: Millis) {
+        self.0.store(at, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, by: Millis) {
+        self.0.fetch_add(by, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Millis {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// `#[serde(serialize_with = "siyu_domain::time::rfc3339")]`: a [`Millis`] field written as
 /// RFC 3339 in UTC with milliseconds (`2026-11-20T12:31:07.000Z`), the one time format of
 /// every JSON answer.

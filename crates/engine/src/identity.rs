@@ -344,14 +344,14 @@ impl IdentityGraph {
         std::mem::take(&mut self.corrections)
     }
 
-    fn is_distinct(&mut self, r1: u32, r2: u32) -> bool {
+    fn is_distinct(&self, r1: u32, r2: u32) -> bool {
         if self.distinct.is_empty() {
             return false;
         }
-        let Some(partners) = self.distinct.get(&r1).cloned() else {
+        let Some(partners) = self.distinct.get(&r1) else {
             return false;
         };
-        partners.into_iter().any(|p| self.find(p) == r2)
+        partners.iter().any(|&p| self.root(p) == r2)
     }
 
     /// Joins two roots; the older survives. Returns the survivor.
@@ -808,13 +808,13 @@ impl IdentityGraph {
 
     /// Open possible duplicates: pairs still apart and not marked distinct, between current
     /// fans, oldest finding first.
-    pub fn possible_duplicates(&mut self) -> Vec<PossibleDuplicate> {
+    pub fn possible_duplicates(&self) -> Vec<PossibleDuplicate> {
         let mut recs: Vec<DupRec> = self.dups.values().cloned().collect();
         recs.sort_unstable_by_key(|r| (r.seq, r.a, r.b));
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for r in recs {
-            let (ra, rb) = (self.find(r.a), self.find(r.b));
+            let (ra, rb) = (self.root(r.a), self.root(r.b));
             let key = (ra.min(rb), ra.max(rb));
             if ra == rb || self.is_distinct(ra, rb) || !seen.insert(key) {
                 continue;

@@ -527,6 +527,10 @@ pub trait Store: Snapshots + Send + Sync {
     /// Number of events stored for a tenant.
     fn event_count(&self, tenant: TenantId) -> Result<u64>;
 
+    /// The highest `seq` of a tenant's log (0 when empty): one index lookup, so a writer can
+    /// ask often whether another process appended.
+    fn last_seq(&self, tenant: TenantId) -> Result<i64>;
+
     // connectors
 
     /// Creates or replaces a tenant's connector settings of one kind; a poller's state is kept.

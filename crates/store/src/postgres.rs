@@ -768,6 +768,16 @@ impl crate::Store for PostgresStore {
         Ok(n as u64)
     }
 
+    fn last_seq(&self, tenant: TenantId) -> Result<i64> {
+        self.reader(|c| {
+            Ok(c.query_one(
+                "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM events WHERE tenant_id = $1",
+                &[&tenant],
+            )?
+            .get(0))
+        })
+    }
+
     // connectors
 
     fn set_connector(&self, tenant: TenantId, kind: &str, config: &str, now: Millis) -> Result<()> {

@@ -888,6 +888,15 @@ impl crate::Store for SqliteStore {
         Ok(n as u64)
     }
 
+    fn last_seq(&self, tenant: TenantId) -> Result<i64> {
+        let conn = self.conn();
+        Ok(conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE tenant_id = ?1",
+            [tenant],
+            |r| r.get(0),
+        )?)
+    }
+
     // connectors
 
     fn set_connector(&self, tenant: TenantId, kind: &str, config: &str, now: Millis) -> Result<()> {

@@ -91,6 +91,13 @@ fn append_is_idempotent_per_tenant(s: &dyn Store) {
     ));
     assert_eq!(s.event_count(a).unwrap(), 3);
     assert_eq!(s.event_count(b).unwrap(), 2);
+    // The last seq is that of the last stored event (seqs may skip, never go back).
+    let Appended::Stored(last) = again[1] else {
+        unreachable!()
+    };
+    assert_eq!(s.last_seq(a).unwrap(), last);
+    assert!(s.last_seq(b).unwrap() >= 2);
+    assert_eq!(s.last_seq(999_999).unwrap(), 0, "no events: 0");
 }
 
 fn scan_returns_events_in_arrival_order_exactly(s: &dyn Store) {

@@ -108,7 +108,14 @@ pub struct Faulty {
     append_calls: AtomicU32,
     fail_record_live: Vec<u32>,
     fail_append: Vec<u32>,
+    /// Armed by [`Faulty::hold_next_record_live`].
+    hold: std::sync::Mutex<Option<Hold>>,
 }
+
+type Hold = (
+    std::sync::mpsc::SyncSender<()>,
+    std::sync::mpsc::Receiver<()>,
+);
 
 impl Faulty {
     pub fn new(
@@ -122,7 +129,23 @@ impl Faulty {
             append_calls: AtomicU32::new(0),
             fail_record_live: fail_record_live.to_vec(),
             fail_append: fail_append.to_vec(),
+            hold: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Makes the next `record_live` call stop inside the store: the first receiver gets a
+    /// message once the call is in, and the call goes on when the sender sends or is dropped.
+    /// For tests of what others can do while a commit is in progress.
+    pub fn hold_next_record_live(
+        &self,
+    ) -> (
+        std::sync::mpsc::Receiver<()>,
+        std::sync::mpsc::SyncSender<()>,
+    ) {
+        let (entered_tx, entered) = std::sync::mpsc::sync_channel(1);
+        let (release, release_rx) = std::sync::mpsc::sync_channel(1);
+        *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = Some((entered_tx, release_rx));
+        (entered, release)
     }
 
     /// How many times `record_live` was called.
@@ -173,6 +196,11 @@ impl crate::Store for Faulty {
         mark: &crate::LiveMark,
     ) -> crate::Result<()> {
         let n = self.record_live_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let held = self.hold.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((entered, release)) = held {
+            let _ = entered.send(());
+            let _ = release.recv();
+        }
         if self.fail_record_live.contains(&n) {
             return Err(Faulty::fault("record_live"));
         }
@@ -213,6 +241,7 @@ impl crate::Store for Faulty {
         decisions(&self, tenant: crate::TenantId, after_id: i64) -> crate::Result<Vec<crate::StoredDecision>>;
         event_at(&self, tenant: crate::TenantId, seq: i64) -> crate::Result<Option<crate::StoredEvent>>;
         event_count(&self, tenant: crate::TenantId) -> crate::Result<u64>;
+        last_seq(&self, tenant: crate::TenantId) -> crate::Result<i64>;
         set_connector(&self, tenant: crate::TenantId, kind: &str, config: &str, now: siyu_domain::Millis) -> crate::Result<()>;
         connector(&self, tenant: crate::TenantId, kind: &str) -> crate::Result<Option<crate::StoredConnector>>;
         connectors(&self, kind: &str) -> crate::Result<Vec<(crate::TenantId, crate::StoredConnector)>>;
