@@ -152,7 +152,7 @@ pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// The handle the server and the CLI hold.
 pub struct App {
-    pub store: Arc<dyn Store>,
+    store: Arc<dyn Store>,
     pub ingestor: Ingestor,
     /// Key hash → (tenant, role, when looked up). Hits are kept for [`KEY_CACHE_TTL`], so a
     /// tenant setting changed by another process (the CLI beside a server) is seen within
@@ -179,6 +179,17 @@ impl App {
             ingestor,
             keys: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// Which store backend answers, after asking it something (the health check).
+    pub fn health(&self) -> Result<&'static str, AppError> {
+        self.store.tenants()?;
+        Ok(self.store.backend())
+    }
+
+    /// The store, for the CLI's own commands (the server reaches it only through `App`).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// The tenant and role of an API key, if it is one.

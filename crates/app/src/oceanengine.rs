@@ -239,7 +239,7 @@ impl LeadPoller {
     /// Fetches and commits one page, then checkpoints. Settings are read afresh each time, so
     /// a new token applies at the next step.
     pub fn step(&mut self, now: Millis) -> Result<Step, PollError> {
-        let store = &*self.app.store;
+        let store = &**self.app.store();
         let (settings, state) = connectors::oceanengine(store, self.tenant)?
             .ok_or(PollError::NotConfigured(self.tenant))?;
         let mut cp = match state {
@@ -394,7 +394,7 @@ pub fn run_until_stopped(
 ) {
     let mut slots: HashMap<TenantId, Slot> = HashMap::new();
     loop {
-        match app.store.connectors(OCEANENGINE) {
+        match app.store().connectors(OCEANENGINE) {
             Ok(list) => {
                 for (tenant, _) in list {
                     slots.entry(tenant).or_insert_with(|| Slot {

@@ -129,9 +129,8 @@ pub async fn tenant_patch(
     ),
 )]
 pub async fn healthz(Axum(state): Axum<State>) -> Result<Json<Value>, ApiError> {
-    let store = state.app.store.clone();
-    let backend = store.backend();
-    tokio::task::spawn_blocking(move || store.tenants())
+    let app = state.app.clone();
+    let backend = tokio::task::spawn_blocking(move || app.health())
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(e.to_string()))?;

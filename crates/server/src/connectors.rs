@@ -105,11 +105,11 @@ pub async fn douyin_webhook(
     }))
 }
 
-/// Runs a blocking store call off the async threads.
+/// Runs a blocking app call off the async threads.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, siyu_store::StoreError> + Send + 'static,
+    f: impl FnOnce() -> Result<T, siyu_app::AppError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    crate::blocking(move || Ok(f().map_err(siyu_app::AppError::from)?)).await
+    crate::blocking(move || Ok(f()?)).await
 }
 
 /// A settings body: a JSON object with only the named fields.
@@ -159,8 +159,8 @@ pub async fn douyin_get(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
-    let store = state.app.store.clone();
-    let settings = blocking(move || connectors::douyin(&*store, tenant.id)).await?;
+    let app = state.app.clone();
+    let settings = blocking(move || app.douyin_settings(tenant.id)).await?;
     Ok(Json(connectors::douyin_view(
         &tenant.name,
         settings.as_ref(),
@@ -191,10 +191,8 @@ pub async fn douyin_put(
     let obj = settings_body(&headers, raw, &["client_secret"])?;
     let secret = string_field(&obj, "client_secret")?
         .ok_or_else(|| SettingError::new("client_secret", "client_secret is required"))?;
-    let store = state.app.store.clone();
-    let settings =
-        blocking(move || connectors::set_douyin(&*store, tenant.id, &secret, time::now_ms()))
-            .await??;
+    let app = state.app.clone();
+    let settings = blocking(move || app.set_douyin(tenant.id, &secret)).await??;
     tracing::info!(tenant = %tenant.name, "Douyin client secret set");
     Ok(Json(connectors::douyin_view(&tenant.name, Some(&settings))))
 }
@@ -213,8 +211,8 @@ pub async fn oceanengine_get(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
-    let store = state.app.store.clone();
-    let found = blocking(move || connectors::oceanengine(&*store, tenant.id)).await?;
+    let app = state.app.clone();
+    let found = blocking(move || app.oceanengine_settings(tenant.id)).await?;
     Ok(Json(match found {
         Some((s, position)) => {
             connectors::oceanengine_view(&tenant.name, Some(&s), position.as_ref())
@@ -280,19 +278,9 @@ pub async fn oceanengine_put(
         start,
         page_size,
     };
-    let store = state.app.store.clone();
+    let app = state.app.clone();
     let tid = tenant.id;
-    let settings = blocking(move || {
-        let s = connectors::set_oceanengine(&*store, tid, change, time::now_ms())?;
-        Ok(match s {
-            Ok(s) => Ok((
-                s,
-                connectors::oceanengine(&*store, tid)?.and_then(|(_, p)| p),
-            )),
-            Err(e) => Err(e),
-        })
-    })
-    .await??;
+    let settings = blocking(move || app.set_oceanengine(tid, change)).await??;
     tracing::info!(tenant = %tenant.name, "Ocean Engine lead poller set");
     Ok(Json(connectors::oceanengine_view(
         &tenant.name,

@@ -603,12 +603,12 @@ fn poller_resumes_after_a_restart_mid_window(b: Backend) {
         poller.step(now()),
         Err(PollError::Api { code: 40102, .. })
     ));
-    let (_, position) = connectors::oceanengine(&*app.store, tenant)
+    let (_, position) = connectors::oceanengine(&**app.store(), tenant)
         .unwrap()
         .unwrap();
     assert_eq!(position.unwrap()["window_end"], Value::Null);
     connectors::set_oceanengine(
-        &*app.store,
+        &**app.store(),
         tenant,
         OceanEngineChange {
             access_token: Some(TOKEN.into()),
@@ -645,7 +645,7 @@ fn poller_resumes_after_a_restart_mid_window(b: Backend) {
     // Restart. Make it as if the process died after committing page 2 but before its
     // checkpoint: page 2 is fetched again and stores nothing twice.
     let app = open_app(&location);
-    app.store
+    app.store()
         .set_connector_state(
             tenant,
             "oceanengine",
@@ -678,13 +678,13 @@ fn poller_resumes_after_a_restart_mid_window(b: Backend) {
     // Page 2 again, all duplicates; and a lead at the very second where one window ends and
     // the next begins is asked for twice (the API's end_time includes that second).
     assert_eq!(duplicates, 40 + 2);
-    let ids = lead_ids(&*app.store, tenant);
+    let ids = lead_ids(&**app.store(), tenant);
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
     assert_eq!(ids.len(), 250, "every lead stored");
     assert_eq!(unique.len(), 250, "none twice");
 
     // The last checkpoint is at the end of the last window; a later step finds nothing new.
-    let (_, position) = connectors::oceanengine(&*app.store, tenant)
+    let (_, position) = connectors::oceanengine(&**app.store(), tenant)
         .unwrap()
         .unwrap();
     let cp: Checkpoint = serde_json::from_value(position.unwrap()).unwrap();
@@ -709,7 +709,7 @@ fn poller_resumes_after_a_restart_mid_window(b: Backend) {
     let fans = app.lookup(tenant, "phone", "13800138000").unwrap().unwrap();
     assert_eq!(fans.len(), 1);
     assert_eq!(fans[0].events, 2);
-    let stored = app.store.event_at(tenant, 1).unwrap().unwrap().event;
+    let stored = app.store().event_at(tenant, 1).unwrap().unwrap().event;
     assert_eq!(stored.ty.to_string(), "lead_form");
     assert_eq!(stored.props["ad_name"], "秋季新品");
     assert_eq!(stored.props["channel"], "ad");
@@ -752,12 +752,12 @@ fn poller_backs_off_on_errors_then_catches_up(b: Backend) {
         })
     };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while app.store.event_count(tenant).unwrap() < 30 && Instant::now() < deadline {
+    while app.store().event_count(tenant).unwrap() < 30 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(stop);
     runner.join().unwrap();
-    assert_eq!(app.store.event_count(tenant).unwrap(), 30);
+    assert_eq!(app.store().event_count(tenant).unwrap(), 30);
     let seen = api.seen();
     assert!(
         seen.len() >= 4,
