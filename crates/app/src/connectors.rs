@@ -315,6 +315,45 @@ fn position_view(state: &Value) -> Value {
     }
 }
 
+/// The connector settings as the server reaches them: through the app, never the store.
+impl crate::App {
+    /// A tenant's Douyin settings, if set.
+    pub fn douyin_settings(&self, tenant: TenantId) -> Result<Option<DouyinSettings>, AppError> {
+        Ok(douyin(&*self.store, tenant)?)
+    }
+
+    /// Sets a tenant's Douyin client secret (checked first; nothing is stored when refused).
+    pub fn set_douyin(
+        &self,
+        tenant: TenantId,
+        client_secret: &str,
+    ) -> Result<Result<DouyinSettings, SettingError>, AppError> {
+        let now = self.ingestor.clock().now();
+        Ok(set_douyin(&*self.store, tenant, client_secret, now)?)
+    }
+
+    /// A tenant's Ocean Engine settings and the poller's position, if set.
+    pub fn oceanengine_settings(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Option<(OceanEngineSettings, Option<Value>)>, AppError> {
+        Ok(oceanengine(&*self.store, tenant)?)
+    }
+
+    /// Changes a tenant's Ocean Engine settings; answers them with the poller's position.
+    pub fn set_oceanengine(
+        &self,
+        tenant: TenantId,
+        change: OceanEngineChange,
+    ) -> Result<Result<(OceanEngineSettings, Option<Value>), SettingError>, AppError> {
+        let now = self.ingestor.clock().now();
+        Ok(match set_oceanengine(&*self.store, tenant, change, now)? {
+            Ok(s) => Ok((s, oceanengine(&*self.store, tenant)?.and_then(|(_, p)| p))),
+            Err(e) => Err(e),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,44 +427,5 @@ mod tests {
             ..Default::default()
         };
         assert!(!format!("{change:?}").contains("tok3"));
-    }
-}
-
-/// The connector settings as the server reaches them: through the app, never the store.
-impl crate::App {
-    /// A tenant's Douyin settings, if set.
-    pub fn douyin_settings(&self, tenant: TenantId) -> Result<Option<DouyinSettings>, AppError> {
-        Ok(douyin(&*self.store, tenant)?)
-    }
-
-    /// Sets a tenant's Douyin client secret (checked first; nothing is stored when refused).
-    pub fn set_douyin(
-        &self,
-        tenant: TenantId,
-        client_secret: &str,
-    ) -> Result<Result<DouyinSettings, SettingError>, AppError> {
-        let now = self.ingestor.clock().now();
-        Ok(set_douyin(&*self.store, tenant, client_secret, now)?)
-    }
-
-    /// A tenant's Ocean Engine settings and the poller's position, if set.
-    pub fn oceanengine_settings(
-        &self,
-        tenant: TenantId,
-    ) -> Result<Option<(OceanEngineSettings, Option<Value>)>, AppError> {
-        Ok(oceanengine(&*self.store, tenant)?)
-    }
-
-    /// Changes a tenant's Ocean Engine settings; answers them with the poller's position.
-    pub fn set_oceanengine(
-        &self,
-        tenant: TenantId,
-        change: OceanEngineChange,
-    ) -> Result<Result<(OceanEngineSettings, Option<Value>), SettingError>, AppError> {
-        let now = self.ingestor.clock().now();
-        Ok(match set_oceanengine(&*self.store, tenant, change, now)? {
-            Ok(s) => Ok((s, oceanengine(&*self.store, tenant)?.and_then(|(_, p)| p))),
-            Err(e) => Err(e),
-        })
     }
 }
