@@ -488,6 +488,9 @@ pub fn fan_view(engine: &TenantEngine, asked: FanId) -> Option<FanView> {
 /// Why an identity request was refused (the edge maps these to 4xx).
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
+    /// The store or the writer failed (not the request's fault).
+    #[error(transparent)]
+    App(#[from] AppError),
     #[error("unknown identity kind {0:?}")]
     UnknownKind(String),
     /// The value cannot be normalized; its code is the one ingest gives the same value
@@ -500,9 +503,16 @@ pub enum IdentityError {
     NotMerged(i64),
 }
 
+impl From<siyu_store::StoreError> for IdentityError {
+    fn from(e: siyu_store::StoreError) -> Self {
+        IdentityError::App(e.into())
+    }
+}
+
 impl IdentityError {
     pub fn code(&self) -> &'static str {
         match self {
+            IdentityError::App(e) => e.code(),
             IdentityError::UnknownKind(_) => "unknown_identity_kind",
             IdentityError::BadValue(e) => e.code().as_str(),
             IdentityError::Decision(DecisionError::UnknownFan(_)) => "fan_not_found",

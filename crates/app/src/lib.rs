@@ -72,6 +72,17 @@ impl AppError {
     }
 }
 
+/// Why a layer rules file was not put in force.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// The file does not parse or check; nothing changed.
+    #[error(transparent)]
+    Rules(RulesError),
+    /// The store or the writer failed.
+    #[error(transparent)]
+    App(#[from] AppError),
+}
+
 /// One refused event in a batch answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rejection {
@@ -259,11 +270,8 @@ impl App {
         tenant: TenantId,
         kind: &str,
         value: &str,
-    ) -> Result<Result<Vec<FanView>, IdentityError>, AppError> {
-        let id = match identity::parse_lookup(kind, value) {
-            Ok(id) => id,
-            Err(e) => return Ok(Err(e)),
-        };
+    ) -> Result<Vec<FanView>, IdentityError> {
+        let id = identity::parse_lookup(kind, value)?;
         let mut views = self.ingestor.read(tenant, |e| {
             e.identities()
                 .lookup(id.kind, id.value())
@@ -274,7 +282,7 @@ impl App {
         for v in &mut views {
             v.link_events(&*self.store, tenant)?;
         }
-        Ok(Ok(views))
+        Ok(views)
     }
 
     /// Open possible duplicates.
@@ -287,23 +295,15 @@ impl App {
     }
 
     /// Records and applies an operator's confirm/distinct decision (on the writer).
-    pub fn decide(
-        &self,
-        tenant: TenantId,
-        d: Decision,
-    ) -> Result<Result<(), IdentityError>, AppError> {
+    pub fn decide(&self, tenant: TenantId, d: Decision) -> Result<(), IdentityError> {
         self.ingestor.mutate(tenant, move |store, e| {
             identity::decide(store, tenant, e, d)
-        })
+        })?
     }
 
     /// Undoes the merge that absorbed `from`; everything derived is recomputed. The replay is
     /// built with the engine only read, so readers go on meanwhile.
-    pub fn unmerge(
-        &self,
-        tenant: TenantId,
-        from: FanId,
-    ) -> Result<Result<(), IdentityError>, AppError> {
+    pub fn unmerge(&self, tenant: TenantId, from: FanId) -> Result<(), IdentityError> {
         self.ingestor.command(tenant, move |store, cell| {
             let rebuilt = identity::unmerge(store, tenant, &ingest::read_engine(cell), from)?;
             Ok(rebuilt.map(|rebuilt| {
@@ -313,7 +313,7 @@ impl App {
                     siyu_engine::Cause::Identity,
                 )
             }))
-        })
+        })?
     }
 
     /// The lead dedup report for leads with `from <= ts < to`.
@@ -339,14 +339,10 @@ impl App {
 
     /// Checks and stores a tenant's layer rules file (on the writer, which puts it in force
     /// before it answers); on a bad file nothing changes and the error names the line.
-    pub fn set_rules(
-        &self,
-        tenant: TenantId,
-        text: &str,
-    ) -> Result<Result<Rules, RulesError>, AppError> {
+    pub fn set_rules(&self, tenant: TenantId, text: &str) -> Result<Rules, LayerError> {
         let rules = match Rules::from_toml(text) {
             Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Err(LayerError::Rules(e)),
         };
         let (text, applied) = (text.to_string(), rules.clone());
         self.ingestor.mutate(tenant, move |store, e| {
@@ -354,7 +350,7 @@ impl App {
             e.set_rules(version, applied);
             Ok(())
         })?;
-        Ok(Ok(rules))
+        Ok(rules)
     }
 
     /// The rules in force for a tenant.
@@ -370,15 +366,11 @@ impl App {
         text: &str,
         as_of: Option<Millis>,
         sample: usize,
-    ) -> Result<Result<segments::Answer, segments::SegmentError>, AppError> {
-        let expr = match segments::parse(text) {
-            Ok(e) => e,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(self
-            .ingestor
+    ) -> Result<segments::Answer, segments::SegmentError> {
+        let expr = segments::parse(text)?;
+        self.ingestor
             .read(tenant, |e| segments::count(e, &expr, as_of, sample))?
-            .map_err(|e| e.locate(text)))
+            .map_err(|e| e.locate(text))
     }
 
     /// Calls `f` with every fan a segment expression selects, in fan-id order, and returns how
@@ -389,18 +381,14 @@ impl App {
         text: &str,
         as_of: Option<Millis>,
         f: &mut dyn FnMut(&segments::Member) -> std::io::Result<()>,
-    ) -> Result<Result<usize, segments::SegmentError>, AppError> {
-        let expr = match segments::parse(text) {
-            Ok(e) => e,
-            Err(e) => return Ok(Err(e)),
-        };
+    ) -> Result<usize, segments::SegmentError> {
+        let expr = segments::parse(text)?;
         self.ingestor
             .read(tenant, |e| {
                 let as_of = as_of.unwrap_or_else(|| segments::now_of(e));
-                let audience = match e.audience(&expr, as_of) {
-                    Ok(a) => a,
-                    Err(err) => return Ok(Err(err.into())),
-                };
+                let audience = e
+                    .audience(&expr, as_of)
+                    .map_err(segments::SegmentError::from)?;
                 const PAGE: usize = 10_000;
                 let mut done = 0;
                 while done < audience.count() {
@@ -409,9 +397,9 @@ impl App {
                     }
                     done += PAGE;
                 }
-                Ok(Ok(audience.count()))
+                Ok(audience.count())
             })?
-            .map(|r| r.map_err(|e: segments::SegmentError| e.locate(text)))
+            .map_err(|e: segments::SegmentError| e.locate(text))
     }
 
     /// Saves a segment: the name must be free, the expression must parse and evaluate over
@@ -423,20 +411,11 @@ impl App {
         name: &str,
         text: &str,
         tag: Option<&str>,
-    ) -> Result<Result<segments::SavedView, segments::SegmentError>, AppError> {
+    ) -> Result<segments::SavedView, segments::SegmentError> {
         use segments::SegmentError as E;
-        let name = match segments::check_name("name", name) {
-            Ok(n) => n,
-            Err(e) => return Ok(Err(e)),
-        };
-        let tag = match tag.map(|t| segments::check_name("tag", t)).transpose() {
-            Ok(t) => t,
-            Err(e) => return Ok(Err(e)),
-        };
-        let expr = match segments::parse(text) {
-            Ok(e) => e,
-            Err(e) => return Ok(Err(e)),
-        };
+        let name = segments::check_name("name", name)?;
+        let tag = tag.map(|t| segments::check_name("tag", t)).transpose()?;
+        let expr = segments::parse(text)?;
         let text = text.to_string();
         self.ingestor.mutate(tenant, move |store, e| {
             if let Err(err) = e.audience(&expr, segments::now_of(e)) {
@@ -463,7 +442,7 @@ impl App {
                 siyu_engine::SegmentCause::Created,
             )?;
             Ok(Ok(segments::view(e, &saved)))
-        })
+        })?
     }
 
     /// The tenant's saved segments with their member counts now.
@@ -479,12 +458,11 @@ impl App {
         &self,
         tenant: TenantId,
         which: &str,
-    ) -> Result<Result<segments::SavedView, segments::SegmentError>, AppError> {
+    ) -> Result<segments::SavedView, segments::SegmentError> {
         let Some(saved) = segments::find(&self.store.segments(tenant)?, which) else {
-            return Ok(Err(segments::SegmentError::NotFound(which.to_string())));
+            return Err(segments::SegmentError::NotFound(which.to_string()));
         };
-        self.ingestor
-            .read(tenant, |e| Ok(segments::view(e, &saved)))
+        Ok(self.ingestor.read(tenant, |e| segments::view(e, &saved))?)
     }
 
     /// A page of a saved segment's members now, and how many there are.
@@ -494,9 +472,9 @@ impl App {
         which: &str,
         offset: usize,
         limit: usize,
-    ) -> Result<Result<(usize, Vec<segments::Member>), segments::SegmentError>, AppError> {
+    ) -> Result<(usize, Vec<segments::Member>), segments::SegmentError> {
         let Some(saved) = segments::find(&self.store.segments(tenant)?, which) else {
-            return Ok(Err(segments::SegmentError::NotFound(which.to_string())));
+            return Err(segments::SegmentError::NotFound(which.to_string()));
         };
         self.ingestor.read(tenant, |e| {
             let Some(audience) = segments::audience_of(e, &saved) else {
@@ -507,7 +485,7 @@ impl App {
                 audience.count(),
                 segments::members(e, &audience, offset, limit, at),
             ))
-        })
+        })?
     }
 
     /// Deletes a saved segment (its recorded entries and exits stay); the engine stops
@@ -516,9 +494,9 @@ impl App {
         &self,
         tenant: TenantId,
         which: &str,
-    ) -> Result<Result<i64, segments::SegmentError>, AppError> {
+    ) -> Result<i64, segments::SegmentError> {
         let Some(saved) = segments::find(&self.store.segments(tenant)?, which) else {
-            return Ok(Err(segments::SegmentError::NotFound(which.to_string())));
+            return Err(segments::SegmentError::NotFound(which.to_string()));
         };
         let id = saved.id;
         self.ingestor.mutate(tenant, move |store, e| {
@@ -532,7 +510,7 @@ impl App {
                 siyu_engine::SegmentCause::Created,
             )
         })?;
-        Ok(Ok(id))
+        Ok(id)
     }
 
     /// `segment_entered` / `segment_exited` triggers with `id > after`, oldest first,
@@ -578,15 +556,12 @@ impl App {
         target: segments::TagTarget,
         tag: &str,
         add: bool,
-    ) -> Result<Result<usize, segments::SegmentError>, AppError> {
-        let tag = match segments::check_name("tag", tag) {
-            Ok(t) => t,
-            Err(e) => return Ok(Err(e)),
-        };
+    ) -> Result<usize, segments::SegmentError> {
+        let tag = segments::check_name("tag", tag)?;
         let expr = match &target {
             segments::TagTarget::Expr(text) => match segments::parse(text) {
                 Ok(e) => Some(e),
-                Err(e) => return Ok(Err(e)),
+                Err(e) => return Err(e),
             },
             segments::TagTarget::Fan(_) => None,
         };
@@ -618,7 +593,7 @@ impl App {
             } else {
                 changed.len().min(fans.len())
             }))
-        })
+        })?
     }
 
     /// A fan's tags now and their history (across the ids merged into it).
@@ -626,7 +601,7 @@ impl App {
         &self,
         tenant: TenantId,
         fan: FanId,
-    ) -> Result<Result<segments::TagHistory, segments::SegmentError>, AppError> {
+    ) -> Result<segments::TagHistory, segments::SegmentError> {
         let now = self.ingestor.read(tenant, |e| {
             let current = e.identities().current(fan)?;
             let ids = e.identities().ids_of(current);
@@ -634,15 +609,15 @@ impl App {
             Some((current, ids, tags))
         })?;
         let Some((current, ids, tags)) = now else {
-            return Ok(Err(segments::SegmentError::NoFan(fan.0)));
+            return Err(segments::SegmentError::NoFan(fan.0));
         };
         let raw: Vec<i64> = ids.iter().map(|f| f.0).collect();
         let history = self.store.tag_changes(tenant, Some(&raw), 0, 100_000)?;
-        Ok(Ok(segments::TagHistory {
+        Ok(segments::TagHistory {
             fan: current,
             tags,
             history: history.iter().map(segments::TagEntry::from).collect(),
-        }))
+        })
     }
 
     /// Layer transitions with `id > after` (for a fan, or all), oldest first; a fan's include

@@ -10,8 +10,11 @@ use siyu_store::{Store, StoredTagChange, TenantId};
 use crate::AppError;
 
 /// Why a segment expression was refused (the edge maps these to 400 / exit 2).
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
+    /// The store or the writer failed (not the request's fault).
+    #[error(transparent)]
+    App(#[from] AppError),
     #[error("segment expression, {0}")]
     Parse(ParseError),
     #[error(transparent)]
@@ -31,6 +34,12 @@ pub enum SegmentError {
         "segment expression, column {column}: no fan group {group:?} appears in this tenant's events"
     )]
     UnknownGroup { column: usize, group: String },
+}
+
+impl From<siyu_store::StoreError> for SegmentError {
+    fn from(e: siyu_store::StoreError) -> Self {
+        SegmentError::App(e.into())
+    }
 }
 
 impl SegmentError {
@@ -53,6 +62,7 @@ impl SegmentError {
 impl SegmentError {
     pub fn code(&self) -> &'static str {
         match self {
+            SegmentError::App(e) => e.code(),
             SegmentError::Parse(_) => "invalid_segment",
             SegmentError::Eval(e) => e.code(),
             SegmentError::Invalid { .. } => "invalid_field",
@@ -71,7 +81,7 @@ impl SegmentError {
             }
             SegmentError::Invalid { field, .. } => Some(field),
             SegmentError::Exists(_) => Some("name"),
-            SegmentError::NotFound(_) | SegmentError::NoFan(_) => None,
+            SegmentError::NotFound(_) | SegmentError::NoFan(_) | SegmentError::App(_) => None,
         }
     }
 }

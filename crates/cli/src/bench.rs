@@ -216,12 +216,12 @@ fn http_with(
     let mut probe_segment = None;
     if !segments.is_empty() || probes > 0 {
         for (i, expr) in segments.iter().enumerate() {
-            app.segment_save(tenant, &format!("bench-{i}"), expr, None)?
+            app.segment_save(tenant, &format!("bench-{i}"), expr, None)
                 .map_err(|e| anyhow::anyhow!("segment {expr:?}: {e}"))?;
         }
         if probes > 0 {
             let saved = app
-                .segment_save(tenant, "probe", "count(x_probe, 1d) >= 1", None)?
+                .segment_save(tenant, "probe", "count(x_probe, 1d) >= 1", None)
                 .map_err(|e| anyhow::anyhow!("probe segment: {e}"))?;
             probe_segment = Some(saved.id);
         }

@@ -23,7 +23,7 @@ pub fn run(args: FanArgs) -> anyhow::Result<()> {
             }
         }
         FanCommand::Lookup { kind, value } => {
-            let fans = app.lookup(tenant.id, &kind, &value)??;
+            let fans = app.lookup(tenant.id, &kind, &value)?;
             if args.json {
                 output::json(&serde_json::json!({ "fans": fans }))?;
             } else if fans.is_empty() {

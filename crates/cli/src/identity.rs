@@ -46,7 +46,7 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
                     a: FanId(a),
                     b: FanId(b),
                 },
-            )??;
+            )?;
             report(args.json, "confirmed", a, b)?;
         }
         IdentityCommand::Distinct { a, b } => {
@@ -56,11 +56,11 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
                     a: FanId(a),
                     b: FanId(b),
                 },
-            )??;
+            )?;
             report(args.json, "distinct", a, b)?;
         }
         IdentityCommand::Undo { from } => {
-            app.unmerge(t, FanId(from))??;
+            app.unmerge(t, FanId(from))?;
             if args.json {
                 output::json(&serde_json::json!({"undone": from}))?;
             } else {

@@ -25,7 +25,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         } => {
             let as_of = as_of.map(|t| parse_time("--as-of", &t)).transpose()?;
             let answer = app
-                .segment_count(tenant.id, &expr, as_of, sample)?
+                .segment_count(tenant.id, &expr, as_of, sample)
                 .map_err(|e| refused(&expr, e))?;
             if args.json {
                 output::json(&answer)?;
@@ -72,14 +72,10 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
                 .map_err(std::io::Error::other)
             });
             let n = match result {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(refused(&expr, e));
-                }
+                Ok(n) => n,
                 Err(e) => {
                     let _ = std::fs::remove_file(&tmp);
-                    return Err(e.into());
+                    return Err(refused(&expr, e));
                 }
             };
             w.into_inner()
@@ -94,7 +90,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         }
         SegmentCommand::Save { name, expr, tag } => {
             let saved = app
-                .segment_save(tenant.id, &name, &expr, tag.as_deref())?
+                .segment_save(tenant.id, &name, &expr, tag.as_deref())
                 .map_err(|e| refused(&expr, e))?;
             if args.json {
                 output::json(&saved)?;
@@ -120,7 +116,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
             }
         }
         SegmentCommand::Show { segment } => {
-            let s = app.segment_get(tenant.id, &segment)??;
+            let s = app.segment_get(tenant.id, &segment)?;
             if args.json {
                 output::json(&s)?;
             } else {
@@ -132,7 +128,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
             offset,
             limit,
         } => {
-            let (count, members) = app.segment_members(tenant.id, &segment, offset, limit)??;
+            let (count, members) = app.segment_members(tenant.id, &segment, offset, limit)?;
             if args.json {
                 output::json(
                     &serde_json::json!({"count": count, "offset": offset, "members": members}),
@@ -155,7 +151,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
             }
         }
         SegmentCommand::Delete { segment } => {
-            let id = app.segment_delete(tenant.id, &segment)??;
+            let id = app.segment_delete(tenant.id, &segment)?;
             if args.json {
                 output::json(&serde_json::json!({ "deleted": id }))?;
             } else {
@@ -168,7 +164,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
             limit,
         } => {
             let segment = match segment {
-                Some(s) => Some(app.segment_get(tenant.id, &s)??.id),
+                Some(s) => Some(app.segment_get(tenant.id, &s)?.id),
                 None => None,
             };
             let rows = app.segment_triggers(tenant.id, segment, None, after, limit)?;
@@ -228,17 +224,17 @@ pub fn tag(args: crate::cli::TagArgs) -> anyhow::Result<()> {
     let (app, tenant) = args.at.open()?;
     match args.command {
         C::Add { tag, fan, expr } => {
-            let n = app.tag(tenant.id, target(fan, expr)?, &tag, true)??;
+            let n = app.tag(tenant.id, target(fan, expr)?, &tag, true)?;
             report_tagged(args.json, "added to", &tag, n)?;
         }
         C::Remove { tag, fan, expr } => {
-            let n = app.tag(tenant.id, target(fan, expr)?, &tag, false)??;
+            let n = app.tag(tenant.id, target(fan, expr)?, &tag, false)?;
             report_tagged(args.json, "removed from", &tag, n)?;
         }
         C::Auto { tag, expr } => {
             siyu_app::segments::parse(&expr).map_err(|e| refused(&expr, e))?;
             let saved = app
-                .segment_save(tenant.id, &format!("tag:{tag}"), &expr, Some(&tag))?
+                .segment_save(tenant.id, &format!("tag:{tag}"), &expr, Some(&tag))
                 .map_err(|e| refused(&expr, e))?;
             if args.json {
                 output::json(&saved)?;
@@ -251,7 +247,7 @@ pub fn tag(args: crate::cli::TagArgs) -> anyhow::Result<()> {
             }
         }
         C::History { fan } => {
-            let h = app.tag_history(tenant.id, siyu_engine::FanId(fan))??;
+            let h = app.tag_history(tenant.id, siyu_engine::FanId(fan))?;
             if args.json {
                 output::json(&h)?;
             } else {

@@ -60,8 +60,13 @@ impl ApiError {
 impl From<siyu_app::IdentityError> for ApiError {
     fn from(e: siyu_app::IdentityError) -> Self {
         use siyu_app::IdentityError as E;
+        let e = match e {
+            E::App(e) => return e.into(),
+            e => e,
+        };
         let code = e.code();
         let (status, field) = match &e {
+            E::App(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
             E::Decision(siyu_engine::DecisionError::UnknownFan(_)) => (StatusCode::NOT_FOUND, None),
             E::UnknownKind(_) => (StatusCode::BAD_REQUEST, Some("kind")),
             E::BadValue(_) => (StatusCode::BAD_REQUEST, Some("value")),
@@ -72,6 +77,42 @@ impl From<siyu_app::IdentityError> for ApiError {
             code,
             message: e.to_string(),
             field: field.map(str::to_string),
+        }
+    }
+}
+
+impl From<siyu_app::segments::SegmentError> for ApiError {
+    fn from(e: siyu_app::segments::SegmentError) -> Self {
+        use siyu_app::segments::SegmentError;
+        // Not the request's fault: the store's or the writer's answer.
+        let e = match e {
+            SegmentError::App(e) => return e.into(),
+            e => e,
+        };
+        let status = match &e {
+            SegmentError::NotFound(_) | SegmentError::NoFan(_) => StatusCode::NOT_FOUND,
+            SegmentError::Exists(_) => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::Status {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+            field: e.field().map(str::to_string),
+        }
+    }
+}
+
+impl From<siyu_app::LayerError> for ApiError {
+    fn from(e: siyu_app::LayerError) -> Self {
+        match e {
+            siyu_app::LayerError::App(e) => e.into(),
+            siyu_app::LayerError::Rules(e) => ApiError::Status {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_rules",
+                message: format!("{e}; the rules in force are unchanged"),
+                field: Some(format!("line {}", e.line)),
+            },
         }
     }
 }

@@ -97,7 +97,7 @@ pub async fn lookup(
     };
     let (kind, value) = (get("kind")?, get("value")?);
     let app = state.app.clone();
-    let fans = blocking(move || Ok(app.lookup(tenant.id, &kind, &value)??)).await?;
+    let fans = blocking(move || Ok(app.lookup(tenant.id, &kind, &value)?)).await?;
     Ok(Json(json!({ "fans": fans })))
 }
 
@@ -169,7 +169,7 @@ async fn decide(
         Decision::Distinct { a, b }
     };
     let app = state.app.clone();
-    blocking(move || Ok(app.decide(tenant.id, d)??)).await?;
+    blocking(move || Ok(app.decide(tenant.id, d)?)).await?;
     Ok(Json(
         json!({"decision": if confirm { "confirm" } else { "distinct" }, "a": a, "b": b}),
     ))
@@ -250,7 +250,7 @@ pub async fn unmerge(
     let id = fan_id(&id)?;
     let app = state.app.clone();
     let view = blocking(move || {
-        app.unmerge(tenant.id, FanId(id))??;
+        app.unmerge(tenant.id, FanId(id))?;
         Ok(app.fan(tenant.id, FanId(id))?)
     })
     .await?;

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State as Axum;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::extract::Query;
@@ -146,18 +146,10 @@ pub async fn rules_put(
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad("invalid_body", None, "the rules file must be UTF-8 TOML"))?;
     let app = state.app.clone();
-    let r = tokio::task::spawn_blocking(move || app.set_rules(tenant.id, &text))
+    let rules = tokio::task::spawn_blocking(move || app.set_rules(tenant.id, &text))
         .await
         .map_err(internal)??;
-    match r {
-        Ok(rules) => Ok(Json(serde_json::to_value(rules).map_err(internal)?)),
-        Err(e) => Err(ApiError::Status {
-            status: StatusCode::BAD_REQUEST,
-            code: "invalid_rules",
-            message: format!("{e}; the rules in force are unchanged"),
-            field: Some(format!("line {}", e.line)),
-        }),
-    }
+    Ok(Json(serde_json::to_value(rules).map_err(internal)?))
 }
 
 /// `GET /api/layers/transitions?after=ID&fan=FAN&limit=N`: layer changes, oldest first, for

@@ -6,7 +6,7 @@ use axum::extract::State as Axum;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
-use siyu_app::segments::{SegmentError, TagTarget};
+use siyu_app::segments::TagTarget;
 use siyu_engine::FanId;
 
 use crate::extract::{IdParam, Query};
@@ -16,22 +16,6 @@ use crate::{ApiError, State, auth, blocking, schema};
 
 /// A segment request body is small: an expression and a few options.
 const BODY_LIMIT: usize = 64 * 1024;
-
-impl From<SegmentError> for ApiError {
-    fn from(e: SegmentError) -> Self {
-        let status = match &e {
-            SegmentError::NotFound(_) | SegmentError::NoFan(_) => StatusCode::NOT_FOUND,
-            SegmentError::Exists(_) => StatusCode::CONFLICT,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::Status {
-            status,
-            code: e.code(),
-            message: e.to_string(),
-            field: e.field().map(str::to_string),
-        }
-    }
-}
 
 /// The object body, with only the `allowed` keys.
 fn object(
@@ -124,7 +108,7 @@ pub async fn preview(
         })? as usize,
     };
     let app = state.app.clone();
-    let answer = blocking(move || Ok(app.segment_count(tenant.id, &text, as_of, sample)??)).await?;
+    let answer = blocking(move || Ok(app.segment_count(tenant.id, &text, as_of, sample)?)).await?;
     Ok(Json(json!(answer)))
 }
 
@@ -172,7 +156,7 @@ pub async fn create(
     let tag = string(&o, "tag")?;
     let app = state.app.clone();
     let saved =
-        blocking(move || Ok(app.segment_save(tenant.id, &name, &text, tag.as_deref())??)).await?;
+        blocking(move || Ok(app.segment_save(tenant.id, &name, &text, tag.as_deref())?)).await?;
     Ok((StatusCode::CREATED, Json(json!(saved))))
 }
 
@@ -214,7 +198,7 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let app = state.app.clone();
-    let view = blocking(move || Ok(app.segment_get(tenant.id, &which)??)).await?;
+    let view = blocking(move || Ok(app.segment_get(tenant.id, &which)?)).await?;
     Ok(Json(json!(view)))
 }
 
@@ -248,7 +232,7 @@ pub async fn members(
     let limit = number(&q, "limit", 100)?.clamp(1, 10_000) as usize;
     let app = state.app.clone();
     let (count, members) =
-        blocking(move || Ok(app.segment_members(tenant.id, &which, offset, limit)??)).await?;
+        blocking(move || Ok(app.segment_members(tenant.id, &which, offset, limit)?)).await?;
     let next = (offset + members.len() < count).then_some(offset + members.len());
     Ok(Json(
         json!({"count": count, "offset": offset, "members": members, "next_offset": next}),
@@ -277,7 +261,7 @@ pub async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let app = state.app.clone();
-    let id = blocking(move || Ok(app.segment_delete(tenant.id, &which)??)).await?;
+    let id = blocking(move || Ok(app.segment_delete(tenant.id, &which)?)).await?;
     Ok(Json(json!({ "deleted": id })))
 }
 
@@ -384,7 +368,7 @@ pub async fn tag(
         }
     };
     let app = state.app.clone();
-    let n = blocking(move || Ok(app.tag(tenant.id, target, &tag, !remove)??)).await?;
+    let n = blocking(move || Ok(app.tag(tenant.id, target, &tag, !remove)?)).await?;
     Ok(Json(json!({ "changed": n })))
 }
 
@@ -416,7 +400,7 @@ pub async fn auto_tag(
     let text = expr(&o)?;
     let app = state.app.clone();
     let saved = blocking(move || {
-        Ok(app.segment_save(tenant.id, &format!("tag:{tag}"), &text, Some(&tag))??)
+        Ok(app.segment_save(tenant.id, &format!("tag:{tag}"), &text, Some(&tag))?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(json!(saved))))
@@ -451,6 +435,6 @@ pub async fn fan_tags(
         )
     })?;
     let app = state.app.clone();
-    let h = blocking(move || Ok(app.tag_history(tenant.id, FanId(id))??)).await?;
+    let h = blocking(move || Ok(app.tag_history(tenant.id, FanId(id))?)).await?;
     Ok(Json(json!(h)))
 }

@@ -706,7 +706,7 @@ fn poller_resumes_after_a_restart_mid_window(b: Backend) {
     );
 
     // One person's two forms: one fan, two leads, attributed to their ads.
-    let fans = app.lookup(tenant, "phone", "13800138000").unwrap().unwrap();
+    let fans = app.lookup(tenant, "phone", "13800138000").unwrap();
     assert_eq!(fans.len(), 1);
     assert_eq!(fans[0].events, 2);
     let stored = app.store().event_at(tenant, 1).unwrap().unwrap().event;
