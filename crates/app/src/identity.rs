@@ -560,13 +560,13 @@ pub fn decide(
 }
 
 /// Undoes the merge that absorbed `from`: records a distinct decision just before the merging
-/// event and returns the rebuilt engine.
+/// event; the caller has the engine rebuilt with it.
 pub fn unmerge(
     store: &dyn Store,
     tenant: TenantId,
     engine: &TenantEngine,
     from: FanId,
-) -> Result<Result<TenantEngine, IdentityError>, AppError> {
+) -> Result<Result<(), IdentityError>, AppError> {
     let Some(m) = engine.identities().merge_absorbing(from) else {
         return Ok(Err(if engine.identities().current(from).is_none() {
             IdentityError::Decision(DecisionError::UnknownFan(from.0))
@@ -585,5 +585,5 @@ pub fn unmerge(
             created_at: crate::segments::now_of(engine),
         },
     )?;
-    Ok(Ok(replay(store, tenant)?))
+    Ok(Ok(()))
 }

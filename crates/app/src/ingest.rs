@@ -95,7 +95,17 @@ pub type EngineCell = RwLock<TenantEngine>;
 /// What a [`Command`] runs: the store and the tenant's engine, brought up to date with the
 /// store just before. It takes the write lock itself, for what it mutates, and returns its
 /// answer, which the writer sends once what the command derived is stored.
-pub type CommandFn = Box<dyn FnOnce(&dyn Store, &EngineCell) -> Answer + Send>;
+pub type CommandFn = Box<dyn FnOnce(&dyn Store, &EngineCell) -> (Answer, Then) + Send>;
+
+/// What the writer does after a command ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// Store what it derived, then answer.
+    Answer,
+    /// The command recorded what only a replay can apply (an undone merge): rebuild the
+    /// engine beside the live one, swap it in, and answer after that.
+    Rebuild,
+}
 
 /// Sends a command's answer.
 pub type Answer = Box<dyn FnOnce() + Send>;
@@ -111,6 +121,10 @@ enum Work {
     Command(Command),
     /// A tick now, answered when done.
     Tick(mpsc::SyncSender<()>),
+    /// A replay built off the writer is ready to swap in.
+    Rebuilt,
+    /// Finish what is queued before this, then stop.
+    Stop,
 }
 
 /// Every tenant's live engine. A std `RwLock`: holders never await, and the writer holds a
@@ -306,7 +320,17 @@ pub struct Writer {
     store: Arc<dyn Store>,
     engines: Option<Arc<Engines>>,
     clock: Arc<dyn Clock>,
+    /// Tenants whose replay is being built off the writer, with the answers waiting for it.
+    rebuilding: HashMap<TenantId, Vec<Answer>>,
+    rebuilt_tx: mpsc::Sender<Rebuilt>,
+    rebuilt: Receiver<Rebuilt>,
+    /// The writer's own queue, to be woken when a replay is ready (without it, the next poll
+    /// takes the replay in).
+    wake: Option<SyncSender<Work>>,
 }
+
+/// A replay built off the writer thread.
+type Rebuilt = (TenantId, Result<TenantEngine, AppError>);
 
 impl Writer {
     pub fn new(
@@ -314,10 +338,15 @@ impl Writer {
         engines: Option<Arc<Engines>>,
         clock: Arc<dyn Clock>,
     ) -> Writer {
+        let (rebuilt_tx, rebuilt) = mpsc::channel();
         Writer {
             store,
             engines,
             clock,
+            rebuilding: HashMap::new(),
+            rebuilt_tx,
+            rebuilt,
+            wake: None,
         }
     }
 
@@ -409,7 +438,8 @@ impl Writer {
     /// store, then stores what it derived. Without live engines (the CLI), the engine is
     /// replayed from the log for the action.
     pub fn command(&mut self, c: Command) {
-        let store = &*self.store;
+        let store = self.store.clone();
+        let store = &*store;
         let Some(engines) = &self.engines else {
             let cell = match crate::identity::replay(store, c.tenant) {
                 Ok(e) => RwLock::new(e),
@@ -420,7 +450,10 @@ impl Writer {
                     RwLock::new(TenantEngine::new())
                 }
             };
-            (c.run)(store, &cell)();
+            // Nothing is live here: the action's engine is thrown away after it, so there is
+            // nothing to rebuild whatever it asks.
+            let (answer, _) = (c.run)(store, &cell);
+            answer();
             return;
         };
         let cell = engines.get_or_create(c.tenant);
@@ -428,11 +461,112 @@ impl Writer {
         let now = self.clock.now();
         advance(&mut write(&cell), now);
         flush(store, &cell, c.tenant);
-        let answer = (c.run)(store, &cell);
-        // The action may have rebuilt the engine (an undone merge): restart its live layers.
-        advance(&mut write(&cell), now);
-        flush(store, &cell, c.tenant);
-        answer();
+        let (answer, then) = (c.run)(store, &cell);
+        match then {
+            Then::Answer => {
+                flush(store, &cell, c.tenant);
+                answer();
+            }
+            Then::Rebuild => self.rebuild(&cell, c.tenant, Some(answer)),
+        }
+    }
+
+    /// Starts building a replay of a tenant off the writer thread (unless one is under way,
+    /// which then takes `answer` too): ingest and readers go on with the live engine meanwhile,
+    /// and [`Writer::take_rebuilt`] swaps the replay in.
+    fn rebuild(&mut self, cell: &EngineCell, tenant: TenantId, answer: Option<Answer>) {
+        // What the engine derived so far is stored first, under its own causes.
+        flush(&*self.store, cell, tenant);
+        let under_way = self.rebuilding.contains_key(&tenant);
+        self.rebuilding.entry(tenant).or_default().extend(answer);
+        if !under_way {
+            self.spawn_rebuild(tenant);
+        }
+    }
+
+    fn spawn_rebuild(&self, tenant: TenantId) {
+        let (store, done, wake) = (
+            self.store.clone(),
+            self.rebuilt_tx.clone(),
+            self.wake.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("siyu-rebuild".into())
+            .spawn(move || {
+                let _ = done.send((tenant, crate::identity::replay(&*store, tenant)));
+                if let Some(wake) = wake {
+                    let _ = wake.send(Work::Rebuilt);
+                }
+            });
+        if let Err(e) = spawned {
+            let _ = self.rebuilt_tx.send((
+                tenant,
+                Err(AppError::Io {
+                    source: std::io::Error::other(e),
+                }),
+            ));
+        }
+    }
+
+    /// Swaps in the replays that are ready; with `wait`, first waits for every one under way.
+    pub fn take_rebuilt(&mut self, wait: bool) {
+        loop {
+            let next = if wait && !self.rebuilding.is_empty() {
+                self.rebuilt.recv().ok()
+            } else {
+                self.rebuilt.try_recv().ok()
+            };
+            let Some((tenant, rebuilt)) = next else {
+                return;
+            };
+            self.swap(tenant, rebuilt);
+        }
+    }
+
+    fn swap(&mut self, tenant: TenantId, rebuilt: Result<TenantEngine, AppError>) {
+        let store = self.store.clone();
+        let store = &*store;
+        let Some(cell) = self.engines.as_ref().map(|e| e.get_or_create(tenant)) else {
+            return;
+        };
+        let mut rebuilt = match rebuilt {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, tenant, "replay failed; the engine stays as it was");
+                for answer in self.rebuilding.remove(&tenant).unwrap_or_default() {
+                    answer();
+                }
+                return;
+            }
+        };
+        // The replay may have missed a decision made while it ran: build again.
+        if matches!(
+            crate::identity::news(store, &rebuilt, tenant),
+            Ok(News::Rebuild)
+        ) {
+            self.spawn_rebuild(tenant);
+            return;
+        }
+        // The events the live engine took in meanwhile, applied to the replay with no lock
+        // held: it is nobody else's yet.
+        if let Err(e) = catch_up(store, &mut rebuilt, tenant) {
+            tracing::error!(error = %e, tenant, "catching the replay up failed; building again");
+            self.spawn_rebuild(tenant);
+            return;
+        }
+        flush(store, &cell, tenant);
+        {
+            let mut engine = write(&cell);
+            crate::identity::swap_in(&mut engine, rebuilt, Cause::Identity);
+            advance(&mut engine, self.clock.now());
+            if let Err(e) = catch_up(store, &mut engine, tenant) {
+                tracing::error!(error = %e, tenant, "engine catch-up failed");
+            }
+        }
+        flush(store, &cell, tenant);
+        for answer in self.rebuilding.remove(&tenant).unwrap_or_default() {
+            answer();
+        }
     }
 
     /// Takes in what another process wrote for any tenant (a tenant created elsewhere gets an
@@ -474,20 +608,18 @@ impl Writer {
 
     /// Brings a tenant's engine up to date with the store. What is new is looked for with the
     /// engine only read; a replay is built beside it and swapped in.
-    fn refresh(&self, cell: &EngineCell, tenant: TenantId) {
-        let store = &*self.store;
+    fn refresh(&mut self, cell: &EngineCell, tenant: TenantId) {
+        let store = self.store.clone();
+        let store = &*store;
         let news = crate::identity::news(store, &read(cell), tenant);
         let done = match news {
             Ok(News::None) => Ok(()),
             Ok(News::Some) => catch_up(store, &mut write(cell), tenant),
             Ok(News::Rebuild) => {
-                // What the engine derived so far is stored first, under its own causes.
-                flush(store, cell, tenant);
-                crate::identity::replay(store, tenant).and_then(|rebuilt| {
-                    let mut engine = write(cell);
-                    crate::identity::swap_in(&mut engine, rebuilt, Cause::Identity);
-                    catch_up(store, &mut engine, tenant)
-                })
+                if !self.rebuilding.contains_key(&tenant) {
+                    self.rebuild(cell, tenant, None);
+                }
+                Ok(())
             }
             Err(e) => Err(e),
         };
@@ -535,6 +667,7 @@ impl Ingestor {
         };
         let (tx, rx) = mpsc::sync_channel::<Work>(QUEUE_DEPTH);
         let mut writer = Writer::new(store.clone(), engines.clone(), clock.clone());
+        writer.wake = Some(tx.clone());
         let thread = std::thread::Builder::new()
             .name("siyu-writer".into())
             .spawn(move || run(&mut writer, rx))
@@ -624,9 +757,36 @@ impl Ingestor {
         let (reply, rx) = mpsc::sync_channel(1);
         let run: CommandFn = Box::new(move |store, cell| {
             let out = f(store, cell);
-            Box::new(move || {
+            let answer: Answer = Box::new(move || {
                 let _ = reply.send(out);
-            })
+            });
+            (answer, Then::Answer)
+        });
+        let tx = self.tx.as_ref().ok_or(AppError::WriterStopped)?;
+        tx.send(Work::Command(Command { tenant, run }))
+            .map_err(|_| AppError::WriterStopped)?;
+        rx.recv().map_err(|_| AppError::WriterStopped)?
+    }
+
+    /// [`Ingestor::command`] for an action that records what only a replay applies (an undone
+    /// merge): when `f` answers `(value, true)`, the writer rebuilds the engine beside the live
+    /// one — ingest and readers go on meanwhile — swaps it in, and only then answers.
+    pub fn command_then_rebuild<T: Send + 'static>(
+        &self,
+        tenant: TenantId,
+        f: impl FnOnce(&dyn Store, &EngineCell) -> Result<(T, bool), AppError> + Send + 'static,
+    ) -> Result<T, AppError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        let run: CommandFn = Box::new(move |store, cell| {
+            let (out, then) = match f(store, cell) {
+                Ok((v, true)) => (Ok(v), Then::Rebuild),
+                Ok((v, false)) => (Ok(v), Then::Answer),
+                Err(e) => (Err(e), Then::Answer),
+            };
+            let answer: Answer = Box::new(move || {
+                let _ = reply.send(out);
+            });
+            (answer, then)
         });
         let tx = self.tx.as_ref().ok_or(AppError::WriterStopped)?;
         tx.send(Work::Command(Command { tenant, run }))
@@ -659,7 +819,9 @@ impl Ingestor {
     /// stores a snapshot of each live engine that is far past its last one, so the next start
     /// replays little.
     pub fn shutdown(&mut self) {
-        self.tx.take();
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Work::Stop);
+        }
         let Some(t) = self.thread.take() else { return };
         let _ = t.join();
         if let Some(engines) = &self.engines {
@@ -686,6 +848,7 @@ fn run(writer: &mut Writer, rx: Receiver<Work>) {
             None => match rx.recv_timeout(next_poll.saturating_duration_since(Instant::now())) {
                 Ok(w) => w,
                 Err(RecvTimeoutError::Timeout) => {
+                    writer.take_rebuilt(false);
                     if Instant::now() >= next_tick {
                         writer.tick();
                         next_tick = Instant::now() + TICK;
@@ -719,11 +882,15 @@ fn run(writer: &mut Writer, rx: Receiver<Work>) {
                 writer.step(jobs);
             }
             Work::Tick(done) => {
+                writer.take_rebuilt(true);
                 writer.tick();
                 let _ = done.send(());
             }
             Work::Command(c) => writer.command(c),
+            Work::Rebuilt => writer.take_rebuilt(false),
+            Work::Stop => break,
         }
+        writer.take_rebuilt(false);
         // Under sustained load the queue is never empty: poll and tick between groups.
         let now = Instant::now();
         if now >= next_tick {
@@ -902,6 +1069,63 @@ mod tests {
         );
         release.send(()).unwrap();
         assert_eq!(writer.join().unwrap().unwrap(), 1);
+    }
+
+    /// An undone merge is replayed off the writer: while the replay reads the log, ingest
+    /// is acknowledged and readers are answered; the undo answers once the replay, with the
+    /// events that arrived meanwhile, is in force.
+    #[test]
+    fn ingest_goes_on_while_an_undo_is_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), Durability::Normal).unwrap());
+        let t = inner.create_tenant("a", "w", "a", 0).unwrap().id;
+        let faulty = Arc::new(siyu_store::testing::Faulty::new(inner, &[], &[]));
+        let store: Arc<dyn Store> = faulty.clone();
+        let app = Arc::new(crate::App::start(store, EngineMode::Live).unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let with = |id: &str, identities: &str| {
+            parse_event(
+                &format!(r#"{{"id":"{id}","type":"follow","ts":"2026-10-01T00:00:00Z","identities":{{{identities}}}}}"#),
+                siyu_domain::time::now_ms(),
+            )
+            .unwrap()
+        };
+        // Two fans, then one event that carries both: merged.
+        let phone = r#""phone":"13800138000""#;
+        let both = r#""douyin_open_id":"a","phone":"13800138000""#;
+        rt.block_on(app.ingestor.append(t, vec![ev("1", "a"), with("2", phone)]))
+            .unwrap();
+        rt.block_on(app.ingestor.append(t, vec![with("3", both), ev("4", "b")]))
+            .unwrap();
+        assert_eq!(app.stats(t).unwrap().fans, 2, "merged, and one more");
+        let (entered, release) = faulty.hold_next_scan();
+        let undo = {
+            let app = app.clone();
+            std::thread::spawn(move || app.unmerge(t, siyu_engine::FanId(2)))
+        };
+        entered.recv().expect("the replay reads the log");
+        // The replay is held inside the store; the writer is not waiting for it.
+        rt.block_on(app.ingestor.append(t, vec![ev("5", "c")]))
+            .expect("ingest is acknowledged during the replay");
+        let during = app.stats(t).unwrap();
+        assert_eq!(
+            (during.events, during.fans),
+            (5, 3),
+            "the live engine took it in"
+        );
+        release.send(()).unwrap();
+        undo.join()
+            .unwrap()
+            .expect("the undo is answered after the swap");
+        let after = app.stats(t).unwrap();
+        assert_eq!(
+            (after.events, after.fans),
+            (5, 4),
+            "split, with the event that came during the replay"
+        );
     }
 
     mod nothing_derived_is_lost {

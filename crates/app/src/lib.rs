@@ -304,16 +304,12 @@ impl App {
     /// Undoes the merge that absorbed `from`; everything derived is recomputed. The replay is
     /// built with the engine only read, so readers go on meanwhile.
     pub fn unmerge(&self, tenant: TenantId, from: FanId) -> Result<(), IdentityError> {
-        self.ingestor.command(tenant, move |store, cell| {
-            let rebuilt = identity::unmerge(store, tenant, &ingest::read_engine(cell), from)?;
-            Ok(rebuilt.map(|rebuilt| {
-                identity::swap_in(
-                    &mut ingest::write_engine(cell),
-                    rebuilt,
-                    siyu_engine::Cause::Identity,
-                )
-            }))
-        })?
+        self.ingestor
+            .command_then_rebuild(tenant, move |store, cell| {
+                let recorded = identity::unmerge(store, tenant, &ingest::read_engine(cell), from)?;
+                let rebuild = recorded.is_ok();
+                Ok((recorded, rebuild))
+            })?
     }
 
     /// The lead dedup report for leads with `from <= ts < to`.

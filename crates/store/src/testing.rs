@@ -110,6 +110,8 @@ pub struct Faulty {
     fail_append: Vec<u32>,
     /// Armed by [`Faulty::hold_next_record_live`].
     hold: std::sync::Mutex<Option<Hold>>,
+    /// Armed by [`Faulty::hold_next_scan`].
+    hold_scan: std::sync::Mutex<Option<Hold>>,
 }
 
 type Hold = (
@@ -130,7 +132,21 @@ impl Faulty {
             fail_record_live: fail_record_live.to_vec(),
             fail_append: fail_append.to_vec(),
             hold: std::sync::Mutex::new(None),
+            hold_scan: std::sync::Mutex::new(None),
         }
+    }
+
+    /// [`Faulty::hold_next_record_live`] for the next `scan` (a replay reading the log).
+    pub fn hold_next_scan(
+        &self,
+    ) -> (
+        std::sync::mpsc::Receiver<()>,
+        std::sync::mpsc::SyncSender<()>,
+    ) {
+        let (entered_tx, entered) = std::sync::mpsc::sync_channel(1);
+        let (release, release_rx) = std::sync::mpsc::sync_channel(1);
+        *self.hold_scan.lock().unwrap_or_else(|p| p.into_inner()) = Some((entered_tx, release_rx));
+        (entered, release)
     }
 
     /// Makes the next `record_live` call stop inside the store: the first receiver gets a
@@ -213,6 +229,15 @@ impl crate::Store for Faulty {
         after: i64,
         f: &mut dyn FnMut(crate::StoredEvent) -> crate::Result<()>,
     ) -> crate::Result<()> {
+        let held = self
+            .hold_scan
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((entered, release)) = held {
+            let _ = entered.send(());
+            let _ = release.recv();
+        }
         self.inner.scan(tenant, after, f)
     }
 
