@@ -288,6 +288,12 @@ fn migrate(client: &mut Client) -> Result<()> {
     Ok(())
 }
 
+/// A page size as a `LIMIT`: PostgreSQL refuses a negative one, which is what `usize::MAX`
+/// ("all of them") becomes as an `i64`.
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
 /// The columns `scan` and `event_at` select, as an event.
 const EVENT_COLUMNS: &str = "seq, id, type, domain, ts, identities, props, source, received_at";
 
@@ -561,7 +567,7 @@ impl crate::Store for PostgresStore {
                  WHERE tenant_id = $1 AND id > $2 AND ($3::bigint IS NULL OR segment_id = $3)
                    AND ($4::bigint[] IS NULL OR fan = ANY($4))
                  ORDER BY id LIMIT $5",
-                &[&tenant, &after, &segment, &fans, &(limit as i64)],
+                &[&tenant, &after, &segment, &fans, &sql_limit(limit)],
             )?
             .iter()
             .map(|r| StoredSegmentChange {
@@ -618,7 +624,7 @@ impl crate::Store for PostgresStore {
                 "SELECT id, fan, tag, added, at, source FROM tag_changes
                  WHERE tenant_id = $1 AND id > $2 AND ($3::bigint[] IS NULL OR fan = ANY($3))
                  ORDER BY id LIMIT $4",
-                &[&tenant, &after, &fans, &(limit as i64)],
+                &[&tenant, &after, &fans, &sql_limit(limit)],
             )?
             .iter()
             .map(|r| StoredTagChange {
@@ -672,7 +678,7 @@ impl crate::Store for PostgresStore {
                 "SELECT id, fan, from_layer, to_layer, at, cause, seq, event_id FROM layer_transitions
                  WHERE tenant_id = $1 AND id > $2 AND ($3::bigint[] IS NULL OR fan = ANY($3))
                  ORDER BY id LIMIT $4",
-                &[&tenant, &after, &fans, &(limit as i64)],
+                &[&tenant, &after, &fans, &sql_limit(limit)],
             )?;
             Ok(rows
                 .iter()
@@ -1009,5 +1015,37 @@ impl crate::Snapshots for PostgresStore {
             tx.commit()?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+    use crate::testing::fresh_postgres;
+
+    #[test]
+    fn a_page_of_every_row_is_not_a_negative_limit() {
+        let schema = fresh_postgres();
+        let store = PostgresStore::open(&schema.url).unwrap();
+        let t = store.create_tenant("a", "w", "a", 0).unwrap().id;
+        assert!(
+            store
+                .transitions(t, None, 0, usize::MAX)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .segment_changes(t, None, None, 0, usize::MAX)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .tag_changes(t, None, 0, usize::MAX)
+                .unwrap()
+                .is_empty()
+        );
     }
 }
