@@ -125,7 +125,8 @@ pub async fn tenant_patch(
     tag = "operations",
     responses(
         (status = 200, description = "Up, and the store answers", body = schema::Health),
-        (status = 500, description = "The store does not answer (`internal`)", body = schema::Error),
+        (status = 500, description = "Internal error (`internal`)", body = schema::Error),
+        (status = 503, description = "The store does not answer (`store_unavailable`): PostgreSQL is down or restarting", body = schema::Error),
     ),
 )]
 pub async fn healthz(Axum(state): Axum<State>) -> Result<Json<Value>, ApiError> {
@@ -133,7 +134,7 @@ pub async fn healthz(Axum(state): Axum<State>) -> Result<Json<Value>, ApiError> 
     let backend = tokio::task::spawn_blocking(move || app.health())
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(siyu_app::AppError::from)?;
     Ok(Json(json!({"status": "ok", "store": backend})))
 }
 

@@ -77,7 +77,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         (status = 404, description = "`tenant_not_found`, `connector_not_configured`", body = schema::Error),
         (status = 413, description = "Over 1 MiB (`payload_too_large`)", body = schema::Error),
         (status = 500, description = "Internal error (`internal`); Douyin retries", body = schema::Error),
-        (status = 503, description = "Shutting down (`shutting_down`); Douyin retries", body = schema::Error),
+        (status = 503, description = "Shutting down (`shutting_down`), or the store does not answer (`store_unavailable`); Douyin retries", body = schema::Error),
     ),
 )]
 pub async fn douyin_webhook(

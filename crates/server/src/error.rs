@@ -43,6 +43,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 503: shutting down.
     Unavailable,
+    /// 503: the store does not answer (PostgreSQL down or restarting); logged once here, the
+    /// client sees no detail and retries.
+    StoreUnavailable(String),
     /// 500: logged once here; the client sees no detail.
     Internal(String),
 }
@@ -121,6 +124,7 @@ impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
             AppError::WriterStopped => ApiError::Unavailable,
+            e if e.code() == "store_unavailable" => ApiError::StoreUnavailable(e.to_string()),
             AppError::InvalidTenantName(_) | AppError::AmbiguousTenant(_) | AppError::NoTenant => {
                 ApiError::bad(e.code(), None, e.to_string())
             }
@@ -193,6 +197,18 @@ impl ApiError {
                     None,
                 ),
             ),
+            ApiError::StoreUnavailable(detail) => {
+                tracing::warn!(%detail, "the store is unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    body(
+                        "store_unavailable",
+                        "the store is unavailable; nothing of this request was stored unless it \
+                         was acknowledged: retry (events are stored once per id)",
+                        None,
+                    ),
+                )
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 (
@@ -237,5 +253,39 @@ impl IntoResponse for SegmentError {
             o.insert("message".into(), message);
         }
         (status, Json(value)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_that_does_not_answer_is_a_503_to_retry_without_detail() {
+        let failures = [
+            AppError::Commit {
+                code: "store_unavailable",
+                message: "PostgreSQL: connection refused at 10.0.0.7".into(),
+            },
+            AppError::Store(siyu_store::StoreError::Io {
+                path: "10.0.0.7".into(),
+                source: std::io::Error::other("connection refused"),
+            }),
+        ];
+        for e in failures {
+            let (status, body) = ApiError::from(e).parts();
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(body["error"]["code"], "store_unavailable");
+            assert!(!body.to_string().contains("10.0.0.7"), "{body}");
+        }
+        let (status, _) = ApiError::from(AppError::Store(siyu_store::StoreError::Corrupt(
+            "event seq 1: id".into(),
+        )))
+        .parts();
+        assert_eq!(
+            status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "corruption is not retried"
+        );
     }
 }

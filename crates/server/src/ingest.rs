@@ -54,7 +54,7 @@ fn answer(
         (status = 401, description = "No key, or not a key of this server (`unauthorized`)", body = schema::Error),
         BodyErrors,
         (status = 500, description = "Internal error (`internal`): nothing unacknowledged was stored", body = schema::Error),
-        (status = 503, description = "Shutting down (`shutting_down`): retry", body = schema::Error),
+        (status = 503, description = "Shutting down (`shutting_down`), or the store does not answer (`store_unavailable`): retry with the same event ids", body = schema::Error),
     ),
 )]
 pub async fn native(

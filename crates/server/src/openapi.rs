@@ -150,6 +150,10 @@ pub(crate) enum AdminErrors {
     /// Internal error (`internal`); logged by the server, no detail in the answer.
     #[response(status = 500)]
     Internal(Error),
+    /// The store does not answer (`store_unavailable`): PostgreSQL is down or restarting;
+    /// retry.
+    #[response(status = 503)]
+    StoreUnavailable(Error),
 }
 
 /// The errors of reading a JSON body.
@@ -181,7 +185,8 @@ pub(crate) enum SegmentErrors {
     /// Internal error (`internal`): nothing of the request was stored.
     #[response(status = 500)]
     Internal(SegmentErrorBody),
-    /// The server is shutting down (`shutting_down`): retry.
+    /// The server is shutting down (`shutting_down`), or the store does not answer
+    /// (`store_unavailable`): retry.
     #[response(status = 503)]
     Unavailable(SegmentErrorBody),
 }

@@ -4,9 +4,14 @@
 //! that may run while a write is in progress (key lookups, scans) use a second client, so a
 //! long scan never blocks ingestion. A batch is one multi-row `INSERT ... SELECT FROM unnest(...)
 //! ON CONFLICT DO NOTHING RETURNING`, i.e. one round trip per transaction, not per event.
+//!
+//! A connection PostgreSQL ended (a restart, an outage) is replaced by the next call: while
+//! the server is away every call fails at once, and once it is back the store works again
+//! without a restart of the process (see `PostgresStore::with`).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
 use siyu_domain::Millis;
@@ -203,46 +208,106 @@ fn insert_tags(
 }
 
 pub struct PostgresStore {
-    /// `Option` only so that `Drop` can move the clients out (see there).
-    writer: Mutex<Option<Client>>,
-    reader: Mutex<Option<Client>>,
+    /// Where the clients connect, again after a connection is lost (PostgreSQL restarted).
+    config: postgres::Config,
+    /// `None` after a connection was found ended (a new one is made by the next call), and
+    /// once `Drop` has moved the client out.
+    writer: Mutex<Option<Connection>>,
+    reader: Mutex<Option<Connection>>,
+    /// [`IDLE_CHECK`]; tests shorten it.
+    idle_check: Duration,
 }
 
-fn connect(url: &str) -> Result<Client> {
-    let config: postgres::Config = url
+/// A client and when it was last used.
+struct Connection {
+    client: Client,
+    used: Instant,
+}
+
+/// How long a connection attempt may take when the URL does not say (`connect_timeout`): a
+/// host that drops packets would otherwise hold a request for the system's TCP timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection unused for this long is checked with one round trip before a call uses it, so
+/// that one PostgreSQL ended while it was idle (a restart between requests) is replaced
+/// rather than failing the call. A busy connection is not checked: a call that finds it ended
+/// fails, and the next one connects again.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
+
+/// How long that check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn config(url: &str) -> Result<postgres::Config> {
+    let mut config: postgres::Config = url
         .parse()
         .map_err(|e: postgres::Error| StoreError::BadUrl(e.to_string()))?;
-    Ok(config.connect(NoTls)?)
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    Ok(config)
+}
+
+/// Whether a connection can no longer be used: closed, or not answering a no-op query.
+fn ended(client: &mut Client) -> bool {
+    client.is_closed() || client.is_valid(CHECK_TIMEOUT).is_err()
 }
 
 impl PostgresStore {
     pub fn open(url: &str) -> Result<PostgresStore> {
-        let mut writer = connect(url)?;
+        let config = config(url)?;
+        let mut writer = config.connect(NoTls)?;
         migrate(&mut writer)?;
-        let reader = connect(url)?;
+        let reader = config.connect(NoTls)?;
+        let used = Instant::now();
         Ok(PostgresStore {
-            writer: Mutex::new(Some(writer)),
-            reader: Mutex::new(Some(reader)),
+            config,
+            writer: Mutex::new(Some(Connection {
+                client: writer,
+                used,
+            })),
+            reader: Mutex::new(Some(Connection {
+                client: reader,
+                used,
+            })),
+            idle_check: IDLE_CHECK,
         })
     }
 
+    /// Runs `f` on a client, connecting first if the last connection ended. A call that fails
+    /// on a connection that ended under it is not retried here (its transaction may or may
+    /// not have committed): it returns the error, and the next call connects again.
     fn with<T>(
-        client: &Mutex<Option<Client>>,
+        &self,
+        connection: &Mutex<Option<Connection>>,
         f: impl FnOnce(&mut Client) -> Result<T>,
     ) -> Result<T> {
-        let mut guard = client.lock().unwrap_or_else(|p| p.into_inner());
-        let c = guard
-            .as_mut()
-            .ok_or_else(|| StoreError::Corrupt("PostgreSQL client already closed".into()))?;
-        f(c)
+        let mut guard = connection.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_mut().is_some_and(|c| {
+            c.client.is_closed() || (c.used.elapsed() >= self.idle_check && ended(&mut c.client))
+        }) {
+            *guard = None;
+        }
+        let c = match guard.as_mut() {
+            Some(c) => c,
+            None => guard.insert(Connection {
+                client: self.config.connect(NoTls)?,
+                used: Instant::now(),
+            }),
+        };
+        let result = f(&mut c.client);
+        c.used = Instant::now();
+        if result.is_err() && ended(&mut c.client) {
+            *guard = None;
+        }
+        result
     }
 
     fn writer<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
-        Self::with(&self.writer, f)
+        self.with(&self.writer, f)
     }
 
     fn reader<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
-        Self::with(&self.reader, f)
+        self.with(&self.reader, f)
     }
 }
 
@@ -286,6 +351,12 @@ fn migrate(client: &mut Client) -> Result<()> {
     }
     tx.commit()?;
     Ok(())
+}
+
+/// A page size as a `LIMIT`: PostgreSQL refuses a negative one, which is what `usize::MAX`
+/// ("all of them") becomes as an `i64`.
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 /// The columns `scan` and `event_at` select, as an event.
@@ -561,7 +632,7 @@ impl crate::Store for PostgresStore {
                  WHERE tenant_id = $1 AND id > $2 AND ($3::bigint IS NULL OR segment_id = $3)
                    AND ($4::bigint[] IS NULL OR fan = ANY($4))
                  ORDER BY id LIMIT $5",
-                &[&tenant, &after, &segment, &fans, &(limit as i64)],
+                &[&tenant, &after, &segment, &fans, &sql_limit(limit)],
             )?
             .iter()
             .map(|r| StoredSegmentChange {
@@ -618,7 +689,7 @@ impl crate::Store for PostgresStore {
                 "SELECT id, fan, tag, added, at, source FROM tag_changes
                  WHERE tenant_id = $1 AND id > $2 AND ($3::bigint[] IS NULL OR fan = ANY($3))
                  ORDER BY id LIMIT $4",
-                &[&tenant, &after, &fans, &(limit as i64)],
+                &[&tenant, &after, &fans, &sql_limit(limit)],
             )?
             .iter()
             .map(|r| StoredTagChange {
@@ -672,7 +743,7 @@ impl crate::Store for PostgresStore {
                 "SELECT id, fan, from_layer, to_layer, at, cause, seq, event_id FROM layer_transitions
                  WHERE tenant_id = $1 AND id > $2 AND ($3::bigint[] IS NULL OR fan = ANY($3))
                  ORDER BY id LIMIT $4",
-                &[&tenant, &after, &fans, &(limit as i64)],
+                &[&tenant, &after, &fans, &sql_limit(limit)],
             )?;
             Ok(rows
                 .iter()
@@ -1019,5 +1090,98 @@ impl crate::Snapshots for PostgresStore {
             tx.commit()?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Sessions ended under a store, as a restart of PostgreSQL ends them, but without
+    //! stopping the server other tests use: `pg_terminate_backend` on the store's own sessions
+    //! (found by their `application_name`).
+    use super::*;
+    use crate::Store;
+    use crate::testing::{base_url, fresh_postgres};
+
+    /// A store on a fresh schema whose sessions are named `app`.
+    fn open(schema: &crate::testing::TestSchema, app: &str) -> PostgresStore {
+        PostgresStore::open(&format!("{}&application_name={app}", schema.url)).unwrap()
+    }
+
+    /// Ends every session named `app`, waits until they are gone, and says how many there were.
+    fn end_sessions(app: &str) -> usize {
+        let mut c = Client::connect(&base_url(), NoTls).unwrap();
+        let ended = c
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app],
+            )
+            .unwrap()
+            .len();
+        let started = Instant::now();
+        let count = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1";
+        while c.query_one(count, &[&app]).unwrap().get::<_, i64>(0) > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "sessions still there"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ended
+    }
+
+    #[test]
+    fn sessions_ended_while_idle_are_replaced_before_the_next_call() {
+        let schema = fresh_postgres();
+        let app = format!("siyu_idle_{}", std::process::id());
+        let mut store = open(&schema, &app);
+        store.idle_check = Duration::ZERO;
+        store.create_tenant("a", "w1", "a1", 0).unwrap();
+        assert_eq!(store.tenants().unwrap().len(), 1);
+        assert_eq!(end_sessions(&app), 2, "the writer's and the reader's");
+        // Neither call fails: the ended sessions are found before use.
+        assert_eq!(store.tenants().unwrap().len(), 1);
+        store.create_tenant("b", "w2", "a2", 0).unwrap();
+        assert_eq!(store.tenants().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_call_on_a_session_ended_under_it_fails_and_the_next_connects_again() {
+        let schema = fresh_postgres();
+        let app = format!("siyu_busy_{}", std::process::id());
+        let mut store = open(&schema, &app);
+        store.idle_check = Duration::MAX;
+        store.create_tenant("a", "w1", "a1", 0).unwrap();
+        assert_eq!(end_sessions(&app), 2);
+        // Not retried: a write that fails this way may have committed.
+        let e = store.create_tenant("b", "w2", "a2", 0).unwrap_err();
+        assert_eq!(e.code(), "store_unavailable", "{e}");
+        store.create_tenant("b", "w2", "a2", 0).unwrap();
+        assert!(store.tenants().is_err(), "the reader's session ended too");
+        assert_eq!(store.tenants().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_page_of_every_row_is_not_a_negative_limit() {
+        let schema = fresh_postgres();
+        let store = PostgresStore::open(&schema.url).unwrap();
+        let t = store.create_tenant("a", "w", "a", 0).unwrap().id;
+        assert!(
+            store
+                .transitions(t, None, 0, usize::MAX)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .segment_changes(t, None, None, 0, usize::MAX)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .tag_changes(t, None, 0, usize::MAX)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -4,6 +4,10 @@
 //!
 //! There is no silent skip: if PostgreSQL cannot be reached the test fails and says where it
 //! looked. Set `SIYU_TEST_DATABASE_URL` to point elsewhere.
+//!
+//! [`Cluster`] stops and starts the local PostgreSQL under a running server, for the outage
+//! tests, which run only when `SIYU_TEST_DATABASE_URL` is set (see there); [`Faulty`] fails
+//! chosen store calls.
 
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -272,5 +276,188 @@ impl crate::Store for Faulty {
         connectors(&self, kind: &str) -> crate::Result<Vec<(crate::TenantId, crate::StoredConnector)>>;
         set_connector_state(&self, tenant: crate::TenantId, kind: &str, state: &str) -> crate::Result<()>;
         flush(&self) -> crate::Result<()>;
+    }
+}
+
+/// The local PostgreSQL cluster that serves [`base_url`], for tests that take it away under a
+/// running server and bring it back: found among `pg_lsclusters` by the URL's port, controlled
+/// with `pg_ctlcluster` (which needs root or the cluster's owner).
+///
+/// Such a test stops the machine's PostgreSQL, so it is opt-in: [`Cluster::from_env`] is
+/// `None` when `SIYU_TEST_DATABASE_URL` is unset (CI sets it). Once it is set, a cluster that
+/// cannot be found or controlled fails the test; it never skips.
+#[derive(Debug)]
+pub struct Cluster {
+    version: String,
+    name: String,
+    host: String,
+    port: u16,
+}
+
+/// How long a start or a stop may take before the test gives up.
+const CLUSTER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Cluster {
+    /// The cluster serving `SIYU_TEST_DATABASE_URL`, or `None` (with a note on stderr) when
+    /// that is unset. Panics when it is set and no local cluster serves it.
+    pub fn from_env() -> Option<Cluster> {
+        if std::env::var_os("SIYU_TEST_DATABASE_URL").is_none() {
+            eprintln!(
+                "skipped: this test stops and starts the local PostgreSQL; set \
+                 SIYU_TEST_DATABASE_URL (as CI does) to run it"
+            );
+            return None;
+        }
+        let base = base_url();
+        let config: postgres::Config = base
+            .parse()
+            .unwrap_or_else(|e| panic!("SIYU_TEST_DATABASE_URL {base:?} is not a URL: {e}"));
+        let host = match config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".to_string(),
+        };
+        assert!(
+            ["127.0.0.1", "::1", "localhost"].contains(&host.as_str()) || host.starts_with('/'),
+            "SIYU_TEST_DATABASE_URL {base} is not on this machine: the outage tests stop and \
+             start a local PostgreSQL"
+        );
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let out = std::process::Command::new("pg_lsclusters")
+            .arg("--no-header")
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("pg_lsclusters (postgresql-common) is needed to control PostgreSQL: {e}")
+            });
+        let listing = String::from_utf8_lossy(&out.stdout);
+        // `15 main 5432 online postgres /var/lib/postgresql/15/main /var/log/...`
+        let (version, name) = listing
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.len() > 2 && f[2] == port.to_string())
+            .map(|f| (f[0].to_string(), f[1].to_string()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no local PostgreSQL cluster listens on port {port} (SIYU_TEST_DATABASE_URL \
+                     {base}); pg_lsclusters says:\n{listing}"
+                )
+            });
+        Some(Cluster {
+            version,
+            name,
+            host,
+            port,
+        })
+    }
+
+    /// Stops the cluster (fast mode: sessions are ended, open transactions roll back) and
+    /// returns the outage; dropping it, or [`Outage::end`], starts the cluster again.
+    pub fn stop(&self) -> Outage<'_> {
+        self.ctl("stop").unwrap_or_else(|e| panic!("{e}"));
+        let outage = Outage {
+            cluster: self,
+            since: std::time::Instant::now(),
+            over: false,
+        };
+        assert!(!self.ready(), "PostgreSQL still answers after a stop");
+        outage
+    }
+
+    /// Restarts the cluster (every session is ended) and waits until it accepts connections.
+    pub fn restart(&self) {
+        self.ctl("restart")
+            .and_then(|()| self.wait_ready())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Whether the cluster accepts connections (`pg_isready`).
+    pub fn ready(&self) -> bool {
+        std::process::Command::new("pg_isready")
+            .args(["-q", "-h", &self.host, "-p", &self.port.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Polls `pg_isready` until the cluster accepts connections, for at most a minute.
+    fn wait_ready(&self) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        while !self.ready() {
+            if started.elapsed() > CLUSTER_DEADLINE {
+                return Err(format!(
+                    "PostgreSQL {} {} did not accept connections within {CLUSTER_DEADLINE:?}",
+                    self.version, self.name
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    fn ctl(&self, action: &str) -> Result<(), String> {
+        let out = std::process::Command::new("pg_ctlcluster")
+            .args([
+                "--skip-systemctl-redirect",
+                &self.version,
+                &self.name,
+                action,
+            ])
+            .output()
+            .map_err(|e| {
+                format!("pg_ctlcluster (postgresql-common) is needed to {action} PostgreSQL: {e}")
+            })?;
+        if !out.status.success() {
+            return Err(format!(
+                "pg_ctlcluster {} {} {action} failed (it needs root or the cluster's owner): {}{}",
+                self.version,
+                self.name,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Starts the cluster and waits until it accepts connections.
+    fn start(&self) -> Result<(), String> {
+        self.ctl("start").and_then(|()| self.wait_ready())
+    }
+}
+
+/// A stopped cluster. It is started again however the test ends: by [`Outage::end`], or when
+/// this is dropped (a failed assertion unwinding through it).
+#[must_use = "dropping the outage starts PostgreSQL again at once"]
+pub struct Outage<'a> {
+    cluster: &'a Cluster,
+    since: std::time::Instant,
+    over: bool,
+}
+
+impl Outage<'_> {
+    /// How long the cluster has been down.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.since.elapsed()
+    }
+
+    /// Starts the cluster, waits until it accepts connections, and returns how long it was
+    /// down.
+    pub fn end(mut self) -> std::time::Duration {
+        let down = self.since.elapsed();
+        let started = self.cluster.start();
+        // A failed start is tried once more by `drop`.
+        self.over = started.is_ok();
+        started.unwrap_or_else(|e| panic!("{e}"));
+        down
+    }
+}
+
+impl Drop for Outage<'_> {
+    fn drop(&mut self) {
+        if self.over {
+            return;
+        }
+        // No panic here: this may run while a failed assertion unwinds.
+        if let Err(e) = self.cluster.start() {
+            eprintln!("{e}: PostgreSQL is down, start it by hand");
+        }
     }
 }
