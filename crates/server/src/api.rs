@@ -133,8 +133,7 @@ pub async fn healthz(Axum(state): Axum<State>) -> Result<Json<Value>, ApiError> 
     let app = state.app.clone();
     let backend = tokio::task::spawn_blocking(move || app.health())
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(siyu_app::AppError::from)?;
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok(Json(json!({"status": "ok", "store": backend})))
 }
 
