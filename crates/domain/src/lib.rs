@@ -16,6 +16,7 @@
 //! - [`douyin`]: Douyin Open Platform webhook deliveries mapped onto native events.
 //! - [`oceanengine`]: Ocean Engine (巨量引擎) leads mapped onto `lead_form` events.
 //! - [`time`]: event time as milliseconds since the Unix epoch, and RFC 3339 in and out.
+//! - [`trigger`]: the one ordered stream of what journeys react to, and its positions.
 
 pub mod audience;
 pub mod domain;
@@ -28,6 +29,7 @@ pub mod oceanengine;
 pub mod segment;
 pub mod suggest;
 pub mod time;
+pub mod trigger;
 
 pub use domain::Domain;
 pub use event::{ErrorCode, Event, EventError, EventId, Props, parse_event};

@@ -97,6 +97,16 @@ pub(crate) struct Columns {
 }
 
 impl Columns {
+    /// The indexes of the events of these identity nodes (each node's in arrival order).
+    pub(crate) fn indexes_of_nodes(&self, nodes: &[u32]) -> Vec<u32> {
+        nodes
+            .iter()
+            .filter_map(|n| self.by_node.get(*n as usize))
+            .flatten()
+            .copied()
+            .collect()
+    }
+
     pub(crate) fn push(&mut self, e: &Event, node: u32) {
         let kind = kind_of(e);
         let val = match e.ty.catalogue() {

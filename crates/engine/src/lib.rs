@@ -115,6 +115,10 @@ pub struct TenantEngine {
     unstored: Derived,
     /// The id of the last stored tag change applied.
     tags_seen: i64,
+    /// Runs of consecutive sequence numbers among the applied events, as `(index of the run's
+    /// first event, its seq)`: one run per gap in the log (PostgreSQL leaves one where a batch
+    /// held a duplicate), so an event's index is found from its seq without a per-event array.
+    seq_runs: Vec<(u32, i64)>,
 }
 
 impl Default for TenantEngine {
@@ -140,6 +144,7 @@ impl Default for TenantEngine {
             auto_tags: Vec::new(),
             unstored: Derived::default(),
             tags_seen: 0,
+            seq_runs: Vec::new(),
         }
     }
 }
@@ -155,6 +160,9 @@ impl TenantEngine {
     pub fn apply(&mut self, seq: i64, event: &Event) -> Option<FanId> {
         if seq <= self.last_seq {
             return None;
+        }
+        if seq != self.last_seq + 1 || self.seq_runs.is_empty() {
+            self.seq_runs.push((self.events as u32, seq));
         }
         self.last_seq = seq;
         self.last_ts = event.ts;
@@ -799,6 +807,7 @@ impl TenantEngine {
         w.put(&self.identities);
         w.put(&self.leads);
         w.put(&self.columns);
+        w.put(&self.seq_runs);
         w.finish()
     }
 
@@ -817,14 +826,70 @@ impl TenantEngine {
             identities: r.take()?,
             leads: r.take()?,
             columns: r.take()?,
+            seq_runs: r.take()?,
             ..TenantEngine::default()
         };
         r.finish()?;
         let nodes = e.identities.node_count();
-        if e.columns.node.iter().any(|&n| n as usize >= nodes) || e.node_events.len() > nodes {
+        let runs_ordered = e
+            .seq_runs
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
+        if e.columns.node.iter().any(|&n| n as usize >= nodes)
+            || e.node_events.len() > nodes
+            || !runs_ordered
+            || e.seq_runs.last().is_some_and(|r| r.0 as u64 >= e.events)
+        {
             return Err(SnapshotError::Malformed(0));
         }
         Ok(e)
+    }
+
+    /// The index (arrival order) of the applied event with sequence number `seq`.
+    fn index_of_seq(&self, seq: i64) -> Option<usize> {
+        let run = self
+            .seq_runs
+            .partition_point(|r| r.1 <= seq)
+            .checked_sub(1)?;
+        let (first, first_seq) = self.seq_runs[run];
+        let index = first as u64 + (seq - first_seq) as u64;
+        let end = self
+            .seq_runs
+            .get(run + 1)
+            .map_or(self.events, |r| u64::from(r.0));
+        (index < end).then_some(index as usize)
+    }
+
+    /// The sequence number of the applied event at `index` (arrival order).
+    fn seq_of_index(&self, index: u32) -> Option<i64> {
+        let run = self
+            .seq_runs
+            .partition_point(|r| r.0 <= index)
+            .checked_sub(1)?;
+        let (first, first_seq) = self.seq_runs[run];
+        ((index as u64) < self.events).then(|| first_seq + i64::from(index - first))
+    }
+
+    /// The fan an applied event belongs to now (merges followed), by its sequence number;
+    /// `None` for a sequence number no applied event has.
+    pub fn fan_of_seq(&self, seq: i64) -> Option<FanId> {
+        let index = self.index_of_seq(seq)?;
+        Some(self.identities.fan(*self.columns.node.get(index)?))
+    }
+
+    /// The sequence numbers of a fan's events (its own and those of the fans merged into it)
+    /// in `(after, upto]`, ascending, at most `limit`.
+    pub fn seqs_of(&self, fan: FanId, after: i64, upto: i64, limit: usize) -> Vec<i64> {
+        let mut indexes = self
+            .columns
+            .indexes_of_nodes(&self.identities.nodes_of(fan));
+        indexes.sort_unstable();
+        indexes
+            .into_iter()
+            .filter_map(|i| self.seq_of_index(i))
+            .filter(|s| *s > after && *s <= upto)
+            .take(limit)
+            .collect()
     }
 
     /// Where this engine is in the log.
@@ -924,6 +989,59 @@ mod tests {
             (MergeCause::Alias, 3),
             "the alias event is the linking event"
         );
+    }
+
+    #[test]
+    fn an_event_is_found_by_its_seq_across_gaps_and_merges() {
+        let mut e = TenantEngine::new();
+        // Gaps as PostgreSQL leaves them (a duplicate's reserved seq is never stored); the
+        // phone of seq 8 and 9 links u2 and u3 into one fan.
+        let log = [
+            (2, ev("a", "follow", r#"{"user_id":"u1"}"#)),
+            (3, ev("b", "follow", r#"{"user_id":"u2"}"#)),
+            (7, ev("c", "video_like", r#"{"douyin_open_id":"u3"}"#)),
+            (
+                8,
+                ev(
+                    "d",
+                    "video_like",
+                    r#"{"user_id":"u2","phone":"13800138000"}"#,
+                ),
+            ),
+            (
+                9,
+                ev(
+                    "f",
+                    "order",
+                    r#"{"douyin_open_id":"u3","phone":"13800138000"}"#,
+                ),
+            ),
+        ];
+        let fans: Vec<(i64, FanId)> = log
+            .iter()
+            .map(|(seq, event)| (*seq, e.apply(*seq, event).unwrap()))
+            .collect();
+        assert_eq!(e.fan_of_seq(1), None, "before the first event");
+        assert_eq!(e.fan_of_seq(4), None, "in a gap");
+        assert_eq!(e.fan_of_seq(10), None, "not applied yet");
+        let now = |f: FanId| e.identities().current(f).unwrap();
+        assert_eq!(now(fans[1].1), now(fans[2].1), "u2 and u3 are one fan now");
+        for (seq, fan) in &fans {
+            assert_eq!(e.fan_of_seq(*seq), Some(now(*fan)), "seq {seq}");
+        }
+        let merged = now(fans[1].1);
+        assert_eq!(e.seqs_of(merged, 0, i64::MAX, 100), vec![3, 7, 8, 9]);
+        assert_eq!(e.seqs_of(merged, 3, 8, 100), vec![7, 8]);
+        assert_eq!(e.seqs_of(merged, 0, i64::MAX, 2), vec![3, 7]);
+        assert_eq!(e.seqs_of(now(fans[0].1), 0, i64::MAX, 100), vec![2]);
+        assert_eq!(e.seqs_of(FanId(99), 0, i64::MAX, 100), Vec::<i64>::new());
+        let resumed = TenantEngine::from_snapshot(&e.snapshot()).unwrap();
+        assert_eq!(
+            resumed.fan_of_seq(7),
+            Some(merged),
+            "the runs travel in the snapshot"
+        );
+        assert_eq!(resumed.fan_of_seq(5), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use siyu_domain::{Domain, IdentityKind};
 
 /// The layout version. Bump it whenever any encoded structure changes: a snapshot of another
 /// version is ignored (and rebuilt from the log), never misread.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 const MAGIC: &[u8; 8] = b"SIYUSNAP";
 

@@ -12,6 +12,8 @@
 //! # Layout
 //! - [`Store`]: the trait; [`open`] picks the backend from a [`Location`].
 //! - `sqlite`, `postgres`: the backends, each with its migrations.
+//! - [`Snapshots`], [`TriggerLog`]: capabilities of their own, so that a capability adds a
+//!   trait rather than growing [`Store`]; [`triggers`] reads the one trigger stream.
 //! - `suite` (tests only): the one test suite both backends must pass.
 
 mod postgres;
@@ -20,6 +22,7 @@ mod sqlite;
 mod suite;
 #[doc(hidden)]
 pub mod testing;
+pub mod triggers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use siyu_domain::{Event, Millis};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use triggers::{EventHead, StoredCursor, StoredTrigger, TriggerLog, TriggerPage, TriggerQuery};
 
 /// A tenant's numeric id. Never reused.
 pub type TenantId = i64;
@@ -164,7 +168,7 @@ pub struct NewDecision<'a> {
 /// A fan's layer change, as stored (see `siyu_engine::Transition`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredTransition {
-    /// Increasing per tenant.
+    /// Its position in the tenant's trigger stream (see [`triggers`]); increasing per tenant.
     pub id: i64,
     pub fan: i64,
     /// `None`: the fan was new.
@@ -246,7 +250,7 @@ pub struct StoredSegment {
 /// A `segment_entered` (`entered`) or `segment_exited` trigger, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSegmentChange {
-    /// Increasing per tenant (assigned when stored).
+    /// Its position in the tenant's trigger stream (assigned when stored; see [`triggers`]).
     pub id: i64,
     pub segment: i64,
     pub fan: i64,
@@ -261,7 +265,7 @@ pub struct StoredSegmentChange {
 /// A tag added (`added`) or removed, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredTagChange {
-    /// Increasing per tenant (assigned when stored).
+    /// Its position in the tenant's trigger stream (assigned when stored; see [`triggers`]).
     pub id: i64,
     pub fan: i64,
     pub tag: String,
@@ -403,7 +407,7 @@ pub trait Snapshots {
 }
 
 /// The store. Implementations are internally synchronized; all methods take `&self`.
-pub trait Store: Snapshots + Send + Sync {
+pub trait Store: Snapshots + TriggerLog + Send + Sync {
     /// Which backend this is (`sqlite`, `postgres`), for logs and benchmarks.
     fn backend(&self) -> &'static str;
 

@@ -168,6 +168,22 @@ CREATE TABLE snapshot_parts (
     PRIMARY KEY (tenant_id, part)
 );
 "#,
+    // 9: one trigger stream (see the SQLite migration of the same number).
+    r#"
+UPDATE layer_transitions SET id = -(4 * id + 1);
+UPDATE layer_transitions SET id = -id;
+UPDATE segment_changes SET id = -(4 * id + 2);
+UPDATE segment_changes SET id = -id;
+UPDATE tag_changes SET id = -(4 * id + 3);
+UPDATE tag_changes SET id = -id;
+CREATE TABLE trigger_cursors (
+    tenant_id  BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    consumer   TEXT NOT NULL,
+    after_id   BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, consumer)
+);
+"#,
 ];
 
 /// Serializes migrations of concurrent openers (several nodes, parallel tests).
@@ -184,16 +200,21 @@ fn next_id(tx: &mut postgres::Transaction<'_>, table: &str, tenant: TenantId) ->
         .get(0))
 }
 
+/// The highest trigger position a tenant's derived logs hold (see `crate::triggers`); the
+/// caller holds the tenant row's lock.
+fn taken(tx: &mut postgres::Transaction<'_>, tenant: TenantId) -> Result<i64> {
+    Ok(tx.query_one(crate::triggers::TAKEN, &[&tenant])?.get(0))
+}
+
 fn insert_tags(
     tx: &mut postgres::Transaction<'_>,
     tenant: TenantId,
     rows: &[StoredTagChange],
+    ids: &[i64],
 ) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let first = next_id(tx, "tag_changes", tenant)?;
-    let ids: Vec<i64> = (first..first + rows.len() as i64).collect();
     let fans: Vec<i64> = rows.iter().map(|r| r.fan).collect();
     let tags: Vec<&str> = rows.iter().map(|r| r.tag.as_str()).collect();
     let added: Vec<bool> = rows.iter().map(|r| r.added).collect();
@@ -507,10 +528,13 @@ impl crate::Store for PostgresStore {
                 // Serializes id assignment among writers of this tenant.
                 tx.execute("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE", &[&tenant])?;
             }
+            let (ids, segment_ids, tag_ids) = if rec.is_empty() {
+                Default::default()
+            } else {
+                crate::triggers::positions(taken(&mut tx, tenant)?, mark.seq, rec)
+            };
             let rows = rec.transitions;
             if !rows.is_empty() {
-                let first = next_id(&mut tx, "layer_transitions", tenant)?;
-                let ids: Vec<i64> = (first..first + rows.len() as i64).collect();
                 let fans: Vec<i64> = rows.iter().map(|r| r.fan).collect();
                 let from: Vec<Option<&str>> = rows.iter().map(|r| r.from.as_deref()).collect();
                 let to: Vec<&str> = rows.iter().map(|r| r.to.as_str()).collect();
@@ -527,8 +551,7 @@ impl crate::Store for PostgresStore {
             }
             let rows = rec.segment_changes;
             if !rows.is_empty() {
-                let first = next_id(&mut tx, "segment_changes", tenant)?;
-                let ids: Vec<i64> = (first..first + rows.len() as i64).collect();
+                let ids = &segment_ids;
                 let segs: Vec<i64> = rows.iter().map(|r| r.segment).collect();
                 let fans: Vec<i64> = rows.iter().map(|r| r.fan).collect();
                 let entered: Vec<bool> = rows.iter().map(|r| r.entered).collect();
@@ -543,7 +566,7 @@ impl crate::Store for PostgresStore {
                     &[&tenant, &ids, &segs, &fans, &entered, &at, &cause, &seq, &event_ids],
                 )?;
             }
-            insert_tags(&mut tx, tenant, rec.tag_changes)?;
+            insert_tags(&mut tx, tenant, rec.tag_changes, &tag_ids)?;
             tx.execute(
                 "INSERT INTO layer_marks (tenant_id, clock, seq, rules_version) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (tenant_id) DO UPDATE SET clock = $2, seq = $3, rules_version = $4",
@@ -667,11 +690,20 @@ impl crate::Store for PostgresStore {
     fn add_tag_changes(&self, tenant: TenantId, rows: &[StoredTagChange]) -> Result<()> {
         self.writer(|c| {
             let mut tx = c.transaction()?;
-            tx.execute(
-                "SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE",
-                &[&tenant],
-            )?;
-            insert_tags(&mut tx, tenant, rows)?;
+            // The tenant row's lock serializes positions; placed after the last event stored.
+            let last_seq: i64 = tx
+                .query_opt(
+                    "SELECT next_seq - 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE",
+                    &[&tenant],
+                )?
+                .ok_or_else(|| StoreError::NoSuchTenant(tenant.to_string()))?
+                .get(0);
+            let rec = LiveRecord {
+                tag_changes: rows,
+                ..LiveRecord::default()
+            };
+            let (_, _, ids) = crate::triggers::positions(taken(&mut tx, tenant)?, last_seq, &rec);
+            insert_tags(&mut tx, tenant, rows, &ids)?;
             tx.commit()?;
             Ok(())
         })
@@ -1183,5 +1215,89 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+}
+
+impl crate::TriggerLog for PostgresStore {
+    fn event_heads(
+        &self,
+        tenant: TenantId,
+        after: i64,
+        upto: i64,
+        only: Option<&[i64]>,
+        limit: usize,
+    ) -> Result<Vec<crate::EventHead>> {
+        let limit = limit.min(i64::MAX as usize) as i64;
+        let only: Option<Vec<i64>> = only.map(<[i64]>::to_vec);
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT seq, id, type, ts FROM events
+                 WHERE tenant_id = $1 AND seq > $2 AND seq <= $3
+                   AND ($4::bigint[] IS NULL OR seq = ANY($4))
+                 ORDER BY seq LIMIT $5",
+                &[&tenant, &after, &upto, &only, &limit],
+            )?
+            .iter()
+            .map(|r| crate::EventHead {
+                seq: r.get(0),
+                id: r.get(1),
+                ty: r.get(2),
+                ts: r.get(3),
+            })
+            .collect())
+        })
+    }
+
+    fn trigger_cursor(
+        &self,
+        tenant: TenantId,
+        consumer: &str,
+    ) -> Result<Option<crate::StoredCursor>> {
+        self.reader(|c| {
+            Ok(c.query_opt(
+                "SELECT consumer, after_id, updated_at FROM trigger_cursors
+                 WHERE tenant_id = $1 AND consumer = $2",
+                &[&tenant, &consumer],
+            )?
+            .map(|r| crate::StoredCursor {
+                consumer: r.get(0),
+                after: r.get(1),
+                updated_at: r.get(2),
+            }))
+        })
+    }
+
+    fn set_trigger_cursor(
+        &self,
+        tenant: TenantId,
+        consumer: &str,
+        after: i64,
+        now: Millis,
+    ) -> Result<()> {
+        self.writer(|c| {
+            c.execute(
+                "INSERT INTO trigger_cursors (tenant_id, consumer, after_id, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tenant_id, consumer) DO UPDATE SET after_id = $3, updated_at = $4",
+                &[&tenant, &consumer, &after, &now],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn trigger_cursors(&self, tenant: TenantId) -> Result<Vec<crate::StoredCursor>> {
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT consumer, after_id, updated_at FROM trigger_cursors
+                 WHERE tenant_id = $1 ORDER BY consumer",
+                &[&tenant],
+            )?
+            .iter()
+            .map(|r| crate::StoredCursor {
+                consumer: r.get(0),
+                after: r.get(1),
+                updated_at: r.get(2),
+            })
+            .collect())
+        })
     }
 }

@@ -180,6 +180,25 @@ CREATE TABLE snapshot_parts (
     PRIMARY KEY (tenant_id, part)
 ) WITHOUT ROWID;
 "#,
+    // 9: one trigger stream. A derived row's id becomes its stream position: the rows stored
+    // before sit ahead of every event, each table's in its own residue (4·id + 1, 2, 3) so no
+    // two share a position (negated first: an UPDATE checks the key row by row). Cursors of
+    // the stream's consumers.
+    r#"
+UPDATE layer_transitions SET id = -(4 * id + 1);
+UPDATE layer_transitions SET id = -id;
+UPDATE segment_changes SET id = -(4 * id + 2);
+UPDATE segment_changes SET id = -id;
+UPDATE tag_changes SET id = -(4 * id + 3);
+UPDATE tag_changes SET id = -id;
+CREATE TABLE trigger_cursors (
+    tenant_id  INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    consumer   TEXT NOT NULL,
+    after_id   INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, consumer)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub struct SqliteStore {
@@ -292,16 +311,20 @@ fn insert_many<'r>(
     Ok(())
 }
 
+/// The highest trigger position a tenant's derived logs hold (see `crate::triggers`).
+fn taken(tx: &rusqlite::Transaction<'_>, tenant: TenantId) -> Result<i64> {
+    Ok(tx.query_row(crate::triggers::TAKEN, [tenant], |r| r.get(0))?)
+}
+
 fn insert_tags(
     tx: &rusqlite::Transaction<'_>,
     tenant: TenantId,
     rows: &[StoredTagChange],
+    ids: &[i64],
 ) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let first = next_id(tx, "tag_changes", tenant)?;
-    let ids: Vec<i64> = (first..first + rows.len() as i64).collect();
     insert_many(
         tx,
         "INSERT INTO tag_changes (tenant_id, id, fan, tag, added, at, source) VALUES",
@@ -567,9 +590,12 @@ impl crate::Store for SqliteStore {
     fn record_live(&self, tenant: TenantId, rec: &LiveRecord<'_>, mark: &LiveMark) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (ids, segment_ids, tag_ids) = if rec.is_empty() {
+            Default::default()
+        } else {
+            crate::triggers::positions(taken(&tx, tenant)?, mark.seq, rec)
+        };
         if !rec.transitions.is_empty() {
-            let first = next_id(&tx, "layer_transitions", tenant)?;
-            let ids: Vec<i64> = (first..first + rec.transitions.len() as i64).collect();
             insert_many(
                 &tx,
                 "INSERT INTO layer_transitions (tenant_id, id, fan, from_layer, to_layer, at, cause, seq, event_id) VALUES",
@@ -592,9 +618,8 @@ impl crate::Store for SqliteStore {
             )?;
         }
         if !rec.segment_changes.is_empty() {
-            let first = next_id(&tx, "segment_changes", tenant)?;
             let rows = rec.segment_changes;
-            let ids: Vec<i64> = (first..first + rows.len() as i64).collect();
+            let ids = &segment_ids;
             insert_many(
                 &tx,
                 "INSERT INTO segment_changes (tenant_id, id, segment_id, fan, entered, at, cause, seq, event_id) VALUES",
@@ -616,7 +641,7 @@ impl crate::Store for SqliteStore {
                 },
             )?;
         }
-        insert_tags(&tx, tenant, rec.tag_changes)?;
+        insert_tags(&tx, tenant, rec.tag_changes, &tag_ids)?;
         tx.execute(
             "INSERT INTO layer_marks (tenant_id, clock, seq, rules_version) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (tenant_id) DO UPDATE SET clock = ?2, seq = ?3, rules_version = ?4",
@@ -731,7 +756,19 @@ impl crate::Store for SqliteStore {
     fn add_tag_changes(&self, tenant: TenantId, rows: &[StoredTagChange]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        insert_tags(&tx, tenant, rows)?;
+        // Placed after the last event stored: the engine may not have applied it yet, and
+        // readers see nothing beyond what it applied.
+        let last_seq: i64 = tx.query_row(
+            "SELECT next_seq - 1 FROM tenants WHERE tenant_id = ?1",
+            [tenant],
+            |r| r.get(0),
+        )?;
+        let rec = LiveRecord {
+            tag_changes: rows,
+            ..LiveRecord::default()
+        };
+        let (_, _, ids) = crate::triggers::positions(taken(&tx, tenant)?, last_seq, &rec);
+        insert_tags(&tx, tenant, rows, &ids)?;
         tx.commit()?;
         Ok(())
     }
@@ -1058,5 +1095,87 @@ impl crate::Snapshots for SqliteStore {
         )?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+impl crate::TriggerLog for SqliteStore {
+    fn event_heads(
+        &self,
+        tenant: TenantId,
+        after: i64,
+        upto: i64,
+        only: Option<&[i64]>,
+        limit: usize,
+    ) -> Result<Vec<crate::EventHead>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, id, type, ts FROM events
+             WHERE tenant_id = ?1 AND seq > ?2 AND seq <= ?3
+               AND (?4 IS NULL OR seq IN (SELECT value FROM json_each(?4)))
+             ORDER BY seq LIMIT ?5",
+        )?;
+        let only = only.map(|s| serde_json::to_string(s).unwrap_or_default());
+        let rows = stmt.query_map(params![tenant, after, upto, only, limit as i64], |r| {
+            Ok(crate::EventHead {
+                seq: r.get(0)?,
+                id: r.get(1)?,
+                ty: r.get(2)?,
+                ts: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn trigger_cursor(
+        &self,
+        tenant: TenantId,
+        consumer: &str,
+    ) -> Result<Option<crate::StoredCursor>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT consumer, after_id, updated_at FROM trigger_cursors
+                 WHERE tenant_id = ?1 AND consumer = ?2",
+                params![tenant, consumer],
+                |r| {
+                    Ok(crate::StoredCursor {
+                        consumer: r.get(0)?,
+                        after: r.get(1)?,
+                        updated_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn set_trigger_cursor(
+        &self,
+        tenant: TenantId,
+        consumer: &str,
+        after: i64,
+        now: Millis,
+    ) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO trigger_cursors (tenant_id, consumer, after_id, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant_id, consumer) DO UPDATE SET after_id = ?3, updated_at = ?4",
+            params![tenant, consumer, after, now],
+        )?;
+        Ok(())
+    }
+
+    fn trigger_cursors(&self, tenant: TenantId) -> Result<Vec<crate::StoredCursor>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT consumer, after_id, updated_at FROM trigger_cursors
+             WHERE tenant_id = ?1 ORDER BY consumer",
+        )?;
+        let rows = stmt.query_map([tenant], |r| {
+            Ok(crate::StoredCursor {
+                consumer: r.get(0)?,
+                after: r.get(1)?,
+                updated_at: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }

@@ -324,18 +324,21 @@ fn transitions_are_appended_and_read_in_order(s: &dyn Store) {
     .unwrap();
     assert_eq!(s.live_mark(a).unwrap(), Some(mark(NOW + 9, 4)));
     let all = s.transitions(a, None, 0, 100).unwrap();
-    assert_eq!(
-        all.iter().map(|t| t.id).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6]
-    );
+    // Ids are stream positions: after the event each record's mark had reached.
+    let p = siyu_domain::trigger::event_position;
+    let ids = [p(2) + 1, p(2) + 2, p(3) + 1, p(3) + 2, p(3) + 3, p(3) + 4];
+    assert_eq!(all.iter().map(|t| t.id).collect::<Vec<_>>(), ids);
     let mine = s.transitions(a, Some(&[1]), 0, 100).unwrap();
     assert_eq!(mine.len(), 3);
     assert_eq!((mine[2].cause.as_str(), mine[2].seq), ("decay", None));
     assert_eq!(mine[1].event_id.as_deref(), Some("e3"));
     let two = s.transitions(a, Some(&[1, 3]), 0, 100).unwrap();
-    assert_eq!(two.iter().map(|t| t.id).collect::<Vec<_>>(), [1, 3, 4, 5]);
+    assert_eq!(
+        two.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [ids[0], ids[2], ids[3], ids[4]]
+    );
     assert!(s.transitions(a, Some(&[]), 0, 100).unwrap().is_empty());
-    assert_eq!(s.transitions(a, None, 2, 1).unwrap()[0].id, 3);
+    assert_eq!(s.transitions(a, None, ids[1], 1).unwrap()[0].id, ids[2]);
     let mut recorded = s.recorded_layers(a).unwrap();
     recorded.sort();
     assert_eq!(
@@ -350,6 +353,200 @@ fn transitions_are_appended_and_read_in_order(s: &dyn Store) {
     let b = s.create_tenant("b", "w2", "a2", NOW).unwrap().id;
     assert_eq!(s.live_mark(b).unwrap(), None);
     assert!(s.recorded_layers(b).unwrap().is_empty());
+}
+
+/// The trigger stream: events and the three derived logs in one order, by position.
+fn triggers_are_one_stream_of_events_and_what_they_caused(s: &dyn Store) {
+    use crate::triggers::{TriggerQuery, read};
+    use crate::{StoredTrigger, TriggerLog};
+    use siyu_domain::trigger::{TriggerType, TypeSet, event_position as p};
+    let a = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    let b = s.create_tenant("b", "w2", "a2", NOW).unwrap().id;
+    append_one(
+        s,
+        a,
+        &[
+            ev("e1", "follow", "13800000001"),
+            ev("e2", "order", "13800000002"),
+        ],
+    );
+    append_one(s, b, &[ev("x1", "follow", "13800000009")]);
+    let t = |fan: i64, seq: Option<i64>| crate::StoredTransition {
+        id: 0,
+        fan,
+        from: None,
+        to: "passerby".into(),
+        at: NOW,
+        cause: if seq.is_some() { "event" } else { "decay" }.into(),
+        seq,
+        event_id: seq.map(|s| format!("e{s}")),
+    };
+    let c = |fan: i64, entered: bool, seq: Option<i64>| crate::StoredSegmentChange {
+        id: 0,
+        segment: 7,
+        fan,
+        entered,
+        at: NOW,
+        cause: if seq.is_some() { "event" } else { "time" }.into(),
+        seq,
+        event_id: None,
+    };
+    let tag = |fan: i64, added: bool, source: &str| crate::StoredTagChange {
+        id: 0,
+        fan,
+        tag: "vip".into(),
+        added,
+        at: NOW,
+        source: source.into(),
+    };
+    let mark = |seq: i64| crate::LiveMark {
+        clock: NOW,
+        seq,
+        rules_version: 0,
+    };
+    s.record_live(
+        a,
+        &crate::LiveRecord {
+            transitions: &[t(2, Some(2)), t(1, Some(1))],
+            segment_changes: &[c(2, true, Some(2)), c(1, false, None)],
+            tag_changes: &[tag(2, true, "segment:7")],
+        },
+        &mark(2),
+    )
+    .unwrap();
+    // A manual tag is placed after the last event stored (3, not applied by the mark yet).
+    append_one(s, a, &[ev("e3", "follow", "13800000003")]);
+    s.add_tag_changes(a, &[tag(1, true, "manual")]).unwrap();
+    let q = |after: i64, types: TypeSet, limit: usize| TriggerQuery {
+        after,
+        before: i64::MAX,
+        types,
+        fans: None,
+        seqs: None,
+        limit,
+    };
+    let all = read(s, a, &q(0, TypeSet::ALL, 100)).unwrap();
+    let shape: Vec<(i64, &str)> = all
+        .triggers
+        .iter()
+        .map(|r| {
+            let kind = match r {
+                StoredTrigger::Event(e) => e.id.as_str(),
+                StoredTrigger::Transition(_) => "layer",
+                StoredTrigger::Segment(s) if s.entered => "entered",
+                StoredTrigger::Segment(_) => "exited",
+                StoredTrigger::Tag(t) => t.source.as_str(),
+            };
+            (r.position(), kind)
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (p(1), "e1"),
+            (p(2), "e2"),
+            (p(2) + 1, "layer"),
+            (p(2) + 2, "layer"),
+            (p(2) + 3, "entered"),
+            (p(2) + 4, "exited"),
+            (p(2) + 5, "segment:7"),
+            (p(3), "e3"),
+            (p(3) + 1, "manual"),
+        ]
+    );
+    assert_eq!(all.scanned_to, i64::MAX - 1, "nothing more up to the end");
+    // Layer changes of seq 1 come before those of seq 2 within a record.
+    let StoredTrigger::Transition(first) = &all.triggers[2] else {
+        panic!("{:?}", all.triggers[2])
+    };
+    assert_eq!(first.seq, Some(1));
+    // Paging: a full page ends at its last row, and the next page starts after it.
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = read(s, a, &q(after, TypeSet::ALL, 2)).unwrap();
+        assert!(page.triggers.len() <= 2);
+        seen.extend(page.triggers.iter().map(StoredTrigger::position));
+        if page.triggers.is_empty() {
+            break;
+        }
+        assert!(page.scanned_to > after);
+        after = page.scanned_to;
+    }
+    assert_eq!(
+        seen,
+        shape.iter().map(|s| s.0).collect::<Vec<_>>(),
+        "pages see everything once"
+    );
+    // Types: the log filters, and the direction of a change.
+    let entered = read(s, a, &q(0, TypeSet::of([TriggerType::SegmentEntered]), 100)).unwrap();
+    assert_eq!(entered.triggers.len(), 1);
+    let tags = read(
+        s,
+        a,
+        &q(
+            0,
+            TypeSet::of([TriggerType::TagAdded, TriggerType::Event]),
+            100,
+        ),
+    )
+    .unwrap();
+    assert_eq!(tags.triggers.len(), 5);
+    assert!(
+        read(s, a, &q(0, TypeSet::of([TriggerType::TagRemoved]), 100))
+            .unwrap()
+            .triggers
+            .is_empty()
+    );
+    // A reader's view ends where the engine stands.
+    let upto2 = read(
+        s,
+        a,
+        &TriggerQuery {
+            before: p(3),
+            ..q(0, TypeSet::ALL, 100)
+        },
+    )
+    .unwrap();
+    assert_eq!(upto2.triggers.len(), 7);
+    assert_eq!(upto2.scanned_to, p(3) - 1);
+    // One fan: its derived rows, and the events the caller names as its own.
+    let fan2 = read(
+        s,
+        a,
+        &TriggerQuery {
+            fans: Some(&[2]),
+            seqs: Some(&[2]),
+            ..q(0, TypeSet::ALL, 100)
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        fan2.triggers
+            .iter()
+            .map(StoredTrigger::position)
+            .collect::<Vec<_>>(),
+        [p(2), p(2) + 2, p(2) + 3, p(2) + 5]
+    );
+    // Another tenant's stream is its own.
+    let other = read(s, b, &q(0, TypeSet::ALL, 100)).unwrap();
+    assert_eq!(other.triggers.len(), 1);
+    assert_eq!(s.event_heads(b, 0, 10, None, 10).unwrap()[0].id, "x1");
+    // Cursors: per consumer, moved either way, listed by name.
+    assert_eq!(s.trigger_cursor(a, "journeys").unwrap(), None);
+    s.set_trigger_cursor(a, "journeys", p(2) + 3, NOW).unwrap();
+    s.set_trigger_cursor(a, "console", 5, NOW).unwrap();
+    s.set_trigger_cursor(a, "journeys", p(2), NOW + 1).unwrap();
+    let got = s.trigger_cursor(a, "journeys").unwrap().unwrap();
+    assert_eq!((got.after, got.updated_at), (p(2), NOW + 1));
+    let names: Vec<String> = s
+        .trigger_cursors(a)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.consumer)
+        .collect();
+    assert_eq!(names, ["console", "journeys"]);
+    assert!(s.trigger_cursors(b).unwrap().is_empty());
 }
 
 fn connectors_keep_settings_and_checkpoints_per_tenant(s: &dyn Store) {
@@ -479,12 +676,17 @@ fn segments_their_changes_and_tags(s: &dyn Store) {
     .unwrap();
     s.add_tag_changes(a, &[tag(7, true, "manual")]).unwrap();
     let all = s.segment_changes(a, None, None, 0, 100).unwrap();
-    assert_eq!(all.iter().map(|c| c.id).collect::<Vec<_>>(), [1, 2, 3]);
+    // Stream positions after the mark's event; what the event caused comes first.
+    let p9 = siyu_domain::trigger::event_position(9);
+    assert_eq!(
+        all.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [p9 + 1, p9 + 2, p9 + 5]
+    );
     assert_eq!(
         (
-            all[1].cause.as_str(),
-            all[1].seq,
-            all[1].event_id.as_deref()
+            all[0].cause.as_str(),
+            all[0].seq,
+            all[0].event_id.as_deref()
         ),
         ("event", Some(9), Some("e9"))
     );
@@ -499,10 +701,16 @@ fn segments_their_changes_and_tags(s: &dyn Store) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(s.segment_changes(a, None, None, 1, 1).unwrap()[0].id, 2);
+    assert_eq!(
+        s.segment_changes(a, None, None, p9 + 1, 1).unwrap()[0].id,
+        p9 + 2
+    );
     assert_eq!(s.recorded_members(a).unwrap(), [(1, 6)]);
     let tags = s.tag_changes(a, None, 0, 100).unwrap();
-    assert_eq!(tags.iter().map(|t| t.id).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(
+        tags.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [p9 + 3, p9 + 4, p9 + 6, p9 + 7]
+    );
     assert_eq!((tags[3].fan, tags[3].source.as_str()), (7, "manual"));
     assert_eq!(s.tag_changes(a, Some(&[5]), 0, 100).unwrap().len(), 2);
     assert!(s.tag_changes(b, None, 0, 100).unwrap().is_empty());
@@ -599,6 +807,7 @@ backends!(
     decisions_are_kept_in_order_per_tenant,
     rules_are_versioned,
     transitions_are_appended_and_read_in_order,
+    triggers_are_one_stream_of_events_and_what_they_caused,
     connectors_keep_settings_and_checkpoints_per_tenant,
     segments_their_changes_and_tags,
     snapshots_keep_the_furthest_along

@@ -196,6 +196,15 @@ impl crate::Snapshots for Faulty {
     }
 }
 
+impl crate::TriggerLog for Faulty {
+    pass! {
+        event_heads(&self, tenant: crate::TenantId, after: i64, upto: i64, only: Option<&[i64]>, limit: usize) -> crate::Result<Vec<crate::EventHead>>;
+        trigger_cursor(&self, tenant: crate::TenantId, consumer: &str) -> crate::Result<Option<crate::StoredCursor>>;
+        set_trigger_cursor(&self, tenant: crate::TenantId, consumer: &str, after: i64, now: siyu_domain::Millis) -> crate::Result<()>;
+        trigger_cursors(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::StoredCursor>>;
+    }
+}
+
 impl crate::Store for Faulty {
     fn append(
         &self,
