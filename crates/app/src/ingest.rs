@@ -211,12 +211,17 @@ pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: T
 /// [`store_transitions`] for a shared engine: the write lock is held to take what was derived
 /// and to settle the outcome, not while the store commits. Only the engine's one writer calls
 /// this, so nothing else changes the engine in between.
+///
+/// Every unit of the writer ends here, so this is also where waiting readers of the trigger
+/// stream are woken: events it applied and rows it stored are visible now.
 fn flush(store: &dyn Store, cell: &EngineCell, tenant: TenantId) {
-    let Some((derived, mark)) = take_record(&mut write(cell)) else {
-        return;
-    };
-    let stored = record(store, tenant, &derived, &mark);
-    settle(&mut write(cell), tenant, derived, &mark, stored);
+    // Bound first: the write guard must be let go before the store commits.
+    let taken = take_record(&mut write(cell));
+    if let Some((derived, mark)) = taken {
+        let stored = record(store, tenant, &derived, &mark);
+        settle(&mut write(cell), tenant, derived, &mark, stored);
+    }
+    crate::triggers::notify();
 }
 
 /// What is due to be stored, and the mark to store it with.
@@ -288,9 +293,6 @@ fn record(
     store.record_live(tenant, &rec, mark)?;
     metrics::counter!("siyu_layer_transitions_total").increment(transitions.len() as u64);
     metrics::counter!("siyu_segment_changes_total").increment(segment_changes.len() as u64);
-    if !segment_changes.is_empty() {
-        crate::segments::notify_changes();
-    }
     Ok(())
 }
 

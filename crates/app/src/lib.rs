@@ -10,6 +10,8 @@
 //!   with credentials that never print.
 //! - [`douyin`]: Douyin webhook deliveries: signature, mapping, append once.
 //! - [`oceanengine`]: the Ocean Engine lead poller, steppable, with a durable checkpoint.
+//! - [`triggers`]: the one trigger stream (events, layer, segment and tag changes), its
+//!   consumers' cursors and the wake-up for long polls.
 //! - [`App`]: the handle the server and the CLI hold.
 
 pub mod connectors;
@@ -21,6 +23,7 @@ pub mod oceanengine;
 pub mod segments;
 pub mod snapshots;
 pub mod tenants;
+pub mod triggers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

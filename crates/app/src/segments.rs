@@ -281,22 +281,10 @@ fn describe(engine: &TenantEngine, fan: FanId, as_of: Millis) -> Member {
     }
 }
 
-/// Wakes whoever waits for new segment triggers (long polls); spurious wake-ups are fine,
-/// waiters look at the store again.
-static CHANGED: std::sync::OnceLock<tokio::sync::watch::Sender<u64>> = std::sync::OnceLock::new();
-
-fn changed() -> &'static tokio::sync::watch::Sender<u64> {
-    CHANGED.get_or_init(|| tokio::sync::watch::channel(0).0)
-}
-
-/// Says that segment changes were stored.
-pub fn notify_changes() {
-    changed().send_modify(|n| *n += 1);
-}
-
-/// A receiver that sees the next [`notify_changes`].
+/// A receiver woken when segment triggers (among others) may have been stored: see
+/// [`crate::triggers::subscribe`].
 pub fn subscribe_changes() -> tokio::sync::watch::Receiver<u64> {
-    changed().subscribe()
+    crate::triggers::subscribe()
 }
 
 /// Applies stored tag changes after the engine's position; `manual_only` skips the automatic

@@ -45,6 +45,31 @@ impl From<siyu_store::StoreError> for TriggerError {
     }
 }
 
+impl TriggerError {
+    /// A stable machine code for the edge.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TriggerError::App(e) => e.code(),
+            TriggerError::UnknownType(_) => "unknown_trigger_type",
+            TriggerError::InvalidConsumer(_) => "invalid_consumer",
+            TriggerError::NoFan(_) => "fan_not_found",
+            TriggerError::CursorAhead { .. } => "cursor_ahead",
+            TriggerError::NoCursor(_) => "cursor_not_found",
+        }
+    }
+
+    /// The request field the error is about.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            TriggerError::UnknownType(_) => Some("types"),
+            TriggerError::InvalidConsumer(_) => Some("consumer"),
+            TriggerError::CursorAhead { .. } => Some("after"),
+            TriggerError::NoFan(_) => Some("fan"),
+            TriggerError::App(_) | TriggerError::NoCursor(_) => None,
+        }
+    }
+}
+
 /// The trigger types, for messages.
 const TYPES: &str =
     "event, layer_changed, segment_entered, segment_exited, tag_added or tag_removed";
@@ -170,8 +195,7 @@ impl App {
                 .map(|r| to_trigger(e, r))
                 .collect::<Result<Vec<_>, String>>()
         })?;
-        let triggers = triggers
-            .map_err(|m| AppError::Store(siyu_store::StoreError::Corrupt(m)))?;
+        let triggers = triggers.map_err(|m| AppError::Store(siyu_store::StoreError::Corrupt(m)))?;
         Ok(Page {
             triggers,
             next_after: page.scanned_to,

@@ -170,7 +170,9 @@ pub struct Trigger {
     /// The fan it concerns, as the fan is now (after merges); `None` only for an event whose
     /// fan is not known to the reader.
     pub fan: Option<i64>,
-    /// When it happened: the event's time, or the engine's clock when it was derived.
+    /// When it happened: the event's time, or the engine's clock when it was derived (RFC 3339
+    /// in JSON).
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub at: Millis,
     #[serde(flatten)]
     pub what: What,

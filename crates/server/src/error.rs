@@ -106,6 +106,27 @@ impl From<siyu_app::segments::SegmentError> for ApiError {
     }
 }
 
+impl From<siyu_app::triggers::TriggerError> for ApiError {
+    fn from(e: siyu_app::triggers::TriggerError) -> Self {
+        use siyu_app::triggers::TriggerError;
+        // Not the request's fault: the store's or the writer's answer.
+        let e = match e {
+            TriggerError::App(e) => return e.into(),
+            e => e,
+        };
+        let status = match &e {
+            TriggerError::NoFan(_) | TriggerError::NoCursor(_) => StatusCode::NOT_FOUND,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::Status {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+            field: e.field().map(str::to_string),
+        }
+    }
+}
+
 impl From<siyu_app::LayerError> for ApiError {
     fn from(e: siyu_app::LayerError) -> Self {
         match e {

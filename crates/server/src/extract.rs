@@ -72,4 +72,6 @@ path_param!(
     IdParam => "id",
     /// `{tenant}` of `/webhooks/douyin/{tenant}`.
     TenantParam => "tenant",
+    /// `{consumer}` of `/api/triggers/cursors/{consumer}`.
+    ConsumerParam => "consumer",
 );

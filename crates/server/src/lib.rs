@@ -37,6 +37,7 @@ mod openapi;
 mod query;
 mod schema;
 mod segments;
+mod triggers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -138,6 +139,9 @@ fn routes(limits: Limits) -> OpenApiRouter<State> {
         )
         .routes(routes!(segments::preview))
         .routes(routes!(segments::triggers))
+        .routes(routes!(triggers::stream))
+        .routes(routes!(triggers::cursors))
+        .routes(routes!(triggers::cursor_get, triggers::cursor_put))
         .routes(routes!(segments::list, segments::create))
         .routes(routes!(segments::get, segments::delete))
         .routes(routes!(segments::members))

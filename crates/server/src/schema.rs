@@ -873,6 +873,97 @@ pub struct Triggers {
     next_after: i64,
 }
 
+/// A type of the trigger stream (`siyu_domain::trigger::TriggerType`).
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamType {
+    Event,
+    LayerChanged,
+    SegmentEntered,
+    SegmentExited,
+    TagAdded,
+    TagRemoved,
+}
+
+/// What caused a derived trigger (`siyu_domain::trigger::Cause`).
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamCause {
+    Event,
+    Decay,
+    Time,
+    Identity,
+    Rules,
+    Tag,
+    Created,
+    Manual,
+    Segment,
+}
+
+/// One trigger of the stream (`siyu_domain::trigger::Trigger`): `id`, `type`, `fan`, `at`,
+/// and the fields of its type — `event`: `seq`, `event_id`, `event_type`; `layer_changed`:
+/// `from`, `to`, `cause` (with `seq`, `event_id` for cause `event`); `segment_entered` /
+/// `segment_exited`: `segment`, `cause` (the same); `tag_added` / `tag_removed`: `tag`,
+/// `source`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamTrigger {
+    /// Its position in the stream: pass it as `after` to read on.
+    id: i64,
+    r#type: StreamType,
+    /// The fan as it is now (after merges); `null` only for an event whose fan is unknown.
+    #[schema(required)]
+    fan: Option<i64>,
+    at: Time,
+    seq: Option<i64>,
+    event_id: Option<String>,
+    event_type: Option<String>,
+    /// `null`: the fan is new.
+    from: Option<Layer>,
+    to: Option<Layer>,
+    cause: Option<StreamCause>,
+    segment: Option<i64>,
+    tag: Option<String>,
+    /// `manual`, or `segment:<id>` for a saved segment's automatic tag.
+    source: Option<String>,
+}
+
+/// `GET /api/triggers`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerPage {
+    triggers: Vec<StreamTrigger>,
+    /// Pass as `after` for the next page (past every trigger looked at, shown or filtered).
+    next_after: i64,
+}
+
+/// A consumer's cursor.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cursor {
+    consumer: String,
+    /// It has handled every trigger up to this position.
+    after: i64,
+    #[schema(required)]
+    updated_at: Option<Time>,
+}
+
+/// `GET /api/triggers/cursors`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cursors {
+    cursors: Vec<Cursor>,
+}
+
+/// `PUT /api/triggers/cursors/{consumer}`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CursorRequest {
+    /// The position of the last trigger handled (a trigger's `id`, or a page's `next_after`).
+    #[schema(minimum = 0)]
+    after: i64,
+}
+
 /// `POST /api/tags`: a tag for one fan (`fan`) or every fan of an expression (`expr`).
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -58,15 +58,7 @@ async fn deliver_signed(app: &TestApp, msg_id: &str, payload: &Value) -> (u16, V
 }
 
 async fn put(app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
-    let r = app
-        .client
-        .put(format!("{}{path}", app.base))
-        .bearer_auth(&app.admin_key)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    app.admin_put(path, body).await
 }
 
 /// Every stored event of the only tenant, read from the store beside the server.

@@ -200,6 +200,18 @@ impl TestApp {
         }
     }
 
+    pub async fn admin_put(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.admin_key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
     /// Stops the server and starts a new one on the same store (same keys): everything
     /// derived is rebuilt from the log.
     pub async fn restart(mut self) -> TestApp {

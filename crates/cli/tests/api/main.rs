@@ -14,3 +14,4 @@ mod openapi;
 mod output;
 mod segment;
 mod snapshots;
+mod triggers;
