@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use siyu_store::testing::{Cluster, fresh_postgres};
-use siyu_store::{PostgresStore, Store};
+use siyu_store::{EventLog, PostgresStore, Store, Tenants};
 
 /// Every answer during the outage must come within this.
 const ANSWERS_WITHIN: Duration = Duration::from_secs(5);

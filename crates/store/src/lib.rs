@@ -10,7 +10,9 @@
 //! inside the writing transaction, which also serializes concurrent writers of one tenant.
 //!
 //! # Layout
-//! - [`Store`]: the trait; [`open`] picks the backend from a [`Location`].
+//! - [`Store`]: every capability at once, the sum of one trait per capability ([`Tenants`],
+//!   [`EventLog`], [`Decisions`], [`LiveLog`], [`Segments`], [`Connectors`]); [`open`] picks
+//!   the backend from a [`Location`].
 //! - `sqlite`, `postgres`: the backends, each with its migrations.
 //! - [`Snapshots`], [`TriggerLog`]: capabilities of their own, so that a capability adds a
 //!   trait rather than growing [`Store`]; [`triggers`] reads the one trigger stream.
@@ -406,8 +408,8 @@ pub trait Snapshots {
     fn drop_snapshot(&self, tenant: TenantId) -> Result<()>;
 }
 
-/// The store. Implementations are internally synchronized; all methods take `&self`.
-pub trait Store: Snapshots + TriggerLog + Send + Sync {
+/// Tenants and their keys.
+pub trait Tenants {
     /// Which backend this is (`sqlite`, `postgres`), for logs and benchmarks.
     fn backend(&self) -> &'static str;
 
@@ -426,6 +428,12 @@ pub trait Store: Snapshots + TriggerLog + Send + Sync {
     /// The tenant and role a key hash belongs to.
     fn key_lookup(&self, key_hash: &str) -> Result<Option<(Tenant, KeyRole)>>;
 
+    /// Sets the domain that custom events without one (Segment tracks) are put in.
+    fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()>;
+}
+
+/// The event log: appended in group commits, read in arrival order.
+pub trait EventLog {
     /// Appends several tenants' batches in **one transaction**: when this returns `Ok`, every
     /// `Stored` event is committed. Events whose id the tenant already has (in the log or
     /// earlier in the same call) are `Duplicate` and write nothing. One `Vec` per batch, one
@@ -444,6 +452,23 @@ pub trait Store: Snapshots + TriggerLog + Send + Sync {
         f: &mut dyn FnMut(StoredEvent) -> Result<()>,
     ) -> Result<()>;
 
+    /// One stored event by sequence number.
+    fn event_at(&self, tenant: TenantId, seq: i64) -> Result<Option<StoredEvent>>;
+
+    /// Number of events stored for a tenant.
+    fn event_count(&self, tenant: TenantId) -> Result<u64>;
+
+    /// The highest `seq` of a tenant's log (0 when empty): one index lookup, so a writer can
+    /// ask often whether another process appended.
+    fn last_seq(&self, tenant: TenantId) -> Result<i64>;
+
+    /// Makes everything committed durable on disk now (a checkpoint); a no-op where commits
+    /// already are.
+    fn flush(&self) -> Result<()>;
+}
+
+/// What operators decide: identity decisions and layer rules, replayed with the log.
+pub trait Decisions {
     /// Stores a tenant's layer rules file (already checked by the caller) and returns its
     /// version, which grows with every change.
     fn set_rules(&self, tenant: TenantId, toml: &str) -> Result<i64>;
@@ -451,12 +476,53 @@ pub trait Store: Snapshots + TriggerLog + Send + Sync {
     /// A tenant's layer rules file and its version; `None` for the defaults.
     fn rules(&self, tenant: TenantId) -> Result<Option<(i64, String)>>;
 
+    /// Records an identity decision; returns its id.
+    fn add_decision(&self, tenant: TenantId, d: &NewDecision<'_>) -> Result<i64>;
+
+    /// A tenant's decisions with `id > after_id`, by id.
+    fn decisions(&self, tenant: TenantId, after_id: i64) -> Result<Vec<StoredDecision>>;
+}
+
+/// What live engines derive, stored with the tenant's [`LiveMark`] (the derived half of
+/// the trigger stream, see [`triggers`]).
+pub trait LiveLog {
     /// Appends what a live engine recorded (ids are assigned here, in order) and moves the
     /// tenant's [`LiveMark`] to `mark`, in one transaction.
     fn record_live(&self, tenant: TenantId, rec: &LiveRecord<'_>, mark: &LiveMark) -> Result<()>;
 
-    // segments and tags
+    /// Entries and exits with `id > after`, at most `limit`, optionally of one segment and
+    /// of some fan ids.
+    fn segment_changes(
+        &self,
+        tenant: TenantId,
+        segment: Option<i64>,
+        fans: Option<&[i64]>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredSegmentChange>>;
 
+    /// (segment, fan) for every fan the stored changes say is in a segment.
+    fn recorded_members(&self, tenant: TenantId) -> Result<Vec<(i64, i64)>>;
+
+    /// Where the tenant's live layers were last stored; `None` before they ever were.
+    fn live_mark(&self, tenant: TenantId) -> Result<Option<LiveMark>>;
+
+    /// Each fan's layer as the transitions record it (the `to` of its latest transition).
+    fn recorded_layers(&self, tenant: TenantId) -> Result<Vec<(i64, String)>>;
+
+    /// A tenant's transitions with `id > after`, at most `limit`, optionally only those of
+    /// the given fan ids (a fan and the ids merged into it).
+    fn transitions(
+        &self,
+        tenant: TenantId,
+        fans: Option<&[i64]>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredTransition>>;
+}
+
+/// Saved segments and tag changes.
+pub trait Segments {
     /// Saves a segment (checked by the caller); a live segment of the same name is refused
     /// with [`StoreError::SegmentExists`].
     fn create_segment(
@@ -474,20 +540,6 @@ pub trait Store: Snapshots + TriggerLog + Send + Sync {
     /// Deletes a saved segment; `false` if there was none with that id.
     fn delete_segment(&self, tenant: TenantId, id: i64, now: Millis) -> Result<bool>;
 
-    /// Entries and exits with `id > after`, at most `limit`, optionally of one segment and
-    /// of some fan ids.
-    fn segment_changes(
-        &self,
-        tenant: TenantId,
-        segment: Option<i64>,
-        fans: Option<&[i64]>,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<StoredSegmentChange>>;
-
-    /// (segment, fan) for every fan the stored changes say is in a segment.
-    fn recorded_members(&self, tenant: TenantId) -> Result<Vec<(i64, i64)>>;
-
     /// Appends manual tag changes in one transaction (ids assigned here).
     fn add_tag_changes(&self, tenant: TenantId, rows: &[StoredTagChange]) -> Result<()>;
 
@@ -499,44 +551,10 @@ pub trait Store: Snapshots + TriggerLog + Send + Sync {
         after: i64,
         limit: usize,
     ) -> Result<Vec<StoredTagChange>>;
+}
 
-    /// Where the tenant's live layers were last stored; `None` before they ever were.
-    fn live_mark(&self, tenant: TenantId) -> Result<Option<LiveMark>>;
-
-    /// Each fan's layer as the transitions record it (the `to` of its latest transition).
-    fn recorded_layers(&self, tenant: TenantId) -> Result<Vec<(i64, String)>>;
-
-    /// A tenant's transitions with `id > after`, at most `limit`, optionally only those of
-    /// the given fan ids (a fan and the ids merged into it).
-    fn transitions(
-        &self,
-        tenant: TenantId,
-        fans: Option<&[i64]>,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<StoredTransition>>;
-
-    /// Sets the domain that custom events without one (Segment tracks) are put in.
-    fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()>;
-
-    /// Records an identity decision; returns its id.
-    fn add_decision(&self, tenant: TenantId, d: &NewDecision<'_>) -> Result<i64>;
-
-    /// A tenant's decisions with `id > after_id`, by id.
-    fn decisions(&self, tenant: TenantId, after_id: i64) -> Result<Vec<StoredDecision>>;
-
-    /// One stored event by sequence number.
-    fn event_at(&self, tenant: TenantId, seq: i64) -> Result<Option<StoredEvent>>;
-
-    /// Number of events stored for a tenant.
-    fn event_count(&self, tenant: TenantId) -> Result<u64>;
-
-    /// The highest `seq` of a tenant's log (0 when empty): one index lookup, so a writer can
-    /// ask often whether another process appended.
-    fn last_seq(&self, tenant: TenantId) -> Result<i64>;
-
-    // connectors
-
+/// Connector settings and their pollers' checkpoints.
+pub trait Connectors {
     /// Creates or replaces a tenant's connector settings of one kind; a poller's state is kept.
     fn set_connector(&self, tenant: TenantId, kind: &str, config: &str, now: Millis) -> Result<()>;
 
@@ -548,10 +566,37 @@ pub trait Store: Snapshots + TriggerLog + Send + Sync {
 
     /// Records where a connector's poller stands (a durable checkpoint, committed on return).
     fn set_connector_state(&self, tenant: TenantId, kind: &str, state: &str) -> Result<()>;
+}
 
-    /// Makes everything committed durable on disk now (a checkpoint); a no-op where commits
-    /// already are.
-    fn flush(&self) -> Result<()>;
+/// The store: every capability, implemented by each backend. Internally synchronized; all
+/// methods take `&self`. A new capability (an outbox, journeys, leads, users) adds a trait
+/// here rather than growing one, and callers that need one capability can ask for just it.
+pub trait Store:
+    Tenants
+    + EventLog
+    + Decisions
+    + LiveLog
+    + Segments
+    + Connectors
+    + Snapshots
+    + TriggerLog
+    + Send
+    + Sync
+{
+}
+
+impl<T> Store for T where
+    T: Tenants
+        + EventLog
+        + Decisions
+        + LiveLog
+        + Segments
+        + Connectors
+        + Snapshots
+        + TriggerLog
+        + Send
+        + Sync
+{
 }
 
 /// Opens (and migrates) the store at `location`.

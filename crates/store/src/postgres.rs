@@ -406,7 +406,7 @@ fn tenant_from_row(r: &postgres::Row) -> Tenant {
     }
 }
 
-impl crate::Store for PostgresStore {
+impl crate::Tenants for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
     }
@@ -463,6 +463,21 @@ impl crate::Store for PostgresStore {
             .transpose()
     }
 
+    fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()> {
+        let n = self.writer(|c| {
+            Ok(c.execute(
+                "UPDATE tenants SET custom_domain = $2 WHERE tenant_id = $1",
+                &[&tenant, &domain.as_str()],
+            )?)
+        })?;
+        if n == 0 {
+            return Err(StoreError::NoSuchTenant(tenant.to_string()));
+        }
+        Ok(())
+    }
+}
+
+impl crate::EventLog for PostgresStore {
     fn append(
         &self,
         batches: &[AppendBatch<'_>],
@@ -492,6 +507,44 @@ impl crate::Store for PostgresStore {
         })
     }
 
+    fn event_at(&self, tenant: TenantId, seq: i64) -> Result<Option<StoredEvent>> {
+        self.reader(|c| {
+            c.query_opt(
+                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND seq = $2"),
+                &[&tenant, &seq],
+            )?
+            .map(|r| event_from_row(&r))
+            .transpose()
+        })
+    }
+
+    fn event_count(&self, tenant: TenantId) -> Result<u64> {
+        let n: i64 = self.reader(|c| {
+            Ok(c.query_one(
+                "SELECT COUNT(*) FROM events WHERE tenant_id = $1",
+                &[&tenant],
+            )?
+            .get(0))
+        })?;
+        Ok(n as u64)
+    }
+
+    fn last_seq(&self, tenant: TenantId) -> Result<i64> {
+        self.reader(|c| {
+            Ok(c.query_one(
+                "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM events WHERE tenant_id = $1",
+                &[&tenant],
+            )?
+            .get(0))
+        })
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl crate::Decisions for PostgresStore {
     fn set_rules(&self, tenant: TenantId, toml: &str) -> Result<i64> {
         self.writer(|c| {
             let mut tx = c.transaction()?;
@@ -521,6 +574,51 @@ impl crate::Store for PostgresStore {
         })
     }
 
+    fn add_decision(&self, tenant: TenantId, d: &NewDecision<'_>) -> Result<i64> {
+        self.writer(|c| {
+            let mut tx = c.transaction()?;
+            // The tenant row lock serializes decision ids per tenant across nodes.
+            tx.execute("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE", &[&tenant])?;
+            let id: i64 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(id), 0) + 1 FROM identity_decisions WHERE tenant_id = $1",
+                    &[&tenant],
+                )?
+                .get(0);
+            tx.execute(
+                "INSERT INTO identity_decisions (tenant_id, id, kind, fan_a, fan_b, after_seq, value, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[&tenant, &id, &d.kind, &d.fan_a, &d.fan_b, &d.after_seq, &d.value, &d.created_at],
+            )?;
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+
+    fn decisions(&self, tenant: TenantId, after_id: i64) -> Result<Vec<StoredDecision>> {
+        self.reader(|c| {
+            let rows = c.query(
+                "SELECT id, kind, fan_a, fan_b, after_seq, created_at, value FROM identity_decisions
+                 WHERE tenant_id = $1 AND id > $2 ORDER BY id",
+                &[&tenant, &after_id],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| StoredDecision {
+                    id: r.get(0),
+                    kind: r.get(1),
+                    fan_a: r.get(2),
+                    fan_b: r.get(3),
+                    after_seq: r.get(4),
+                    created_at: r.get(5),
+                    value: r.get(6),
+                })
+                .collect())
+        })
+    }
+}
+
+impl crate::LiveLog for PostgresStore {
     fn record_live(&self, tenant: TenantId, rec: &LiveRecord<'_>, mark: &LiveMark) -> Result<()> {
         self.writer(|c| {
             let mut tx = c.transaction()?;
@@ -577,6 +675,111 @@ impl crate::Store for PostgresStore {
         })
     }
 
+    fn segment_changes(
+        &self,
+        tenant: TenantId,
+        segment: Option<i64>,
+        fans: Option<&[i64]>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredSegmentChange>> {
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT id, segment_id, fan, entered, at, cause, seq, event_id FROM segment_changes
+                 WHERE tenant_id = $1 AND id > $2 AND ($3::bigint IS NULL OR segment_id = $3)
+                   AND ($4::bigint[] IS NULL OR fan = ANY($4))
+                 ORDER BY id LIMIT $5",
+                &[&tenant, &after, &segment, &fans, &sql_limit(limit)],
+            )?
+            .iter()
+            .map(|r| StoredSegmentChange {
+                id: r.get(0),
+                segment: r.get(1),
+                fan: r.get(2),
+                entered: r.get(3),
+                at: r.get(4),
+                cause: r.get(5),
+                seq: r.get(6),
+                event_id: r.get(7),
+            })
+            .collect())
+        })
+    }
+
+    fn recorded_members(&self, tenant: TenantId) -> Result<Vec<(i64, i64)>> {
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT segment_id, fan FROM (
+                     SELECT DISTINCT ON (segment_id, fan) segment_id, fan, entered FROM segment_changes
+                     WHERE tenant_id = $1 ORDER BY segment_id, fan, id DESC) last
+                 WHERE entered",
+                &[&tenant],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })
+    }
+
+    fn live_mark(&self, tenant: TenantId) -> Result<Option<LiveMark>> {
+        self.reader(|c| {
+            Ok(c.query_opt(
+                "SELECT clock, seq, rules_version FROM layer_marks WHERE tenant_id = $1",
+                &[&tenant],
+            )?
+            .map(|r| LiveMark {
+                clock: r.get(0),
+                seq: r.get(1),
+                rules_version: r.get(2),
+            }))
+        })
+    }
+
+    fn recorded_layers(&self, tenant: TenantId) -> Result<Vec<(i64, String)>> {
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT DISTINCT ON (fan) fan, to_layer FROM layer_transitions
+                 WHERE tenant_id = $1 ORDER BY fan, id DESC",
+                &[&tenant],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })
+    }
+
+    fn transitions(
+        &self,
+        tenant: TenantId,
+        fans: Option<&[i64]>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredTransition>> {
+        self.reader(|c| {
+            let rows = c.query(
+                "SELECT id, fan, from_layer, to_layer, at, cause, seq, event_id FROM layer_transitions
+                 WHERE tenant_id = $1 AND id > $2 AND ($3::bigint[] IS NULL OR fan = ANY($3))
+                 ORDER BY id LIMIT $4",
+                &[&tenant, &after, &fans, &sql_limit(limit)],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| StoredTransition {
+                    id: r.get(0),
+                    fan: r.get(1),
+                    from: r.get(2),
+                    to: r.get(3),
+                    at: r.get(4),
+                    cause: r.get(5),
+                    seq: r.get(6),
+                    event_id: r.get(7),
+                })
+                .collect())
+        })
+    }
+}
+
+impl crate::Segments for PostgresStore {
     fn create_segment(
         &self,
         tenant: TenantId,
@@ -641,52 +844,6 @@ impl crate::Store for PostgresStore {
         })
     }
 
-    fn segment_changes(
-        &self,
-        tenant: TenantId,
-        segment: Option<i64>,
-        fans: Option<&[i64]>,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<StoredSegmentChange>> {
-        self.reader(|c| {
-            Ok(c.query(
-                "SELECT id, segment_id, fan, entered, at, cause, seq, event_id FROM segment_changes
-                 WHERE tenant_id = $1 AND id > $2 AND ($3::bigint IS NULL OR segment_id = $3)
-                   AND ($4::bigint[] IS NULL OR fan = ANY($4))
-                 ORDER BY id LIMIT $5",
-                &[&tenant, &after, &segment, &fans, &sql_limit(limit)],
-            )?
-            .iter()
-            .map(|r| StoredSegmentChange {
-                id: r.get(0),
-                segment: r.get(1),
-                fan: r.get(2),
-                entered: r.get(3),
-                at: r.get(4),
-                cause: r.get(5),
-                seq: r.get(6),
-                event_id: r.get(7),
-            })
-            .collect())
-        })
-    }
-
-    fn recorded_members(&self, tenant: TenantId) -> Result<Vec<(i64, i64)>> {
-        self.reader(|c| {
-            Ok(c.query(
-                "SELECT segment_id, fan FROM (
-                     SELECT DISTINCT ON (segment_id, fan) segment_id, fan, entered FROM segment_changes
-                     WHERE tenant_id = $1 ORDER BY segment_id, fan, id DESC) last
-                 WHERE entered",
-                &[&tenant],
-            )?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect())
-        })
-    }
-
     fn add_tag_changes(&self, tenant: TenantId, rows: &[StoredTagChange]) -> Result<()> {
         self.writer(|c| {
             let mut tx = c.transaction()?;
@@ -735,152 +892,9 @@ impl crate::Store for PostgresStore {
             .collect())
         })
     }
+}
 
-    fn live_mark(&self, tenant: TenantId) -> Result<Option<LiveMark>> {
-        self.reader(|c| {
-            Ok(c.query_opt(
-                "SELECT clock, seq, rules_version FROM layer_marks WHERE tenant_id = $1",
-                &[&tenant],
-            )?
-            .map(|r| LiveMark {
-                clock: r.get(0),
-                seq: r.get(1),
-                rules_version: r.get(2),
-            }))
-        })
-    }
-
-    fn recorded_layers(&self, tenant: TenantId) -> Result<Vec<(i64, String)>> {
-        self.reader(|c| {
-            Ok(c.query(
-                "SELECT DISTINCT ON (fan) fan, to_layer FROM layer_transitions
-                 WHERE tenant_id = $1 ORDER BY fan, id DESC",
-                &[&tenant],
-            )?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect())
-        })
-    }
-
-    fn transitions(
-        &self,
-        tenant: TenantId,
-        fans: Option<&[i64]>,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<StoredTransition>> {
-        self.reader(|c| {
-            let rows = c.query(
-                "SELECT id, fan, from_layer, to_layer, at, cause, seq, event_id FROM layer_transitions
-                 WHERE tenant_id = $1 AND id > $2 AND ($3::bigint[] IS NULL OR fan = ANY($3))
-                 ORDER BY id LIMIT $4",
-                &[&tenant, &after, &fans, &sql_limit(limit)],
-            )?;
-            Ok(rows
-                .iter()
-                .map(|r| StoredTransition {
-                    id: r.get(0),
-                    fan: r.get(1),
-                    from: r.get(2),
-                    to: r.get(3),
-                    at: r.get(4),
-                    cause: r.get(5),
-                    seq: r.get(6),
-                    event_id: r.get(7),
-                })
-                .collect())
-        })
-    }
-
-    fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()> {
-        let n = self.writer(|c| {
-            Ok(c.execute(
-                "UPDATE tenants SET custom_domain = $2 WHERE tenant_id = $1",
-                &[&tenant, &domain.as_str()],
-            )?)
-        })?;
-        if n == 0 {
-            return Err(StoreError::NoSuchTenant(tenant.to_string()));
-        }
-        Ok(())
-    }
-
-    fn add_decision(&self, tenant: TenantId, d: &NewDecision<'_>) -> Result<i64> {
-        self.writer(|c| {
-            let mut tx = c.transaction()?;
-            // The tenant row lock serializes decision ids per tenant across nodes.
-            tx.execute("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE", &[&tenant])?;
-            let id: i64 = tx
-                .query_one(
-                    "SELECT COALESCE(MAX(id), 0) + 1 FROM identity_decisions WHERE tenant_id = $1",
-                    &[&tenant],
-                )?
-                .get(0);
-            tx.execute(
-                "INSERT INTO identity_decisions (tenant_id, id, kind, fan_a, fan_b, after_seq, value, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[&tenant, &id, &d.kind, &d.fan_a, &d.fan_b, &d.after_seq, &d.value, &d.created_at],
-            )?;
-            tx.commit()?;
-            Ok(id)
-        })
-    }
-
-    fn decisions(&self, tenant: TenantId, after_id: i64) -> Result<Vec<StoredDecision>> {
-        self.reader(|c| {
-            let rows = c.query(
-                "SELECT id, kind, fan_a, fan_b, after_seq, created_at, value FROM identity_decisions
-                 WHERE tenant_id = $1 AND id > $2 ORDER BY id",
-                &[&tenant, &after_id],
-            )?;
-            Ok(rows
-                .iter()
-                .map(|r| StoredDecision {
-                    id: r.get(0),
-                    kind: r.get(1),
-                    fan_a: r.get(2),
-                    fan_b: r.get(3),
-                    after_seq: r.get(4),
-                    created_at: r.get(5),
-                    value: r.get(6),
-                })
-                .collect())
-        })
-    }
-
-    fn event_at(&self, tenant: TenantId, seq: i64) -> Result<Option<StoredEvent>> {
-        self.reader(|c| {
-            c.query_opt(
-                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND seq = $2"),
-                &[&tenant, &seq],
-            )?
-            .map(|r| event_from_row(&r))
-            .transpose()
-        })
-    }
-
-    fn event_count(&self, tenant: TenantId) -> Result<u64> {
-        let n: i64 = self.reader(|c| {
-            Ok(c.query_one(
-                "SELECT COUNT(*) FROM events WHERE tenant_id = $1",
-                &[&tenant],
-            )?
-            .get(0))
-        })?;
-        Ok(n as u64)
-    }
-
-    fn last_seq(&self, tenant: TenantId) -> Result<i64> {
-        self.reader(|c| {
-            Ok(c.query_one(
-                "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM events WHERE tenant_id = $1",
-                &[&tenant],
-            )?
-            .get(0))
-        })
-    }
-
+impl crate::Connectors for PostgresStore {
     // connectors
 
     fn set_connector(&self, tenant: TenantId, kind: &str, config: &str, now: Millis) -> Result<()> {
@@ -943,10 +957,6 @@ impl crate::Store for PostgresStore {
                 kind: kind.to_string(),
             });
         }
-        Ok(())
-    }
-
-    fn flush(&self) -> Result<()> {
         Ok(())
     }
 }
@@ -1125,14 +1135,98 @@ impl crate::Snapshots for PostgresStore {
     }
 }
 
+impl crate::TriggerLog for PostgresStore {
+    fn event_heads(
+        &self,
+        tenant: TenantId,
+        after: i64,
+        upto: i64,
+        only: Option<&[i64]>,
+        limit: usize,
+    ) -> Result<Vec<crate::EventHead>> {
+        let limit = limit.min(i64::MAX as usize) as i64;
+        let only: Option<Vec<i64>> = only.map(<[i64]>::to_vec);
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT seq, id, type, ts FROM events
+                 WHERE tenant_id = $1 AND seq > $2 AND seq <= $3
+                   AND ($4::bigint[] IS NULL OR seq = ANY($4))
+                 ORDER BY seq LIMIT $5",
+                &[&tenant, &after, &upto, &only, &limit],
+            )?
+            .iter()
+            .map(|r| crate::EventHead {
+                seq: r.get(0),
+                id: r.get(1),
+                ty: r.get(2),
+                ts: r.get(3),
+            })
+            .collect())
+        })
+    }
+
+    fn trigger_cursor(
+        &self,
+        tenant: TenantId,
+        consumer: &str,
+    ) -> Result<Option<crate::StoredCursor>> {
+        self.reader(|c| {
+            Ok(c.query_opt(
+                "SELECT consumer, after_id, updated_at FROM trigger_cursors
+                 WHERE tenant_id = $1 AND consumer = $2",
+                &[&tenant, &consumer],
+            )?
+            .map(|r| crate::StoredCursor {
+                consumer: r.get(0),
+                after: r.get(1),
+                updated_at: r.get(2),
+            }))
+        })
+    }
+
+    fn set_trigger_cursor(
+        &self,
+        tenant: TenantId,
+        consumer: &str,
+        after: i64,
+        now: Millis,
+    ) -> Result<()> {
+        self.writer(|c| {
+            c.execute(
+                "INSERT INTO trigger_cursors (tenant_id, consumer, after_id, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tenant_id, consumer) DO UPDATE SET after_id = $3, updated_at = $4",
+                &[&tenant, &consumer, &after, &now],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn trigger_cursors(&self, tenant: TenantId) -> Result<Vec<crate::StoredCursor>> {
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT consumer, after_id, updated_at FROM trigger_cursors
+                 WHERE tenant_id = $1 ORDER BY consumer",
+                &[&tenant],
+            )?
+            .iter()
+            .map(|r| crate::StoredCursor {
+                consumer: r.get(0),
+                after: r.get(1),
+                updated_at: r.get(2),
+            })
+            .collect())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Sessions ended under a store, as a restart of PostgreSQL ends them, but without
     //! stopping the server other tests use: `pg_terminate_backend` on the store's own sessions
     //! (found by their `application_name`).
     use super::*;
-    use crate::Store;
     use crate::testing::{base_url, fresh_postgres};
+    use crate::{LiveLog, Segments, Tenants};
 
     /// A store on a fresh schema whose sessions are named `app`.
     fn open(schema: &crate::testing::TestSchema, app: &str) -> PostgresStore {
@@ -1215,89 +1309,5 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-    }
-}
-
-impl crate::TriggerLog for PostgresStore {
-    fn event_heads(
-        &self,
-        tenant: TenantId,
-        after: i64,
-        upto: i64,
-        only: Option<&[i64]>,
-        limit: usize,
-    ) -> Result<Vec<crate::EventHead>> {
-        let limit = limit.min(i64::MAX as usize) as i64;
-        let only: Option<Vec<i64>> = only.map(<[i64]>::to_vec);
-        self.reader(|c| {
-            Ok(c.query(
-                "SELECT seq, id, type, ts FROM events
-                 WHERE tenant_id = $1 AND seq > $2 AND seq <= $3
-                   AND ($4::bigint[] IS NULL OR seq = ANY($4))
-                 ORDER BY seq LIMIT $5",
-                &[&tenant, &after, &upto, &only, &limit],
-            )?
-            .iter()
-            .map(|r| crate::EventHead {
-                seq: r.get(0),
-                id: r.get(1),
-                ty: r.get(2),
-                ts: r.get(3),
-            })
-            .collect())
-        })
-    }
-
-    fn trigger_cursor(
-        &self,
-        tenant: TenantId,
-        consumer: &str,
-    ) -> Result<Option<crate::StoredCursor>> {
-        self.reader(|c| {
-            Ok(c.query_opt(
-                "SELECT consumer, after_id, updated_at FROM trigger_cursors
-                 WHERE tenant_id = $1 AND consumer = $2",
-                &[&tenant, &consumer],
-            )?
-            .map(|r| crate::StoredCursor {
-                consumer: r.get(0),
-                after: r.get(1),
-                updated_at: r.get(2),
-            }))
-        })
-    }
-
-    fn set_trigger_cursor(
-        &self,
-        tenant: TenantId,
-        consumer: &str,
-        after: i64,
-        now: Millis,
-    ) -> Result<()> {
-        self.writer(|c| {
-            c.execute(
-                "INSERT INTO trigger_cursors (tenant_id, consumer, after_id, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (tenant_id, consumer) DO UPDATE SET after_id = $3, updated_at = $4",
-                &[&tenant, &consumer, &after, &now],
-            )?;
-            Ok(())
-        })
-    }
-
-    fn trigger_cursors(&self, tenant: TenantId) -> Result<Vec<crate::StoredCursor>> {
-        self.reader(|c| {
-            Ok(c.query(
-                "SELECT consumer, after_id, updated_at FROM trigger_cursors
-                 WHERE tenant_id = $1 ORDER BY consumer",
-                &[&tenant],
-            )?
-            .iter()
-            .map(|r| crate::StoredCursor {
-                consumer: r.get(0),
-                after: r.get(1),
-                updated_at: r.get(2),
-            })
-            .collect())
-        })
     }
 }

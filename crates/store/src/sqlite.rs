@@ -420,7 +420,7 @@ fn tenant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
     })
 }
 
-impl crate::Store for SqliteStore {
+impl crate::Tenants for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
     }
@@ -491,6 +491,19 @@ impl crate::Store for SqliteStore {
             .transpose()
     }
 
+    fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()> {
+        let n = self.conn().execute(
+            "UPDATE tenants SET custom_domain = ?2 WHERE tenant_id = ?1",
+            params![tenant, domain.as_str()],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoSuchTenant(tenant.to_string()));
+        }
+        Ok(())
+    }
+}
+
+impl crate::EventLog for SqliteStore {
     fn append(
         &self,
         batches: &[AppendBatch<'_>],
@@ -561,6 +574,42 @@ impl crate::Store for SqliteStore {
         Ok(())
     }
 
+    fn event_at(&self, tenant: TenantId, seq: i64) -> Result<Option<StoredEvent>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ?1 AND seq = ?2"
+        ))?;
+        let mut rows = stmt.query(params![tenant, seq])?;
+        rows.next()?.map(event_from_row).transpose()
+    }
+
+    fn event_count(&self, tenant: TenantId) -> Result<u64> {
+        let conn = self.conn();
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM events WHERE tenant_id = ?1",
+            [tenant],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    fn last_seq(&self, tenant: TenantId) -> Result<i64> {
+        let conn = self.conn();
+        Ok(conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE tenant_id = ?1",
+            [tenant],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn flush(&self) -> Result<()> {
+        let conn = self.conn();
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+impl crate::Decisions for SqliteStore {
     fn set_rules(&self, tenant: TenantId, toml: &str) -> Result<i64> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -587,6 +636,45 @@ impl crate::Store for SqliteStore {
             .optional()?)
     }
 
+    fn add_decision(&self, tenant: TenantId, d: &NewDecision<'_>) -> Result<i64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let id: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(id), 0) + 1 FROM identity_decisions WHERE tenant_id = ?1",
+            [tenant],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO identity_decisions (tenant_id, id, kind, fan_a, fan_b, after_seq, value, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![tenant, id, d.kind, d.fan_a, d.fan_b, d.after_seq, d.value, d.created_at],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn decisions(&self, tenant: TenantId, after_id: i64) -> Result<Vec<StoredDecision>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, kind, fan_a, fan_b, after_seq, created_at, value FROM identity_decisions
+             WHERE tenant_id = ?1 AND id > ?2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![tenant, after_id], |r| {
+            Ok(StoredDecision {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                fan_a: r.get(2)?,
+                fan_b: r.get(3)?,
+                after_seq: r.get(4)?,
+                created_at: r.get(5)?,
+                value: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+impl crate::LiveLog for SqliteStore {
     fn record_live(&self, tenant: TenantId, rec: &LiveRecord<'_>, mark: &LiveMark) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -651,64 +739,6 @@ impl crate::Store for SqliteStore {
         Ok(())
     }
 
-    fn create_segment(
-        &self,
-        tenant: TenantId,
-        name: &str,
-        expr: &str,
-        tag: Option<&str>,
-        now: Millis,
-    ) -> Result<StoredSegment> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let taken: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM segments WHERE tenant_id = ?1 AND name = ?2 AND deleted_at IS NULL)",
-            params![tenant, name],
-            |r| r.get(0),
-        )?;
-        if taken {
-            return Err(StoreError::SegmentExists(name.to_string()));
-        }
-        let id = next_id(&tx, "segments", tenant)?;
-        tx.execute(
-            "INSERT INTO segments (tenant_id, id, name, expr, tag, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![tenant, id, name, expr, tag, now],
-        )?;
-        tx.commit()?;
-        Ok(StoredSegment {
-            id,
-            name: name.to_string(),
-            expr: expr.to_string(),
-            tag: tag.map(str::to_string),
-            created_at: now,
-        })
-    }
-
-    fn segments(&self, tenant: TenantId) -> Result<Vec<StoredSegment>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, name, expr, tag, created_at FROM segments
-             WHERE tenant_id = ?1 AND deleted_at IS NULL ORDER BY id",
-        )?;
-        let rows = stmt.query_map([tenant], |r| {
-            Ok(StoredSegment {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                expr: r.get(2)?,
-                tag: r.get(3)?,
-                created_at: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    fn delete_segment(&self, tenant: TenantId, id: i64, now: Millis) -> Result<bool> {
-        Ok(self.conn().execute(
-            "UPDATE segments SET deleted_at = ?3 WHERE tenant_id = ?1 AND id = ?2 AND deleted_at IS NULL",
-            params![tenant, id, now],
-        )? > 0)
-    }
-
     fn segment_changes(
         &self,
         tenant: TenantId,
@@ -751,54 +781,6 @@ impl crate::Store for SqliteStore {
         )?;
         let rows = stmt.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    fn add_tag_changes(&self, tenant: TenantId, rows: &[StoredTagChange]) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        // Placed after the last event stored: the engine may not have applied it yet, and
-        // readers see nothing beyond what it applied.
-        let last_seq: i64 = tx.query_row(
-            "SELECT next_seq - 1 FROM tenants WHERE tenant_id = ?1",
-            [tenant],
-            |r| r.get(0),
-        )?;
-        let rec = LiveRecord {
-            tag_changes: rows,
-            ..LiveRecord::default()
-        };
-        let (_, _, ids) = crate::triggers::positions(taken(&tx, tenant)?, last_seq, &rec);
-        insert_tags(&tx, tenant, rows, &ids)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    fn tag_changes(
-        &self,
-        tenant: TenantId,
-        fans: Option<&[i64]>,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<StoredTagChange>> {
-        log_page(
-            &self.conn(),
-            "SELECT id, fan, tag, added, at, source FROM tag_changes
-             WHERE tenant_id = ?1 AND id > ?2
-               AND (?3 IS NULL OR fan IN (SELECT value FROM json_each(?3)))
-             ORDER BY id LIMIT ?4",
-            (tenant, after, fans, limit),
-            None,
-            |r| {
-                Ok(StoredTagChange {
-                    id: r.get(0)?,
-                    fan: r.get(1)?,
-                    tag: r.get(2)?,
-                    added: r.get(3)?,
-                    at: r.get(4)?,
-                    source: r.get(5)?,
-                })
-            },
-        )
     }
 
     fn live_mark(&self, tenant: TenantId) -> Result<Option<LiveMark>> {
@@ -857,83 +839,117 @@ impl crate::Store for SqliteStore {
             },
         )
     }
+}
 
-    fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()> {
-        let n = self.conn().execute(
-            "UPDATE tenants SET custom_domain = ?2 WHERE tenant_id = ?1",
-            params![tenant, domain.as_str()],
-        )?;
-        if n == 0 {
-            return Err(StoreError::NoSuchTenant(tenant.to_string()));
-        }
-        Ok(())
-    }
-
-    fn add_decision(&self, tenant: TenantId, d: &NewDecision<'_>) -> Result<i64> {
+impl crate::Segments for SqliteStore {
+    fn create_segment(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        expr: &str,
+        tag: Option<&str>,
+        now: Millis,
+    ) -> Result<StoredSegment> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let id: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(id), 0) + 1 FROM identity_decisions WHERE tenant_id = ?1",
-            [tenant],
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM segments WHERE tenant_id = ?1 AND name = ?2 AND deleted_at IS NULL)",
+            params![tenant, name],
             |r| r.get(0),
         )?;
+        if taken {
+            return Err(StoreError::SegmentExists(name.to_string()));
+        }
+        let id = next_id(&tx, "segments", tenant)?;
         tx.execute(
-            "INSERT INTO identity_decisions (tenant_id, id, kind, fan_a, fan_b, after_seq, value, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![tenant, id, d.kind, d.fan_a, d.fan_b, d.after_seq, d.value, d.created_at],
+            "INSERT INTO segments (tenant_id, id, name, expr, tag, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![tenant, id, name, expr, tag, now],
         )?;
         tx.commit()?;
-        Ok(id)
+        Ok(StoredSegment {
+            id,
+            name: name.to_string(),
+            expr: expr.to_string(),
+            tag: tag.map(str::to_string),
+            created_at: now,
+        })
     }
 
-    fn decisions(&self, tenant: TenantId, after_id: i64) -> Result<Vec<StoredDecision>> {
+    fn segments(&self, tenant: TenantId) -> Result<Vec<StoredSegment>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT id, kind, fan_a, fan_b, after_seq, created_at, value FROM identity_decisions
-             WHERE tenant_id = ?1 AND id > ?2 ORDER BY id",
+            "SELECT id, name, expr, tag, created_at FROM segments
+             WHERE tenant_id = ?1 AND deleted_at IS NULL ORDER BY id",
         )?;
-        let rows = stmt.query_map(params![tenant, after_id], |r| {
-            Ok(StoredDecision {
+        let rows = stmt.query_map([tenant], |r| {
+            Ok(StoredSegment {
                 id: r.get(0)?,
-                kind: r.get(1)?,
-                fan_a: r.get(2)?,
-                fan_b: r.get(3)?,
-                after_seq: r.get(4)?,
-                created_at: r.get(5)?,
-                value: r.get(6)?,
+                name: r.get(1)?,
+                expr: r.get(2)?,
+                tag: r.get(3)?,
+                created_at: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn event_at(&self, tenant: TenantId, seq: i64) -> Result<Option<StoredEvent>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ?1 AND seq = ?2"
-        ))?;
-        let mut rows = stmt.query(params![tenant, seq])?;
-        rows.next()?.map(event_from_row).transpose()
+    fn delete_segment(&self, tenant: TenantId, id: i64, now: Millis) -> Result<bool> {
+        Ok(self.conn().execute(
+            "UPDATE segments SET deleted_at = ?3 WHERE tenant_id = ?1 AND id = ?2 AND deleted_at IS NULL",
+            params![tenant, id, now],
+        )? > 0)
     }
 
-    fn event_count(&self, tenant: TenantId) -> Result<u64> {
-        let conn = self.conn();
-        let n: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM events WHERE tenant_id = ?1",
+    fn add_tag_changes(&self, tenant: TenantId, rows: &[StoredTagChange]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Placed after the last event stored: the engine may not have applied it yet, and
+        // readers see nothing beyond what it applied.
+        let last_seq: i64 = tx.query_row(
+            "SELECT next_seq - 1 FROM tenants WHERE tenant_id = ?1",
             [tenant],
             |r| r.get(0),
         )?;
-        Ok(n as u64)
+        let rec = LiveRecord {
+            tag_changes: rows,
+            ..LiveRecord::default()
+        };
+        let (_, _, ids) = crate::triggers::positions(taken(&tx, tenant)?, last_seq, &rec);
+        insert_tags(&tx, tenant, rows, &ids)?;
+        tx.commit()?;
+        Ok(())
     }
 
-    fn last_seq(&self, tenant: TenantId) -> Result<i64> {
-        let conn = self.conn();
-        Ok(conn.query_row(
-            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE tenant_id = ?1",
-            [tenant],
-            |r| r.get(0),
-        )?)
+    fn tag_changes(
+        &self,
+        tenant: TenantId,
+        fans: Option<&[i64]>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredTagChange>> {
+        log_page(
+            &self.conn(),
+            "SELECT id, fan, tag, added, at, source FROM tag_changes
+             WHERE tenant_id = ?1 AND id > ?2
+               AND (?3 IS NULL OR fan IN (SELECT value FROM json_each(?3)))
+             ORDER BY id LIMIT ?4",
+            (tenant, after, fans, limit),
+            None,
+            |r| {
+                Ok(StoredTagChange {
+                    id: r.get(0)?,
+                    fan: r.get(1)?,
+                    tag: r.get(2)?,
+                    added: r.get(3)?,
+                    at: r.get(4)?,
+                    source: r.get(5)?,
+                })
+            },
+        )
     }
+}
 
+impl crate::Connectors for SqliteStore {
     // connectors
 
     fn set_connector(&self, tenant: TenantId, kind: &str, config: &str, now: Millis) -> Result<()> {
@@ -990,12 +1006,6 @@ impl crate::Store for SqliteStore {
                 kind: kind.to_string(),
             });
         }
-        Ok(())
-    }
-
-    fn flush(&self) -> Result<()> {
-        let conn = self.conn();
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         Ok(())
     }
 }
@@ -1177,5 +1187,80 @@ impl crate::TriggerLog for SqliteStore {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LiveLog, Segments, Tenants};
+
+    /// Rows stored before the trigger stream keep their order, ahead of every event, and no
+    /// two share a position; what is stored after follows them.
+    #[test]
+    fn migration_9_turns_ids_into_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut conn = Connection::open(dir.path().join("siyu.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+            )
+            .unwrap();
+            let tx = conn.transaction().unwrap();
+            for (i, sql) in MIGRATIONS[..8].iter().enumerate() {
+                tx.execute_batch(sql).unwrap();
+                tx.execute(
+                    "INSERT INTO schema_migrations VALUES (?1, 0)",
+                    [i as i64 + 1],
+                )
+                .unwrap();
+            }
+            tx.execute_batch(
+                "INSERT INTO tenants (tenant_id, name, created_at) VALUES (1, 't', 0);
+                 INSERT INTO layer_transitions (tenant_id, id, fan, from_layer, to_layer, at, cause)
+                   VALUES (1, 1, 1, NULL, 'passerby', 0, 'event'), (1, 2, 2, NULL, 'passerby', 0, 'event');
+                 INSERT INTO segment_changes (tenant_id, id, segment_id, fan, entered, at, cause)
+                   VALUES (1, 1, 1, 1, 1, 0, 'created'), (1, 2, 1, 2, 1, 0, 'created');
+                 INSERT INTO tag_changes (tenant_id, id, fan, tag, added, at, source)
+                   VALUES (1, 1, 1, 'vip', 1, 0, 'manual');",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let s = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
+        let t: Vec<i64> = s
+            .transitions(1, None, 0, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        let c: Vec<i64> = s
+            .segment_changes(1, None, None, 0, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        let g: Vec<i64> = s
+            .tag_changes(1, None, 0, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!((t, c, g), (vec![5, 9], vec![6, 10], vec![7]));
+        // The next rows come after them, with a manual tag placed after the last event (none).
+        s.add_tag_changes(
+            1,
+            &[StoredTagChange {
+                id: 0,
+                fan: 2,
+                tag: "vip".into(),
+                added: true,
+                at: 0,
+                source: "manual".into(),
+            }],
+        )
+        .unwrap();
+        assert_eq!(s.tag_changes(1, None, 7, 10).unwrap()[0].id, 11);
+        assert_eq!(s.tenants().unwrap().len(), 1);
     }
 }

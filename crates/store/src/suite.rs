@@ -357,8 +357,8 @@ fn transitions_are_appended_and_read_in_order(s: &dyn Store) {
 
 /// The trigger stream: events and the three derived logs in one order, by position.
 fn triggers_are_one_stream_of_events_and_what_they_caused(s: &dyn Store) {
+    use crate::StoredTrigger;
     use crate::triggers::{TriggerQuery, read};
-    use crate::{StoredTrigger, TriggerLog};
     use siyu_domain::trigger::{TriggerType, TypeSet, event_position as p};
     let a = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
     let b = s.create_tenant("b", "w2", "a2", NOW).unwrap().id;
@@ -455,11 +455,11 @@ fn triggers_are_one_stream_of_events_and_what_they_caused(s: &dyn Store) {
         ]
     );
     assert_eq!(all.scanned_to, i64::MAX - 1, "nothing more up to the end");
-    // Layer changes of seq 1 come before those of seq 2 within a record.
+    // Within a record, each log keeps the order the engine derived it in.
     let StoredTrigger::Transition(first) = &all.triggers[2] else {
         panic!("{:?}", all.triggers[2])
     };
-    assert_eq!(first.seq, Some(1));
+    assert_eq!(first.seq, Some(2));
     // Paging: a full page ends at its last row, and the next page starts after it.
     let mut seen = Vec::new();
     let mut after = 0;
@@ -526,7 +526,7 @@ fn triggers_are_one_stream_of_events_and_what_they_caused(s: &dyn Store) {
             .iter()
             .map(StoredTrigger::position)
             .collect::<Vec<_>>(),
-        [p(2), p(2) + 2, p(2) + 3, p(2) + 5]
+        [p(2), p(2) + 1, p(2) + 3, p(2) + 5]
     );
     // Another tenant's stream is its own.
     let other = read(s, b, &q(0, TypeSet::ALL, 100)).unwrap();
@@ -676,7 +676,7 @@ fn segments_their_changes_and_tags(s: &dyn Store) {
     .unwrap();
     s.add_tag_changes(a, &[tag(7, true, "manual")]).unwrap();
     let all = s.segment_changes(a, None, None, 0, 100).unwrap();
-    // Stream positions after the mark's event; what the event caused comes first.
+    // Stream positions after the mark's event, in the order derived.
     let p9 = siyu_domain::trigger::event_position(9);
     assert_eq!(
         all.iter().map(|c| c.id).collect::<Vec<_>>(),
@@ -684,9 +684,9 @@ fn segments_their_changes_and_tags(s: &dyn Store) {
     );
     assert_eq!(
         (
-            all[0].cause.as_str(),
-            all[0].seq,
-            all[0].event_id.as_deref()
+            all[1].cause.as_str(),
+            all[1].seq,
+            all[1].event_id.as_deref()
         ),
         ("event", Some(9), Some("e9"))
     );

@@ -205,7 +205,20 @@ impl crate::TriggerLog for Faulty {
     }
 }
 
-impl crate::Store for Faulty {
+impl crate::Tenants for Faulty {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    pass! {
+        create_tenant(&self, name: &str, write_key_hash: &str, admin_key_hash: &str, now: siyu_domain::Millis) -> crate::Result<crate::Tenant>;
+        tenants(&self) -> crate::Result<Vec<crate::Tenant>>;
+        key_lookup(&self, key_hash: &str) -> crate::Result<Option<(crate::Tenant, crate::KeyRole)>>;
+        set_custom_domain(&self, tenant: crate::TenantId, domain: siyu_domain::Domain) -> crate::Result<()>;
+    }
+}
+
+impl crate::EventLog for Faulty {
     fn append(
         &self,
         batches: &[crate::AppendBatch<'_>],
@@ -216,24 +229,6 @@ impl crate::Store for Faulty {
             return Err(Faulty::fault("append"));
         }
         self.inner.append(batches, received_at)
-    }
-
-    fn record_live(
-        &self,
-        tenant: crate::TenantId,
-        rec: &crate::LiveRecord<'_>,
-        mark: &crate::LiveMark,
-    ) -> crate::Result<()> {
-        let n = self.record_live_calls.fetch_add(1, Ordering::SeqCst) + 1;
-        let held = self.hold.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((entered, release)) = held {
-            let _ = entered.send(());
-            let _ = release.recv();
-        }
-        if self.fail_record_live.contains(&n) {
-            return Err(Faulty::fault("record_live"));
-        }
-        self.inner.record_live(tenant, rec, mark)
     }
 
     fn scan(
@@ -254,37 +249,67 @@ impl crate::Store for Faulty {
         self.inner.scan(tenant, after, f)
     }
 
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-
     pass! {
-        create_tenant(&self, name: &str, write_key_hash: &str, admin_key_hash: &str, now: siyu_domain::Millis) -> crate::Result<crate::Tenant>;
-        tenants(&self) -> crate::Result<Vec<crate::Tenant>>;
-        key_lookup(&self, key_hash: &str) -> crate::Result<Option<(crate::Tenant, crate::KeyRole)>>;
-        set_rules(&self, tenant: crate::TenantId, toml: &str) -> crate::Result<i64>;
-        rules(&self, tenant: crate::TenantId) -> crate::Result<Option<(i64, String)>>;
-        create_segment(&self, tenant: crate::TenantId, name: &str, expr: &str, tag: Option<&str>, now: siyu_domain::Millis) -> crate::Result<crate::StoredSegment>;
-        segments(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::StoredSegment>>;
-        delete_segment(&self, tenant: crate::TenantId, id: i64, now: siyu_domain::Millis) -> crate::Result<bool>;
-        segment_changes(&self, tenant: crate::TenantId, segment: Option<i64>, fans: Option<&[i64]>, after: i64, limit: usize) -> crate::Result<Vec<crate::StoredSegmentChange>>;
-        recorded_members(&self, tenant: crate::TenantId) -> crate::Result<Vec<(i64, i64)>>;
-        add_tag_changes(&self, tenant: crate::TenantId, rows: &[crate::StoredTagChange]) -> crate::Result<()>;
-        tag_changes(&self, tenant: crate::TenantId, fans: Option<&[i64]>, after: i64, limit: usize) -> crate::Result<Vec<crate::StoredTagChange>>;
-        live_mark(&self, tenant: crate::TenantId) -> crate::Result<Option<crate::LiveMark>>;
-        recorded_layers(&self, tenant: crate::TenantId) -> crate::Result<Vec<(i64, String)>>;
-        transitions(&self, tenant: crate::TenantId, fans: Option<&[i64]>, after: i64, limit: usize) -> crate::Result<Vec<crate::StoredTransition>>;
-        set_custom_domain(&self, tenant: crate::TenantId, domain: siyu_domain::Domain) -> crate::Result<()>;
-        add_decision(&self, tenant: crate::TenantId, d: &crate::NewDecision<'_>) -> crate::Result<i64>;
-        decisions(&self, tenant: crate::TenantId, after_id: i64) -> crate::Result<Vec<crate::StoredDecision>>;
         event_at(&self, tenant: crate::TenantId, seq: i64) -> crate::Result<Option<crate::StoredEvent>>;
         event_count(&self, tenant: crate::TenantId) -> crate::Result<u64>;
         last_seq(&self, tenant: crate::TenantId) -> crate::Result<i64>;
+        flush(&self) -> crate::Result<()>;
+    }
+}
+
+impl crate::Decisions for Faulty {
+    pass! {
+        set_rules(&self, tenant: crate::TenantId, toml: &str) -> crate::Result<i64>;
+        rules(&self, tenant: crate::TenantId) -> crate::Result<Option<(i64, String)>>;
+        add_decision(&self, tenant: crate::TenantId, d: &crate::NewDecision<'_>) -> crate::Result<i64>;
+        decisions(&self, tenant: crate::TenantId, after_id: i64) -> crate::Result<Vec<crate::StoredDecision>>;
+    }
+}
+
+impl crate::LiveLog for Faulty {
+    fn record_live(
+        &self,
+        tenant: crate::TenantId,
+        rec: &crate::LiveRecord<'_>,
+        mark: &crate::LiveMark,
+    ) -> crate::Result<()> {
+        let n = self.record_live_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let held = self.hold.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((entered, release)) = held {
+            let _ = entered.send(());
+            let _ = release.recv();
+        }
+        if self.fail_record_live.contains(&n) {
+            return Err(Faulty::fault("record_live"));
+        }
+        self.inner.record_live(tenant, rec, mark)
+    }
+
+    pass! {
+        segment_changes(&self, tenant: crate::TenantId, segment: Option<i64>, fans: Option<&[i64]>, after: i64, limit: usize) -> crate::Result<Vec<crate::StoredSegmentChange>>;
+        recorded_members(&self, tenant: crate::TenantId) -> crate::Result<Vec<(i64, i64)>>;
+        live_mark(&self, tenant: crate::TenantId) -> crate::Result<Option<crate::LiveMark>>;
+        recorded_layers(&self, tenant: crate::TenantId) -> crate::Result<Vec<(i64, String)>>;
+        transitions(&self, tenant: crate::TenantId, fans: Option<&[i64]>, after: i64, limit: usize) -> crate::Result<Vec<crate::StoredTransition>>;
+    }
+}
+
+impl crate::Segments for Faulty {
+    pass! {
+        create_segment(&self, tenant: crate::TenantId, name: &str, expr: &str, tag: Option<&str>, now: siyu_domain::Millis) -> crate::Result<crate::StoredSegment>;
+        segments(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::StoredSegment>>;
+        delete_segment(&self, tenant: crate::TenantId, id: i64, now: siyu_domain::Millis) -> crate::Result<bool>;
+        add_tag_changes(&self, tenant: crate::TenantId, rows: &[crate::StoredTagChange]) -> crate::Result<()>;
+        tag_changes(&self, tenant: crate::TenantId, fans: Option<&[i64]>, after: i64, limit: usize) -> crate::Result<Vec<crate::StoredTagChange>>;
+    }
+}
+
+impl crate::Connectors for Faulty {
+    pass! {
         set_connector(&self, tenant: crate::TenantId, kind: &str, config: &str, now: siyu_domain::Millis) -> crate::Result<()>;
         connector(&self, tenant: crate::TenantId, kind: &str) -> crate::Result<Option<crate::StoredConnector>>;
         connectors(&self, kind: &str) -> crate::Result<Vec<(crate::TenantId, crate::StoredConnector)>>;
         set_connector_state(&self, tenant: crate::TenantId, kind: &str, state: &str) -> crate::Result<()>;
-        flush(&self) -> crate::Result<()>;
     }
 }
 

@@ -204,51 +204,40 @@ pub fn read(
     })
 }
 
-/// Which of a record's rows comes first in the stream: by the event that caused it (rows
-/// without one — time, rules, identity, manual — after the caused ones), then layer changes
-/// before segment changes before tags, each in the order derived.
+/// The positions of a record's rows: after `taken` (every position already held) and after the
+/// event `after_seq`. Each log's rows keep the order the engine derived them in (which is the
+/// order of time); the three logs are merged by time, layer changes before segment changes
+/// before tags at the same instant.
 pub(crate) fn positions(
     taken: i64,
     after_seq: i64,
     rec: &crate::LiveRecord<'_>,
 ) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
-    let mut order: Vec<(i64, u8, usize)> = Vec::with_capacity(
-        rec.transitions.len() + rec.segment_changes.len() + rec.tag_changes.len(),
-    );
-    let key = |seq: Option<i64>| seq.unwrap_or(i64::MAX);
-    order.extend(
-        rec.transitions
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (key(r.seq), 0, i)),
-    );
-    order.extend(
-        rec.segment_changes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (key(r.seq), 1, i)),
-    );
-    order.extend((0..rec.tag_changes.len()).map(|i| (i64::MAX, 2, i)));
-    order.sort_unstable();
-    let mut out = (
-        vec![0; rec.transitions.len()],
-        vec![0; rec.segment_changes.len()],
-        vec![0; rec.tag_changes.len()],
-    );
+    let ats: [Vec<Millis>; 3] = [
+        rec.transitions.iter().map(|r| r.at).collect(),
+        rec.segment_changes.iter().map(|r| r.at).collect(),
+        rec.tag_changes.iter().map(|r| r.at).collect(),
+    ];
+    let mut out: [Vec<i64>; 3] = [
+        Vec::with_capacity(ats[0].len()),
+        Vec::with_capacity(ats[1].len()),
+        Vec::with_capacity(ats[2].len()),
+    ];
     let mut next = taken.max(event_position(after_seq));
-    for (_, table, i) in order {
+    // A merge, not a sort: each log's own order is kept.
+    while let Some(table) = (0..3)
+        .filter(|&t| out[t].len() < ats[t].len())
+        .min_by_key(|&t| (ats[t][out[t].len()], t))
+    {
         next += 1;
         // An event's own position is never a derived row's.
         if next % PER_EVENT == 0 {
             next += 1;
         }
-        match table {
-            0 => out.0[i] = next,
-            1 => out.1[i] = next,
-            _ => out.2[i] = next,
-        }
+        out[table].push(next);
     }
-    out
+    let [t, s, g] = out;
+    (t, s, g)
 }
 
 /// The highest position a tenant's derived logs hold, as SQL over `?1`/`$1` (the tenant).
@@ -289,15 +278,29 @@ mod tests {
     }
 
     #[test]
-    fn a_record_follows_its_events_and_what_is_taken() {
-        let t = [transition(Some(3)), transition(None), transition(Some(2))];
-        let s = [change(Some(2)), change(None)];
+    fn a_record_keeps_each_logs_order_merged_by_time_after_what_is_taken() {
+        let at = |mut t: StoredTransition, at: i64| {
+            t.at = at;
+            t
+        };
+        let on = |mut c: StoredSegmentChange, at: i64| {
+            c.at = at;
+            c
+        };
+        // Derived in this order: a decay at 5, then an event's change at 9 and one at 7 (a
+        // log's order is kept even where its times are not sorted).
+        let t = [
+            at(transition(None), 5),
+            at(transition(Some(3)), 9),
+            at(transition(Some(2)), 7),
+        ];
+        let s = [on(change(Some(3)), 9), on(change(None), 5)];
         let tags = [StoredTagChange {
             id: 0,
             fan: 1,
             tag: "vip".into(),
             added: true,
-            at: 0,
+            at: 9,
             source: "segment:1".into(),
         }];
         let rec = LiveRecord {
@@ -307,15 +310,16 @@ mod tests {
         };
         let base = event_position(3);
         let (pt, ps, pg) = positions(0, 3, &rec);
-        // seq 2: its layer change, then its segment change; seq 3; then the uncaused ones.
-        assert_eq!(pt, vec![base + 3, base + 4, base + 1]);
-        assert_eq!(ps, vec![base + 2, base + 5]);
+        // 5: the decay, then (the segment log's head is at 9) the transitions at 9 and 7; then
+        // the segment change at 9, the one at 5, and the tag.
+        assert_eq!(pt, vec![base + 1, base + 2, base + 3]);
+        assert_eq!(ps, vec![base + 4, base + 5]);
         assert_eq!(pg, vec![base + 6]);
         // Positions already taken beyond the event's push the record after them.
         let (pt, _, _) = positions(base + 40, 3, &rec);
-        assert_eq!(pt[2], base + 41);
+        assert_eq!(pt[0], base + 41);
         // An event's position is skipped.
         let (pt, _, _) = positions(event_position(5) - 1, 3, &rec);
-        assert_eq!(pt[2], event_position(5) + 1);
+        assert_eq!(pt[0], event_position(5) + 1);
     }
 }

@@ -890,7 +890,11 @@ mod layers {
         .unwrap();
 
         let app = app.restart().await;
-        let (s, v) = app.get("/api/layers/transitions?after=2").await;
+        // After the two rows stored above, at the positions after their mark's event.
+        let after = siyu_domain::trigger::event_position(4) + 2;
+        let (s, v) = app
+            .get(&format!("/api/layers/transitions?after={after}"))
+            .await;
         assert_eq!(s, 200, "{v}");
         let list = v["transitions"].as_array().unwrap();
         assert_eq!(list.len(), 2, "{v}");
@@ -929,7 +933,12 @@ mod layers {
             format_rfc3339(b_at),
             "at the event's own time"
         );
-        let (_, again) = app.get("/api/layers/transitions?after=4").await;
+        let (_, again) = app
+            .get(&format!(
+                "/api/layers/transitions?after={}",
+                v["next_after"]
+            ))
+            .await;
         assert!(
             again["transitions"].as_array().unwrap().is_empty(),
             "a restart records nothing twice: {again}"
@@ -950,7 +959,12 @@ mod layers {
             .collect();
         let (s, _) = app.post_events(&Value::Array(msgs)).await;
         assert_eq!(s, 200);
-        let (_, v) = app.get("/api/layers/transitions?fan=5&after=4").await;
+        let (_, v) = app
+            .get(&format!(
+                "/api/layers/transitions?fan=5&after={}",
+                v["next_after"]
+            ))
+            .await;
         assert_eq!(v["transitions"][0]["to"], "favorable", "{v}");
         let last = v["next_after"].as_i64().unwrap();
         let mut app = app;

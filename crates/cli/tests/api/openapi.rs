@@ -15,6 +15,10 @@ use crate::helpers::{Backend, TestApp, spawn_app};
 /// the router with `routes!` appears in the document and must be added here too (and one added
 /// without it is not documented, which `siyu-server`'s own test refuses).
 const ROUTES: &[&str] = &[
+    "GET /api/triggers",
+    "GET /api/triggers/cursors",
+    "GET /api/triggers/cursors/{consumer}",
+    "PUT /api/triggers/cursors/{consumer}",
     "POST /api/events",
     "GET /api/stats",
     "GET /api/tenant",
