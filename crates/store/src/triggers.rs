@@ -118,7 +118,7 @@ pub fn read(
     q: &TriggerQuery<'_>,
 ) -> Result<TriggerPage> {
     let limit = q.limit.max(1);
-    if q.before <= q.after + 1 {
+    if q.before <= q.after.saturating_add(1) {
         return Ok(TriggerPage {
             triggers: Vec::new(),
             scanned_to: q.after,

@@ -274,6 +274,11 @@ async fn consumers_keep_their_cursors(b: Backend) {
             "{query}: {v}"
         );
     }
+    // The far end of the stream is an empty page, not an overflow.
+    let (s, v) = app
+        .get(&format!("/api/triggers?after={}&limit=100000", i64::MAX))
+        .await;
+    assert_eq!((s, &v["triggers"]), (200, &json!([])), "{v}");
     let (s, v) = app.get("/api/triggers?fan=999").await;
     assert_eq!(
         (s, &v["error"]["code"]),
