@@ -8,15 +8,17 @@ Usage: bench/restart.py PATH/TO/siyu [--fans N] [--days D] [--work DIR] [--datab
 
 1. `siyu gen` a brand (kept in WORK/brand-N-D.jsonl and reused), `siyu tenant create`,
    `siyu import` it into a fresh store (WORK/data, or a fresh schema of --database-url).
-2. Start 1, cold: no snapshot yet, so the whole log is replayed; then SIGTERM (a stopping
-   server stores a snapshot of an engine far past its last one).
+2. Start 1, cold: no snapshot yet, so the whole log is replayed, and the replay stores a
+   snapshot before the server answers (a replay that read more than 20,000 log positions past
+   its snapshot stores one); then SIGTERM (a stopping server would also store one if due).
 3. Start 2, warm: from that snapshot. Then TAIL events are posted and the server is killed
    with SIGKILL, so they are in the log but not in the snapshot.
 4. Start 3, after kill -9: the snapshot plus the tail.
 
 Each start is timed from the spawn of the process to the first 200 of /healthz (polled every
 10 ms) and to the first accepted POST /api/events (sent right after /healthz answers). The
-snapshot's size is read from the store. Prints a Markdown table (or one JSON object).
+snapshot's size (the one start 2 reads) is read from the store, the fans and events from
+`GET /api/stats` after start 3. Prints a Markdown table (or one JSON object).
 """
 import argparse
 import json
@@ -74,10 +76,13 @@ class Store:
         return psycopg.connect(self.url, autocommit=True)
 
     def snapshot_bytes(self):
-        q = "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM snapshot_parts"
+        q = "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM {}snapshot_parts"
         if self.url:
+            # Schema-qualified: one statement, so fetchone reads its row (after a "SET …; SELECT"
+            # psycopg's cursor is on the first result, the SET, which has none).
             with self.connect() as c:
-                return c.execute(f"SET search_path TO {self.schema}; " + q).fetchone()[0]
+                return c.execute(q.format(f"{self.schema}.")).fetchone()[0]
+        q = q.format("")
         import sqlite3
 
         db = [f for f in os.listdir(self.data) if f.endswith(".db") or f.endswith(".sqlite")]
@@ -90,6 +95,10 @@ class Store:
                 c.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
 
 
+# Servers started, so that a failure half-way does not leave one running.
+STARTED = []
+
+
 def start(siyu, store, keys, log):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -99,6 +108,7 @@ def start(siyu, store, keys, log):
         stdout=log,
         stderr=log,
     )
+    STARTED.append(proc)
     while True:
         if proc.poll() is not None:
             sys.exit(f"siyu serve exited with {proc.returncode}; see {log.name}")
@@ -194,24 +204,35 @@ def main():
         say("start 3: after kill -9 (snapshot + tail) ...")
         proc, base, h, f = start(a.siyu, store, keys, log)
         rows.append((f"after kill -9: the snapshot + {a.tail:,} events of tail", h, f))
+        stats = request("GET", f"{base}/api/stats", keys["admin_key"], timeout=120)[1]
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=600)
 
         result = {
             "backend": "postgres" if a.database_url else "sqlite",
             "events": imported.get("accepted"),
+            "fans": stats["fans"],
+            "events_at_end": stats["events"],
             "snapshot_bytes": snapshot,
             "starts": [{"start": r[0], "healthz_s": round(r[1], 3), "first_event_s": round(r[2], 3)} for r in rows],
         }
         if a.json:
             print(json.dumps(result))
         else:
-            print(f"backend {result['backend']}, {result['events']:,} events, snapshot {snapshot / 1e6:,.0f} MB")
+            print(
+                f"backend {result['backend']}, {result['events']:,} events imported, "
+                f"{result['fans']:,} fans and {result['events_at_end']:,} events at the end, "
+                f"snapshot {snapshot / 1e6:,.0f} MB"
+            )
             print("| start | /healthz (s) | first event accepted (s) |")
             print("|---|---:|---:|")
             for r in rows:
                 print(f"| {r[0]} | {r[1]:.2f} | {r[2]:.2f} |")
     finally:
+        for p in STARTED:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         log.close()
         store.drop()
 

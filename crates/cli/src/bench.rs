@@ -59,11 +59,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             duckdb,
             work,
         } => segments(fans, days, &expr, duckdb, work, args.json),
+        BenchWhat::Readers {
+            events,
+            batch,
+            clients,
+            readers,
+        } => crate::bench_readers::run(events, batch, clients, readers, args.json),
     }
 }
 
 /// Generates about `n` events into a file and returns them parsed too.
-fn generate(n: u64, dir: &Path) -> anyhow::Result<(std::path::PathBuf, Vec<String>)> {
+pub(crate) fn generate(n: u64, dir: &Path) -> anyhow::Result<(std::path::PathBuf, Vec<String>)> {
     let mut fans = 1_000u64;
     let days = 90;
     let probe = |fans| siyu_gen::GenConfig {
@@ -182,32 +188,44 @@ fn drop_schema(url: &str, schema: &str) {
     }
 }
 
-fn http(dir: &Path, lines: &[String], batch: usize, clients: usize) -> anyhow::Result<(f64, u64)> {
-    let r = http_with(dir, lines, batch, clients, &[], 0)?;
+pub(crate) fn http(
+    dir: &Path,
+    lines: &[String],
+    batch: usize,
+    clients: usize,
+) -> anyhow::Result<(f64, u64)> {
+    let r = http_with(dir, lines, batch, clients, &[], 0, 0)?;
     Ok((r.seconds, r.accepted))
 }
 
 /// What an HTTP ingest run measured.
-struct HttpRun {
-    seconds: f64,
-    accepted: u64,
+pub(crate) struct HttpRun {
+    pub(crate) seconds: f64,
+    pub(crate) accepted: u64,
     /// segment_entered / segment_exited triggers stored during the ingest.
     triggers: usize,
     /// With probes: (POST → acknowledgement, acknowledgement → trigger read), seconds each.
     probes: Vec<(f64, f64)>,
+    /// With readers: every read they made while the ingest ran.
+    pub(crate) reads: Vec<crate::bench_readers::Read>,
+    /// With readers: the most fans a stats read reported.
+    pub(crate) fans_seen: u64,
 }
 
 /// HTTP ingest of `lines` into a fresh store with `segments` saved first; then, with
 /// `probes`, that many single events that each make a new fan enter a probe segment, timed
 /// from the POST to its acknowledgement and from the acknowledgement to the trigger read back
-/// through a long poll of `GET /api/segments/triggers`.
-fn http_with(
+/// through a long poll of `GET /api/segments/triggers`. With `readers`, that many reader
+/// threads read beside the ingest (`bench_readers::spawn`) from its first acknowledgement to
+/// its end.
+pub(crate) fn http_with(
     dir: &Path,
     lines: &[String],
     batch: usize,
     clients: usize,
     segments: &[String],
     probes: usize,
+    readers: usize,
 ) -> anyhow::Result<HttpRun> {
     let store = siyu_store::open(&Location::Sqlite(dir.to_path_buf()), Durability::Full)?;
     let keys = siyu_app::tenants::create(&*store, &siyu_app::TenantName::parse("bench")?)?;
@@ -251,14 +269,18 @@ fn http_with(
         let mut bodies = bodies;
         bodies.reverse();
         let queue = Arc::new(std::sync::Mutex::new(bodies));
+        let gate = Arc::new(crate::bench_readers::Gate::default());
         let started = Instant::now();
+        let reader_threads =
+            crate::bench_readers::spawn(addr, &keys.admin_key, readers, gate.clone())?;
         let mut tasks = Vec::new();
         for _ in 0..clients {
-            let (client, url, queue, key) = (
+            let (client, url, queue, key, gate) = (
                 client.clone(),
                 url.clone(),
                 queue.clone(),
                 keys.write_key.clone(),
+                gate.clone(),
             );
             tasks.push(tokio::spawn(async move {
                 let mut accepted = 0u64;
@@ -276,15 +298,27 @@ fn http_with(
                     anyhow::ensure!(r.status().is_success(), "HTTP {}", r.status());
                     let v: serde_json::Value = r.json().await?;
                     accepted += v["accepted"].as_u64().unwrap_or(0);
+                    gate.acked();
                 }
                 anyhow::Ok(accepted)
             }));
         }
         let mut accepted = 0;
+        let mut failed = None;
         for t in tasks {
-            accepted += t.await??;
+            match t.await? {
+                Ok(a) => accepted += a,
+                Err(e) => failed = failed.or(Some(e)),
+            }
         }
         let seconds = started.elapsed().as_secs_f64();
+        gate.stop();
+        let reads =
+            tokio::task::spawn_blocking(move || crate::bench_readers::join(reader_threads)).await?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let reads = reads?;
         let triggers = {
             let app = app.clone();
             tokio::task::spawn_blocking(move || {
@@ -342,6 +376,8 @@ fn http_with(
             accepted,
             triggers,
             probes: timings,
+            reads,
+            fans_seen: gate.fans_seen(),
         })
     })?;
     Ok(run)
@@ -385,7 +421,7 @@ fn bench_segments(k: usize) -> Vec<String> {
 }
 
 /// Percentile `p` (0..=100) of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -405,12 +441,12 @@ fn triggers(n: u64, segments: usize, probes: usize, json_out: bool) -> anyhow::R
     say(&format!("generating about {} events ...", output::n(n)));
     let (_, lines) = generate(n, tmp.path())?;
     say("HTTP ingest with no saved segment ...");
-    let none = http_with(&tmp.path().join("none"), &lines, 500, 4, &[], 0)?;
+    let none = http_with(&tmp.path().join("none"), &lines, 500, 4, &[], 0, 0)?;
     say(&format!(
         "HTTP ingest with {segments} saved segments, then {probes} probes ..."
     ));
     let exprs = bench_segments(segments.saturating_sub(1));
-    let with = http_with(&tmp.path().join("with"), &lines, 500, 4, &exprs, probes)?;
+    let with = http_with(&tmp.path().join("with"), &lines, 500, 4, &exprs, probes, 0)?;
     let rate = |r: &HttpRun| r.accepted as f64 / r.seconds;
     let mut ack: Vec<f64> = with.probes.iter().map(|p| p.0 * 1e3).collect();
     let mut trig: Vec<f64> = with.probes.iter().map(|p| p.1 * 1e3).collect();
@@ -531,10 +567,10 @@ fn ingest(
 }
 
 /// A small deterministic generator (splitmix64) for the identity workload.
-struct Mix(u64);
+pub(crate) struct Mix(pub(crate) u64);
 
 impl Mix {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -78,8 +78,8 @@ pub enum Command {
     Segment(SegmentArgs),
     /// Tags on fans: by hand, for an expression's fans, or automatic; and their history.
     Tag(TagArgs),
-    /// Benchmarks: ingest, layers, segments, saved-segment triggers and identity resolution,
-    /// against their peers (results in docs/BENCHMARKS.md).
+    /// Benchmarks: ingest, readers beside ingest, layers, segments, saved-segment triggers and
+    /// identity resolution, against their peers (results in docs/BENCHMARKS.md).
     Bench(BenchArgs),
     /// Connect a tenant to Douyin webhooks and the Ocean Engine lead API (credentials are
     /// stored, never printed; docs/connectors.md).
@@ -606,6 +606,24 @@ pub enum BenchWhat {
         /// Single events timed after the load.
         #[arg(long, default_value_t = 300)]
         probes: usize,
+    },
+    /// Readers beside ingest: HTTP ingest throughput into a fresh server alone, then into
+    /// another fresh server while --readers threads loop over the layers report, a fan page,
+    /// stats and a segment preview until the ingest ends; both rates, their ratio, and every
+    /// read's latency by endpoint. A reader answer other than 200 fails the bench.
+    Readers {
+        /// Number of events to generate and ingest (each run).
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Events per HTTP request.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Concurrent HTTP ingest clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Reader threads, each with its own connection, reading without pause.
+        #[arg(long, default_value_t = 4)]
+        readers: usize,
     },
     /// Identity resolution alone: events with two identities each (an open id and a phone,
     /// lead id, union id or WeCom id), resolved into fans; time and memory per value.
