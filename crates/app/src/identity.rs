@@ -306,7 +306,9 @@ fn replay_with(
         load_rules(store, &mut engine, tenant)?;
         interleave(store, &mut engine, tenant, decisions, go_live)?;
         let found = engine.identities_mut().take_corrections();
-        if found.is_empty() {
+        // A replay that goes live leaves its snapshot to the writer's next tick: storing a
+        // large one (hundreds of megabytes) here would hold a starting server's socket shut.
+        if found.is_empty() && go_live.is_none() {
             crate::snapshots::save_if_due(store, tenant, &mut engine);
         }
         if found.is_empty() || round == ROUNDS {

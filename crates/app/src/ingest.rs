@@ -329,7 +329,14 @@ pub struct Writer {
     /// The writer's own queue, to be woken when a replay is ready (without it, the next poll
     /// takes the replay in).
     wake: Option<SyncSender<Work>>,
+    /// When each tenant's snapshot was last stored by a tick (see [`SNAPSHOT_EVERY`]).
+    snapshot_at: HashMap<TenantId, Millis>,
 }
+
+/// How often a tick stores a live engine's snapshot when it is far past the last one: the
+/// first tick after a start stores the one the start left (see `identity::replay_with`), and
+/// then at most one per this interval, which bounds the log a start after `kill -9` replays.
+pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(30 * 60);
 
 /// A replay built off the writer thread.
 type Rebuilt = (TenantId, Result<TenantEngine, AppError>);
@@ -349,6 +356,7 @@ impl Writer {
             rebuilt_tx,
             rebuilt,
             wake: None,
+            snapshot_at: HashMap::new(),
         }
     }
 
@@ -605,6 +613,12 @@ impl Writer {
         for (tenant, cell) in engines.all() {
             advance(&mut write(&cell), now);
             flush(&*self.store, &cell, tenant);
+            let last = self.snapshot_at.get(&tenant).copied();
+            if last.is_none_or(|t| now - t >= SNAPSHOT_EVERY.as_millis() as Millis)
+                && crate::snapshots::save_shared(&*self.store, tenant, &cell)
+            {
+                self.snapshot_at.insert(tenant, now);
+            }
         }
     }
 

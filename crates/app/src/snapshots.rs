@@ -78,6 +78,30 @@ pub(crate) fn save_if_due(store: &dyn Store, tenant: TenantId, engine: &mut Tena
     }
 }
 
+/// [`save_if_due`] for a live engine, by its one writer: encoded under the read lock (readers
+/// go on), stored with no lock held. Whether one was stored.
+pub(crate) fn save_shared(
+    store: &dyn Store,
+    tenant: TenantId,
+    cell: &crate::ingest::EngineCell,
+) -> bool {
+    let (due, seq) = {
+        let e = crate::ingest::read_engine(cell);
+        (
+            e.last_seq() - e.snapshot_seq() >= SNAPSHOT_AFTER,
+            e.last_seq(),
+        )
+    };
+    if !due || !enabled() {
+        return false;
+    }
+    let stored = save(store, tenant, &crate::ingest::read_engine(cell));
+    if stored {
+        crate::ingest::write_engine(cell).set_snapshot_seq(seq);
+    }
+    stored
+}
+
 /// Whether snapshots are read and stored (`SIYU_SNAPSHOTS=off` turns them off).
 fn enabled() -> bool {
     std::env::var_os("SIYU_SNAPSHOTS").is_none_or(|v| v != "off")
