@@ -286,6 +286,37 @@ impl Columns {
         }
     }
 
+    /// The event indexes of one node, in arrival order.
+    pub(crate) fn node_events(&self, node: u32) -> &[u32] {
+        self.by_node
+            .get(node as usize)
+            .map_or(&[][..], Vec::as_slice)
+    }
+
+    /// The number of events of the fan whose root is `root`, without allocating.
+    pub(crate) fn events_of_root_count(&self, graph: &IdentityGraph, root: u32) -> usize {
+        self.node_events(root).len()
+            + graph
+                .members_of_root(root)
+                .iter()
+                .map(|&m| self.node_events(m).len())
+                .sum::<usize>()
+    }
+
+    /// The events a snapshot as of `as_of` reads (toggles, orders, the engagement window's
+    /// days), for the cost rule of [`crate::audience`].
+    pub(crate) fn snapshot_work(&self, rules: &Rules, as_of: Millis) -> usize {
+        let from = as_of - i64::from(rules.engagement_window_days) * MS_PER_DAY;
+        let live_watch = CatalogueType::LiveWatch as usize;
+        let window: usize = self
+            .days_between(from, as_of)
+            .flat_map(|d| d.iter().enumerate().take(CatalogueType::ALL.len()))
+            .filter(|(kind, _)| rules.weights[*kind] > 0 || *kind == live_watch)
+            .map(|(_, events)| events.len())
+            .sum();
+        self.toggles.len() + self.orders.len() + window
+    }
+
     /// The number of events held.
     pub(crate) fn len(&self) -> usize {
         self.ts.len()
