@@ -17,9 +17,9 @@
 //! expression *within* a set of candidate fans, and `and` evaluates its clauses cheapest
 //! first, each within what the previous ones left, so a layer clause is reached with the
 //! fans the windowed counts and sums already selected. The layers (features) of those fans
-//! alone are then computed from their own events ([`Columns::fan_state`], the function the
-//! live layers use), unless that would read more than a snapshot would: the cost rule in
-//! [`Ctx::per_fan_is_cheaper`]. `has(KIND)` as of a past instant follows the same rule
+//! alone are then computed from their own events ([`Columns::features_as_of`]: what the
+//! live layers' per-fan state says, in one light pass, on two threads for many fans), unless
+//! that would read more than a snapshot would: the cost rule in [`Ctx::per_fan_is_cheaper`]. `has(KIND)` as of a past instant follows the same rule
 //! (reading the candidates' events instead of every event).
 //!
 //! Why the answers are the same sets: every predicate's set is within the fans that exist,
@@ -432,24 +432,49 @@ impl<'a> Ctx<'a> {
         true
     }
 
-    /// A layer predicate over the fans of `within`, each from its own events.
+    /// A layer predicate over the fans of `within`, each from its own events (on two
+    /// threads when there are many).
     fn by_own_layers(&self, p: &Pred, within: &FanSet) -> FanSet {
-        let tables = Tables::new(self.rules);
         let mut cache = self.per_fan.lock().unwrap_or_else(|e| e.into_inner());
+        let todo: Vec<u32> = within.iter().filter(|r| !cache.contains_key(r)).collect();
+        let (cols, graph, rules, as_of) = (self.cols, self.graph, self.rules, self.as_of);
+        let tables = Tables::new(rules);
+        let features_of = |roots: &[u32]| -> Vec<Option<Features>> {
+            roots
+                .iter()
+                .map(|&r| {
+                    let own = [r];
+                    if graph.members_of_root(r).is_empty() {
+                        cols.features_as_of(&own, rules, &tables, as_of)
+                    } else {
+                        cols.features_as_of(&graph.nodes_of_root(r), rules, &tables, as_of)
+                    }
+                })
+                .collect()
+        };
+        let parts = if todo.len() < 512 {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |p| p.get().clamp(1, 4))
+        };
+        let computed: Vec<Option<Features>> = if parts == 1 {
+            features_of(&todo)
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = todo
+                    .chunks(todo.len().div_ceil(parts))
+                    .map(|part| scope.spawn(|| features_of(part)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("layer worker"))
+                    .collect()
+            })
+        };
+        cache.extend(todo.into_iter().zip(computed));
         let mut out = FanSet::empty(self.n());
         for r in within.iter() {
-            let f = *cache.entry(r).or_insert_with(|| {
-                let own = [r];
-                let members = self.graph.members_of_root(r);
-                let nodes = if members.is_empty() {
-                    Cow::Borrowed(&own[..])
-                } else {
-                    Cow::Owned(self.graph.nodes_of_root(r))
-                };
-                let (state, _) = self.cols.fan_state(&nodes, self.rules, &tables, self.as_of);
-                state.features()
-            });
-            if f.is_some_and(|f| layer_test(p, &f, layer_of(&f, self.rules))) {
+            if cache[&r].is_some_and(|f| layer_test(p, &f, layer_of(&f, self.rules))) {
                 out.insert(r);
             }
         }

@@ -254,6 +254,68 @@ impl Columns {
         (st, next)
     }
 
+    /// A fan's features as of `as_of` from its own events (those of `nodes`): what
+    /// [`Columns::fan_state`] says, without the state that lets later events and time land,
+    /// so in one light pass (segments as of a past instant read it for their candidates).
+    pub(crate) fn features_as_of(
+        &self,
+        nodes: &[u32],
+        rules: &Rules,
+        t: &Tables,
+        as_of: Millis,
+    ) -> Option<Features> {
+        let events = match nodes {
+            [node] => std::borrow::Cow::Borrowed(self.node_events(*node)),
+            _ => std::borrow::Cow::Owned(self.events_of(nodes)),
+        };
+        let engagement_from = as_of - i64::from(rules.engagement_window_days) * MS_PER_DAY;
+        let orders_from = as_of - i64::from(rules.orders_window_days) * MS_PER_DAY;
+        let live_watch = CatalogueType::LiveWatch as usize;
+        let (mut follow, mut subscribe) = (Toggle::NONE, Toggle::NONE);
+        let mut groups: Vec<(u32, Toggle)> = Vec::new();
+        let (mut engagement, mut orders, mut exists) = (0u32, 0u32, false);
+        for &i in events.iter() {
+            let i = i as usize;
+            let ts = self.ts[i];
+            if ts > as_of {
+                continue;
+            }
+            exists = true;
+            let kind = self.kind[i] as usize;
+            if ts > engagement_from {
+                engagement += if kind == live_watch {
+                    self.val[i] / t.live_watch_seconds
+                } else {
+                    t.weight[kind]
+                };
+            }
+            match t.class[kind] {
+                Class::None => {}
+                Class::Follow(on) => follow.set(ts, on),
+                Class::Subscribe(on) => subscribe.set(ts, on),
+                Class::Group(on) => {
+                    let g = self.val[i];
+                    match groups.iter_mut().find(|(id, _)| *id == g) {
+                        Some((_, tg)) => tg.set(ts, on),
+                        None => {
+                            let mut tg = Toggle::NONE;
+                            tg.set(ts, on);
+                            groups.push((g, tg));
+                        }
+                    }
+                }
+                Class::Order => orders += u32::from(ts > orders_from),
+            }
+        }
+        exists.then(|| Features {
+            follows: follow.on,
+            subscribed: subscribe.on,
+            in_group: groups.iter().any(|(_, t)| t.on),
+            engagement_30d: engagement,
+            orders_180d: orders,
+        })
+    }
+
     /// The events of some nodes (a fan's), in arrival order.
     pub(crate) fn events_of(&self, nodes: &[u32]) -> Vec<u32> {
         let mut events: Vec<u32> = nodes
