@@ -19,8 +19,10 @@
 //! fans the windowed counts and sums already selected. The layers (features) of those fans
 //! alone are then computed from their own events ([`Columns::features_as_of`]: what the
 //! live layers' per-fan state says, in one light pass, on two threads for many fans), unless
-//! that would read more than a snapshot would: the cost rule in [`Ctx::per_fan_is_cheaper`]. `has(KIND)` as of a past instant follows the same rule
-//! (reading the candidates' events instead of every event).
+//! that would cost more than a snapshot: the cost rule in [`Ctx::per_fan_is_cheaper`].
+//! `has(KIND)` as of a past instant follows the same rule (reading the candidates' events
+//! instead of every event). As of the live clock the live layers are at hand, and a layer
+//! clause is as cheap as any.
 //!
 //! Why the answers are the same sets: every predicate's set is within the fans that exist,
 //! and with `W` a set of existing fans and `P(x)` what `x` selects over all fans,
@@ -405,10 +407,11 @@ impl<'a> Ctx<'a> {
     }
 
     /// The cost rule: whether reading the events of the fans of `within` one fan at a time,
-    /// `factor` times dearer per event than a pass over all fans (a fan's events are
-    /// scattered, and its state is heavier), still reads fewer than that pass. For layers the
-    /// pass is a snapshot: the toggles, the orders, the engagement window's events and one
-    /// entry per node; for `has(KIND)` it is every event.
+    /// counted `factor` times dearer per event than a pass over all fans (a fan's events are
+    /// scattered over the columns), still costs less than that pass. For layers the pass is a
+    /// snapshot: the toggles, the orders, the engagement window's scoring events and one entry
+    /// per node, and `factor` is 4; for `has(KIND)` it is every event, and 1 (a fan's scan
+    /// stops at its first event of that kind).
     fn per_fan_is_cheaper(&self, within: &FanSet, factor: usize) -> bool {
         match self.rule {
             CostRule::Auto => {}
