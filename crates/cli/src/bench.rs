@@ -939,23 +939,61 @@ fn segments(
         .map_err(|e| anyhow::anyhow!("the expression was refused: {e}"))?;
     let mut b = brand(fans, days, false, &say)?;
     let as_of = b.as_of;
+    let day = siyu_domain::time::MS_PER_DAY;
     // A server's engine has live layers at its clock; start them as of the end.
     b.engine.start_live(as_of);
-    let time = |as_of: i64| -> anyhow::Result<(usize, f64, f64)> {
+    let engine = &b.engine;
+    type Eval<'a> = &'a dyn Fn(i64) -> Result<siyu_engine::Audience, siyu_engine::EvalError>;
+    let now: Eval = &|t| engine.audience(&parsed, t);
+    let by_snapshot: Eval = &|t| engine.audience_by_snapshot(&parsed, t);
+    // 7 evaluations as of `t`: (count, median, min).
+    let time = |f: Eval, t: i64| -> anyhow::Result<(usize, f64, f64)> {
         let mut runs = Vec::new();
         let mut count = 0;
         for _ in 0..7 {
-            let t = Instant::now();
-            count = b.engine.audience(&parsed, as_of)?.count();
-            runs.push(t.elapsed().as_secs_f64());
+            let start = Instant::now();
+            count = f(t)?.count();
+            runs.push(start.elapsed().as_secs_f64());
         }
         runs.sort_by(f64::total_cmp);
         Ok((count, runs[runs.len() / 2], runs[0]))
     };
+    // One evaluation as of each of the 30 days before the end: (counts, seconds each).
+    let series = |f: Eval| -> anyhow::Result<(Vec<usize>, Vec<f64>)> {
+        let (mut counts, mut secs) = (Vec::new(), Vec::new());
+        for k in 1..=30 {
+            let start = Instant::now();
+            counts.push(f(as_of - k * day)?.count());
+            secs.push(start.elapsed().as_secs_f64());
+        }
+        Ok((counts, secs))
+    };
+    let summary = |counts: &[usize], secs: &[f64]| {
+        let mut sorted = secs.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        json!({
+            "instants": secs.len(),
+            "seconds_total": secs.iter().sum::<f64>(),
+            "seconds_per_instant_mean": secs.iter().sum::<f64>() / secs.len() as f64,
+            "seconds_per_instant_median": sorted[sorted.len() / 2],
+            "seconds_per_instant_max": sorted[sorted.len() - 1],
+            "counts": counts,
+        })
+    };
     say("evaluating as of the live clock, 7 times ...");
-    let (count, median, min) = time(as_of)?;
-    say("evaluating as of one millisecond earlier (layers recomputed), 7 times ...");
-    let (count_past, median_past, _) = time(as_of - 1)?;
+    let (count, median, min) = time(now, as_of)?;
+    say("evaluating as of one millisecond earlier, 7 times ...");
+    let (count_past, median_past, min_past) = time(now, as_of - 1)?;
+    say("the same by the whole snapshot path (before issue 11), 7 times ...");
+    let (count_snap, median_snap, min_snap) = time(by_snapshot, as_of - 1)?;
+    say("a daily series: as of each of the last 30 days ...");
+    let (series_counts, series_secs) = series(now)?;
+    say("the same series by the whole snapshot path ...");
+    let (snap_counts, snap_secs) = series(by_snapshot)?;
+    anyhow::ensure!(
+        count_past == count_snap && series_counts == snap_counts,
+        "the two paths disagree"
+    );
     let mut result = json!({
         "expr": expr,
         "fans": b.engine.stats().fans,
@@ -964,7 +1002,10 @@ fn segments(
         "count": count,
         "seconds_median": median,
         "seconds_min": min,
-        "as_of_past": {"count": count_past, "seconds_median": median_past},
+        "as_of_past": {"count": count_past, "seconds_median": median_past, "seconds_min": min_past},
+        "as_of_past_by_snapshot": {"count": count_snap, "seconds_median": median_snap, "seconds_min": min_snap},
+        "daily_series": summary(&series_counts, &series_secs),
+        "daily_series_by_snapshot": summary(&snap_counts, &snap_secs),
     });
     if duckdb {
         anyhow::ensure!(
@@ -979,11 +1020,24 @@ fn segments(
             &[csv_path.display().to_string(), as_of.to_string()],
             &say,
         )?;
+        let past = as_of - 15 * day;
+        let d_past = duckdb_script(
+            "segments_duckdb.py",
+            &[csv_path.display().to_string(), past.to_string()],
+            &say,
+        )?;
         let dq = d["query_seconds"].as_f64().unwrap_or(f64::NAN);
+        let dq_past = d_past["query_seconds"].as_f64().unwrap_or(f64::NAN);
+        let series_max = series_secs.iter().copied().fold(0.0, f64::max);
         result["identical_count"] = json!(d["count"].as_u64() == Some(count as u64));
+        result["identical_count_15_days_earlier"] =
+            json!(d_past["count"].as_u64() == Some(series_counts[14] as u64));
         result["duckdb"] = d;
+        result["duckdb_15_days_earlier"] = d_past;
         result["speedup_vs_duckdb"] = json!(dq / median);
         result["speedup_vs_duckdb_as_of_past"] = json!(dq / median_past);
+        result["speedup_vs_duckdb_as_of_past_by_snapshot"] = json!(dq / median_snap);
+        result["speedup_vs_duckdb_daily_series_slowest_instant"] = json!(dq_past / series_max);
     }
     outln!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())

@@ -573,9 +573,11 @@ pub enum BenchWhat {
         #[arg(long)]
         work: Option<PathBuf>,
     },
-    /// Segments: a five-clause expression over a generated brand, as of the live clock and as
-    /// of an earlier instant; with --duckdb, the same query in SQL (bench/segments_duckdb.py)
-    /// over the same events, counts compared.
+    /// Segments: a five-clause expression over a generated brand, as of the live clock, as of
+    /// an earlier instant (with today's path and the whole-snapshot path it replaced) and as of
+    /// each of the last 30 days (a daily series); with --duckdb, the same query in SQL
+    /// (bench/segments_duckdb.py) over the same events, as of the end and as of 15 days
+    /// earlier, counts compared.
     Segments {
         /// People in the generated brand.
         #[arg(long, default_value_t = 1_000_000)]

@@ -8,17 +8,41 @@
 //! kinds, first-seen time and first domain come from per-node columns kept as events arrive.
 //! A fan exists as of T if it has an event at or before T; `not` is taken within the fans that
 //! exist.
+//!
+//! # As of a past instant (issue 11)
+//!
+//! The live layers answer only as of the live clock; as of any other instant the layers must
+//! be computed, and one snapshot of the whole tenant is most of the cost (0.1 s at a million
+//! fans). [`Ctx::eval_within`] avoids it when few fans need a layer: it evaluates an
+//! expression *within* a set of candidate fans, and `and` evaluates its clauses cheapest
+//! first, each within what the previous ones left, so a layer clause is reached with the
+//! fans the windowed counts and sums already selected. The layers (features) of those fans
+//! alone are then computed from their own events ([`Columns::features_as_of`]: what the
+//! live layers' per-fan state says, in one light pass, on two threads for many fans), unless
+//! that would cost more than a snapshot: the cost rule in [`Ctx::per_fan_is_cheaper`].
+//! `has(KIND)` as of a past instant follows the same rule (reading the candidates' events
+//! instead of every event). As of the live clock the live layers are at hand, and a layer
+//! clause is as cheap as any.
+//!
+//! Why the answers are the same sets: every predicate's set is within the fans that exist,
+//! and with `W` a set of existing fans and `P(x)` what `x` selects over all fans,
+//! `eval_within(x, W) = P(x) ∩ W` by induction: `and` is an intersection in any order;
+//! `or` adds, within what is left of `W`, what each clause selects; `not x` is
+//! `W \ eval_within(x, W)` because `W` holds existing fans only. The tests compare this path
+//! with [`Ctx::eval`] over a full snapshot on generated brands, for many expressions and
+//! instants.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use siyu_domain::audience::{Expr, Pred, SumProp, TypeSel};
 use siyu_domain::event_type::CatalogueType;
 use siyu_domain::{Layer, Millis};
 
 use crate::identity::{FanId, IdentityGraph};
-use crate::layers::{CUSTOM, Columns, Features};
+use crate::layers::{CUSTOM, Columns, Features, Tables, layer_of};
+use crate::rules::Rules;
 use crate::tags::Tags;
 
 /// A set of fans, as a bitset over identity-graph node indexes (fans are root nodes).
@@ -179,51 +203,107 @@ impl Audience {
     }
 }
 
+/// How a layer or `has(KIND)` clause chooses between its candidates' own events and a pass
+/// over all fans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CostRule {
+    /// Whichever [`Ctx::per_fan_is_cheaper`] says.
+    Auto,
+    /// Always the candidates' own events (tests).
+    #[cfg(test)]
+    PerFan,
+    /// Always a pass over all fans (tests).
+    #[cfg(test)]
+    AllFans,
+}
+
+/// Every fan's layers and features as of one instant, by node (meaningful at roots).
+pub(crate) struct AllLayers<'a> {
+    pub layers: Cow<'a, [Option<Layer>]>,
+    pub features: Cow<'a, [Option<Features>]>,
+}
+
 /// What every predicate may read, for one instant.
 pub(crate) struct Ctx<'a> {
     pub cols: &'a Columns,
     pub graph: &'a IdentityGraph,
     pub tags: &'a Tags,
+    pub rules: &'a Rules,
     pub as_of: Millis,
     /// Root of each node.
     pub root: Vec<u32>,
     /// Fans (roots) that exist as of `as_of`.
     pub exists: FanSet,
-    /// Layers and features by node, as of `as_of` (meaningful at roots).
-    pub layers: Cow<'a, [Option<Layer>]>,
-    pub features: Cow<'a, [Option<Features>]>,
+    /// Every fan's layers and features as of `as_of`: given (the live ones), or computed by
+    /// one snapshot the first time a predicate needs them for more fans than is worth doing
+    /// one by one.
+    all: OnceLock<AllLayers<'a>>,
+    /// Features of single fans (by root) computed from their own events, when `all` was not
+    /// worth computing.
+    per_fan: Mutex<HashMap<u32, Option<Features>>>,
+    pub rule: CostRule,
     /// Each root's earliest event (time, index), computed on first use.
     first: OnceLock<Vec<(Millis, u32)>>,
 }
 
 impl<'a> Ctx<'a> {
+    /// With `all`, layer predicates read those layers; without, they are computed when asked.
     pub(crate) fn new(
         cols: &'a Columns,
         graph: &'a IdentityGraph,
         tags: &'a Tags,
+        rules: &'a Rules,
         as_of: Millis,
-        layers: Cow<'a, [Option<Layer>]>,
-        features: Cow<'a, [Option<Features>]>,
+        all: Option<AllLayers<'a>>,
     ) -> Ctx<'a> {
         let n = graph.node_count();
         let root: Vec<u32> = (0..n as u32).map(|i| graph.root_node(i)).collect();
         let mut exists = FanSet::empty(n);
-        for (i, f) in features.iter().enumerate().take(n) {
-            if f.is_some() && root[i] == i as u32 {
-                exists.insert(i as u32);
+        match &all {
+            Some(all) => {
+                for (i, f) in all.features.iter().enumerate().take(n) {
+                    if f.is_some() && root[i] == i as u32 {
+                        exists.insert(i as u32);
+                    }
+                }
             }
+            // What a snapshot says exists: a fan one of whose nodes has an event by then.
+            None => {
+                for (node, &first) in cols.first_ts.iter().enumerate().take(n) {
+                    if first <= as_of {
+                        exists.insert(root[node]);
+                    }
+                }
+            }
+        }
+        let cell = OnceLock::new();
+        if let Some(all) = all {
+            let _ = cell.set(all);
         }
         Ctx {
             cols,
             graph,
             tags,
+            rules,
             as_of,
             root,
             exists,
-            layers,
-            features,
+            all: cell,
+            per_fan: Mutex::new(HashMap::new()),
+            rule: CostRule::Auto,
             first: OnceLock::new(),
         }
+    }
+
+    /// Every fan's layers and features, computed by one snapshot if not given.
+    fn all(&self) -> &AllLayers<'a> {
+        self.all.get_or_init(|| {
+            let snap = self.cols.snapshot(self.graph, self.rules, self.as_of);
+            AllLayers {
+                layers: Cow::Owned(snap.layers),
+                features: Cow::Owned(snap.features),
+            }
+        })
     }
 
     fn n(&self) -> usize {
@@ -254,14 +334,180 @@ impl<'a> Ctx<'a> {
                 acc
             }
             Expr::Not(x) => self.eval(x)?.complement_within(&self.exists),
-            Expr::Pred(p) => self.pred(p)?,
+            Expr::Pred(p) => self.pred(p, &self.exists)?,
         })
     }
 
-    /// The existing fans for which `f(root)` holds.
-    fn fans_where(&self, f: impl Fn(usize) -> bool) -> FanSet {
+    /// What `e` selects among the fans of `within` (existing fans): `eval(e) ∩ within`, with
+    /// the clauses of `and`/`or` taken cheapest first and layers computed only for the fans
+    /// that reach a layer clause when that is cheaper than a snapshot (see the module doc).
+    pub(crate) fn eval_within(&self, e: &Expr, within: &FanSet) -> Result<FanSet, EvalError> {
+        Ok(match e {
+            Expr::And(xs) => {
+                let mut acc = within.clone();
+                for x in self.cheapest_first(xs) {
+                    if acc.is_empty() {
+                        break;
+                    }
+                    acc = self.eval_within(x, &acc)?;
+                }
+                acc
+            }
+            Expr::Or(xs) => {
+                let mut rest = within.clone();
+                let mut acc = FanSet::empty(self.n());
+                for x in self.cheapest_first(xs) {
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let got = self.eval_within(x, &rest)?;
+                    rest = got.complement_within(&rest);
+                    acc.or_with(&got);
+                }
+                acc
+            }
+            Expr::Not(x) => self.eval_within(x, within)?.complement_within(within),
+            Expr::Pred(p) => self.pred_within(p, within)?,
+        })
+    }
+
+    /// Clauses in order of [`Ctx::cost`], ties in the written order.
+    fn cheapest_first<'e>(&self, xs: &'e [Expr]) -> Vec<&'e Expr> {
+        let mut v: Vec<(u8, &Expr)> = xs.iter().map(|x| (self.cost(x), x)).collect();
+        v.sort_by_key(|(c, _)| *c);
+        v.into_iter().map(|(_, x)| x).collect()
+    }
+
+    /// 0: reads its own columns, whatever the candidates; 1: `has(KIND)` as of a past
+    /// instant, cheap for few candidates; 2: needs layers not yet at hand, cheap only for few
+    /// candidates and the most expensive otherwise. A compound expression costs its dearest
+    /// predicate.
+    fn cost(&self, e: &Expr) -> u8 {
+        match e {
+            Expr::And(xs) | Expr::Or(xs) => xs.iter().map(|x| self.cost(x)).max().unwrap_or(0),
+            Expr::Not(x) => self.cost(x),
+            Expr::Pred(p) if reads_layers(p) && self.all.get().is_none() => 2,
+            Expr::Pred(Pred::Has(_)) if self.as_of < self.cols.max_ts => 1,
+            Expr::Pred(_) => 0,
+        }
+    }
+
+    /// One predicate within `within`.
+    fn pred_within(&self, p: &Pred, within: &FanSet) -> Result<FanSet, EvalError> {
+        if reads_layers(p) && self.all.get().is_none() && self.per_fan_is_cheaper(within, 4) {
+            return Ok(self.by_own_layers(p, within));
+        }
+        if let Pred::Has(kind) = p
+            && self.as_of < self.cols.max_ts
+            && self.per_fan_is_cheaper(within, 1)
+        {
+            return Ok(self.has_within(1 << (*kind as u16), within));
+        }
+        self.pred(p, within)
+    }
+
+    /// The cost rule: whether reading the events of the fans of `within` one fan at a time,
+    /// counted `factor` times dearer per event than a pass over all fans (a fan's events are
+    /// scattered over the columns), still costs less than that pass. For layers the pass is a
+    /// snapshot: the toggles, the orders, the engagement window's scoring events and one entry
+    /// per node, and `factor` is 4; for `has(KIND)` it is every event, and 1 (a fan's scan
+    /// stops at its first event of that kind).
+    fn per_fan_is_cheaper(&self, within: &FanSet, factor: usize) -> bool {
+        match self.rule {
+            CostRule::Auto => {}
+            #[cfg(test)]
+            CostRule::PerFan => return true,
+            #[cfg(test)]
+            CostRule::AllFans => return false,
+        }
+        let budget = if factor > 1 {
+            self.cols.snapshot_work(self.rules, self.as_of) + self.n()
+        } else {
+            self.cols.len()
+        } / factor;
+        let mut work = 0usize;
+        for r in within.iter() {
+            work += self.cols.events_of_root_count(self.graph, r);
+            if work > budget {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// A layer predicate over the fans of `within`, each from its own events (on two
+    /// threads when there are many).
+    fn by_own_layers(&self, p: &Pred, within: &FanSet) -> FanSet {
+        let mut cache = self.per_fan.lock().unwrap_or_else(|e| e.into_inner());
+        let todo: Vec<u32> = within.iter().filter(|r| !cache.contains_key(r)).collect();
+        let (cols, graph, rules, as_of) = (self.cols, self.graph, self.rules, self.as_of);
+        let tables = Tables::new(rules);
+        let features_of = |roots: &[u32]| -> Vec<Option<Features>> {
+            roots
+                .iter()
+                .map(|&r| {
+                    let own = [r];
+                    if graph.members_of_root(r).is_empty() {
+                        cols.features_as_of(&own, rules, &tables, as_of)
+                    } else {
+                        cols.features_as_of(&graph.nodes_of_root(r), rules, &tables, as_of)
+                    }
+                })
+                .collect()
+        };
+        let parts = if todo.len() < 512 {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |p| p.get().clamp(1, 4))
+        };
+        let computed: Vec<Option<Features>> = if parts == 1 {
+            features_of(&todo)
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = todo
+                    .chunks(todo.len().div_ceil(parts))
+                    .map(|part| scope.spawn(|| features_of(part)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("layer worker"))
+                    .collect()
+            })
+        };
+        cache.extend(todo.into_iter().zip(computed));
         let mut out = FanSet::empty(self.n());
-        for r in self.exists.iter() {
+        for r in within.iter() {
+            if cache[&r].is_some_and(|f| layer_test(p, &f, layer_of(&f, self.rules))) {
+                out.insert(r);
+            }
+        }
+        out
+    }
+
+    /// `has(KIND)` over the fans of `within`, each from its own events.
+    fn has_within(&self, bit: u16, within: &FanSet) -> FanSet {
+        let cols = self.cols;
+        let mut out = FanSet::empty(self.n());
+        let node_has = |node: u32| {
+            cols.node_kinds
+                .get(node as usize)
+                .is_some_and(|k| k & bit != 0)
+                && cols.node_events(node).iter().any(|&i| {
+                    cols.kinds[i as usize] & bit != 0 && cols.ts[i as usize] <= self.as_of
+                })
+        };
+        for r in within.iter() {
+            if node_has(r) || self.graph.members_of_root(r).iter().any(|&m| node_has(m)) {
+                out.insert(r);
+            }
+        }
+        out
+    }
+
+    /// The fans of `over` (existing fans) for which `f(root)` holds.
+    fn fans_where(&self, over: &FanSet, f: impl Fn(usize) -> bool) -> FanSet {
+        let mut out = FanSet::empty(self.n());
+        for r in over.iter() {
             if f(r as usize) {
                 out.insert(r);
             }
@@ -269,30 +515,36 @@ impl<'a> Ctx<'a> {
         out
     }
 
-    fn feature(&self, f: impl Fn(&Features) -> bool) -> FanSet {
-        self.fans_where(|r| self.features[r].as_ref().is_some_and(&f))
+    fn feature(&self, over: &FanSet, f: impl Fn(&Features) -> bool) -> FanSet {
+        let features = &self.all().features;
+        self.fans_where(over, |r| features[r].as_ref().is_some_and(&f))
     }
 
-    fn pred(&self, p: &Pred) -> Result<FanSet, EvalError> {
+    /// The fans of `over` (existing fans) that `p` selects.
+    fn pred(&self, p: &Pred, over: &FanSet) -> Result<FanSet, EvalError> {
         let window_from = |w: Millis| self.as_of.saturating_sub(w);
         Ok(match p {
             Pred::Layer(cmp, l) => {
-                self.fans_where(|r| self.layers[r].is_some_and(|x| cmp.test(x, *l)))
+                let layers = &self.all().layers;
+                self.fans_where(over, |r| layers[r].is_some_and(|x| cmp.test(x, *l)))
             }
             Pred::LayerIn(ls) => {
-                self.fans_where(|r| self.layers[r].is_some_and(|x| ls.contains(&x)))
+                let layers = &self.all().layers;
+                self.fans_where(over, |r| layers[r].is_some_and(|x| ls.contains(&x)))
             }
-            Pred::Follows => self.feature(|f| f.follows),
-            Pred::Subscribed => self.feature(|f| f.subscribed),
-            Pred::InGroup(None) => self.feature(|f| f.in_group),
-            Pred::InGroup(Some(g)) => self.in_group(g)?,
-            Pred::Engagement(cmp, n) => self.feature(|f| cmp.test(f64::from(f.engagement_30d), *n)),
-            Pred::Orders(cmp, n) => self.feature(|f| cmp.test(f64::from(f.orders_180d), *n)),
-            Pred::Tag(name) => self.tagged(name),
-            Pred::Has(kind) => self.has(1 << (*kind as u16)),
+            Pred::Follows => self.feature(over, |f| f.follows),
+            Pred::Subscribed => self.feature(over, |f| f.subscribed),
+            Pred::InGroup(None) => self.feature(over, |f| f.in_group),
+            Pred::InGroup(Some(g)) => self.in_group(g, over)?,
+            Pred::Engagement(cmp, n) => {
+                self.feature(over, |f| cmp.test(f64::from(f.engagement_30d), *n))
+            }
+            Pred::Orders(cmp, n) => self.feature(over, |f| cmp.test(f64::from(f.orders_180d), *n)),
+            Pred::Tag(name) => self.tagged(name, over),
+            Pred::Has(kind) => self.has(1 << (*kind as u16), over),
             Pred::Count { ty, window, cmp, n } => {
                 let counts = self.per_root(ty, window_from(*window), |_| 1);
-                self.fans_where(|r| cmp.test(counts[r] as f64, *n))
+                self.fans_where(over, |r| cmp.test(counts[r] as f64, *n))
             }
             Pred::Sum {
                 prop,
@@ -307,20 +559,20 @@ impl<'a> Ctx<'a> {
                     SumProp::OrderAmount | SumProp::RefundAmount => (x * 100.0).round(),
                     SumProp::LiveWatchSeconds => *x,
                 };
-                self.fans_where(|r| cmp.test(sums[r] as f64, target))
+                self.fans_where(over, |r| cmp.test(sums[r] as f64, target))
             }
             Pred::Last { ty, window } => {
                 let counts = self.per_root(ty, window_from(*window), |_| 1);
-                self.fans_where(|r| counts[r] > 0)
+                self.fans_where(over, |r| counts[r] > 0)
             }
             Pred::FirstSeen { window } => {
                 let from = window_from(*window);
                 let first = self.first();
-                self.fans_where(|r| first[r].0 > from && first[r].0 <= self.as_of)
+                self.fans_where(over, |r| first[r].0 > from && first[r].0 <= self.as_of)
             }
             Pred::FirstDomain { eq, domain } => {
                 let first = self.first();
-                self.fans_where(|r| {
+                self.fans_where(over, |r| {
                     first[r].1 != u32::MAX
                         && (self.cols.domain(first[r].1 as usize) == *domain) == *eq
                 })
@@ -383,7 +635,7 @@ impl<'a> Ctx<'a> {
         acc
     }
 
-    fn in_group(&self, id: &str) -> Result<FanSet, EvalError> {
+    fn in_group(&self, id: &str, over: &FanSet) -> Result<FanSet, EvalError> {
         let g = self
             .cols
             .group(id)
@@ -409,19 +661,19 @@ impl<'a> Ctx<'a> {
         }
         let mut out = FanSet::empty(self.n());
         for (r, (_, on)) in state {
-            if on && self.exists.contains(r) {
+            if on && over.contains(r) {
                 out.insert(r);
             }
         }
         Ok(out)
     }
 
-    fn tagged(&self, name: &str) -> FanSet {
+    fn tagged(&self, name: &str, over: &FanSet) -> FanSet {
         let mut out = FanSet::empty(self.n());
         for fan in self.tags.fans_with(name, self.as_of) {
             if let Some(node) = self.graph.node_of(fan) {
                 let r = self.root[node as usize];
-                if self.exists.contains(r) {
+                if over.contains(r) {
                     out.insert(r);
                 }
             }
@@ -429,7 +681,7 @@ impl<'a> Ctx<'a> {
         out
     }
 
-    fn has(&self, bit: u16) -> FanSet {
+    fn has(&self, bit: u16, over: &FanSet) -> FanSet {
         let cols = self.cols;
         let mut out = FanSet::empty(self.n());
         if self.as_of >= cols.max_ts {
@@ -446,7 +698,7 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        out.and_with(&self.exists);
+        out.and_with(over);
         out
     }
 
@@ -464,6 +716,45 @@ impl<'a> Ctx<'a> {
             }
             first
         })
+    }
+}
+
+/// Whether a predicate reads the layers or their features.
+fn reads_layers(p: &Pred) -> bool {
+    matches!(
+        p,
+        Pred::Layer(..)
+            | Pred::LayerIn(_)
+            | Pred::Follows
+            | Pred::Subscribed
+            | Pred::InGroup(None)
+            | Pred::Engagement(..)
+            | Pred::Orders(..)
+    )
+}
+
+/// A predicate that [`reads_layers`], for one fan's features and layer (as [`Ctx::pred`]
+/// reads them).
+fn layer_test(p: &Pred, f: &Features, layer: Layer) -> bool {
+    match p {
+        Pred::Layer(cmp, l) => cmp.test(layer, *l),
+        Pred::LayerIn(ls) => ls.contains(&layer),
+        Pred::Follows => f.follows,
+        Pred::Subscribed => f.subscribed,
+        Pred::InGroup(None) => f.in_group,
+        Pred::Engagement(cmp, n) => cmp.test(f64::from(f.engagement_30d), *n),
+        Pred::Orders(cmp, n) => cmp.test(f64::from(f.orders_180d), *n),
+        _ => unreachable!("not a layer predicate: {p:?}"),
+    }
+}
+
+/// The fan groups `e` names that no event named (the expression cannot be evaluated).
+pub(crate) fn names_unknown_group(e: &Expr, cols: &Columns) -> bool {
+    match e {
+        Expr::And(xs) | Expr::Or(xs) => xs.iter().any(|x| names_unknown_group(x, cols)),
+        Expr::Not(x) => names_unknown_group(x, cols),
+        Expr::Pred(Pred::InGroup(Some(g))) => cols.group(g).is_none(),
+        Expr::Pred(_) => false,
     }
 }
 
@@ -726,6 +1017,171 @@ pub(crate) mod tests {
                 prop_assert_eq!(got.count(), want);
             }
         }
+    }
+
+    /// A generated brand of `fans` fans over `days` days ending 2026-12-01, and that end.
+    fn generated(fans: u64, days: u32) -> (TenantEngine, i64) {
+        let end = jiff::Timestamp::from_second(1_796_083_200).unwrap(); // 2026-12-01T00:00:00Z
+        let cfg = siyu_gen::GenConfig {
+            fans,
+            days,
+            seed: 11,
+            end,
+        };
+        let mut out = Vec::new();
+        siyu_gen::generate(&cfg, &mut out, None, &mut |_| {}).unwrap();
+        let now = end.as_millisecond();
+        let mut e = TenantEngine::new();
+        let mut seq = 0;
+        for line in std::str::from_utf8(&out).unwrap().lines() {
+            if let Ok(ev) = parse_event(line, now) {
+                seq += 1;
+                e.apply(seq, &ev);
+            }
+        }
+        (e, now)
+    }
+
+    /// Clauses of every kind the cost rule treats differently: layers (=, !=, <, <=, >=, in),
+    /// layer features, `has`, windowed counts and sums, first-seen facts, groups, tags, under
+    /// `and`, `or` and `not`, nested.
+    const AS_OF_EXPRS: &[&str] = &[
+        "layer >= favorable and count(live_watch, 7d) >= 1 and sum(order.amount, 180d) > 100 \
+         and not count(private_message_in, 30d) >= 3 and has(phone)",
+        "layer >= favorable",
+        "layer = passerby",
+        "layer < favorable and count(*, 30d) >= 3",
+        "layer in (passerby, true_love) or has(phone)",
+        "not layer = potential",
+        "not (layer >= favorable and count(live_watch, 7d) >= 1)",
+        "count(order, 180d) >= 1 and not layer = true_love",
+        "follows and not subscribed",
+        "in_group or engagement_30d >= 10",
+        "orders_180d >= 2 and has(wecom_external_id)",
+        "in_group(\"grp_1\") and layer != favorable",
+        "has(phone) and not has(wecom_external_id)",
+        "not has(phone) and layer <= passerby",
+        "last(private_message_in) within 24h or layer = true_love",
+        "first_seen within 14d and layer >= passerby",
+        "first_domain = commercial and not (follows or layer > passerby)",
+        "sum(order.amount, 30d) > 200 or (count(video_comment, 7d) >= 2 and layer <= favorable)",
+        "not (not layer >= favorable or not count(live_watch, 30d) >= 1)",
+        "layer >= passerby or not layer >= passerby",
+        "layer = favorable and layer = true_love",
+        "(layer = favorable or layer = true_love) and sum(live_watch.duration_s, 7d) >= 3600",
+        "tag(\"高意向\") or layer = favorable",
+        "engagement_30d >= 5 and orders_180d = 0 and not in_group",
+        "count(x_signup, 30d) >= 1 or (layer = potential and has(douyin_open_id))",
+        "not (count(order, 90d) >= 1 or has(phone)) and not layer = passerby",
+        "in_group(\"nope\") and layer = favorable",
+        "count(order, 1d) >= 99 and in_group(\"nope\")",
+    ];
+
+    /// As of any instant (before any event, past, the live clock, after the last event), every
+    /// expression selects the same fans by the candidates-first path, whichever way the cost
+    /// rule goes, as by a full snapshot evaluated clause by clause over all fans.
+    #[test]
+    fn as_of_any_instant_the_candidates_first_path_selects_what_a_snapshot_selects() {
+        use super::{AllLayers, CostRule, Ctx};
+        use std::borrow::Cow;
+        let (mut e, end) = generated(2_000, 240);
+        e.start_live(end);
+        let first = *e.columns.ts.iter().min().unwrap();
+        let d = MS_PER_DAY;
+        let instants = [
+            first - 1,
+            first,
+            first + 3 * d,
+            end - 120 * d,
+            end - 30 * d + d / 2,
+            end - 7 * d,
+            end - 1,
+            end,
+            end + 5 * d,
+        ];
+        let (mut mixed, mut per_fan_auto, mut snapshot_auto) = (0, 0, 0);
+        for text in AS_OF_EXPRS {
+            let x =
+                siyu_domain::audience::parse(text).unwrap_or_else(|err| panic!("{text}: {err}"));
+            for &at in &instants {
+                let snap = e.layers_as_of(at);
+                let all = AllLayers {
+                    layers: Cow::Owned(snap.layers),
+                    features: Cow::Owned(snap.features),
+                };
+                let old = Ctx::new(&e.columns, &e.identities, &e.tags, &e.rules, at, Some(all));
+                let want = old.eval(&x).map(|s| s.iter().collect::<Vec<u32>>());
+                let before = e
+                    .audience_by_snapshot(&x, at)
+                    .map(|a| a.fans.iter().collect::<Vec<u32>>());
+                assert_eq!(before, want, "{text} as of {at}: the reference path");
+                let got = e
+                    .audience(&x, at)
+                    .map(|a| a.fans.iter().collect::<Vec<u32>>());
+                assert_eq!(got, want, "{text} as of {at}: TenantEngine::audience");
+                let Ok(want) = want else { continue };
+                if !want.is_empty() && want.len() < old.exists.len() {
+                    mixed += 1;
+                }
+                for rule in [CostRule::Auto, CostRule::PerFan, CostRule::AllFans] {
+                    let mut new = Ctx::new(&e.columns, &e.identities, &e.tags, &e.rules, at, None);
+                    new.rule = rule;
+                    assert_eq!(new.exists, old.exists, "as of {at}: who exists");
+                    let got: Vec<u32> = new.eval_within(&x, &new.exists).unwrap().iter().collect();
+                    assert_eq!(got, want, "{text} as of {at}, {rule:?}");
+                    if rule == CostRule::Auto
+                        && new.all.get().is_none()
+                        && !new.per_fan.lock().unwrap().is_empty()
+                    {
+                        per_fan_auto += 1;
+                    }
+                    if rule == CostRule::Auto && new.all.get().is_some() {
+                        snapshot_auto += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            mixed > 100,
+            "most answers select some fans but not all ({mixed})"
+        );
+        assert!(
+            per_fan_auto > 20,
+            "the rule chose fan-by-fan layers often ({per_fan_auto})"
+        );
+        assert!(snapshot_auto > 20, "and a snapshot often ({snapshot_auto})");
+    }
+
+    /// The per-node indexes the as-of path reads are derived, not stored: a restored engine
+    /// rebuilds them as they were, and events that arrive out of time order are noticed.
+    #[test]
+    fn the_derived_node_indexes_survive_a_snapshot() {
+        use crate::snapshot::{Reader, Writer};
+        let mut evs: Vec<Gen> = (0..300)
+            .map(|n| {
+                (
+                    (n % 7) as u8,
+                    n % 10,
+                    ((n * 37) % 500) as i64,
+                    (n % 3) as u8,
+                )
+            })
+            .collect();
+        evs.truncate(200);
+        let e = build(&evs);
+        let mut w = Writer::new();
+        w.put(&e.columns);
+        let data = w.finish();
+        let mut r = Reader::open(&data).unwrap();
+        let back: crate::layers::Columns = r.take().unwrap();
+        assert_eq!(back.states_by_node, e.columns.states_by_node);
+        assert_eq!(back.time_ordered, e.columns.time_ordered);
+        assert!(
+            e.columns.time_ordered.iter().any(|o| !o),
+            "some node's events came out of order"
+        );
+        let (e, _) = generated(300, 60);
+        assert!(e.columns.time_ordered.iter().filter(|o| **o).count() > 250);
     }
 
     #[test]

@@ -88,6 +88,12 @@ pub(crate) struct Columns {
     pub(crate) first_ts: Vec<Millis>,
     /// Event indexes of each identity node, in arrival order (a fan's events are its nodes').
     by_node: Vec<Vec<u32>>,
+    /// The toggles and orders among each node's events, in arrival order: the events a layer
+    /// feature reads beyond the engagement window (derived: rebuilt, not stored).
+    pub(crate) states_by_node: Vec<Vec<u32>>,
+    /// Whether each node's events arrived in time order, so that a window of them is found
+    /// by binary search (derived: rebuilt, not stored).
+    pub(crate) time_ordered: Vec<bool>,
     /// The earliest event of each node (by time, then arrival): a fan's first domain.
     pub(crate) first_idx: Vec<u32>,
     /// Identity kinds each node's events carried, all time (`has(kind)` as of now).
@@ -183,16 +189,37 @@ impl Columns {
             self.first_idx[node as usize] = index;
         }
         self.node_kinds[node as usize] |= kinds;
-        if self.by_node.len() <= node as usize {
-            self.by_node.resize_with(node as usize + 1, Vec::new);
-        }
-        self.by_node[node as usize].push(index);
+        self.index_node(node, index, e.ts, kind);
         self.max_ts = self.max_ts.max(e.ts);
         self.ts.push(e.ts);
         self.node.push(node);
         self.kind.push(kind);
         self.val.push(val);
         self.kinds.push(kinds);
+    }
+
+    /// Files event `index` (at `ts`, of `kind`) under its node.
+    fn index_node(&mut self, node: u32, index: u32, ts: Millis, kind: u8) {
+        let n = node as usize;
+        if self.by_node.len() <= n {
+            self.by_node.resize_with(n + 1, Vec::new);
+        }
+        if self.states_by_node.len() <= n {
+            self.states_by_node.resize_with(n + 1, Vec::new);
+            self.time_ordered.resize(n + 1, true);
+        }
+        if let Some(&last) = self.by_node[n].last()
+            && self.ts[last as usize] > ts
+        {
+            self.time_ordered[n] = false;
+        }
+        self.by_node[n].push(index);
+        if kind != CUSTOM {
+            let t = CatalogueType::ALL[kind as usize];
+            if is_toggle(t) || t == CatalogueType::Order {
+                self.states_by_node[n].push(index);
+            }
+        }
     }
 
     /// The domain of event `i`.
@@ -264,6 +291,172 @@ impl Columns {
         (st, next)
     }
 
+    /// A fan's features as of `as_of` from its own events (those of `nodes`): what
+    /// [`Columns::fan_state`] says, without the state that lets later events and time land,
+    /// so in one light pass (segments as of a past instant read it for their candidates).
+    pub(crate) fn features_as_of(
+        &self,
+        nodes: &[u32],
+        rules: &Rules,
+        t: &Tables,
+        as_of: Millis,
+    ) -> Option<Features> {
+        if let [node] = nodes {
+            return self.node_features_as_of(*node, rules, t, as_of);
+        }
+        let events = self.events_of(nodes);
+        let engagement_from = as_of - i64::from(rules.engagement_window_days) * MS_PER_DAY;
+        let orders_from = as_of - i64::from(rules.orders_window_days) * MS_PER_DAY;
+        let live_watch = CatalogueType::LiveWatch as usize;
+        let (mut follow, mut subscribe) = (Toggle::NONE, Toggle::NONE);
+        let mut groups: Vec<(u32, Toggle)> = Vec::new();
+        let (mut engagement, mut orders, mut exists) = (0u32, 0u32, false);
+        for &i in events.iter() {
+            let i = i as usize;
+            let ts = self.ts[i];
+            if ts > as_of {
+                continue;
+            }
+            exists = true;
+            let kind = self.kind[i] as usize;
+            if ts > engagement_from {
+                engagement += if kind == live_watch {
+                    self.val[i] / t.live_watch_seconds
+                } else {
+                    t.weight[kind]
+                };
+            }
+            match t.class[kind] {
+                Class::None => {}
+                Class::Follow(on) => follow.set(ts, on),
+                Class::Subscribe(on) => subscribe.set(ts, on),
+                Class::Group(on) => {
+                    let g = self.val[i];
+                    match groups.iter_mut().find(|(id, _)| *id == g) {
+                        Some((_, tg)) => tg.set(ts, on),
+                        None => {
+                            let mut tg = Toggle::NONE;
+                            tg.set(ts, on);
+                            groups.push((g, tg));
+                        }
+                    }
+                }
+                Class::Order => orders += u32::from(ts > orders_from),
+            }
+        }
+        exists.then(|| Features {
+            follows: follow.on,
+            subscribed: subscribe.on,
+            in_group: groups.iter().any(|(_, t)| t.on),
+            engagement_30d: engagement,
+            orders_180d: orders,
+        })
+    }
+
+    /// [`Columns::features_as_of`] for a fan of one node: its toggles and orders from
+    /// [`Columns::states_by_node`], its engagement from the window's events alone when its
+    /// events arrived in time order (most do), else from all of them.
+    fn node_features_as_of(
+        &self,
+        node: u32,
+        rules: &Rules,
+        t: &Tables,
+        as_of: Millis,
+    ) -> Option<Features> {
+        let n = node as usize;
+        if self.first_ts.get(n).is_none_or(|&first| first > as_of) {
+            return None;
+        }
+        let engagement_from = as_of - i64::from(rules.engagement_window_days) * MS_PER_DAY;
+        let orders_from = as_of - i64::from(rules.orders_window_days) * MS_PER_DAY;
+        let (mut follow, mut subscribe) = (Toggle::NONE, Toggle::NONE);
+        let mut groups: Vec<(u32, Toggle)> = Vec::new();
+        let mut orders = 0u32;
+        for &i in self.states_by_node.get(n).map_or(&[][..], Vec::as_slice) {
+            let i = i as usize;
+            let ts = self.ts[i];
+            if ts > as_of {
+                continue;
+            }
+            match t.class[self.kind[i] as usize] {
+                Class::None => {}
+                Class::Follow(on) => follow.set(ts, on),
+                Class::Subscribe(on) => subscribe.set(ts, on),
+                Class::Group(on) => {
+                    let g = self.val[i];
+                    match groups.iter_mut().find(|(id, _)| *id == g) {
+                        Some((_, tg)) => tg.set(ts, on),
+                        None => {
+                            let mut tg = Toggle::NONE;
+                            tg.set(ts, on);
+                            groups.push((g, tg));
+                        }
+                    }
+                }
+                Class::Order => orders += u32::from(ts > orders_from),
+            }
+        }
+        let live_watch = CatalogueType::LiveWatch as usize;
+        let weight = |i: usize| {
+            let kind = self.kind[i] as usize;
+            if kind == live_watch {
+                self.val[i] / t.live_watch_seconds
+            } else {
+                t.weight[kind]
+            }
+        };
+        let events = self.node_events(node);
+        let mut engagement = 0u32;
+        if self.time_ordered.get(n).copied().unwrap_or(false) {
+            let start = events.partition_point(|&i| self.ts[i as usize] <= engagement_from);
+            for &i in &events[start..] {
+                if self.ts[i as usize] > as_of {
+                    break;
+                }
+                engagement += weight(i as usize);
+            }
+        } else {
+            for &i in events {
+                let ts = self.ts[i as usize];
+                if ts > engagement_from && ts <= as_of {
+                    engagement += weight(i as usize);
+                }
+            }
+        }
+        Some(Features {
+            follows: follow.on,
+            subscribed: subscribe.on,
+            in_group: groups.iter().any(|(_, t)| t.on),
+            engagement_30d: engagement,
+            orders_180d: orders,
+        })
+    }
+
+    /// Rebuilds [`Columns::states_by_node`] and [`Columns::time_ordered`] from the events (a
+    /// restored snapshot stores neither), in one pass in arrival order.
+    fn derive_node_indexes(&mut self) {
+        let n = self.by_node.len();
+        self.states_by_node = vec![Vec::new(); n];
+        self.time_ordered = vec![true; n];
+        let mut last = vec![Millis::MIN; n];
+        for i in 0..self.ts.len() {
+            let (node, ts, kind) = (self.node[i] as usize, self.ts[i], self.kind[i]);
+            if node >= n {
+                continue;
+            }
+            if last[node] > ts {
+                self.time_ordered[node] = false;
+            }
+            last[node] = ts;
+            if kind != CUSTOM {
+                let t = CatalogueType::ALL[kind as usize];
+                if is_toggle(t) || t == CatalogueType::Order {
+                    self.states_by_node[node].push(i as u32);
+                }
+            }
+        }
+    }
+
     /// The events of some nodes (a fan's), in arrival order.
     pub(crate) fn events_of(&self, nodes: &[u32]) -> Vec<u32> {
         let mut events: Vec<u32> = nodes
@@ -294,6 +487,37 @@ impl Columns {
         } else {
             std::borrow::Cow::Owned(self.events_of(&graph.nodes_of_root(root)))
         }
+    }
+
+    /// The event indexes of one node, in arrival order.
+    pub(crate) fn node_events(&self, node: u32) -> &[u32] {
+        self.by_node
+            .get(node as usize)
+            .map_or(&[][..], Vec::as_slice)
+    }
+
+    /// The number of events of the fan whose root is `root`, without allocating.
+    pub(crate) fn events_of_root_count(&self, graph: &IdentityGraph, root: u32) -> usize {
+        self.node_events(root).len()
+            + graph
+                .members_of_root(root)
+                .iter()
+                .map(|&m| self.node_events(m).len())
+                .sum::<usize>()
+    }
+
+    /// The events a snapshot as of `as_of` reads (toggles, orders, the engagement window's
+    /// days), for the cost rule of [`crate::audience`].
+    pub(crate) fn snapshot_work(&self, rules: &Rules, as_of: Millis) -> usize {
+        let from = as_of - i64::from(rules.engagement_window_days) * MS_PER_DAY;
+        let live_watch = CatalogueType::LiveWatch as usize;
+        let window: usize = self
+            .days_between(from, as_of)
+            .flat_map(|d| d.iter().enumerate().take(CatalogueType::ALL.len()))
+            .filter(|(kind, _)| rules.weights[*kind] > 0 || *kind == live_watch)
+            .map(|(_, events)| events.len())
+            .sum();
+        self.toggles.len() + self.orders.len() + window
     }
 
     /// The number of events held.
@@ -1133,7 +1357,7 @@ impl crate::snapshot::Snap for Columns {
         let (ts, node, kind, val, kinds) = (r.take()?, r.take()?, r.take()?, r.take()?, r.take()?);
         let groups: Vec<String> = r.take()?;
         let custom_names: Vec<String> = r.take()?;
-        Ok(Columns {
+        let mut cols = Columns {
             ts,
             node,
             kind,
@@ -1150,10 +1374,14 @@ impl crate::snapshot::Snap for Columns {
             first_day: r.take()?,
             first_ts: r.take()?,
             by_node: r.take()?,
+            states_by_node: Vec::new(),
+            time_ordered: Vec::new(),
             first_idx: r.take()?,
             node_kinds: r.take()?,
             max_ts: r.take()?,
-        })
+        };
+        cols.derive_node_indexes();
+        Ok(cols)
     }
 }
 
