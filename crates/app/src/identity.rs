@@ -106,6 +106,7 @@ pub fn swap_in(engine: &mut TenantEngine, mut new: TenantEngine, cause: Cause) {
     if let (Some(clock), Some(before)) = (engine.clock(), engine.live_layers()) {
         new.start_live_against(clock, &|f| before.get(&f).copied(), cause);
         new.set_stored_clock(engine.stored_clock());
+        new.set_flushed_seq(engine.flushed_seq());
         // Saved segments carry over: fans whose membership the rebuild changed are recorded.
         let old = &*engine;
         let segment_cause = match cause {
@@ -227,6 +228,7 @@ pub fn resume_live(
             members,
             now,
         }),
+        false,
     )?;
     // Segments saved after the mark (by the CLI while no server ran) get their members now;
     // what time changed since the last event is recorded by the next sweep.
@@ -280,13 +282,20 @@ fn interleave(
 /// A replay that finds values shared after merges made through them records them and replays
 /// again (rarely more than once: each round learns every such value it meets).
 pub fn replay(store: &dyn Store, tenant: TenantId) -> Result<TenantEngine, AppError> {
-    replay_with(store, tenant, None)
+    replay_with(store, tenant, None, true)
+}
+
+/// [`replay`] for a live engine's rebuild: it stores no snapshot (a write of tens to hundreds
+/// of megabytes beside ingest); the writer's next tick stores the swapped-in engine's.
+pub fn rebuild(store: &dyn Store, tenant: TenantId) -> Result<TenantEngine, AppError> {
+    replay_with(store, tenant, None, false)
 }
 
 fn replay_with(
     store: &dyn Store,
     tenant: TenantId,
     go_live: Option<&GoLive>,
+    save: bool,
 ) -> Result<TenantEngine, AppError> {
     const ROUNDS: usize = 8;
     for round in 1.. {
@@ -308,7 +317,7 @@ fn replay_with(
         let found = engine.identities_mut().take_corrections();
         // A replay that goes live leaves its snapshot to the writer's next tick: storing a
         // large one (hundreds of megabytes) here would hold a starting server's socket shut.
-        if found.is_empty() && go_live.is_none() {
+        if found.is_empty() && go_live.is_none() && save {
             crate::snapshots::save_if_due(store, tenant, &mut engine);
         }
         if found.is_empty() || round == ROUNDS {

@@ -7,8 +7,13 @@
 //! one ran, and an answer is only ever sent after the commit: acknowledged means committed.
 //!
 //! After the commit the writer applies the stored events to the tenant's live engine, in
-//! sequence order, and stores what they derived (layer transitions, segment entries and exits,
-//! automatic tags) before it answers. Operator actions — identity decisions, undo, rules, tags,
+//! sequence order, answers, and then stores what they derived (layer transitions, segment
+//! entries and exits, automatic tags) before it takes the next group: the answer waits for one
+//! fsync, not two. Nothing derived can be lost by that order — the stored mark moves only with
+//! what was stored, and a start re-derives from it — and a read of the derived logs (the
+//! trigger stream, transitions, segment triggers, tag history) first waits for the groups
+//! applied before it to be stored ([`Ingestor::derived_barrier`]); the trigger stream is never
+//! read past what is stored ([`TenantEngine::flushed_seq`]). Operator actions — identity decisions, undo, rules, tags,
 //! segment saves — are [`Command`]s to the same thread, answered after their commit. Every
 //! [`POLL`] the writer also looks for what another process wrote (`siyu import`, the CLI's
 //! decisions, rules and tags beside a running server) and takes it in; every [`TICK`] it moves
@@ -26,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -202,9 +207,13 @@ fn advance(engine: &mut TenantEngine, now: Millis) {
 /// stored, and what could not be stored is given back to the engine, which hands it out again
 /// at the next call (a process that stops first re-derives it from the stored mark at start).
 pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: TenantId) {
-    if let Some((derived, mark)) = take_record(engine) {
-        let stored = record(store, tenant, &derived, &mark);
-        settle(engine, tenant, derived, &mark, stored);
+    let seq = engine.last_seq();
+    match take_record(engine) {
+        Some((derived, mark)) => {
+            let stored = record(store, tenant, &derived, &mark);
+            settle(engine, tenant, derived, &mark, stored);
+        }
+        None => engine.set_flushed_seq(seq),
     }
 }
 
@@ -216,7 +225,16 @@ pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: T
 /// stream are woken: events it applied and rows it stored are visible now.
 fn flush(store: &dyn Store, cell: &EngineCell, tenant: TenantId) {
     // Bound first: the write guard must be let go before the store commits.
-    let taken = take_record(&mut write(cell));
+    let taken = {
+        let mut engine = write(cell);
+        let seq = engine.last_seq();
+        let taken = take_record(&mut engine);
+        if taken.is_none() {
+            // Nothing derived waits: the stream may be read up to the last event.
+            engine.set_flushed_seq(seq);
+        }
+        taken
+    };
     if let Some((derived, mark)) = taken {
         let stored = record(store, tenant, &derived, &mark);
         settle(&mut write(cell), tenant, derived, &mark, stored);
@@ -304,7 +322,10 @@ fn settle(
     stored: Result<(), StoreError>,
 ) {
     match stored {
-        Ok(()) => engine.set_stored_clock(mark.clock),
+        Ok(()) => {
+            engine.set_stored_clock(mark.clock);
+            engine.set_flushed_seq(mark.seq);
+        }
         Err(e) => {
             tracing::error!(
                 error = %e,
@@ -317,8 +338,43 @@ fn settle(
     }
 }
 
+/// Counts the writer's groups applied to the engines and those whose derived records were
+/// stored after their answers, so that a read of the derived logs waits for the group its
+/// caller's acknowledged write was in (read-your-writes for transitions and triggers too).
+#[derive(Default)]
+pub struct Flushes {
+    /// (groups applied, groups whose derived records were then stored or kept for retry).
+    state: Mutex<(u64, u64)>,
+    stored: Condvar,
+}
+
+impl Flushes {
+    fn applied(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0 += 1;
+    }
+
+    fn flushed(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.1 = s.0;
+        self.stored.notify_all();
+    }
+
+    /// Waits until every group applied before the call has had its derived records stored
+    /// (microseconds after its answers), or `limit` passed: what a failing store kept for its
+    /// next attempt counts as stored here, so nobody waits for a store that is down.
+    pub fn wait(&self, limit: Duration) {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let target = s.0;
+        let _ = self
+            .stored
+            .wait_timeout_while(s, limit, |s| s.1 < target)
+            .unwrap_or_else(|p| p.into_inner());
+    }
+}
+
 /// The writer's state; see the module docs for its units of work.
 pub struct Writer {
+    flushes: Arc<Flushes>,
     store: Arc<dyn Store>,
     engines: Option<Arc<Engines>>,
     clock: Arc<dyn Clock>,
@@ -331,7 +387,25 @@ pub struct Writer {
     wake: Option<SyncSender<Work>>,
     /// When each tenant's snapshot was last stored by a tick (see [`SNAPSHOT_EVERY`]).
     snapshot_at: HashMap<TenantId, Millis>,
+    /// When each tenant's rebuild under way started, and when its last one ended and how
+    /// long it took: automatic rebuilds are spaced by it (see [`REBUILD_SPACING`]).
+    rebuild_started: HashMap<TenantId, Instant>,
+    rebuilt_at: HashMap<TenantId, (Instant, Duration)>,
 }
+
+/// An automatic rebuild (values found shared after merges, or a decision placed in the past
+/// by another process, seen by the writer's own poll) starts no sooner than this many times
+/// the last rebuild's duration after it ended, so that replays of a large log take at most a
+/// fifth of one core while ingest goes on: a brand whose ingest keeps finding shared values
+/// (a store's phone on many orders) otherwise replays its whole log every second. What such a
+/// rebuild corrects waits meanwhile (the merges through a shared value stay merged a little
+/// longer, and are split with `identity` causes when it lands). An operator's action that needs
+/// a replay (an undo), a command's catch-up and an explicit [`Ingestor::tick`] do not wait.
+pub const REBUILD_SPACING: u32 = 4;
+
+/// The nice value of the thread that builds a replay beside a live engine (see
+/// [`lower_priority`]).
+pub const REBUILD_NICE: i32 = 10;
 
 /// How often a tick stores a live engine's snapshot when it is far past the last one: the
 /// first tick after a start stores the one the start left (see `identity::replay_with`), and
@@ -349,6 +423,7 @@ impl Writer {
     ) -> Writer {
         let (rebuilt_tx, rebuilt) = mpsc::channel();
         Writer {
+            flushes: Arc::default(),
             store,
             engines,
             clock,
@@ -357,6 +432,8 @@ impl Writer {
             rebuilt,
             wake: None,
             snapshot_at: HashMap::new(),
+            rebuild_started: HashMap::new(),
+            rebuilt_at: HashMap::new(),
         }
     }
 
@@ -380,11 +457,18 @@ impl Writer {
         match result {
             Ok(outcomes) => {
                 // The engine is updated before the answer, so a client that reads right
-                // after its acknowledgement sees its own events.
+                // after its acknowledgement sees its own events; what they derived is stored
+                // right after the answers (a read of the derived logs waits for it, see
+                // [`Ingestor::derived_barrier`]).
+                let mut touched: Vec<(TenantId, Arc<EngineCell>)> = Vec::new();
+                self.flushes.applied();
                 for (job, appended) in jobs.into_iter().zip(outcomes) {
                     if let Some(engines) = &self.engines {
                         let cell = engines.get_or_create(job.tenant);
                         self.apply(&cell, job.tenant, &job.events, &appended);
+                        if !touched.iter().any(|(t, _)| *t == job.tenant) {
+                            touched.push((job.tenant, cell));
+                        }
                     }
                     drop(job.encoded);
                     let _ = job.reply.send(Ok(Committed {
@@ -392,6 +476,10 @@ impl Writer {
                         events: job.events,
                     }));
                 }
+                for (tenant, cell) in touched {
+                    flush(&*self.store, &cell, tenant);
+                }
+                self.flushes.flushed();
             }
             Err(e) => {
                 tracing::error!(error = %e, events, "append failed; the batch was not stored");
@@ -414,7 +502,6 @@ impl Writer {
             Appended::Duplicate => None,
         });
         let Some(first_new) = first_new else {
-            flush(store, cell, tenant);
             return;
         };
         let now = self.clock.now();
@@ -441,7 +528,6 @@ impl Writer {
         {
             tracing::error!(error = %e, tenant, "identity correction failed");
         }
-        flush(store, cell, tenant);
     }
 
     /// Runs an operator action on its tenant's engine, first brought up to date with the
@@ -467,7 +553,7 @@ impl Writer {
             return;
         };
         let cell = engines.get_or_create(c.tenant);
-        self.refresh(&cell, c.tenant);
+        self.refresh(&cell, c.tenant, false);
         let now = self.clock.now();
         advance(&mut write(&cell), now);
         flush(store, &cell, c.tenant);
@@ -494,7 +580,8 @@ impl Writer {
         }
     }
 
-    fn spawn_rebuild(&self, tenant: TenantId) {
+    fn spawn_rebuild(&mut self, tenant: TenantId) {
+        self.rebuild_started.insert(tenant, Instant::now());
         let (store, done, wake) = (
             self.store.clone(),
             self.rebuilt_tx.clone(),
@@ -503,7 +590,8 @@ impl Writer {
         let spawned = std::thread::Builder::new()
             .name("siyu-rebuild".into())
             .spawn(move || {
-                let _ = done.send((tenant, crate::identity::replay(&*store, tenant)));
+                lower_priority(REBUILD_NICE);
+                let _ = done.send((tenant, crate::identity::rebuild(&*store, tenant)));
                 if let Some(wake) = wake {
                     let _ = wake.send(Work::Rebuilt);
                 }
@@ -534,6 +622,15 @@ impl Writer {
     }
 
     fn swap(&mut self, tenant: TenantId, rebuilt: Result<TenantEngine, AppError>) {
+        if let Some(started) = self.rebuild_started.remove(&tenant) {
+            let took = started.elapsed();
+            tracing::info!(
+                tenant,
+                took_ms = took.as_millis() as u64,
+                "engine replay built beside the live one"
+            );
+            self.rebuilt_at.insert(tenant, (Instant::now(), took));
+        }
         let store = self.store.clone();
         let store = &*store;
         let Some(cell) = self.engines.as_ref().map(|e| e.get_or_create(tenant)) else {
@@ -549,12 +646,18 @@ impl Writer {
                 return;
             }
         };
-        // The replay may have missed a decision made while it ran: build again.
+        // The replay may have missed a decision made while it ran (another value found
+        // shared): build again, at once for an operator waiting on it, else when the spacing
+        // lets the writer's poll.
         if matches!(
             crate::identity::news(store, &rebuilt, tenant),
             Ok(News::Rebuild)
         ) {
-            self.spawn_rebuild(tenant);
+            if self.rebuilding.get(&tenant).is_some_and(|a| !a.is_empty()) {
+                self.spawn_rebuild(tenant);
+            } else {
+                self.rebuilding.remove(&tenant);
+            }
             return;
         }
         // The events the live engine took in meanwhile, applied to the replay with no lock
@@ -577,11 +680,27 @@ impl Writer {
         for answer in self.rebuilding.remove(&tenant).unwrap_or_default() {
             answer();
         }
+        // The stored snapshot predates what the replay corrected (a start would ignore it):
+        // the next tick stores the rebuilt engine's.
+        self.snapshot_at.remove(&tenant);
+    }
+
+    /// Whether an automatic rebuild of `tenant` may start now (see [`REBUILD_SPACING`]).
+    fn rebuild_due(&self, tenant: TenantId) -> bool {
+        self.rebuilt_at
+            .get(&tenant)
+            .is_none_or(|(ended, took)| ended.elapsed() >= *took * REBUILD_SPACING)
     }
 
     /// Takes in what another process wrote for any tenant (a tenant created elsewhere gets an
     /// engine here), and stores what that derived.
     pub fn poll(&mut self) {
+        self.poll_with(false);
+    }
+
+    /// [`Writer::poll`]; `spaced`, as the writer's own polls are, a rebuild it finds needed
+    /// waits for [`REBUILD_SPACING`].
+    fn poll_with(&mut self, spaced: bool) {
         let Some(engines) = self.engines.clone() else {
             return;
         };
@@ -595,7 +714,7 @@ impl Writer {
         }
         let now = self.clock.now();
         for (tenant, cell) in engines.all() {
-            self.refresh(&cell, tenant);
+            self.refresh(&cell, tenant, spaced);
             if read(&cell).clock().is_none() {
                 advance(&mut write(&cell), now);
             }
@@ -605,7 +724,12 @@ impl Writer {
 
     /// [`Writer::poll`], and every live engine's clock moved to now.
     pub fn tick(&mut self) {
-        self.poll();
+        self.tick_with(false);
+    }
+
+    /// [`Writer::tick`], with [`Writer::poll_with`]'s `spaced`.
+    fn tick_with(&mut self, spaced: bool) {
+        self.poll_with(spaced);
         let Some(engines) = self.engines.clone() else {
             return;
         };
@@ -624,7 +748,9 @@ impl Writer {
 
     /// Brings a tenant's engine up to date with the store. What is new is looked for with the
     /// engine only read; a replay is built beside it and swapped in.
-    fn refresh(&mut self, cell: &EngineCell, tenant: TenantId) {
+    /// With `spaced`, a rebuild that is needed waits for [`REBUILD_SPACING`] (and what else
+    /// is new waits with it: the rebuild's catch-up takes it in).
+    fn refresh(&mut self, cell: &EngineCell, tenant: TenantId, spaced: bool) {
         let store = self.store.clone();
         let store = &*store;
         let news = crate::identity::news(store, &read(cell), tenant);
@@ -632,7 +758,7 @@ impl Writer {
             Ok(News::None) => Ok(()),
             Ok(News::Some) => catch_up(store, &mut write(cell), tenant),
             Ok(News::Rebuild) => {
-                if !self.rebuilding.contains_key(&tenant) {
+                if !self.rebuilding.contains_key(&tenant) && (!spaced || self.rebuild_due(tenant)) {
                     self.rebuild(cell, tenant, None);
                 }
                 Ok(())
@@ -645,6 +771,23 @@ impl Writer {
     }
 }
 
+/// Lowers the calling thread's scheduling priority to `nice` (Linux; elsewhere nothing). Used
+/// for work beside the writer that must not halve a small server's ingest while it runs: a
+/// replay built beside a live engine (nice 10), the server's reader pool. Such work takes the
+/// CPU the writer and the request threads leave, and only takes longer when they want it.
+pub fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread's own id, with no pointers.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, nice) != 0 {
+            tracing::debug!(nice, "could not lower a thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
 /// The handle to the writer thread.
 pub struct Ingestor {
     tx: Option<SyncSender<Work>>,
@@ -652,7 +795,12 @@ pub struct Ingestor {
     engines: Option<Arc<Engines>>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    flushes: Arc<Flushes>,
 }
+
+/// How long a read of the derived logs waits for the writer to store what the groups before
+/// it derived (it is stored right after their answers; this bounds a stalled store).
+pub const DERIVED_WAIT: Duration = Duration::from_secs(5);
 
 impl Ingestor {
     /// Loads engines (in live mode) and starts the writer thread, on the wall clock.
@@ -684,6 +832,7 @@ impl Ingestor {
         let (tx, rx) = mpsc::sync_channel::<Work>(QUEUE_DEPTH);
         let mut writer = Writer::new(store.clone(), engines.clone(), clock.clone());
         writer.wake = Some(tx.clone());
+        let flushes = writer.flushes.clone();
         let thread = std::thread::Builder::new()
             .name("siyu-writer".into())
             .spawn(move || run(&mut writer, rx))
@@ -694,6 +843,7 @@ impl Ingestor {
             engines,
             store,
             clock,
+            flushes,
         })
     }
 
@@ -742,6 +892,15 @@ impl Ingestor {
     /// Totals for a tenant from its live engine.
     pub fn stats(&self, tenant: TenantId) -> Result<Stats, AppError> {
         self.read(tenant, |e| e.stats())
+    }
+
+    /// Waits until what every acknowledged write derived (layer transitions, segment entries
+    /// and exits, tags) is stored: call before reading the derived logs, so that a caller sees
+    /// the triggers of its own acknowledged events. At most [`DERIVED_WAIT`].
+    pub fn derived_barrier(&self) {
+        if self.engines.is_some() {
+            self.flushes.wait(DERIVED_WAIT);
+        }
     }
 
     /// Runs `f` on a tenant's engine under its read lock: no I/O, and never behind a commit.
@@ -866,10 +1025,10 @@ fn run(writer: &mut Writer, rx: Receiver<Work>) {
                 Err(RecvTimeoutError::Timeout) => {
                     writer.take_rebuilt(false);
                     if Instant::now() >= next_tick {
-                        writer.tick();
+                        writer.tick_with(true);
                         next_tick = Instant::now() + TICK;
                     } else {
-                        writer.poll();
+                        writer.poll_with(true);
                     }
                     next_poll = Instant::now() + POLL;
                     continue;
@@ -910,11 +1069,11 @@ fn run(writer: &mut Writer, rx: Receiver<Work>) {
         // Under sustained load the queue is never empty: poll and tick between groups.
         let now = Instant::now();
         if now >= next_tick {
-            writer.tick();
+            writer.tick_with(true);
             next_tick = now + TICK;
             next_poll = now + POLL;
         } else if now >= next_poll {
-            writer.poll();
+            writer.poll_with(true);
             next_poll = now + POLL;
         }
     }
@@ -1054,6 +1213,9 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(ing.append(t, vec![ev("1", "a")])).unwrap();
+        // What the first batch derived is stored after its answer: wait for it, so the store
+        // call held next is the second batch's.
+        ing.derived_barrier();
         let (entered, release) = faulty.hold_next_record_live();
         let writer = {
             let ing = ing.clone();

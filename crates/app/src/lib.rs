@@ -529,6 +529,7 @@ impl App {
         after: i64,
         limit: usize,
     ) -> Result<Vec<segments::Trigger>, AppError> {
+        self.ingestor.derived_barrier();
         let ids = match self.fan_ids(tenant, fan)? {
             Some(None) => return Ok(Vec::new()),
             ids => ids.flatten(),
@@ -608,6 +609,7 @@ impl App {
         tenant: TenantId,
         fan: FanId,
     ) -> Result<segments::TagHistory, segments::SegmentError> {
+        self.ingestor.derived_barrier();
         let now = self.ingestor.read(tenant, |e| {
             let current = e.identities().current(fan)?;
             let ids = e.identities().ids_of(current);
@@ -635,6 +637,7 @@ impl App {
         after: i64,
         limit: usize,
     ) -> Result<Vec<siyu_store::StoredTransition>, AppError> {
+        self.ingestor.derived_barrier();
         match self.fan_ids(tenant, fan)? {
             Some(None) => Ok(Vec::new()),
             ids => Ok(self

@@ -146,15 +146,26 @@ impl Cursor {
     }
 }
 
-/// The last position a reader can see now: past the last event the engine applied and
-/// everything derived after it.
+/// The last position a reader can see now: past the last event whose derived changes are
+/// stored (a live engine's writer stores them right after it answers the event's request; what
+/// a failing store could not keep is stored later, at positions past a later mark), and
+/// everything derived after it. A replayed engine (the CLI's) has nothing waiting: its last
+/// event.
 fn head(engine: &TenantEngine) -> i64 {
-    event_position(engine.last_seq() + 1) - 1
+    event_position(readable_seq(engine) + 1) - 1
+}
+
+fn readable_seq(engine: &TenantEngine) -> i64 {
+    match engine.clock() {
+        Some(_) => engine.flushed_seq(),
+        None => engine.last_seq(),
+    }
 }
 
 impl App {
     /// A page of the tenant's trigger stream (see the module docs).
     pub fn triggers(&self, tenant: TenantId, q: &Read) -> Result<Page, TriggerError> {
+        self.ingestor.derived_barrier();
         let after = match &q.from {
             Start::After(a) => *a,
             Start::Cursor(c) => self
@@ -167,7 +178,7 @@ impl App {
         let (head, fans) = self.ingestor.read(tenant, |e| {
             let fans = q.fan.map(|f| {
                 let ids: Vec<i64> = e.identities().ids_of(f).into_iter().map(|f| f.0).collect();
-                let seqs = e.seqs_of(f, seq_at(after), e.last_seq(), limit);
+                let seqs = e.seqs_of(f, seq_at(after), readable_seq(e), limit);
                 (ids, seqs)
             });
             (head(e), fans)

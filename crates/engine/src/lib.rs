@@ -102,6 +102,9 @@ pub struct TenantEngine {
     /// The live clock when the layers were last stored (the caller's bookkeeping, kept here
     /// so it travels with the engine through rebuilds).
     stored_clock: Millis,
+    /// The last event whose derived changes (and every earlier one's) the caller has stored:
+    /// how far the trigger stream may be read (the caller's bookkeeping, like `stored_clock`).
+    flushed_seq: i64,
     /// The log position of the tenant's stored snapshot this engine knows of (the caller's
     /// bookkeeping, like `stored_clock`): how far a new snapshot would move it.
     snapshot_seq: i64,
@@ -138,6 +141,7 @@ impl Default for TenantEngine {
             rules_version: 0,
             live: None,
             stored_clock: 0,
+            flushed_seq: 0,
             snapshot_seq: 0,
             tags: Tags::default(),
             segments: None,
@@ -718,6 +722,16 @@ impl TenantEngine {
 
     pub fn set_stored_clock(&mut self, t: Millis) {
         self.stored_clock = t;
+    }
+
+    /// The last event whose derived changes, and every earlier event's, are stored (0: none
+    /// known to be).
+    pub fn flushed_seq(&self) -> i64 {
+        self.flushed_seq
+    }
+
+    pub fn set_flushed_seq(&mut self, seq: i64) {
+        self.flushed_seq = seq;
     }
 
     /// The live clock, if live layers run.

@@ -22,9 +22,7 @@ use crate::{ApiError, State, auth, schema};
 pub async fn stats(Axum(state): Axum<State>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let app = state.app.clone();
-    let stats = tokio::task::spawn_blocking(move || app.stats(tenant.id))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let stats = crate::readers::reading(move || Ok(app.stats(tenant.id)?)).await?;
     Ok(Json(json!({
         "tenant": tenant.name,
         "events": stats.events,

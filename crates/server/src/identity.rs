@@ -56,7 +56,7 @@ pub async fn fan(
     let tenant = auth::admin(&state, &headers).await?;
     let id = fan_id(&id)?;
     let app = state.app.clone();
-    let view = blocking(move || Ok(app.fan(tenant.id, FanId(id))?)).await?;
+    let view = crate::readers::reading(move || Ok(app.fan(tenant.id, FanId(id))?)).await?;
     let view = view.ok_or_else(|| fan_not_found(id))?;
     Ok(Json(
         serde_json::to_value(view).map_err(|e| ApiError::Internal(e.to_string()))?,
@@ -97,7 +97,7 @@ pub async fn lookup(
     };
     let (kind, value) = (get("kind")?, get("value")?);
     let app = state.app.clone();
-    let fans = blocking(move || Ok(app.lookup(tenant.id, &kind, &value)?)).await?;
+    let fans = crate::readers::reading(move || Ok(app.lookup(tenant.id, &kind, &value)?)).await?;
     Ok(Json(json!({ "fans": fans })))
 }
 
@@ -119,7 +119,7 @@ pub async fn duplicates(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let app = state.app.clone();
-    let dups = blocking(move || Ok(app.possible_duplicates(tenant.id)?)).await?;
+    let dups = crate::readers::reading(move || Ok(app.possible_duplicates(tenant.id)?)).await?;
     Ok(Json(json!({ "possible_duplicates": dups })))
 }
 
@@ -285,7 +285,8 @@ pub async fn dedup(
         crate::query::time(&q, "to")?,
     );
     let app = state.app.clone();
-    let report = blocking(move || Ok(app.dedup_report(tenant.id, from, to)?)).await?;
+    let report =
+        crate::readers::reading(move || Ok(app.dedup_report(tenant.id, from, to)?)).await?;
     Ok(Json(
         serde_json::to_value(report).map_err(|e| ApiError::Internal(e.to_string()))?,
     ))

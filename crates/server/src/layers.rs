@@ -41,9 +41,7 @@ pub async fn layers(
     let tenant = auth::admin(&state, &headers).await?;
     let as_of = time(&q, "as_of")?.unwrap_or_else(siyu_domain::time::now_ms);
     let app = state.app.clone();
-    let c = tokio::task::spawn_blocking(move || app.layers(tenant.id, as_of))
-        .await
-        .map_err(internal)??;
+    let c = crate::readers::reading(move || Ok(app.layers(tenant.id, as_of)?)).await?;
     Ok(Json(json!({
         "as_of": siyu_domain::time::format_rfc3339(as_of),
         "potential": c.potential, "passerby": c.passerby,
@@ -93,9 +91,7 @@ pub async fn flow(
         ));
     }
     let app = state.app.clone();
-    let f = tokio::task::spawn_blocking(move || app.flow(tenant.id, from, to))
-        .await
-        .map_err(internal)??;
+    let f = crate::readers::reading(move || Ok(app.flow(tenant.id, from, to)?)).await?;
     Ok(Json(serde_json::to_value(f).map_err(internal)?))
 }
 

@@ -20,6 +20,7 @@
 //! - `extract`: `Query` and path extractors whose rejections are JSON errors.
 //! - `openapi`: `GET /openapi.json`, built from the same routes as the router ([`openapi()`]).
 //! - `schema`: the request and answer bodies, described for the document.
+//! - `readers`: the pool engine reads run on, below the writer's priority.
 //! - `api`: the JSON API (`/api/stats`), `/healthz`, `/metrics`.
 //! - `connectors`: the Douyin webhook and the connector settings API.
 
@@ -35,6 +36,7 @@ mod layers;
 pub mod metrics;
 mod openapi;
 mod query;
+mod readers;
 mod schema;
 mod segments;
 mod triggers;

@@ -108,7 +108,9 @@ pub async fn preview(
         })? as usize,
     };
     let app = state.app.clone();
-    let answer = blocking(move || Ok(app.segment_count(tenant.id, &text, as_of, sample)?)).await?;
+    let answer =
+        crate::readers::reading(move || Ok(app.segment_count(tenant.id, &text, as_of, sample)?))
+            .await?;
     Ok(Json(json!(answer)))
 }
 
@@ -172,7 +174,7 @@ pub async fn create(
 pub async fn list(Axum(state): Axum<State>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let app = state.app.clone();
-    let list = blocking(move || Ok(app.segment_list(tenant.id)?)).await?;
+    let list = crate::readers::reading(move || Ok(app.segment_list(tenant.id)?)).await?;
     Ok(Json(json!({ "segments": list })))
 }
 
@@ -198,7 +200,7 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::admin(&state, &headers).await?;
     let app = state.app.clone();
-    let view = blocking(move || Ok(app.segment_get(tenant.id, &which)?)).await?;
+    let view = crate::readers::reading(move || Ok(app.segment_get(tenant.id, &which)?)).await?;
     Ok(Json(json!(view)))
 }
 
@@ -232,7 +234,8 @@ pub async fn members(
     let limit = number(&q, "limit", 100)?.clamp(1, 10_000) as usize;
     let app = state.app.clone();
     let (count, members) =
-        blocking(move || Ok(app.segment_members(tenant.id, &which, offset, limit)?)).await?;
+        crate::readers::reading(move || Ok(app.segment_members(tenant.id, &which, offset, limit)?))
+            .await?;
     let next = (offset + members.len() < count).then_some(offset + members.len());
     Ok(Json(
         json!({"count": count, "offset": offset, "members": members, "next_offset": next}),

@@ -203,9 +203,38 @@ CREATE TABLE trigger_cursors (
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Read-only connections for the long reads: a replay's scan of the whole log, a fan
+    /// page's event lookups, the snapshot. In WAL mode each reads a committed state beside the
+    /// write connection, so a rebuild's seconds-long scan no longer holds `conn` (and with it
+    /// every commit) while it feeds the engine row by row.
+    readers: ReadPool,
     /// Checkpoints the WAL from its own connection and thread, so the writer never stops to
     /// copy pages into the database file (SQLite's automatic checkpoint runs inside a commit).
     _checkpointer: Checkpointer,
+}
+
+/// Idle read-only connections to the database file (see [`SqliteStore::read`]).
+struct ReadPool {
+    path: std::path::PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    /// Idle connections kept; more are opened while as many reads run at once.
+    const KEEP: usize = 8;
+
+    fn open(&self) -> Result<Connection> {
+        use rusqlite::OpenFlags;
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // The events a scan reads are read once: a small cache, the OS keeps the pages.
+        conn.pragma_update(None, "cache_size", -16_384)?;
+        conn.set_prepared_statement_cache_capacity(8);
+        Ok(conn)
+    }
 }
 
 /// A thread with its own connection running a passive WAL checkpoint every second (it never
@@ -362,8 +391,33 @@ impl SqliteStore {
         migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            readers: ReadPool {
+                path: dir.join("siyu.db"),
+                idle: Mutex::new(Vec::new()),
+            },
             _checkpointer: Checkpointer::start(dir.join("siyu.db"))?,
         })
+    }
+
+    /// A read-only connection from the pool (opened when none is idle), returned after `f`.
+    /// What it reads was committed before the call: every acknowledged write is there.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let taken = self
+            .readers
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        let conn = match taken {
+            Some(c) => c,
+            None => self.readers.open()?,
+        };
+        let out = f(&conn);
+        let mut idle = self.readers.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < ReadPool::KEEP {
+            idle.push(conn);
+        }
+        out
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -563,24 +617,26 @@ impl crate::EventLog for SqliteStore {
         after: i64,
         f: &mut dyn FnMut(StoredEvent) -> Result<()>,
     ) -> Result<()> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ?1 AND seq > ?2 ORDER BY seq"
-        ))?;
-        let mut rows = stmt.query(params![tenant, after])?;
-        while let Some(r) = rows.next()? {
-            f(event_from_row(r)?)?;
-        }
-        Ok(())
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ?1 AND seq > ?2 ORDER BY seq"
+            ))?;
+            let mut rows = stmt.query(params![tenant, after])?;
+            while let Some(r) = rows.next()? {
+                f(event_from_row(r)?)?;
+            }
+            Ok(())
+        })
     }
 
     fn event_at(&self, tenant: TenantId, seq: i64) -> Result<Option<StoredEvent>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ?1 AND seq = ?2"
-        ))?;
-        let mut rows = stmt.query(params![tenant, seq])?;
-        rows.next()?.map(event_from_row).transpose()
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ?1 AND seq = ?2"
+            ))?;
+            let mut rows = stmt.query(params![tenant, seq])?;
+            rows.next()?.map(event_from_row).transpose()
+        })
     }
 
     fn event_count(&self, tenant: TenantId) -> Result<u64> {
