@@ -171,7 +171,81 @@ pub struct App {
     /// Key hash → (tenant, role, when looked up). Hits are kept for [`KEY_CACHE_TTL`], so a
     /// tenant setting changed by another process (the CLI beside a server) is seen within
     /// seconds; misses are not cached, so a new tenant is found at once.
-    keys: RwLock<HashMap<String, (Tenant, KeyRole, Instant)>>,
+    keys: RwLock<HashMap<String, (Caller, Instant)>>,
+}
+
+/// Who an API key speaks for, as the server needs it (never the store's rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The tenant's id and name.
+    pub id: TenantId,
+    pub name: String,
+    /// The domain of custom events whose domain the source cannot say.
+    pub custom_domain: String,
+    pub role: Role,
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// May only ingest.
+    Write,
+    /// May use the whole API.
+    Admin,
+}
+
+impl Caller {
+    fn from_stored(t: Tenant, role: KeyRole) -> Caller {
+        Caller {
+            id: t.id,
+            name: t.name,
+            custom_domain: t.custom_domain,
+            role: match role {
+                KeyRole::Write => Role::Write,
+                KeyRole::Admin => Role::Admin,
+            },
+        }
+    }
+}
+
+/// A fan's layer change, as the API shows it (see `siyu_engine::Transition`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerChange {
+    /// Its position in the tenant's trigger stream; increasing per tenant.
+    pub id: i64,
+    pub fan: FanId,
+    /// `None`: the fan was new.
+    pub from: Option<siyu_domain::Layer>,
+    pub to: siyu_domain::Layer,
+    pub at: Millis,
+    /// `event`, `decay`, `rules` or `identity`.
+    pub cause: String,
+    /// The causing event's sequence number and id.
+    pub seq: Option<i64>,
+    pub event_id: Option<String>,
+}
+
+impl LayerChange {
+    fn from_stored(t: siyu_store::StoredTransition) -> Result<LayerChange, AppError> {
+        let layer = |s: &str| {
+            s.parse::<siyu_domain::Layer>().map_err(|_| {
+                AppError::Store(StoreError::Corrupt(format!(
+                    "transition {}: layer {s:?}",
+                    t.id
+                )))
+            })
+        };
+        Ok(LayerChange {
+            id: t.id,
+            fan: FanId(t.fan),
+            from: t.from.as_deref().map(layer).transpose()?,
+            to: layer(&t.to)?,
+            at: t.at,
+            cause: t.cause,
+            seq: t.seq,
+            event_id: t.event_id,
+        })
+    }
 }
 
 impl App {
@@ -207,23 +281,26 @@ impl App {
     }
 
     /// The tenant and role of an API key, if it is one.
-    pub fn authenticate(&self, key: &str) -> Result<Option<(Tenant, KeyRole)>, AppError> {
+    pub fn authenticate(&self, key: &str) -> Result<Option<Caller>, AppError> {
         let hash = keys::hash_key(key);
-        if let Some((t, role, at)) = self
+        if let Some((c, at)) = self
             .keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&hash)
             && at.elapsed() < KEY_CACHE_TTL
         {
-            return Ok(Some((t.clone(), *role)));
+            return Ok(Some(c.clone()));
         }
-        let found = self.store.key_lookup(&hash)?;
-        if let Some((t, role)) = &found {
+        let found = self
+            .store
+            .key_lookup(&hash)?
+            .map(|(t, role)| Caller::from_stored(t, role));
+        if let Some(c) = &found {
             self.keys
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(hash, (t.clone(), *role, Instant::now()));
+                .insert(hash, (c.clone(), Instant::now()));
         }
         Ok(found)
     }
@@ -234,7 +311,7 @@ impl App {
         self.keys
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (t, _, _)| t.id != tenant);
+            .retain(|_, (c, _)| c.id != tenant);
         Ok(())
     }
 
@@ -636,13 +713,16 @@ impl App {
         fan: Option<FanId>,
         after: i64,
         limit: usize,
-    ) -> Result<Vec<siyu_store::StoredTransition>, AppError> {
+    ) -> Result<Vec<LayerChange>, AppError> {
         self.ingestor.derived_barrier();
         match self.fan_ids(tenant, fan)? {
             Some(None) => Ok(Vec::new()),
-            ids => Ok(self
+            ids => self
                 .store
-                .transitions(tenant, ids.flatten().as_deref(), after, limit)?),
+                .transitions(tenant, ids.flatten().as_deref(), after, limit)?
+                .into_iter()
+                .map(LayerChange::from_stored)
+                .collect(),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use axum::http::{HeaderMap, header};
 use base64::Engine;
-use siyu_store::{KeyRole, Tenant};
+use siyu_app::{Caller, Role};
 
 use crate::{ApiError, AppState};
 
@@ -26,10 +26,7 @@ pub fn header_key(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Resolves a key to its tenant and role.
-pub async fn authenticate(
-    state: &AppState,
-    key: Option<String>,
-) -> Result<(Tenant, KeyRole), ApiError> {
+pub async fn authenticate(state: &AppState, key: Option<String>) -> Result<Caller, ApiError> {
     let key = key.ok_or_else(|| {
         ApiError::Unauthorized("missing API key: send Authorization: Bearer <key>".into())
     })?;
@@ -41,9 +38,10 @@ pub async fn authenticate(
 }
 
 /// Like [`authenticate`], but only an admin key will do.
-pub async fn admin(state: &AppState, headers: &HeaderMap) -> Result<Tenant, ApiError> {
-    match authenticate(state, header_key(headers)).await? {
-        (t, KeyRole::Admin) => Ok(t),
-        (_, KeyRole::Write) => Err(ApiError::Forbidden),
+pub async fn admin(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let caller = authenticate(state, header_key(headers)).await?;
+    match caller.role {
+        Role::Admin => Ok(caller),
+        Role::Write => Err(ApiError::Forbidden),
     }
 }

@@ -181,7 +181,7 @@ pub async fn transitions(
         .iter()
         .map(|t| {
             json!({
-                "id": t.id, "fan": t.fan, "from": t.from, "to": t.to,
+                "id": t.id, "fan": t.fan.0, "from": t.from.map(|l| l.as_str()), "to": t.to.as_str(),
                 "at": siyu_domain::time::format_rfc3339(t.at), "cause": t.cause, "seq": t.seq,
                 "event_id": t.event_id,
             })

@@ -670,7 +670,7 @@ pub enum TransitionCause {
     Identity,
 }
 
-/// One layer change (`siyu_store::StoredTransition`).
+/// One layer change (`siyu_app::LayerChange`).
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Transition {
