@@ -898,7 +898,7 @@ pub struct Snapshot {
 }
 
 /// Fans per layer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LayerCounts {
     pub potential: u64,
     pub passerby: u64,
@@ -917,11 +917,21 @@ impl LayerCounts {
     }
 
     pub(crate) fn add(&mut self, l: Layer) {
+        *self.slot(l) += 1;
+    }
+
+    /// Takes one fan out of `l` (kept counts: a fan's layer changed or it was merged away).
+    pub(crate) fn remove(&mut self, l: Layer) {
+        let n = self.slot(l);
+        *n = n.saturating_sub(1);
+    }
+
+    fn slot(&mut self, l: Layer) -> &mut u64 {
         match l {
-            Layer::Potential => self.potential += 1,
-            Layer::Passerby => self.passerby += 1,
-            Layer::Favorable => self.favorable += 1,
-            Layer::TrueLove => self.true_love += 1,
+            Layer::Potential => &mut self.potential,
+            Layer::Passerby => &mut self.passerby,
+            Layer::Favorable => &mut self.favorable,
+            Layer::TrueLove => &mut self.true_love,
         }
     }
 

@@ -756,15 +756,29 @@ impl TenantEngine {
     /// Fans per live layer.
     pub fn live_counts(&self) -> Option<LayerCounts> {
         let live = self.live.as_ref()?;
+        let counts = live.counts();
+        debug_assert_eq!(
+            counts,
+            self.walked_live_counts(),
+            "kept live counts drifted"
+        );
+        Some(counts)
+    }
+
+    /// The live counts by a walk of every fan (what [`TenantEngine::live_counts`] keeps; checked
+    /// against it in debug builds).
+    fn walked_live_counts(&self) -> LayerCounts {
         let mut c = LayerCounts::default();
-        for (i, l) in live.layers().iter().enumerate() {
-            if let Some(l) = l
-                && self.identities.root_node(i as u32) == i as u32
-            {
-                c.add(*l);
+        if let Some(live) = &self.live {
+            for (i, l) in live.layers().iter().enumerate() {
+                if let Some(l) = l
+                    && self.identities.root_node(i as u32) == i as u32
+                {
+                    c.add(*l);
+                }
             }
         }
-        Some(c)
+        c
     }
 
     pub fn rules_version(&self) -> i64 {

@@ -16,7 +16,7 @@ use serde::Serialize;
 use siyu_domain::{Layer, Millis};
 
 use crate::identity::{FanId, IdentityGraph};
-use crate::layers::{Columns, FanState, Features, Tables, layer_of};
+use crate::layers::{Columns, FanState, Features, LayerCounts, Tables, layer_of};
 use crate::rules::Rules;
 
 const BUCKET_MS: Millis = 60_000;
@@ -85,8 +85,11 @@ pub(crate) struct Live {
     /// Each root's state as of the clock (`None` until first computed), so an event that
     /// arrives in order is added in O(1) instead of recomputing the fan.
     state: Vec<Option<FanState>>,
-    /// Current layer by node (meaningful at roots).
+    /// Current layer by node (`None` off the roots: a fan merged away is cleared).
     layer: Vec<Option<Layer>>,
+    /// How many nodes hold each layer: the live layer counts, kept as `layer` changes (only
+    /// through [`Live::set_layer`]), so the layers report at the live clock is O(1).
+    counts: LayerCounts,
     /// Current features by node (meaningful at roots; `None`: no event yet).
     features: Vec<Option<Features>>,
     /// Next instant each root's features can change by time alone.
@@ -116,11 +119,22 @@ impl Live {
             let r = graph.root_node(node as u32) as usize;
             next[r] = next[r].min(at);
         }
+        // Only roots hold a layer (what `counts` counts); a node merged away holds none.
+        let mut counts = LayerCounts::default();
+        let mut layers = snap.layers;
+        for (node, l) in layers.iter_mut().enumerate() {
+            if graph.root_node(node as u32) != node as u32 {
+                *l = None;
+            } else if let Some(l) = l {
+                counts.add(*l);
+            }
+        }
         let mut live = Live {
             clock: now,
             tables: Tables::new(rules),
             state: vec![None; n],
-            layer: snap.layers,
+            counts,
+            layer: layers,
             features: snap.features,
 
             next: Vec::new(),
@@ -214,7 +228,23 @@ impl Live {
                 cause,
             });
         }
-        self.layer[root as usize] = new;
+        self.set_layer(root, new);
+    }
+
+    /// The one place `layer` changes, so `counts` follows it.
+    fn set_layer(&mut self, node: u32, new: Option<Layer>) {
+        let old = std::mem::replace(&mut self.layer[node as usize], new);
+        if let Some(l) = old {
+            self.counts.remove(l);
+        }
+        if let Some(l) = new {
+            self.counts.add(l);
+        }
+    }
+
+    /// Fans per live layer (see `counts`).
+    pub(crate) fn counts(&self) -> LayerCounts {
+        self.counts
     }
 
     /// Recomputes one fan as of `at` and records a change.
@@ -250,7 +280,7 @@ impl Live {
     ) {
         self.grow(v.graph.node_count());
         for &a in absorbed {
-            self.layer[a as usize] = None;
+            self.set_layer(a, None);
             self.features[a as usize] = None;
             self.next[a as usize] = Millis::MAX;
             self.state[a as usize] = None;
@@ -467,6 +497,12 @@ mod tests {
             [(FanId(1), Layer::Favorable, super::Cause::Identity)],
             "12 + a comment's 3 reach 15"
         );
+        // The kept counts lost the merged-away fan (checked against a walk in debug builds).
+        assert_eq!(
+            e.live_counts().unwrap().total(),
+            e.identities().fan_count(),
+            "one count per fan after the merge"
+        );
         // Restarting against what was recorded records only the differences.
         let recorded = e.live_layers().unwrap();
         e.start_live_against(t0(), &|f| recorded.get(&f).copied(), super::Cause::Identity);
@@ -499,6 +535,7 @@ mod tests {
             let last = (clock).max(t0() + end * MS_PER_DAY);
             e.tick(last);
             let snap = e.layers_as_of(last);
+            prop_assert_eq!(e.live_counts(), Some(snap.counts()), "kept counts = a replay's");
             let mut final_by_fan: HashMap<FanId, Layer> = HashMap::new();
             for t in e.take_transitions() {
                 final_by_fan.insert(t.fan, t.to);
