@@ -904,7 +904,7 @@ fn layers(
             &[csv_path.display().to_string(), as_of.to_string()],
             &say,
         )?;
-        let ours = serde_json::to_value(&counts)?;
+        let ours = serde_json::to_value(counts)?;
         let same = ["potential", "passerby", "favorable", "true_love"]
             .iter()
             .all(|k| d["counts"][k].as_u64() == ours[k].as_u64());
