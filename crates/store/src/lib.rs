@@ -384,9 +384,10 @@ impl std::fmt::Debug for StoredSnapshot {
 }
 
 /// A snapshot is stored in parts of at most this many bytes: a large tenant's snapshot
-/// (about 37 bytes per event: a gigabyte at 30 million events) would pass PostgreSQL's 1 GB
-/// limit on a `bytea` value and SQLite's default limit on a blob.
-pub const SNAPSHOT_PART_BYTES: usize = 64 << 20;
+/// (about 31 bytes per event: close to a gigabyte at 30 million events) would pass
+/// PostgreSQL's 1 GB limit on a `bytea` value and SQLite's default limit on a blob, and on
+/// SQLite each part is one short transaction that the writer's commits wait for.
+pub const SNAPSHOT_PART_BYTES: usize = 4 << 20;
 
 /// Whether a held snapshot `(format, last_seq, decisions_seen)` is kept over `new`: the
 /// same format and further along the log (a later event, or the same with later decisions).

@@ -184,10 +184,23 @@ CREATE TABLE trigger_cursors (
     PRIMARY KEY (tenant_id, consumer)
 );
 "#,
+    // 10: snapshot parts stored as they are (EXTERNAL: no pglz compression when written,
+    // none to undo when read at a start), and the fans' transition index covering their
+    // layers. A snapshot is written on a connection of its own (see `put_snapshot`).
+    r#"
+ALTER TABLE snapshot_parts ALTER COLUMN data SET STORAGE EXTERNAL;
+-- Every fan's last recorded layer (`recorded_layers`, read at each start) from the index.
+DROP INDEX layer_transitions_fan;
+CREATE INDEX layer_transitions_fan ON layer_transitions (tenant_id, fan, id) INCLUDE (to_layer);
+"#,
 ];
 
 /// Serializes migrations of concurrent openers (several nodes, parallel tests).
 const MIGRATION_LOCK: i64 = 0x5179_7500;
+
+/// With the tenant id, serializes writers of a tenant's snapshot (the two-key advisory lock
+/// space, apart from [`MIGRATION_LOCK`]'s).
+const SNAPSHOT_LOCK: i32 = 0x5179_7501;
 
 /// The next id of a per-tenant id sequence kept as `MAX(id)` (the caller holds the tenant
 /// row's lock).
@@ -1038,49 +1051,16 @@ fn append(
 }
 
 impl crate::Snapshots for PostgresStore {
+    /// On a connection of its own, in one transaction: the writer's connection goes on
+    /// committing events meanwhile (a snapshot of a large tenant takes seconds to write), and
+    /// readers see the old snapshot until the new one is whole. Writers of one tenant's
+    /// snapshot are serialized by an advisory lock, not the tenant's row, which every append
+    /// locks.
     fn put_snapshot(&self, tenant: TenantId, snap: &crate::StoredSnapshot) -> Result<()> {
-        let format = i64::from(snap.format);
-        self.writer(|c| {
-            let mut tx = c.transaction()?;
-            // The tenant's row serializes writers of its snapshot.
-            tx.execute("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE", &[&tenant])?;
-            let held = tx
-                .query_opt(
-                    "SELECT format, last_seq, decisions_seen FROM snapshots WHERE tenant_id = $1",
-                    &[&tenant],
-                )?
-                .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2)));
-            if let Some((f, seq, decisions)) = held
-                && crate::further_along((u32::try_from(f).unwrap_or(u32::MAX), seq, decisions), snap)
-            {
-                return Ok(());
-            }
-            tx.execute("DELETE FROM snapshot_parts WHERE tenant_id = $1", &[&tenant])?;
-            let parts: Vec<&[u8]> = snap.data.chunks(crate::SNAPSHOT_PART_BYTES).collect();
-            let insert =
-                tx.prepare("INSERT INTO snapshot_parts (tenant_id, part, data) VALUES ($1, $2, $3)")?;
-            for (i, part) in parts.iter().enumerate() {
-                tx.execute(&insert, &[&tenant, &(i as i64), part])?;
-            }
-            tx.execute(
-                "INSERT INTO snapshots (tenant_id, format, last_seq, decisions_seen, created_at, parts)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (tenant_id) DO UPDATE SET
-                     format = excluded.format, last_seq = excluded.last_seq,
-                     decisions_seen = excluded.decisions_seen, created_at = excluded.created_at,
-                     parts = excluded.parts",
-                &[
-                    &tenant,
-                    &format,
-                    &snap.last_seq,
-                    &snap.decisions_seen,
-                    &snap.created_at,
-                    &(parts.len() as i64),
-                ],
-            )?;
-            tx.commit()?;
-            Ok(())
-        })
+        let mut client = self.config.connect(NoTls)?;
+        let out = put_snapshot_on(&mut client, tenant, snap);
+        close(client);
+        out
     }
 
     fn snapshot(&self, tenant: TenantId) -> Result<Option<crate::StoredSnapshot>> {
@@ -1113,6 +1093,8 @@ impl crate::Snapshots for PostgresStore {
                     rows.len()
                 )));
             }
+            let bytes = rows.iter().map(|r| r.get::<_, &[u8]>(0).len()).sum();
+            snap.data.reserve_exact(bytes);
             for r in rows {
                 snap.data.extend_from_slice(r.get::<_, &[u8]>(0));
             }
@@ -1133,6 +1115,63 @@ impl crate::Snapshots for PostgresStore {
             Ok(())
         })
     }
+}
+
+fn put_snapshot_on(
+    client: &mut Client,
+    tenant: TenantId,
+    snap: &crate::StoredSnapshot,
+) -> Result<()> {
+    let format = i64::from(snap.format);
+    let mut tx = client.transaction()?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&SNAPSHOT_LOCK, &((tenant & 0x7fff_ffff) as i32)],
+    )?;
+    let held = tx
+        .query_opt(
+            "SELECT format, last_seq, decisions_seen FROM snapshots WHERE tenant_id = $1",
+            &[&tenant],
+        )?
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2)));
+    if let Some((f, seq, decisions)) = held
+        && crate::further_along((u32::try_from(f).unwrap_or(u32::MAX), seq, decisions), snap)
+    {
+        return Ok(());
+    }
+    tx.execute(
+        "DELETE FROM snapshot_parts WHERE tenant_id = $1",
+        &[&tenant],
+    )?;
+    let parts: Vec<&[u8]> = snap.data.chunks(crate::SNAPSHOT_PART_BYTES).collect();
+    let insert =
+        tx.prepare("INSERT INTO snapshot_parts (tenant_id, part, data) VALUES ($1, $2, $3)")?;
+    for (i, part) in parts.iter().enumerate() {
+        tx.execute(&insert, &[&tenant, &(i as i64), part])?;
+    }
+    tx.execute(
+        "INSERT INTO snapshots (tenant_id, format, last_seq, decisions_seen, created_at, parts)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (tenant_id) DO UPDATE SET
+             format = excluded.format, last_seq = excluded.last_seq,
+             decisions_seen = excluded.decisions_seen, created_at = excluded.created_at,
+             parts = excluded.parts",
+        &[
+            &tenant,
+            &format,
+            &snap.last_seq,
+            &snap.decisions_seen,
+            &snap.created_at,
+            &(parts.len() as i64),
+        ],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Closes a client on a plain thread (see `PostgresStore`'s `Drop`).
+fn close(client: Client) {
+    let _ = std::thread::spawn(move || drop(client)).join();
 }
 
 impl crate::TriggerLog for PostgresStore {

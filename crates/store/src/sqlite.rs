@@ -199,10 +199,32 @@ CREATE TABLE trigger_cursors (
     PRIMARY KEY (tenant_id, consumer)
 ) WITHOUT ROWID;
 "#,
+    // 10: snapshot parts by generation, so a snapshot is written in many short transactions
+    // (the writer's commits go on between them) and flipped into place by its header's row.
+    // Snapshots are caches: the ones held are dropped, and the next tick stores a new one.
+    // The fans' transition index covers their layers.
+    r#"
+DROP TABLE snapshot_parts;
+DELETE FROM snapshots;
+ALTER TABLE snapshots ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE snapshot_parts (
+    tenant_id  INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    generation INTEGER NOT NULL,
+    part       INTEGER NOT NULL,
+    data       BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, generation, part)
+) WITHOUT ROWID;
+-- Every fan's last recorded layer (`recorded_layers`, read at each start) from the index alone.
+DROP INDEX layer_transitions_fan;
+CREATE INDEX layer_transitions_fan ON layer_transitions (tenant_id, fan, id, to_layer);
+"#,
 ];
 
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    /// The write connection. Its lock can be handed fairly to a waiter
+    /// (`MutexGuard::unlock_fair`): a long job done in short transactions (a snapshot's parts)
+    /// lets the writer's commits in between them.
+    conn: parking_lot::Mutex<Connection>,
     /// Read-only connections for the long reads: a replay's scan of the whole log, a fan
     /// page's event lookups, the snapshot. In WAL mode each reads a committed state beside the
     /// write connection, so a rebuild's seconds-long scan no longer holds `conn` (and with it
@@ -390,7 +412,7 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         migrate(&mut conn)?;
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
+            conn: parking_lot::Mutex::new(conn),
             readers: ReadPool {
                 path: dir.join("siyu.db"),
                 idle: Mutex::new(Vec::new()),
@@ -420,10 +442,11 @@ impl SqliteStore {
         out
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half-done transaction committed
-        // (rusqlite rolls back on drop), so the connection is still usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        // (rusqlite rolls back on drop), and the lock does not poison: the connection is
+        // still usable.
+        self.conn.lock()
     }
 }
 
@@ -1066,101 +1089,204 @@ impl crate::Connectors for SqliteStore {
     }
 }
 
+/// A snapshot is written as a new generation of parts, each in its own short transaction on
+/// the write connection (handed fairly to the writer between parts, so its commits wait for
+/// one part at most, not for the whole snapshot), then made the tenant's snapshot by one
+/// update of its header row; the older generations are deleted after, part by part. A reader
+/// reads the header and its generation's parts in one read transaction on its own
+/// connection, so it sees one whole snapshot. A write cut short (a crash) leaves parts of a
+/// generation no header names; the next write deletes them with the old ones.
 impl crate::Snapshots for SqliteStore {
     fn put_snapshot(&self, tenant: TenantId, snap: &crate::StoredSnapshot) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let held: Option<(u32, i64, i64)> = tx
-            .query_row(
-                "SELECT format, last_seq, decisions_seen FROM snapshots WHERE tenant_id = ?1",
-                params![tenant],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        if held.is_some_and(|h| crate::further_along(h, snap)) {
-            return Ok(());
-        }
-        tx.execute(
-            "DELETE FROM snapshot_parts WHERE tenant_id = ?1",
-            params![tenant],
-        )?;
+        let held = |conn: &Connection| -> Result<Option<(u32, i64, i64)>> {
+            Ok(conn
+                .query_row(
+                    "SELECT format, last_seq, decisions_seen FROM snapshots WHERE tenant_id = ?1",
+                    params![tenant],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?)
+        };
         let parts: Vec<&[u8]> = snap.data.chunks(crate::SNAPSHOT_PART_BYTES).collect();
-        {
-            let mut insert = tx.prepare(
-                "INSERT INTO snapshot_parts (tenant_id, part, data) VALUES (?1, ?2, ?3)",
-            )?;
-            for (i, part) in parts.iter().enumerate() {
-                insert.execute(params![tenant, i as i64, part])?;
+        // The new generation is above every one held, the first part written with it, so
+        // that a concurrent writer (a CLI beside the server) picks another.
+        let generation = {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if held(&tx)?.is_some_and(|h| crate::further_along(h, snap)) {
+                return Ok(());
             }
-        }
-        tx.execute(
-            "INSERT OR REPLACE INTO snapshots (tenant_id, format, last_seq, decisions_seen, created_at, parts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+            let generation: i64 = tx.query_row(
+                "SELECT MAX(COALESCE((SELECT MAX(generation) FROM snapshot_parts WHERE tenant_id = ?1), 0),
+                            COALESCE((SELECT generation FROM snapshots WHERE tenant_id = ?1), 0)) + 1",
+                params![tenant],
+                |r| r.get(0),
+            )?;
+            insert_part(
+                &tx,
                 tenant,
-                snap.format,
-                snap.last_seq,
-                snap.decisions_seen,
-                snap.created_at,
-                parts.len() as i64
-            ],
-        )?;
-        tx.commit()?;
-        Ok(())
+                generation,
+                0,
+                parts.first().copied().unwrap_or(&[]),
+            )?;
+            tx.commit()?;
+            parking_lot::MutexGuard::unlock_fair(conn);
+            generation
+        };
+        for (i, part) in parts.iter().enumerate().skip(1) {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            insert_part(&tx, tenant, generation, i as i64, part)?;
+            tx.commit()?;
+            parking_lot::MutexGuard::unlock_fair(conn);
+        }
+        let parts_len = parts.len().max(1) as i64;
+        {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let written: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM snapshot_parts WHERE tenant_id = ?1 AND generation = ?2",
+                params![tenant, generation],
+                |r| r.get(0),
+            )?;
+            if held(&tx)?.is_some_and(|h| crate::further_along(h, snap)) || written != parts_len {
+                // Overtaken by a further snapshot written meanwhile (whose write deleted this
+                // generation's parts, or will): this one is not kept.
+                drop(tx);
+                drop(conn);
+                return self.delete_parts(tenant, Parts::Only(generation));
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO snapshots (tenant_id, format, last_seq, decisions_seen, created_at, parts, generation)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    tenant,
+                    snap.format,
+                    snap.last_seq,
+                    snap.decisions_seen,
+                    snap.created_at,
+                    parts_len,
+                    generation
+                ],
+            )?;
+            tx.commit()?;
+        }
+        self.delete_parts(tenant, Parts::Except(generation))
     }
 
     fn snapshot(&self, tenant: TenantId) -> Result<Option<crate::StoredSnapshot>> {
-        let conn = self.conn();
-        let Some((mut snap, parts)) = conn
-            .query_row(
-                "SELECT format, last_seq, decisions_seen, created_at, parts FROM snapshots WHERE tenant_id = ?1",
-                params![tenant],
-                |r| {
-                    Ok((
-                        crate::StoredSnapshot {
-                            format: r.get(0)?,
-                            last_seq: r.get(1)?,
-                            decisions_seen: r.get(2)?,
-                            created_at: r.get(3)?,
-                            data: Vec::new(),
-                        },
-                        r.get::<_, i64>(4)?,
-                    ))
-                },
-            )
-            .optional()?
-        else {
-            return Ok(None);
-        };
-        let mut stmt =
-            conn.prepare("SELECT data FROM snapshot_parts WHERE tenant_id = ?1 ORDER BY part")?;
-        let mut rows = stmt.query(params![tenant])?;
-        let mut read = 0;
-        while let Some(row) = rows.next()? {
-            snap.data.extend_from_slice(row.get_ref(0)?.as_blob()?);
-            read += 1;
-        }
-        if read != parts {
-            return Err(StoreError::Corrupt(format!(
-                "snapshot of tenant {tenant} has {read} of its {parts} parts"
-            )));
-        }
-        Ok(Some(snap))
+        self.read(|conn| {
+            // One read transaction: the header and the parts it names, as one state.
+            conn.execute_batch("BEGIN")?;
+            let out = read_snapshot(conn, tenant);
+            let ended = conn.execute_batch("COMMIT");
+            let out = out?;
+            ended?;
+            Ok(out)
+        })
     }
 
     fn drop_snapshot(&self, tenant: TenantId) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "DELETE FROM snapshot_parts WHERE tenant_id = ?1",
-            params![tenant],
-        )?;
-        tx.execute(
+        self.conn().execute(
             "DELETE FROM snapshots WHERE tenant_id = ?1",
             params![tenant],
         )?;
-        tx.commit()?;
-        Ok(())
+        self.delete_parts(tenant, Parts::All)
+    }
+}
+
+fn insert_part(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: TenantId,
+    generation: i64,
+    part: i64,
+    data: &[u8],
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO snapshot_parts (tenant_id, generation, part, data) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![tenant, generation, part, data])?;
+    Ok(())
+}
+
+fn read_snapshot(conn: &Connection, tenant: TenantId) -> Result<Option<crate::StoredSnapshot>> {
+    let Some((mut snap, parts, generation)) = conn
+        .query_row(
+            "SELECT format, last_seq, decisions_seen, created_at, parts, generation FROM snapshots WHERE tenant_id = ?1",
+            params![tenant],
+            |r| {
+                Ok((
+                    crate::StoredSnapshot {
+                        format: r.get(0)?,
+                        last_seq: r.get(1)?,
+                        decisions_seen: r.get(2)?,
+                        created_at: r.get(3)?,
+                        data: Vec::new(),
+                    },
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            },
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let bytes: i64 = conn.query_row(
+        "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM snapshot_parts WHERE tenant_id = ?1 AND generation = ?2",
+        params![tenant, generation],
+        |r| r.get(0),
+    )?;
+    snap.data.reserve_exact(usize::try_from(bytes).unwrap_or(0));
+    let mut stmt = conn.prepare(
+        "SELECT data FROM snapshot_parts WHERE tenant_id = ?1 AND generation = ?2 ORDER BY part",
+    )?;
+    let mut rows = stmt.query(params![tenant, generation])?;
+    let mut read = 0;
+    while let Some(row) = rows.next()? {
+        snap.data.extend_from_slice(row.get_ref(0)?.as_blob()?);
+        read += 1;
+    }
+    if read != parts {
+        return Err(StoreError::Corrupt(format!(
+            "snapshot of tenant {tenant} has {read} of its {parts} parts"
+        )));
+    }
+    Ok(Some(snap))
+}
+
+/// Which of a tenant's snapshot parts [`SqliteStore::delete_parts`] deletes.
+#[derive(Clone, Copy)]
+enum Parts {
+    All,
+    Only(i64),
+    Except(i64),
+}
+
+impl SqliteStore {
+    /// Deletes the tenant's snapshot parts `which`, a few at a time, each batch in its own
+    /// transaction.
+    fn delete_parts(&self, tenant: TenantId, which: Parts) -> Result<()> {
+        let (only, except) = match which {
+            Parts::All => (None, None),
+            Parts::Only(g) => (Some(g), None),
+            Parts::Except(g) => (None, Some(g)),
+        };
+        loop {
+            let conn = self.conn();
+            let deleted = conn
+                .prepare_cached(
+                    "DELETE FROM snapshot_parts WHERE tenant_id = ?1 AND (generation, part) IN
+                       (SELECT generation, part FROM snapshot_parts WHERE tenant_id = ?1
+                          AND (?2 IS NULL OR generation = ?2) AND (?3 IS NULL OR generation <> ?3)
+                        LIMIT 8)",
+                )?
+                .execute(params![tenant, only, except])?;
+            parking_lot::MutexGuard::unlock_fair(conn);
+            if deleted == 0 {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -1249,7 +1375,98 @@ impl crate::TriggerLog for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{LiveLog, Segments, Tenants};
+    use crate::{LiveLog, Segments, Snapshots, Tenants};
+
+    fn snapshot_of(last_seq: i64, bytes: usize) -> crate::StoredSnapshot {
+        crate::StoredSnapshot {
+            format: 1,
+            last_seq,
+            decisions_seen: 0,
+            created_at: 0,
+            data: (0..bytes).map(|i| (i % 253) as u8).collect(),
+        }
+    }
+
+    fn generations(s: &SqliteStore, tenant: TenantId) -> Vec<(i64, i64)> {
+        let conn = s.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT generation, COUNT(*) FROM snapshot_parts WHERE tenant_id = ?1
+                 GROUP BY generation ORDER BY generation",
+            )
+            .unwrap();
+        stmt.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// A write cut short (parts of a generation no header names) is never read, and the next
+    /// write deletes it with the generation it replaces.
+    #[test]
+    fn a_snapshot_written_halfway_is_not_read_and_is_cleaned_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
+        let t = s.create_tenant("a", "w", "a", 0).unwrap().id;
+        let first = snapshot_of(10, crate::SNAPSHOT_PART_BYTES + 5);
+        s.put_snapshot(t, &first).unwrap();
+        assert_eq!(generations(&s, t), vec![(1, 2)]);
+        // A crash after two parts of a further snapshot.
+        s.conn()
+            .execute_batch("INSERT INTO snapshot_parts VALUES (1, 2, 0, x'00'), (1, 2, 1, x'01');")
+            .unwrap();
+        assert_eq!(s.snapshot(t).unwrap().as_ref(), Some(&first));
+        let next = snapshot_of(20, 7);
+        s.put_snapshot(t, &next).unwrap();
+        assert_eq!(s.snapshot(t).unwrap().as_ref(), Some(&next));
+        assert_eq!(
+            generations(&s, t),
+            vec![(3, 1)],
+            "only the one named is left"
+        );
+        s.drop_snapshot(t).unwrap();
+        assert_eq!(generations(&s, t), vec![]);
+    }
+
+    /// The write connection is free between a snapshot's parts: once the first part is
+    /// committed, a commit asked for lands before the last part, not after the whole
+    /// snapshot (as it did when a snapshot was one transaction).
+    #[test]
+    fn commits_go_on_between_a_snapshots_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(SqliteStore::open(dir.path(), Durability::Normal).unwrap());
+        let t = s.create_tenant("a", "w", "a", 0).unwrap().id;
+        let parts = 12;
+        let big = snapshot_of(10, crate::SNAPSHOT_PART_BYTES * parts);
+        // Parts committed so far, seen from a reader's connection (no lock of the writer's).
+        let committed = |s: &SqliteStore| {
+            s.read(|c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM snapshot_parts WHERE tenant_id = ?1",
+                    [t],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .unwrap()
+        };
+        let writer = {
+            let s = s.clone();
+            std::thread::spawn(move || s.put_snapshot(t, &big).unwrap())
+        };
+        while committed(&s) == 0 {
+            std::thread::yield_now();
+        }
+        // A commit (a tenant's creation, standing for a group of events).
+        s.create_tenant("b", "w2", "a2", 0).unwrap();
+        let written_then = committed(&s);
+        writer.join().unwrap();
+        assert!(
+            written_then < parts as i64,
+            "the commit waited for {written_then} of {parts} parts"
+        );
+        let read = s.snapshot(t).unwrap().unwrap();
+        assert_eq!(read.data.len(), crate::SNAPSHOT_PART_BYTES * parts);
+    }
 
     /// Rows stored before the trigger stream keep their order, ahead of every event, and no
     /// two share a position; what is stored after follows them.
