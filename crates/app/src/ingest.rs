@@ -13,11 +13,11 @@
 //! what was stored, and a start re-derives from it — and a read of the derived logs (the
 //! trigger stream, transitions, segment triggers, tag history) first waits for the groups
 //! applied before it to be stored ([`Ingestor::derived_barrier`]); the trigger stream is never
-//! read past what is stored ([`TenantEngine::flushed_seq`]). Operator actions — identity decisions, undo, rules, tags,
-//! segment saves — are [`Command`]s to the same thread, answered after their commit. Every
-//! [`POLL`] the writer also looks for what another process wrote (`siyu import`, the CLI's
-//! decisions, rules and tags beside a running server) and takes it in; every [`TICK`] it moves
-//! the engines' clocks (decay between events, the segment sweep).
+//! read past what is stored ([`TenantEngine::flushed_seq`]). Operator actions — identity
+//! decisions, undo, rules, tags, segment saves — are [`Command`]s to the same thread, answered
+//! after their commit. Every [`POLL`] the writer also looks for what another process wrote
+//! (`siyu import`, the CLI's decisions, rules and tags beside a running server) and takes it
+//! in; every [`TICK`] it moves the engines' clocks (decay between events, the segment sweep).
 //!
 //! Readers ([`Ingestor::read`]) take the engine's read lock and do no I/O. The writer holds the
 //! write lock only for in-memory work: the store is queried and written with at most a read
@@ -207,13 +207,9 @@ fn advance(engine: &mut TenantEngine, now: Millis) {
 /// stored, and what could not be stored is given back to the engine, which hands it out again
 /// at the next call (a process that stops first re-derives it from the stored mark at start).
 pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: TenantId) {
-    let seq = engine.last_seq();
-    match take_record(engine) {
-        Some((derived, mark)) => {
-            let stored = record(store, tenant, &derived, &mark);
-            settle(engine, tenant, derived, &mark, stored);
-        }
-        None => engine.set_flushed_seq(seq),
+    if let Some((derived, mark)) = take_record(engine) {
+        let stored = record(store, tenant, &derived, &mark);
+        settle(engine, tenant, derived, &mark, stored);
     }
 }
 
@@ -225,16 +221,7 @@ pub fn store_transitions(store: &dyn Store, engine: &mut TenantEngine, tenant: T
 /// stream are woken: events it applied and rows it stored are visible now.
 fn flush(store: &dyn Store, cell: &EngineCell, tenant: TenantId) {
     // Bound first: the write guard must be let go before the store commits.
-    let taken = {
-        let mut engine = write(cell);
-        let seq = engine.last_seq();
-        let taken = take_record(&mut engine);
-        if taken.is_none() {
-            // Nothing derived waits: the stream may be read up to the last event.
-            engine.set_flushed_seq(seq);
-        }
-        taken
-    };
+    let taken = take_record(&mut write(cell));
     if let Some((derived, mark)) = taken {
         let stored = record(store, tenant, &derived, &mark);
         settle(&mut write(cell), tenant, derived, &mark, stored);
@@ -242,12 +229,19 @@ fn flush(store: &dyn Store, cell: &EngineCell, tenant: TenantId) {
     crate::triggers::notify();
 }
 
-/// What is due to be stored, and the mark to store it with.
+/// What is due to be stored, and the mark to store it with. When nothing is, nothing derived
+/// waits to be stored: the trigger stream may be read up to the last event.
 fn take_record(engine: &mut TenantEngine) -> Option<(Derived, LiveMark)> {
-    let clock = engine.clock()?;
+    let nothing = |engine: &mut TenantEngine| {
+        engine.set_flushed_seq(engine.last_seq());
+        None
+    };
+    let Some(clock) = engine.clock() else {
+        return nothing(engine);
+    };
     let derived = engine.take_derived();
     if derived.is_empty() && clock - engine.stored_clock() < TICK.as_millis() as Millis {
-        return None;
+        return nothing(engine);
     }
     let mark = LiveMark {
         clock,
@@ -341,6 +335,9 @@ fn settle(
 /// Counts the writer's groups applied to the engines and those whose derived records were
 /// stored after their answers, so that a read of the derived logs waits for the group its
 /// caller's acknowledged write was in (read-your-writes for transitions and triggers too).
+/// Only groups of appends are counted: they are the only work answered before what it derived
+/// is stored. A command, a poll and a tick store what they derived before they answer (or
+/// before the writer takes the next work), so a read after them finds it without waiting.
 #[derive(Default)]
 pub struct Flushes {
     /// (groups applied, groups whose derived records were then stored or kept for retry).
@@ -387,6 +384,8 @@ pub struct Writer {
     wake: Option<SyncSender<Work>>,
     /// When each tenant's snapshot was last stored by a tick (see [`SNAPSHOT_EVERY`]).
     snapshot_at: HashMap<TenantId, Millis>,
+    /// The snapshot being stored off the writer's thread, if one is (one at a time).
+    storing: Option<Storing>,
     /// When each tenant's rebuild under way started, and when its last one ended and how
     /// long it took: automatic rebuilds are spaced by it (see [`REBUILD_SPACING`]).
     rebuild_started: HashMap<TenantId, Instant>,
@@ -410,7 +409,23 @@ pub const REBUILD_NICE: i32 = 10;
 /// How often a tick stores a live engine's snapshot when it is far past the last one: the
 /// first tick after a start stores the one the start left (see `identity::replay_with`), and
 /// then at most one per this interval, which bounds the log a start after `kill -9` replays.
+/// The writer only encodes it (under the read lock); a thread of its own stores it, in parts
+/// that the writer's commits interleave with (see [`Storing`]).
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(30 * 60);
+
+/// A snapshot a tick encoded, being stored on a thread of its own: storing a large tenant's
+/// takes seconds (a gigabyte at 30 million events), which the writer would otherwise spend
+/// not committing events.
+struct Storing {
+    tenant: TenantId,
+    last_seq: i64,
+    /// The tick's clock, for [`SNAPSHOT_EVERY`].
+    at: Millis,
+    /// The tenant's engine was swapped for a replay meanwhile: what is stored predates its
+    /// corrections, so it neither counts as the tenant's snapshot nor moves its mark.
+    stale: bool,
+    thread: std::thread::JoinHandle<bool>,
+}
 
 /// A replay built off the writer thread.
 type Rebuilt = (TenantId, Result<TenantEngine, AppError>);
@@ -432,6 +447,7 @@ impl Writer {
             rebuilt,
             wake: None,
             snapshot_at: HashMap::new(),
+            storing: None,
             rebuild_started: HashMap::new(),
             rebuilt_at: HashMap::new(),
         }
@@ -683,6 +699,9 @@ impl Writer {
         // The stored snapshot predates what the replay corrected (a start would ignore it):
         // the next tick stores the rebuilt engine's.
         self.snapshot_at.remove(&tenant);
+        if let Some(s) = self.storing.as_mut().filter(|s| s.tenant == tenant) {
+            s.stale = true;
+        }
     }
 
     /// Whether an automatic rebuild of `tenant` may start now (see [`REBUILD_SPACING`]).
@@ -734,14 +753,60 @@ impl Writer {
             return;
         };
         let now = self.clock.now();
+        self.take_stored(&engines, false);
         for (tenant, cell) in engines.all() {
             advance(&mut write(&cell), now);
             flush(&*self.store, &cell, tenant);
             let last = self.snapshot_at.get(&tenant).copied();
-            if last.is_none_or(|t| now - t >= SNAPSHOT_EVERY.as_millis() as Millis)
-                && crate::snapshots::save_shared(&*self.store, tenant, &cell)
+            if self.storing.is_none()
+                && last.is_none_or(|t| now - t >= SNAPSHOT_EVERY.as_millis() as Millis)
+                && let Some(encoded) = crate::snapshots::encode_if_due(&cell)
             {
-                self.snapshot_at.insert(tenant, now);
+                let store = self.store.clone();
+                let last_seq = encoded.last_seq();
+                let thread = std::thread::Builder::new()
+                    .name("siyu-snapshot".into())
+                    .spawn(move || crate::snapshots::put(&*store, tenant, &encoded));
+                match thread {
+                    Ok(thread) => {
+                        self.storing = Some(Storing {
+                            tenant,
+                            last_seq,
+                            at: now,
+                            stale: false,
+                            thread,
+                        })
+                    }
+                    Err(e) => tracing::warn!(tenant, error = %e, "engine snapshot not stored"),
+                }
+            }
+        }
+        // An explicit tick (tests, a command) returns with its snapshot stored.
+        if !spaced {
+            self.take_stored(&engines, true);
+        }
+    }
+
+    /// Records the snapshot stored off the writer's thread once it is (`wait`: waits for it):
+    /// the tenant's engine knows it, and the next is [`SNAPSHOT_EVERY`] later. One that was
+    /// not stored is tried again at the next tick.
+    fn take_stored(&mut self, engines: &Engines, wait: bool) {
+        if !self
+            .storing
+            .as_ref()
+            .is_some_and(|s| wait || s.thread.is_finished())
+        {
+            return;
+        }
+        let Some(s) = self.storing.take() else { return };
+        let stored = s.thread.join().unwrap_or(false);
+        if stored && !s.stale {
+            self.snapshot_at.insert(s.tenant, s.at);
+            if let Some(cell) = engines.get(s.tenant) {
+                let mut engine = write(&cell);
+                if engine.snapshot_seq() < s.last_seq {
+                    engine.set_snapshot_seq(s.last_seq);
+                }
             }
         }
     }
@@ -773,7 +838,7 @@ impl Writer {
 
 /// Lowers the calling thread's scheduling priority to `nice` (Linux; elsewhere nothing). Used
 /// for work beside the writer that must not halve a small server's ingest while it runs: a
-/// replay built beside a live engine (nice 10), the server's reader pool. Such work takes the
+/// replay built beside a live engine (nice 10). Such work takes the
 /// CPU the writer and the request threads leave, and only takes longer when they want it.
 pub fn lower_priority(nice: i32) {
     #[cfg(target_os = "linux")]
@@ -786,6 +851,26 @@ pub fn lower_priority(nice: i32) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = nice;
+}
+
+/// Puts the calling thread in Linux's idle scheduling class (`SCHED_IDLE`; elsewhere, the
+/// lowest nice value): it runs when no normal thread wants the core, and a normal thread that
+/// wakes takes the core from it at once. A niced thread is only given a smaller share; it
+/// still delays, by up to its time slice, each wake-up of the writer and the request threads,
+/// and an ingest bound by its requests' latency pays that on every stage of every request.
+/// Used for the server's reader pool. Whether it was set.
+pub fn idle_priority() -> bool {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a system call on the calling thread (pid 0) with a valid pointer to a local.
+    unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0 {
+            return true;
+        }
+        tracing::debug!("could not put a thread in the idle scheduling class");
+    }
+    lower_priority(19);
+    false
 }
 
 /// The handle to the writer thread.
@@ -1077,6 +1162,10 @@ fn run(writer: &mut Writer, rx: Receiver<Work>) {
             next_poll = now + POLL;
         }
     }
+    // A snapshot being stored is finished (and known to its engine) before the writer ends.
+    if let Some(engines) = writer.engines.clone() {
+        writer.take_stored(&engines, true);
+    }
 }
 #[cfg(test)]
 mod tests {
@@ -1193,6 +1282,73 @@ mod tests {
         assert_eq!(snap.last_seq, n);
         let engine = siyu_engine::TenantEngine::from_snapshot(&snap.data).unwrap();
         assert_eq!(engine.stats().events, n as u64);
+    }
+
+    /// A tick stores a snapshot far past the last off the writer's thread, and the engine
+    /// learns it once stored; the next tick within [`SNAPSHOT_EVERY`] stores none, the first
+    /// after it does.
+    #[test]
+    fn ticks_store_snapshots_off_the_writer_at_most_once_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), Durability::Normal).unwrap());
+        let t = store.create_tenant("a", "w", "a", 0).unwrap().id;
+        let clock = Arc::new(siyu_domain::time::ManualClock::new(
+            siyu_domain::time::parse_rfc3339("2026-11-10T00:00:00Z").unwrap(),
+        ));
+        let engines = Arc::new(Engines::default());
+        let mut w = Writer::new(store.clone(), Some(engines.clone()), clock.clone());
+        let n = crate::snapshots::SNAPSHOT_AFTER;
+        // Events `from..from + count`, in steps of 1,000, of 300 fans.
+        let append = |w: &mut Writer, from: i64, count: i64| {
+            for b in (from..from + count).step_by(1000) {
+                let (reply, _answer) = oneshot::channel();
+                let events = (b..b + 1000)
+                    .map(|i| ev(&i.to_string(), &format!("f{}", i % 300)))
+                    .collect();
+                w.step(vec![Job::new(t, events, reply)]);
+            }
+        };
+        append(&mut w, 0, n - 1000);
+        w.tick();
+        assert_eq!(store.snapshot(t).unwrap(), None, "not yet far enough past");
+        append(&mut w, n - 1000, 1000);
+        w.tick();
+        let snap = store.snapshot(t).unwrap().expect("stored by the tick");
+        assert_eq!(snap.last_seq, n);
+        let cell = engines.get(t).unwrap();
+        assert_eq!(read(&cell).snapshot_seq(), n, "the engine knows it");
+        // Far past it again, but within the interval: none.
+        append(&mut w, n, n);
+        clock.advance(SNAPSHOT_EVERY.as_millis() as Millis - 1);
+        w.tick();
+        assert_eq!(store.snapshot(t).unwrap().unwrap().last_seq, n);
+        clock.advance(1);
+        w.tick();
+        assert_eq!(store.snapshot(t).unwrap().unwrap().last_seq, 2 * n);
+        assert_eq!(read(&cell).snapshot_seq(), 2 * n);
+    }
+
+    /// An automatic rebuild waits [`REBUILD_SPACING`] times the last one's duration after it
+    /// ended; a tenant never rebuilt may rebuild at once.
+    #[test]
+    fn automatic_rebuilds_are_spaced_by_the_last_ones_duration() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), Durability::Normal).unwrap());
+        let mut w = Writer::new(store, None, Arc::new(SystemClock));
+        assert!(w.rebuild_due(1), "never rebuilt");
+        let now = Instant::now();
+        w.rebuilt_at.insert(1, (now, Duration::from_secs(3600)));
+        assert!(!w.rebuild_due(1), "ended just now after an hour");
+        let Some(long_ago) = now.checked_sub(Duration::from_secs(50)) else {
+            return; // a machine up for less than 50 s cannot place an instant that far back
+        };
+        w.rebuilt_at.insert(1, (long_ago, Duration::from_secs(10)));
+        assert!(w.rebuild_due(1), "ended 50 s ago after 10 s: 40 s were due");
+        w.rebuilt_at.insert(1, (long_ago, Duration::from_secs(13)));
+        assert!(!w.rebuild_due(1), "ended 50 s ago after 13 s: 52 s are due");
+        assert!(w.rebuild_due(2), "per tenant");
     }
 
     /// A reader is answered while the writer is inside a commit of what a batch derived:

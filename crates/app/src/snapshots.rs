@@ -78,37 +78,32 @@ pub(crate) fn save_if_due(store: &dyn Store, tenant: TenantId, engine: &mut Tena
     }
 }
 
-/// [`save_if_due`] for a live engine, by its one writer: encoded under the read lock (readers
-/// go on), stored with no lock held. Whether one was stored.
-pub(crate) fn save_shared(
-    store: &dyn Store,
-    tenant: TenantId,
-    cell: &crate::ingest::EngineCell,
-) -> bool {
-    let (due, seq) = {
-        let e = crate::ingest::read_engine(cell);
-        (
-            e.last_seq() - e.snapshot_seq() >= SNAPSHOT_AFTER,
-            e.last_seq(),
-        )
-    };
-    if !due || !enabled() {
-        return false;
+/// What [`save_if_due`] would store for a live engine, encoded under the read lock (readers
+/// go on; the writer, which calls this, waits for the encoding only): its writer stores it
+/// with no lock held, off its own thread (see `ingest::Writer`), and then records it with
+/// [`stored`]. `None` when not due.
+pub(crate) fn encode_if_due(cell: &crate::ingest::EngineCell) -> Option<Encoded> {
+    let e = crate::ingest::read_engine(cell);
+    if e.last_seq() - e.snapshot_seq() < SNAPSHOT_AFTER || !enabled() {
+        return None;
     }
-    let stored = save(store, tenant, &crate::ingest::read_engine(cell));
-    if stored {
-        crate::ingest::write_engine(cell).set_snapshot_seq(seq);
-    }
-    stored
+    Some(encode(&e))
 }
 
-/// Whether snapshots are read and stored (`SIYU_SNAPSHOTS=off` turns them off).
-fn enabled() -> bool {
-    std::env::var_os("SIYU_SNAPSHOTS").is_none_or(|v| v != "off")
+/// A snapshot encoded, not yet stored.
+pub(crate) struct Encoded {
+    snap: StoredSnapshot,
+    encoding: std::time::Duration,
 }
 
-/// Stores the engine's state as the tenant's snapshot; whether it was stored.
-pub fn save(store: &dyn Store, tenant: TenantId, engine: &TenantEngine) -> bool {
+impl Encoded {
+    /// The last event it holds.
+    pub(crate) fn last_seq(&self) -> i64 {
+        self.snap.last_seq
+    }
+}
+
+fn encode(engine: &TenantEngine) -> Encoded {
     let started = std::time::Instant::now();
     let position = engine.position();
     let snap = StoredSnapshot {
@@ -118,15 +113,25 @@ pub fn save(store: &dyn Store, tenant: TenantId, engine: &TenantEngine) -> bool 
         created_at: siyu_domain::time::now_ms(),
         data: engine.snapshot(),
     };
-    let encoded = started.elapsed();
-    match store.put_snapshot(tenant, &snap) {
+    Encoded {
+        snap,
+        encoding: started.elapsed(),
+    }
+}
+
+/// Stores an encoded snapshot; whether it was stored. A failure is logged: it costs the next
+/// start a longer replay.
+pub(crate) fn put(store: &dyn Store, tenant: TenantId, encoded: &Encoded) -> bool {
+    let started = std::time::Instant::now();
+    let snap = &encoded.snap;
+    match store.put_snapshot(tenant, snap) {
         Ok(()) => {
             tracing::debug!(
                 tenant,
                 last_seq = snap.last_seq,
                 bytes = snap.data.len(),
-                encode_ms = encoded.as_millis() as u64,
-                store_ms = (started.elapsed() - encoded).as_millis() as u64,
+                encode_ms = encoded.encoding.as_millis() as u64,
+                store_ms = started.elapsed().as_millis() as u64,
                 "engine snapshot stored"
             );
             true
@@ -136,4 +141,14 @@ pub fn save(store: &dyn Store, tenant: TenantId, engine: &TenantEngine) -> bool 
             false
         }
     }
+}
+
+/// Whether snapshots are read and stored (`SIYU_SNAPSHOTS=off` turns them off).
+fn enabled() -> bool {
+    std::env::var_os("SIYU_SNAPSHOTS").is_none_or(|v| v != "off")
+}
+
+/// Stores the engine's state as the tenant's snapshot; whether it was stored.
+pub fn save(store: &dyn Store, tenant: TenantId, engine: &TenantEngine) -> bool {
+    put(store, tenant, &encode(engine))
 }

@@ -1,16 +1,16 @@
 //! The reader pool: engine reads (stats, reports, fan pages, segment previews and lists) run
-//! on a few threads of their own, at a lower scheduling priority than the writer and the
+//! on a few threads of their own, in the idle scheduling class, below the writer and the
 //! request threads.
 //!
 //! A read holds the tenant engine's read lock and does no I/O, so it never makes the writer
 //! wait for long; but a console that reads all day still takes CPU, and on a server with two
-//! cores every millisecond a report computes is taken from ingest. At nice
-//! [`READER_NICE`] a read gets about a tenth of a normal thread's share when the writer and
-//! the request threads want the CPU too, and all of it when they do not: under full ingest a
-//! read waits for CPU (milliseconds), never for a lock. Measured (docs/BENCHMARKS.md, "Readers
-//! beside ingest"), it helps less than this suggests: the ingest is bound by its requests'
-//! latency more than by CPU, and the readers' requests cost the request threads and the
-//! clients as much as the reads themselves.
+//! cores every millisecond a report computes is taken from ingest. Measured (docs/BENCHMARKS.md,
+//! "Readers beside ingest"), a lower nice value (10) barely helped: the ingest is bound by its
+//! requests' latency more than by CPU, and a niced read still holds a core for its time slice
+//! each time a stage of a request (the request thread, the writer) wakes. In the idle class
+//! (`siyu_app::ingest::idle_priority`) the waking thread takes the core at once; the read
+//! gets every cycle ingest leaves, and under an ingest that wants both cores all the time it
+//! waits for one.
 //!
 //! Reads that wait on purpose (the trigger stream's long poll) stay on tokio's blocking pool:
 //! here they would hold a reader thread for seconds.
@@ -19,9 +19,6 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::ApiError;
-
-/// The readers' nice value (0 is the writer's and the request threads'; 19 the lowest).
-pub const READER_NICE: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -37,7 +34,7 @@ fn pool() -> &'static Mutex<Sender<Job>> {
             let started = std::thread::Builder::new()
                 .name(format!("siyu-reader-{i}"))
                 .spawn(move || {
-                    siyu_app::ingest::lower_priority(READER_NICE);
+                    siyu_app::ingest::idle_priority();
                     work(&rx);
                 });
             if let Err(e) = started {
@@ -97,22 +94,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reads_run_off_the_async_threads_at_the_readers_priority() {
+    async fn reads_run_off_the_async_threads_in_the_idle_class() {
         let name = reading(|| Ok(std::thread::current().name().map(str::to_string)))
             .await
             .unwrap();
         assert!(name.is_some_and(|n| n.starts_with("siyu-reader-")));
         #[cfg(target_os = "linux")]
         {
-            // SAFETY: getpriority of the calling thread, no pointers.
-            let nice = reading(|| {
-                Ok(unsafe {
-                    libc::getpriority(libc::PRIO_PROCESS, libc::syscall(libc::SYS_gettid) as _)
-                })
-            })
-            .await
-            .unwrap();
-            assert_eq!(nice, READER_NICE);
+            // SAFETY: sched_getscheduler of the calling thread, no pointers.
+            let policy = reading(|| Ok(unsafe { libc::sched_getscheduler(0) }))
+                .await
+                .unwrap();
+            assert_eq!(policy, libc::SCHED_IDLE);
         }
     }
 }
