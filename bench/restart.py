@@ -4,16 +4,18 @@ first accepted event, cold (no snapshot: the whole log), warm (from the snapshot
 stop stored) and after `kill -9` (the snapshot plus the tail written since).
 
 Usage: bench/restart.py PATH/TO/siyu [--fans N] [--days D] [--work DIR] [--database-url URL]
-                        [--tail EVENTS] [--json]
+                        [--tail EVENTS] [--again N] [--json]
 
 1. `siyu gen` a brand (kept in WORK/brand-N-D.jsonl and reused), `siyu tenant create`,
    `siyu import` it into a fresh store (WORK/data, or a fresh schema of --database-url).
-2. Start 1, cold: no snapshot yet, so the whole log is replayed, and the replay stores a
-   snapshot before the server answers (a replay that read more than 20,000 log positions past
-   its snapshot stores one); then SIGTERM (a stopping server would also store one if due).
+2. Start 1, cold: no snapshot yet, so the whole log is replayed. No server ran on this store
+   yet (there is no live mark to turn live at), so this replay stores its snapshot before the
+   server answers; a start that turns live at a mark never does (its writer's first tick, a
+   minute later, or its stop does). Then SIGTERM.
 3. Start 2, warm: from that snapshot. Then TAIL events are posted and the server is killed
    with SIGKILL, so they are in the log but not in the snapshot.
-4. Start 3, after kill -9: the snapshot plus the tail.
+4. Start 3, after kill -9: the snapshot plus the tail; then SIGTERM (which stores a snapshot).
+5. `--again N`: N more warm starts, each stopped with SIGTERM.
 
 Each start is timed from the spawn of the process to the first 200 of /healthz (polled every
 10 ms) and to the first accepted POST /api/events (sent right after /healthz answers). The
@@ -139,6 +141,7 @@ def main():
     ap.add_argument("--work", default="/tmp/siyu-restart")
     ap.add_argument("--database-url")
     ap.add_argument("--tail", type=int, default=100_000)
+    ap.add_argument("--again", type=int, default=0, help="warm starts more after start 3")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
@@ -207,6 +210,12 @@ def main():
         stats = request("GET", f"{base}/api/stats", keys["admin_key"], timeout=120)[1]
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=600)
+        for i in range(a.again):
+            say(f"start {4 + i}: warm again ...")
+            proc, base, h, f = start(a.siyu, store, keys, log)
+            rows.append((f"warm again ({i + 1} of {a.again})", h, f))
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=600)
 
         result = {
             "backend": "postgres" if a.database_url else "sqlite",
