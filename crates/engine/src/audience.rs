@@ -21,8 +21,14 @@
 //! live layers' per-fan state says, in one light pass, on two threads for many fans), unless
 //! that would cost more than a snapshot: the cost rule in [`Ctx::per_fan_is_cheaper`].
 //! `has(KIND)` as of a past instant follows the same rule (reading the candidates' events
-//! instead of every event). As of the live clock the live layers are at hand, and a layer
-//! clause is as cheap as any.
+//! instead of every event), and so do windowed counts and sums ([`Ctx::windowed`]: the
+//! candidates' own events when they are fewer than half the window's). As of the live clock
+//! the live layers are at hand, and a layer clause is as cheap as any.
+//!
+//! "Cheapest" is judged again after every clause, against the candidates it left
+//! ([`Ctx::cost`]): a clause that reads one entry per candidate (a layer from the live layers,
+//! `has(KIND)` from the per-node summary) goes before a windowed sum over every order, which,
+//! reached with few candidates, reads only theirs.
 //!
 //! Why the answers are the same sets: every predicate's set is within the fans that exist,
 //! and with `W` a set of existing fans and `P(x)` what `x` selects over all fans,
@@ -344,19 +350,22 @@ impl<'a> Ctx<'a> {
     pub(crate) fn eval_within(&self, e: &Expr, within: &FanSet) -> Result<FanSet, EvalError> {
         Ok(match e {
             Expr::And(xs) => {
+                // Cheapest first, judged again against what each clause leaves.
                 let mut acc = within.clone();
-                for x in self.cheapest_first(xs) {
-                    if acc.is_empty() {
-                        break;
-                    }
-                    acc = self.eval_within(x, &acc)?;
+                let mut rest: Vec<&Expr> = xs.iter().collect();
+                while !rest.is_empty() && !acc.is_empty() {
+                    let m = acc.len();
+                    let next = (0..rest.len())
+                        .min_by_key(|&k| self.cost(rest[k], m))
+                        .unwrap_or(0);
+                    acc = self.eval_within(rest.remove(next), &acc)?;
                 }
                 acc
             }
             Expr::Or(xs) => {
                 let mut rest = within.clone();
                 let mut acc = FanSet::empty(self.n());
-                for x in self.cheapest_first(xs) {
+                for x in self.cheapest_first(xs, within) {
                     if rest.is_empty() {
                         break;
                     }
@@ -371,48 +380,90 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    /// Clauses in order of [`Ctx::cost`], ties in the written order.
-    fn cheapest_first<'e>(&self, xs: &'e [Expr]) -> Vec<&'e Expr> {
-        let mut v: Vec<(u8, &Expr)> = xs.iter().map(|x| (self.cost(x), x)).collect();
+    /// Clauses in order of [`Ctx::cost`] for all of `within`, ties in the written order.
+    fn cheapest_first<'e>(&self, xs: &'e [Expr], within: &FanSet) -> Vec<&'e Expr> {
+        let m = within.len();
+        let mut v: Vec<((u8, usize), &Expr)> = xs.iter().map(|x| (self.cost(x, m), x)).collect();
         v.sort_by_key(|(c, _)| *c);
         v.into_iter().map(|(_, x)| x).collect()
     }
 
-    /// 0: reads its own columns, whatever the candidates; 1: `has(KIND)` as of a past
-    /// instant, cheap for few candidates; 2: needs layers not yet at hand, cheap only for few
-    /// candidates and the most expensive otherwise. A compound expression costs its dearest
-    /// predicate.
-    fn cost(&self, e: &Expr) -> u8 {
+    /// What evaluating `e` within `m` candidates costs, as (class, reads). Class 0 reads its
+    /// own columns whatever the candidates; 1 is `has(KIND)` as of a past instant, cheap for
+    /// few candidates; 2 needs layers not yet at hand, cheap only for few candidates and the
+    /// most expensive otherwise. Within class 0, reads estimate the work: a windowed count or
+    /// sum reads the window's events or, fan by fan, about twice the candidates' (at the
+    /// tenant's mean events per fan); first events read every node; a group reads the
+    /// toggles; the rest one per candidate. A
+    /// compound expression costs its dearest class and the sum of its reads.
+    fn cost(&self, e: &Expr, m: usize) -> (u8, usize) {
         match e {
-            Expr::And(xs) | Expr::Or(xs) => xs.iter().map(|x| self.cost(x)).max().unwrap_or(0),
-            Expr::Not(x) => self.cost(x),
-            Expr::Pred(p) if reads_layers(p) && self.all.get().is_none() => 2,
-            Expr::Pred(Pred::Has(_)) if self.as_of < self.cols.max_ts => 1,
-            Expr::Pred(_) => 0,
+            Expr::And(xs) | Expr::Or(xs) => xs.iter().fold((0, 0), |(c, r), x| {
+                let (xc, xr) = self.cost(x, m);
+                (c.max(xc), r.saturating_add(xr))
+            }),
+            Expr::Not(x) => self.cost(x, m),
+            Expr::Pred(p) if reads_layers(p) && self.all.get().is_none() => (2, 0),
+            Expr::Pred(Pred::Has(_)) if self.as_of < self.cols.max_ts => (1, 0),
+            Expr::Pred(p) => (0, self.reads(p, m)),
+        }
+    }
+
+    fn reads(&self, p: &Pred, m: usize) -> usize {
+        let window = |ty: &TypeSel, window: Millis| {
+            let kind = match ty {
+                TypeSel::Any => None,
+                TypeSel::Catalogue(t) => Some(*t as u8),
+                TypeSel::Custom(_) => Some(CUSTOM),
+            };
+            let from = self.as_of.saturating_sub(window);
+            let pass: usize = self
+                .window_lists(ty, kind, from)
+                .iter()
+                .map(|l| l.len())
+                .sum();
+            let per_fan = self.cols.len() / self.exists.len().max(1) + 1;
+            pass.min(m.saturating_mul(per_fan).saturating_mul(2))
+        };
+        match p {
+            Pred::Count { ty, window: w, .. } | Pred::Last { ty, window: w } => window(ty, *w),
+            Pred::Sum {
+                prop, window: w, ..
+            } => window(&TypeSel::Catalogue(prop.event_type()), *w),
+            Pred::FirstSeen { .. } | Pred::FirstDomain { .. } => self.n(),
+            Pred::InGroup(Some(_)) => self.cols.toggles.len(),
+            _ => m,
         }
     }
 
     /// One predicate within `within`.
     fn pred_within(&self, p: &Pred, within: &FanSet) -> Result<FanSet, EvalError> {
-        if reads_layers(p) && self.all.get().is_none() && self.per_fan_is_cheaper(within, 4) {
+        if reads_layers(p)
+            && self.all.get().is_none()
+            && self.per_fan_is_cheaper(
+                within,
+                (self.cols.snapshot_work(self.rules, self.as_of) + self.n()) / 4,
+            )
+        {
             return Ok(self.by_own_layers(p, within));
         }
         if let Pred::Has(kind) = p
             && self.as_of < self.cols.max_ts
-            && self.per_fan_is_cheaper(within, 1)
+            && self.per_fan_is_cheaper(within, self.cols.len())
         {
             return Ok(self.has_within(1 << (*kind as u16), within));
         }
         self.pred(p, within)
     }
 
-    /// The cost rule: whether reading the events of the fans of `within` one fan at a time,
-    /// counted `factor` times dearer per event than a pass over all fans (a fan's events are
-    /// scattered over the columns), still costs less than that pass. For layers the pass is a
-    /// snapshot: the toggles, the orders, the engagement window's scoring events and one entry
-    /// per node, and `factor` is 4; for `has(KIND)` it is every event, and 1 (a fan's scan
-    /// stops at its first event of that kind).
-    fn per_fan_is_cheaper(&self, within: &FanSet, factor: usize) -> bool {
+    /// The cost rule: whether reading the events of the fans of `within` one fan at a time
+    /// reads at most `budget` events. Callers set the budget to what the pass over all fans
+    /// would read, divided by how much dearer an event read fan by fan is (a fan's events are
+    /// scattered over the columns): for layers the pass is a snapshot (the toggles, the
+    /// orders, the engagement window's scoring events and one entry per node) and the factor
+    /// 4; for `has(KIND)` it is every event, and 1 (a fan's scan stops at its first event of
+    /// that kind); for a windowed count or sum, the window's events, and 2.
+    fn per_fan_is_cheaper(&self, within: &FanSet, budget: usize) -> bool {
         match self.rule {
             CostRule::Auto => {}
             #[cfg(test)]
@@ -420,11 +471,10 @@ impl<'a> Ctx<'a> {
             #[cfg(test)]
             CostRule::AllFans => return false,
         }
-        let budget = if factor > 1 {
-            self.cols.snapshot_work(self.rules, self.as_of) + self.n()
-        } else {
-            self.cols.len()
-        } / factor;
+        // Every fan has an event: more candidates than budget cannot be cheaper.
+        if within.len() > budget {
+            return false;
+        }
         let mut work = 0usize;
         for r in within.iter() {
             work += self.cols.events_of_root_count(self.graph, r);
@@ -543,8 +593,7 @@ impl<'a> Ctx<'a> {
             Pred::Tag(name) => self.tagged(name, over),
             Pred::Has(kind) => self.has(1 << (*kind as u16), over),
             Pred::Count { ty, window, cmp, n } => {
-                let counts = self.per_root(ty, window_from(*window), |_| 1);
-                self.fans_where(over, |r| cmp.test(counts[r] as f64, *n))
+                self.windowed(ty, *window, false, over, |c| cmp.test(c as f64, *n))
             }
             Pred::Sum {
                 prop,
@@ -553,18 +602,14 @@ impl<'a> Ctx<'a> {
                 x,
             } => {
                 let ty = TypeSel::Catalogue(prop.event_type());
-                let sums = self.per_root(&ty, window_from(*window), u64::from);
                 // Amounts are kept in fen (exact sums), durations in seconds.
                 let target = match prop {
                     SumProp::OrderAmount | SumProp::RefundAmount => (x * 100.0).round(),
                     SumProp::LiveWatchSeconds => *x,
                 };
-                self.fans_where(over, |r| cmp.test(sums[r] as f64, target))
+                self.windowed(&ty, *window, true, over, |s| cmp.test(s as f64, target))
             }
-            Pred::Last { ty, window } => {
-                let counts = self.per_root(ty, window_from(*window), |_| 1);
-                self.fans_where(over, |r| counts[r] > 0)
-            }
+            Pred::Last { ty, window } => self.windowed(ty, *window, false, over, |c| c > 0),
             Pred::FirstSeen { window } => {
                 let from = window_from(*window);
                 let first = self.first();
@@ -580,59 +625,84 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    /// Sums `value(val)` of the events `ty` selects in `(from, as_of]`, per root.
-    fn per_root(&self, ty: &TypeSel, from: Millis, value: impl Fn(u32) -> u64 + Sync) -> Vec<u64> {
+    /// The fans of `over` whose count (or, with `amounts`, sum of `val`) of the events `ty`
+    /// selects in `(as_of - window, as_of]` passes `test`: from the candidates' own events
+    /// when they are fewer than the events a pass over the window reads (counted twice: a
+    /// fan's events are scattered over the columns), else by that pass over every fan.
+    fn windowed(
+        &self,
+        ty: &TypeSel,
+        window: Millis,
+        amounts: bool,
+        over: &FanSet,
+        test: impl Fn(u64) -> bool,
+    ) -> FanSet {
         let cols = self.cols;
-        let mut acc = vec![0u64; self.n()];
+        let from = self.as_of.saturating_sub(window);
         let kind: Option<(u8, Option<u32>)> = match ty {
             TypeSel::Any => None,
             TypeSel::Catalogue(t) => Some((*t as u8, None)),
             TypeSel::Custom(name) => match cols.custom_type(name) {
                 Some(ci) => Some((CUSTOM, Some(ci))),
-                None => return acc, // never seen: nobody has one
+                // Never seen: every fan's count is 0.
+                None => return self.fans_where(over, |_| test(0)),
             },
         };
-        let matches = |i: usize| -> bool {
+        let value = |i: usize| if amounts { u64::from(cols.val[i]) } else { 1 };
+        let counted = |i: usize| -> u64 {
             let ts = cols.ts[i];
-            ts > from
+            let hit = ts > from
                 && ts <= self.as_of
-                && match kind {
-                    None => true,
-                    Some((k, custom)) => {
-                        cols.kind[i] == k && custom.is_none_or(|c| cols.val[i] == c)
-                    }
-                }
+                && kind.is_none_or(|(k, custom)| {
+                    cols.kind[i] == k && custom.is_none_or(|c| cols.val[i] == c)
+                });
+            if hit { value(i) } else { 0 }
         };
-        let mut add = |i: usize| {
-            if matches(i) {
-                acc[self.root[cols.node[i] as usize] as usize] += value(cols.val[i]);
+        let lists = self.window_lists(ty, kind.map(|(k, _)| k), from);
+        let pass: usize = lists.iter().map(|l| l.len()).sum();
+        if self.per_fan_is_cheaper(over, pass / 2) {
+            let of_node = |node: u32| -> u64 {
+                cols.node_events(node)
+                    .iter()
+                    .map(|&i| counted(i as usize))
+                    .sum()
+            };
+            return self.fans_where(over, |r| {
+                let r = r as u32;
+                let members = self.graph.members_of_root(r);
+                test(of_node(r) + members.iter().map(|&m| of_node(m)).sum::<u64>())
+            });
+        }
+        let mut acc = vec![0u64; self.n()];
+        for list in lists {
+            for &i in list {
+                let i = i as usize;
+                acc[self.root[cols.node[i] as usize] as usize] += counted(i);
             }
-        };
+        }
+        self.fans_where(over, |r| test(acc[r]))
+    }
+
+    /// The index lists a pass over `(from, as_of]` for `ty` (of `kind`) reads: the orders or
+    /// the toggles, which are short, else the window's days, only the type's slot.
+    fn window_lists(&self, ty: &TypeSel, kind: Option<u8>, from: Millis) -> Vec<&'a [u32]> {
+        let cols = self.cols;
         match ty {
-            TypeSel::Catalogue(CatalogueType::Order) => {
-                cols.orders.iter().for_each(|&i| add(i as usize))
-            }
-            TypeSel::Catalogue(t) if crate::layers::is_toggle(*t) => {
-                cols.toggles.iter().for_each(|&i| add(i as usize))
-            }
+            TypeSel::Catalogue(CatalogueType::Order) => vec![&cols.orders[..]],
+            TypeSel::Catalogue(t) if crate::layers::is_toggle(*t) => vec![&cols.toggles[..]],
             _ => {
                 let slots = match kind {
                     None => 0..crate::layers::KIND_SLOTS,
-                    Some((k, _)) => {
+                    Some(k) => {
                         let s = crate::layers::kind_slot(k);
                         s..s + 1
                     }
                 };
-                for day in cols.days_between(from, self.as_of) {
-                    for events in &day[slots.clone()] {
-                        for &i in events {
-                            add(i as usize);
-                        }
-                    }
-                }
+                cols.days_between(from, self.as_of)
+                    .flat_map(|day| day[slots.clone()].iter().map(Vec::as_slice))
+                    .collect()
             }
         }
-        acc
     }
 
     fn in_group(&self, id: &str, over: &FanSet) -> Result<FanSet, EvalError> {
@@ -683,19 +753,22 @@ impl<'a> Ctx<'a> {
 
     fn has(&self, bit: u16, over: &FanSet) -> FanSet {
         let cols = self.cols;
-        let mut out = FanSet::empty(self.n());
         if self.as_of >= cols.max_ts {
-            // Every event is in view: the per-node summary answers.
-            for (node, k) in cols.node_kinds.iter().enumerate() {
-                if k & bit != 0 {
-                    out.insert(self.root[node]);
-                }
-            }
-        } else {
-            for i in 0..cols.len() {
-                if cols.kinds[i] & bit != 0 && cols.ts[i] <= self.as_of {
-                    out.insert(self.root[cols.node[i] as usize]);
-                }
+            // Every event is in view: the per-node summary answers, for the candidates' nodes.
+            let node_has = |node: u32| {
+                cols.node_kinds
+                    .get(node as usize)
+                    .is_some_and(|k| k & bit != 0)
+            };
+            return self.fans_where(over, |r| {
+                let r = r as u32;
+                node_has(r) || self.graph.members_of_root(r).iter().any(|&m| node_has(m))
+            });
+        }
+        let mut out = FanSet::empty(self.n());
+        for i in 0..cols.len() {
+            if cols.kinds[i] & bit != 0 && cols.ts[i] <= self.as_of {
+                out.insert(self.root[cols.node[i] as usize]);
             }
         }
         out.and_with(over);
