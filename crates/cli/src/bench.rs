@@ -64,7 +64,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             batch,
             clients,
             readers,
-        } => crate::bench_readers::run(events, batch, clients, readers, args.json),
+            rounds,
+        } => crate::bench_readers::run(events, batch, clients, readers, rounds, args.json),
     }
 }
 

@@ -1,7 +1,10 @@
 //! `siyu bench readers`: readers must not stall ingest (issue 11).
 //!
-//! Two fresh servers in this process (SQLite, fsync per group commit, live engine), the same
-//! generated events posted to each by the same HTTP clients (`bench::http_with`):
+//! Fresh servers in this process (SQLite, fsync per group commit, live engine), the same
+//! generated events posted to each by the same HTTP clients (`bench::http_with`), in
+//! `--rounds` rounds of two phases each (their order alternating from round to round; the
+//! report gives each round and the ratio of the medians, since one phase's rate on a shared
+//! 2-core machine varies by tens of percent from run to run):
 //!
 //! - **alone**: the ingest and nothing else;
 //! - **beside readers**: the same ingest while reader threads — each its own OS thread, tokio
@@ -253,17 +256,30 @@ fn summary(ms: &mut [f64], seconds: f64) -> Value {
 const RATIO_TARGET: f64 = 0.8;
 const P99_TARGET_MS: f64 = 50.0;
 
+/// The median of `xs` (the mean of the middle two for an even count).
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 pub(crate) fn run(
     n: u64,
     batch: usize,
     clients: usize,
     readers: usize,
+    rounds: usize,
     json_out: bool,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(n > 0, "--events must be at least 1");
     anyhow::ensure!((1..=10_000).contains(&batch), "--batch must be 1..=10000");
     anyhow::ensure!(clients >= 1, "--clients must be at least 1");
     anyhow::ensure!(readers >= 1, "--readers must be at least 1");
+    anyhow::ensure!((1..=20).contains(&rounds), "--rounds must be 1..=20");
     let say = |s: &str| {
         if !json_out {
             errln!("{s}")
@@ -272,52 +288,84 @@ pub(crate) fn run(
     let tmp = tempfile::tempdir()?;
     say(&format!("generating {} events ...", output::n(n)));
     let (_, lines) = bench::generate(n, tmp.path())?;
-    say(&format!(
-        "HTTP ingest alone, {clients} clients × {batch} events per request ..."
-    ));
-    let (alone_s, alone_n) = bench::http(&tmp.path().join("alone"), &lines, batch, clients)?;
-    say(&format!(
-        "HTTP ingest into a fresh server beside {readers} readers ..."
-    ));
-    let with = bench::http_with(
-        &tmp.path().join("readers"),
-        &lines,
-        batch,
-        clients,
-        &[],
-        0,
-        readers,
-    )?;
-    for (name, got) in [("alone", alone_n), ("beside readers", with.accepted)] {
-        anyhow::ensure!(got == n, "ingest {name}: accepted {got} of {n} events");
+    let mut alone_rates = Vec::new();
+    let mut with_rates = Vec::new();
+    let mut reads: Vec<Read> = Vec::new();
+    let mut read_seconds = 0.0;
+    let mut fans_seen = 0;
+    for round in 0..rounds {
+        // Alternate which phase goes first, so that a drift of the machine over the run
+        // (page cache, thermal, a neighbour) falls on both.
+        let mut phases = [false, true];
+        if round % 2 == 1 {
+            phases.reverse();
+        }
+        for beside in phases {
+            let dir = tmp.path().join(format!(
+                "round-{round}-{}",
+                if beside { "readers" } else { "alone" }
+            ));
+            if beside {
+                say(&format!(
+                    "round {}/{rounds}: HTTP ingest into a fresh server beside {readers} readers ...",
+                    round + 1
+                ));
+                let with = bench::http_with(&dir, &lines, batch, clients, &[], 0, readers)?;
+                anyhow::ensure!(
+                    with.accepted == n,
+                    "ingest beside readers: accepted {} of {n} events",
+                    with.accepted
+                );
+                with_rates.push(with.accepted as f64 / with.seconds);
+                read_seconds += with.seconds;
+                fans_seen = fans_seen.max(with.fans_seen);
+                reads.extend(with.reads);
+            } else {
+                say(&format!(
+                    "round {}/{rounds}: HTTP ingest alone, {clients} clients × {batch} events per request ...",
+                    round + 1
+                ));
+                let (secs, got) = bench::http(&dir, &lines, batch, clients)?;
+                anyhow::ensure!(got == n, "ingest alone: accepted {got} of {n} events");
+                alone_rates.push(got as f64 / secs);
+            }
+            // Each phase's server and data are gone before the next starts.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
-    let alone_rate = alone_n as f64 / alone_s;
-    let with_rate = with.accepted as f64 / with.seconds;
+    let alone_rate = median(&alone_rates);
+    let with_rate = median(&with_rates);
     let ratio = with_rate / alone_rate;
+    let round_ratios: Vec<f64> = alone_rates
+        .iter()
+        .zip(&with_rates)
+        .map(|(a, w)| w / a)
+        .collect();
 
     let mut by = Map::new();
     for e in Endpoint::ALL {
-        let mut ms: Vec<f64> = with
-            .reads
+        let mut ms: Vec<f64> = reads
             .iter()
             .filter(|r| r.endpoint == e)
             .map(|r| r.ms)
             .collect();
-        by.insert(e.key().into(), summary(&mut ms, with.seconds));
+        by.insert(e.key().into(), summary(&mut ms, read_seconds));
     }
-    let mut all: Vec<f64> = with.reads.iter().map(|r| r.ms).collect();
-    let all = summary(&mut all, with.seconds);
+    let mut all: Vec<f64> = reads.iter().map(|r| r.ms).collect();
+    let all = summary(&mut all, read_seconds);
     let p99 = all["p99_ms"].as_f64().unwrap_or(f64::NAN);
     let result = json!({
         "events": n,
         "batch": batch,
         "clients": clients,
         "readers": readers,
-        "fans_at_end": with.fans_seen,
+        "rounds": rounds,
+        "fans_at_end": fans_seen,
         "segment_preview_expr": BENCH_SEGMENT,
-        "alone": {"seconds": alone_s, "events_per_second": alone_rate},
-        "beside_readers": {"seconds": with.seconds, "events_per_second": with_rate},
+        "alone": {"events_per_second": alone_rate, "rounds": alone_rates},
+        "beside_readers": {"events_per_second": with_rate, "rounds": with_rates},
         "ratio": ratio,
+        "round_ratios": round_ratios,
         "reads": all,
         "reads_by_endpoint": by,
         "targets": {
@@ -330,28 +378,39 @@ pub(crate) fn run(
         return Ok(());
     }
     outln!(
-        "| HTTP ingest ({batch}/request, {clients} clients, fsync per commit) | events | seconds | events/s |"
+        "| HTTP ingest of {} events ({batch}/request, {clients} clients, fsync per commit) | events/s, median of {rounds} | each round |",
+        output::n(n)
     );
-    outln!("|---|---:|---:|---:|");
+    outln!("|---|---:|---|");
+    let each = |xs: &[f64]| {
+        xs.iter()
+            .map(|x| output::n(*x as u64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     outln!(
-        "| alone | {} | {alone_s:.2} | {} |",
-        output::n(alone_n),
-        output::n(alone_rate as u64)
+        "| alone | {} | {} |",
+        output::n(alone_rate as u64),
+        each(&alone_rates)
     );
     outln!(
-        "| beside {readers} readers | {} | {:.2} | {} |",
-        output::n(with.accepted),
-        with.seconds,
-        output::n(with_rate as u64)
+        "| beside {readers} readers | {} | {} |",
+        output::n(with_rate as u64),
+        each(&with_rates)
     );
     outln!();
     outln!(
-        "ratio {ratio:.2} (target ≥ {RATIO_TARGET}: {}); {} fans at the end",
+        "ratio of the medians {ratio:.2} (target ≥ {RATIO_TARGET}: {}); by round {}; {} fans at the end",
         met(ratio >= RATIO_TARGET),
-        output::n(with.fans_seen)
+        round_ratios
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        output::n(fans_seen)
     );
     outln!();
-    outln!("| read | count | /s | p50 ms | p90 ms | p99 ms | max ms |");
+    outln!("| read (all rounds) | count | /s | p50 ms | p90 ms | p99 ms | max ms |");
     outln!("|---|---:|---:|---:|---:|---:|---:|");
     let line = |name: &str, v: &Value| {
         let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);

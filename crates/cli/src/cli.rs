@@ -611,8 +611,8 @@ pub enum BenchWhat {
     },
     /// Readers beside ingest: HTTP ingest throughput into a fresh server alone, then into
     /// another fresh server while --readers threads loop over the layers report, a fan page,
-    /// stats and a segment preview until the ingest ends; both rates, their ratio, and every
-    /// read's latency by endpoint. A reader answer other than 200 fails the bench.
+    /// stats and a segment preview until the ingest ends; both rates (medians of --rounds),
+    /// their ratio, and every read's latency by endpoint. A reader answer other than 200 fails the bench.
     Readers {
         /// Number of events to generate and ingest (each run).
         #[arg(long, default_value_t = 1_000_000)]
@@ -626,6 +626,10 @@ pub enum BenchWhat {
         /// Reader threads, each with its own connection, reading without pause.
         #[arg(long, default_value_t = 4)]
         readers: usize,
+        /// Rounds of the two phases (alone, beside readers), each on fresh servers; the
+        /// report's rates are the medians over the rounds.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Identity resolution alone: events with two identities each (an open id and a phone,
     /// lead id, union id or WeCom id), resolved into fans; time and memory per value.
