@@ -1248,13 +1248,18 @@ pub(crate) mod tests {
         let mut r = Reader::open(&data).unwrap();
         let back: crate::layers::Columns = r.take().unwrap();
         assert_eq!(back.states_by_node, e.columns.states_by_node);
-        assert_eq!(back.time_ordered, e.columns.time_ordered);
+        assert_eq!(back.ordered_until, e.columns.ordered_until);
         assert!(
-            e.columns.time_ordered.iter().any(|o| !o),
+            (0..e.columns.ordered_until.len()).any(|n| !e.columns.time_ordered(n)),
             "some node's events came out of order"
         );
         let (e, _) = generated(300, 60);
-        assert!(e.columns.time_ordered.iter().filter(|o| **o).count() > 250);
+        assert!(
+            (0..e.columns.ordered_until.len())
+                .filter(|&n| e.columns.time_ordered(n))
+                .count()
+                > 250
+        );
     }
 
     #[test]

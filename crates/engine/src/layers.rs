@@ -18,6 +18,10 @@ use crate::rules::Rules;
 
 pub(crate) const CUSTOM: u8 = u8::MAX;
 
+/// [`Columns::ordered_until`] of a node whose events did not arrive in time order (a node's
+/// event at this very instant only sends it down the slower, equally correct path).
+const NOT_ORDERED: Millis = Millis::MAX;
+
 /// Per-day index slots: one per catalogue type, then one for all custom types.
 pub(crate) const KIND_SLOTS: usize = CatalogueType::ALL.len() + 1;
 
@@ -91,9 +95,12 @@ pub(crate) struct Columns {
     /// The toggles and orders among each node's events, in arrival order: the events a layer
     /// feature reads beyond the engagement window (derived: rebuilt, not stored).
     pub(crate) states_by_node: Vec<Vec<u32>>,
-    /// Whether each node's events arrived in time order, so that a window of them is found
-    /// by binary search (derived: rebuilt, not stored).
-    pub(crate) time_ordered: Vec<bool>,
+    /// Per node, the time of its latest event while its events arrived in time order, or
+    /// [`NOT_ORDERED`] once one arrived earlier than the one before: a window of an ordered
+    /// node's events is found by binary search (derived: rebuilt, not stored). Kept per node
+    /// rather than read from `ts` at the node's last event, which is a cache miss in a column
+    /// of every event on each arrival.
+    pub(crate) ordered_until: Vec<Millis>,
     /// The earliest event of each node (by time, then arrival): a fan's first domain.
     pub(crate) first_idx: Vec<u32>,
     /// Identity kinds each node's events carried, all time (`has(kind)` as of now).
@@ -206,12 +213,11 @@ impl Columns {
         }
         if self.states_by_node.len() <= n {
             self.states_by_node.resize_with(n + 1, Vec::new);
-            self.time_ordered.resize(n + 1, true);
+            self.ordered_until.resize(n + 1, Millis::MIN);
         }
-        if let Some(&last) = self.by_node[n].last()
-            && self.ts[last as usize] > ts
-        {
-            self.time_ordered[n] = false;
+        let until = &mut self.ordered_until[n];
+        if *until != NOT_ORDERED {
+            *until = if ts < *until { NOT_ORDERED } else { ts };
         }
         self.by_node[n].push(index);
         if kind != CUSTOM {
@@ -407,7 +413,7 @@ impl Columns {
         };
         let events = self.node_events(node);
         let mut engagement = 0u32;
-        if self.time_ordered.get(n).copied().unwrap_or(false) {
+        if self.time_ordered(n) {
             let start = events.partition_point(|&i| self.ts[i as usize] <= engagement_from);
             for &i in &events[start..] {
                 if self.ts[i as usize] > as_of {
@@ -432,22 +438,26 @@ impl Columns {
         })
     }
 
-    /// Rebuilds [`Columns::states_by_node`] and [`Columns::time_ordered`] from the events (a
+    /// Whether node `n`'s events arrived in time order.
+    pub(crate) fn time_ordered(&self, n: usize) -> bool {
+        self.ordered_until.get(n).is_some_and(|&t| t != NOT_ORDERED)
+    }
+
+    /// Rebuilds [`Columns::states_by_node`] and [`Columns::ordered_until`] from the events (a
     /// restored snapshot stores neither), in one pass in arrival order.
     fn derive_node_indexes(&mut self) {
         let n = self.by_node.len();
         self.states_by_node = vec![Vec::new(); n];
-        self.time_ordered = vec![true; n];
-        let mut last = vec![Millis::MIN; n];
+        self.ordered_until = vec![Millis::MIN; n];
         for i in 0..self.ts.len() {
             let (node, ts, kind) = (self.node[i] as usize, self.ts[i], self.kind[i]);
             if node >= n {
                 continue;
             }
-            if last[node] > ts {
-                self.time_ordered[node] = false;
+            let until = &mut self.ordered_until[node];
+            if *until != NOT_ORDERED {
+                *until = if ts < *until { NOT_ORDERED } else { ts };
             }
-            last[node] = ts;
             if kind != CUSTOM {
                 let t = CatalogueType::ALL[kind as usize];
                 if is_toggle(t) || t == CatalogueType::Order {
@@ -1385,7 +1395,7 @@ impl crate::snapshot::Snap for Columns {
             first_ts: r.take()?,
             by_node: r.take()?,
             states_by_node: Vec::new(),
-            time_ordered: Vec::new(),
+            ordered_until: Vec::new(),
             first_idx: r.take()?,
             node_kinds: r.take()?,
             max_ts: r.take()?,
