@@ -143,6 +143,23 @@ pub fn render() -> String {
     handle().render()
 }
 
+/// The method as a label: the methods the API knows, else `other`, so that a client sending
+/// made-up methods cannot grow the label set (routes are bounded the same way: a path no
+/// route matched is `unmatched`).
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Middleware: request count and latency per route and status.
 pub async fn track(req: Request, next: Next) -> Response {
     install();
@@ -151,11 +168,11 @@ pub async fn track(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("siyu_http_requests_total", "method" => method.clone(), "path" => path.clone(), "status" => status)
+    metrics::counter!("siyu_http_requests_total", "method" => method, "path" => path.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("siyu_http_request_seconds", "method" => method, "path" => path)
         .record(started.elapsed().as_secs_f64());
@@ -166,7 +183,19 @@ pub async fn track(req: Request, next: Next) -> Response {
 mod tests {
     use std::path::Path;
 
-    use super::{Kind, METRICS};
+    use super::{Kind, METRICS, method_label};
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        use axum::http::Method;
+        assert_eq!(method_label(&Method::POST), "POST");
+        assert_eq!(method_label(&Method::GET), "GET");
+        for made_up in ["XYZ", "BREW", "A1234567"] {
+            let m = Method::from_bytes(made_up.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), "other", "{made_up}");
+        }
+        assert_eq!(method_label(&Method::CONNECT), "other");
+    }
 
     /// Every counter, histogram and gauge the workspace's sources record, by the name given
     /// to the `metrics` macro: (kind, name).

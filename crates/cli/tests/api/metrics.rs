@@ -1,5 +1,6 @@
 //! `/metrics`: every `siyu_` metric has `# HELP` and `# TYPE` lines, and each histogram has
-//! buckets in its unit (events per group commit in counts, durations in seconds).
+//! buckets in its unit (events per group commit in counts, durations in seconds); label sets
+//! stay bounded whatever clients send.
 
 use crate::both;
 use crate::helpers::{Backend, event, spawn_app};
@@ -63,4 +64,41 @@ async fn metrics_are_described_with_buckets_in_their_unit(b: Backend) {
     app.stop().await;
 }
 
-both!(metrics_are_described_with_buckets_in_their_unit);
+both!(
+    metrics_are_described_with_buckets_in_their_unit,
+    made_up_methods_and_paths_share_one_label
+);
+
+/// A client sending made-up methods and paths cannot grow the label sets (issue 12).
+async fn made_up_methods_and_paths_share_one_label(b: Backend) {
+    let app = spawn_app(b).await;
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("PROBE{i}").as_bytes()).unwrap();
+        let r = app
+            .client
+            .request(method, format!("{}/no/such/path/{i}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{}", r.status());
+    }
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("PROBE"), "{text}");
+    assert!(!text.contains("/no/such/path"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("siyu_http_requests_total{")
+                && l.contains("method=\"other\"")
+                && l.contains("path=\"unmatched\"")),
+        "{text}"
+    );
+    app.stop().await;
+}
