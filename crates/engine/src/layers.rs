@@ -326,11 +326,11 @@ impl Columns {
             exists = true;
             let kind = self.kind[i] as usize;
             if ts > engagement_from {
-                engagement += if kind == live_watch {
+                engagement = engagement.saturating_add(if kind == live_watch {
                     self.val[i] / t.live_watch_seconds
                 } else {
                     t.weight[kind]
-                };
+                });
             }
             match t.class[kind] {
                 Class::None => {}
@@ -419,13 +419,13 @@ impl Columns {
                 if self.ts[i as usize] > as_of {
                     break;
                 }
-                engagement += weight(i as usize);
+                engagement = engagement.saturating_add(weight(i as usize));
             }
         } else {
             for &i in events {
                 let ts = self.ts[i as usize];
                 if ts > engagement_from && ts <= as_of {
-                    engagement += weight(i as usize);
+                    engagement = engagement.saturating_add(weight(i as usize));
                 }
             }
         }
@@ -741,7 +741,7 @@ impl FanState {
         };
         let ew = i64::from(r.engagement_window_days) * MS_PER_DAY;
         if w > 0 && ts > as_of - ew {
-            self.engagement += w;
+            self.engagement = self.engagement.saturating_add(w);
             next = next.min(ts + ew);
             self.expiring.push(std::cmp::Reverse((ts + ew, w, 0)));
         }
@@ -781,7 +781,7 @@ impl FanState {
                 break;
             }
             self.expiring.pop();
-            self.engagement -= w;
+            self.engagement = self.engagement.saturating_sub(w);
             self.orders -= o;
         }
         if !self.future.is_empty() {
@@ -1054,7 +1054,7 @@ impl Columns {
         });
         for part in sums {
             for (f, e) in fans.iter_mut().zip(part) {
-                f.engagement += e;
+                f.engagement = f.engagement.saturating_add(e);
             }
         }
         let mut in_group = vec![false; n];
@@ -1115,7 +1115,8 @@ impl Columns {
                         w
                     };
                     if w > 0 {
-                        sum[root[self.node[i] as usize] as usize] += w;
+                        let x = &mut sum[root[self.node[i] as usize] as usize];
+                        *x = x.saturating_add(w);
                     }
                 }
             }
@@ -1158,8 +1159,8 @@ impl Columns {
                 if let (true, Some(t)) = (w > 0, T::ALL.get(kind as usize)) {
                     let e = breakdown.entry(t.as_str()).or_default();
                     e.0 += 1;
-                    e.1 += w;
-                    f.engagement_30d += w;
+                    e.1 = e.1.saturating_add(w);
+                    f.engagement_30d = f.engagement_30d.saturating_add(w);
                 }
             }
             match kind {

@@ -21,6 +21,10 @@
 //! ```
 //!
 //! A file that cannot be used is refused with the line and the reason, and nothing changes.
+//! Values have ranges ([`WINDOW_DAYS`], [`SECONDS_PER_POINT`], [`MAX_WEIGHT`]), so that no
+//! file can make the engine's sums wrap: a fan's engagement is a sum of weights over a window,
+//! and with weights at most 1,000 it stays below `u32::MAX` until a single fan has more than
+//! four million scoring events in one window (the sums saturate beyond that).
 
 use std::collections::BTreeMap;
 
@@ -28,6 +32,13 @@ use serde::{Deserialize, Serialize};
 use siyu_domain::event_type::CatalogueType;
 
 const CATALOGUE_LEN: usize = 24;
+
+/// The range of `engagement_window_days` and `orders_window_days`: a day to ten years.
+pub const WINDOW_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
+/// The range of `live_watch_seconds_per_point`: a second to a day.
+pub const SECONDS_PER_POINT: std::ops::RangeInclusive<u32> = 1..=86_400;
+/// The largest weight an event type may have.
+pub const MAX_WEIGHT: u32 = 1_000;
 
 /// The default weights of docs/layers.md (live_watch is scored by duration instead).
 const DEFAULT_WEIGHTS: [(&str, u32); 11] = [
@@ -155,20 +166,38 @@ impl Rules {
             message: e.message().trim().to_string(),
         })?;
         let mut rules = Rules::default();
-        let positive = |v: &Option<toml::Spanned<u32>>, name: &str, default: u32| match v {
-            Some(s) if *s.get_ref() == 0 => Err(RulesError {
+        let within = |v: &Option<toml::Spanned<u32>>,
+                      name: &str,
+                      range: std::ops::RangeInclusive<u32>,
+                      default: u32| match v {
+            Some(s) if !range.contains(s.get_ref()) => Err(RulesError {
                 line: line_of(text, s.span().start),
-                message: format!("{name} must be at least 1"),
+                message: format!(
+                    "{name} must be {} to {}, not {}",
+                    range.start(),
+                    range.end(),
+                    s.get_ref()
+                ),
             }),
             Some(s) => Ok(*s.get_ref()),
             None => Ok(default),
         };
-        rules.engagement_window_days =
-            positive(&file.engagement_window_days, "engagement_window_days", 30)?;
-        rules.orders_window_days = positive(&file.orders_window_days, "orders_window_days", 180)?;
-        rules.live_watch_seconds_per_point = positive(
+        rules.engagement_window_days = within(
+            &file.engagement_window_days,
+            "engagement_window_days",
+            WINDOW_DAYS,
+            30,
+        )?;
+        rules.orders_window_days = within(
+            &file.orders_window_days,
+            "orders_window_days",
+            WINDOW_DAYS,
+            180,
+        )?;
+        rules.live_watch_seconds_per_point = within(
             &file.live_watch_seconds_per_point,
             "live_watch_seconds_per_point",
+            SECONDS_PER_POINT,
             300,
         )?;
         for (name, w) in &file.weights {
@@ -182,6 +211,15 @@ impl Rules {
                 return Err(RulesError {
                     line: line_of(text, w.span().start),
                     message: "weights.live_watch: live_watch is scored by duration; set live_watch_seconds_per_point".into(),
+                });
+            }
+            if *w.get_ref() > MAX_WEIGHT {
+                return Err(RulesError {
+                    line: line_of(text, w.span().start),
+                    message: format!(
+                        "weights.{name} must be 0 to {MAX_WEIGHT}, not {}",
+                        w.get_ref()
+                    ),
                 });
             }
             rules.weights[*t as usize] = *w.get_ref();
@@ -233,5 +271,27 @@ mod tests {
         let e = Rules::from_toml("[weights\n").unwrap_err();
         assert_eq!(e.line, 1, "{e}");
         assert!(Rules::from_toml("[weights]\nlive_watch = 2\n").is_err());
+    }
+
+    #[test]
+    fn values_out_of_range_are_refused_with_the_range() {
+        // The probe of issue 12: a weight that wrapped the sums in release builds.
+        let e = Rules::from_toml("[weights]\nvideo_like = 4294967295\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("0 to 1000"), "{e}");
+        let e = Rules::from_toml("[weights]\nvideo_like = 4294967296\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(Rules::from_toml("[weights]\nvideo_like = 1000\n").is_ok());
+        assert!(Rules::from_toml("[weights]\nvideo_like = 1001\n").is_err());
+        let e = Rules::from_toml("x = 1\n").unwrap_err();
+        assert_eq!(e.line, 1, "{e}");
+        let e = Rules::from_toml("\nengagement_window_days = 3651\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("1 to 3650"), "{e}");
+        assert!(Rules::from_toml("orders_window_days = 3650\n").is_ok());
+        assert!(Rules::from_toml("live_watch_seconds_per_point = 86401\n").is_err());
+        assert!(Rules::from_toml("live_watch_seconds_per_point = 86400\n").is_ok());
+        let e = Rules::from_toml("engagement_window_days = 0\n").unwrap_err();
+        assert!(e.message.contains("1 to 3650"), "{e}");
     }
 }
