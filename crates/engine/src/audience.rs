@@ -432,6 +432,8 @@ impl<'a> Ctx<'a> {
             } => window(&TypeSel::Catalogue(prop.event_type()), *w),
             Pred::FirstSeen { .. } | Pred::FirstDomain { .. } => self.n(),
             Pred::InGroup(Some(_)) => self.cols.toggles.len(),
+            // At the live clock (as of a past instant it is class 1): see `has`.
+            Pred::Has(_) if m.saturating_mul(8) >= self.n() => self.n(),
             _ => m,
         }
     }
@@ -754,16 +756,34 @@ impl<'a> Ctx<'a> {
     fn has(&self, bit: u16, over: &FanSet) -> FanSet {
         let cols = self.cols;
         if self.as_of >= cols.max_ts {
-            // Every event is in view: the per-node summary answers, for the candidates' nodes.
+            // Every event is in view: the per-node summary answers — for the candidates' nodes
+            // when they are few (a lookup of each one's members), else in one pass over it.
             let node_has = |node: u32| {
                 cols.node_kinds
                     .get(node as usize)
                     .is_some_and(|k| k & bit != 0)
             };
-            return self.fans_where(over, |r| {
-                let r = r as u32;
-                node_has(r) || self.graph.members_of_root(r).iter().any(|&m| node_has(m))
-            });
+            let few = match self.rule {
+                CostRule::Auto => over.len().saturating_mul(8) < self.n(),
+                #[cfg(test)]
+                CostRule::PerFan => true,
+                #[cfg(test)]
+                CostRule::AllFans => false,
+            };
+            if few {
+                return self.fans_where(over, |r| {
+                    let r = r as u32;
+                    node_has(r) || self.graph.members_of_root(r).iter().any(|&m| node_has(m))
+                });
+            }
+            let mut out = FanSet::empty(self.n());
+            for (node, k) in cols.node_kinds.iter().enumerate() {
+                if k & bit != 0 {
+                    out.insert(self.root[node]);
+                }
+            }
+            out.and_with(over);
+            return out;
         }
         let mut out = FanSet::empty(self.n());
         for i in 0..cols.len() {
