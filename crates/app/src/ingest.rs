@@ -61,6 +61,11 @@ pub const POLL: Duration = Duration::from_secs(1);
 pub enum EngineMode {
     Live,
     WriteOnly,
+    /// Live engines only for the tenants this node holds the lease of (several nodes on one
+    /// PostgreSQL, see [`crate::owners`]): none at start; [`Ingestor::adopt`] adds one,
+    /// [`Ingestor::release`] and [`Ingestor::disown`] take it away, and requests for any other
+    /// tenant are refused with [`AppError::NotOwner`].
+    Leased,
 }
 
 /// The answer to a request: the verdict per event, plus the request's own events handed back,
@@ -128,6 +133,12 @@ enum Work {
     Tick(mpsc::SyncSender<()>),
     /// A replay built off the writer is ready to swap in.
     Rebuilt,
+    /// A tenant this node took the lease of, with its engine resumed (see [`crate::owners`]).
+    Adopt(TenantId, Box<TenantEngine>, mpsc::SyncSender<()>),
+    /// Store what a tenant's engine derived, then drop it: its lease is given up next.
+    Release(TenantId, mpsc::SyncSender<()>),
+    /// Drop a tenant's engine at once: its lease was lost (nothing more can be stored).
+    Disown(TenantId),
     /// Finish what is queued before this, then stop.
     Stop,
 }
@@ -156,6 +167,20 @@ impl Engines {
             .unwrap_or_else(|p| p.into_inner())
             .get(&tenant)
             .cloned()
+    }
+
+    fn insert(&self, tenant: TenantId, engine: TenantEngine) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant, Arc::new(RwLock::new(engine)));
+    }
+
+    fn remove(&self, tenant: TenantId) -> Option<Arc<EngineCell>> {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&tenant)
     }
 
     fn get_or_create(&self, tenant: TenantId) -> Arc<EngineCell> {
@@ -390,6 +415,8 @@ pub struct Writer {
     /// long it took: automatic rebuilds are spaced by it (see [`REBUILD_SPACING`]).
     rebuild_started: HashMap<TenantId, Instant>,
     rebuilt_at: HashMap<TenantId, (Instant, Duration)>,
+    /// [`EngineMode::Leased`]: engines only for adopted tenants.
+    leased: bool,
 }
 
 /// An automatic rebuild (values found shared after merges, or a decision placed in the past
@@ -450,12 +477,58 @@ impl Writer {
             storing: None,
             rebuild_started: HashMap::new(),
             rebuilt_at: HashMap::new(),
+            leased: false,
+        }
+    }
+
+    /// Whether the writer serves `tenant`: always, unless engines are leased and the tenant's
+    /// is not here.
+    fn serves(&self, tenant: TenantId) -> bool {
+        !self.leased
+            || self
+                .engines
+                .as_ref()
+                .is_some_and(|e| e.get(tenant).is_some())
+    }
+
+    /// Takes in a tenant whose lease this node took, with its engine resumed from the store.
+    pub fn adopt(&mut self, tenant: TenantId, engine: TenantEngine) {
+        if let Some(engines) = &self.engines {
+            engines.insert(tenant, engine);
+            self.snapshot_at.remove(&tenant);
+        }
+    }
+
+    /// Drops a tenant's engine (`store_first`: after storing what it derived); answers wait
+    /// for its rebuild are dropped, so their callers see the writer gone for it.
+    pub fn drop_tenant(&mut self, tenant: TenantId, store_first: bool) {
+        let Some(engines) = self.engines.clone() else {
+            return;
+        };
+        if let Some(cell) = engines.get(tenant)
+            && store_first
+        {
+            flush(&*self.store, &cell, tenant);
+        }
+        engines.remove(tenant);
+        self.rebuilding.remove(&tenant);
+        self.snapshot_at.remove(&tenant);
+        if let Some(s) = self.storing.as_mut().filter(|s| s.tenant == tenant) {
+            s.stale = true;
         }
     }
 
     /// Commits `jobs` in one transaction and answers each. On a store error every job gets
     /// the error and nothing is applied (the transaction rolled back).
     pub fn step(&mut self, jobs: Vec<Job>) {
+        let (jobs, elsewhere): (Vec<Job>, Vec<Job>) =
+            jobs.into_iter().partition(|j| self.serves(j.tenant));
+        for job in elsewhere {
+            let _ = job.reply.send(Err(AppError::NotOwner(job.tenant)));
+        }
+        if jobs.is_empty() {
+            return;
+        }
         let started = Instant::now();
         let batches: Vec<AppendBatch<'_>> = jobs
             .iter()
@@ -496,6 +569,13 @@ impl Writer {
                     flush(&*self.store, &cell, tenant);
                 }
                 self.flushes.flushed();
+            }
+            Err(StoreError::NotOwner(tenant)) => {
+                // The tenant's lease passed to another node: nothing was stored. Its engine
+                // goes, and the other tenants' jobs are committed without it.
+                tracing::warn!(tenant, "lease lost; the tenant is served elsewhere now");
+                self.drop_tenant(tenant, false);
+                self.step(jobs);
             }
             Err(e) => {
                 tracing::error!(error = %e, events, "append failed; the batch was not stored");
@@ -568,6 +648,11 @@ impl Writer {
             answer();
             return;
         };
+        if !self.serves(c.tenant) {
+            // Refused by `Ingestor::command` before it was queued; the lease went meanwhile.
+            // The command's answer is dropped: its caller sees the writer gone for it.
+            return;
+        }
         let cell = engines.get_or_create(c.tenant);
         self.refresh(&cell, c.tenant, false);
         let now = self.clock.now();
@@ -723,13 +808,15 @@ impl Writer {
         let Some(engines) = self.engines.clone() else {
             return;
         };
-        match self.store.tenants() {
-            Ok(all) => {
-                for t in all {
-                    engines.get_or_create(t.id);
+        if !self.leased {
+            match self.store.tenants() {
+                Ok(all) => {
+                    for t in all {
+                        engines.get_or_create(t.id);
+                    }
                 }
+                Err(e) => tracing::error!(error = %e, "listing tenants failed"),
             }
-            Err(e) => tracing::error!(error = %e, "listing tenants failed"),
         }
         let now = self.clock.now();
         for (tenant, cell) in engines.all() {
@@ -881,6 +968,8 @@ pub struct Ingestor {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     flushes: Arc<Flushes>,
+    /// [`EngineMode::Leased`].
+    leased: bool,
 }
 
 /// How long a read of the derived logs waits for the writer to store what the groups before
@@ -913,10 +1002,12 @@ impl Ingestor {
                 }
                 Some(engines)
             }
+            EngineMode::Leased => Some(Arc::new(Engines::default())),
         };
         let (tx, rx) = mpsc::sync_channel::<Work>(QUEUE_DEPTH);
         let mut writer = Writer::new(store.clone(), engines.clone(), clock.clone());
         writer.wake = Some(tx.clone());
+        writer.leased = mode == EngineMode::Leased;
         let flushes = writer.flushes.clone();
         let thread = std::thread::Builder::new()
             .name("siyu-writer".into())
@@ -929,7 +1020,70 @@ impl Ingestor {
             store,
             clock,
             flushes,
+            leased: mode == EngineMode::Leased,
         })
+    }
+
+    /// Whether this process serves `tenant` now: always, unless engines are leased
+    /// ([`EngineMode::Leased`]) and the tenant's lease is held elsewhere.
+    pub fn serves(&self, tenant: TenantId) -> bool {
+        !self.leased
+            || self
+                .engines
+                .as_ref()
+                .is_some_and(|e| e.get(tenant).is_some())
+    }
+
+    /// Whether engines are leased ([`EngineMode::Leased`]): several nodes share the store.
+    pub fn leased(&self) -> bool {
+        self.leased
+    }
+
+    /// `Ok` when this process serves `tenant`, else [`AppError::NotOwner`].
+    fn owned(&self, tenant: TenantId) -> Result<(), AppError> {
+        if self.serves(tenant) {
+            Ok(())
+        } else {
+            Err(AppError::NotOwner(tenant))
+        }
+    }
+
+    /// The tenants served here (leased mode: the adopted ones).
+    pub fn served(&self) -> Vec<TenantId> {
+        let mut all: Vec<TenantId> = self
+            .engines
+            .as_ref()
+            .map(|e| e.all().into_iter().map(|(t, _)| t).collect())
+            .unwrap_or_default();
+        all.sort_unstable();
+        all
+    }
+
+    /// Hands the writer a tenant whose lease was taken, with its engine resumed, and waits
+    /// until it serves it.
+    pub fn adopt(&self, tenant: TenantId, engine: TenantEngine) -> Result<(), AppError> {
+        let (done, wait) = mpsc::sync_channel(1);
+        let tx = self.tx.as_ref().ok_or(AppError::WriterStopped)?;
+        tx.send(Work::Adopt(tenant, Box::new(engine), done))
+            .map_err(|_| AppError::WriterStopped)?;
+        wait.recv().map_err(|_| AppError::WriterStopped)
+    }
+
+    /// Has the writer store what a tenant's engine derived and drop it, and waits: its lease
+    /// can be given up after.
+    pub fn release(&self, tenant: TenantId) -> Result<(), AppError> {
+        let (done, wait) = mpsc::sync_channel(1);
+        let tx = self.tx.as_ref().ok_or(AppError::WriterStopped)?;
+        tx.send(Work::Release(tenant, done))
+            .map_err(|_| AppError::WriterStopped)?;
+        wait.recv().map_err(|_| AppError::WriterStopped)
+    }
+
+    /// Drops a tenant whose lease was lost, without storing anything more for it.
+    pub fn disown(&self, tenant: TenantId) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Work::Disown(tenant));
+        }
     }
 
     /// The clock the writer reads.
@@ -944,6 +1098,7 @@ impl Ingestor {
         tenant: TenantId,
         events: Vec<Event>,
     ) -> Result<oneshot::Receiver<Result<Committed, AppError>>, AppError> {
+        self.owned(tenant)?;
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(AppError::WriterStopped)?;
         tx.send(Work::Append(Job::new(tenant, events, reply)))
@@ -958,6 +1113,7 @@ impl Ingestor {
         tenant: TenantId,
         events: Vec<Event>,
     ) -> Result<Vec<Appended>, AppError> {
+        self.owned(tenant)?;
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.clone().ok_or(AppError::WriterStopped)?;
         let job = Work::Append(Job::new(tenant, events, reply));
@@ -999,6 +1155,7 @@ impl Ingestor {
         match &self.engines {
             Some(engines) => match engines.get(tenant) {
                 Some(cell) => Ok(f(&read(&cell))),
+                None if self.leased => Err(AppError::NotOwner(tenant)),
                 None => Ok(f(&TenantEngine::new())),
             },
             None => Ok(f(&crate::identity::replay(&*self.store, tenant)?)),
@@ -1014,6 +1171,7 @@ impl Ingestor {
         tenant: TenantId,
         f: impl FnOnce(&dyn Store, &EngineCell) -> Result<T, AppError> + Send + 'static,
     ) -> Result<T, AppError> {
+        self.owned(tenant)?;
         let (reply, rx) = mpsc::sync_channel(1);
         let run: CommandFn = Box::new(move |store, cell| {
             let out = f(store, cell);
@@ -1036,6 +1194,7 @@ impl Ingestor {
         tenant: TenantId,
         f: impl FnOnce(&dyn Store, &EngineCell) -> Result<(T, bool), AppError> + Send + 'static,
     ) -> Result<T, AppError> {
+        self.owned(tenant)?;
         let (reply, rx) = mpsc::sync_channel(1);
         let run: CommandFn = Box::new(move |store, cell| {
             let (out, then) = match f(store, cell) {
@@ -1148,6 +1307,16 @@ fn run(writer: &mut Writer, rx: Receiver<Work>) {
             }
             Work::Command(c) => writer.command(c),
             Work::Rebuilt => writer.take_rebuilt(false),
+            Work::Adopt(tenant, engine, done) => {
+                writer.adopt(tenant, *engine);
+                let _ = done.send(());
+            }
+            Work::Release(tenant, done) => {
+                writer.take_rebuilt(true);
+                writer.drop_tenant(tenant, true);
+                let _ = done.send(());
+            }
+            Work::Disown(tenant) => writer.drop_tenant(tenant, false),
             Work::Stop => break,
         }
         writer.take_rebuilt(false);

@@ -20,6 +20,7 @@ pub mod identity;
 pub mod ingest;
 pub mod keys;
 pub mod oceanengine;
+pub mod owners;
 pub mod segments;
 pub mod snapshots;
 pub mod tenants;
@@ -58,6 +59,9 @@ pub enum AppError {
     AmbiguousTenant(String),
     #[error("writing the output failed: {source}")]
     Io { source: std::io::Error },
+    /// Another node serves the tenant, or it is passing between nodes (see [`owners`]).
+    #[error("tenant {0} is served by another node or moving between nodes; try again")]
+    NotOwner(TenantId),
 }
 
 impl AppError {
@@ -71,6 +75,7 @@ impl AppError {
             AppError::NoTenant => "tenant_not_found",
             AppError::AmbiguousTenant(_) => "tenant_ambiguous",
             AppError::Io { .. } => "io_error",
+            AppError::NotOwner(_) => "tenant_moving",
         }
     }
 }

@@ -43,6 +43,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 503: shutting down.
     Unavailable,
+    /// 503 with `Retry-After: 1`: another node serves the tenant, or it is passing between
+    /// nodes (see `crate::owner`).
+    Moving,
     /// 503: the store does not answer (PostgreSQL down or restarting); logged once here, the
     /// client sees no detail and retries.
     StoreUnavailable(String),
@@ -145,6 +148,7 @@ impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
             AppError::WriterStopped => ApiError::Unavailable,
+            e if e.code() == "tenant_moving" => ApiError::Moving,
             e if e.code() == "store_unavailable" => ApiError::StoreUnavailable(e.to_string()),
             AppError::InvalidTenantName(_) | AppError::AmbiguousTenant(_) | AppError::NoTenant => {
                 ApiError::bad(e.code(), None, e.to_string())
@@ -218,6 +222,15 @@ impl ApiError {
                     None,
                 ),
             ),
+            ApiError::Moving => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                body(
+                    "tenant_moving",
+                    "this tenant is passing between nodes; retry in a second (events are stored \
+                     once per id)",
+                    None,
+                ),
+            ),
             ApiError::StoreUnavailable(detail) => {
                 tracing::warn!(%detail, "the store is unavailable");
                 (
@@ -245,10 +258,30 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Seconds a client should wait before retrying, when the answer says.
+    fn retry_after(&self) -> Option<u64> {
+        matches!(self, ApiError::Moving).then_some(1)
+    }
+
+    /// The answer in the given body shape, with `Retry-After` where it applies.
+    fn respond(self, shape: impl FnOnce(Value) -> Value) -> Response {
+        let retry = self.retry_after();
+        let (status, value) = self.parts();
+        let mut response = (status, Json(shape(value))).into_response();
+        if let Some(s) = retry {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(s),
+            );
+        }
+        response
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, value) = self.parts();
-        (status, Json(value)).into_response()
+        self.respond(|v| v)
     }
 }
 
@@ -265,15 +298,16 @@ impl From<ApiError> for SegmentError {
 
 impl IntoResponse for SegmentError {
     fn into_response(self) -> Response {
-        let (status, mut value) = self.0.parts();
-        let top = value
-            .get("error")
-            .map(|e| (e["code"].clone(), e["message"].clone()));
-        if let (Some((code, message)), Value::Object(o)) = (top, &mut value) {
-            o.insert("code".into(), code);
-            o.insert("message".into(), message);
-        }
-        (status, Json(value)).into_response()
+        self.0.respond(|mut value| {
+            let top = value
+                .get("error")
+                .map(|e| (e["code"].clone(), e["message"].clone()));
+            if let (Some((code, message)), Value::Object(o)) = (top, &mut value) {
+                o.insert("code".into(), code);
+                o.insert("message".into(), message);
+            }
+            value
+        })
     }
 }
 

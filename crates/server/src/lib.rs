@@ -23,6 +23,7 @@
 //! - `readers`: the pool engine reads run on, below the writer's priority.
 //! - `api`: the JSON API (`/api/stats`), `/healthz`, `/metrics`.
 //! - `connectors`: the Douyin webhook and the connector settings API.
+//! - `owner`: requests for a tenant another node serves, forwarded there.
 
 mod api;
 mod auth;
@@ -35,6 +36,7 @@ mod ingest;
 mod layers;
 pub mod metrics;
 mod openapi;
+mod owner;
 mod query;
 mod readers;
 mod schema;
@@ -92,6 +94,10 @@ impl Default for Limits {
 pub struct AppState {
     pub app: Arc<App>,
     pub limits: Limits,
+    /// Sends requests for tenants another node serves there (see `owner`).
+    pub forwarder: reqwest::Client,
+    /// Named in the requests this node forwards.
+    pub node_id: String,
 }
 
 pub type State = Arc<AppState>;
@@ -171,12 +177,26 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The router.
 pub fn app(app: Arc<App>, limits: Limits) -> Router {
-    let state = Arc::new(AppState { app, limits });
+    let forwarder = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default();
+    let state = Arc::new(AppState {
+        app,
+        limits,
+        forwarder,
+        node_id: format!("pid-{}", std::process::id()),
+    });
     let (router, _) = routes(limits).split_for_parts();
     router
         .fallback(api::not_found)
         // After every route: it is set on the routes registered so far.
         .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            owner::route,
+        ))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }

@@ -14,10 +14,12 @@
 //!   [`EventLog`], [`Decisions`], [`LiveLog`], [`Segments`], [`Connectors`]); [`open`] picks
 //!   the backend from a [`Location`].
 //! - `sqlite`, `postgres`: the backends, each with its migrations.
+//! - [`Leases`]: nodes and tenants' leases, with the fencing tokens writes check ([`leases`]).
 //! - [`Snapshots`], [`TriggerLog`]: capabilities of their own, so that a capability adds a
 //!   trait rather than growing [`Store`]; [`triggers`] reads the one trigger stream.
 //! - `suite` (tests only): the one test suite both backends must pass.
 
+pub mod leases;
 mod postgres;
 mod sqlite;
 #[cfg(test)]
@@ -31,6 +33,7 @@ use std::sync::Arc;
 
 use siyu_domain::{Event, Millis};
 
+pub use leases::{Fences, Lease, Leases, Node};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use triggers::{EventHead, StoredCursor, StoredTrigger, TriggerLog, TriggerPage, TriggerQuery};
@@ -303,6 +306,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("no {kind} connector is set up for tenant {tenant}")]
     NoSuchConnector { tenant: TenantId, kind: String },
+    /// A write for a tenant whose lease this store handle does not hold (see [`leases`]).
+    #[error("this node does not hold tenant {0}'s lease")]
+    NotOwner(TenantId),
 }
 
 impl StoreError {
@@ -318,6 +324,7 @@ impl StoreError {
             StoreError::SegmentExists(_) => "segment_exists",
             StoreError::Corrupt(_) | StoreError::SqliteValue(_) => "store_corrupt",
             StoreError::NoSuchConnector { .. } => "connector_not_configured",
+            StoreError::NotOwner(_) => "tenant_moving",
         }
     }
 }
@@ -581,6 +588,7 @@ pub trait Store:
     + Connectors
     + Snapshots
     + TriggerLog
+    + Leases
     + Send
     + Sync
 {
@@ -595,6 +603,7 @@ impl<T> Store for T where
         + Connectors
         + Snapshots
         + TriggerLog
+        + Leases
         + Send
         + Sync
 {

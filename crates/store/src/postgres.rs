@@ -193,6 +193,21 @@ ALTER TABLE snapshot_parts ALTER COLUMN data SET STORAGE EXTERNAL;
 DROP INDEX layer_transitions_fan;
 CREATE INDEX layer_transitions_fan ON layer_transitions (tenant_id, fan, id) INCLUDE (to_layer);
 "#,
+    // nodes and tenants' leases (see `crate::leases`).
+    r#"
+CREATE TABLE nodes (
+    node_id    TEXT PRIMARY KEY,
+    addr       TEXT NOT NULL,
+    secret     TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE TABLE tenant_leases (
+    tenant_id  BIGINT PRIMARY KEY REFERENCES tenants(tenant_id),
+    node_id    TEXT NOT NULL,
+    token      BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+"#,
 ];
 
 /// Serializes migrations of concurrent openers (several nodes, parallel tests).
@@ -250,6 +265,8 @@ pub struct PostgresStore {
     reader: Mutex<Option<Connection>>,
     /// [`IDLE_CHECK`]; tests shorten it.
     idle_check: Duration,
+    /// The lease tokens its writes check (see `crate::leases`).
+    fences: crate::Fences,
 }
 
 /// A client and when it was last used.
@@ -304,6 +321,7 @@ impl PostgresStore {
                 used,
             })),
             idle_check: IDLE_CHECK,
+            fences: crate::Fences::default(),
         })
     }
 
@@ -496,7 +514,7 @@ impl crate::EventLog for PostgresStore {
         batches: &[AppendBatch<'_>],
         received_at: Millis,
     ) -> Result<Vec<Vec<Appended>>> {
-        self.writer(|client| append(client, batches, received_at))
+        self.writer(|client| append(client, &self.fences, batches, received_at))
     }
 
     fn scan(
@@ -635,6 +653,7 @@ impl crate::LiveLog for PostgresStore {
     fn record_live(&self, tenant: TenantId, rec: &LiveRecord<'_>, mark: &LiveMark) -> Result<()> {
         self.writer(|c| {
             let mut tx = c.transaction()?;
+            fenced(&mut tx, &self.fences, tenant)?;
             if !rec.is_empty() {
                 // Serializes id assignment among writers of this tenant.
                 tx.execute("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE", &[&tenant])?;
@@ -959,10 +978,14 @@ impl crate::Connectors for PostgresStore {
 
     fn set_connector_state(&self, tenant: TenantId, kind: &str, state: &str) -> Result<()> {
         let n = self.writer(|c| {
-            Ok(c.execute(
+            let mut tx = c.transaction()?;
+            fenced(&mut tx, &self.fences, tenant)?;
+            let n = tx.execute(
                 "UPDATE connectors SET state = $3 WHERE tenant_id = $1 AND kind = $2",
                 &[&tenant, &kind, &state],
-            )?)
+            )?;
+            tx.commit()?;
+            Ok(n)
         })?;
         if n == 0 {
             return Err(StoreError::NoSuchConnector {
@@ -977,6 +1000,7 @@ impl crate::Connectors for PostgresStore {
 /// One transaction for all batches; one multi-row insert per batch.
 fn append(
     client: &mut Client,
+    fences: &crate::Fences,
     batches: &[AppendBatch<'_>],
     received_at: Millis,
 ) -> Result<Vec<Vec<Appended>>> {
@@ -999,6 +1023,7 @@ fn append(
             out.push(Vec::new());
             continue;
         }
+        fenced(&mut tx, fences, batch.tenant)?;
         let first: i64 = tx
             .query_opt(&reserve, &[&batch.tenant, &n])?
             .ok_or_else(|| StoreError::NoSuchTenant(batch.tenant.to_string()))?
@@ -1058,7 +1083,7 @@ impl crate::Snapshots for PostgresStore {
     /// locks.
     fn put_snapshot(&self, tenant: TenantId, snap: &crate::StoredSnapshot) -> Result<()> {
         let mut client = self.config.connect(NoTls)?;
-        let out = put_snapshot_on(&mut client, tenant, snap);
+        let out = put_snapshot_on(&mut client, &self.fences, tenant, snap);
         close(client);
         out
     }
@@ -1119,11 +1144,13 @@ impl crate::Snapshots for PostgresStore {
 
 fn put_snapshot_on(
     client: &mut Client,
+    fences: &crate::Fences,
     tenant: TenantId,
     snap: &crate::StoredSnapshot,
 ) -> Result<()> {
     let format = i64::from(snap.format);
     let mut tx = client.transaction()?;
+    fenced(&mut tx, fences, tenant)?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, $2)",
         &[&SNAPSHOT_LOCK, &((tenant & 0x7fff_ffff) as i32)],
@@ -1255,6 +1282,148 @@ impl crate::TriggerLog for PostgresStore {
             })
             .collect())
         })
+    }
+}
+
+/// Fails with `NotOwner` unless the lease this handle holds for `tenant` is still the
+/// tenant's (see `crate::leases`), and keeps the lease row from passing to another node until
+/// the transaction ends (`FOR SHARE`); nothing is checked until leases are required.
+fn fenced(
+    tx: &mut postgres::Transaction<'_>,
+    fences: &crate::Fences,
+    tenant: TenantId,
+) -> Result<()> {
+    let Some((node, token)) = fences.check(tenant)? else {
+        return Ok(());
+    };
+    let held = tx
+        .query_opt(
+            "SELECT 1 FROM tenant_leases WHERE tenant_id = $1 AND node_id = $2 AND token = $3 FOR SHARE",
+            &[&tenant, &node, &token],
+        )?
+        .is_some();
+    if !held {
+        fences.forget(tenant);
+        return Err(StoreError::NotOwner(tenant));
+    }
+    Ok(())
+}
+
+impl crate::Leases for PostgresStore {
+    fn heartbeat(&self, node: &crate::Node) -> Result<()> {
+        self.writer(|c| {
+            c.execute(
+                "INSERT INTO nodes (node_id, addr, secret, expires_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (node_id) DO UPDATE SET addr = $2, secret = $3, expires_at = $4",
+                &[&node.id, &node.addr, &node.secret, &node.expires_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn remove_node(&self, id: &str) -> Result<()> {
+        self.writer(|c| {
+            c.execute("DELETE FROM nodes WHERE node_id = $1", &[&id])?;
+            Ok(())
+        })
+    }
+
+    fn nodes(&self, now: Millis) -> Result<Vec<crate::Node>> {
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT node_id, addr, secret, expires_at FROM nodes WHERE expires_at > $1 ORDER BY node_id",
+                &[&now],
+            )?
+            .iter()
+            .map(|r| crate::Node {
+                id: r.get(0),
+                addr: r.get(1),
+                secret: r.get(2),
+                expires_at: r.get(3),
+            })
+            .collect())
+        })
+    }
+
+    fn acquire_lease(
+        &self,
+        tenant: TenantId,
+        node: &str,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<Option<crate::Lease>> {
+        let token: Option<i64> = self.writer(|c| {
+            Ok(c.query_opt(
+                "INSERT INTO tenant_leases AS l (tenant_id, node_id, token, expires_at) VALUES ($1, $2, 1, $4)
+                 ON CONFLICT (tenant_id) DO UPDATE SET
+                     token = CASE WHEN l.node_id = excluded.node_id THEN l.token ELSE l.token + 1 END,
+                     node_id = excluded.node_id, expires_at = excluded.expires_at
+                 WHERE l.node_id = excluded.node_id OR l.expires_at <= $3
+                 RETURNING token",
+                &[&tenant, &node, &now, &expires_at],
+            )?
+            .map(|r| r.get(0)))
+        })?;
+        Ok(token.map(|token| {
+            self.fences.hold(tenant, node, token);
+            crate::Lease {
+                tenant,
+                node: node.to_string(),
+                token,
+                expires_at,
+            }
+        }))
+    }
+
+    fn renew_lease(
+        &self,
+        tenant: TenantId,
+        node: &str,
+        token: i64,
+        expires_at: Millis,
+    ) -> Result<bool> {
+        let n = self.writer(|c| {
+            Ok(c.execute(
+                "UPDATE tenant_leases SET expires_at = $4 WHERE tenant_id = $1 AND node_id = $2 AND token = $3",
+                &[&tenant, &node, &token, &expires_at],
+            )?)
+        })?;
+        if n == 0 {
+            self.fences.forget(tenant);
+        }
+        Ok(n == 1)
+    }
+
+    fn release_lease(&self, tenant: TenantId, node: &str, token: i64) -> Result<()> {
+        self.fences.forget(tenant);
+        self.writer(|c| {
+            c.execute(
+                "UPDATE tenant_leases SET expires_at = 0 WHERE tenant_id = $1 AND node_id = $2 AND token = $3",
+                &[&tenant, &node, &token],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn leases(&self) -> Result<Vec<crate::Lease>> {
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT tenant_id, node_id, token, expires_at FROM tenant_leases ORDER BY tenant_id",
+                &[],
+            )?
+            .iter()
+            .map(|r| crate::Lease {
+                tenant: r.get(0),
+                node: r.get(1),
+                token: r.get(2),
+                expires_at: r.get(3),
+            })
+            .collect())
+        })
+    }
+
+    fn require_leases(&self) {
+        self.fences.require();
     }
 }
 

@@ -218,6 +218,21 @@ CREATE TABLE snapshot_parts (
 DROP INDEX layer_transitions_fan;
 CREATE INDEX layer_transitions_fan ON layer_transitions (tenant_id, fan, id, to_layer);
 "#,
+    // 11: nodes and tenants' leases (see `crate::leases`).
+    r#"
+CREATE TABLE nodes (
+    node_id    TEXT PRIMARY KEY,
+    addr       TEXT NOT NULL,
+    secret     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE tenant_leases (
+    tenant_id  INTEGER PRIMARY KEY REFERENCES tenants(tenant_id),
+    node_id    TEXT NOT NULL,
+    token      INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+"#,
 ];
 
 pub struct SqliteStore {
@@ -233,6 +248,8 @@ pub struct SqliteStore {
     /// Checkpoints the WAL from its own connection and thread, so the writer never stops to
     /// copy pages into the database file (SQLite's automatic checkpoint runs inside a commit).
     _checkpointer: Checkpointer,
+    /// The lease tokens its writes check (see `crate::leases`).
+    fences: crate::Fences,
 }
 
 /// Idle read-only connections to the database file (see [`SqliteStore::read`]).
@@ -418,6 +435,7 @@ impl SqliteStore {
                 idle: Mutex::new(Vec::new()),
             },
             _checkpointer: Checkpointer::start(dir.join("siyu.db"))?,
+            fences: crate::Fences::default(),
         })
     }
 
@@ -600,6 +618,7 @@ impl crate::EventLog for SqliteStore {
                  ON CONFLICT (tenant_id, id) DO NOTHING",
             )?;
             for batch in batches {
+                fenced(&tx, &self.fences, batch.tenant)?;
                 let mut seq: i64 = next_seq
                     .query_row([batch.tenant], |r| r.get(0))
                     .optional()?
@@ -757,6 +776,7 @@ impl crate::LiveLog for SqliteStore {
     fn record_live(&self, tenant: TenantId, rec: &LiveRecord<'_>, mark: &LiveMark) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        fenced(&tx, &self.fences, tenant)?;
         let (ids, segment_ids, tag_ids) = if rec.is_empty() {
             Default::default()
         } else {
@@ -1075,10 +1095,14 @@ impl crate::Connectors for SqliteStore {
     }
 
     fn set_connector_state(&self, tenant: TenantId, kind: &str, state: &str) -> Result<()> {
-        let n = self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        fenced(&tx, &self.fences, tenant)?;
+        let n = tx.execute(
             "UPDATE connectors SET state = ?3 WHERE tenant_id = ?1 AND kind = ?2",
             params![tenant, kind, state],
         )?;
+        tx.commit()?;
         if n == 0 {
             return Err(StoreError::NoSuchConnector {
                 tenant,
@@ -1144,6 +1168,7 @@ impl crate::Snapshots for SqliteStore {
         {
             let mut conn = self.conn();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            fenced(&tx, &self.fences, tenant)?;
             let written: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM snapshot_parts WHERE tenant_id = ?1 AND generation = ?2",
                 params![tenant, generation],
@@ -1369,6 +1394,137 @@ impl crate::TriggerLog for SqliteStore {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// Fails with `NotOwner` unless the lease this handle holds for `tenant` is still the
+/// tenant's (see `crate::leases`); nothing is checked until leases are required.
+fn fenced(tx: &Connection, fences: &crate::Fences, tenant: TenantId) -> Result<()> {
+    let Some((node, token)) = fences.check(tenant)? else {
+        return Ok(());
+    };
+    let held = tx
+        .query_row(
+            "SELECT 1 FROM tenant_leases WHERE tenant_id = ?1 AND node_id = ?2 AND token = ?3",
+            params![tenant, node, token],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if !held {
+        fences.forget(tenant);
+        return Err(StoreError::NotOwner(tenant));
+    }
+    Ok(())
+}
+
+impl crate::Leases for SqliteStore {
+    fn heartbeat(&self, node: &crate::Node) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO nodes (node_id, addr, secret, expires_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (node_id) DO UPDATE SET addr = ?2, secret = ?3, expires_at = ?4",
+            params![node.id, node.addr, node.secret, node.expires_at],
+        )?;
+        Ok(())
+    }
+
+    fn remove_node(&self, id: &str) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM nodes WHERE node_id = ?1", [id])?;
+        Ok(())
+    }
+
+    fn nodes(&self, now: Millis) -> Result<Vec<crate::Node>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT node_id, addr, secret, expires_at FROM nodes WHERE expires_at > ?1 ORDER BY node_id",
+        )?;
+        let rows = st.query_map([now], |r| {
+            Ok(crate::Node {
+                id: r.get(0)?,
+                addr: r.get(1)?,
+                secret: r.get(2)?,
+                expires_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn acquire_lease(
+        &self,
+        tenant: TenantId,
+        node: &str,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<Option<crate::Lease>> {
+        let token: Option<i64> = self
+            .conn()
+            .query_row(
+                "INSERT INTO tenant_leases (tenant_id, node_id, token, expires_at) VALUES (?1, ?2, 1, ?4)
+                 ON CONFLICT (tenant_id) DO UPDATE SET
+                     token = CASE WHEN node_id = excluded.node_id THEN token ELSE token + 1 END,
+                     node_id = excluded.node_id, expires_at = excluded.expires_at
+                 WHERE node_id = excluded.node_id OR expires_at <= ?3
+                 RETURNING token",
+                params![tenant, node, now, expires_at],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(token.map(|token| {
+            self.fences.hold(tenant, node, token);
+            crate::Lease {
+                tenant,
+                node: node.to_string(),
+                token,
+                expires_at,
+            }
+        }))
+    }
+
+    fn renew_lease(
+        &self,
+        tenant: TenantId,
+        node: &str,
+        token: i64,
+        expires_at: Millis,
+    ) -> Result<bool> {
+        let n = self.conn().execute(
+            "UPDATE tenant_leases SET expires_at = ?4 WHERE tenant_id = ?1 AND node_id = ?2 AND token = ?3",
+            params![tenant, node, token, expires_at],
+        )?;
+        if n == 0 {
+            self.fences.forget(tenant);
+        }
+        Ok(n == 1)
+    }
+
+    fn release_lease(&self, tenant: TenantId, node: &str, token: i64) -> Result<()> {
+        self.fences.forget(tenant);
+        self.conn().execute(
+            "UPDATE tenant_leases SET expires_at = 0 WHERE tenant_id = ?1 AND node_id = ?2 AND token = ?3",
+            params![tenant, node, token],
+        )?;
+        Ok(())
+    }
+
+    fn leases(&self) -> Result<Vec<crate::Lease>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT tenant_id, node_id, token, expires_at FROM tenant_leases ORDER BY tenant_id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(crate::Lease {
+                tenant: r.get(0)?,
+                node: r.get(1)?,
+                token: r.get(2)?,
+                expires_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn require_leases(&self) {
+        self.fences.require();
     }
 }
 

@@ -770,6 +770,67 @@ fn snapshots_keep_the_furthest_along(s: &dyn Store) {
     );
 }
 
+/// Two handles on one database, as two nodes: a lease is held by one at a time, passes on
+/// expiry or release with a greater token, and the stale holder's writes are refused.
+fn leases_pass_between_nodes_and_fence_stale_writes(open: &dyn Fn() -> std::sync::Arc<dyn Store>) {
+    use crate::{LiveMark, LiveRecord, Node};
+    let (a, b) = (open(), open());
+    let t = a.create_tenant("acme", "wh", "ah", NOW).unwrap().id;
+    let node = |id: &str, until| Node {
+        id: id.into(),
+        addr: format!("{id}:1"),
+        secret: "s".into(),
+        expires_at: until,
+    };
+    a.heartbeat(&node("a", NOW + 10)).unwrap();
+    b.heartbeat(&node("b", NOW + 5)).unwrap();
+    let ids = |now| -> Vec<String> { a.nodes(now).unwrap().into_iter().map(|n| n.id).collect() };
+    assert_eq!(ids(NOW), ["a", "b"]);
+    assert_eq!(ids(NOW + 5), ["a"], "b's heartbeat expired");
+    b.remove_node("b").unwrap();
+    a.require_leases();
+    b.require_leases();
+    // Without a lease, nothing is written.
+    let e = ev("e1", "live_watch", "13800138000");
+    assert!(matches!(
+        a.append(&[AppendBatch { tenant: t, events: std::slice::from_ref(&e), encoded: &Encoded::all(std::slice::from_ref(&e)) }], NOW),
+        Err(StoreError::NotOwner(x)) if x == t
+    ));
+    let la = a.acquire_lease(t, "a", NOW, NOW + 100).unwrap().unwrap();
+    assert_eq!(la.token, 1);
+    assert!(b.acquire_lease(t, "b", NOW + 50, NOW + 150).unwrap().is_none(), "a holds it");
+    assert_eq!(append_one(&*a, t, std::slice::from_ref(&e)), [Appended::Stored(1)]);
+    assert!(a.renew_lease(t, "a", 1, NOW + 200).unwrap());
+    // a stalls past its lease; b takes over with a greater token.
+    let lb = b.acquire_lease(t, "b", NOW + 200, NOW + 300).unwrap().unwrap();
+    assert_eq!(lb.token, 2);
+    let mark = LiveMark { clock: NOW, seq: 1, rules_version: 0 };
+    assert!(matches!(
+        a.record_live(t, &LiveRecord::default(), &mark),
+        Err(StoreError::NotOwner(_))
+    ));
+    assert!(matches!(
+        a.append(&[AppendBatch { tenant: t, events: std::slice::from_ref(&e), encoded: &Encoded::all(std::slice::from_ref(&e)) }], NOW),
+        Err(StoreError::NotOwner(_))
+    ));
+    assert!(!a.renew_lease(t, "a", 1, NOW + 400).unwrap(), "a's lease is gone");
+    b.record_live(t, &LiveRecord::default(), &mark).unwrap();
+    assert_eq!(b.live_mark(t).unwrap(), Some(mark));
+    // Released, it is free at once; the same node taking it again keeps its token.
+    b.release_lease(t, "b", 2).unwrap();
+    assert!(matches!(
+        b.record_live(t, &LiveRecord::default(), &mark),
+        Err(StoreError::NotOwner(_))
+    ));
+    let again = a.acquire_lease(t, "a", NOW + 201, NOW + 500).unwrap().unwrap();
+    assert_eq!(again.token, 3);
+    assert_eq!(a.acquire_lease(t, "a", NOW + 202, NOW + 600).unwrap().unwrap().token, 3);
+    let leases = b.leases().unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!((leases[0].node.as_str(), leases[0].token), ("a", 3));
+    assert!(leases[0].live(NOW + 599) && !leases[0].live(NOW + 600));
+}
+
 macro_rules! backends {
     ($($name:ident),*) => {
         mod sqlite {
@@ -783,6 +844,11 @@ macro_rules! backends {
                 let p = dir.path().to_path_buf();
                 super::reopening_keeps_everything(&|| crate::open(&crate::Location::Sqlite(p.clone()), crate::Durability::Full).unwrap());
             }
+            #[test] fn leases_pass_between_nodes_and_fence_stale_writes() {
+                let dir = tempfile::tempdir().unwrap();
+                let p = dir.path().to_path_buf();
+                super::leases_pass_between_nodes_and_fence_stale_writes(&|| crate::open(&crate::Location::Sqlite(p.clone()), crate::Durability::Normal).unwrap());
+            }
         }
         mod postgres {
             $(#[test] fn $name() {
@@ -794,6 +860,11 @@ macro_rules! backends {
                 let schema = crate::testing::fresh_postgres();
                 let url = schema.url.clone();
                 super::reopening_keeps_everything(&|| crate::open(&crate::Location::Postgres(url.clone()), crate::Durability::Full).unwrap());
+            }
+            #[test] fn leases_pass_between_nodes_and_fence_stale_writes() {
+                let schema = crate::testing::fresh_postgres();
+                let url = schema.url.clone();
+                super::leases_pass_between_nodes_and_fence_stale_writes(&|| crate::open(&crate::Location::Postgres(url.clone()), crate::Durability::Full).unwrap());
             }
         }
     };

@@ -313,6 +313,22 @@ impl crate::Connectors for Faulty {
     }
 }
 
+impl crate::Leases for Faulty {
+    fn require_leases(&self) {
+        self.inner.require_leases()
+    }
+
+    pass! {
+        heartbeat(&self, node: &crate::Node) -> crate::Result<()>;
+        remove_node(&self, id: &str) -> crate::Result<()>;
+        nodes(&self, now: siyu_domain::Millis) -> crate::Result<Vec<crate::Node>>;
+        acquire_lease(&self, tenant: crate::TenantId, node: &str, now: siyu_domain::Millis, expires_at: siyu_domain::Millis) -> crate::Result<Option<crate::Lease>>;
+        renew_lease(&self, tenant: crate::TenantId, node: &str, token: i64, expires_at: siyu_domain::Millis) -> crate::Result<bool>;
+        release_lease(&self, tenant: crate::TenantId, node: &str, token: i64) -> crate::Result<()>;
+        leases(&self) -> crate::Result<Vec<crate::Lease>>;
+    }
+}
+
 /// The local PostgreSQL cluster that serves [`base_url`], for tests that take it away under a
 /// running server and bring it back: found among `pg_lsclusters` by the URL's port, controlled
 /// with `pg_ctlcluster` (which needs root or the cluster's owner).
