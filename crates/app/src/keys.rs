@@ -6,6 +6,9 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use siyu_store::KeyRole;
 
+/// What the secrets of nodes start with (see `crate::operator_key`); no API key does.
+pub const OPERATOR_PREFIX: &str = "sy_n_";
+
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// A new random key; the prefix says its role (`sy_w_` write, `sy_a_` admin) so a leaked key

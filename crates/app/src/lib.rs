@@ -177,6 +177,15 @@ pub struct App {
     /// tenant setting changed by another process (the CLI beside a server) is seen within
     /// seconds; misses are not cached, so a new tenant is found at once.
     keys: RwLock<HashMap<String, (Caller, Instant)>>,
+    /// The secret a one-shot command beside this server forwards with ([`operator_key`]).
+    operator: RwLock<Option<String>>,
+}
+
+/// The key a one-shot command beside a server sends (`siyu import` into a data directory the
+/// server holds): the server's secret, from its lock file or node row, and the tenant's name.
+/// It is an admin key of that tenant for as long as the server runs.
+pub fn operator_key(secret: &str, tenant: &str) -> String {
+    format!("{secret}.{tenant}")
 }
 
 /// Who an API key speaks for, as the server needs it (never the store's rows).
@@ -271,6 +280,7 @@ impl App {
             store,
             ingestor,
             keys: RwLock::new(HashMap::new()),
+            operator: RwLock::new(None),
         })
     }
 
@@ -287,6 +297,9 @@ impl App {
 
     /// The tenant and role of an API key, if it is one.
     pub fn authenticate(&self, key: &str) -> Result<Option<Caller>, AppError> {
+        if key.starts_with(keys::OPERATOR_PREFIX) {
+            return self.operator_caller(key);
+        }
         let hash = keys::hash_key(key);
         if let Some((c, at)) = self
             .keys
@@ -308,6 +321,33 @@ impl App {
                 .insert(hash, (c.clone(), Instant::now()));
         }
         Ok(found)
+    }
+
+    /// Accepts [`operator_key`]s made with `secret` from now on.
+    pub fn set_operator_secret(&self, secret: &str) {
+        *self.operator.write().unwrap_or_else(|p| p.into_inner()) = Some(secret.to_string());
+    }
+
+    /// The tenant an [`operator_key`] speaks for, as its admin; `None` for a wrong secret.
+    fn operator_caller(&self, key: &str) -> Result<Option<Caller>, AppError> {
+        let Some((secret, tenant)) = key.split_once('.') else {
+            return Ok(None);
+        };
+        let held = self.operator.read().unwrap_or_else(|p| p.into_inner());
+        let Some(held) = held.as_deref() else {
+            return Ok(None);
+        };
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(secret.as_bytes(), held.as_bytes())) {
+            return Ok(None);
+        }
+        let name = (!tenant.is_empty()).then_some(tenant);
+        let t = match App::resolve_tenant(&*self.store, name) {
+            Ok(t) => t,
+            Err(AppError::NoTenant | AppError::AmbiguousTenant(_)) => return Ok(None),
+            Err(AppError::Store(StoreError::NoSuchTenant(_))) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(Caller::from_stored(t, KeyRole::Admin)))
     }
 
     /// Changes where a tenant's custom events without a domain go, effective at once here.

@@ -407,7 +407,8 @@ pub fn run_until_stopped(
             Err(e) => tracing::warn!(error = %e, "cannot list lead pollers; retrying"),
         }
         for (tenant, slot) in slots.iter_mut() {
-            if slot.next_at > Instant::now() {
+            // A tenant another node serves is polled there (its checkpoint is fenced too).
+            if slot.next_at > Instant::now() || !app.ingestor.serves(*tenant) {
                 continue;
             }
             slot.next_at = loop {

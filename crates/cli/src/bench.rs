@@ -154,8 +154,9 @@ fn import_into(location: &Location, file: &Path) -> anyhow::Result<(f64, u64)> {
     let ingestor = Ingestor::start(store.clone(), EngineMode::WriteOnly)?;
     let started = Instant::now();
     let s = import::import_files(
-        &ingestor,
-        &tenant,
+        &import::Sink::Local(&ingestor),
+        &tenant.name,
+        tenant.id,
         &[(file.to_path_buf(), import::Format::Jsonl)],
         false,
     )?;

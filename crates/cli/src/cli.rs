@@ -98,6 +98,17 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// Takes the data directory's lock for a command that writes (SQLite; on PostgreSQL,
+    /// `None`: tenants' leases keep servers apart, and a one-shot command writes only the log
+    /// and operator tables, which servers take in). A running server holding the directory
+    /// is named at once, never waited for and never written beside.
+    pub fn lock_for(&self, command: &str) -> anyhow::Result<Option<siyu_store::DirLock>> {
+        match self.location()? {
+            Location::Sqlite(dir) => Ok(Some(siyu_store::DirLock::acquire(&dir, command)?)),
+            Location::Postgres(_) => Ok(None),
+        }
+    }
+
     pub fn location(&self) -> anyhow::Result<Location> {
         Ok(match &self.database_url {
             Some(url) if !url.is_empty() => {
@@ -120,6 +131,15 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "SIYU_ADDR")]
     pub addr: String,
+    /// PostgreSQL only: seconds a node's lease on a tenant lasts without renewal (renewed every
+    /// third of it). Several `siyu serve` nodes may share one database: each tenant is served
+    /// by one node, and a dead node's tenants are taken over within this time.
+    #[arg(long, default_value_t = 15, env = "SIYU_LEASE_TTL", value_parser = clap::value_parser!(u64).range(3..=600))]
+    pub lease_ttl: u64,
+    /// PostgreSQL only: the address other nodes forward requests to this node at (default:
+    /// the address it listens on, which must then be reachable from them).
+    #[arg(long, env = "SIYU_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
     /// Seconds between rounds of the Ocean Engine lead poller once every tenant is caught up.
     #[arg(long, default_value_t = 60, env = "SIYU_POLL_INTERVAL")]
     pub poll_interval: u64,

@@ -7,6 +7,26 @@ use siyu_domain::time;
 use crate::cli::{ConnectorArgs, ConnectorCommand, parse_time};
 
 pub fn run(args: ConnectorArgs) -> anyhow::Result<()> {
+    let writes = match &args.command {
+        ConnectorCommand::Douyin { client_secret } => client_secret.is_some(),
+        ConnectorCommand::Oceanengine {
+            advertiser_id,
+            access_token,
+            base_url,
+            start,
+            page_size,
+        } => {
+            advertiser_id.is_some()
+                || access_token.is_some()
+                || base_url.is_some()
+                || start.is_some()
+                || page_size.is_some()
+        }
+    };
+    let _lock = match writes {
+        true => args.at.store.lock_for("connector")?,
+        false => None,
+    };
     let store = siyu_store::open(&args.at.store.location()?, siyu_store::Durability::Full)?;
     let tenant = siyu_app::App::resolve_tenant(&*store, args.at.tenant.as_deref())?;
     let view = match args.command {

@@ -18,6 +18,8 @@ const TENANT: &str = "demo";
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let location = args.store.location()?;
+    // Held through the serve that may follow: nothing else writes the demo's store meanwhile.
+    let lock = args.store.lock_for("demo")?;
     let store = siyu_store::open(&location, siyu_store::Durability::Normal)?;
     let keys = demo_tenant(&*store, &location)?;
     let tenant = App::resolve_tenant(&*store, Some(TENANT))?;
@@ -49,8 +51,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let ingestor = Ingestor::start(store.clone(), EngineMode::WriteOnly)?;
     let summary = import::import_files(
-        &ingestor,
-        &tenant,
+        &import::Sink::Local(&ingestor),
+        &tenant.name,
+        tenant.id,
         &[(events_file.clone(), import::Format::Jsonl)],
         !args.json,
     )?;
@@ -130,7 +133,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.serve {
         drop(store);
         let banner = move |addr: &str| print_serve_banner(addr, keys.as_ref());
-        crate::serve::serve_at(&location, &args.addr, Some(&banner))?;
+        crate::serve::serve_at(&location, &args.addr, Some(&banner), lock)?;
     }
     Ok(())
 }

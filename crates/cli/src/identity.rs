@@ -12,6 +12,16 @@ use crate::cli::{IdentityArgs, IdentityCommand};
 use crate::output;
 
 pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
+    let writes = matches!(
+        args.command,
+        IdentityCommand::Confirm { .. }
+            | IdentityCommand::Distinct { .. }
+            | IdentityCommand::Undo { .. }
+    );
+    let _lock = match writes {
+        true => args.at.store.lock_for("identity")?,
+        false => None,
+    };
     let (app, tenant) = args.at.open()?;
     let t = tenant.id;
     match args.command {

@@ -96,12 +96,29 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         anyhow::ensure!(f.is_file(), "{}: no such file", f.display());
         plan.push((f.clone(), format));
     }
-    let store = siyu_store::open(&location, siyu_store::Durability::Normal)?;
-    let tenant = siyu_app::App::resolve_tenant(&*store, args.tenant.as_deref())?;
-    let ingestor = Ingestor::start(store.clone(), siyu_app::EngineMode::WriteOnly)?;
-    let summary = import_files(&ingestor, &tenant, &plan, true)?;
-    drop(ingestor);
-    store.flush()?;
+    let summary = match args.store.lock_for("import") {
+        Ok(_lock) => {
+            let store = siyu_store::open(&location, siyu_store::Durability::Normal)?;
+            let tenant = siyu_app::App::resolve_tenant(&*store, args.tenant.as_deref())?;
+            let ingestor = Ingestor::start(store.clone(), siyu_app::EngineMode::WriteOnly)?;
+            let summary = import_files(&Sink::Local(&ingestor), &tenant.name, tenant.id, &plan, true)?;
+            drop(ingestor);
+            store.flush()?;
+            summary
+        }
+        Err(e) => {
+            // A server holds the data directory: it commits what this reads.
+            let remote = e
+                .downcast_ref::<siyu_store::LockError>()
+                .and_then(|l| crate::forward::Remote::from_refusal(l, args.tenant.as_deref()));
+            let Some(remote) = remote else { return Err(e) };
+            let name = remote.tenant()?;
+            if !args.json {
+                errln!("a server holds this data directory; importing through it at {}", remote.base());
+            }
+            import_files(&Sink::Remote(remote), &name, 0, &plan, true)?
+        }
+    };
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -135,20 +152,27 @@ pub fn print_summary(s: &ImportSummary) {
     );
 }
 
-/// Imports files in order into one tenant.
+/// Where parsed events go: the local writer, or the server that holds the data directory.
+pub enum Sink<'a> {
+    Local(&'a Ingestor),
+    Remote(crate::forward::Remote),
+}
+
+/// Imports files in order into one tenant (`tenant` is its id for a local sink).
 pub fn import_files(
-    ingestor: &Ingestor,
-    tenant: &siyu_store::Tenant,
+    sink: &Sink<'_>,
+    name: &str,
+    tenant: TenantId,
     files: &[(PathBuf, Format)],
     show_progress: bool,
 ) -> anyhow::Result<ImportSummary> {
     let started = Instant::now();
     let mut summary = ImportSummary {
-        tenant: tenant.name.clone(),
+        tenant: name.to_string(),
         ..Default::default()
     };
     for (path, format) in files {
-        let f = import_file(ingestor, tenant.id, path, *format, show_progress)
+        let f = import_file(sink, tenant, path, *format, show_progress)
             .with_context(|| format!("importing {}", path.display()))?;
         summary.accepted += f.accepted;
         summary.duplicates += f.duplicates;
@@ -194,9 +218,10 @@ fn open_input(path: &Path) -> anyhow::Result<(Box<dyn BufRead>, u64, Arc<AtomicU
     Ok((reader, len, read))
 }
 
-/// Commits in flight, oldest first; the writer answers in order.
+/// Commits in flight, oldest first; the writer answers in order. A remote sink is sent one
+/// batch at a time (its server group-commits batches from every client).
 struct Pipeline<'a> {
-    ingestor: &'a Ingestor,
+    sink: &'a Sink<'a>,
     tenant: TenantId,
     pending: VecDeque<oneshot::Receiver<Result<Committed, siyu_app::AppError>>>,
     outcome: BatchOutcome,
@@ -207,11 +232,14 @@ impl Pipeline<'_> {
         if events.is_empty() {
             return Ok(());
         }
+        let ingestor = match self.sink {
+            Sink::Local(i) => i,
+            Sink::Remote(r) => return r.append(&events, &mut self.outcome),
+        };
         while self.pending.len() >= IN_FLIGHT {
             self.wait_one()?;
         }
-        self.pending
-            .push_back(self.ingestor.submit(self.tenant, events)?);
+        self.pending.push_back(ingestor.submit(self.tenant, events)?);
         Ok(())
     }
 
@@ -284,7 +312,7 @@ impl RejectLog {
 }
 
 fn import_file(
-    ingestor: &Ingestor,
+    sink: &Sink<'_>,
     tenant: TenantId,
     path: &Path,
     format: Format,
@@ -297,7 +325,7 @@ fn import_file(
         indicatif::ProgressBar::hidden()
     };
     let mut pipeline = Pipeline {
-        ingestor,
+        sink,
         tenant,
         pending: VecDeque::new(),
         outcome: BatchOutcome::default(),

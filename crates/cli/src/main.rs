@@ -12,6 +12,7 @@ mod bench_readers;
 mod cli;
 mod connector;
 mod demo;
+mod forward;
 mod fan;
 mod gen_cmd;
 mod identity;

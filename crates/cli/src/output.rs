@@ -142,6 +142,9 @@ fn error_code(e: &anyhow::Error) -> &'static str {
         if let Some(s) = cause.downcast_ref::<siyu_store::StoreError>() {
             return s.code();
         }
+        if let Some(l) = cause.downcast_ref::<siyu_store::LockError>() {
+            return l.code();
+        }
         if cause.downcast_ref::<std::io::Error>().is_some() {
             return "io_error";
         }

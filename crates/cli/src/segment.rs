@@ -16,6 +16,14 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
     {
         siyu_app::segments::parse(expr).map_err(|e| refused(expr, e))?;
     }
+    let writes = matches!(
+        args.command,
+        SegmentCommand::Save { .. } | SegmentCommand::Delete { .. }
+    );
+    let _lock = match writes {
+        true => args.at.store.lock_for("segment")?,
+        false => None,
+    };
     let (app, tenant) = args.at.open()?;
     match args.command {
         SegmentCommand::Count {
@@ -220,6 +228,10 @@ pub fn tag(args: crate::cli::TagArgs) -> anyhow::Result<()> {
             }
             (None, None) => anyhow::bail!("say which fans: --fan ID or --expr EXPR"),
         }
+    };
+    let _lock = match args.command {
+        C::History { .. } => None,
+        _ => args.at.store.lock_for("tag")?,
     };
     let (app, tenant) = args.at.open()?;
     match args.command {

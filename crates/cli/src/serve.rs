@@ -1,5 +1,11 @@
 //! `siyu serve`: load, bind, serve, drain on SIGINT/SIGTERM. Beside the server, one thread runs
-//! the Ocean Engine lead pollers of every tenant that has one set up.
+//! the Ocean Engine lead pollers of every tenant that has one set up and is served here.
+//!
+//! One server per store: on SQLite the data directory's lock (`siyu_store::lock`) is taken
+//! before anything is opened, and a second server (or a command that writes) is refused at
+//! once with the holder's pid and address. On PostgreSQL several servers may share the
+//! database: each is a node that serves the tenants it holds the lease of
+//! (`siyu_app::owners`), and forwards requests for the others to their node.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,33 +22,112 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..RunOptions::default()
     };
     poll.poll.lag_ms = args.poll_lag as i64 * 1000;
-    serve_with(&location, &args.addr, None, poll)
+    let lock = args.store.lock_for("serve")?;
+    let nodes = Nodes {
+        ttl: Duration::from_secs(args.lease_ttl),
+        advertise: args.advertise_addr,
+    };
+    serve_with(&location, &args.addr, None, poll, lock, nodes)
+}
+
+/// How a node on a shared PostgreSQL takes part (see `siyu_app::owners`).
+pub struct Nodes {
+    pub ttl: Duration,
+    /// The address other nodes reach this one at; default, the bound one.
+    pub advertise: Option<String>,
+}
+
+impl Default for Nodes {
+    fn default() -> Self {
+        Nodes {
+            ttl: Duration::from_secs(15),
+            advertise: None,
+        }
+    }
 }
 
 /// Opens the store, rebuilds the live engines from the log, and serves on `addr` until a
-/// signal. `banner` is printed once the socket is bound.
+/// signal. `banner` is printed once the socket is bound. `lock`: the SQLite data directory's,
+/// if the caller holds it already (else it is taken here).
 pub fn serve_at(
     location: &siyu_store::Location,
     addr: &str,
     banner: Option<&dyn Fn(&str)>,
+    lock: Option<siyu_store::DirLock>,
 ) -> anyhow::Result<()> {
-    serve_with(location, addr, banner, RunOptions::default())
+    serve_with(
+        location,
+        addr,
+        banner,
+        RunOptions::default(),
+        lock,
+        Nodes::default(),
+    )
 }
 
-/// [`serve_at`] with the lead pollers paced by `poll`.
+/// [`serve_at`] with the lead pollers paced by `poll`, and `nodes` for a shared PostgreSQL.
 pub fn serve_with(
     location: &siyu_store::Location,
     addr: &str,
     banner: Option<&dyn Fn(&str)>,
     poll: RunOptions,
+    lock: Option<siyu_store::DirLock>,
+    nodes: Nodes,
 ) -> anyhow::Result<()> {
+    let mut lock = match (lock, location) {
+        (Some(l), _) => Some(l),
+        (None, siyu_store::Location::Sqlite(dir)) => {
+            Some(siyu_store::DirLock::acquire(dir, "serve")?)
+        }
+        (None, siyu_store::Location::Postgres(_)) => None,
+    };
+    let shared = matches!(location, siyu_store::Location::Postgres(_));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     siyu_server::metrics::install();
     let store = siyu_store::open(location, siyu_store::Durability::Full)?;
-    tracing::info!(store = %location.describe(), "loading engines from the event log");
-    let app = Arc::new(siyu_app::App::start(store, siyu_app::EngineMode::Live)?);
+    let app = if shared {
+        store.require_leases();
+        Arc::new(siyu_app::App::start(store, siyu_app::EngineMode::Leased)?)
+    } else {
+        tracing::info!(store = %location.describe(), "loading engines from the event log");
+        Arc::new(siyu_app::App::start(store, siyu_app::EngineMode::Live)?)
+    };
+    let listener = runtime.block_on(async {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))
+    })?;
+    let bound = listener.local_addr()?.to_string();
+    let advertise = nodes.advertise.clone().unwrap_or_else(|| bound.clone());
+    let node = siyu_app::owners::new_node(&advertise);
+    app.set_operator_secret(&node.secret);
+    if let Some(l) = &mut lock {
+        l.serving(&bound, &node.secret)?;
+    }
+    // The node takes its share of the tenants before it serves (a first step), then keeps
+    // it on a thread of its own; it stops when `stop_leases` is dropped.
+    let (stop_leases, leases_stopped) = std::sync::mpsc::channel::<()>();
+    let leaser = if shared {
+        tracing::info!(node = %node.id, addr = %advertise, "joining the nodes on {}", location.describe());
+        let mut leaser = siyu_app::owners::Leaser::new(
+            app.clone(),
+            node,
+            siyu_app::owners::LeaseOptions {
+                ttl: nodes.ttl,
+                addr: advertise,
+            },
+        );
+        leaser.step()?;
+        Some(
+            std::thread::Builder::new()
+                .name("siyu-leases".into())
+                .spawn(move || leaser.run_until_stopped(leases_stopped))?,
+        )
+    } else {
+        None
+    };
     // The pollers stop when `stop_pollers` is dropped.
     let (stop_pollers, stopped) = std::sync::mpsc::channel::<()>();
     let pollers = {
@@ -55,10 +140,6 @@ pub fn serve_with(
             })?
     };
     let served = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let bound = listener.local_addr()?.to_string();
         let shutdown = shutdown_on_signal()?;
         tracing::info!(addr = %bound, "serving");
         match banner {
@@ -74,6 +155,11 @@ pub fn serve_with(
     });
     drop(stop_pollers);
     let _ = pollers.join();
+    // Every tenant given up (what each derived stored first), so other nodes take them now.
+    drop(stop_leases);
+    if let Some(l) = leaser {
+        let _ = l.join();
+    }
     served?;
     // Requests are finished; the last reference drains the writer queue and joins it.
     drop(runtime);

@@ -9,6 +9,7 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
     match args.command {
         TenantCommand::Create { name, store, .. } => {
             let name = siyu_app::TenantName::parse(&name)?;
+            let _lock = store.lock_for("tenant create")?;
             let store = siyu_store::open(&store.location()?, siyu_store::Durability::Full)?;
             let keys = siyu_app::tenants::create(&*store, &name)?;
             // The keys are shown this once: failing to show them is an error, not a quiet exit.
@@ -31,6 +32,7 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
                     "--custom-domain {custom_domain:?} is not one of public, commercial, private"
                 )
             })?;
+            let _lock = store.lock_for("tenant set")?;
             let store = siyu_store::open(&store.location()?, siyu_store::Durability::Full)?;
             let tenant = siyu_app::App::resolve_tenant(&*store, Some(&name))?;
             store.set_custom_domain(tenant.id, domain)?;
@@ -39,6 +41,7 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
         TenantCommand::Rules { name, file, store } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let _lock = store.lock_for("tenant rules")?;
             let store = siyu_store::open(&store.location()?, siyu_store::Durability::Full)?;
             let tenant = siyu_app::App::resolve_tenant(&*store, Some(&name))?;
             let rules = siyu_engine::Rules::from_toml(&text).map_err(|e| {

@@ -132,7 +132,18 @@ pub async fn healthz(Axum(state): Axum<State>) -> Result<Json<Value>, ApiError> 
     let backend = tokio::task::spawn_blocking(move || app.health())
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok(Json(json!({"status": "ok", "store": backend})))
+    let shared = state.app.ingestor.leased();
+    let serving = match shared {
+        true => state.app.ingestor.served().len(),
+        false => {
+            let app = state.app.clone();
+            crate::blocking(move || Ok(app.store().tenants().map_err(siyu_app::AppError::from)?.len()))
+                .await?
+        }
+    };
+    Ok(Json(
+        json!({"status": "ok", "store": backend, "serving": serving, "shared": shared}),
+    ))
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -322,6 +322,12 @@ pub struct Health {
     /// The store's backend.
     #[schema(example = "sqlite")]
     store: String,
+    /// How many tenants this process serves: all of them on one SQLite process; on a shared
+    /// PostgreSQL, those this node holds the lease of (the others are forwarded).
+    #[schema(example = 1)]
+    serving: u64,
+    /// Whether several nodes share the store (PostgreSQL), each serving its leased tenants.
+    shared: bool,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,12 +14,14 @@
 //!   [`EventLog`], [`Decisions`], [`LiveLog`], [`Segments`], [`Connectors`]); [`open`] picks
 //!   the backend from a [`Location`].
 //! - `sqlite`, `postgres`: the backends, each with its migrations.
+//! - [`lock`]: one writing process per SQLite data directory ([`DirLock`]).
 //! - [`Leases`]: nodes and tenants' leases, with the fencing tokens writes check ([`leases`]).
 //! - [`Snapshots`], [`TriggerLog`]: capabilities of their own, so that a capability adds a
 //!   trait rather than growing [`Store`]; [`triggers`] reads the one trigger stream.
 //! - `suite` (tests only): the one test suite both backends must pass.
 
 pub mod leases;
+pub mod lock;
 mod postgres;
 mod sqlite;
 #[cfg(test)]
@@ -34,6 +36,7 @@ use std::sync::Arc;
 use siyu_domain::{Event, Millis};
 
 pub use leases::{Fences, Lease, Leases, Node};
+pub use lock::{DirLock, Holder, LockError};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use triggers::{EventHead, StoredCursor, StoredTrigger, TriggerLog, TriggerPage, TriggerQuery};

@@ -10,6 +10,7 @@ mod durability;
 mod identity;
 mod ingest;
 mod metrics;
+mod nodes;
 mod openapi;
 mod output;
 mod segment;

@@ -1,0 +1,271 @@
+//! One owner per store. Two `siyu serve` nodes on one PostgreSQL serve disjoint tenants,
+//! forward each other's requests, and when one is killed with SIGKILL under load the other
+//! takes its tenants within the lease: every acknowledged event is stored once, and every
+//! fan's `segment_entered` trigger and first layer transition are stored exactly once — none
+//! lost, none doubled. On SQLite, a second server on the same data directory, and a command
+//! that writes beside a running server, are refused at once with the holder's pid.
+
+use std::collections::HashMap;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use siyu_store::{Location, Store};
+
+use crate::durability::{siyu, start_server};
+use crate::helpers::{Backend, fresh_location, store_flags};
+
+const TENANTS: usize = 4;
+const FANS: usize = 120;
+const BATCH: usize = 10;
+
+fn cli(flags: &[String], args: &[&str]) -> Value {
+    let out = siyu().args(args).args(flags).output().unwrap();
+    assert!(
+        out.status.success(),
+        "siyu {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+async fn health(client: &reqwest::Client, url: &str) -> Option<Value> {
+    let r = client
+        .get(format!("{url}/healthz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    r.json().await.ok()
+}
+
+/// Waits (polling, with a deadline) until `ok` holds.
+async fn until(what: &str, limit: Duration, mut ok: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !ok().await {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn serving(h: &Option<Value>) -> u64 {
+    h.as_ref().and_then(|h| h["serving"].as_u64()).unwrap_or(0)
+}
+
+fn batch(tenant: usize, n: usize) -> Value {
+    let ts = siyu_domain::time::format_rfc3339(siyu_domain::time::now_ms());
+    Value::Array(
+        (n * BATCH..(n + 1) * BATCH)
+            .map(|i| {
+                json!({"id": format!("t{tenant}-e{i}"), "type": "live_watch", "ts": ts,
+                       "identities": {"douyin_open_id": format!("t{tenant}-fan{i}")}})
+            })
+            .collect(),
+    )
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+async fn two_nodes_survive_the_death_of_one() {
+    let (location, _schema) = fresh_location(Backend::Postgres);
+    let flags = store_flags(&location);
+    let mut keys = Vec::new();
+    for t in 0..TENANTS {
+        let name = format!("t{t}");
+        let k = cli(&flags, &["tenant", "create", &name]);
+        cli(
+            &flags,
+            &["segment", "save", "watchers", "count(live_watch, 30d) >= 1", "--tenant", &name],
+        );
+        keys.push(k["write_key"].as_str().unwrap().to_string());
+    }
+    let node_flags: Vec<String> = flags
+        .iter()
+        .cloned()
+        .chain(["--lease-ttl".into(), "3".into()])
+        .collect();
+    let (a, url_a) = start_server(&node_flags);
+    let (b, url_b) = start_server(&node_flags);
+    let mut guard = Servers(vec![a, b]);
+    let client = reqwest::Client::new();
+    until("the nodes to share the tenants", Duration::from_secs(30), async || {
+        let (ha, hb) = (health(&client, &url_a).await, health(&client, &url_b).await);
+        serving(&ha) == 2 && serving(&hb) == 2
+    })
+    .await;
+
+    // Every batch is sent until acknowledged, to either node (a node forwards to the
+    // tenant's owner); node a is killed once a third are in.
+    let batches: Vec<(usize, usize)> = (0..FANS / BATCH)
+        .flat_map(|n| (0..TENANTS).map(move |t| (t, n)))
+        .collect();
+    let mut a_alive = true;
+    let mut refused_while_moving = 0;
+    for (i, (t, n)) in batches.iter().copied().enumerate() {
+        if i == batches.len() / 3 {
+            kill(&mut guard.0[0]);
+            a_alive = false;
+        }
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            let url = if a_alive && attempt % 2 == i % 2 { &url_a } else { &url_b };
+            attempt += 1;
+            let r = client
+                .post(format!("{url}/api/events"))
+                .bearer_auth(&keys[t])
+                .json(&batch(t, n))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status().is_success() => {
+                    let v: Value = r.json().await.unwrap();
+                    assert_eq!(v["accepted"].as_u64().unwrap() + v["duplicates"].as_u64().unwrap(), BATCH as u64, "{v}");
+                    break;
+                }
+                Ok(r) => {
+                    assert_eq!(r.status(), 503, "only a moving tenant is refused");
+                    assert_eq!(r.headers()["retry-after"], "1");
+                    refused_while_moving += 1;
+                }
+                Err(_) => {} // the killed node
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "batch {t}/{n} never acknowledged");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(refused_while_moving > 0, "a's tenants were refused until b took them");
+    until("b to serve every tenant", Duration::from_secs(30), async || {
+        serving(&health(&client, &url_b).await) == TENANTS as u64
+    })
+    .await;
+
+    // Read what is stored, once b has stored what it derived.
+    let Location::Postgres(url) = &location else { unreachable!() };
+    let url = url.clone();
+    tokio::task::spawn_blocking(move || verify(&url)).await.unwrap();
+    drop(guard);
+}
+
+/// Every acknowledged event stored once; every fan's entry and first layer stored once.
+fn verify(url: &str) {
+    let store = siyu_store::open(&Location::Postgres(url.to_string()), siyu_store::Durability::Full).unwrap();
+    for t in store.tenants().unwrap() {
+        assert_eq!(store.event_count(t.id).unwrap(), FANS as u64, "tenant {}", t.name);
+        let entered = |s: &dyn Store| -> HashMap<i64, usize> {
+            let mut per_fan = HashMap::new();
+            for c in s.segment_changes(t.id, None, None, 0, usize::MAX).unwrap() {
+                assert!(c.entered, "nobody leaves: {c:?}");
+                *per_fan.entry(c.fan).or_default() += 1;
+            }
+            per_fan
+        };
+        let started = Instant::now();
+        while entered(&*store).len() < FANS {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "tenant {}: triggers lost: {} of {FANS} fans entered",
+                t.name,
+                entered(&*store).len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let doubled: Vec<_> = entered(&*store).into_iter().filter(|(_, n)| *n > 1).collect();
+        assert!(doubled.is_empty(), "tenant {}: segment_entered twice: {doubled:?}", t.name);
+        let mut first = HashMap::<i64, usize>::new();
+        for tr in store.transitions(t.id, None, 0, usize::MAX).unwrap() {
+            if tr.from.is_none() {
+                *first.entry(tr.fan).or_default() += 1;
+            }
+        }
+        assert_eq!(first.len(), FANS, "tenant {}: every fan's first layer", t.name);
+        assert!(first.values().all(|n| *n == 1), "tenant {}: a first layer twice", t.name);
+    }
+    let leases = store.leases().unwrap();
+    assert_eq!(leases.len(), TENANTS);
+    let holders: std::collections::HashSet<_> = leases.iter().map(|l| l.node.as_str()).collect();
+    assert_eq!(holders.len(), 1, "one node holds every lease: {leases:?}");
+}
+
+/// Kills the servers a test started, whether it passes or panics.
+struct Servers(Vec<Child>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            kill(c);
+        }
+    }
+}
+
+async fn a_second_server_and_a_writer_beside_it_are_refused() {
+    let (location, _dir) = fresh_location(Backend::Sqlite);
+    let flags = store_flags(&location);
+    let keys = cli(&flags, &["tenant", "create", "acme"]);
+    let admin_key = keys["admin_key"].as_str().unwrap().to_string();
+    let (first, url) = start_server(&flags);
+    let pid = first.id().to_string();
+    let mut guard = Servers(vec![first]);
+    let addr = url.strip_prefix("http://").unwrap().to_string();
+    let out = siyu().arg("serve").args(&flags).args(["--addr", "127.0.0.1:0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error[store_locked]") && err.contains(&format!("pid {pid}")) && err.contains(&addr), "{err}");
+    for args in [
+        vec!["tenant", "create", "beta"],
+        vec!["segment", "save", "s", "layer >= potential"],
+        vec!["tag", "add", "vip", "--fan", "1"],
+    ] {
+        let out = siyu().args(&args).args(&flags).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("error[store_locked]") && err.contains(&format!("pid {pid}")), "{args:?}: {err}");
+    }
+    // An import goes through the server, which commits and derives it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    let lines: Vec<String> = (0..30)
+        .map(|i| json!({"id": format!("e{i}"), "type": "live_watch", "ts": "2026-10-01T00:00:00Z",
+                        "identities": {"douyin_open_id": format!("fan{i}")}, "props": {"room": "r1"}}).to_string())
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    for run in 0..2 {
+        let out = siyu().arg("import").arg(&file).args(&flags).arg("--json").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (accepted, duplicates) = if run == 0 { (30, 0) } else { (0, 30) };
+        assert_eq!((v["accepted"].as_u64(), v["duplicates"].as_u64()), (Some(accepted), Some(duplicates)), "{v}");
+        assert_eq!(v["tenant"], "acme");
+    }
+    let admin = admin_key.as_str();
+    let stats: Value = reqwest::Client::new()
+        .get(format!("{url}/api/stats"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["events"], 30, "{stats}");
+    // Reading beside it is fine.
+    let out = siyu().args(["tenant", "list"]).args(&flags).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    kill(&mut guard.0[0]);
+    // The lock went with the process: a command that writes goes on now.
+    cli(&flags, &["tenant", "create", "beta"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_nodes_survive_the_death_of_one() {
+    two_nodes_survive_the_death_of_one().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_second_server_and_a_writer_beside_it_are_refused() {
+    a_second_server_and_a_writer_beside_it_are_refused().await
+}
