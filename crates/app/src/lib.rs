@@ -337,7 +337,10 @@ impl App {
         let Some(held) = held.as_deref() else {
             return Ok(None);
         };
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(secret.as_bytes(), held.as_bytes())) {
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            secret.as_bytes(),
+            held.as_bytes(),
+        )) {
             return Ok(None);
         }
         let name = (!tenant.is_empty()).then_some(tenant);

@@ -147,7 +147,10 @@ impl Leaser {
             {
                 continue;
             }
-            if let Some(lease) = self.store().acquire_lease(t.id, &self.node.id, now, until)? {
+            if let Some(lease) = self
+                .store()
+                .acquire_lease(t.id, &self.node.id, now, until)?
+            {
                 match self.take(t.id, now) {
                     Ok(()) => {
                         tracing::info!(tenant = %t.name, token = lease.token, "serving tenant");
@@ -184,8 +187,7 @@ impl Leaser {
     fn give_up(&mut self, tenant: TenantId, token: i64) -> Result<(), AppError> {
         self.app.ingestor.release(tenant)?;
         self.held.remove(&tenant);
-        self.store()
-            .release_lease(tenant, &self.node.id, token)?;
+        self.store().release_lease(tenant, &self.node.id, token)?;
         tracing::info!(tenant, "gave a tenant up to another node");
         Ok(())
     }
@@ -294,7 +296,11 @@ mod tests {
             crate::tenants::create(&**app_a.store(), &name).unwrap();
         }
         let mut a = node(&app_a, "a");
-        assert_eq!(a.step().unwrap().taken.len(), 4, "alone, a takes every tenant");
+        assert_eq!(
+            a.step().unwrap().taken.len(),
+            4,
+            "alone, a takes every tenant"
+        );
         assert_eq!(app_a.ingestor.served().len(), 4);
         let mut b = node(&app_b, "b");
         assert!(b.step().unwrap().taken.is_empty(), "all held by a");
@@ -306,7 +312,10 @@ mod tests {
         assert_eq!((a.held().len(), b.held().len()), (2, 2));
         assert!(a.held().iter().all(|t| !b.held().contains(t)), "disjoint");
         let t = a.held()[0];
-        assert_eq!(app_b.owner(t).unwrap(), Owner::Elsewhere("127.0.0.1:1".into()));
+        assert_eq!(
+            app_b.owner(t).unwrap(),
+            Owner::Elsewhere("127.0.0.1:1".into())
+        );
         assert!(matches!(
             app_b.stats(t),
             Err(AppError::NotOwner(x)) if x == t

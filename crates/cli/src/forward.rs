@@ -68,7 +68,10 @@ impl Remote {
         let body = Value::Array(events.iter().map(native).collect());
         let v = self.call("POST", "/api/events", Some(&body))?;
         if let Some(r) = v["rejected"].as_array().filter(|r| !r.is_empty()) {
-            bail!("the server refused events this import accepted: {}", Value::Array(r.clone()));
+            bail!(
+                "the server refused events this import accepted: {}",
+                Value::Array(r.clone())
+            );
         }
         outcome.accepted += v["accepted"].as_u64().unwrap_or(0);
         outcome.duplicates += v["duplicates"].as_u64().unwrap_or(0);

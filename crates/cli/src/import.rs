@@ -101,7 +101,13 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             let store = siyu_store::open(&location, siyu_store::Durability::Normal)?;
             let tenant = siyu_app::App::resolve_tenant(&*store, args.tenant.as_deref())?;
             let ingestor = Ingestor::start(store.clone(), siyu_app::EngineMode::WriteOnly)?;
-            let summary = import_files(&Sink::Local(&ingestor), &tenant.name, tenant.id, &plan, true)?;
+            let summary = import_files(
+                &Sink::Local(&ingestor),
+                &tenant.name,
+                tenant.id,
+                &plan,
+                true,
+            )?;
             drop(ingestor);
             store.flush()?;
             summary
@@ -114,7 +120,10 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             let Some(remote) = remote else { return Err(e) };
             let name = remote.tenant()?;
             if !args.json {
-                errln!("a server holds this data directory; importing through it at {}", remote.base());
+                errln!(
+                    "a server holds this data directory; importing through it at {}",
+                    remote.base()
+                );
             }
             import_files(&Sink::Remote(remote), &name, 0, &plan, true)?
         }
@@ -239,7 +248,8 @@ impl Pipeline<'_> {
         while self.pending.len() >= IN_FLIGHT {
             self.wait_one()?;
         }
-        self.pending.push_back(ingestor.submit(self.tenant, events)?);
+        self.pending
+            .push_back(ingestor.submit(self.tenant, events)?);
         Ok(())
     }
 

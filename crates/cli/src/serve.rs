@@ -87,6 +87,8 @@ pub fn serve_with(
         .build()?;
     siyu_server::metrics::install();
     let store = siyu_store::open(location, siyu_store::Durability::Full)?;
+    // A store that cannot be written is refused now, not answered with a 500 per request.
+    store.check_writable()?;
     let app = if shared {
         store.require_leases();
         Arc::new(siyu_app::App::start(store, siyu_app::EngineMode::Leased)?)

@@ -137,8 +137,14 @@ pub async fn healthz(Axum(state): Axum<State>) -> Result<Json<Value>, ApiError> 
         true => state.app.ingestor.served().len(),
         false => {
             let app = state.app.clone();
-            crate::blocking(move || Ok(app.store().tenants().map_err(siyu_app::AppError::from)?.len()))
-                .await?
+            crate::blocking(move || {
+                Ok(app
+                    .store()
+                    .tenants()
+                    .map_err(siyu_app::AppError::from)?
+                    .len())
+            })
+            .await?
         }
     };
     Ok(Json(

@@ -95,8 +95,13 @@ pub trait Leases {
 
     /// Extends a lease this handle holds; `false` (and the handle's token forgotten) when it
     /// passed to another node meanwhile.
-    fn renew_lease(&self, tenant: TenantId, node: &str, token: i64, expires_at: Millis)
-    -> Result<bool>;
+    fn renew_lease(
+        &self,
+        tenant: TenantId,
+        node: &str,
+        token: i64,
+        expires_at: Millis,
+    ) -> Result<bool>;
 
     /// Gives a lease up at once (it expires now); the handle's token is forgotten first, so
     /// nothing this handle writes for the tenant afterwards is stored.

@@ -309,6 +309,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("no {kind} connector is set up for tenant {tenant}")]
     NoSuchConnector { tenant: TenantId, kind: String },
+    /// The store cannot be written (see [`EventLog::check_writable`]).
+    #[error("the store cannot be written: {0}")]
+    ReadOnly(String),
     /// A write for a tenant whose lease this store handle does not hold (see [`leases`]).
     #[error("this node does not hold tenant {0}'s lease")]
     NotOwner(TenantId),
@@ -328,6 +331,7 @@ impl StoreError {
             StoreError::Corrupt(_) | StoreError::SqliteValue(_) => "store_corrupt",
             StoreError::NoSuchConnector { .. } => "connector_not_configured",
             StoreError::NotOwner(_) => "tenant_moving",
+            StoreError::ReadOnly(_) => "store_read_only",
         }
     }
 }
@@ -476,6 +480,11 @@ pub trait EventLog {
     /// Makes everything committed durable on disk now (a checkpoint); a no-op where commits
     /// already are.
     fn flush(&self) -> Result<()>;
+
+    /// Commits a write that changes nothing, to find out at start that the store cannot be
+    /// written (a read-only file or mount, a full disk, a read-only PostgreSQL or standby)
+    /// rather than from every request after: [`StoreError::ReadOnly`] with the reason.
+    fn check_writable(&self) -> Result<()>;
 }
 
 /// What operators decide: identity decisions and layer rules, replayed with the log.

@@ -192,7 +192,10 @@ mod tests {
         let holder = holder.as_ref().unwrap();
         assert_eq!(holder.pid, std::process::id());
         assert_eq!(holder.addr.as_deref(), Some("127.0.0.1:8080"));
-        assert!(err.to_string().contains("serving http://127.0.0.1:8080"), "{err}");
+        assert!(
+            err.to_string().contains("serving http://127.0.0.1:8080"),
+            "{err}"
+        );
         assert_eq!(holder.secret.as_deref(), Some("sy_n_secret"));
         assert!(!format!("{err} {err:?}").contains("sy_n_secret"), "{err:?}");
         #[cfg(unix)]

@@ -382,7 +382,24 @@ impl Drop for PostgresStore {
     }
 }
 
+/// A refusal to write (a standby, `default_transaction_read_only`) as [`StoreError::ReadOnly`].
+fn read_only_or(e: postgres::Error) -> StoreError {
+    match e.code() {
+        Some(&postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION) => StoreError::ReadOnly(
+            "PostgreSQL is read-only here (a standby, or default_transaction_read_only)".into(),
+        ),
+        _ => e.into(),
+    }
+}
+
 fn migrate(client: &mut Client) -> Result<()> {
+    migrate_on(client).map_err(|e| match e {
+        StoreError::Postgres(p) => read_only_or(p),
+        other => other,
+    })
+}
+
+fn migrate_on(client: &mut Client) -> Result<()> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     tx.batch_execute(
@@ -570,8 +587,28 @@ impl crate::EventLog for PostgresStore {
         })
     }
 
+    fn check_writable(&self) -> Result<()> {
+        self.probe_write()
+    }
+
     fn flush(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+impl PostgresStore {
+    fn probe_write(&self) -> Result<()> {
+        self.writer(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "UPDATE schema_migrations SET applied_at = applied_at
+                 WHERE version = (SELECT MAX(version) FROM schema_migrations)",
+                &[],
+            )
+            .map_err(read_only_or)?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 }
 

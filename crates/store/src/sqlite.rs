@@ -469,6 +469,17 @@ impl SqliteStore {
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_on(conn).map_err(|e| match e {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, m))
+            if f.code == rusqlite::ErrorCode::ReadOnly =>
+        {
+            StoreError::ReadOnly(m.unwrap_or_else(|| "the database is read-only".into()))
+        }
+        other => other,
+    })
+}
+
+fn migrate_on(conn: &mut Connection) -> Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )?;
@@ -700,9 +711,30 @@ impl crate::EventLog for SqliteStore {
         )?)
     }
 
+    fn check_writable(&self) -> Result<()> {
+        self.probe_write()
+    }
+
     fn flush(&self) -> Result<()> {
         let conn = self.conn();
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+impl SqliteStore {
+    fn probe_write(&self) -> Result<()> {
+        let conn = self.conn();
+        if conn.is_readonly(rusqlite::MAIN_DB)? {
+            return Err(StoreError::ReadOnly(
+                "the database file or its directory is read-only".into(),
+            ));
+        }
+        // Rewrites the header's user_version with its own value: a real commit (a WAL frame
+        // and its sync), which a full disk refuses.
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        conn.pragma_update(None, "user_version", v)
+            .map_err(|e| StoreError::ReadOnly(e.to_string()))?;
         Ok(())
     }
 }

@@ -798,22 +798,47 @@ fn leases_pass_between_nodes_and_fence_stale_writes(open: &dyn Fn() -> std::sync
     ));
     let la = a.acquire_lease(t, "a", NOW, NOW + 100).unwrap().unwrap();
     assert_eq!(la.token, 1);
-    assert!(b.acquire_lease(t, "b", NOW + 50, NOW + 150).unwrap().is_none(), "a holds it");
-    assert_eq!(append_one(&*a, t, std::slice::from_ref(&e)), [Appended::Stored(1)]);
+    assert!(
+        b.acquire_lease(t, "b", NOW + 50, NOW + 150)
+            .unwrap()
+            .is_none(),
+        "a holds it"
+    );
+    assert_eq!(
+        append_one(&*a, t, std::slice::from_ref(&e)),
+        [Appended::Stored(1)]
+    );
     assert!(a.renew_lease(t, "a", 1, NOW + 200).unwrap());
     // a stalls past its lease; b takes over with a greater token.
-    let lb = b.acquire_lease(t, "b", NOW + 200, NOW + 300).unwrap().unwrap();
+    let lb = b
+        .acquire_lease(t, "b", NOW + 200, NOW + 300)
+        .unwrap()
+        .unwrap();
     assert_eq!(lb.token, 2);
-    let mark = LiveMark { clock: NOW, seq: 1, rules_version: 0 };
+    let mark = LiveMark {
+        clock: NOW,
+        seq: 1,
+        rules_version: 0,
+    };
     assert!(matches!(
         a.record_live(t, &LiveRecord::default(), &mark),
         Err(StoreError::NotOwner(_))
     ));
     assert!(matches!(
-        a.append(&[AppendBatch { tenant: t, events: std::slice::from_ref(&e), encoded: &Encoded::all(std::slice::from_ref(&e)) }], NOW),
+        a.append(
+            &[AppendBatch {
+                tenant: t,
+                events: std::slice::from_ref(&e),
+                encoded: &Encoded::all(std::slice::from_ref(&e))
+            }],
+            NOW
+        ),
         Err(StoreError::NotOwner(_))
     ));
-    assert!(!a.renew_lease(t, "a", 1, NOW + 400).unwrap(), "a's lease is gone");
+    assert!(
+        !a.renew_lease(t, "a", 1, NOW + 400).unwrap(),
+        "a's lease is gone"
+    );
     b.record_live(t, &LiveRecord::default(), &mark).unwrap();
     assert_eq!(b.live_mark(t).unwrap(), Some(mark));
     // Released, it is free at once; the same node taking it again keeps its token.
@@ -822,9 +847,18 @@ fn leases_pass_between_nodes_and_fence_stale_writes(open: &dyn Fn() -> std::sync
         b.record_live(t, &LiveRecord::default(), &mark),
         Err(StoreError::NotOwner(_))
     ));
-    let again = a.acquire_lease(t, "a", NOW + 201, NOW + 500).unwrap().unwrap();
+    let again = a
+        .acquire_lease(t, "a", NOW + 201, NOW + 500)
+        .unwrap()
+        .unwrap();
     assert_eq!(again.token, 3);
-    assert_eq!(a.acquire_lease(t, "a", NOW + 202, NOW + 600).unwrap().unwrap().token, 3);
+    assert_eq!(
+        a.acquire_lease(t, "a", NOW + 202, NOW + 600)
+            .unwrap()
+            .unwrap()
+            .token,
+        3
+    );
     let leases = b.leases().unwrap();
     assert_eq!(leases.len(), 1);
     assert_eq!((leases[0].node.as_str(), leases[0].token), ("a", 3));

@@ -254,6 +254,7 @@ impl crate::EventLog for Faulty {
         event_count(&self, tenant: crate::TenantId) -> crate::Result<u64>;
         last_seq(&self, tenant: crate::TenantId) -> crate::Result<i64>;
         flush(&self) -> crate::Result<()>;
+        check_writable(&self) -> crate::Result<()>;
     }
 }
 

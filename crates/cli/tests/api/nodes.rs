@@ -3,7 +3,8 @@
 //! takes its tenants within the lease: every acknowledged event is stored once, and every
 //! fan's `segment_entered` trigger and first layer transition are stored exactly once — none
 //! lost, none doubled. On SQLite, a second server on the same data directory, and a command
-//! that writes beside a running server, are refused at once with the holder's pid.
+//! that writes beside a running server, are refused at once with the holder's pid, and an
+//! import goes through the server. A store that cannot be written is refused at start.
 
 use std::collections::HashMap;
 use std::process::Child;
@@ -78,7 +79,14 @@ async fn two_nodes_survive_the_death_of_one() {
         let k = cli(&flags, &["tenant", "create", &name]);
         cli(
             &flags,
-            &["segment", "save", "watchers", "count(live_watch, 30d) >= 1", "--tenant", &name],
+            &[
+                "segment",
+                "save",
+                "watchers",
+                "count(live_watch, 30d) >= 1",
+                "--tenant",
+                &name,
+            ],
         );
         keys.push(k["write_key"].as_str().unwrap().to_string());
     }
@@ -91,10 +99,14 @@ async fn two_nodes_survive_the_death_of_one() {
     let (b, url_b) = start_server(&node_flags);
     let mut guard = Servers(vec![a, b]);
     let client = reqwest::Client::new();
-    until("the nodes to share the tenants", Duration::from_secs(30), async || {
-        let (ha, hb) = (health(&client, &url_a).await, health(&client, &url_b).await);
-        serving(&ha) == 2 && serving(&hb) == 2
-    })
+    until(
+        "the nodes to share the tenants",
+        Duration::from_secs(30),
+        async || {
+            let (ha, hb) = (health(&client, &url_a).await, health(&client, &url_b).await);
+            serving(&ha) == 2 && serving(&hb) == 2
+        },
+    )
     .await;
 
     // Every batch is sent until acknowledged, to either node (a node forwards to the
@@ -112,7 +124,11 @@ async fn two_nodes_survive_the_death_of_one() {
         let started = Instant::now();
         let mut attempt = 0;
         loop {
-            let url = if a_alive && attempt % 2 == i % 2 { &url_a } else { &url_b };
+            let url = if a_alive && attempt % 2 == i % 2 {
+                &url_a
+            } else {
+                &url_b
+            };
             attempt += 1;
             let r = client
                 .post(format!("{url}/api/events"))
@@ -124,7 +140,11 @@ async fn two_nodes_survive_the_death_of_one() {
             match r {
                 Ok(r) if r.status().is_success() => {
                     let v: Value = r.json().await.unwrap();
-                    assert_eq!(v["accepted"].as_u64().unwrap() + v["duplicates"].as_u64().unwrap(), BATCH as u64, "{v}");
+                    assert_eq!(
+                        v["accepted"].as_u64().unwrap() + v["duplicates"].as_u64().unwrap(),
+                        BATCH as u64,
+                        "{v}"
+                    );
                     break;
                 }
                 Ok(r) => {
@@ -134,28 +154,49 @@ async fn two_nodes_survive_the_death_of_one() {
                 }
                 Err(_) => {} // the killed node
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "batch {t}/{n} never acknowledged");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "batch {t}/{n} never acknowledged"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    assert!(refused_while_moving > 0, "a's tenants were refused until b took them");
-    until("b to serve every tenant", Duration::from_secs(30), async || {
-        serving(&health(&client, &url_b).await) == TENANTS as u64
-    })
+    assert!(
+        refused_while_moving > 0,
+        "a's tenants were refused until b took them"
+    );
+    until(
+        "b to serve every tenant",
+        Duration::from_secs(30),
+        async || serving(&health(&client, &url_b).await) == TENANTS as u64,
+    )
     .await;
 
     // Read what is stored, once b has stored what it derived.
-    let Location::Postgres(url) = &location else { unreachable!() };
+    let Location::Postgres(url) = &location else {
+        unreachable!()
+    };
     let url = url.clone();
-    tokio::task::spawn_blocking(move || verify(&url)).await.unwrap();
+    tokio::task::spawn_blocking(move || verify(&url))
+        .await
+        .unwrap();
     drop(guard);
 }
 
 /// Every acknowledged event stored once; every fan's entry and first layer stored once.
 fn verify(url: &str) {
-    let store = siyu_store::open(&Location::Postgres(url.to_string()), siyu_store::Durability::Full).unwrap();
+    let store = siyu_store::open(
+        &Location::Postgres(url.to_string()),
+        siyu_store::Durability::Full,
+    )
+    .unwrap();
     for t in store.tenants().unwrap() {
-        assert_eq!(store.event_count(t.id).unwrap(), FANS as u64, "tenant {}", t.name);
+        assert_eq!(
+            store.event_count(t.id).unwrap(),
+            FANS as u64,
+            "tenant {}",
+            t.name
+        );
         let entered = |s: &dyn Store| -> HashMap<i64, usize> {
             let mut per_fan = HashMap::new();
             for c in s.segment_changes(t.id, None, None, 0, usize::MAX).unwrap() {
@@ -174,16 +215,32 @@ fn verify(url: &str) {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        let doubled: Vec<_> = entered(&*store).into_iter().filter(|(_, n)| *n > 1).collect();
-        assert!(doubled.is_empty(), "tenant {}: segment_entered twice: {doubled:?}", t.name);
+        let doubled: Vec<_> = entered(&*store)
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .collect();
+        assert!(
+            doubled.is_empty(),
+            "tenant {}: segment_entered twice: {doubled:?}",
+            t.name
+        );
         let mut first = HashMap::<i64, usize>::new();
         for tr in store.transitions(t.id, None, 0, usize::MAX).unwrap() {
             if tr.from.is_none() {
                 *first.entry(tr.fan).or_default() += 1;
             }
         }
-        assert_eq!(first.len(), FANS, "tenant {}: every fan's first layer", t.name);
-        assert!(first.values().all(|n| *n == 1), "tenant {}: a first layer twice", t.name);
+        assert_eq!(
+            first.len(),
+            FANS,
+            "tenant {}: every fan's first layer",
+            t.name
+        );
+        assert!(
+            first.values().all(|n| *n == 1),
+            "tenant {}: a first layer twice",
+            t.name
+        );
     }
     let leases = store.leases().unwrap();
     assert_eq!(leases.len(), TENANTS);
@@ -211,10 +268,20 @@ async fn a_second_server_and_a_writer_beside_it_are_refused() {
     let pid = first.id().to_string();
     let mut guard = Servers(vec![first]);
     let addr = url.strip_prefix("http://").unwrap().to_string();
-    let out = siyu().arg("serve").args(&flags).args(["--addr", "127.0.0.1:0"]).output().unwrap();
+    let out = siyu()
+        .arg("serve")
+        .args(&flags)
+        .args(["--addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("error[store_locked]") && err.contains(&format!("pid {pid}")) && err.contains(&addr), "{err}");
+    assert!(
+        err.contains("error[store_locked]")
+            && err.contains(&format!("pid {pid}"))
+            && err.contains(&addr),
+        "{err}"
+    );
     for args in [
         vec!["tenant", "create", "beta"],
         vec!["segment", "save", "s", "layer >= potential"],
@@ -223,7 +290,10 @@ async fn a_second_server_and_a_writer_beside_it_are_refused() {
         let out = siyu().args(&args).args(&flags).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains("error[store_locked]") && err.contains(&format!("pid {pid}")), "{args:?}: {err}");
+        assert!(
+            err.contains("error[store_locked]") && err.contains(&format!("pid {pid}")),
+            "{args:?}: {err}"
+        );
     }
     // An import goes through the server, which commits and derives it.
     let dir = tempfile::tempdir().unwrap();
@@ -234,11 +304,25 @@ async fn a_second_server_and_a_writer_beside_it_are_refused() {
         .collect();
     std::fs::write(&file, lines.join("\n")).unwrap();
     for run in 0..2 {
-        let out = siyu().arg("import").arg(&file).args(&flags).arg("--json").output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = siyu()
+            .arg("import")
+            .arg(&file)
+            .args(&flags)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         let (accepted, duplicates) = if run == 0 { (30, 0) } else { (0, 30) };
-        assert_eq!((v["accepted"].as_u64(), v["duplicates"].as_u64()), (Some(accepted), Some(duplicates)), "{v}");
+        assert_eq!(
+            (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+            (Some(accepted), Some(duplicates)),
+            "{v}"
+        );
         assert_eq!(v["tenant"], "acme");
     }
     let admin = admin_key.as_str();
@@ -253,8 +337,16 @@ async fn a_second_server_and_a_writer_beside_it_are_refused() {
         .unwrap();
     assert_eq!(stats["events"], 30, "{stats}");
     // Reading beside it is fine.
-    let out = siyu().args(["tenant", "list"]).args(&flags).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = siyu()
+        .args(["tenant", "list"])
+        .args(&flags)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     kill(&mut guard.0[0]);
     // The lock went with the process: a command that writes goes on now.
     cli(&flags, &["tenant", "create", "beta"]);
@@ -268,4 +360,77 @@ async fn postgres_two_nodes_survive_the_death_of_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_second_server_and_a_writer_beside_it_are_refused() {
     a_second_server_and_a_writer_beside_it_are_refused().await
+}
+
+/// Runs `siyu serve` expecting it to refuse to start; its stderr.
+fn refused_start(flags: &[String]) -> String {
+    let out = siyu()
+        .arg("serve")
+        .args(flags)
+        .args(["--addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "siyu serve started on a read-only store"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Takes the immutable attribute off a file again, whatever the test did.
+struct Immutable(std::path::PathBuf);
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn sqlite_a_store_that_cannot_be_written_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let flags = vec!["--data".to_string(), data.display().to_string()];
+    cli(&flags, &["tenant", "create", "acme"]);
+    // Read-only even for root (the tests run as root, whom file modes do not stop).
+    let db = data.join("siyu.db");
+    let ok = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&db)
+        .status()
+        .unwrap();
+    assert!(
+        ok.success(),
+        "chattr +i failed: this test needs an ext2/3/4 or similar temp dir"
+    );
+    let _undo = Immutable(db);
+    let err = refused_start(&flags);
+    assert!(
+        err.contains("error[store_read_only]") && err.contains("read-only"),
+        "{err}"
+    );
+}
+
+#[test]
+fn postgres_a_read_only_database_is_refused_at_start() {
+    let (location, _schema) = crate::helpers::fresh_location_blocking(Backend::Postgres);
+    let flags = store_flags(&location);
+    cli(&flags, &["tenant", "create", "acme"]);
+    let Location::Postgres(url) = &location else {
+        unreachable!()
+    };
+    // The session is read-only, as on a standby: the URL's options add the setting.
+    let read_only = url.replace(
+        "options=",
+        "options=-c%20default_transaction_read_only%3Don%20",
+    );
+    assert_ne!(&read_only, url, "the test URL carries options");
+    let err = refused_start(&["--database-url".into(), read_only]);
+    assert!(
+        err.contains("error[store_read_only]") && err.contains("read-only"),
+        "{err}"
+    );
 }
