@@ -1,8 +1,9 @@
 //! One owner per tenant when several `siyu serve` nodes share one PostgreSQL database.
 //!
 //! A [`Leaser`] runs beside a node's writer (started in [`crate::EngineMode::Leased`]). Every
-//! [`Leaser::step`] — a third of the lease's length apart — it keeps the node's row alive,
-//! renews the leases it holds, takes free ones up to its fair share (the tenants divided by
+//! [`Leaser::step`] — a second apart, so a new tenant is served within a second — it takes
+//! free leases up to its fair share; every third of the lease's length it also keeps the
+//! node's row alive and renews the leases it holds. Its fair share is (the tenants divided by
 //! the nodes alive, rounded up), and gives one up when it holds more than that, so that a
 //! node that joins gets work and the tenants of one that died are taken over within the
 //! lease's length. Taking a tenant means: take its lease (a new fencing token), resume its
@@ -49,14 +50,43 @@ impl LeaseOptions {
     }
 }
 
-/// This node's identity: an id unique per process run and the secret the CLI forwards with.
-pub fn new_node(addr: &str) -> Node {
-    let mut rng = rand::rng();
-    let host = std::fs::read_to_string("/etc/hostname")
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node".to_string());
+        .unwrap_or_else(|| "node".to_string())
+}
+
+/// Whether a node id (`host-pid-random`, see [`new_node`]) names a process of this host that
+/// is gone: a server restarted after `kill -9` takes its predecessor's leases at once instead
+/// of waiting for them to expire. Any other node's leases expire.
+fn dead_here(node: &str) -> bool {
+    let mut parts = node.rsplitn(3, '-');
+    let (Some(_), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<i32>() else {
+        return false;
+    };
+    if host != hostname() || pid as u32 == std::process::id() || pid <= 0 {
+        return false;
+    }
+    #[cfg(unix)]
+    {
+        // SAFETY: signal 0 only asks whether the process exists; no pointers.
+        let r = unsafe { libc::kill(pid, 0) };
+        r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    false
+}
+
+/// This node's identity: an id unique per process run (`host-pid-random`; `host` defaults to
+/// the host's name) and the secret the CLI forwards with.
+pub fn new_node(addr: &str, host: Option<&str>) -> Node {
+    let mut rng = rand::rng();
+    let host = host.map_or_else(hostname, str::to_string);
     let secret: [u8; 24] = rng.random();
     Node {
         id: format!("{host}-{}-{:08x}", std::process::id(), rng.random::<u32>()),
@@ -82,7 +112,12 @@ pub struct Leaser {
     clock: Arc<dyn Clock>,
     /// Tenant → the token of its lease held here.
     held: BTreeMap<TenantId, i64>,
+    /// When the leases were last renewed (`None`: never).
+    renewed_at: Option<Millis>,
 }
+
+/// How often a [`Leaser`] looks for free leases (a new tenant, a dead node's).
+pub const LOOK: Duration = Duration::from_secs(1);
 
 impl Leaser {
     pub fn new(app: Arc<App>, node: Node, options: LeaseOptions) -> Leaser {
@@ -93,6 +128,7 @@ impl Leaser {
             options,
             clock,
             held: BTreeMap::new(),
+            renewed_at: None,
         }
     }
 
@@ -109,11 +145,23 @@ impl Leaser {
         &**self.app.store()
     }
 
-    /// One round: heartbeat, renew, take up to the fair share, shed above it.
+    /// One round: heartbeat and renew (when a third of the lease has passed since the last
+    /// renewal), take free leases up to the fair share, shed one above it.
     pub fn step(&mut self) -> Result<LeaseStep, AppError> {
-        let mut done = LeaseStep::default();
         let now = self.clock.now();
         let until = now + self.options.ttl_ms();
+        let mut done = LeaseStep::default();
+        let due = self
+            .renewed_at
+            .is_none_or(|at| now - at >= self.options.interval().as_millis() as Millis);
+        if due {
+            self.renew(now, until, &mut done)?;
+        }
+        self.balance(now, until, &mut done)?;
+        Ok(done)
+    }
+
+    fn renew(&mut self, now: Millis, until: Millis, done: &mut LeaseStep) -> Result<(), AppError> {
         self.node.expires_at = until;
         self.store().heartbeat(&self.node)?;
         for (tenant, token) in self.held.clone() {
@@ -127,6 +175,16 @@ impl Leaser {
                 done.lost.push(tenant);
             }
         }
+        self.renewed_at = Some(now);
+        Ok(())
+    }
+
+    fn balance(
+        &mut self,
+        now: Millis,
+        until: Millis,
+        done: &mut LeaseStep,
+    ) -> Result<(), AppError> {
         let nodes = self.store().nodes(now)?.len().max(1);
         let tenants = self.store().tenants()?;
         let fair = tenants.len().div_ceil(nodes);
@@ -140,17 +198,19 @@ impl Leaser {
             if self.held.len() >= fair {
                 break;
             }
-            if self.held.contains_key(&t.id)
-                || leases
-                    .get(&t.id)
-                    .is_some_and(|l| l.live(now) && l.node != self.node.id)
-            {
+            let lease = leases.get(&t.id);
+            let elsewhere = lease.filter(|l| l.live(now) && l.node != self.node.id);
+            // A lease of this host's process that is gone is taken as if expired.
+            let dead = elsewhere.filter(|l| dead_here(&l.node));
+            if self.held.contains_key(&t.id) || (elsewhere.is_some() && dead.is_none()) {
                 continue;
             }
-            if let Some(lease) = self
-                .store()
-                .acquire_lease(t.id, &self.node.id, now, until)?
-            {
+            let at = dead.map_or(now, |l| l.expires_at.max(now));
+            if let Some(l) = dead {
+                tracing::info!(tenant = %t.name, node = %l.node, "taking over from a process of this host that is gone");
+                let _ = self.store().remove_node(&l.node);
+            }
+            if let Some(lease) = self.store().acquire_lease(t.id, &self.node.id, at, until)? {
                 match self.take(t.id, now) {
                     Ok(()) => {
                         tracing::info!(tenant = %t.name, token = lease.token, "serving tenant");
@@ -174,7 +234,7 @@ impl Leaser {
                 done.released.push(tenant);
             }
         }
-        Ok(done)
+        Ok(())
     }
 
     /// Resumes a tenant's engine as a start does and hands it to the writer.
@@ -205,14 +265,14 @@ impl Leaser {
         }
     }
 
-    /// Steps every [`LeaseOptions::interval`] until `stop` is sent or dropped, then gives
-    /// everything up.
+    /// Steps every [`LOOK`] (or every renewal interval, if shorter) until `stop` is sent or
+    /// dropped, then gives everything up.
     pub fn run_until_stopped(mut self, stop: Receiver<()>) {
         loop {
             if let Err(e) = self.step() {
                 tracing::error!(error = %e, "lease step failed; retrying");
             }
-            match stop.recv_timeout(self.options.interval()) {
+            match stop.recv_timeout(LOOK.min(self.options.interval())) {
                 Err(RecvTimeoutError::Timeout) => continue,
                 _ => break,
             }
@@ -267,7 +327,7 @@ mod tests {
     const T0: Millis = 1_793_000_000_000;
 
     fn node(app: &Arc<App>, id: &str) -> Leaser {
-        let mut n = new_node("127.0.0.1:1");
+        let mut n = new_node("127.0.0.1:1", None);
         n.id = id.to_string();
         Leaser::new(
             app.clone(),

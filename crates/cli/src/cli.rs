@@ -140,6 +140,11 @@ pub struct ServeArgs {
     /// the address it listens on, which must then be reachable from them).
     #[arg(long, env = "SIYU_ADVERTISE_ADDR")]
     pub advertise_addr: Option<String>,
+    /// PostgreSQL only: what this node's id starts with (default: the host's name). A server
+    /// restarted on the same host under the same name takes its dead predecessor's tenants at
+    /// once; any other node's wait for their leases to expire.
+    #[arg(long, env = "SIYU_NODE_NAME")]
+    pub node_name: Option<String>,
     /// Seconds between rounds of the Ocean Engine lead poller once every tenant is caught up.
     #[arg(long, default_value_t = 60, env = "SIYU_POLL_INTERVAL")]
     pub poll_interval: u64,

@@ -26,6 +26,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let nodes = Nodes {
         ttl: Duration::from_secs(args.lease_ttl),
         advertise: args.advertise_addr,
+        name: args.node_name,
     };
     serve_with(&location, &args.addr, None, poll, lock, nodes)
 }
@@ -35,6 +36,8 @@ pub struct Nodes {
     pub ttl: Duration,
     /// The address other nodes reach this one at; default, the bound one.
     pub advertise: Option<String>,
+    /// What the node's id starts with; default, the host's name.
+    pub name: Option<String>,
 }
 
 impl Default for Nodes {
@@ -42,6 +45,7 @@ impl Default for Nodes {
         Nodes {
             ttl: Duration::from_secs(15),
             advertise: None,
+            name: None,
         }
     }
 }
@@ -103,7 +107,7 @@ pub fn serve_with(
     })?;
     let bound = listener.local_addr()?.to_string();
     let advertise = nodes.advertise.clone().unwrap_or_else(|| bound.clone());
-    let node = siyu_app::owners::new_node(&advertise);
+    let node = siyu_app::owners::new_node(&advertise, nodes.name.as_deref());
     app.set_operator_secret(&node.secret);
     if let Some(l) = &mut lock {
         l.serving(&bound, &node.secret)?;

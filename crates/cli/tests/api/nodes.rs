@@ -90,13 +90,15 @@ async fn two_nodes_survive_the_death_of_one() {
         );
         keys.push(k["write_key"].as_str().unwrap().to_string());
     }
-    let node_flags: Vec<String> = flags
-        .iter()
-        .cloned()
-        .chain(["--lease-ttl".into(), "3".into()])
-        .collect();
-    let (a, url_a) = start_server(&node_flags);
-    let (b, url_b) = start_server(&node_flags);
+    // Named as two hosts: b cannot see that a's process is gone, and waits for its leases to
+    // expire, as a node on another machine would.
+    let node = |name: &str| -> Vec<String> {
+        let mut f = flags.clone();
+        f.extend(["--lease-ttl", "3", "--node-name", name].map(String::from));
+        f
+    };
+    let (a, url_a) = start_server(&node("host-a"));
+    let (b, url_b) = start_server(&node("host-b"));
     let mut guard = Servers(vec![a, b]);
     let client = reqwest::Client::new();
     until(
