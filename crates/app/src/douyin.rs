@@ -128,7 +128,7 @@ impl App {
         };
         let cx = douyin::Context {
             custom_domain: tenant.custom_domain.parse().unwrap_or(Domain::Private),
-            now: time::now_ms(),
+            bounds: self.time_bounds(time::now_ms()),
         };
         let event = match douyin::parse(body, &delivery_id, &cx).map_err(DeliveryError::Invalid)? {
             Delivery::Verify { challenge } => return Ok(Answer::Challenge(challenge)),

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
-use siyu_domain::{Domain, ErrorCode, Event, EventError, Millis};
+use siyu_domain::{Domain, ErrorCode, Event, EventError, Millis, TimeBounds};
 use siyu_engine::{
     Decision, DedupReport, FanId, Flow, LayerCounts, PossibleDuplicate, Rules, RulesError, Stats,
 };
@@ -134,11 +134,15 @@ impl BatchOutcome {
 }
 
 /// Parses a batch of native events; refused ones become [`Rejection`]s with their index.
-pub fn parse_batch(values: Vec<Value>, now: Millis) -> (Vec<Event>, Vec<Rejection>) {
+pub fn parse_batch(
+    values: Vec<Value>,
+    bounds: impl Into<TimeBounds>,
+) -> (Vec<Event>, Vec<Rejection>) {
+    let bounds = bounds.into();
     let mut events = Vec::with_capacity(values.len());
     let mut rejected = Vec::new();
     for (i, v) in values.into_iter().enumerate() {
-        match Event::from_value(v, now) {
+        match Event::from_value(v, bounds) {
             Ok(e) => events.push(e),
             Err(e) => rejected.push(Rejection::new(i, e)),
         }
@@ -172,6 +176,8 @@ pub struct App {
     /// tenant setting changed by another process (the CLI beside a server) is seen within
     /// seconds; misses are not cached, so a new tenant is found at once.
     keys: RwLock<HashMap<String, (Caller, Instant)>>,
+    /// The earliest event time accepted from any source (`siyu serve --min-timestamp`).
+    min_ts: Millis,
 }
 
 /// Who an API key speaks for, as the server needs it (never the store's rows).
@@ -266,7 +272,20 @@ impl App {
             store,
             ingestor,
             keys: RwLock::new(HashMap::new()),
+            min_ts: siyu_domain::event::DEFAULT_MIN_TS,
         })
+    }
+
+    /// Accepts events from `min_ts` on instead of [`siyu_domain::event::DEFAULT_MIN_TS`].
+    pub fn with_min_ts(mut self, min_ts: Millis) -> App {
+        self.min_ts = min_ts;
+        self
+    }
+
+    /// The event times accepted now: every source (the HTTP ingest, webhooks, pollers) maps
+    /// its input within these.
+    pub fn time_bounds(&self, now: Millis) -> TimeBounds {
+        TimeBounds::new(now, self.min_ts)
     }
 
     /// Which store backend answers, after asking it something (the health check).

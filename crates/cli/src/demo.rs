@@ -53,6 +53,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         &tenant,
         &[(events_file.clone(), import::Format::Jsonl)],
         !args.json,
+        siyu_domain::event::DEFAULT_MIN_TS,
     )?;
     drop(ingestor);
     store.flush()?;

@@ -16,7 +16,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..RunOptions::default()
     };
     poll.poll.lag_ms = args.poll_lag as i64 * 1000;
-    serve_with(&location, &args.addr, None, poll)
+    serve_with(&location, &args.addr, None, poll, args.time.min_ts)
 }
 
 /// Opens the store, rebuilds the live engines from the log, and serves on `addr` until a
@@ -26,15 +26,17 @@ pub fn serve_at(
     addr: &str,
     banner: Option<&dyn Fn(&str)>,
 ) -> anyhow::Result<()> {
-    serve_with(location, addr, banner, RunOptions::default())
+    let min_ts = siyu_domain::event::DEFAULT_MIN_TS;
+    serve_with(location, addr, banner, RunOptions::default(), min_ts)
 }
 
-/// [`serve_at`] with the lead pollers paced by `poll`.
+/// [`serve_at`] with the lead pollers paced by `poll`, accepting events from `min_ts` on.
 pub fn serve_with(
     location: &siyu_store::Location,
     addr: &str,
     banner: Option<&dyn Fn(&str)>,
     poll: RunOptions,
+    min_ts: siyu_domain::Millis,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -42,7 +44,8 @@ pub fn serve_with(
     siyu_server::metrics::install();
     let store = siyu_store::open(location, siyu_store::Durability::Full)?;
     tracing::info!(store = %location.describe(), "loading engines from the event log");
-    let app = Arc::new(siyu_app::App::start(store, siyu_app::EngineMode::Live)?);
+    let app = siyu_app::App::start(store, siyu_app::EngineMode::Live)?.with_min_ts(min_ts);
+    let app = Arc::new(app);
     // The pollers stop when `stop_pollers` is dropped.
     let (stop_pollers, stopped) = std::sync::mpsc::channel::<()>();
     let pollers = {

@@ -26,7 +26,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::event::{ErrorCode, EventError};
+use crate::event::{ErrorCode, EventError, TimeBounds};
 use crate::event_type::CustomName;
 use crate::time::{self, Millis};
 use crate::{Domain, Event};
@@ -48,7 +48,8 @@ pub enum Delivery {
 pub struct Context {
     /// Where unknown events go (the tenant's setting).
     pub custom_domain: Domain,
-    pub now: Millis,
+    /// The receiving clock (the time of a delivery that gives none) and the earliest time.
+    pub bounds: TimeBounds,
 }
 
 fn err(code: ErrorCode, field: &str, message: impl Into<String>) -> EventError {
@@ -139,7 +140,7 @@ pub fn parse(body: &[u8], delivery_id: &str, cx: &Context) -> Result<Delivery, E
         Value::Object(r)
     };
     let (native, fan) = to_native(&event, &m, content, raw, delivery_id, cx)?;
-    Event::from_value(native, cx.now)
+    Event::from_value(native, cx.bounds)
         .map(|e| Delivery::Event(Box::new(e)))
         .map_err(|mut e| {
             e.field = e.field.map(|f| native_to_delivery_field(&f, fan));
@@ -331,7 +332,7 @@ fn to_native(
     let mut native = json!({
         "id": format!("{ID_PREFIX}{delivery_id}"),
         "type": ty,
-        "ts": time::format_rfc3339(created.unwrap_or(cx.now)),
+        "ts": time::format_rfc3339(created.unwrap_or(cx.bounds.now)),
         "identities": {"douyin_open_id": open_id},
         "props": Value::Object(props),
         "source": "douyin",
@@ -352,7 +353,7 @@ mod tests {
     fn cx() -> Context {
         Context {
             custom_domain: Domain::Public,
-            now: NOW,
+            bounds: NOW.into(),
         }
     }
 
@@ -515,6 +516,15 @@ mod tests {
                          "content": {"create_time": "soon"}})),
             (
                 ErrorCode::InvalidTimestamp,
+                Some("content.create_time".into())
+            )
+        );
+        // One second after 1970: a real number, but before the earliest time accepted.
+        assert_eq!(
+            error(json!({"event": "im_receive_msg", "from_user_id": "f",
+                         "content": {"create_time": 1}})),
+            (
+                ErrorCode::TimestampTooOld,
                 Some("content.create_time".into())
             )
         );

@@ -100,7 +100,7 @@ pub async fn native(
         ));
     }
     let total = values.len();
-    let (events, rejected) = parse_batch(values, time::now_ms());
+    let (events, rejected) = parse_batch(values, state.app.time_bounds(time::now_ms()));
     let mut outcome = BatchOutcome {
         rejected,
         ..Default::default()
@@ -158,7 +158,7 @@ async fn segment(
     let cx = segment::Context {
         sent_at: sent_at.as_deref(),
         custom_domain: tenant.custom_domain.parse().unwrap_or(Domain::Private),
-        now: time::now_ms(),
+        bounds: state.app.time_bounds(time::now_ms()),
     };
     let total = messages.len();
     let mut events = Vec::with_capacity(total);
