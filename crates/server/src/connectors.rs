@@ -174,7 +174,7 @@ pub async fn douyin_get(
     request_body = schema::DouyinChange,
     responses(
         (status = 200, description = "Set", body = schema::DouyinConnector),
-        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `invalid_connector_setting` (`field`: `client_secret`)", body = schema::Error),
+        (status = 400, description = "`invalid_json`, `duplicate_key` (`field`: the key's path), `invalid_body`, `unknown_field`, `invalid_connector_setting` (`field`: `client_secret`)", body = schema::Error),
         AdminErrors,
         BodyErrors,
     ),
@@ -229,7 +229,7 @@ pub async fn oceanengine_get(
     request_body = schema::OceanEngineChange,
     responses(
         (status = 200, description = "Set; a new advertiser or start puts the poller back at the start", body = schema::OceanEngineConnector),
-        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `invalid_connector_setting` (`field`: the setting)", body = schema::Error),
+        (status = 400, description = "`invalid_json`, `duplicate_key` (`field`: the key's path), `invalid_body`, `unknown_field`, `invalid_connector_setting` (`field`: the setting)", body = schema::Error),
         AdminErrors,
         BodyErrors,
     ),

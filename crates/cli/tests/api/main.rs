@@ -14,4 +14,5 @@ mod openapi;
 mod output;
 mod segment;
 mod snapshots;
+mod strict;
 mod triggers;
