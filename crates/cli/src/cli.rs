@@ -120,6 +120,7 @@ pub struct TimeArgs {
     /// `timestamp_too_old`.
     #[arg(
         long = "min-timestamp",
+        value_name = "TIME",
         env = "SIYU_MIN_TIMESTAMP",
         default_value = "2000-01-01T00:00:00Z",
         value_parser = parse_timestamp
