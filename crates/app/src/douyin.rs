@@ -5,7 +5,13 @@
 //! acknowledged only after its event is committed; everything downstream of the log (engine,
 //! later triggers) never holds up the answer beyond the group commit, well within Douyin's
 //! 5-second limit. Douyin retries up to three times, possibly out of order: the event id is
-//! `douyin:<Msg-Id>`, so a retry finds its event already stored and stores nothing.
+//! derived from the signed body (its `log_id`, else its SHA-256; see `siyu_domain::douyin`),
+//! so a retry, or a captured delivery replayed under a new `Msg-Id`, finds its event already
+//! stored and stores nothing.
+//!
+//! Every failure before the signature is checked — no such tenant, no client secret set, a
+//! missing or wrong signature — is one [`DeliveryError::Unauthorized`], answered alike, so the
+//! webhook does not tell a stranger which tenant names exist. The reason is logged.
 
 use serde_json::Value;
 use sha1::{Digest, Sha1};
@@ -19,8 +25,12 @@ use crate::{App, AppError, BatchOutcome};
 
 /// The signature Douyin sends for `body`: lowercase hex SHA-1 over secret ‖ body.
 pub fn sign(secret: &Secret, body: &[u8]) -> String {
+    sign_with(secret.expose(), body)
+}
+
+fn sign_with(secret: &str, body: &[u8]) -> String {
     let mut h = Sha1::new();
-    h.update(secret.expose().as_bytes());
+    h.update(secret.as_bytes());
     h.update(body);
     hex::encode(h.finalize())
 }
@@ -42,17 +52,31 @@ pub fn verify(secret: &Secret, body: &[u8], header: Option<&str>) -> bool {
         )
 }
 
+/// Why a delivery could not be authenticated (for the log only: the answer is the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unauthorized {
+    NoTenant,
+    NotConfigured,
+    BadSignature,
+}
+
+impl Unauthorized {
+    /// The reason, for the log and the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unauthorized::NoTenant => "tenant_not_found",
+            Unauthorized::NotConfigured => "connector_not_configured",
+            Unauthorized::BadSignature => "bad_signature",
+        }
+    }
+}
+
 /// Why a delivery was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    #[error("no tenant {0:?}")]
-    NoTenant(String),
-    #[error(
-        "no Douyin client secret is set for tenant {0:?}; set one with `siyu connector douyin`"
-    )]
-    NotConfigured(String),
-    #[error("missing or wrong X-Douyin-Signature")]
-    BadSignature,
+    /// Not a delivery signed for a tenant of this server; which part failed is not said.
+    #[error("the delivery is not signed by a Douyin app of this server")]
+    Unauthorized(Unauthorized),
     #[error(transparent)]
     Invalid(EventError),
     #[error(transparent)]
@@ -66,9 +90,7 @@ impl DeliveryError {
     /// A stable machine code for the edge.
     pub fn code(&self) -> &'static str {
         match self {
-            DeliveryError::NoTenant(_) => "tenant_not_found",
-            DeliveryError::NotConfigured(_) => "connector_not_configured",
-            DeliveryError::BadSignature => "bad_signature",
+            DeliveryError::Unauthorized(_) => "unauthorized",
             DeliveryError::Invalid(e) => e.code.as_str(),
             DeliveryError::App(e) => e.code(),
             DeliveryError::Internal(_) => "internal",
@@ -94,17 +116,16 @@ impl App {
             .map_err(AppError::from)?
             .into_iter()
             .find(|t| t.name == name)
-            .ok_or_else(|| DeliveryError::NoTenant(name.to_string()))?;
+            .ok_or(DeliveryError::Unauthorized(Unauthorized::NoTenant))?;
         let settings = connectors::douyin(&*self.store, tenant.id)
             .map_err(AppError::from)?
-            .ok_or_else(|| DeliveryError::NotConfigured(name.to_string()))?;
+            .ok_or(DeliveryError::Unauthorized(Unauthorized::NotConfigured))?;
         Ok((tenant, settings.client_secret))
     }
 
     /// Handles one delivery for the tenant `tenant_name`: verifies `signature` over the raw
     /// `body`, answers a challenge, or maps and commits the event. `msg_id` is the `Msg-Id`
-    /// header; without one, the SHA-1 of the body stands in, so an identical retry still
-    /// dedupes.
+    /// header, kept on the event for reference; the event id comes from the body.
     pub async fn douyin_delivery(
         self: &std::sync::Arc<Self>,
         tenant_name: &str,
@@ -114,23 +135,37 @@ impl App {
     ) -> Result<Answer, DeliveryError> {
         let app = self.clone();
         let name = tenant_name.to_string();
-        let (tenant, secret) = tokio::task::spawn_blocking(move || app.douyin_tenant(&name))
+        let found = tokio::task::spawn_blocking(move || app.douyin_tenant(&name))
             .await
-            .map_err(|e| DeliveryError::Internal(e.to_string()))??;
-        if !verify(&secret, body, signature) {
-            metrics::counter!("siyu_douyin_deliveries_total", "outcome" => "bad_signature")
-                .increment(1);
-            return Err(DeliveryError::BadSignature);
-        }
-        let delivery_id = match msg_id.map(str::trim).filter(|m| !m.is_empty()) {
-            Some(m) => m.to_string(),
-            None => hex::encode(Sha1::digest(body)),
+            .map_err(|e| DeliveryError::Internal(e.to_string()))?;
+        let authenticated = match found {
+            Ok((tenant, secret)) if verify(&secret, body, signature) => Ok(tenant),
+            Ok(_) => Err(Unauthorized::BadSignature),
+            Err(DeliveryError::Unauthorized(why)) => {
+                // The same work as a wrong signature, so the time taken does not tell either.
+                std::hint::black_box(sign_with("", body));
+                Err(why)
+            }
+            Err(e) => return Err(e),
+        };
+        let tenant = match authenticated {
+            Ok(t) => t,
+            Err(why) => {
+                tracing::info!(
+                    tenant = tenant_name,
+                    reason = why.as_str(),
+                    "Douyin delivery refused"
+                );
+                metrics::counter!("siyu_douyin_deliveries_total", "outcome" => "unauthorized")
+                    .increment(1);
+                return Err(DeliveryError::Unauthorized(why));
+            }
         };
         let cx = douyin::Context {
             custom_domain: tenant.custom_domain.parse().unwrap_or(Domain::Private),
-            now: time::now_ms(),
+            bounds: self.time_bounds(time::now_ms()),
         };
-        let event = match douyin::parse(body, &delivery_id, &cx).map_err(DeliveryError::Invalid)? {
+        let event = match douyin::parse(body, msg_id, &cx).map_err(DeliveryError::Invalid)? {
             Delivery::Verify { challenge } => return Ok(Answer::Challenge(challenge)),
             Delivery::Event(e) => *e,
         };
@@ -164,5 +199,22 @@ mod tests {
         assert!(!verify(&secret, b"{}", None));
         assert!(!verify(&secret, b"{}", Some("")));
         assert!(!verify(&secret, b"{}", Some(&expected[..39])));
+    }
+
+    #[test]
+    fn every_unauthenticated_refusal_reads_the_same() {
+        let answers: Vec<(&str, String)> = [
+            Unauthorized::NoTenant,
+            Unauthorized::NotConfigured,
+            Unauthorized::BadSignature,
+        ]
+        .into_iter()
+        .map(|why| {
+            let e = DeliveryError::Unauthorized(why);
+            (e.code(), e.to_string())
+        })
+        .collect();
+        assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+        assert_eq!(answers[0].0, "unauthorized");
     }
 }

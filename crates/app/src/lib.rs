@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
-use siyu_domain::{Domain, ErrorCode, Event, EventError, Millis};
+use siyu_domain::{Domain, ErrorCode, Event, EventError, Millis, TimeBounds};
 use siyu_engine::{
     Decision, DedupReport, FanId, Flow, LayerCounts, PossibleDuplicate, Rules, RulesError, Stats,
 };
@@ -139,11 +139,15 @@ impl BatchOutcome {
 }
 
 /// Parses a batch of native events; refused ones become [`Rejection`]s with their index.
-pub fn parse_batch(values: Vec<Value>, now: Millis) -> (Vec<Event>, Vec<Rejection>) {
+pub fn parse_batch(
+    values: Vec<Value>,
+    bounds: impl Into<TimeBounds>,
+) -> (Vec<Event>, Vec<Rejection>) {
+    let bounds = bounds.into();
     let mut events = Vec::with_capacity(values.len());
     let mut rejected = Vec::new();
     for (i, v) in values.into_iter().enumerate() {
-        match Event::from_value(v, now) {
+        match Event::from_value(v, bounds) {
             Ok(e) => events.push(e),
             Err(e) => rejected.push(Rejection::new(i, e)),
         }
@@ -179,6 +183,8 @@ pub struct App {
     keys: RwLock<HashMap<String, (Caller, Instant)>>,
     /// The secret a one-shot command beside this server forwards with ([`operator_key`]).
     operator: RwLock<Option<String>>,
+    /// The earliest event time accepted from any source (`siyu serve --min-timestamp`).
+    min_ts: Millis,
 }
 
 /// The key a one-shot command beside a server sends (`siyu import` into a data directory the
@@ -281,7 +287,20 @@ impl App {
             ingestor,
             keys: RwLock::new(HashMap::new()),
             operator: RwLock::new(None),
+            min_ts: siyu_domain::event::DEFAULT_MIN_TS,
         })
+    }
+
+    /// Accepts events from `min_ts` on instead of [`siyu_domain::event::DEFAULT_MIN_TS`].
+    pub fn with_min_ts(mut self, min_ts: Millis) -> App {
+        self.min_ts = min_ts;
+        self
+    }
+
+    /// The event times accepted now: every source (the HTTP ingest, webhooks, pollers) maps
+    /// its input within these.
+    pub fn time_bounds(&self, now: Millis) -> TimeBounds {
+        TimeBounds::new(now, self.min_ts)
     }
 
     /// Which store backend answers, after asking it something (the health check).

@@ -270,8 +270,9 @@ impl LeadPoller {
         let leads = page.leads.len();
         let mut events = Vec::with_capacity(leads);
         let mut rejected = Vec::new();
+        let bounds = self.app.time_bounds(now);
         for (i, lead) in page.leads.into_iter().enumerate() {
-            match lead_to_event(lead, now) {
+            match lead_to_event(lead, bounds) {
                 Ok(e) => events.push(e),
                 Err(e) => rejected.push(Rejection::new(i, e)),
             }

@@ -159,6 +159,7 @@ fn import_into(location: &Location, file: &Path) -> anyhow::Result<(f64, u64)> {
         tenant.id,
         &[(file.to_path_buf(), import::Format::Jsonl)],
         false,
+        siyu_domain::event::DEFAULT_MIN_TS,
     )?;
     drop(ingestor);
     store.flush()?;

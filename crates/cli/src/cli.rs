@@ -124,10 +124,33 @@ impl StoreArgs {
     }
 }
 
+/// Which event times are accepted, beyond the 24 h into the future every source allows.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct TimeArgs {
+    /// The earliest event time accepted (RFC 3339); older events are refused with
+    /// `timestamp_too_old`.
+    #[arg(
+        long = "min-timestamp",
+        value_name = "TIME",
+        env = "SIYU_MIN_TIMESTAMP",
+        default_value = "2000-01-01T00:00:00Z",
+        value_parser = parse_timestamp
+    )]
+    pub min_ts: siyu_domain::Millis,
+}
+
+fn parse_timestamp(s: &str) -> Result<siyu_domain::Millis, String> {
+    siyu_domain::time::parse_rfc3339(s).ok_or_else(|| {
+        format!("{s:?} is not an RFC 3339 time with an offset, e.g. 2000-01-01T00:00:00Z")
+    })
+}
+
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub time: TimeArgs,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "SIYU_ADDR")]
     pub addr: String,
@@ -291,6 +314,8 @@ pub struct ImportArgs {
     pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub time: TimeArgs,
     /// Tenant to import into (default: the only one).
     #[arg(long, env = "SIYU_TENANT")]
     pub tenant: Option<String>,

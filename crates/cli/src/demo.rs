@@ -56,6 +56,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         tenant.id,
         &[(events_file.clone(), import::Format::Jsonl)],
         !args.json,
+        siyu_domain::event::DEFAULT_MIN_TS,
     )?;
     drop(ingestor);
     store.flush()?;

@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use siyu_app::ingest::Committed;
 use siyu_app::{BatchOutcome, Ingestor, Rejection};
-use siyu_domain::{ErrorCode, Event, EventError, IdentityKind, time};
+use siyu_domain::{ErrorCode, Event, EventError, IdentityKind, Millis, TimeBounds, time};
 use siyu_store::TenantId;
 use tokio::sync::oneshot;
 
@@ -107,6 +107,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
                 tenant.id,
                 &plan,
                 true,
+                args.time.min_ts,
             )?;
             drop(ingestor);
             store.flush()?;
@@ -125,7 +126,14 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
                     remote.base()
                 );
             }
-            import_files(&Sink::Remote(remote), &name, 0, &plan, true)?
+            import_files(
+                &Sink::Remote(remote),
+                &name,
+                0,
+                &plan,
+                true,
+                args.time.min_ts,
+            )?
         }
     };
     if args.json {
@@ -174,6 +182,7 @@ pub fn import_files(
     tenant: TenantId,
     files: &[(PathBuf, Format)],
     show_progress: bool,
+    min_ts: Millis,
 ) -> anyhow::Result<ImportSummary> {
     let started = Instant::now();
     let mut summary = ImportSummary {
@@ -181,7 +190,7 @@ pub fn import_files(
         ..Default::default()
     };
     for (path, format) in files {
-        let f = import_file(sink, tenant, path, *format, show_progress)
+        let f = import_file(sink, tenant, path, *format, show_progress, min_ts)
             .with_context(|| format!("importing {}", path.display()))?;
         summary.accepted += f.accepted;
         summary.duplicates += f.duplicates;
@@ -327,6 +336,7 @@ fn import_file(
     path: &Path,
     format: Format,
     show_progress: bool,
+    min_ts: Millis,
 ) -> anyhow::Result<FileSummary> {
     let (reader, len, read) = open_input(path)?;
     let bar = if show_progress {
@@ -341,7 +351,7 @@ fn import_file(
         outcome: BatchOutcome::default(),
     };
     let mut rejects = RejectLog::new(path);
-    let now = time::now_ms();
+    let bounds = TimeBounds::new(time::now_ms(), min_ts);
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut lines = 0u64;
     // Ocean Engine exports come as JSON lines or CSV; the extension says which.
@@ -383,8 +393,8 @@ fn import_file(
                     continue;
                 }
                 let parsed = match std::str::from_utf8(bytes) {
-                    Ok(s) if leads => parse_lead(s, now),
-                    Ok(s) => siyu_domain::parse_event(s, now),
+                    Ok(s) if leads => parse_lead(s, bounds),
+                    Ok(s) => siyu_domain::parse_event(s, bounds),
                     Err(_) => Err(EventError::new(
                         ErrorCode::InvalidJson,
                         None,
@@ -415,7 +425,7 @@ fn import_file(
                     .filter(|(_, cell)| !cell.trim().is_empty())
                     .map(|(h, cell)| (h.clone(), Value::String(cell.to_string())))
                     .collect();
-                let parsed = siyu_domain::oceanengine::lead_to_event(lead, now);
+                let parsed = siyu_domain::oceanengine::lead_to_event(lead, bounds);
                 on_row(lines, parsed, &|| {
                     record.iter().collect::<Vec<_>>().join(",")
                 })?;
@@ -432,7 +442,7 @@ fn import_file(
                 lines = record.position().map(|p| p.line()).unwrap_or(lines + 1);
                 let parsed = header
                     .to_value(&record)
-                    .and_then(|v| Event::from_value(v, now));
+                    .and_then(|v| Event::from_value(v, bounds));
                 on_row(lines, parsed, &|| {
                     record.iter().collect::<Vec<_>>().join(",")
                 })?;
@@ -466,9 +476,9 @@ enum Reading {
 }
 
 /// One Ocean Engine lead from a JSON line.
-fn parse_lead(line: &str, now: i64) -> Result<Event, EventError> {
+fn parse_lead(line: &str, bounds: TimeBounds) -> Result<Event, EventError> {
     match serde_json::from_str::<Value>(line) {
-        Ok(Value::Object(lead)) => siyu_domain::oceanengine::lead_to_event(lead, now),
+        Ok(Value::Object(lead)) => siyu_domain::oceanengine::lead_to_event(lead, bounds),
         Ok(_) => Err(EventError::new(
             ErrorCode::NotAnObject,
             None,

@@ -28,7 +28,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         advertise: args.advertise_addr,
         name: args.node_name,
     };
-    serve_with(&location, &args.addr, None, poll, lock, nodes)
+    serve_with(
+        &location,
+        &args.addr,
+        None,
+        poll,
+        lock,
+        nodes,
+        args.time.min_ts,
+    )
 }
 
 /// How a node on a shared PostgreSQL takes part (see `siyu_app::owners`).
@@ -66,10 +74,12 @@ pub fn serve_at(
         RunOptions::default(),
         lock,
         Nodes::default(),
+        siyu_domain::event::DEFAULT_MIN_TS,
     )
 }
 
-/// [`serve_at`] with the lead pollers paced by `poll`, and `nodes` for a shared PostgreSQL.
+/// [`serve_at`] with the lead pollers paced by `poll`, `nodes` for a shared PostgreSQL, and
+/// events accepted from `min_ts` on.
 pub fn serve_with(
     location: &siyu_store::Location,
     addr: &str,
@@ -77,6 +87,7 @@ pub fn serve_with(
     poll: RunOptions,
     lock: Option<siyu_store::DirLock>,
     nodes: Nodes,
+    min_ts: siyu_domain::Millis,
 ) -> anyhow::Result<()> {
     let mut lock = match (lock, location) {
         (Some(l), _) => Some(l),
@@ -95,10 +106,10 @@ pub fn serve_with(
     store.check_writable()?;
     let app = if shared {
         store.require_leases();
-        Arc::new(siyu_app::App::start(store, siyu_app::EngineMode::Leased)?)
+        Arc::new(siyu_app::App::start(store, siyu_app::EngineMode::Leased)?.with_min_ts(min_ts))
     } else {
         tracing::info!(store = %location.describe(), "loading engines from the event log");
-        Arc::new(siyu_app::App::start(store, siyu_app::EngineMode::Live)?)
+        Arc::new(siyu_app::App::start(store, siyu_app::EngineMode::Live)?.with_min_ts(min_ts))
     };
     let listener = runtime.block_on(async {
         tokio::net::TcpListener::bind(addr)

@@ -20,19 +20,52 @@
 //! | anything else | `x_douyin_<event>` in the tenant's custom-event domain | `from_user_id`, else `to_user_id` | `event` and the whole delivery as `payload` |
 //!
 //! Every event also keeps `account_open_id` (the brand's account on the other side of the
-//! conversation) and `log_id`. The event id is `douyin:` + the delivery's `Msg-Id`, so a retried
-//! delivery is the same event and is stored once. The event time is `content.create_time`
-//! (milliseconds, or seconds when it is that small), else the time of arrival.
+//! conversation), `log_id` and the `Msg-Id` header as `msg_id`. The event time is
+//! `content.create_time` (milliseconds, or seconds when it is that small), else the time of
+//! arrival.
+//!
+//! The event id is derived from what the signature covers, never from a header: `douyin:` +
+//! the body's `log_id`, or, for a body without one, `douyin:sha256:` + the SHA-256 hex of the
+//! exact body. A retry (the same signed body, whatever its `Msg-Id`) is the same event and is
+//! stored once; so is a captured delivery replayed under a new `Msg-Id`, which an id taken from
+//! the unsigned header used to store again. The event log keeps ids forever, so this holds
+//! past any retry horizon.
 
 use serde_json::{Map, Value, json};
 
-use crate::event::{ErrorCode, EventError};
+use crate::event::{ErrorCode, EventError, TimeBounds};
 use crate::event_type::CustomName;
 use crate::time::{self, Millis};
 use crate::{Domain, Event};
 
 /// Prefix of the ids of events made from Douyin deliveries.
 pub const ID_PREFIX: &str = "douyin:";
+
+/// The longest `log_id` taken as the delivery's key; a longer one (never seen from Douyin)
+/// gives way to the body's hash, so the event id stays within its 128 characters.
+const MAX_LOG_ID_CHARS: usize = 96;
+
+/// What identifies one delivery: the body's `log_id` when it has a usable one, else the
+/// SHA-256 of the exact (signed) body.
+fn delivery_key(m: &Map<String, Value>, body: &[u8]) -> String {
+    let log_id = match m.get("log_id") {
+        Some(Value::String(s)) => Some(s.trim().to_string()),
+        Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
+        _ => None,
+    };
+    match log_id {
+        Some(l)
+            if (1..=MAX_LOG_ID_CHARS).contains(&l.chars().count())
+                && !l.chars().any(char::is_control) =>
+        {
+            l
+        }
+        _ => {
+            use sha2::Digest;
+            format!("sha256:{}", hex::encode(sha2::Sha256::digest(body)))
+        }
+    }
+}
 
 /// What one genuine delivery asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +81,8 @@ pub enum Delivery {
 pub struct Context {
     /// Where unknown events go (the tenant's setting).
     pub custom_domain: Domain,
-    pub now: Millis,
+    /// The receiving clock (the time of a delivery that gives none) and the earliest time.
+    pub bounds: TimeBounds,
 }
 
 fn err(code: ErrorCode, field: &str, message: impl Into<String>) -> EventError {
@@ -92,9 +126,9 @@ const MESSAGE_FIELDS: &[&str] = &[
     "card_id",
 ];
 
-/// Parses one delivery. `delivery_id` is the `Msg-Id` header (the caller supplies a stand-in
-/// when a sender left it out).
-pub fn parse(body: &[u8], delivery_id: &str, cx: &Context) -> Result<Delivery, EventError> {
+/// Parses one delivery. `msg_id` is the `Msg-Id` header, kept for reference only: the event
+/// id comes from the body (see the module docs).
+pub fn parse(body: &[u8], msg_id: Option<&str>, cx: &Context) -> Result<Delivery, EventError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         EventError::new(
             ErrorCode::InvalidJson,
@@ -138,12 +172,16 @@ pub fn parse(body: &[u8], delivery_id: &str, cx: &Context) -> Result<Delivery, E
         r.insert("content".into(), Value::Object(content.clone()));
         Value::Object(r)
     };
-    let (native, fan) = to_native(&event, &m, content, raw, delivery_id, cx)?;
-    Event::from_value(native, cx.now)
+    let delivery_id = delivery_key(&m, body);
+    let (mut native, fan) = to_native(&event, &m, content, raw, &delivery_id, cx)?;
+    if let Some(msg_id) = msg_id.map(str::trim).filter(|s| !s.is_empty()) {
+        native["props"]["msg_id"] = msg_id.into();
+    }
+    Event::from_value(native, cx.bounds)
         .map(|e| Delivery::Event(Box::new(e)))
         .map_err(|mut e| {
             e.field = e.field.map(|f| native_to_delivery_field(&f, fan));
-            e.id = Some(delivery_id.to_string());
+            e.id = Some(format!("{ID_PREFIX}{delivery_id}"));
             e
         })
 }
@@ -171,7 +209,7 @@ fn content_object(v: Option<Value>) -> Result<Map<String, Value>, EventError> {
 
 fn native_to_delivery_field(f: &str, fan: Fan) -> String {
     match f {
-        "id" => "Msg-Id".into(),
+        "id" => "log_id".into(),
         "ts" => "content.create_time".into(),
         "identities" | "identities.douyin_open_id" => fan.field().into(),
         _ => match f.strip_prefix("props.") {
@@ -331,7 +369,7 @@ fn to_native(
     let mut native = json!({
         "id": format!("{ID_PREFIX}{delivery_id}"),
         "type": ty,
-        "ts": time::format_rfc3339(created.unwrap_or(cx.now)),
+        "ts": time::format_rfc3339(created.unwrap_or(cx.bounds.now)),
         "identities": {"douyin_open_id": open_id},
         "props": Value::Object(props),
         "source": "douyin",
@@ -352,19 +390,19 @@ mod tests {
     fn cx() -> Context {
         Context {
             custom_domain: Domain::Public,
-            now: NOW,
+            bounds: NOW.into(),
         }
     }
 
     fn event(v: Value) -> Event {
-        match parse(v.to_string().as_bytes(), "m-1", &cx()).unwrap() {
+        match parse(v.to_string().as_bytes(), Some("m-1"), &cx()).unwrap() {
             Delivery::Event(e) => *e,
             other => panic!("expected an event, got {other:?}"),
         }
     }
 
     fn error(v: Value) -> (ErrorCode, Option<String>) {
-        let e = parse(v.to_string().as_bytes(), "m-1", &cx()).unwrap_err();
+        let e = parse(v.to_string().as_bytes(), Some("m-1"), &cx()).unwrap_err();
         (e.code, e.field)
     }
 
@@ -373,14 +411,14 @@ mod tests {
         let v =
             json!({"event": "verify_webhook", "client_key": "ck", "content": {"challenge": 12345}});
         assert_eq!(
-            parse(v.to_string().as_bytes(), "m", &cx()).unwrap(),
+            parse(v.to_string().as_bytes(), Some("m"), &cx()).unwrap(),
             Delivery::Verify {
                 challenge: json!(12345)
             }
         );
         let v = json!({"event": "verify_webhook", "content": "{\"challenge\": 7}"});
         assert!(matches!(
-            parse(v.to_string().as_bytes(), "m", &cx()).unwrap(),
+            parse(v.to_string().as_bytes(), Some("m"), &cx()).unwrap(),
             Delivery::Verify { challenge } if challenge == json!(7)
         ));
         assert_eq!(
@@ -398,7 +436,8 @@ mod tests {
                         "conversation_type": 1, "message_type": "text", "text": "在吗",
                         "create_time": 1_790_000_000_123i64, "user_infos": [{"nick_name": "x"}]}
         }));
-        assert_eq!(e.id.as_str(), "douyin:m-1");
+        assert_eq!(e.id.as_str(), "douyin:L1", "the body's log_id");
+        assert_eq!(e.props["msg_id"], "m-1");
         assert_eq!(e.ty.to_string(), "private_message_in");
         assert_eq!(e.identities.get(K::DouyinOpenId), Some("fan-open-id"));
         assert_eq!(e.ts, 1_790_000_000_123);
@@ -499,7 +538,7 @@ mod tests {
 
     #[test]
     fn bad_deliveries_name_the_delivery_field() {
-        let bad = parse(b"{", "m", &cx()).unwrap_err();
+        let bad = parse(b"{", Some("m"), &cx()).unwrap_err();
         assert_eq!(bad.code, ErrorCode::InvalidJson);
         assert_eq!(error(json!([1])), (ErrorCode::NotAnObject, None::<String>));
         assert_eq!(
@@ -518,15 +557,47 @@ mod tests {
                 Some("content.create_time".into())
             )
         );
-        let long = "m".repeat(200);
-        let e = parse(
-            json!({"event": "im_receive_msg", "from_user_id": "f"})
-                .to_string()
-                .as_bytes(),
-            &long,
-            &cx(),
-        )
-        .unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("Msg-Id"));
+        // One second after 1970: a real number, but before the earliest time accepted.
+        assert_eq!(
+            error(json!({"event": "im_receive_msg", "from_user_id": "f",
+                         "content": {"create_time": 1}})),
+            (
+                ErrorCode::TimestampTooOld,
+                Some("content.create_time".into())
+            )
+        );
+    }
+
+    #[test]
+    fn the_event_id_comes_from_the_signed_body_not_the_msg_id_header() {
+        let id = |body: &[u8], msg_id: Option<&str>| match parse(body, msg_id, &cx()).unwrap() {
+            Delivery::Event(e) => e.id.as_str().to_string(),
+            other => panic!("expected an event, got {other:?}"),
+        };
+        let with_log =
+            json!({"event": "im_receive_msg", "from_user_id": "f", "log_id": "L9"}).to_string();
+        // A replay under a new Msg-Id, or with none, is the same event.
+        assert_eq!(id(with_log.as_bytes(), Some("a")), "douyin:L9");
+        assert_eq!(id(with_log.as_bytes(), Some("b")), "douyin:L9");
+        assert_eq!(id(with_log.as_bytes(), None), "douyin:L9");
+        // Without a log_id: the SHA-256 of the exact bytes.
+        let bare = br#"{"event":"im_receive_msg","from_user_id":"f"}"#;
+        let digest = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(bare))
+        };
+        assert_eq!(id(bare, Some("a")), format!("douyin:sha256:{digest}"));
+        assert_eq!(id(bare, Some("b")), id(bare, None));
+        let spaced = br#"{"event": "im_receive_msg", "from_user_id": "f"}"#;
+        assert_ne!(
+            id(spaced, None),
+            id(bare, None),
+            "other bytes, another delivery"
+        );
+        // A log_id too long for an event id gives way to the hash.
+        let long =
+            json!({"event": "im_receive_msg", "from_user_id": "f", "log_id": "L".repeat(200)})
+                .to_string();
+        assert!(id(long.as_bytes(), None).starts_with("douyin:sha256:"));
     }
 }

@@ -60,6 +60,7 @@ pub enum ErrorCode {
     InvalidEventType,
     InvalidTimestamp,
     TimestampInFuture,
+    TimestampTooOld,
     InvalidDomain,
     DomainMismatch,
     MissingIdentity,
@@ -85,6 +86,7 @@ impl ErrorCode {
             ErrorCode::InvalidEventType => "invalid_event_type",
             ErrorCode::InvalidTimestamp => "invalid_timestamp",
             ErrorCode::TimestampInFuture => "timestamp_in_future",
+            ErrorCode::TimestampTooOld => "timestamp_too_old",
             ErrorCode::InvalidDomain => "invalid_domain",
             ErrorCode::DomainMismatch => "domain_mismatch",
             ErrorCode::MissingIdentity => "missing_identity",
@@ -128,12 +130,13 @@ impl EventError {
     }
 }
 
-/// Parses one native event from JSON text. `now` bounds how far in the future `ts` may be.
-pub fn parse_event(text: &str, now: Millis) -> Result<Event, EventError> {
+/// Parses one native event from JSON text. `bounds` (or just the receiving clock, with the
+/// default earliest time) says which event times are accepted.
+pub fn parse_event(text: &str, bounds: impl Into<TimeBounds>) -> Result<Event, EventError> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
         EventError::new(ErrorCode::InvalidJson, None, format!("malformed JSON: {e}"))
     })?;
-    Event::from_value(value, now)
+    Event::from_value(value, bounds)
 }
 
 const FIELDS: [&str; 7] = [
@@ -149,9 +152,41 @@ const FIELDS: [&str; 7] = [
 /// Events may be at most this far ahead of the receiving clock (docs/events.md: 24 h).
 pub const MAX_FUTURE_MS: Millis = MS_PER_DAY;
 
+/// The earliest event time accepted unless a server or an import says otherwise:
+/// 2000-01-01T00:00:00Z, before any platform Siyu reads from existed. Without a floor, one
+/// event dated 0001-01-01 made every later stage cover two thousand years.
+pub const DEFAULT_MIN_TS: Millis = 946_684_800_000;
+
+/// The event times a receiver accepts: from `min` (inclusive) to [`MAX_FUTURE_MS`] past `now`.
+/// A bare clock reading converts into one with [`DEFAULT_MIN_TS`], so tests and tools that
+/// only know the time keep the one default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeBounds {
+    /// The receiving clock.
+    pub now: Millis,
+    /// The earliest event time accepted.
+    pub min: Millis,
+}
+
+impl TimeBounds {
+    pub fn new(now: Millis, min: Millis) -> TimeBounds {
+        TimeBounds { now, min }
+    }
+}
+
+impl From<Millis> for TimeBounds {
+    fn from(now: Millis) -> TimeBounds {
+        TimeBounds::new(now, DEFAULT_MIN_TS)
+    }
+}
+
 impl Event {
     /// Parses one native event. Takes the value by ownership so `props` moves without a copy.
-    pub fn from_value(value: Value, now: Millis) -> Result<Event, EventError> {
+    pub fn from_value(value: Value, bounds: impl Into<TimeBounds>) -> Result<Event, EventError> {
+        Self::from_value_within(value, bounds.into())
+    }
+
+    fn from_value_within(value: Value, bounds: TimeBounds) -> Result<Event, EventError> {
         let Value::Object(mut obj) = value else {
             return Err(EventError::new(
                 ErrorCode::NotAnObject,
@@ -160,10 +195,10 @@ impl Event {
             ));
         };
         let raw_id = obj.get("id").and_then(Value::as_str).map(str::to_string);
-        Self::from_object(&mut obj, now).map_err(|e| e.with_id(raw_id.as_deref()))
+        Self::from_object(&mut obj, bounds).map_err(|e| e.with_id(raw_id.as_deref()))
     }
 
-    fn from_object(obj: &mut Map<String, Value>, now: Millis) -> Result<Event, EventError> {
+    fn from_object(obj: &mut Map<String, Value>, bounds: TimeBounds) -> Result<Event, EventError> {
         if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(EventError::new(
                 ErrorCode::UnknownField,
@@ -207,11 +242,21 @@ impl Event {
                 format!("ts {ts_text:?} is not an RFC 3339 timestamp with an offset, e.g. 2026-10-31T20:15:00+08:00"),
             )
         })?;
-        if ts > now.saturating_add(MAX_FUTURE_MS) {
+        if ts > bounds.now.saturating_add(MAX_FUTURE_MS) {
             return Err(EventError::new(
                 ErrorCode::TimestampInFuture,
                 Some("ts"),
                 format!("ts {ts_text} is more than 24 h in the future"),
+            ));
+        }
+        if ts < bounds.min {
+            return Err(EventError::new(
+                ErrorCode::TimestampTooOld,
+                Some("ts"),
+                format!(
+                    "ts {ts_text} is before {}, the earliest event time accepted",
+                    time::format_rfc3339(bounds.min)
+                ),
             ));
         }
 
@@ -610,6 +655,14 @@ mod tests {
             (TimestampInFuture, f("ts"))
         );
         assert_eq!(
+            err(with(base(), "ts", json!("1999-12-31T23:59:59.999Z"))),
+            (TimestampTooOld, f("ts"))
+        );
+        assert_eq!(
+            err(with(base(), "ts", json!("0001-01-01T00:00:00Z"))),
+            (TimestampTooOld, f("ts"))
+        );
+        assert_eq!(
             err(with(base(), "domain", json!("private"))),
             (DomainMismatch, f("domain"))
         );
@@ -645,6 +698,27 @@ mod tests {
             err(with(base(), "source", json!(""))),
             (InvalidSource, f("source"))
         );
+    }
+
+    #[test]
+    fn the_earliest_time_is_the_default_or_the_one_given() {
+        let at = |ts: &str, bounds: TimeBounds| {
+            Event::from_value(with(base(), "ts", json!(ts)), bounds).map(|e| e.ts)
+        };
+        assert_eq!(
+            at("2000-01-01T00:00:00Z", NOW.into()),
+            Ok(DEFAULT_MIN_TS),
+            "the floor itself is accepted"
+        );
+        let later = time::parse_rfc3339("2020-01-01T00:00:00Z").unwrap();
+        let e = at("2019-06-01T00:00:00+08:00", TimeBounds::new(NOW, later)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TimestampTooOld);
+        assert_eq!(
+            e.message,
+            "ts 2019-06-01T00:00:00+08:00 is before 2020-01-01T00:00:00.000Z, the earliest event time accepted"
+        );
+        let earlier = time::parse_rfc3339("1990-01-01T00:00:00Z").unwrap();
+        assert!(at("1995-01-01T00:00:00Z", TimeBounds::new(NOW, earlier)).is_ok());
     }
 
     #[test]

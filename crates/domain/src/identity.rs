@@ -3,6 +3,12 @@
 //! A phone written `138 0013 8000`, `+86-13800138000` or `8613800138000` is the same phone; an
 //! email differs from another only in case. Normalizing once, at ingest, is what lets identity
 //! resolution use plain equality everywhere after.
+//!
+//! Before any kind's own rules, every value is put in Unicode NFC and stripped of format
+//! characters (general category Cf: zero-width spaces and joiners, bidi controls, the BOM, the
+//! soft hyphen, …). They are invisible, so `o1`, `o1` + U+200B and `o1` behind U+202E look the
+//! same to an operator, and a decomposed `é` is the same text as a composed one; left in, each
+//! would be a fan of its own. A value that is empty once they are gone is refused as empty.
 
 use std::fmt;
 use std::str::FromStr;
@@ -96,6 +102,8 @@ impl Identity {
 
     /// Normalizes `raw` as a value of `kind`.
     pub fn parse(kind: IdentityKind, raw: &str) -> Result<Identity, IdentityError> {
+        let cleaned = visible_nfc(raw);
+        let raw = cleaned.as_ref();
         let value = match kind {
             IdentityKind::Phone => normalize_phone(raw)?,
             IdentityKind::Email => normalize_email(raw)?,
@@ -128,6 +136,45 @@ impl Identity {
     pub fn value(&self) -> &str {
         &self.value
     }
+}
+
+/// `s` in NFC without format characters; borrowed when it already is (all ASCII text is).
+pub fn visible_nfc(s: &str) -> std::borrow::Cow<'_, str> {
+    use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
+    if s.is_ascii()
+        || (!s.chars().any(is_format_char) && is_nfc_quick(s.chars()) == IsNormalized::Yes)
+    {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(s.chars().filter(|c| !is_format_char(*c)).nfc().collect())
+}
+
+/// Unicode general category Cf (format characters), as of Unicode 15.1.
+fn is_format_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
 }
 
 /// Phones: separators removed; a Chinese mobile (`1[3-9]` + 9 digits, optionally behind `+86`,
@@ -263,6 +310,46 @@ impl<'a> IntoIterator for &'a Identities {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_characters_and_decomposed_text_do_not_make_another_value() {
+        let value = |kind, raw: &str| Identity::parse(kind, raw).map(|i| i.value().to_string());
+        let open = |raw: &str| value(IdentityKind::DouyinOpenId, raw);
+        assert_eq!(open("o\u{200B}1").as_deref(), Ok("o1"), "zero-width space");
+        assert_eq!(
+            open("\u{202E}o1\u{202C}").as_deref(),
+            Ok("o1"),
+            "RLO ... PDF"
+        );
+        assert_eq!(
+            open("\u{FEFF}o\u{00AD}1\u{2066}\u{2069}").as_deref(),
+            Ok("o1")
+        );
+        assert_eq!(open("o\u{200D}1\u{2060}").as_deref(), Ok("o1"), "joiners");
+        // "é" as e + combining acute (NFD) and as one character (NFC).
+        assert_eq!(open("caf\u{0065}\u{0301}"), open("caf\u{00E9}"));
+        assert_eq!(open("caf\u{0065}\u{0301}").unwrap(), "caf\u{00E9}");
+        assert_eq!(
+            value(IdentityKind::Phone, "138\u{200B}0013\u{202E}8000").as_deref(),
+            Ok("+8613800138000")
+        );
+        assert_eq!(
+            value(IdentityKind::Email, "\u{200B}Li@Example.com\u{200F}").as_deref(),
+            Ok("li@example.com")
+        );
+        // Only invisible characters: empty, refused as empty.
+        assert!(matches!(
+            open("\u{200B}\u{202E}"),
+            Err(IdentityError::Value { .. })
+        ));
+        assert!(matches!(
+            value(IdentityKind::Phone, "\u{200B}"),
+            Err(IdentityError::Phone(_))
+        ));
+        // Visible text is kept as it is.
+        assert_eq!(open("粉丝-1").as_deref(), Ok("粉丝-1"));
+        assert!(matches!(visible_nfc("o1"), std::borrow::Cow::Borrowed(_)));
+    }
 
     fn phone(s: &str) -> Result<String, IdentityError> {
         normalize_phone(s)

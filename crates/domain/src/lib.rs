@@ -32,7 +32,7 @@ pub mod time;
 pub mod trigger;
 
 pub use domain::Domain;
-pub use event::{ErrorCode, Event, EventError, EventId, Props, parse_event};
+pub use event::{ErrorCode, Event, EventError, EventId, Props, TimeBounds, parse_event};
 pub use event_type::{CustomName, EventType};
 pub use identity::{Identities, Identity, IdentityError, IdentityKind};
 pub use layer::Layer;

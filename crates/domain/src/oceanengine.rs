@@ -21,7 +21,7 @@ use jiff::civil::DateTime;
 use jiff::tz::Offset;
 use serde_json::{Map, Value};
 
-use crate::event::{ErrorCode, EventError};
+use crate::event::{ErrorCode, EventError, TimeBounds};
 use crate::time::Millis;
 use crate::{Event, time};
 
@@ -108,7 +108,10 @@ fn text(v: &Value) -> Option<String> {
 }
 
 /// Maps one lead to a `lead_form` event.
-pub fn lead_to_event(lead: Map<String, Value>, now: Millis) -> Result<Event, EventError> {
+pub fn lead_to_event(
+    lead: Map<String, Value>,
+    bounds: impl Into<TimeBounds>,
+) -> Result<Event, EventError> {
     let clue_id = lead.get("clue_id").and_then(text);
     let mut identities = Map::new();
     let mut props = Map::new();
@@ -197,7 +200,7 @@ pub fn lead_to_event(lead: Map<String, Value>, now: Millis) -> Result<Event, Eve
         "props": Value::Object(props),
         "source": "oceanengine",
     });
-    Event::from_value(native, now).map_err(|mut e| {
+    Event::from_value(native, bounds).map_err(|mut e| {
         e.field = e.field.map(|f| native_to_lead_field(&f));
         e.id = Some(clue_id);
         e
@@ -297,6 +300,11 @@ mod tests {
         );
         let e = lead(json!({"clue_id": "1", "create_time": "yesterday"})).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("create_time"));
+        let e = lead(json!({"clue_id": "1", "create_time": "1999-12-31 23:59:59"})).unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            (ErrorCode::TimestampTooOld, Some("create_time"))
+        );
     }
 
     #[test]

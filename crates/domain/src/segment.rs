@@ -20,11 +20,11 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::event::{ALIAS, ErrorCode, EventError};
+use crate::event::{ALIAS, ErrorCode, EventError, TimeBounds};
 use crate::event_type::{CustomName, TypeName};
 use crate::identity::{Identity, IdentityKind};
 use crate::suggest::did_you_mean;
-use crate::time::{self, Millis};
+use crate::time;
 use crate::{Domain, Event};
 
 /// The message types Segment's libraries send.
@@ -61,7 +61,8 @@ pub struct Context<'a> {
     pub sent_at: Option<&'a str>,
     /// Where custom events go (the tenant's setting).
     pub custom_domain: Domain,
-    pub now: Millis,
+    /// The receiving clock (the time of a message that gives none) and the earliest time.
+    pub bounds: TimeBounds,
 }
 
 fn err(code: ErrorCode, field: &str, message: impl Into<String>) -> EventError {
@@ -86,7 +87,7 @@ pub fn to_event(msg: Value, kind: Option<Kind>, cx: &Context<'_>) -> Result<Even
         e.id = id.clone();
         e
     })?;
-    Event::from_value(native, cx.now).map_err(|mut e| {
+    Event::from_value(native, cx.bounds).map_err(|mut e| {
         e.field = e.field.map(|f| native_to_segment_field(&f));
         e.id = id;
         e
@@ -211,7 +212,7 @@ fn to_native(
         .find_map(|f| m.get(*f).and_then(Value::as_str))
         .or(cx.sent_at)
         .map(str::to_string)
-        .unwrap_or_else(|| time::format_rfc3339(cx.now));
+        .unwrap_or_else(|| time::format_rfc3339(cx.bounds.now));
 
     let mut identities = Map::new();
     let context_traits = match m.get_mut("context") {
@@ -345,6 +346,7 @@ fn to_native(
 mod tests {
     use super::*;
     use crate::IdentityKind as K;
+    use crate::Millis;
 
     const NOW: Millis = 1_793_000_000_000;
 
@@ -352,7 +354,7 @@ mod tests {
         Context {
             sent_at: None,
             custom_domain: Domain::Private,
-            now: NOW,
+            bounds: NOW.into(),
         }
     }
 
@@ -448,6 +450,13 @@ mod tests {
             json!({"type": "track", "event": "x", "userId": "u", "messageId": "m", "timestamp": "soon"}),
         );
         assert_eq!(e.field.as_deref(), Some("timestamp"));
+        let e = f(
+            json!({"type": "track", "event": "x", "userId": "u", "messageId": "m", "timestamp": "0000-01-01T00:00:00Z"}),
+        );
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            (ErrorCode::TimestampTooOld, Some("timestamp"))
+        );
         let e = f(json!({"type": "bogus", "messageId": "m"}));
         assert_eq!(e.code, ErrorCode::UnknownEventType);
         let e = f(json!({"type": "alias", "userId": "u", "messageId": "m"}));

@@ -82,11 +82,14 @@ pub(crate) struct Columns {
     pub(crate) toggles: Vec<u32>,
     /// Indexes of orders.
     pub(crate) orders: Vec<u32>,
-    /// Indexes of every event by UTC day of its time and by type (`days[d - first_day][slot]`,
-    /// see [`kind_slot`]), in arrival order: a window's sums read only the days it covers, and
-    /// only the types they count.
+    /// Indexes of every event by UTC day of its time and by type (`days[i][slot]` holds the
+    /// events of day `day_keys[i]`, see [`kind_slot`]), in arrival order: a window's sums read
+    /// only the days it covers, and only the types they count. Sparse: only days that have
+    /// events are held, so one event dated years before the others adds one day, not the
+    /// years between (issue 12: a dense range from 0001-01-01 was 460 MB).
     days: Vec<Vec<Vec<u32>>>,
-    first_day: i64,
+    /// The UTC day (days since 1970-01-01) of each entry of `days`, strictly increasing.
+    day_keys: Vec<i64>,
     /// The earliest event time of each identity node: a fan exists as of T if one of its
     /// nodes has an event at or before T.
     pub(crate) first_ts: Vec<Millis>,
@@ -118,6 +121,29 @@ impl Columns {
             .flatten()
             .copied()
             .collect()
+    }
+
+    /// The entry of `days` for UTC day `day`, made if the day has no events yet. Events mostly
+    /// arrive in time order, so the latest day is tried first; an earlier day is found, or
+    /// inserted, by binary search.
+    fn day_slot(&mut self, day: i64) -> usize {
+        match self.day_keys.last() {
+            Some(&last) if last == day => return self.day_keys.len() - 1,
+            Some(&last) if last > day => {}
+            _ => {
+                self.day_keys.push(day);
+                self.days.push(new_day());
+                return self.days.len() - 1;
+            }
+        }
+        match self.day_keys.binary_search(&day) {
+            Ok(i) => i,
+            Err(i) => {
+                self.day_keys.insert(i, day);
+                self.days.insert(i, new_day());
+                i
+            }
+        }
     }
 
     pub(crate) fn push(&mut self, e: &Event, node: u32) {
@@ -168,20 +194,7 @@ impl Columns {
             Some(T::Order) => self.orders.push(index),
             _ => {}
         }
-        let day = e.ts.div_euclid(MS_PER_DAY);
-        if self.days.is_empty() {
-            self.first_day = day;
-        }
-        if day < self.first_day {
-            let shift = (self.first_day - day) as usize;
-            self.days
-                .splice(0..0, std::iter::repeat_with(new_day).take(shift));
-            self.first_day = day;
-        }
-        let slot = (day - self.first_day) as usize;
-        if self.days.len() <= slot {
-            self.days.resize_with(slot + 1, new_day);
-        }
+        let slot = self.day_slot(e.ts.div_euclid(MS_PER_DAY));
         self.days[slot][kind_slot(kind)].push(index);
         if self.first_ts.len() <= node as usize {
             self.first_ts.resize(node as usize + 1, Millis::MAX);
@@ -568,19 +581,17 @@ impl Columns {
         next
     }
 
-    /// Event indexes whose day may fall in (from, to], day by day, by kind slot.
+    /// Event indexes whose day may fall in (from, to], day by day (only days that have
+    /// events), by kind slot.
     pub(crate) fn days_between(
         &self,
         from: Millis,
         to: Millis,
     ) -> impl Iterator<Item = &[Vec<u32>]> {
-        let lo = (from.div_euclid(MS_PER_DAY) - self.first_day).max(0) as usize;
-        let hi = (to.div_euclid(MS_PER_DAY) - self.first_day + 1).max(0) as usize;
-        self.days
-            .get(lo.min(self.days.len())..hi.min(self.days.len()))
-            .unwrap_or(&[])
-            .iter()
-            .map(Vec::as_slice)
+        let (first, last) = (from.div_euclid(MS_PER_DAY), to.div_euclid(MS_PER_DAY));
+        let lo = self.day_keys.partition_point(|d| *d < first);
+        let hi = self.day_keys.partition_point(|d| *d <= last).max(lo);
+        self.days[lo..hi].iter().map(Vec::as_slice)
     }
 }
 
@@ -1359,7 +1370,7 @@ impl crate::snapshot::Snap for Columns {
         w.put(&self.toggles);
         w.put(&self.orders);
         w.put(&self.days);
-        w.put(&self.first_day);
+        w.put(&self.day_keys);
         w.put(&self.first_ts);
         w.put(&self.by_node);
         w.put(&self.first_idx);
@@ -1378,6 +1389,16 @@ impl crate::snapshot::Snap for Columns {
         let (ts, node, kind, val, kinds) = (r.take()?, r.take()?, r.take()?, r.take()?, r.take()?);
         let groups: Vec<String> = r.take()?;
         let custom_names: Vec<String> = r.take()?;
+        let (custom_domain, toggles, orders) = (r.take()?, r.take()?, r.take()?);
+        let days: Vec<Vec<Vec<u32>>> = r.take()?;
+        let day_keys: Vec<i64> = r.take()?;
+        // What `days_between` and `push` rely on: one key per day, in order, every slot there.
+        if days.len() != day_keys.len()
+            || day_keys.windows(2).any(|w| w[0] >= w[1])
+            || days.iter().any(|d| d.len() != KIND_SLOTS)
+        {
+            return Err(r.malformed());
+        }
         let mut cols = Columns {
             ts,
             node,
@@ -1388,11 +1409,11 @@ impl crate::snapshot::Snap for Columns {
             groups,
             custom_index: index(&custom_names),
             custom_names,
-            custom_domain: r.take()?,
-            toggles: r.take()?,
-            orders: r.take()?,
-            days: r.take()?,
-            first_day: r.take()?,
+            custom_domain,
+            toggles,
+            orders,
+            days,
+            day_keys,
             first_ts: r.take()?,
             by_node: r.take()?,
             states_by_node: Vec::new(),
@@ -1461,6 +1482,29 @@ mod tests {
                 .lookup(siyu_domain::IdentityKind::DouyinOpenId, who)[0];
             self.e.explain(fan, day(d), 0).map(|x| x.layer)
         }
+    }
+
+    #[test]
+    fn an_event_years_before_the_others_adds_one_day_to_the_index() {
+        let mut t = T::new();
+        for d in 0..30 {
+            t.ev("p", "video_like", d, "");
+        }
+        assert_eq!(t.e.columns.days.len(), 30);
+        // Early 2000, 26 years before the rest: one day more, not 9,700 empty ones.
+        t.ev("q", "video_like", -9_700, "");
+        t.ev("q", "video_like", 15, "");
+        let cols = &t.e.columns;
+        assert_eq!((cols.days.len(), cols.day_keys.len()), (31, 31));
+        assert!(cols.days.capacity() < 64, "{}", cols.days.capacity());
+        assert_eq!(cols.day_keys[0], day(-9_700).div_euclid(MS_PER_DAY));
+        assert!(cols.day_keys.windows(2).all(|w| w[0] < w[1]));
+        // Windows still read exactly their days.
+        assert_eq!(cols.days_between(day(-9_701), day(-9_699)).count(), 1);
+        assert_eq!(cols.days_between(day(-9_000), day(-1)).count(), 0);
+        assert_eq!(cols.days_between(day(10), day(19)).count(), 10);
+        assert_eq!(cols.days_between(day(40), day(50)).count(), 0);
+        assert_eq!(t.layer("q", -9_700), Some(Layer::Potential));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use siyu_domain::{Domain, IdentityKind};
 
 /// The layout version. Bump it whenever any encoded structure changes: a snapshot of another
 /// version is ignored (and rebuilt from the log), never misread.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 const MAGIC: &[u8; 8] = b"SIYUSNAP";
 
@@ -102,6 +102,11 @@ impl<'a> Reader<'a> {
 
     pub fn take<T: Snap>(&mut self) -> Result<T, SnapshotError> {
         T::take(self)
+    }
+
+    /// The refusal of a value that decoded but breaks its structure's invariant.
+    pub(crate) fn malformed(&self) -> SnapshotError {
+        SnapshotError::Malformed(self.pos)
     }
 
     fn bytes(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {

@@ -63,7 +63,7 @@ fn tenant_json(name: &str, custom_domain: &str) -> Value {
     request_body(content = schema::TenantChange, description = "The settings to change; absent ones keep their value"),
     responses(
         (status = 200, description = "The settings now", body = schema::TenantSettings),
-        (status = 400, description = "`invalid_json`, `invalid_body` (not an object), `unknown_field`, `invalid_domain` (`field`: `custom_domain`)", body = schema::Error),
+        (status = 400, description = "`invalid_json`, `duplicate_key` (`field`: the key's path), `invalid_body` (not an object), `unknown_field`, `invalid_domain` (`field`: `custom_domain`)", body = schema::Error),
         AdminErrors,
         BodyErrors,
     ),

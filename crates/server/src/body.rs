@@ -76,11 +76,5 @@ pub fn json_body(
             )));
         }
     };
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad(
-            "invalid_json",
-            None,
-            format!("the body is not valid JSON: {e}"),
-        )
-    })
+    crate::strict::from_slice(&bytes).map_err(ApiError::from)
 }

@@ -25,17 +25,15 @@ impl From<DeliveryError> for ApiError {
     fn from(e: DeliveryError) -> Self {
         let code = e.code();
         match e {
-            DeliveryError::NoTenant(_) | DeliveryError::NotConfigured(_) => ApiError::Status {
-                status: StatusCode::NOT_FOUND,
-                code,
-                message: e.to_string(),
-                field: None,
-            },
-            DeliveryError::BadSignature => ApiError::Status {
+            // One answer for an unknown tenant, a tenant without a secret and a bad signature:
+            // a stranger learns nothing about which tenants exist.
+            DeliveryError::Unauthorized(_) => ApiError::Status {
                 status: StatusCode::UNAUTHORIZED,
                 code,
-                message: "the X-Douyin-Signature header is missing or does not match the body signed with the tenant's client secret".into(),
-                field: Some("X-Douyin-Signature".into()),
+                message:
+                    "the delivery is not signed by a Douyin app of this server (X-Douyin-Signature)"
+                        .into(),
+                field: None,
             },
             DeliveryError::Invalid(e) => ApiError::BadRequest {
                 code,
@@ -67,14 +65,13 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     params(
         ("tenant" = String, Path, description = "The tenant's name"),
         ("X-Douyin-Signature" = Option<String>, Header, description = "SHA-1 hex of the tenant's client secret followed by the body, as Douyin signs"),
-        ("Msg-Id" = Option<String>, Header, description = "Douyin's delivery id: the event id is `douyin:` + it, so a retried delivery is stored once"),
+        ("Msg-Id" = Option<String>, Header, description = "Douyin's delivery id, kept as `props.msg_id`; the event id comes from the signed body (`douyin:` + its `log_id`, else `douyin:sha256:` + the body's SHA-256), so a retried or replayed delivery is stored once"),
     ),
     request_body(content = schema::DouyinDelivery, description = "One delivery, exactly as Douyin sent it (the signature covers these bytes); at most 1 MiB"),
     responses(
         (status = 200, description = "`verify_webhook` answered, or the delivery stored", body = schema::DeliveryAnswer),
         (status = 400, description = "The delivery cannot be mapped (`invalid_json`, `missing_field`, …; `field` names the delivery's field)", body = schema::Error),
-        (status = 401, description = "`bad_signature` (`field`: `X-Douyin-Signature`)", body = schema::Error),
-        (status = 404, description = "`tenant_not_found`, `connector_not_configured`", body = schema::Error),
+        (status = 401, description = "`unauthorized`: no such tenant, no client secret set, or a missing or wrong signature, answered alike", body = schema::Error),
         (status = 413, description = "Over 1 MiB (`payload_too_large`)", body = schema::Error),
         (status = 500, description = "Internal error (`internal`); Douyin retries", body = schema::Error),
         (status = 503, description = "Shutting down (`shutting_down`), or the store does not answer (`store_unavailable`); Douyin retries", body = schema::Error),
@@ -177,7 +174,7 @@ pub async fn douyin_get(
     request_body = schema::DouyinChange,
     responses(
         (status = 200, description = "Set", body = schema::DouyinConnector),
-        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `invalid_connector_setting` (`field`: `client_secret`)", body = schema::Error),
+        (status = 400, description = "`invalid_json`, `duplicate_key` (`field`: the key's path), `invalid_body`, `unknown_field`, `invalid_connector_setting` (`field`: `client_secret`)", body = schema::Error),
         AdminErrors,
         BodyErrors,
     ),
@@ -232,7 +229,7 @@ pub async fn oceanengine_get(
     request_body = schema::OceanEngineChange,
     responses(
         (status = 200, description = "Set; a new advertiser or start puts the poller back at the start", body = schema::OceanEngineConnector),
-        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `invalid_connector_setting` (`field`: the setting)", body = schema::Error),
+        (status = 400, description = "`invalid_json`, `duplicate_key` (`field`: the key's path), `invalid_body`, `unknown_field`, `invalid_connector_setting` (`field`: the setting)", body = schema::Error),
         AdminErrors,
         BodyErrors,
     ),

@@ -63,6 +63,23 @@ impl ApiError {
     }
 }
 
+impl From<crate::strict::StrictError> for ApiError {
+    fn from(e: crate::strict::StrictError) -> Self {
+        match e {
+            crate::strict::StrictError::Syntax(e) => ApiError::bad(
+                "invalid_json",
+                None,
+                format!("the body is not valid JSON: {e}"),
+            ),
+            crate::strict::StrictError::DuplicateKey(path) => ApiError::bad(
+                "duplicate_key",
+                Some(&path),
+                format!("the key {path} appears twice in one object; send each key once"),
+            ),
+        }
+    }
+}
+
 impl From<siyu_app::IdentityError> for ApiError {
     fn from(e: siyu_app::IdentityError) -> Self {
         use siyu_app::IdentityError as E;

@@ -185,7 +185,7 @@ async fn decide(
     request_body = schema::Pair,
     responses(
         (status = 200, description = "The decision, recorded and applied", body = schema::DecisionAnswer),
-        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `missing_field` (`field`: `a` or `b`: not a fan id)", body = schema::Error),
+        (status = 400, description = "`invalid_json`, `duplicate_key` (`field`: the key's path), `invalid_body`, `unknown_field`, `missing_field` (`field`: `a` or `b`: not a fan id)", body = schema::Error),
         (status = 404, description = "`fan_not_found`: no such fan", body = schema::Error),
         (status = 409, description = "The decision contradicts the state (`already_merged`, `marked_distinct`)", body = schema::Error),
         AdminErrors,
@@ -210,7 +210,7 @@ pub async fn confirm(
     request_body = schema::Pair,
     responses(
         (status = 200, description = "The decision, recorded and applied", body = schema::DecisionAnswer),
-        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `missing_field` (`field`: `a` or `b`: not a fan id)", body = schema::Error),
+        (status = 400, description = "`invalid_json`, `duplicate_key` (`field`: the key's path), `invalid_body`, `unknown_field`, `missing_field` (`field`: `a` or `b`: not a fan id)", body = schema::Error),
         (status = 404, description = "`fan_not_found`: no such fan", body = schema::Error),
         (status = 409, description = "The decision contradicts the state (`already_merged`, `marked_distinct`)", body = schema::Error),
         AdminErrors,

@@ -50,7 +50,7 @@ fn answer(
     request_body(content = schema::EventBatch, description = "At most 10,000 events and 8 MiB (after gzip is undone); `Content-Encoding: gzip` is accepted"),
     responses(
         (status = 200, description = "What happened to each event", body = schema::BatchOutcome),
-        (status = 400, description = "The body is not a batch (`invalid_json`, `invalid_body`, `invalid_batch`, `empty_batch`, `batch_too_large`), or every event was refused (`all_events_rejected`, with the batch answer)", body = schema::IngestRefused),
+        (status = 400, description = "The body is not a batch (`invalid_json`, `duplicate_key` (`field`: the key's path), `invalid_body`, `unknown_field` (a key beside `events` in a batch object), `invalid_batch`, `empty_batch`, `batch_too_large`), or every event was refused (`all_events_rejected`, with the batch answer)", body = schema::IngestRefused),
         (status = 401, description = "No key, or not a key of this server (`unauthorized`)", body = schema::Error),
         BodyErrors,
         (status = 500, description = "Internal error (`internal`): nothing unacknowledged was stored", body = schema::Error),
@@ -66,16 +66,25 @@ pub async fn native(
     let limit = state.limits.native_body;
     let values = match body::json_body(&headers, raw, limit)? {
         Value::Array(a) => a,
-        Value::Object(mut o) if o.contains_key("events") => match o.remove("events") {
-            Some(Value::Array(a)) => a,
-            _ => {
+        Value::Object(mut o) if o.contains_key("events") => {
+            if let Some(k) = o.keys().find(|k| k.as_str() != "events") {
                 return Err(ApiError::bad(
-                    "invalid_batch",
-                    Some("events"),
-                    "events must be an array",
+                    "unknown_field",
+                    Some(k),
+                    format!("unknown field {k:?}; a batch object has only events"),
                 ));
             }
-        },
+            match o.remove("events") {
+                Some(Value::Array(a)) => a,
+                _ => {
+                    return Err(ApiError::bad(
+                        "invalid_batch",
+                        Some("events"),
+                        "events must be an array",
+                    ));
+                }
+            }
+        }
         v @ Value::Object(_) => vec![v],
         _ => {
             return Err(ApiError::bad(
@@ -100,7 +109,7 @@ pub async fn native(
         ));
     }
     let total = values.len();
-    let (events, rejected) = parse_batch(values, time::now_ms());
+    let (events, rejected) = parse_batch(values, state.app.time_bounds(time::now_ms()));
     let mut outcome = BatchOutcome {
         rejected,
         ..Default::default()
@@ -158,7 +167,7 @@ async fn segment(
     let cx = segment::Context {
         sent_at: sent_at.as_deref(),
         custom_domain: tenant.custom_domain.parse().unwrap_or(Domain::Private),
-        now: time::now_ms(),
+        bounds: state.app.time_bounds(time::now_ms()),
     };
     let total = messages.len();
     let mut events = Vec::with_capacity(total);
@@ -199,7 +208,7 @@ macro_rules! segment_endpoint {
             request_body(content = $body, description = "At most 32 KB per message, 500 KB per request; `Content-Encoding: gzip` is accepted"),
             responses(
                 (status = 200, description = "What happened to each message", body = schema::SegmentOutcome),
-                (status = 400, description = "The body is not a message or batch (`invalid_json`, `invalid_body`, `invalid_batch`, `empty_batch`), or every message was refused (`all_events_rejected`, with the batch answer)", body = schema::SegmentRefused),
+                (status = 400, description = "The body is not a message or batch (`invalid_json`, `duplicate_key` (`field`: the key's path), `invalid_body`, `invalid_batch`, `empty_batch`), or every message was refused (`all_events_rejected`, with the batch answer)", body = schema::SegmentRefused),
                 SegmentErrors,
             ),
         )]

@@ -11,6 +11,7 @@
 //! - [`serve`]: binds, serves, and shuts down gracefully when the given future resolves.
 //! - `error`: [`ApiError`], the one place statuses and codes are chosen.
 //! - `body`: content type, gzip and size limits for request bodies.
+//! - `strict`: the JSON parse of every body, refusing a key repeated in one object.
 //! - `auth`: bearer and basic-auth keys.
 //! - `ingest`: native `POST /api/events` and the Segment-compatible `/v1/*`.
 //! - `identity`: fans, lookups, possible duplicates, decisions, the dedup report.
@@ -41,6 +42,7 @@ mod query;
 mod readers;
 mod schema;
 mod segments;
+mod strict;
 mod triggers;
 
 use std::future::Future;

@@ -92,7 +92,7 @@ const METRICS: &[Metric] = &[
         name: "siyu_douyin_deliveries_total",
         kind: Kind::Counter,
         unit: Unit::Count,
-        help: "Douyin webhook deliveries, by outcome: stored, duplicate, bad_signature.",
+        help: "Douyin webhook deliveries, by outcome: stored, duplicate, unauthorized.",
     },
     Metric {
         name: "siyu_oceanengine_leads_total",

@@ -1136,7 +1136,7 @@ pub struct Challenge {
 pub struct DeliveryStored {
     #[schema(example = "ok")]
     status: String,
-    /// `douyin:` + the delivery's `Msg-Id`.
+    /// `douyin:` + the body's `log_id`, else `douyin:sha256:` + the body's SHA-256 hex.
     event_id: String,
     /// Already stored: a retried delivery.
     duplicate: bool,

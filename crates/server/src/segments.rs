@@ -67,7 +67,7 @@ fn expr(o: &Map<String, Value>) -> Result<String, ApiError> {
     request_body = schema::PreviewRequest,
     responses(
         (status = 200, description = "How many fans the expression selects, of how many, and a sample", body = schema::SegmentCount),
-        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `missing_field`, `invalid_field`; `invalid_segment` (the expression does not parse: the message has the column and a caret), `unknown_group` and the other evaluation codes (docs/segments.md); `invalid_timestamp` (`as_of`)", body = schema::Error),
+        (status = 400, description = "`invalid_json`, `duplicate_key` (`field`: the key's path), `invalid_body`, `unknown_field`, `missing_field`, `invalid_field`; `invalid_segment` (the expression does not parse: the message has the column and a caret), `unknown_group` and the other evaluation codes (docs/segments.md); `invalid_timestamp` (`as_of`)", body = schema::Error),
         AdminErrors,
         BodyErrors,
     ),
@@ -140,7 +140,7 @@ fn required(o: &Map<String, Value>, k: &str) -> Result<String, ApiError> {
     request_body = schema::SegmentCreate,
     responses(
         (status = 201, description = "Saved; its members are computed at once", body = schema::Segment),
-        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `missing_field`, `invalid_field`; `invalid_segment` (the expression does not parse: the message has the column and a caret), `unknown_group` and the other evaluation codes (docs/segments.md)", body = schema::Error),
+        (status = 400, description = "`invalid_json`, `duplicate_key` (`field`: the key's path), `invalid_body`, `unknown_field`, `missing_field`, `invalid_field`; `invalid_segment` (the expression does not parse: the message has the column and a caret), `unknown_group` and the other evaluation codes (docs/segments.md)", body = schema::Error),
         (status = 409, description = "`segment_exists` (`field`: `name`)", body = schema::Error),
         AdminErrors,
         BodyErrors,
@@ -328,7 +328,7 @@ pub async fn triggers(
     request_body(content = schema::TagRequest, description = "`tag` and either `fan` or `expr`"),
     responses(
         (status = 200, description = "How many fans changed", body = schema::Changed),
-        (status = 400, description = "`invalid_json`, `invalid_body` (neither or both of `fan` and `expr`), `unknown_field`, `missing_field`, `invalid_field`, `invalid_segment` and the other expression codes", body = schema::Error),
+        (status = 400, description = "`invalid_json`, `duplicate_key` (`field`: the key's path), `invalid_body` (neither or both of `fan` and `expr`), `unknown_field`, `missing_field`, `invalid_field`, `invalid_segment` and the other expression codes", body = schema::Error),
         (status = 404, description = "`fan_not_found`", body = schema::Error),
         AdminErrors,
         BodyErrors,
@@ -386,7 +386,7 @@ pub async fn tag(
     request_body = schema::AutoTagRequest,
     responses(
         (status = 201, description = "A segment named `tag:TAG` is saved; its members carry the tag, kept live", body = schema::Segment),
-        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `missing_field`, `invalid_field`; `invalid_segment` (the expression does not parse: the message has the column and a caret), `unknown_group` and the other evaluation codes (docs/segments.md)", body = schema::Error),
+        (status = 400, description = "`invalid_json`, `duplicate_key` (`field`: the key's path), `invalid_body`, `unknown_field`, `missing_field`, `invalid_field`; `invalid_segment` (the expression does not parse: the message has the column and a caret), `unknown_group` and the other evaluation codes (docs/segments.md)", body = schema::Error),
         (status = 409, description = "`segment_exists` (`field`: `name`): the tag already has one", body = schema::Error),
         AdminErrors,
         BodyErrors,

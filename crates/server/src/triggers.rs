@@ -141,7 +141,7 @@ pub async fn cursor_get(
     request_body = schema::CursorRequest,
     responses(
         (status = 200, description = "The cursor as stored", body = schema::Cursor),
-        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_field`, `missing_field`, `invalid_field` (`after`), `invalid_consumer`, `cursor_ahead` (past the stream's head)", body = schema::Error),
+        (status = 400, description = "`invalid_json`, `duplicate_key` (`field`: the key's path), `invalid_body`, `unknown_field`, `missing_field`, `invalid_field` (`after`), `invalid_consumer`, `cursor_ahead` (past the stream's head)", body = schema::Error),
         AdminErrors,
         BodyErrors,
     ),

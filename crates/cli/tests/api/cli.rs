@@ -130,6 +130,46 @@ async fn import_twice_stores_once_and_explains_rejections(b: Backend) {
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 accepted, 3 duplicates, 3 rejected"));
 }
 
+async fn import_refuses_events_before_the_earliest_time_unless_told_otherwise(b: Backend) {
+    let (location, _d) = fresh_location(b);
+    let flags = store_flags(&location);
+    json_of(&run(&["tenant", "create", "acme"], &flags));
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "old.jsonl",
+        r#"{"id":"1","type":"follow","ts":"1999-06-01T00:00:00Z","identities":{"phone":"13800138000"}}"#,
+    );
+    let v = json_of(&run(&["import", &file, "--json"], &flags));
+    assert_eq!(
+        (v["accepted"].as_u64(), v["rejected"].as_u64()),
+        (Some(0), Some(1)),
+        "{v}"
+    );
+    let rejected_file = v["files"][0]["rejected_file"].as_str().unwrap().to_string();
+    let line: Value =
+        serde_json::from_str(std::fs::read_to_string(&rejected_file).unwrap().trim()).unwrap();
+    assert_eq!(
+        (line["code"].as_str(), line["field"].as_str()),
+        (Some("timestamp_too_old"), Some("ts"))
+    );
+    let earlier = [
+        "import",
+        &file,
+        "--json",
+        "--min-timestamp",
+        "1990-01-01T00:00:00Z",
+    ];
+    let v = json_of(&run(&earlier, &flags));
+    assert_eq!(v["accepted"].as_u64(), Some(1), "{v}");
+    let bad = run(&["import", &file, "--min-timestamp", "1990"], &flags);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "a floor that is not a time is a usage error"
+    );
+}
+
 async fn csv_import_and_a_bad_header_stores_nothing(b: Backend) {
     let (location, _d) = fresh_location(b);
     let flags = store_flags(&location);
@@ -197,6 +237,7 @@ async fn demo_generates_imports_and_reruns_idempotently(b: Backend) {
 both!(
     tenants_are_created_once_with_keys,
     import_twice_stores_once_and_explains_rejections,
+    import_refuses_events_before_the_earliest_time_unless_told_otherwise,
     csv_import_and_a_bad_header_stores_nothing,
     demo_generates_imports_and_reruns_idempotently,
 );

@@ -38,9 +38,20 @@ fn signature(secret: &str, body: &[u8]) -> String {
 
 /// Posts one delivery as Douyin would: raw body, `Msg-Id`, `X-Douyin-Signature`.
 async fn deliver(app: &TestApp, msg_id: &str, body: &str, sig: Option<&str>) -> (u16, Value) {
+    deliver_to(app, "acme", msg_id, body, sig).await
+}
+
+/// [`deliver`] to the webhook of the tenant named `tenant`.
+async fn deliver_to(
+    app: &TestApp,
+    tenant: &str,
+    msg_id: &str,
+    body: &str,
+    sig: Option<&str>,
+) -> (u16, Value) {
     let mut req = app
         .client
-        .post(format!("{}/webhooks/douyin/acme", app.base))
+        .post(format!("{}/webhooks/douyin/{tenant}", app.base))
         .header("content-type", "application/json")
         .header("msg-id", msg_id)
         .body(body.to_string());
@@ -83,12 +94,18 @@ async fn stored_events(location: &Location) -> Vec<siyu_domain::Event> {
 async fn douyin_deliveries_are_verified_mapped_and_stored_once(b: Backend) {
     let app = spawn_app(b).await;
 
-    // Before a secret is set, nothing is accepted.
-    let (s, v) = deliver_signed(&app, "m0", &json!({"event": "im_receive_msg"})).await;
+    // Before a secret is set, nothing is accepted; the answer is the one a stranger gets for
+    // a tenant that does not exist, or for a wrong signature (below): it names no tenant.
+    let (s, not_configured) = deliver_signed(&app, "m0", &json!({"event": "im_receive_msg"})).await;
     assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (404, Some("connector_not_configured"))
+        (s, not_configured["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{not_configured}"
     );
+    let body = json!({"event": "im_receive_msg"}).to_string();
+    let sig = signature(SECRET, body.as_bytes());
+    let (s, no_tenant) = deliver_to(&app, "nobody", "m0", &body, Some(&sig)).await;
+    assert_eq!((s, &no_tenant), (401, &not_configured));
 
     // The operator sets the client secret; no answer ever shows it.
     let (s, v) = put(
@@ -159,7 +176,8 @@ async fn douyin_deliveries_are_verified_mapped_and_stored_once(b: Backend) {
     let unknown = json!({"event": "new_video_digg", "from_user_id": "_000other", "to_user_id": brand,
         "content": {"item_id": "@9VwK"}});
 
-    // Out of order, and with retries (Douyin retries up to three times).
+    // Out of order, and with retries (Douyin retries up to three times). The event id comes
+    // from the signed body: its log_id, else the body's SHA-256.
     let sends = [
         ("m2", &first_message, false),
         ("m1", &enter, false),
@@ -172,11 +190,28 @@ async fn douyin_deliveries_are_verified_mapped_and_stored_once(b: Backend) {
         ("m6", &unknown, false),
         ("m2", &first_message, true),
     ];
+    let mut ids = std::collections::HashMap::new();
     for (msg_id, payload, duplicate) in sends {
         let (s, v) = deliver_signed(&app, msg_id, payload).await;
         assert_eq!(s, 200, "{msg_id}: {v}");
         assert_eq!(v["duplicate"], duplicate, "{msg_id}: {v}");
-        assert_eq!(v["event_id"], format!("douyin:{msg_id}"));
+        let id = v["event_id"].as_str().unwrap().to_string();
+        match payload["log_id"].as_str() {
+            Some(log_id) => assert_eq!(id, format!("douyin:{log_id}")),
+            None => assert!(id.starts_with("douyin:sha256:"), "{id}"),
+        }
+        assert_eq!(
+            ids.entry(msg_id).or_insert(id.clone()),
+            &id,
+            "a retry is the same event"
+        );
+    }
+    // A captured delivery replayed under a new Msg-Id (the header is not signed) is the same
+    // delivery, with or without a log_id.
+    for (payload, first) in [(&first_message, "m2"), (&reply, "m4")] {
+        let (s, v) = deliver_signed(&app, "replayed", payload).await;
+        assert_eq!((s, v["duplicate"].as_bool()), (200, Some(true)), "{v}");
+        assert_eq!(v["event_id"].as_str(), Some(ids[first].as_str()));
     }
 
     // Forged, unsigned and malformed deliveries are refused and store nothing.
@@ -186,11 +221,12 @@ async fn douyin_deliveries_are_verified_mapped_and_stored_once(b: Backend) {
     let forged = signature("not-the-secret", body.as_bytes());
     let (s, v) = deliver(&app, "f1", &body, Some(&forged)).await;
     assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (401, Some("bad_signature"))
+        (s, &v),
+        (401, &not_configured),
+        "one answer for every stranger"
     );
-    let (s, _) = deliver(&app, "f2", &body, None).await;
-    assert_eq!(s, 401);
+    let (s, v) = deliver(&app, "f2", &body, None).await;
+    assert_eq!((s, &v), (401, &not_configured));
     let tampered = body.replace("forged", "tampered");
     let (s, _) = deliver(
         &app,
@@ -245,20 +281,27 @@ async fn douyin_deliveries_are_verified_mapped_and_stored_once(b: Backend) {
     );
 
     let events = stored_events(&app.location).await;
-    let by_id = |id: &str| events.iter().find(|e| e.id.as_str() == id).unwrap();
-    let m = by_id("douyin:m3");
+    let by_id = |msg_id: &str| {
+        let e = events
+            .iter()
+            .find(|e| e.id.as_str() == ids[msg_id])
+            .unwrap();
+        assert_eq!(
+            e.props["msg_id"], msg_id,
+            "the first delivery's Msg-Id is kept"
+        );
+        e
+    };
+    let m = by_id("m3");
     assert_eq!(m.props["text"], "怎么买");
     assert_eq!(m.props["server_message_id"], "s-2");
     assert_eq!(m.ts, 1_790_000_120_000);
-    let e = by_id("douyin:m1");
+    let e = by_id("m1");
     assert_eq!(e.props["scene_type"], 5);
     assert_eq!(e.props["ad_info"]["ad_id"], 1_700_000_001u64);
-    assert_eq!(by_id("douyin:m4").props["account_open_id"], brand);
-    assert_eq!(by_id("douyin:m5").props["group_id"], "7300000000000000777");
-    assert_eq!(
-        by_id("douyin:m6").props["payload"]["content"]["item_id"],
-        "@9VwK"
-    );
+    assert_eq!(by_id("m4").props["account_open_id"], brand);
+    assert_eq!(by_id("m5").props["group_id"], "7300000000000000777");
+    assert_eq!(by_id("m6").props["payload"]["content"]["item_id"], "@9VwK");
     app.stop().await;
 }
 

@@ -15,4 +15,5 @@ mod openapi;
 mod output;
 mod segment;
 mod snapshots;
+mod strict;
 mod triggers;

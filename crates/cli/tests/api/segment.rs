@@ -356,7 +356,41 @@ async fn v1_errors_carry_a_top_level_code(b: Backend) {
     app.stop().await;
 }
 
+/// Issue 12: one event dated 0000-01-01 (Segment) or 0001-01-01 (native) made the tenant's
+/// per-day index cover two thousand years. Both are refused, naming the sender's field.
+async fn events_before_the_earliest_time_are_refused_on_both_paths(b: Backend) {
+    let app = spawn_app(b).await;
+    let mut old = crate::helpers::event("old", "follow", "13800138000");
+    old["ts"] = json!("0001-01-01T00:00:00Z");
+    let (s, v) = app.post_events(&json!([old])).await;
+    assert_eq!(s, 400, "{v}");
+    let r = &v["rejected"][0];
+    assert_eq!(
+        (r["code"].as_str(), r["field"].as_str()),
+        (Some("timestamp_too_old"), Some("ts")),
+        "{v}"
+    );
+    let msg = json!({"event": "follow", "userId": "u1", "messageId": "m-old",
+                     "timestamp": "0000-01-01T00:00:00Z"});
+    let (s, v) = post(&app, "/v1/track", Some(&app.write_key), &msg, false).await;
+    assert_eq!(s, 400, "{v}");
+    let r = &v["rejected"][0];
+    assert_eq!(
+        (r["code"].as_str(), r["field"].as_str()),
+        (Some("timestamp_too_old"), Some("timestamp")),
+        "{v}"
+    );
+    // The floor itself is accepted.
+    let msg = json!({"event": "follow", "userId": "u1", "messageId": "m-2000",
+                     "timestamp": "2000-01-01T00:00:00Z"});
+    let (s, v) = post(&app, "/v1/track", Some(&app.write_key), &msg, false).await;
+    assert_eq!((s, v["accepted"].as_u64()), (200, Some(1)), "{v}");
+    assert_eq!(app.event_count().await, 1);
+    app.stop().await;
+}
+
 both!(
+    events_before_the_earliest_time_are_refused_on_both_paths,
     an_alias_of_a_user_id_merges_the_two_fans,
     v1_errors_carry_a_top_level_code,
     custom_events_go_to_the_tenants_domain,
