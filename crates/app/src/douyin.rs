@@ -95,8 +95,7 @@ impl App {
             .into_iter()
             .find(|t| t.name == name)
             .ok_or_else(|| DeliveryError::NoTenant(name.to_string()))?;
-        let settings = connectors::douyin(&*self.store, tenant.id)
-            .map_err(AppError::from)?
+        let settings = connectors::douyin(&*self.store, &self.safeguards, tenant.id)?
             .ok_or_else(|| DeliveryError::NotConfigured(name.to_string()))?;
         Ok((tenant, settings.client_secret))
     }
