@@ -17,6 +17,7 @@ mod gen_cmd;
 mod identity;
 mod import;
 mod report;
+mod safeguards;
 mod segment;
 mod serve;
 mod tenant;

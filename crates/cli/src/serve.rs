@@ -40,9 +40,24 @@ pub fn serve_with(
         .enable_all()
         .build()?;
     siyu_server::metrics::install();
+    let guard = crate::safeguards::load(location)?;
+    let targets = guard.targets;
+    if targets.allows_private() {
+        tracing::warn!(
+            "SIYU_ALLOW_PRIVATE_TARGETS is set: outbound requests may go to http and private hosts"
+        );
+    }
     let store = siyu_store::open(location, siyu_store::Durability::Full)?;
     tracing::info!(store = %location.describe(), "loading engines from the event log");
-    let app = Arc::new(siyu_app::App::start(store, siyu_app::EngineMode::Live)?);
+    let app = Arc::new(siyu_app::App::start_with(
+        store,
+        siyu_app::EngineMode::Live,
+        Arc::new(siyu_domain::time::SystemClock),
+        guard,
+    )?);
+    // Credentials in plain text (earlier versions) or under the old key are sealed again now,
+    // so the old key can be retired once a server has started with the new one.
+    app.reseal_connectors()?;
     // The pollers stop when `stop_pollers` is dropped.
     let (stop_pollers, stopped) = std::sync::mpsc::channel::<()>();
     let pollers = {
@@ -50,7 +65,7 @@ pub fn serve_with(
         std::thread::Builder::new()
             .name("siyu-lead-poller".into())
             .spawn(move || {
-                let source = || Box::new(HttpLeadSource::default()) as Box<dyn LeadSource>;
+                let source = || Box::new(HttpLeadSource::new(targets)) as Box<dyn LeadSource>;
                 oceanengine::run_until_stopped(app, &source, poll, stopped);
             })?
     };

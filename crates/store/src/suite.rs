@@ -88,7 +88,10 @@ fn rotated_keys_expire_and_are_deleted(s: &dyn Store) {
     assert_eq!(expiry("w1"), None);
     s.rotate_key(t, KeyRole::Write, "w5", NOW + 1_001, NOW + 1_001)
         .unwrap();
-    assert_eq!((expiry("w2"), expiry("w3"), expiry("w4")), (None, None, None));
+    assert_eq!(
+        (expiry("w2"), expiry("w3"), expiry("w4")),
+        (None, None, None)
+    );
     assert_eq!(expiry("w5"), Some(None));
 
     // The admin key rotates on its own; other tenants are untouched.

@@ -12,6 +12,7 @@ mod ingest;
 mod metrics;
 mod openapi;
 mod output;
+mod secrets;
 mod segment;
 mod snapshots;
 mod triggers;
