@@ -217,6 +217,68 @@ async fn private_targets_are_refused_unless_allowed(b: Backend) {
     assert_eq!(json_of(&set(true))["base_url"], "http://127.0.0.1:9");
 }
 
+async fn a_wrong_secret_key_is_a_clear_error_and_the_old_key_opens_while_rotating(b: Backend) {
+    let (location, _d) = fresh_location(b);
+    let flags = store_flags(&location);
+    json_of(&run(&["tenant", "create", "acme"], &flags));
+    let other = "0123456789abcdef".repeat(4);
+    let douyin = |env: &[(&str, &str)], secret: Option<&str>| {
+        let mut c = siyu();
+        c.args(["connector", "douyin"]).args(&flags);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        if let Some(s) = secret {
+            c.env("SIYU_DOUYIN_CLIENT_SECRET", s);
+        }
+        c.output().unwrap()
+    };
+    json_of(&douyin(&[], Some(SECRET)));
+
+    // Another key: refused, naming the connector and the field, never the secret.
+    let v = json_of_failure(&douyin(&[("SIYU_SECRET_KEY", &other)], None));
+    assert_eq!(v["error"]["code"], "secret_key_mismatch", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("douyin") && message.contains("client_secret"),
+        "{message}"
+    );
+    assert!(!v.to_string().contains(SECRET) && !v.to_string().contains(TEST_SECRET_KEY));
+    // A key that is not 64 hex characters.
+    let v = json_of_failure(&douyin(&[("SIYU_SECRET_KEY", "not-hex")], None));
+    assert_eq!(v["error"]["code"], "secret_key_unavailable", "{v}");
+    assert!(!v.to_string().contains("not-hex"), "{v}");
+
+    // Rotating: the new key with the old one beside it reads, and a write seals with the new.
+    let rotating = [
+        ("SIYU_SECRET_KEY", other.as_str()),
+        ("SIYU_SECRET_KEY_OLD", TEST_SECRET_KEY),
+    ];
+    assert_eq!(json_of(&douyin(&rotating, None))["client_secret_set"], true);
+    json_of(&douyin(&rotating, Some(SECRET)));
+    let v = json_of(&douyin(&[("SIYU_SECRET_KEY", &other)], None));
+    assert_eq!(v["client_secret_set"], true, "{v}");
+
+    // Without a key given, SQLite's default key file is made beside the database, 0600.
+    if let siyu_store::Location::Sqlite(dir) = &location {
+        let mut c = siyu();
+        c.env_remove("SIYU_SECRET_KEY");
+        let out = c
+            .args(["connector", "douyin"])
+            .args(&flags)
+            .output()
+            .unwrap();
+        assert_eq!(
+            json_of_failure(&out)["error"]["code"],
+            "secret_key_mismatch"
+        );
+        let file = dir.join("secret.key");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
+
 /// Runs `siyu` with `args` at trace level; returns its output, with stderr (the log) kept.
 fn traced(args: &[&str], flags: &[String], env: &[(&str, &str)]) -> std::process::Output {
     let mut c = siyu();
@@ -356,5 +418,6 @@ async fn nothing_secret_is_logged_at_trace_level(b: Backend) {
 both!(
     keys_rotate_over_the_api_and_the_cli,
     private_targets_are_refused_unless_allowed,
+    a_wrong_secret_key_is_a_clear_error_and_the_old_key_opens_while_rotating,
     nothing_secret_is_logged_at_trace_level,
 );
