@@ -15,7 +15,7 @@ use siyu_store::Durability;
 use crate::both;
 use crate::cli::{json_of, run};
 use crate::connectors::{LeadApi, SECRET, TOKEN, leads_from, signature, wait_for_events};
-use crate::durability::{admin_get, siyu, terminate};
+use crate::durability::{admin_get, siyu, start_server, terminate};
 use crate::helpers::{Backend, TEST_SECRET_KEY, fresh_location, spawn_app_guarded, store_flags};
 
 async fn ingest_status(base: &str, key: &str) -> u16 {
@@ -279,6 +279,41 @@ async fn a_wrong_secret_key_is_a_clear_error_and_the_old_key_opens_while_rotatin
     }
 }
 
+fn douyin_config(location: &siyu_store::Location) -> String {
+    let store = siyu_store::open(location, Durability::Full).unwrap();
+    let t = store.tenants().unwrap()[0].id;
+    store.connector(t, "douyin").unwrap().unwrap().config
+}
+
+async fn serve_seals_what_earlier_versions_stored_in_plain_text(b: Backend) {
+    let (location, _d) = fresh_location(b);
+    let flags = store_flags(&location);
+    json_of(&run(&["tenant", "create", "acme"], &flags));
+    let loc = location.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = siyu_store::open(&loc, Durability::Full).unwrap();
+        let t = store.tenants().unwrap()[0].id;
+        let plain = json!({ "client_secret": SECRET }).to_string();
+        store.set_connector(t, "douyin", &plain, 1).unwrap();
+    })
+    .await
+    .unwrap();
+    // Started and stopped: the start is where it seals.
+    let (server, _url) = start_server(&flags);
+    terminate(server);
+    let loc = location.clone();
+    let config = tokio::task::spawn_blocking(move || douyin_config(&loc))
+        .await
+        .unwrap();
+    assert!(
+        config.contains("sealed:v1:") && !config.contains(SECRET),
+        "{config}"
+    );
+    // And it still opens.
+    let v = json_of(&run(&["connector", "douyin"], &flags));
+    assert_eq!(v["client_secret_set"], true, "{v}");
+}
+
 /// Runs `siyu` with `args` at trace level; returns its output, with stderr (the log) kept.
 fn traced(args: &[&str], flags: &[String], env: &[(&str, &str)]) -> std::process::Output {
     let mut c = siyu();
@@ -419,5 +454,6 @@ both!(
     keys_rotate_over_the_api_and_the_cli,
     private_targets_are_refused_unless_allowed,
     a_wrong_secret_key_is_a_clear_error_and_the_old_key_opens_while_rotating,
+    serve_seals_what_earlier_versions_stored_in_plain_text,
     nothing_secret_is_logged_at_trace_level,
 );
