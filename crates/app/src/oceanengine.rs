@@ -131,6 +131,9 @@ impl HttpLeadSource {
             .http_status_as_error(false)
             // A redirect would take the token to a host that was never checked.
             .max_redirects(0)
+            // A proxy (ureq reads one from HTTPS_PROXY) would resolve the host itself, past the
+            // resolver's check: the lead API is called directly.
+            .proxy(None)
             .build();
         HttpLeadSource {
             agent: CheckedResolver::new(targets, "base_url").agent(config),
