@@ -117,8 +117,7 @@ impl App {
             .into_iter()
             .find(|t| t.name == name)
             .ok_or(DeliveryError::Unauthorized(Unauthorized::NoTenant))?;
-        let settings = connectors::douyin(&*self.store, tenant.id)
-            .map_err(AppError::from)?
+        let settings = connectors::douyin(&*self.store, &self.safeguards, tenant.id)?
             .ok_or(DeliveryError::Unauthorized(Unauthorized::NotConfigured))?;
         Ok((tenant, settings.client_secret))
     }

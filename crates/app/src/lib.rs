@@ -3,11 +3,14 @@
 //!
 //! # Layout
 //! - [`keys`]: API keys — generated, shown once, stored as SHA-256 hashes.
-//! - [`tenants`]: tenant names and creation.
+//! - [`tenants`]: tenant names, creation, and key rotation (with an optional grace).
 //! - [`identity`]: replay with operator decisions, fan views, merges and their undoing.
 //! - [`ingest`]: the single writer thread with group commit, and the live engines it feeds.
 //! - [`connectors`]: per-tenant connector settings (Douyin client secret, Ocean Engine token),
-//!   with credentials that never print.
+//!   with credentials that never print and are sealed at rest.
+//! - [`secrets`]: the secret key and the AEAD that seals connector credentials.
+//! - [`targets`]: which outbound URLs may be called (https, public hosts), checked when set
+//!   and at each request.
 //! - [`douyin`]: Douyin webhook deliveries: signature, mapping, append once.
 //! - [`oceanengine`]: the Ocean Engine lead poller, steppable, with a durable checkpoint.
 //! - [`triggers`]: the one trigger stream (events, layer, segment and tag changes), its
@@ -21,8 +24,10 @@ pub mod ingest;
 pub mod keys;
 pub mod oceanengine;
 pub mod owners;
+pub mod secrets;
 pub mod segments;
 pub mod snapshots;
+pub mod targets;
 pub mod tenants;
 pub mod triggers;
 
@@ -38,9 +43,10 @@ use siyu_engine::{
 };
 use siyu_store::{Appended, KeyRole, Store, StoreError, Tenant, TenantId};
 
+pub use connectors::Safeguards;
 pub use identity::{FanView, IdentityError};
 pub use ingest::{EngineMode, Ingestor};
-pub use tenants::{TenantKeys, TenantName};
+pub use tenants::{RotatedKey, TenantKeys, TenantName};
 
 /// Everything the services can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +68,15 @@ pub enum AppError {
     /// Another node serves the tenant, or it is passing between nodes (see [`owners`]).
     #[error("tenant {0} is served by another node or moving between nodes; try again")]
     NotOwner(TenantId),
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
+    #[error("key {0:?} is not a key role: use write or admin")]
+    InvalidKeyRole(String),
+    #[error(
+        "grace_seconds {0} is out of range: 0 (the old key stops at once) to {max} (7 days)",
+        max = tenants::MAX_KEY_GRACE_S
+    )]
+    InvalidGrace(u64),
 }
 
 impl AppError {
@@ -76,6 +91,9 @@ impl AppError {
             AppError::AmbiguousTenant(_) => "tenant_ambiguous",
             AppError::Io { .. } => "io_error",
             AppError::NotOwner(_) => "tenant_moving",
+            AppError::Secret(e) => e.code(),
+            AppError::InvalidKeyRole(_) => "invalid_key_role",
+            AppError::InvalidGrace(_) => "invalid_grace",
         }
     }
 }
@@ -177,10 +195,15 @@ pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 pub struct App {
     store: Arc<dyn Store>,
     pub ingestor: Ingestor,
-    /// Key hash → (tenant, role, when looked up). Hits are kept for [`KEY_CACHE_TTL`], so a
-    /// tenant setting changed by another process (the CLI beside a server) is seen within
-    /// seconds; misses are not cached, so a new tenant is found at once.
-    keys: RwLock<HashMap<String, (Caller, Instant)>>,
+    /// Key hash → (tenant and role, when looked up, when the key expires). Hits are kept for
+    /// [`KEY_CACHE_TTL`], so a tenant setting changed by another process (the CLI beside a
+    /// server) is seen within seconds; misses are not cached, so a new tenant is found at once.
+    /// A rotation through this `App` clears the tenant's entries, and a key's expiry is checked
+    /// against the clock on every hit, so neither a rotated key nor an expired one gets through
+    /// the cache.
+    keys: RwLock<HashMap<String, CachedKey>>,
+    /// The sealer of connector credentials and the policy of outbound URLs.
+    safeguards: Safeguards,
     /// The secret a one-shot command beside this server forwards with ([`operator_key`]).
     operator: RwLock<Option<String>>,
     /// The earliest event time accepted from any source (`siyu serve --min-timestamp`).
@@ -193,6 +216,9 @@ pub struct App {
 pub fn operator_key(secret: &str, tenant: &str) -> String {
     format!("{secret}.{tenant}")
 }
+
+/// A key found in the store: who it speaks for, when it was looked up, when it expires.
+type CachedKey = (Caller, Instant, Option<Millis>);
 
 /// Who an API key speaks for, as the server needs it (never the store's rows).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,6 +307,18 @@ impl App {
         mode: EngineMode,
         clock: Arc<dyn siyu_domain::time::Clock>,
     ) -> Result<App, AppError> {
+        App::start_with(store, mode, clock, Safeguards::default())
+    }
+
+    /// [`App::start_with_clock`] with the connectors' [`Safeguards`] (what `siyu serve` and
+    /// the connector commands use: without a sealer, connector credentials can be neither
+    /// sealed nor opened, and the default target policy allows public https hosts only).
+    pub fn start_with(
+        store: Arc<dyn Store>,
+        mode: EngineMode,
+        clock: Arc<dyn siyu_domain::time::Clock>,
+        safeguards: Safeguards,
+    ) -> Result<App, AppError> {
         let ingestor = Ingestor::start_with_clock(store.clone(), mode, clock)?;
         Ok(App {
             store,
@@ -288,6 +326,7 @@ impl App {
             keys: RwLock::new(HashMap::new()),
             operator: RwLock::new(None),
             min_ts: siyu_domain::event::DEFAULT_MIN_TS,
+            safeguards,
         })
     }
 
@@ -314,32 +353,60 @@ impl App {
         &self.store
     }
 
-    /// The tenant and role of an API key, if it is one.
+    /// The tenant and role of an API key, if it is one and has not expired (a key replaced
+    /// with a grace works until the instant the grace ends, on this app's clock).
     pub fn authenticate(&self, key: &str) -> Result<Option<Caller>, AppError> {
         if key.starts_with(keys::OPERATOR_PREFIX) {
             return self.operator_caller(key);
         }
         let hash = keys::hash_key(key);
-        if let Some((c, at)) = self
+        let now = self.ingestor.clock().now();
+        let live = |expires: Option<Millis>| expires.is_none_or(|e| now < e);
+        if let Some((c, at, expires)) = self
             .keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&hash)
             && at.elapsed() < KEY_CACHE_TTL
         {
-            return Ok(Some(c.clone()));
+            return Ok(live(*expires).then(|| c.clone()));
         }
-        let found = self
-            .store
-            .key_lookup(&hash)?
-            .map(|(t, role)| Caller::from_stored(t, role));
-        if let Some(c) = &found {
-            self.keys
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(hash, (c.clone(), Instant::now()));
+        let Some(found) = self.store.key_lookup(&hash)? else {
+            return Ok(None);
+        };
+        if !live(found.expires_at) {
+            return Ok(None);
         }
-        Ok(found)
+        let caller = Caller::from_stored(found.tenant, found.role);
+        self.keys
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash, (caller.clone(), Instant::now(), found.expires_at));
+        Ok(Some(caller))
+    }
+
+    /// Gives a tenant a new key of `role`; the old one works for `grace_s` more seconds (0:
+    /// stops at once), never again after. The tenant's cached keys are dropped, so the answer
+    /// is in force here when it returns.
+    pub fn rotate_key(
+        &self,
+        tenant: TenantId,
+        tenant_name: &str,
+        role: KeyRole,
+        grace_s: u64,
+    ) -> Result<RotatedKey, AppError> {
+        let now = self.ingestor.clock().now();
+        let rotated = tenants::rotate(&*self.store, tenant, tenant_name, role, grace_s, now)?;
+        self.forget_keys(tenant);
+        Ok(rotated)
+    }
+
+    /// Drops a tenant's cached keys: the next request with any of them asks the store.
+    fn forget_keys(&self, tenant: TenantId) {
+        self.keys
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (c, ..)| c.id != tenant);
     }
 
     /// Accepts [`operator_key`]s made with `secret` from now on.
@@ -375,10 +442,7 @@ impl App {
     /// Changes where a tenant's custom events without a domain go, effective at once here.
     pub fn set_custom_domain(&self, tenant: TenantId, domain: Domain) -> Result<(), AppError> {
         self.store.set_custom_domain(tenant, domain)?;
-        self.keys
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (c, _)| c.id != tenant);
+        self.forget_keys(tenant);
         Ok(())
     }
 

@@ -11,6 +11,11 @@
 //!
 //! [`run_until_stopped`] drives every tenant's poller on a thread: it steps until a tenant is
 //! caught up, then waits for the interval; after an error it waits with exponential backoff.
+//!
+//! The access token goes only where the [`TargetPolicy`] allows: [`HttpLeadSource`] checks the
+//! stored `base_url` before each request (it may have been stored by an earlier version, or
+//! under another policy) and resolves its host through a [`CheckedResolver`]. The token header
+//! is marked sensitive, so no HTTP client log prints it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +29,7 @@ use siyu_domain::{Millis, time};
 use siyu_store::{StoreError, TenantId};
 
 use crate::connectors::{self, OCEANENGINE, OceanEngineSettings};
+use crate::targets::{CheckedResolver, TargetError, TargetPolicy};
 use crate::{App, AppError, Rejection};
 
 /// Where a tenant's poller stands. Stored as JSON after every committed page.
@@ -94,6 +100,9 @@ pub enum PollError {
     Api { code: i64, message: String },
     #[error("the lead API's answer cannot be read: {0}")]
     BadResponse(String),
+    /// The `base_url` is not allowed by the target policy (code `target_not_allowed`).
+    #[error(transparent)]
+    Target(TargetError),
     #[error(transparent)]
     App(#[from] AppError),
 }
@@ -109,19 +118,26 @@ pub trait LeadSource: Send {
     fn fetch(&self, settings: &OceanEngineSettings, req: &PageRequest) -> Result<Page, PollError>;
 }
 
-/// The lead API over HTTP(S).
+/// The lead API over HTTP(S), to targets the policy allows.
 pub struct HttpLeadSource {
     agent: ureq::Agent,
+    targets: TargetPolicy,
 }
 
-impl Default for HttpLeadSource {
-    fn default() -> Self {
+impl HttpLeadSource {
+    pub fn new(targets: TargetPolicy) -> HttpLeadSource {
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(30)))
             .http_status_as_error(false)
+            // A redirect would take the token to a host that was never checked.
+            .max_redirects(0)
+            // A proxy (ureq reads one from HTTPS_PROXY) would resolve the host itself, past the
+            // resolver's check: the lead API is called directly.
+            .proxy(None)
             .build();
         HttpLeadSource {
-            agent: ureq::Agent::new_with_config(config),
+            agent: CheckedResolver::new(targets, "base_url").agent(config),
+            targets,
         }
     }
 }
@@ -169,7 +185,15 @@ pub fn parse_page(body: &str) -> Result<Page, PollError> {
 
 impl LeadSource for HttpLeadSource {
     fn fetch(&self, s: &OceanEngineSettings, req: &PageRequest) -> Result<Page, PollError> {
+        self.targets
+            .check("base_url", &s.base_url)
+            .map_err(PollError::Target)?;
         let url = format!("{}/open_api/2/tools/clue/get/", s.base_url);
+        let mut token =
+            ureq::http::HeaderValue::from_str(s.access_token.expose()).map_err(|_| {
+                PollError::Transport("the access token is not a valid header value".into())
+            })?;
+        token.set_sensitive(true);
         let mut resp = self
             .agent
             .get(&url)
@@ -178,9 +202,12 @@ impl LeadSource for HttpLeadSource {
             .query("end_time", format_time(req.to))
             .query("page", req.page.to_string())
             .query("page_size", s.page_size.to_string())
-            .header("Access-Token", s.access_token.expose())
+            .header("Access-Token", token)
             .call()
-            .map_err(|e| PollError::Transport(e.to_string()))?;
+            .map_err(|e| match crate::targets::refused_by_resolver(&e) {
+                Some(t) => PollError::Target(t),
+                None => PollError::Transport(e.to_string()),
+            })?;
         let status = resp.status().as_u16();
         if status != 200 {
             return Err(PollError::Status(status));
@@ -240,7 +267,7 @@ impl LeadPoller {
     /// a new token applies at the next step.
     pub fn step(&mut self, now: Millis) -> Result<Step, PollError> {
         let store = &**self.app.store();
-        let (settings, state) = connectors::oceanengine(store, self.tenant)?
+        let (settings, state) = connectors::oceanengine(store, self.app.safeguards(), self.tenant)?
             .ok_or(PollError::NotConfigured(self.tenant))?;
         let mut cp = match state {
             Some(v) => serde_json::from_value::<Checkpoint>(v)
@@ -499,8 +526,13 @@ mod tests {
         let tenant = store.tenants().unwrap()[0].id;
         let day = time::MS_PER_DAY;
         let start = 1_790_000_000_000;
+        let guard = connectors::Safeguards::new(
+            crate::secrets::Sealer::from_keys(&[9; 32], None),
+            TargetPolicy::ALLOW_PRIVATE,
+        );
         connectors::set_oceanengine(
             &*store,
+            &guard,
             tenant,
             connectors::OceanEngineChange {
                 advertiser_id: Some("1".into()),
@@ -512,7 +544,15 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        let app = Arc::new(App::start(store.clone(), crate::EngineMode::WriteOnly).unwrap());
+        let app = Arc::new(
+            App::start_with(
+                store.clone(),
+                crate::EngineMode::WriteOnly,
+                Arc::new(time::SystemClock),
+                guard.clone(),
+            )
+            .unwrap(),
+        );
         let (asked, fail) = (Arc::default(), Arc::new(Mutex::new(false)));
         let stub = Stub {
             asked: Arc::clone(&asked),
@@ -528,7 +568,12 @@ mod tests {
         // A failure leaves the position where it was.
         *fail.lock().unwrap() = true;
         assert!(poller.step(now).is_err());
-        let position = || connectors::oceanengine(&*store, tenant).unwrap().unwrap().1;
+        let position = || {
+            connectors::oceanengine(&*store, &guard, tenant)
+                .unwrap()
+                .unwrap()
+                .1
+        };
         assert_eq!(
             serde_json::from_value::<Checkpoint>(position().unwrap()).unwrap(),
             Checkpoint::starting_at(start)

@@ -27,7 +27,7 @@ impl Cli {
     pub fn json(&self) -> bool {
         match &self.command {
             Command::Tenant(TenantArgs {
-                command: TenantCommand::Create { json: _, .. },
+                command: TenantCommand::Create { json: _, .. } | TenantCommand::Rotate { .. },
             }) => true,
             Command::Tenant(TenantArgs {
                 command: TenantCommand::List { json, .. },
@@ -219,7 +219,8 @@ pub enum ConnectorCommand {
         /// The access token (or env SIYU_OCEANENGINE_ACCESS_TOKEN).
         #[arg(long, env = "SIYU_OCEANENGINE_ACCESS_TOKEN", hide_env_values = true)]
         access_token: Option<SecretArg>,
-        /// The lead API's origin (default https://api.oceanengine.com).
+        /// The lead API's origin (default https://api.oceanengine.com): https and a public host,
+        /// unless SIYU_ALLOW_PRIVATE_TARGETS=1.
         #[arg(long)]
         base_url: Option<String>,
         /// Pull leads created from this time on (RFC 3339; default 30 days before set-up).
@@ -248,6 +249,19 @@ pub enum TenantCommand {
         /// Accepted for symmetry; the output is always JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Replace a tenant's write or admin key; prints {"tenant", "write_key"} (or "admin_key")
+    /// once — keep it. The old key stops working at once, or after --grace-seconds.
+    Rotate {
+        name: String,
+        /// Which key: write or admin.
+        #[arg(long, value_parser = ["write", "admin"])]
+        key: String,
+        /// Seconds the old key still works (0–604800, 7 days).
+        #[arg(long, default_value_t = 0)]
+        grace_seconds: u64,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Put a layer rules file (TOML) in force for a tenant; a bad file is refused with the line
     /// and the reason, and the rules in force stay. See docs/layers.md.

@@ -27,18 +27,21 @@ pub fn run(args: ConnectorArgs) -> anyhow::Result<()> {
         true => args.at.store.lock_for("connector")?,
         false => None,
     };
-    let store = siyu_store::open(&args.at.store.location()?, siyu_store::Durability::Full)?;
+    let location = args.at.store.location()?;
+    let store = siyu_store::open(&location, siyu_store::Durability::Full)?;
     let tenant = siyu_app::App::resolve_tenant(&*store, args.at.tenant.as_deref())?;
+    let guard = crate::safeguards::load(&location)?;
     let view = match args.command {
         ConnectorCommand::Douyin { client_secret } => {
             let settings = match client_secret {
                 Some(secret) => Some(connectors::set_douyin(
                     &*store,
+                    &guard,
                     tenant.id,
                     &secret.0,
                     time::now_ms(),
                 )??),
-                None => connectors::douyin(&*store, tenant.id)?,
+                None => connectors::douyin(&*store, &guard, tenant.id)?,
             };
             connectors::douyin_view(&tenant.name, settings.as_ref())
         }
@@ -62,9 +65,9 @@ pub fn run(args: ConnectorArgs) -> anyhow::Result<()> {
                 || change.start.is_some()
                 || change.page_size.is_some();
             if is_change {
-                connectors::set_oceanengine(&*store, tenant.id, change, time::now_ms())??;
+                connectors::set_oceanengine(&*store, &guard, tenant.id, change, time::now_ms())??;
             }
-            match connectors::oceanengine(&*store, tenant.id)? {
+            match connectors::oceanengine(&*store, &guard, tenant.id)? {
                 Some((s, position)) => {
                     connectors::oceanengine_view(&tenant.name, Some(&s), position.as_ref())
                 }

@@ -18,6 +18,7 @@ mod gen_cmd;
 mod identity;
 mod import;
 mod report;
+mod safeguards;
 mod segment;
 mod serve;
 mod tenant;

@@ -136,6 +136,9 @@ fn error_code(e: &anyhow::Error) -> &'static str {
         if let Some(c) = cause.downcast_ref::<siyu_app::connectors::SettingError>() {
             return c.code();
         }
+        if let Some(c) = cause.downcast_ref::<siyu_app::secrets::SecretError>() {
+            return c.code();
+        }
         if let Some(s) = cause.downcast_ref::<siyu_app::segments::SegmentError>() {
             return s.code();
         }

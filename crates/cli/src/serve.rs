@@ -101,16 +101,35 @@ pub fn serve_with(
         .enable_all()
         .build()?;
     siyu_server::metrics::install();
+    let guard = crate::safeguards::load(location)?;
+    let targets = guard.targets;
+    if targets.allows_private() {
+        tracing::warn!(
+            "SIYU_ALLOW_PRIVATE_TARGETS is set: outbound requests may go to http and private hosts"
+        );
+    }
     let store = siyu_store::open(location, siyu_store::Durability::Full)?;
     // A store that cannot be written is refused now, not answered with a 500 per request.
     store.check_writable()?;
+    let start = |store, mode| -> anyhow::Result<Arc<siyu_app::App>> {
+        let app = siyu_app::App::start_with(
+            store,
+            mode,
+            Arc::new(siyu_domain::time::SystemClock),
+            guard,
+        )?;
+        Ok(Arc::new(app.with_min_ts(min_ts)))
+    };
     let app = if shared {
         store.require_leases();
-        Arc::new(siyu_app::App::start(store, siyu_app::EngineMode::Leased)?.with_min_ts(min_ts))
+        start(store, siyu_app::EngineMode::Leased)?
     } else {
         tracing::info!(store = %location.describe(), "loading engines from the event log");
-        Arc::new(siyu_app::App::start(store, siyu_app::EngineMode::Live)?.with_min_ts(min_ts))
+        start(store, siyu_app::EngineMode::Live)?
     };
+    // Credentials in plain text (earlier versions) or under the old key are sealed again now,
+    // so the old key can be retired once a server has started with the new one.
+    app.reseal_connectors()?;
     let listener = runtime.block_on(async {
         tokio::net::TcpListener::bind(addr)
             .await
@@ -152,7 +171,7 @@ pub fn serve_with(
         std::thread::Builder::new()
             .name("siyu-lead-poller".into())
             .spawn(move || {
-                let source = || Box::new(HttpLeadSource::default()) as Box<dyn LeadSource>;
+                let source = || Box::new(HttpLeadSource::new(targets)) as Box<dyn LeadSource>;
                 oceanengine::run_until_stopped(app, &source, poll, stopped);
             })?
     };

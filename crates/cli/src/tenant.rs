@@ -1,9 +1,32 @@
-//! `siyu tenant create|list`.
+//! `siyu tenant create|rotate|rules|set|list`.
 
 use anyhow::Context;
 
 use crate::cli::{TenantArgs, TenantCommand};
 use crate::output;
+
+/// Rotates a tenant's `write` or `admin` key in the store at `location` (the old one works
+/// `grace_seconds` more). A server on the same store sees the change when its key cache
+/// entry lapses (`siyu_app::KEY_CACHE_TTL`); through the server's own
+/// `POST /api/tenant/keys/rotate`, at once.
+pub fn rotate(
+    location: &siyu_store::Location,
+    name: &str,
+    key: &str,
+    grace_seconds: u64,
+) -> anyhow::Result<siyu_app::RotatedKey> {
+    let role = siyu_app::tenants::parse_role(key)?;
+    let store = siyu_store::open(location, siyu_store::Durability::Full)?;
+    let tenant = siyu_app::App::resolve_tenant(&*store, Some(name))?;
+    Ok(siyu_app::tenants::rotate(
+        &*store,
+        tenant.id,
+        &tenant.name,
+        role,
+        grace_seconds,
+        siyu_domain::time::now_ms(),
+    )?)
+}
 
 pub fn run(args: TenantArgs) -> anyhow::Result<()> {
     match args.command {
@@ -21,6 +44,18 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
                     )
                 },
             )?;
+        }
+        TenantCommand::Rotate {
+            name,
+            key,
+            grace_seconds,
+            store,
+        } => {
+            let rotated = rotate(&store.location()?, &name, &key, grace_seconds)?;
+            // Shown this once, like a new tenant's keys.
+            output::try_stdout(&format!("{}\n", rotated.to_json())).with_context(|| {
+                format!("the {key} key of tenant {name} was rotated, but the new key could not be printed")
+            })?;
         }
         TenantCommand::Set {
             name,

@@ -49,6 +49,81 @@ pub async fn tenant_get(
     Ok(Json(tenant_json(&tenant.name, &tenant.custom_domain)))
 }
 
+/// `POST /api/tenant/keys/rotate` (admin key), `{"key": "write" | "admin", "grace_seconds": N}`:
+/// a new key, shown this once; the old one works `grace_seconds` more (default 0: it stops at
+/// once).
+#[utoipa::path(
+    post,
+    path = "/api/tenant/keys/rotate",
+    summary = "Rotate an API key",
+    tag = "tenant",
+    security(("admin_key" = [])),
+    request_body(content = schema::KeyRotation, description = "Which key, and how long the old one still works"),
+    responses(
+        (status = 200, description = "The new key, shown this once; the old one stops at once or when its grace ends", body = schema::RotatedKey),
+        (status = 400, description = "`invalid_json`, `invalid_body` (not an object), `unknown_field`, `invalid_key_role` (`field`: `key`), `invalid_grace` (`field`: `grace_seconds`)", body = schema::Error),
+        AdminErrors,
+        BodyErrors,
+    ),
+)]
+pub async fn keys_rotate(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    raw: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let Value::Object(obj) = crate::body::json_body(&headers, raw, 4 * 1024)? else {
+        return Err(ApiError::bad(
+            "invalid_body",
+            None,
+            "the body must be a JSON object",
+        ));
+    };
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "key" | "grace_seconds"))
+    {
+        return Err(ApiError::bad(
+            "unknown_field",
+            Some(k),
+            format!("unknown field {k:?}; accepted: key, grace_seconds"),
+        ));
+    }
+    let role = match obj.get("key") {
+        Some(Value::String(s)) => siyu_app::tenants::parse_role(s)?,
+        _ => {
+            return Err(ApiError::bad(
+                "invalid_key_role",
+                Some("key"),
+                "key is required: write or admin",
+            ));
+        }
+    };
+    let grace = match obj.get("grace_seconds") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v.as_u64().ok_or_else(|| {
+            ApiError::bad(
+                "invalid_grace",
+                Some("grace_seconds"),
+                format!(
+                    "grace_seconds must be a whole number of seconds, 0 to {}",
+                    siyu_app::tenants::MAX_KEY_GRACE_S
+                ),
+            )
+        })?,
+    };
+    let app = state.app.clone();
+    let (id, name) = (tenant.id, tenant.name.clone());
+    let rotated = crate::blocking(move || Ok(app.rotate_key(id, &name, role, grace)?)).await?;
+    tracing::info!(tenant = %tenant.name, key = role.as_str(), grace_seconds = grace, "API key rotated");
+    // The key is in this answer only: no cache may keep it.
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(rotated.to_json()),
+    )
+        .into_response())
+}
+
 fn tenant_json(name: &str, custom_domain: &str) -> Value {
     json!({"tenant": name, "custom_domain": custom_domain})
 }

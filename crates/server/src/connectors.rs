@@ -229,7 +229,7 @@ pub async fn oceanengine_get(
     request_body = schema::OceanEngineChange,
     responses(
         (status = 200, description = "Set; a new advertiser or start puts the poller back at the start", body = schema::OceanEngineConnector),
-        (status = 400, description = "`invalid_json`, `duplicate_key` (`field`: the key's path), `invalid_body`, `unknown_field`, `invalid_connector_setting` (`field`: the setting)", body = schema::Error),
+        (status = 400, description = "`invalid_json`, `duplicate_key` (`field`: the key's path), `invalid_body`, `unknown_field`, `invalid_connector_setting` (`field`: the setting), `target_not_allowed` (`field`: `base_url`: not https, or a loopback, private, link-local, unspecified or CGNAT host, unless the server runs with `SIYU_ALLOW_PRIVATE_TARGETS=1`)", body = schema::Error),
         AdminErrors,
         BodyErrors,
     ),

@@ -170,6 +170,10 @@ impl From<AppError> for ApiError {
             AppError::InvalidTenantName(_) | AppError::AmbiguousTenant(_) | AppError::NoTenant => {
                 ApiError::bad(e.code(), None, e.to_string())
             }
+            AppError::InvalidKeyRole(_) => ApiError::bad(e.code(), Some("key"), e.to_string()),
+            AppError::InvalidGrace(_) => {
+                ApiError::bad(e.code(), Some("grace_seconds"), e.to_string())
+            }
             other => ApiError::Internal(format!("{other}")),
         }
     }

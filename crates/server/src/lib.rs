@@ -124,6 +124,7 @@ fn routes(limits: Limits) -> OpenApiRouter<State> {
         .routes(routes!(ingest::native).layer(DefaultBodyLimit::max(limits.native_body)))
         .routes(routes!(api::stats))
         .routes(routes!(api::tenant_get, api::tenant_patch))
+        .routes(routes!(api::keys_rotate))
         .routes(routes!(identity::lookup))
         .routes(routes!(identity::fan))
         .routes(routes!(identity::unmerge))

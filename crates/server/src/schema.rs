@@ -313,6 +313,41 @@ pub struct TenantChange {
     custom_domain: Option<Domain>,
 }
 
+/// `POST /api/tenant/keys/rotate`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotation {
+    /// Which key to replace.
+    key: KeyRole,
+    /// How long the old key still works, in seconds: 0 (the default) stops it at once; at
+    /// most 604800 (7 days).
+    #[schema(minimum = 0, maximum = 604800)]
+    grace_seconds: Option<u64>,
+}
+
+/// An API key's role.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyRole {
+    /// May only ingest.
+    Write,
+    /// May use the whole API.
+    Admin,
+}
+
+/// The new key (`siyu_app::RotatedKey::to_json`): `write_key` or `admin_key`, shown this once.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotatedKey {
+    tenant: String,
+    #[schema(example = "sy_w_…")]
+    write_key: Option<String>,
+    #[schema(example = "sy_a_…")]
+    admin_key: Option<String>,
+    /// When the old key stops working, if it was given a grace.
+    previous_key_expires_at: Option<Time>,
+}
+
 /// `GET /healthz`.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -128,6 +128,16 @@ impl KeyRole {
     }
 }
 
+/// What an API key's hash unlocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMatch {
+    pub tenant: Tenant,
+    pub role: KeyRole,
+    /// When the key stops working: a key replaced by [`Tenants::rotate_key`] with a grace
+    /// period. `None`: it works until it is rotated.
+    pub expires_at: Option<Millis>,
+}
+
 /// The fate of one event in an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
@@ -440,8 +450,23 @@ pub trait Tenants {
     /// All tenants, oldest first.
     fn tenants(&self) -> Result<Vec<Tenant>>;
 
-    /// The tenant and role a key hash belongs to.
-    fn key_lookup(&self, key_hash: &str) -> Result<Option<(Tenant, KeyRole)>>;
+    /// The tenant and role a key hash belongs to, and when the key expires. A key past its
+    /// expiry is still found until the next rotation deletes it: the caller compares
+    /// `expires_at` with its own clock, so expiry is exact whatever the store's clock says.
+    fn key_lookup(&self, key_hash: &str) -> Result<Option<KeyMatch>>;
+
+    /// Gives a tenant a new key of `role` (its hash), in one transaction. The keys of that
+    /// role it had stop working at `retire_at` (`now` for at once; a key that already expires
+    /// sooner keeps its expiry), and every key of the role expired at `now` is deleted.
+    /// An unknown tenant is [`StoreError::NoSuchTenant`].
+    fn rotate_key(
+        &self,
+        tenant: TenantId,
+        role: KeyRole,
+        new_hash: &str,
+        now: Millis,
+        retire_at: Millis,
+    ) -> Result<()>;
 
     /// Sets the domain that custom events without one (Segment tracks) are put in.
     fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()>;

@@ -208,6 +208,11 @@ CREATE TABLE tenant_leases (
     expires_at BIGINT NOT NULL
 );
 "#,
+    // 12: key rotation. A key replaced with a grace period works until `expires_at` (NULL:
+    // until it is rotated).
+    r#"
+ALTER TABLE api_keys ADD COLUMN expires_at BIGINT;
+"#,
 ];
 
 /// Serializes migrations of concurrent openers (several nodes, parallel tests).
@@ -499,16 +504,58 @@ impl crate::Tenants for PostgresStore {
         })
     }
 
-    fn key_lookup(&self, key_hash: &str) -> Result<Option<(Tenant, KeyRole)>> {
+    fn key_lookup(&self, key_hash: &str) -> Result<Option<crate::KeyMatch>> {
         let row = self.reader(|c| {
             Ok(c.query_opt(
-                "SELECT t.tenant_id, t.name, t.created_at, t.custom_domain, k.role
+                "SELECT t.tenant_id, t.name, t.created_at, t.custom_domain, k.role, k.expires_at
                  FROM api_keys k JOIN tenants t ON t.tenant_id = k.tenant_id WHERE k.key_hash = $1",
                 &[&key_hash],
             )?)
         })?;
-        row.map(|r| Ok((tenant_from_row(&r), KeyRole::from_stored(r.get(4))?)))
-            .transpose()
+        row.map(|r| {
+            Ok(crate::KeyMatch {
+                tenant: tenant_from_row(&r),
+                role: KeyRole::from_stored(r.get(4))?,
+                expires_at: r.get(5),
+            })
+        })
+        .transpose()
+    }
+
+    fn rotate_key(
+        &self,
+        tenant: TenantId,
+        role: KeyRole,
+        new_hash: &str,
+        now: Millis,
+        retire_at: Millis,
+    ) -> Result<()> {
+        self.writer(|client| {
+            let mut tx = client.transaction()?;
+            // Locks the tenant's row: two rotations of one tenant run one after the other.
+            let known = tx.query_opt(
+                "SELECT tenant_id FROM tenants WHERE tenant_id = $1 FOR UPDATE",
+                &[&tenant],
+            )?;
+            if known.is_none() {
+                return Err(StoreError::NoSuchTenant(tenant.to_string()));
+            }
+            tx.execute(
+                "UPDATE api_keys SET expires_at = LEAST(COALESCE(expires_at, $3), $3)
+                 WHERE tenant_id = $1 AND role = $2",
+                &[&tenant, &role.as_str(), &retire_at],
+            )?;
+            tx.execute(
+                "DELETE FROM api_keys WHERE tenant_id = $1 AND role = $2 AND expires_at <= $3",
+                &[&tenant, &role.as_str(), &now],
+            )?;
+            tx.execute(
+                "INSERT INTO api_keys (tenant_id, key_hash, role, created_at) VALUES ($1, $2, $3, $4)",
+                &[&tenant, &new_hash, &role.as_str(), &now],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()> {

@@ -233,6 +233,11 @@ CREATE TABLE tenant_leases (
     expires_at INTEGER NOT NULL
 );
 "#,
+    // 12: key rotation. A key replaced with a grace period works until `expires_at` (NULL:
+    // until it is rotated).
+    r#"
+ALTER TABLE api_keys ADD COLUMN expires_at INTEGER;
+"#,
 ];
 
 pub struct SqliteStore {
@@ -406,12 +411,12 @@ fn insert_tags(
 }
 
 impl SqliteStore {
-    /// Opens `dir/siyu.db`, creating the directory and the schema as needed.
+    /// Opens `dir/siyu.db`, creating the directory and the schema as needed. The directory is
+    /// created owner-only (0700) and the database with its `-wal` and `-shm` files are kept
+    /// owner-only (0600), files of earlier versions included: they hold API key hashes and
+    /// connector settings.
     pub fn open(dir: &Path, durability: Durability) -> Result<SqliteStore> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        private_files(dir)?;
         let mut conn = Connection::open(dir.join("siyu.db"))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -466,6 +471,46 @@ impl SqliteStore {
         // still usable.
         self.conn.lock()
     }
+}
+
+/// Creates `dir` (0700) and `dir/siyu.db` (0600) if missing, and narrows an existing database
+/// and its WAL files to 0600. SQLite creates `-wal` and `-shm` with the database file's mode,
+/// so they are born 0600 too. (Unix only: elsewhere the platform's defaults stand.)
+fn private_files(dir: &Path) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| StoreError::Io { path, source }
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(dir).map_err(io(dir))?;
+        let db = dir.join("siyu.db");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&db)
+            .map_err(io(&db))?;
+        for name in ["siyu.db", "siyu.db-wal", "siyu.db-shm"] {
+            let path = dir.join(name);
+            match std::fs::metadata(&path) {
+                Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                        .map_err(io(&path))?;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path)(e)),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    builder.create(dir).map_err(io(dir))?;
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
@@ -582,19 +627,66 @@ impl crate::Tenants for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn key_lookup(&self, key_hash: &str) -> Result<Option<(Tenant, KeyRole)>> {
+    fn key_lookup(&self, key_hash: &str) -> Result<Option<crate::KeyMatch>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT t.tenant_id, t.name, t.created_at, t.custom_domain, k.role
+            "SELECT t.tenant_id, t.name, t.created_at, t.custom_domain, k.role, k.expires_at
              FROM api_keys k JOIN tenants t ON t.tenant_id = k.tenant_id WHERE k.key_hash = ?1",
         )?;
         let row = stmt
             .query_row([key_hash], |r| {
-                Ok((tenant_from_row(r)?, r.get::<_, String>(4)?))
+                Ok((
+                    tenant_from_row(r)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<Millis>>(5)?,
+                ))
             })
             .optional()?;
-        row.map(|(t, role)| Ok((t, KeyRole::from_stored(&role)?)))
-            .transpose()
+        row.map(|(tenant, role, expires_at)| {
+            Ok(crate::KeyMatch {
+                tenant,
+                role: KeyRole::from_stored(&role)?,
+                expires_at,
+            })
+        })
+        .transpose()
+    }
+
+    fn rotate_key(
+        &self,
+        tenant: TenantId,
+        role: KeyRole,
+        new_hash: &str,
+        now: Millis,
+        retire_at: Millis,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let known: Option<i64> = tx
+            .query_row(
+                "SELECT tenant_id FROM tenants WHERE tenant_id = ?1",
+                [tenant],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if known.is_none() {
+            return Err(StoreError::NoSuchTenant(tenant.to_string()));
+        }
+        tx.execute(
+            "UPDATE api_keys SET expires_at = MIN(COALESCE(expires_at, ?3), ?3)
+             WHERE tenant_id = ?1 AND role = ?2",
+            params![tenant, role.as_str(), retire_at],
+        )?;
+        tx.execute(
+            "DELETE FROM api_keys WHERE tenant_id = ?1 AND role = ?2 AND expires_at <= ?3",
+            params![tenant, role.as_str(), now],
+        )?;
+        tx.execute(
+            "INSERT INTO api_keys (tenant_id, key_hash, role, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![tenant, new_hash, role.as_str(), now],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn set_custom_domain(&self, tenant: TenantId, domain: siyu_domain::Domain) -> Result<()> {
@@ -1723,5 +1815,26 @@ mod tests {
         .unwrap();
         assert_eq!(s.tag_changes(1, None, 7, 10).unwrap()[0].id, 11);
         assert_eq!(s.tenants().unwrap().len(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_directory_and_database_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = root.path().join("data");
+        let s = SqliteStore::open(&dir, Durability::Normal).unwrap();
+        s.create_tenant("a", "w", "a", 0).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        for name in ["siyu.db", "siyu.db-wal", "siyu.db-shm"] {
+            assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+        }
+        drop(s);
+        // A database an earlier version left readable by all is narrowed at the next open.
+        std::fs::set_permissions(dir.join("siyu.db"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let _s = SqliteStore::open(&dir, Durability::Normal).unwrap();
+        assert_eq!(mode(&dir.join("siyu.db")), 0o600);
     }
 }

@@ -39,14 +39,15 @@ fn tenants_and_keys(s: &dyn Store) {
         s.create_tenant("acme", "wh2", "ah2", NOW),
         Err(StoreError::TenantExists(_))
     ));
-    let (found, role) = s.key_lookup("wh").unwrap().unwrap();
-    assert_eq!((found.id, role), (t.id, KeyRole::Write));
-    assert_eq!(s.key_lookup("ah").unwrap().unwrap().1, KeyRole::Admin);
+    let found = s.key_lookup("wh").unwrap().unwrap();
+    assert_eq!((found.tenant.id, found.role), (t.id, KeyRole::Write));
+    assert_eq!(found.expires_at, None);
+    assert_eq!(s.key_lookup("ah").unwrap().unwrap().role, KeyRole::Admin);
     assert!(s.key_lookup("nope").unwrap().is_none());
     s.set_custom_domain(t.id, siyu_domain::Domain::Commercial)
         .unwrap();
     assert_eq!(
-        s.key_lookup("wh").unwrap().unwrap().0.custom_domain,
+        s.key_lookup("wh").unwrap().unwrap().tenant.custom_domain,
         "commercial"
     );
     assert!(matches!(
@@ -57,6 +58,52 @@ fn tenants_and_keys(s: &dyn Store) {
     let names: Vec<_> = s.tenants().unwrap().into_iter().map(|t| t.name).collect();
     assert_eq!(names, ["acme", "beta"]);
     assert_ne!(t.id, t2.id);
+}
+
+fn rotated_keys_expire_and_are_deleted(s: &dyn Store) {
+    let t = s.create_tenant("acme", "w0", "a0", NOW).unwrap().id;
+    let other = s.create_tenant("beta", "bw", "ba", NOW).unwrap().id;
+    let expiry = |h: &str| s.key_lookup(h).unwrap().map(|k| k.expires_at);
+
+    // At once: the old key is gone, the new one never expires, the admin key is untouched.
+    s.rotate_key(t, KeyRole::Write, "w1", NOW, NOW).unwrap();
+    assert_eq!(expiry("w0"), None);
+    assert_eq!(expiry("w1"), Some(None));
+    assert_eq!(s.key_lookup("w1").unwrap().unwrap().role, KeyRole::Write);
+    assert_eq!(expiry("a0"), Some(None));
+
+    // With a grace: the old key stays until then.
+    s.rotate_key(t, KeyRole::Write, "w2", NOW + 10, NOW + 1_000)
+        .unwrap();
+    assert_eq!(expiry("w1"), Some(Some(NOW + 1_000)));
+    assert_eq!(expiry("w2"), Some(None));
+    // A longer grace later does not lengthen w1's; w2 gets the new one.
+    s.rotate_key(t, KeyRole::Write, "w3", NOW + 20, NOW + 5_000)
+        .unwrap();
+    assert_eq!(expiry("w1"), Some(Some(NOW + 1_000)));
+    assert_eq!(expiry("w2"), Some(Some(NOW + 5_000)));
+    // A rotation past w1's expiry deletes it; one at once ends every older key.
+    s.rotate_key(t, KeyRole::Write, "w4", NOW + 1_000, NOW + 9_000)
+        .unwrap();
+    assert_eq!(expiry("w1"), None);
+    s.rotate_key(t, KeyRole::Write, "w5", NOW + 1_001, NOW + 1_001)
+        .unwrap();
+    assert_eq!(
+        (expiry("w2"), expiry("w3"), expiry("w4")),
+        (None, None, None)
+    );
+    assert_eq!(expiry("w5"), Some(None));
+
+    // The admin key rotates on its own; other tenants are untouched.
+    s.rotate_key(t, KeyRole::Admin, "a1", NOW, NOW).unwrap();
+    assert_eq!((expiry("a0"), expiry("a1")), (None, Some(None)));
+    assert_eq!((expiry("bw"), expiry("ba")), (Some(None), Some(None)));
+    assert_eq!(s.key_lookup("bw").unwrap().unwrap().tenant.id, other);
+    assert!(matches!(
+        s.rotate_key(12345, KeyRole::Write, "x", NOW, NOW),
+        Err(StoreError::NoSuchTenant(_))
+    ));
+    assert_eq!(expiry("x"), None);
 }
 
 fn append_is_idempotent_per_tenant(s: &dyn Store) {
@@ -906,6 +953,7 @@ macro_rules! backends {
 
 backends!(
     tenants_and_keys,
+    rotated_keys_expire_and_are_deleted,
     append_is_idempotent_per_tenant,
     scan_returns_events_in_arrival_order_exactly,
     group_commit_spans_tenants,

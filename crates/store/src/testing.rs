@@ -213,7 +213,8 @@ impl crate::Tenants for Faulty {
     pass! {
         create_tenant(&self, name: &str, write_key_hash: &str, admin_key_hash: &str, now: siyu_domain::Millis) -> crate::Result<crate::Tenant>;
         tenants(&self) -> crate::Result<Vec<crate::Tenant>>;
-        key_lookup(&self, key_hash: &str) -> crate::Result<Option<(crate::Tenant, crate::KeyRole)>>;
+        key_lookup(&self, key_hash: &str) -> crate::Result<Option<crate::KeyMatch>>;
+        rotate_key(&self, tenant: crate::TenantId, role: crate::KeyRole, new_hash: &str, now: siyu_domain::Millis, retire_at: siyu_domain::Millis) -> crate::Result<()>;
         set_custom_domain(&self, tenant: crate::TenantId, domain: siyu_domain::Domain) -> crate::Result<()>;
     }
 }

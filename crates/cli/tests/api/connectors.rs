@@ -11,25 +11,28 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
+use siyu_app::App;
 use siyu_app::connectors::{self, OceanEngineChange};
 use siyu_app::oceanengine::{
     Checkpoint, HttpLeadSource, LeadPoller, PollError, PollOptions, RunOptions, Step,
 };
-use siyu_app::{App, EngineMode};
+use siyu_app::targets::TargetPolicy;
 use siyu_store::{Durability, Location, Store};
 
 use crate::both;
 use crate::cli::{json_of, run};
 use crate::durability::{admin_get, siyu, start_server, terminate};
-use crate::helpers::{Backend, TestApp, fresh_location, spawn_app, store_flags};
+use crate::helpers::{
+    Backend, TestApp, fresh_location, spawn_app, start_guarded, store_flags, test_safeguards,
+};
 
-const SECRET: &str = "dy-client-secret-0001";
+pub(crate) const SECRET: &str = "dy-client-secret-0001";
 
 // ---------------------------------------------------------------------------------------------
 // Douyin
 
 /// Douyin's side: signs `body` with the client secret the way the platform does.
-fn signature(secret: &str, body: &[u8]) -> String {
+pub(crate) fn signature(secret: &str, body: &[u8]) -> String {
     let mut h = Sha1::new();
     h.update(secret.as_bytes());
     h.update(body);
@@ -372,10 +375,10 @@ async fn oceanengine_settings_over_http_never_show_the_token(b: Backend) {
 
 /// What the local lead API was asked.
 #[derive(Debug, Clone)]
-struct Seen {
+pub(crate) struct Seen {
     at: Instant,
     query: Vec<(String, String)>,
-    token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 impl Seen {
@@ -389,13 +392,13 @@ impl Seen {
 }
 
 /// `GET /open_api/2/tools/clue/get/` over leads held in memory, with the real envelope.
-struct LeadApi {
-    base: String,
+pub(crate) struct LeadApi {
+    pub(crate) base: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
 }
 
-const TOKEN: &str = "oe-access-token-1";
+pub(crate) const TOKEN: &str = "oe-access-token-1";
 
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
@@ -418,7 +421,7 @@ fn percent_decode(s: &str) -> String {
 impl LeadApi {
     /// Serves `leads`, taking `delay` per request; the first `failures` requests fail
     /// (alternately an API error code and HTTP 500).
-    fn start(leads: Vec<Value>, failures: u32, delay: Duration) -> LeadApi {
+    pub(crate) fn start(leads: Vec<Value>, failures: u32, delay: Duration) -> LeadApi {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -439,7 +442,7 @@ impl LeadApi {
         LeadApi { base, seen, stop }
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -553,7 +556,7 @@ fn leads(n: usize, step_s: i64) -> Vec<Value> {
     leads_from(siyu_domain::time::parse_rfc3339(START).unwrap(), n, step_s)
 }
 
-fn leads_from(t0: i64, n: usize, step_s: i64) -> Vec<Value> {
+pub(crate) fn leads_from(t0: i64, n: usize, step_s: i64) -> Vec<Value> {
     (0..n)
         .map(|i| {
             let phone = match i {
@@ -577,12 +580,13 @@ const START: &str = "2026-10-01T00:00:00+08:00";
 
 fn open_app(location: &Location) -> Arc<App> {
     let store = siyu_store::open(location, Durability::Full).unwrap();
-    Arc::new(App::start(store, EngineMode::Live).unwrap())
+    Arc::new(start_guarded(store, test_safeguards()))
 }
 
 fn set_up_poller(store: &dyn Store, tenant: i64, base: &str, token: &str, page_size: u32) {
     connectors::set_oceanengine(
         store,
+        &test_safeguards(),
         tenant,
         OceanEngineChange {
             advertiser_id: Some("1769665409798152".into()),
@@ -631,19 +635,20 @@ fn poller_resumes_after_a_restart_mid_window(b: Backend) {
     let mut poller = LeadPoller::new(
         app.clone(),
         tenant,
-        Box::new(HttpLeadSource::default()),
+        Box::new(HttpLeadSource::new(TargetPolicy::ALLOW_PRIVATE)),
         options,
     );
     assert!(matches!(
         poller.step(now()),
         Err(PollError::Api { code: 40102, .. })
     ));
-    let (_, position) = connectors::oceanengine(&**app.store(), tenant)
+    let (_, position) = connectors::oceanengine(&**app.store(), app.safeguards(), tenant)
         .unwrap()
         .unwrap();
     assert_eq!(position.unwrap()["window_end"], Value::Null);
     connectors::set_oceanengine(
         &**app.store(),
+        app.safeguards(),
         tenant,
         OceanEngineChange {
             access_token: Some(TOKEN.into()),
@@ -690,7 +695,7 @@ fn poller_resumes_after_a_restart_mid_window(b: Backend) {
     let mut poller = LeadPoller::new(
         app.clone(),
         tenant,
-        Box::new(HttpLeadSource::default()),
+        Box::new(HttpLeadSource::new(TargetPolicy::ALLOW_PRIVATE)),
         options,
     );
     let mut steps = 0;
@@ -719,7 +724,7 @@ fn poller_resumes_after_a_restart_mid_window(b: Backend) {
     assert_eq!(unique.len(), 250, "none twice");
 
     // The last checkpoint is at the end of the last window; a later step finds nothing new.
-    let (_, position) = connectors::oceanengine(&**app.store(), tenant)
+    let (_, position) = connectors::oceanengine(&**app.store(), app.safeguards(), tenant)
         .unwrap()
         .unwrap();
     let cp: Checkpoint = serde_json::from_value(position.unwrap()).unwrap();
@@ -771,7 +776,8 @@ fn poller_backs_off_on_errors_then_catches_up(b: Backend) {
         let app = app.clone();
         std::thread::spawn(move || {
             let source = || {
-                Box::new(HttpLeadSource::default()) as Box<dyn siyu_app::oceanengine::LeadSource>
+                Box::new(HttpLeadSource::new(TargetPolicy::ALLOW_PRIVATE))
+                    as Box<dyn siyu_app::oceanengine::LeadSource>
             };
             siyu_app::oceanengine::run_until_stopped(
                 app,
@@ -909,7 +915,7 @@ async fn an_export_of_leads_makes_one_fan_per_person(b: Backend) {
 }
 
 /// Waits until the server has `at_least` events; returns how many it has.
-async fn wait_for_events(url: &str, admin: &str, at_least: u64) -> u64 {
+pub(crate) async fn wait_for_events(url: &str, admin: &str, at_least: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let events = admin_get(url, "/api/stats", admin).await["events"]

@@ -12,8 +12,13 @@ use serde_json::{Value, json};
 use crate::both;
 use crate::helpers::{Backend, fresh_location, store_flags};
 
+/// The binary, with the tests' secret key and private targets allowed (the local lead API
+/// listens on http://127.0.0.1): given to the child, never set in this process.
 pub fn siyu() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_siyu"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_siyu"));
+    c.env("SIYU_SECRET_KEY", crate::helpers::TEST_SECRET_KEY)
+        .env("SIYU_ALLOW_PRIVATE_TARGETS", "1");
+    c
 }
 
 /// Starts `siyu serve` on port 0 and returns the child and its base URL.

@@ -62,6 +62,33 @@ pub fn store_flags(location: &Location) -> Vec<String> {
     }
 }
 
+/// The secret key the tests seal connector credentials with (given to the binary as
+/// `SIYU_SECRET_KEY`, see `durability::siyu`), and its bytes.
+pub const TEST_SECRET_KEY: &str =
+    "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+const TEST_SECRET_KEY_BYTES: [u8; 32] = [0x5a; 32];
+
+/// What the tests' apps guard connectors with: the test key, and private targets allowed (the
+/// local lead API listens on http://127.0.0.1), chosen here rather than through the
+/// environment.
+pub fn test_safeguards() -> siyu_app::Safeguards {
+    siyu_app::Safeguards::new(
+        siyu_app::secrets::Sealer::from_keys(&TEST_SECRET_KEY_BYTES, None),
+        siyu_app::targets::TargetPolicy::ALLOW_PRIVATE,
+    )
+}
+
+/// Starts the services the way `siyu serve` does, with `guard`.
+pub fn start_guarded(store: Arc<dyn siyu_store::Store>, guard: siyu_app::Safeguards) -> App {
+    App::start_with(
+        store,
+        EngineMode::Live,
+        Arc::new(siyu_domain::time::SystemClock),
+        guard,
+    )
+    .expect("start")
+}
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
@@ -78,6 +105,15 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, limits: siyu_server::Limits) -> TestApp {
+    spawn_app_guarded(backend, limits, test_safeguards()).await
+}
+
+/// [`spawn_app_with`] with the connectors guarded by `guard`.
+pub async fn spawn_app_guarded(
+    backend: Backend,
+    limits: siyu_server::Limits,
+    guard: siyu_app::Safeguards,
+) -> TestApp {
     let (location, dir) = fresh_location(backend);
     let loc = location.clone();
     let (app, keys) = tokio::task::spawn_blocking(move || {
@@ -85,10 +121,7 @@ pub async fn spawn_app_with(backend: Backend, limits: siyu_server::Limits) -> Te
         let keys =
             siyu_app::tenants::create(&*store, &siyu_app::TenantName::parse("acme").unwrap())
                 .expect("tenant");
-        (
-            Arc::new(App::start(store, EngineMode::Live).expect("start")),
-            keys,
-        )
+        (Arc::new(start_guarded(store, guard)), keys)
     })
     .await
     .unwrap();
@@ -219,7 +252,7 @@ impl TestApp {
         let loc = self.location.clone();
         let app = tokio::task::spawn_blocking(move || {
             let store = siyu_store::open(&loc, Durability::Full).expect("open store");
-            Arc::new(App::start(store, EngineMode::Live).expect("start"))
+            Arc::new(start_guarded(store, test_safeguards()))
         })
         .await
         .unwrap();

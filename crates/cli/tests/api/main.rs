@@ -13,6 +13,7 @@ mod metrics;
 mod nodes;
 mod openapi;
 mod output;
+mod secrets;
 mod segment;
 mod snapshots;
 mod strict;

@@ -23,6 +23,7 @@ const ROUTES: &[&str] = &[
     "GET /api/stats",
     "GET /api/tenant",
     "PATCH /api/tenant",
+    "POST /api/tenant/keys/rotate",
     "GET /api/fans/lookup",
     "GET /api/fans/{id}",
     "POST /api/fans/{id}/unmerge",
