@@ -16,7 +16,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..RunOptions::default()
     };
     poll.poll.lag_ms = args.poll_lag as i64 * 1000;
-    serve_with(&location, &args.addr, None, poll)
+    serve_with(&location, &args.addr, None, poll, args.server_settings())
 }
 
 /// Opens the store, rebuilds the live engines from the log, and serves on `addr` until a
@@ -26,15 +26,22 @@ pub fn serve_at(
     addr: &str,
     banner: Option<&dyn Fn(&str)>,
 ) -> anyhow::Result<()> {
-    serve_with(location, addr, banner, RunOptions::default())
+    serve_with(
+        location,
+        addr,
+        banner,
+        RunOptions::default(),
+        siyu_server::Settings::default(),
+    )
 }
 
-/// [`serve_at`] with the lead pollers paced by `poll`.
+/// [`serve_at`] with the lead pollers paced by `poll`, and the server's limits and timeouts.
 pub fn serve_with(
     location: &siyu_store::Location,
     addr: &str,
     banner: Option<&dyn Fn(&str)>,
     poll: RunOptions,
+    settings: siyu_server::Settings,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -68,8 +75,8 @@ pub fn serve_with(
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        let router = siyu_server::app(app.clone(), siyu_server::Limits::default());
-        siyu_server::serve(listener, router, shutdown).await?;
+        let router = siyu_server::app(app.clone(), &settings);
+        siyu_server::serve(listener, router, settings, shutdown).await?;
         anyhow::Ok(())
     });
     drop(stop_pollers);

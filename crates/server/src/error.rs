@@ -7,7 +7,7 @@
 //! retries a refused batch for minutes while `flush()` blocks.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use siyu_app::AppError;
@@ -48,6 +48,13 @@ pub enum ApiError {
     StoreUnavailable(String),
     /// 500: logged once here; the client sees no detail.
     Internal(String),
+    /// 408: the body did not arrive within the body timeout (seconds).
+    BodyTimeout(u64),
+    /// 429: the key has used its requests for now; `Retry-After` says in how many seconds one
+    /// more is let through.
+    RateLimited {
+        retry_after: u64,
+    },
 }
 
 impl ApiError {
@@ -230,6 +237,24 @@ impl ApiError {
                     ),
                 )
             }
+            ApiError::BodyTimeout(seconds) => (
+                StatusCode::REQUEST_TIMEOUT,
+                body(
+                    "request_timeout",
+                    &format!("the request body did not arrive within {seconds} s"),
+                    None,
+                ),
+            ),
+            ApiError::RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                body(
+                    "rate_limited",
+                    &format!(
+                        "this key has sent more requests than its rate limit; retry in {retry_after} s"
+                    ),
+                    None,
+                ),
+            ),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 (
@@ -243,12 +268,32 @@ impl ApiError {
             }
         }
     }
+
+    /// The `Retry-After` header the answer carries, in seconds.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+/// The answer, with `Retry-After` when the error has one.
+fn respond(status: StatusCode, value: Value, retry_after: Option<u64>) -> Response {
+    let mut response = (status, Json(value)).into_response();
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = self.retry_after();
         let (status, value) = self.parts();
-        (status, Json(value)).into_response()
+        respond(status, value, retry_after)
     }
 }
 
@@ -265,6 +310,7 @@ impl From<ApiError> for SegmentError {
 
 impl IntoResponse for SegmentError {
     fn into_response(self) -> Response {
+        let retry_after = self.0.retry_after();
         let (status, mut value) = self.0.parts();
         let top = value
             .get("error")
@@ -273,7 +319,7 @@ impl IntoResponse for SegmentError {
             o.insert("code".into(), code);
             o.insert("message".into(), message);
         }
-        (status, Json(value)).into_response()
+        respond(status, value, retry_after)
     }
 }
 

@@ -78,6 +78,19 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, limits: siyu_server::Limits) -> TestApp {
+    let settings = siyu_server::Settings {
+        limits,
+        ..Default::default()
+    };
+    spawn_app_on(backend, settings, Arc::new(siyu_domain::time::SystemClock)).await
+}
+
+/// An app with the given server settings whose clock (the rate limiter's too) is `clock`.
+pub async fn spawn_app_on(
+    backend: Backend,
+    settings: siyu_server::Settings,
+    clock: Arc<dyn siyu_domain::time::Clock>,
+) -> TestApp {
     let (location, dir) = fresh_location(backend);
     let loc = location.clone();
     let (app, keys) = tokio::task::spawn_blocking(move || {
@@ -86,7 +99,7 @@ pub async fn spawn_app_with(backend: Backend, limits: siyu_server::Limits) -> Te
             siyu_app::tenants::create(&*store, &siyu_app::TenantName::parse("acme").unwrap())
                 .expect("tenant");
         (
-            Arc::new(App::start(store, EngineMode::Live).expect("start")),
+            Arc::new(App::start_with_clock(store, EngineMode::Live, clock).expect("start")),
             keys,
         )
     })
@@ -97,7 +110,8 @@ pub async fn spawn_app_with(backend: Backend, limits: siyu_server::Limits) -> Te
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(siyu_server::serve(
         listener,
-        siyu_server::app(app, limits),
+        siyu_server::app(app, &settings),
+        settings,
         async {
             let _ = stopped.await;
         },
@@ -226,9 +240,11 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let settings = siyu_server::Settings::default();
         self.server = Some(tokio::spawn(siyu_server::serve(
             listener,
-            siyu_server::app(app, siyu_server::Limits::default()),
+            siyu_server::app(app, &settings),
+            settings,
             async {
                 let _ = stopped.await;
             },
