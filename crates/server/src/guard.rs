@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State as Axum};
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use siyu_app::{Caller, Role};
@@ -144,13 +144,24 @@ impl Guard {
 }
 
 /// The middleware (see the module's documentation).
+///
+/// A refusal of a request with a body says `Connection: close`: the body was not read (or not
+/// to its end), so the connection cannot carry another request, and a client that pooled it
+/// would send its next request into a connection the server is closing.
 pub(crate) async fn guard(Axum(state): Axum<State>, request: Request, next: Next) -> Response {
     let access = Access::of(request.uri().path());
-    match check(&state, access, request).await {
-        Ok(request) => next.run(request).await,
+    let has_body = request.body().size_hint().exact() != Some(0);
+    let mut refusal = match check(&state, access, request).await {
+        Ok(request) => return next.run(request).await,
         Err(e) if access == Access::Segment => SegmentError(e).into_response(),
         Err(e) => e.into_response(),
+    };
+    if has_body {
+        refusal
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    refusal
 }
 
 /// Steps 1 to 3: the request with its body in memory, or the refusal.

@@ -12,6 +12,7 @@
 //!   shutdown when the given future resolves.
 //! - `guard`: what runs before a handler: the key from the headers, the per-key rate limit,
 //!   and the body read within its limit and its timeout (no work before authentication).
+//! - `linger`: a connection closed after an early answer still delivers that answer.
 //! - `error`: [`ApiError`], the one place statuses and codes are chosen.
 //! - `body`: content type, gzip and size limits for request bodies.
 //! - `auth`: bearer and basic-auth keys.
@@ -37,6 +38,7 @@ mod guard;
 mod identity;
 mod ingest;
 mod layers;
+mod linger;
 pub mod metrics;
 mod openapi;
 mod query;
@@ -277,8 +279,8 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let connection =
-            graceful.watch(http.serve_connection(TokioIo::new(stream), service.clone()));
+        let io = TokioIo::new(linger::Lingering::new(stream));
+        let connection = graceful.watch(http.serve_connection(io, service.clone()));
         tokio::spawn(async move {
             // A client that goes away or times out is not the server's error.
             if let Err(e) = connection.await {

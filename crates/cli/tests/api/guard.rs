@@ -142,6 +142,7 @@ async fn a_declared_body_over_the_limit_is_refused_before_it_is_sent(b: Backend)
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["code"], "payload_too_large");
     assert!(closed(&mut s).await);
+    drop(s);
     // Segment's routes take the key from the body too, so their body is read without one, but
     // only within Segment's 500 KB: over it, refused before it is sent.
     let mut s = connect(&app).await;
@@ -250,6 +251,7 @@ async fn a_stalled_body_is_answered_408(b: Backend) {
     assert_eq!(status, 408, "{body}");
     assert_eq!(body["error"]["code"], "request_timeout");
     assert!(closed(&mut s).await);
+    drop(s);
     // On /v1/*, in the Segment shape.
     let mut s = connect(&app).await;
     s.write_all(post_head("/v1/track", None, 100).as_bytes())
@@ -258,6 +260,7 @@ async fn a_stalled_body_is_answered_408(b: Backend) {
     let (status, _, body) = read_answer(&mut s).await.expect("an answer");
     assert_eq!(status, 408, "{body}");
     assert_eq!(body["code"], "request_timeout");
+    drop(s);
     assert_eq!(app.event_count().await, 0);
     app.stop().await;
 }
@@ -363,7 +366,7 @@ async fn connections_over_the_limit_wait_for_a_free_one(b: Backend) {
     drop(held.pop());
     let (status, _, _) = read_answer(&mut third).await.expect("an answer");
     assert_eq!(status, 200);
-    drop(held);
+    drop((held, third));
     app.stop().await;
 }
 
