@@ -151,7 +151,7 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The server's limits and timeouts, from the flags (docs/ingest.md#limits).
+    /// The server's limits and timeouts, from the flags (docs/ingest.md, "Limits").
     pub fn server_settings(&self) -> siyu_server::Settings {
         siyu_server::Settings {
             max_connections: self.max_connections as usize,

@@ -96,7 +96,7 @@ impl Default for Limits {
 }
 
 /// How the server holds its ground against clients that send too much, too slowly or too
-/// often (docs/ingest.md#limits). `siyu serve` takes each as a flag.
+/// often (docs/ingest.md, "Limits"). `siyu serve` takes each as a flag.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     pub limits: Limits,

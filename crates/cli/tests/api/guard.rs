@@ -399,6 +399,50 @@ async fn segment_clients_may_still_send_the_key_in_the_body(b: Backend) {
     app.stop().await;
 }
 
+/// The guard's answers are in the document (Schemathesis holds every answer to it): 429 with
+/// `Retry-After` wherever a key is checked, 408 and 413 wherever there is a body.
+async fn the_document_lists_the_guards_answers(b: Backend) {
+    let app = spawn_app(b).await;
+    let doc: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = &op["responses"];
+            if path.starts_with("/api/") || path.starts_with("/v1/") {
+                for status in ["401", "429"] {
+                    assert!(
+                        responses.get(status).is_some(),
+                        "{method} {path}: no {status}"
+                    );
+                }
+                assert_eq!(
+                    responses["429"]["headers"]["Retry-After"]["schema"]["type"], "integer",
+                    "{method} {path}"
+                );
+                checked += 1;
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["408", "413"] {
+                    assert!(
+                        responses.get(status).is_some(),
+                        "{method} {path}: no {status}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked > 40, "{checked}");
+    app.stop().await;
+}
+
 both!(
     an_unauthenticated_body_is_never_read,
     a_declared_body_over_the_limit_is_refused_before_it_is_sent,
@@ -407,4 +451,5 @@ both!(
     a_key_over_its_rate_waits_for_the_clock,
     connections_over_the_limit_wait_for_a_free_one,
     segment_clients_may_still_send_the_key_in_the_body,
+    the_document_lists_the_guards_answers,
 );
