@@ -14,8 +14,9 @@ standard library only.
 3. At once:
    - POSTS connections send `POST /api/events` with no Authorization header,
      `Content-Length: BODY-MB MB` and then the body, as fast as the server takes it;
-     each records when it got an answer (and its status) or saw the connection closed, and
-     how much of its body the server had taken by then;
+     each records when it got an answer (and its status) or saw the connection closed or
+     reset, and how much of its body its socket had taken by then (sent to the kernel: an
+     upper bound on what the server read);
    - IDLE connections are opened and held: half send nothing, half send the start of a
      request's headers and never finish them; each records when the server closed it;
    - meanwhile PROBES sequential `GET /healthz` (a new connection each) are timed.
@@ -253,7 +254,7 @@ def main():
                 "body_bytes": args.body_mb * 1_000_000,
                 "answers": statuses,
                 "refused_before_body_sent": refused_early,
-                "body_mb_taken_by_server": round(sum(p["sent"] for p in posts) / 1e6, 1),
+                "body_mb_sent_by_clients": round(sum(p["sent"] for p in posts) / 1e6, 1),
                 "answered_at": times(posts, "at"),
             },
             "idle": idle_by_kind,
@@ -281,8 +282,8 @@ def main():
     print(f"RSS: before {r['before']} MB, peak during {r['peak_during']} MB, after {r['after']} MB "
           f"(growth: peak {r['growth_peak']} MB, after {r['growth_after']} MB)")
     print(f"{p['sent']} unauthenticated POSTs of {p['body_bytes']:,} bytes: answers {p['answers']}; "
-          f"{p['refused_before_body_sent']} refused before their body was sent; the server took "
-          f"{p['body_mb_taken_by_server']} MB of body in all; answered within "
+          f"{p['refused_before_body_sent']} refused before their body was sent; the clients' sockets "
+          f"took {p['body_mb_sent_by_clients']} MB of body in all; answered or closed within "
           f"p50 {p['answered_at']['p50_s']:.3f} s, max {p['answered_at']['max_s']:.3f} s")
     for kind, v in result["idle"].items():
         at = v["closed_at"]
