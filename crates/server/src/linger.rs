@@ -102,3 +102,36 @@ impl AsyncWrite for Lingering {
         Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// The client has sent far more than the server read when the server answers and closes:
+    /// the client still reads the whole answer and then the end of the stream, not a reset.
+    #[tokio::test]
+    async fn an_answer_sent_before_closing_is_read_though_the_request_was_not() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        // Unread by the server: more than fits in one read, less than the linger's budget.
+        client.write_all(&vec![b'x'; 256 * 1024]).await.unwrap();
+        let mut server = Lingering::new(server);
+        server
+            .write_all(b"HTTP/1.1 401 Unauthorized\r\n\r\n")
+            .await
+            .unwrap();
+        let closing = tokio::spawn(async move {
+            server.shutdown().await.unwrap();
+            drop(server);
+        });
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"HTTP/1.1 401 Unauthorized\r\n\r\n");
+        drop(client);
+        closing.await.unwrap();
+    }
+}
