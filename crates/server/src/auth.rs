@@ -1,5 +1,8 @@
 //! API keys on requests: `Authorization: Bearer KEY`, or HTTP Basic with the key as the user
 //! name (what Segment's libraries send), or — for Segment only — `writeKey` in the body.
+//!
+//! `crate::guard` checks the key in the headers before any body is read; a handler's own call
+//! here then finds it in the app's key cache.
 
 use axum::http::{HeaderMap, header};
 use base64::Engine;
