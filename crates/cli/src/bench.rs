@@ -258,9 +258,15 @@ pub(crate) fn http_with(
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        // The bench measures the server, not its per-key rate limit.
+        let settings = siyu_server::Settings {
+            rate: None,
+            ..siyu_server::Settings::default()
+        };
         let server = tokio::spawn(siyu_server::serve(
             listener,
-            siyu_server::app(app.clone(), siyu_server::Limits::default()),
+            siyu_server::app(app.clone(), &settings),
+            settings,
             async {
                 let _ = stop_rx.await;
             },

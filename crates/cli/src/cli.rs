@@ -174,6 +174,44 @@ pub struct ServeArgs {
     /// Seconds a poll window ends before now, so late-arriving leads are not missed.
     #[arg(long, default_value_t = 60, env = "SIYU_POLL_LAG")]
     pub poll_lag: u64,
+    /// Connections open at once; beyond it new connections wait in the listen backlog until
+    /// one closes.
+    #[arg(long, default_value_t = 1024, env = "SIYU_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Requests per second per API key (a token bucket; over it: 429 with Retry-After);
+    /// 0 for no limit.
+    #[arg(long, default_value_t = 1000, env = "SIYU_RATE_LIMIT")]
+    pub rate_limit: u32,
+    /// Requests one API key may send at once before --rate-limit paces it.
+    #[arg(long, default_value_t = 2000, env = "SIYU_RATE_BURST",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_burst: u32,
+    /// Seconds a client has to send a request's headers (and that an idle kept-alive
+    /// connection stays open); then the connection is closed.
+    #[arg(long, default_value_t = 10, env = "SIYU_HEADER_TIMEOUT",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+    /// Seconds a client has to send a request's body once its headers are in; then 408.
+    #[arg(long, default_value_t = 30, env = "SIYU_BODY_TIMEOUT",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+}
+
+impl ServeArgs {
+    /// The server's limits and timeouts, from the flags (docs/ingest.md, "Limits").
+    pub fn server_settings(&self) -> siyu_server::Settings {
+        siyu_server::Settings {
+            max_connections: self.max_connections as usize,
+            header_timeout: std::time::Duration::from_secs(self.header_timeout),
+            body_timeout: std::time::Duration::from_secs(self.body_timeout),
+            rate: (self.rate_limit > 0).then_some(siyu_server::Rate {
+                per_second: f64::from(self.rate_limit),
+                burst: self.rate_burst,
+            }),
+            ..siyu_server::Settings::default()
+        }
+    }
 }
 
 /// A credential given on the command line or in the environment; `Debug` never shows it.

@@ -23,6 +23,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     poll.poll.lag_ms = args.poll_lag as i64 * 1000;
     let lock = args.store.lock_for("serve")?;
+    let settings = args.server_settings();
     let nodes = Nodes {
         ttl: Duration::from_secs(args.lease_ttl),
         advertise: args.advertise_addr,
@@ -36,6 +37,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         lock,
         nodes,
         args.time.min_ts,
+        settings,
     )
 }
 
@@ -75,11 +77,12 @@ pub fn serve_at(
         lock,
         Nodes::default(),
         siyu_domain::event::DEFAULT_MIN_TS,
+        siyu_server::Settings::default(),
     )
 }
 
-/// [`serve_at`] with the lead pollers paced by `poll`, `nodes` for a shared PostgreSQL, and
-/// events accepted from `min_ts` on.
+/// [`serve_at`] with the lead pollers paced by `poll`, `nodes` for a shared PostgreSQL,
+/// events accepted from `min_ts` on, and the server's limits and timeouts.
 pub fn serve_with(
     location: &siyu_store::Location,
     addr: &str,
@@ -88,6 +91,7 @@ pub fn serve_with(
     lock: Option<siyu_store::DirLock>,
     nodes: Nodes,
     min_ts: siyu_domain::Millis,
+    settings: siyu_server::Settings,
 ) -> anyhow::Result<()> {
     let mut lock = match (lock, location) {
         (Some(l), _) => Some(l),
@@ -185,8 +189,8 @@ pub fn serve_with(
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        let router = siyu_server::app(app.clone(), siyu_server::Limits::default());
-        siyu_server::serve(listener, router, shutdown).await?;
+        let router = siyu_server::app(app.clone(), &settings);
+        siyu_server::serve(listener, router, settings, shutdown).await?;
         anyhow::Ok(())
     });
     drop(stop_pollers);

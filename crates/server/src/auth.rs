@@ -1,5 +1,8 @@
 //! API keys on requests: `Authorization: Bearer KEY`, or HTTP Basic with the key as the user
 //! name (what Segment's libraries send), or — for Segment only — `writeKey` in the body.
+//!
+//! `crate::guard` checks the key in the headers before any body is read; a handler's own call
+//! here then finds it in the app's key cache.
 
 use axum::http::{HeaderMap, header};
 use base64::Engine;
@@ -25,16 +28,21 @@ pub fn header_key(headers: &HeaderMap) -> Option<String> {
     None
 }
 
+/// The one answer to a request without a valid key, whatever is wrong with it (no header, a
+/// header that is not a key, a key of no tenant): a client probing for keys learns nothing
+/// from the differences.
+pub fn unauthorized() -> ApiError {
+    ApiError::Unauthorized("a missing or unknown API key: send Authorization: Bearer <key>".into())
+}
+
 /// Resolves a key to its tenant and role.
 pub async fn authenticate(state: &AppState, key: Option<String>) -> Result<Caller, ApiError> {
-    let key = key.ok_or_else(|| {
-        ApiError::Unauthorized("missing API key: send Authorization: Bearer <key>".into())
-    })?;
+    let key = key.ok_or_else(unauthorized)?;
     let app = state.app.clone();
     let found = tokio::task::spawn_blocking(move || app.authenticate(&key))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
-    found.ok_or_else(|| ApiError::Unauthorized("unknown API key".into()))
+    found.ok_or_else(unauthorized)
 }
 
 /// Like [`authenticate`], but only an admin key will do.

@@ -7,7 +7,7 @@
 //! retries a refused batch for minutes while `flush()` blocks.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use siyu_app::AppError;
@@ -51,6 +51,13 @@ pub enum ApiError {
     StoreUnavailable(String),
     /// 500: logged once here; the client sees no detail.
     Internal(String),
+    /// 408: the body did not arrive within the body timeout (seconds).
+    BodyTimeout(u64),
+    /// 429: the key has used its requests for now; `Retry-After` says in how many seconds one
+    /// more is let through.
+    RateLimited {
+        retry_after: u64,
+    },
 }
 
 impl ApiError {
@@ -264,6 +271,24 @@ impl ApiError {
                     ),
                 )
             }
+            ApiError::BodyTimeout(seconds) => (
+                StatusCode::REQUEST_TIMEOUT,
+                body(
+                    "request_timeout",
+                    &format!("the request body did not arrive within {seconds} s"),
+                    None,
+                ),
+            ),
+            ApiError::RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                body(
+                    "rate_limited",
+                    &format!(
+                        "this key has sent more requests than its rate limit; retry in {retry_after} s"
+                    ),
+                    None,
+                ),
+            ),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 (
@@ -277,32 +302,33 @@ impl ApiError {
             }
         }
     }
+
+    /// The `Retry-After` header the answer carries, in seconds.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after } => Some(*retry_after),
+            ApiError::Moving => Some(1),
+            _ => None,
+        }
+    }
 }
 
-impl ApiError {
-    /// Seconds a client should wait before retrying, when the answer says.
-    fn retry_after(&self) -> Option<u64> {
-        matches!(self, ApiError::Moving).then_some(1)
-    }
-
-    /// The answer in the given body shape, with `Retry-After` where it applies.
-    fn respond(self, shape: impl FnOnce(Value) -> Value) -> Response {
-        let retry = self.retry_after();
-        let (status, value) = self.parts();
-        let mut response = (status, Json(shape(value))).into_response();
-        if let Some(s) = retry {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(s),
-            );
-        }
+/// The answer, with `Retry-After` when the error has one.
+fn respond(status: StatusCode, value: Value, retry_after: Option<u64>) -> Response {
+    let mut response = (status, Json(value)).into_response();
+    if let Some(seconds) = retry_after {
         response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
+    response
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.respond(|v| v)
+        let retry_after = self.retry_after();
+        let (status, value) = self.parts();
+        respond(status, value, retry_after)
     }
 }
 
@@ -319,16 +345,16 @@ impl From<ApiError> for SegmentError {
 
 impl IntoResponse for SegmentError {
     fn into_response(self) -> Response {
-        self.0.respond(|mut value| {
-            let top = value
-                .get("error")
-                .map(|e| (e["code"].clone(), e["message"].clone()));
-            if let (Some((code, message)), Value::Object(o)) = (top, &mut value) {
-                o.insert("code".into(), code);
-                o.insert("message".into(), message);
-            }
-            value
-        })
+        let retry_after = self.0.retry_after();
+        let (status, mut value) = self.0.parts();
+        let top = value
+            .get("error")
+            .map(|e| (e["code"].clone(), e["message"].clone()));
+        if let (Some((code, message)), Value::Object(o)) = (top, &mut value) {
+            o.insert("code".into(), code);
+            o.insert("message".into(), message);
+        }
+        respond(status, value, retry_after)
     }
 }
 

@@ -8,7 +8,11 @@
 //!
 //! # Layout
 //! - [`app`]: the router, so tests call it with `oneshot` or serve it on port 0.
-//! - [`serve`]: binds, serves, and shuts down gracefully when the given future resolves.
+//! - [`serve`]: the accept loop: the connection limit, the header timeout, and a graceful
+//!   shutdown when the given future resolves.
+//! - `guard`: what runs before a handler: the key from the headers, the per-key rate limit,
+//!   and the body read within its limit and its timeout (no work before authentication).
+//! - `linger`: a connection closed after an early answer still delivers that answer.
 //! - `error`: [`ApiError`], the one place statuses and codes are chosen.
 //! - `body`: content type, gzip and size limits for request bodies.
 //! - `strict`: the JSON parse of every body, refusing a key repeated in one object.
@@ -32,9 +36,11 @@ mod body;
 mod connectors;
 mod error;
 mod extract;
+mod guard;
 mod identity;
 mod ingest;
 mod layers;
+mod linger;
 pub mod metrics;
 mod openapi;
 mod owner;
@@ -47,6 +53,7 @@ mod triggers;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -92,6 +99,46 @@ impl Default for Limits {
     }
 }
 
+/// How the server holds its ground against clients that send too much, too slowly or too
+/// often (docs/ingest.md, "Limits"). `siyu serve` takes each as a flag.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub limits: Limits,
+    /// Connections open at once. At the limit the server stops accepting: new connections wait
+    /// in the kernel's listen backlog until one closes (none is refused by the server itself).
+    pub max_connections: usize,
+    /// From the connection's start (or the end of its previous answer, on a kept-alive
+    /// connection) to the end of the request's headers; then the connection is closed. The
+    /// same timer closes idle kept-alive connections.
+    pub header_timeout: Duration,
+    /// From the end of the headers to the end of the body; then the answer is a 408.
+    pub body_timeout: Duration,
+    /// Requests per authenticated key; `None`: unlimited.
+    pub rate: Option<Rate>,
+}
+
+/// A token bucket per key: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            limits: Limits::default(),
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            rate: Some(Rate {
+                per_second: 1000.0,
+                burst: 2000,
+            }),
+        }
+    }
+}
+
 /// What every handler sees.
 pub struct AppState {
     pub app: Arc<App>,
@@ -100,6 +147,8 @@ pub struct AppState {
     pub forwarder: reqwest::Client,
     /// Named in the requests this node forwards.
     pub node_id: String,
+    /// The rate limiter and the body timeout, for [`guard`].
+    guard: guard::Guard,
 }
 
 pub type State = Arc<AppState>;
@@ -169,6 +218,7 @@ fn routes(limits: Limits) -> OpenApiRouter<State> {
 /// The OpenAPI document of [`app`]'s routes (served at `GET /openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = routes(Limits::default()).split_for_parts().1;
+    openapi::add_guard_answers(&mut doc);
     // `ApiDoc`'s own paths come first; they read better after the routes they complete.
     for path in ["/v1/{path}", "/openapi.json"] {
         if let Some(item) = doc.paths.paths.shift_remove(path) {
@@ -178,8 +228,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The router.
-pub fn app(app: Arc<App>, limits: Limits) -> Router {
+/// The router. The rate limiter's time is the app's clock (`app.ingestor.clock()`), so tests
+/// that move a manual clock move the buckets too.
+pub fn app(app: Arc<App>, settings: &Settings) -> Router {
+    let guard = guard::Guard::new(settings, app.ingestor.clock().clone());
+    let limits = settings.limits;
     let forwarder = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(2))
         .redirect(reqwest::redirect::Policy::none())
@@ -190,6 +243,7 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
         limits,
         forwarder,
         node_id: format!("pid-{}", std::process::id()),
+        guard,
     });
     let (router, _) = routes(limits).split_for_parts();
     router
@@ -200,20 +254,82 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
             state.clone(),
             owner::route,
         ))
+        // Inside the metrics, so that what the guard refuses is counted.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, finishes the requests in flight, and
 /// returns. The caller then drops the [`App`], which drains the ingest queue.
+///
+/// hyper's own HTTP/1 connections, not `axum::serve`, which sets no header timeout and no
+/// connection limit. A connection holds one of `max_connections` permits from accept to close;
+/// with none left the loop stops accepting, so the next connections wait in the listen
+/// backlog (the kernel's, bounded) and cost this process nothing.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let permits = Arc::new(tokio::sync::Semaphore::new(settings.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout);
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break, // closed: never, the semaphore is ours
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(linger::Lingering::new(stream));
+        let connection = graceful.watch(http.serve_connection(io, service.clone()));
+        tokio::spawn(async move {
+            // A client that goes away or times out is not the server's error.
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// An accept that failed: a connection reset before it was accepted is the client's affair;
+/// anything else (out of file descriptors) is waited out a moment rather than spun on.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::warn!(error = %e, "accept failed; waiting a second");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -113,6 +113,80 @@ impl Modify for OperationIds {
     }
 }
 
+/// Adds the answers of [`crate::guard`], which runs before every handler, to the operations it
+/// guards, so that no handler has to list them: 429 `rate_limited` (with `Retry-After`) on
+/// every operation that takes a key in the headers, 401 on `/v1/{path}` too (a key in the
+/// headers is checked before the path is known to be none), and 408 `request_timeout` and 413
+/// on every operation with a body.
+pub(crate) fn add_guard_answers(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let answer = |schema: &str, description: &str, retry_after: bool| {
+        let mut r = ResponseBuilder::new().description(description).content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema)))
+                .build(),
+        );
+        if retry_after {
+            r = r.header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("Seconds until the key may send one more request"))
+                    .build(),
+            );
+        }
+        RefOr::T(r.build())
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let segment = path.starts_with("/v1/");
+        let schema = if segment { "SegmentErrorBody" } else { "Error" };
+        let keyed = path.starts_with("/api/") || segment;
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let responses = &mut op.responses.responses;
+            if keyed {
+                responses.entry("401".into()).or_insert_with(|| {
+                    answer(
+                        schema,
+                        "The key in the headers is not a key of this server (`unauthorized`)",
+                        false,
+                    )
+                });
+                responses.entry("429".into()).or_insert_with(|| {
+                    answer(schema, "The key has sent more requests than its rate limit (`rate_limited`); retry after `Retry-After` seconds", true)
+                });
+            }
+            if op.request_body.is_some() {
+                responses.entry("408".into()).or_insert_with(|| {
+                    answer(
+                        schema,
+                        "The body did not arrive within the body timeout (`request_timeout`)",
+                        false,
+                    )
+                });
+                responses.entry("413".into()).or_insert_with(|| {
+                    answer(
+                        schema,
+                        "The body is larger than the route's limit (`payload_too_large`)",
+                        false,
+                    )
+                });
+            }
+        }
+    }
+}
+
 /// The document, built once.
 pub(crate) fn json() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();

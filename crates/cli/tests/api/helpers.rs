@@ -114,6 +114,35 @@ pub async fn spawn_app_guarded(
     limits: siyu_server::Limits,
     guard: siyu_app::Safeguards,
 ) -> TestApp {
+    let settings = siyu_server::Settings {
+        limits,
+        ..Default::default()
+    };
+    spawn_app_full(
+        backend,
+        settings,
+        Arc::new(siyu_domain::time::SystemClock),
+        guard,
+    )
+    .await
+}
+
+/// An app with the given server settings whose clock (the rate limiter's too) is `clock`.
+pub async fn spawn_app_on(
+    backend: Backend,
+    settings: siyu_server::Settings,
+    clock: Arc<dyn siyu_domain::time::Clock>,
+) -> TestApp {
+    spawn_app_full(backend, settings, clock, test_safeguards()).await
+}
+
+/// An app with every setting given.
+pub async fn spawn_app_full(
+    backend: Backend,
+    settings: siyu_server::Settings,
+    clock: Arc<dyn siyu_domain::time::Clock>,
+    guard: siyu_app::Safeguards,
+) -> TestApp {
     let (location, dir) = fresh_location(backend);
     let loc = location.clone();
     let (app, keys) = tokio::task::spawn_blocking(move || {
@@ -121,7 +150,10 @@ pub async fn spawn_app_guarded(
         let keys =
             siyu_app::tenants::create(&*store, &siyu_app::TenantName::parse("acme").unwrap())
                 .expect("tenant");
-        (Arc::new(start_guarded(store, guard)), keys)
+        (
+            Arc::new(App::start_with(store, EngineMode::Live, clock, guard).expect("start")),
+            keys,
+        )
     })
     .await
     .unwrap();
@@ -130,7 +162,8 @@ pub async fn spawn_app_guarded(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(siyu_server::serve(
         listener,
-        siyu_server::app(app, limits),
+        siyu_server::app(app, &settings),
+        settings,
         async {
             let _ = stopped.await;
         },
@@ -259,9 +292,11 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let settings = siyu_server::Settings::default();
         self.server = Some(tokio::spawn(siyu_server::serve(
             listener,
-            siyu_server::app(app, siyu_server::Limits::default()),
+            siyu_server::app(app, &settings),
+            settings,
             async {
                 let _ = stopped.await;
             },
