@@ -29,16 +29,40 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         advertise: args.advertise_addr,
         name: args.node_name,
     };
-    serve_with(
-        &location,
-        &args.addr,
-        None,
+    let options = ServeOptions {
         poll,
         lock,
         nodes,
-        args.time.min_ts,
+        min_ts: args.time.min_ts,
         settings,
-    )
+    };
+    serve_with(&location, &args.addr, None, options)
+}
+
+/// Everything `siyu serve` is told beyond where and on which address.
+pub struct ServeOptions {
+    /// Paces the Ocean Engine lead pollers.
+    pub poll: RunOptions,
+    /// The SQLite data directory's lock, if the caller holds it already (else it is taken).
+    pub lock: Option<siyu_store::DirLock>,
+    /// How the node takes part on a shared PostgreSQL.
+    pub nodes: Nodes,
+    /// Events are accepted from this time on.
+    pub min_ts: siyu_domain::Millis,
+    /// The server's limits and timeouts.
+    pub settings: siyu_server::Settings,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            poll: RunOptions::default(),
+            lock: None,
+            nodes: Nodes::default(),
+            min_ts: siyu_domain::event::DEFAULT_MIN_TS,
+            settings: siyu_server::Settings::default(),
+        }
+    }
 }
 
 /// How a node on a shared PostgreSQL takes part (see `siyu_app::owners`).
@@ -69,30 +93,27 @@ pub fn serve_at(
     banner: Option<&dyn Fn(&str)>,
     lock: Option<siyu_store::DirLock>,
 ) -> anyhow::Result<()> {
-    serve_with(
-        location,
-        addr,
-        banner,
-        RunOptions::default(),
+    let options = ServeOptions {
         lock,
-        Nodes::default(),
-        siyu_domain::event::DEFAULT_MIN_TS,
-        siyu_server::Settings::default(),
-    )
+        ..ServeOptions::default()
+    };
+    serve_with(location, addr, banner, options)
 }
 
-/// [`serve_at`] with the lead pollers paced by `poll`, `nodes` for a shared PostgreSQL,
-/// events accepted from `min_ts` on, and the server's limits and timeouts.
+/// [`serve_at`] with every option.
 pub fn serve_with(
     location: &siyu_store::Location,
     addr: &str,
     banner: Option<&dyn Fn(&str)>,
-    poll: RunOptions,
-    lock: Option<siyu_store::DirLock>,
-    nodes: Nodes,
-    min_ts: siyu_domain::Millis,
-    settings: siyu_server::Settings,
+    options: ServeOptions,
 ) -> anyhow::Result<()> {
+    let ServeOptions {
+        poll,
+        lock,
+        nodes,
+        min_ts,
+        settings,
+    } = options;
     let mut lock = match (lock, location) {
         (Some(l), _) => Some(l),
         (None, siyu_store::Location::Sqlite(dir)) => {
