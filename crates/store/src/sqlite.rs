@@ -489,18 +489,30 @@ fn private_files(dir: &Path) -> Result<()> {
         builder.mode(0o700);
         builder.create(dir).map_err(io(dir))?;
         let db = dir.join("siyu.db");
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
+        // Created only when missing: an existing file is not opened for writing here (one
+        // that cannot be written is reported as such by `check_writable`).
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
             .mode(0o600)
             .open(&db)
-            .map_err(io(&db))?;
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(&db)(e)),
+        }
         for name in ["siyu.db", "siyu.db-wal", "siyu.db-shm"] {
             let path = dir.join(name);
             match std::fs::metadata(&path) {
                 Ok(m) if m.permissions().mode() & 0o077 != 0 => {
                     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                        .map_err(io(&path))?;
+                        .map_err(|e| match e.kind() {
+                            std::io::ErrorKind::PermissionDenied => StoreError::ReadOnly(format!(
+                                "{} cannot be changed: {e}",
+                                path.display()
+                            )),
+                            _ => io(&path)(e),
+                        })?;
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
