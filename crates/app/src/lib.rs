@@ -238,6 +238,10 @@ pub enum Role {
     Write,
     /// May use the whole API.
     Admin,
+    /// The server's own operator, with the secret of its lock file or node row (a one-shot
+    /// command beside it): may create tenants, and nothing of any tenant (see [`operator_key`]
+    /// for that). Its `Caller` names no tenant (id 0).
+    Operator,
 }
 
 impl Caller {
@@ -416,9 +420,8 @@ impl App {
 
     /// The tenant an [`operator_key`] speaks for, as its admin; `None` for a wrong secret.
     fn operator_caller(&self, key: &str) -> Result<Option<Caller>, AppError> {
-        let Some((secret, tenant)) = key.split_once('.') else {
-            return Ok(None);
-        };
+        let (secret, tenant) = key.split_once('.').unwrap_or((key, ""));
+        let bare = !key.contains('.');
         let held = self.operator.read().unwrap_or_else(|p| p.into_inner());
         let Some(held) = held.as_deref() else {
             return Ok(None);
@@ -428,6 +431,14 @@ impl App {
             held.as_bytes(),
         )) {
             return Ok(None);
+        }
+        if bare {
+            return Ok(Some(Caller {
+                id: 0,
+                name: String::new(),
+                custom_domain: String::new(),
+                role: Role::Operator,
+            }));
         }
         let name = (!tenant.is_empty()).then_some(tenant);
         let t = match App::resolve_tenant(&*self.store, name) {

@@ -4,8 +4,10 @@
 //! server runs; the file is 0600, readable only by whoever can already read the database).
 //! `siyu import` sends its parsed events to `POST /api/events` in the same batches it would
 //! commit itself, so a file imported beside a server is stored, acknowledged and derived
-//! exactly as if a client had sent it. Other commands that write are refused with the
-//! holder's pid and address (see `StoreArgs::lock_for`).
+//! exactly as if a client had sent it; `siyu tenant create` asks it to create the tenant
+//! (`POST /api/tenants`, the server's operator only) and `siyu tenant rotate` to rotate a key.
+//! Other commands that write are refused with the holder's pid and address (see
+//! `StoreArgs::lock_for`).
 
 use std::time::Duration;
 
@@ -23,6 +25,28 @@ pub struct Remote {
 }
 
 impl Remote {
+    /// The server named by a refused lock, as its operator (for `siyu tenant create`).
+    pub fn operator(e: &anyhow::Error) -> Option<Remote> {
+        let refusal = e.downcast_ref::<LockError>()?;
+        let mut remote = Remote::from_refusal(refusal, None)?;
+        remote.key = remote
+            .key
+            .split_once('.')
+            .map_or(remote.key.clone(), |(secret, _)| secret.to_string());
+        Some(remote)
+    }
+
+    /// Creates a tenant through the server; its keys, as `siyu tenant create` prints them.
+    pub fn create_tenant(&self, name: &str) -> anyhow::Result<Value> {
+        self.call("POST", "/api/tenants", Some(&json!({ "name": name })))
+    }
+
+    /// Rotates one of the tenant's keys through the server (`POST /api/tenant/keys/rotate`).
+    pub fn rotate_key(&self, key: &str, grace_seconds: u64) -> anyhow::Result<Value> {
+        let body = json!({ "key": key, "grace_seconds": grace_seconds });
+        self.call("POST", "/api/tenant/keys/rotate", Some(&body))
+    }
+
     /// The server named by a refused lock, if it is serving and said how to reach it.
     pub fn from_refusal(e: &LockError, tenant: Option<&str>) -> Option<Remote> {
         let LockError::Held {

@@ -32,9 +32,17 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
     match args.command {
         TenantCommand::Create { name, store, .. } => {
             let name = siyu_app::TenantName::parse(&name)?;
-            let _lock = store.lock_for("tenant create")?;
-            let store = siyu_store::open(&store.location()?, siyu_store::Durability::Full)?;
-            let keys = siyu_app::tenants::create(&*store, &name)?;
+            let keys = match store.lock_for("tenant create") {
+                Ok(_lock) => {
+                    let store = siyu_store::open(&store.location()?, siyu_store::Durability::Full)?;
+                    serde_json::to_value(siyu_app::tenants::create(&*store, &name)?)?
+                }
+                // A server holds the data directory: it creates the tenant and serves it at once.
+                Err(e) => match crate::forward::Remote::operator(&e) {
+                    Some(remote) => remote.create_tenant(name.as_str())?,
+                    None => return Err(e),
+                },
+            };
             // The keys are shown this once: failing to show them is an error, not a quiet exit.
             output::try_stdout(&format!("{}\n", serde_json::to_string(&keys)?)).with_context(
                 || {
@@ -51,9 +59,22 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
             grace_seconds,
             store,
         } => {
-            let rotated = rotate(&store.location()?, &name, &key, grace_seconds)?;
+            let rotated = match store.lock_for("tenant rotate") {
+                Ok(_lock) => rotate(&store.location()?, &name, &key, grace_seconds)?.to_json(),
+                // A server holds the data directory: it rotates, and its key cache forgets the
+                // old key at once.
+                Err(e) => {
+                    let remote = e
+                        .downcast_ref::<siyu_store::LockError>()
+                        .and_then(|l| crate::forward::Remote::from_refusal(l, Some(&name)));
+                    match remote {
+                        Some(r) => r.rotate_key(&key, grace_seconds)?,
+                        None => return Err(e),
+                    }
+                }
+            };
             // Shown this once, like a new tenant's keys.
-            output::try_stdout(&format!("{}\n", rotated.to_json())).with_context(|| {
+            output::try_stdout(&format!("{rotated}\n")).with_context(|| {
                 format!("the {key} key of tenant {name} was rotated, but the new key could not be printed")
             })?;
         }

@@ -124,6 +124,70 @@ pub async fn keys_rotate(
         .into_response())
 }
 
+/// `POST /api/tenants` (the operator's secret), `{"name": "acme"}`: what `siyu tenant create`
+/// sends to the server that holds its data directory. Answers the new tenant's keys, shown
+/// this once.
+#[utoipa::path(
+    post,
+    path = "/api/tenants",
+    summary = "Create a tenant (the server's operator only)",
+    tag = "tenant",
+    security(("operator_secret" = [])),
+    request_body(content = schema::NewTenant, description = "The tenant's name"),
+    responses(
+        (status = 200, description = "The tenant and its keys, shown this once", body = schema::TenantKeys),
+        (status = 400, description = "`invalid_json`, `duplicate_key`, `invalid_body`, `unknown_field`, `invalid_tenant_name` (`field`: `name`)", body = schema::Error),
+        (status = 409, description = "`tenant_exists`", body = schema::Error),
+        AdminErrors,
+        BodyErrors,
+    ),
+)]
+pub async fn tenants_create(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    raw: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    auth::operator(&state, &headers).await?;
+    let Value::Object(obj) = crate::body::json_body(&headers, raw, 4 * 1024)? else {
+        return Err(ApiError::bad(
+            "invalid_body",
+            None,
+            "the body must be a JSON object",
+        ));
+    };
+    if let Some(k) = obj.keys().find(|k| k.as_str() != "name") {
+        return Err(ApiError::bad(
+            "unknown_field",
+            Some(k),
+            format!("unknown field {k:?}; accepted: name"),
+        ));
+    }
+    let name = obj.get("name").and_then(Value::as_str).unwrap_or("");
+    let name = siyu_app::TenantName::parse(name)
+        .map_err(|e| ApiError::bad("invalid_tenant_name", Some("name"), e.to_string()))?;
+    let app = state.app.clone();
+    let keys = crate::blocking(move || {
+        siyu_app::tenants::create(&**app.store(), &name).map_err(|e| match e {
+            siyu_app::AppError::Store(s @ siyu_store::StoreError::TenantExists(_)) => {
+                ApiError::Status {
+                    status: axum::http::StatusCode::CONFLICT,
+                    code: "tenant_exists",
+                    message: s.to_string(),
+                    field: Some("name".into()),
+                }
+            }
+            other => other.into(),
+        })
+    })
+    .await?;
+    tracing::info!(tenant = %keys.tenant, "tenant created by the operator");
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({"tenant": keys.tenant, "write_key": keys.write_key, "admin_key": keys.admin_key})),
+    )
+        .into_response())
+}
+
 fn tenant_json(name: &str, custom_domain: &str) -> Value {
     json!({"tenant": name, "custom_domain": custom_domain})
 }

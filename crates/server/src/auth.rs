@@ -50,6 +50,25 @@ pub async fn admin(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiE
     let caller = authenticate(state, header_key(headers)).await?;
     match caller.role {
         Role::Admin => Ok(caller),
-        Role::Write => Err(ApiError::Forbidden),
+        Role::Write | Role::Operator => Err(ApiError::Forbidden),
+    }
+}
+
+/// A caller that speaks for a tenant (a write or admin key), for ingest: the operator's secret
+/// names none.
+pub async fn tenant(state: &AppState, key: Option<String>) -> Result<Caller, ApiError> {
+    let caller = authenticate(state, key).await?;
+    match caller.role {
+        Role::Operator => Err(ApiError::Forbidden),
+        Role::Write | Role::Admin => Ok(caller),
+    }
+}
+
+/// Only the server's operator (its secret, from the lock file) will do.
+pub async fn operator(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let caller = authenticate(state, header_key(headers)).await?;
+    match caller.role {
+        Role::Operator => Ok(caller),
+        Role::Write | Role::Admin => Err(ApiError::Forbidden),
     }
 }

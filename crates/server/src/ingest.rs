@@ -62,7 +62,7 @@ pub async fn native(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = auth::authenticate(&state, auth::header_key(&headers)).await?;
+    let tenant = auth::tenant(&state, auth::header_key(&headers)).await?;
     let limit = state.limits.native_body;
     let values = match body::json_body(&headers, raw, limit)? {
         Value::Array(a) => a,
@@ -139,7 +139,7 @@ async fn segment(
             .and_then(Value::as_str)
             .map(str::to_string)
     });
-    let tenant = auth::authenticate(&state, key).await?;
+    let tenant = auth::tenant(&state, key).await?;
     let sent_at = obj
         .get("sentAt")
         .and_then(Value::as_str)

@@ -172,6 +172,7 @@ fn routes(limits: Limits) -> OpenApiRouter<State> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(ingest::native).layer(DefaultBodyLimit::max(limits.native_body)))
         .routes(routes!(api::stats))
+        .routes(routes!(api::tenants_create))
         .routes(routes!(api::tenant_get, api::tenant_patch))
         .routes(routes!(api::keys_rotate))
         .routes(routes!(identity::lookup))

@@ -62,6 +62,10 @@ impl Modify for Security {
             bearer("`Authorization: Bearer <admin key>`: the tenant's admin key (`siyu tenant create` prints it); every route under /api/ takes it"),
         );
         components.add_security_scheme(
+            "operator_secret",
+            bearer("`Authorization: Bearer <secret>`: the running server's own secret, from its data directory's lock file (0600); what `siyu tenant create` beside a running server sends"),
+        );
+        components.add_security_scheme(
             "write_key",
             bearer(
                 "`Authorization: Bearer <write key>`: the tenant's write key; it may only ingest",

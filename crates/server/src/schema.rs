@@ -348,6 +348,25 @@ pub struct RotatedKey {
     previous_key_expires_at: Option<Time>,
 }
 
+/// `POST /api/tenants`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    /// 1–64 letters, digits, '-' or '_'.
+    #[schema(example = "acme")]
+    name: String,
+}
+
+/// A new tenant's keys, shown this once.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantKeys {
+    #[schema(example = "acme")]
+    tenant: String,
+    write_key: String,
+    admin_key: String,
+}
+
 /// `GET /healthz`.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]

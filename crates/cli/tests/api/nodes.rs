@@ -285,7 +285,6 @@ async fn a_second_server_and_a_writer_beside_it_are_refused() {
         "{err}"
     );
     for args in [
-        vec!["tenant", "create", "beta"],
         vec!["segment", "save", "s", "layer >= potential"],
         vec!["tag", "add", "vip", "--fan", "1"],
     ] {
@@ -338,6 +337,46 @@ async fn a_second_server_and_a_writer_beside_it_are_refused() {
         .await
         .unwrap();
     assert_eq!(stats["events"], 30, "{stats}");
+    // A tenant is created through the server, which serves it at once; a key rotated through
+    // it stops at once.
+    let beta = cli(&flags, &["tenant", "create", "beta"]);
+    assert_eq!(beta["tenant"], "beta");
+    let client = reqwest::Client::new();
+    let ingest = async |key: &str| {
+        client
+            .post(format!("{url}/api/events"))
+            .bearer_auth(key)
+            .json(
+                &json!([{"id": "b1", "type": "video_like", "ts": "2026-10-01T00:00:00Z",
+                           "identities": {"douyin_open_id": "b"}}]),
+            )
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(ingest(beta["write_key"].as_str().unwrap()).await, 200);
+    let rotated = cli(&flags, &["tenant", "rotate", "beta", "--key", "write"]);
+    assert_eq!(rotated["tenant"], "beta");
+    assert_eq!(
+        ingest(beta["write_key"].as_str().unwrap()).await,
+        401,
+        "the old key stopped"
+    );
+    assert_eq!(ingest(rotated["write_key"].as_str().unwrap()).await, 200);
+    let dup = siyu()
+        .args(["tenant", "create", "beta"])
+        .args(&flags)
+        .output()
+        .unwrap();
+    assert!(!dup.status.success());
+    assert!(
+        String::from_utf8_lossy(&dup.stderr).contains("tenant_exists")
+            || String::from_utf8_lossy(&dup.stderr).contains("already exists"),
+        "{}",
+        String::from_utf8_lossy(&dup.stderr)
+    );
     // Reading beside it is fine.
     let out = siyu()
         .args(["tenant", "list"])
@@ -351,7 +390,7 @@ async fn a_second_server_and_a_writer_beside_it_are_refused() {
     );
     kill(&mut guard.0[0]);
     // The lock went with the process: a command that writes goes on now.
-    cli(&flags, &["tenant", "create", "beta"]);
+    cli(&flags, &["tenant", "create", "gamma"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,6 +24,7 @@ const ROUTES: &[&str] = &[
     "GET /api/tenant",
     "PATCH /api/tenant",
     "POST /api/tenant/keys/rotate",
+    "POST /api/tenants",
     "GET /api/fans/lookup",
     "GET /api/fans/{id}",
     "POST /api/fans/{id}/unmerge",
@@ -201,6 +202,8 @@ async fn errors_and_security_are_documented(backend: Backend) {
                 .unwrap_or_default();
             if path == "/api/events" {
                 assert_eq!(names, ["write_key", "admin_key"], "{m} {path}");
+            } else if path == "/api/tenants" {
+                assert_eq!(names, ["operator_secret"], "{m} {path}");
             } else if path.starts_with("/api/") {
                 assert_eq!(names, ["admin_key"], "{m} {path}");
             } else if path.starts_with("/v1/") && path != "/v1/{path}" {
