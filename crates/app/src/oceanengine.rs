@@ -435,8 +435,13 @@ pub fn run_until_stopped(
             Err(e) => tracing::warn!(error = %e, "cannot list lead pollers; retrying"),
         }
         for (tenant, slot) in slots.iter_mut() {
-            // A tenant another node serves is polled there (its checkpoint is fenced too).
-            if slot.next_at > Instant::now() || !app.ingestor.serves(*tenant) {
+            if slot.next_at > Instant::now() {
+                continue;
+            }
+            // A tenant another node serves is polled there (its checkpoint is fenced too); it
+            // is looked at again an interval later, not at once (no spinning on it).
+            if !app.ingestor.serves(*tenant) {
+                slot.next_at = Instant::now() + options.interval;
                 continue;
             }
             slot.next_at = loop {
