@@ -147,10 +147,19 @@ fn raw_sqlite(dir: &Path, events: &[Event]) -> anyhow::Result<f64> {
     Ok(started.elapsed().as_secs_f64())
 }
 
-fn import_into(location: &Location, file: &Path) -> anyhow::Result<(f64, u64)> {
+/// `siyu import` of `file` into a fresh tenant. `fenced`: as a node sharing the database does
+/// (`siyu_store::leases`), every append checks the tenant's lease token in its transaction.
+fn import_into(location: &Location, file: &Path, fenced: bool) -> anyhow::Result<(f64, u64)> {
     let store = siyu_store::open(location, Durability::Normal)?;
     siyu_app::tenants::create(&*store, &siyu_app::TenantName::parse("bench")?)?;
     let tenant = App::resolve_tenant(&*store, Some("bench"))?;
+    if fenced {
+        store.require_leases();
+        let now = siyu_domain::time::now_ms();
+        store
+            .acquire_lease(tenant.id, "bench", now, now + 3_600_000)?
+            .context("the bench's lease")?;
+    }
     let ingestor = Ingestor::start(store.clone(), EngineMode::WriteOnly)?;
     let started = Instant::now();
     let s = import::import_files(
@@ -519,15 +528,25 @@ fn ingest(
         n,
     );
     say("siyu import → SQLite ...");
-    let (s, a) = import_into(&Location::Sqlite(tmp.path().join("import")), &file)?;
+    let (s, a) = import_into(&Location::Sqlite(tmp.path().join("import")), &file, false)?;
     push("siyu import → SQLite (embedded)", s, a);
     if let Some(url) = postgres {
         say("siyu import → PostgreSQL ...");
         let (scoped, schema) = fresh_schema(url)?;
-        let r = import_into(&Location::Postgres(scoped), &file);
+        let r = import_into(&Location::Postgres(scoped), &file, false);
         drop_schema(url, &schema);
         let (s, a) = r?;
         push("siyu import → PostgreSQL", s, a);
+        say("siyu import → PostgreSQL, fenced ...");
+        let (scoped, schema) = fresh_schema(url)?;
+        let r = import_into(&Location::Postgres(scoped), &file, true);
+        drop_schema(url, &schema);
+        let (s, a) = r?;
+        push(
+            "siyu import → PostgreSQL, fenced (each append checks the lease, as a node does)",
+            s,
+            a,
+        );
     }
     say(&format!(
         "HTTP ingest, {clients} clients × {batch} events per request ..."
