@@ -32,7 +32,8 @@ pub fn run(args: ConnectorArgs) -> anyhow::Result<()> {
             // A server holds the data directory: it stores the settings (sealed as here) and
             // its pollers see them at once.
             Err(e) => {
-                let remote = Remote::beside(e, args.at.tenant.as_deref())?;
+                let remote =
+                    Remote::beside(e, &args.at.store.location()?, args.at.tenant.as_deref())?;
                 let view = through(&remote, args.command)?;
                 outln!("{}", serde_json::to_string_pretty(&view)?);
                 return Ok(());

@@ -23,7 +23,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use siyu_app::BatchOutcome;
 use siyu_domain::Event;
-use siyu_store::{Holder, LockError};
+use siyu_store::{Holder, Location, LockError};
 
 /// The server that holds the data directory, as a client of its API for one tenant.
 pub struct Remote {
@@ -57,11 +57,25 @@ impl Remote {
 
     /// The server a refused lock names, as the admin of `tenant` (default: the only one), for
     /// a command that writes to go through; the refusal itself when no server said how to
-    /// reach it.
-    pub fn beside(refusal: anyhow::Error, tenant: Option<&str>) -> anyhow::Result<Remote> {
+    /// reach it. The tenant is looked up in the store first (read beside the server, as
+    /// reading commands do), so a missing or ambiguous one is the same error as without a
+    /// server rather than the server's `unauthorized`.
+    pub fn beside(
+        refusal: anyhow::Error,
+        location: &Location,
+        tenant: Option<&str>,
+    ) -> anyhow::Result<Remote> {
+        let serving = refusal
+            .downcast_ref::<LockError>()
+            .is_some_and(|l| Remote::from_refusal(l, None).is_some());
+        if !serving {
+            return Err(refusal);
+        }
+        let store = siyu_store::open(location, siyu_store::Durability::Full)?;
+        let tenant = siyu_app::App::resolve_tenant(&*store, tenant)?;
         let remote = refusal
             .downcast_ref::<LockError>()
-            .and_then(|l| Remote::from_refusal(l, tenant));
+            .and_then(|l| Remote::from_refusal(l, Some(&tenant.name)));
         remote.ok_or(refusal)
     }
 

@@ -28,7 +28,8 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
             Ok(lock) => lock,
             // A server holds the data directory: it decides, and recomputes what follows.
             Err(e) => {
-                let remote = Remote::beside(e, args.at.tenant.as_deref())?;
+                let remote =
+                    Remote::beside(e, &args.at.store.location()?, args.at.tenant.as_deref())?;
                 return through(&remote, args.command, args.json);
             }
         },

@@ -30,7 +30,8 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
             Ok(lock) => lock,
             // A server holds the data directory: it saves or deletes, and keeps members live.
             Err(e) => {
-                let remote = Remote::beside(e, args.at.tenant.as_deref())?;
+                let remote =
+                    Remote::beside(e, &args.at.store.location()?, args.at.tenant.as_deref())?;
                 return segment_through(&remote, args.command, args.json);
             }
         },
@@ -274,7 +275,8 @@ pub fn tag(args: crate::cli::TagArgs) -> anyhow::Result<()> {
             Ok(lock) => lock,
             // A server holds the data directory: it tags, and keeps automatic tags live.
             Err(e) => {
-                let remote = Remote::beside(e, args.at.tenant.as_deref())?;
+                let remote =
+                    Remote::beside(e, &args.at.store.location()?, args.at.tenant.as_deref())?;
                 return tag_through(&remote, args.command, target, args.json);
             }
         },

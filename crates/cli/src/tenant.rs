@@ -98,7 +98,7 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
                     json!({"tenant": tenant.name, "custom_domain": domain.as_str()})
                 }
                 // A server holds the data directory: it changes the setting, effective at once.
-                Err(e) => Remote::beside(e, Some(&name))?.send(
+                Err(e) => Remote::beside(e, &store.location()?, Some(&name))?.send(
                     "PATCH",
                     "/api/tenant",
                     Some(&json!({ "custom_domain": domain.as_str() })),
@@ -125,7 +125,7 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
                 }
                 // A server holds the data directory: it checks the file the same way (a bad
                 // one is `invalid_rules`, naming the line) and applies it at once.
-                Err(e) => Remote::beside(e, Some(&name))?
+                Err(e) => Remote::beside(e, &store.location()?, Some(&name))?
                     .send_raw("PUT", "/api/rules", "text/plain", text.as_bytes())
                     .with_context(|| file.display().to_string())?,
             };

@@ -348,6 +348,33 @@ async fn beside_a_server_writes_go_through_it() {
             .as_u16()
     };
     assert_eq!(ingest(beta["write_key"].as_str().unwrap()).await, 200);
+    // With two tenants, a write through the server names one, as it would without a server.
+    let (code, err) = cli_fails(&flags, &["segment", "save", "x", "layer >= potential"]);
+    assert!(
+        code == Some(2) && err.contains("error[tenant_ambiguous]"),
+        "{err}"
+    );
+    let (code, err) = cli_fails(
+        &flags,
+        &["tenant", "set", "nosuch", "--custom-domain", "public"],
+    );
+    assert!(
+        code == Some(2) && err.contains("error[tenant_not_found]"),
+        "{err}"
+    );
+    let saved = cli(
+        &flags,
+        &[
+            "segment",
+            "save",
+            "x",
+            "layer >= potential",
+            "--tenant",
+            "beta",
+            "--json",
+        ],
+    );
+    assert_eq!(saved["count"], 1, "{saved}");
     let rotated = cli(&flags, &["tenant", "rotate", "beta", "--key", "write"]);
     assert_eq!(rotated["tenant"], "beta");
     assert_eq!(
