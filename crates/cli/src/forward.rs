@@ -256,3 +256,30 @@ fn native(e: &Event) -> Value {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_name_is_one_path_segment() {
+        assert_eq!(path_segment("vip-2026_a.b~"), "vip-2026_a.b~");
+        assert_eq!(path_segment("a b/c?"), "a%20b%2Fc%3F");
+        assert_eq!(path_segment("真爱"), "%E7%9C%9F%E7%88%B1");
+    }
+
+    #[test]
+    fn an_error_answer_keeps_the_servers_code_field_and_message() {
+        let v = json!({"error": {"code": "invalid_rules", "field": "line 3", "message": "rules line 3: x"}});
+        let e = RemoteError::from_answer("http://127.0.0.1:1", 400, &v, "");
+        assert_eq!((e.code(), e.field()), ("invalid_rules", Some("line 3")));
+        assert_eq!(e.to_string(), "rules line 3: x");
+        // An answer that is not the API's error shape still says who answered what.
+        let e = RemoteError::from_answer("http://127.0.0.1:1", 502, &Value::Null, "bad gateway\n");
+        assert_eq!(e.code(), "internal");
+        assert_eq!(
+            e.to_string(),
+            "the server at http://127.0.0.1:1 answered 502: bad gateway"
+        );
+    }
+}
