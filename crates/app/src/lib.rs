@@ -102,11 +102,21 @@ impl AppError {
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
     /// The file does not parse or check; nothing changed.
-    #[error(transparent)]
+    #[error("{0}; the rules in force are unchanged")]
     Rules(RulesError),
     /// The store or the writer failed.
     #[error(transparent)]
     App(#[from] AppError),
+}
+
+impl LayerError {
+    /// The stable code: `invalid_rules` for a refused file, as `PUT /api/rules` answers it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LayerError::Rules(_) => "invalid_rules",
+            LayerError::App(e) => e.code(),
+        }
+    }
 }
 
 /// One refused event in a batch answer.
@@ -208,6 +218,16 @@ pub struct App {
     operator: RwLock<Option<String>>,
     /// The earliest event time accepted from any source (`siyu serve --min-timestamp`).
     min_ts: Millis,
+}
+
+/// A tenant's layer rules in force, as `GET` and `PUT /api/rules` answer them and
+/// `siyu tenant rules` prints them.
+#[derive(Debug, Clone, Serialize)]
+pub struct RulesInForce {
+    /// How many rules files were put in force for the tenant; 0: none, the defaults.
+    pub version: i64,
+    #[serde(flatten)]
+    pub rules: Rules,
 }
 
 /// The key a one-shot command beside a server sends (`siyu import` into a data directory the
@@ -564,23 +584,26 @@ impl App {
 
     /// Checks and stores a tenant's layer rules file (on the writer, which puts it in force
     /// before it answers); on a bad file nothing changes and the error names the line.
-    pub fn set_rules(&self, tenant: TenantId, text: &str) -> Result<Rules, LayerError> {
+    pub fn set_rules(&self, tenant: TenantId, text: &str) -> Result<RulesInForce, LayerError> {
         let rules = match Rules::from_toml(text) {
             Ok(r) => r,
             Err(e) => return Err(LayerError::Rules(e)),
         };
         let (text, applied) = (text.to_string(), rules.clone());
-        self.ingestor.mutate(tenant, move |store, e| {
+        let version = self.ingestor.mutate(tenant, move |store, e| {
             let version = store.set_rules(tenant, &text)?;
             e.set_rules(version, applied);
-            Ok(())
+            Ok(version)
         })?;
-        Ok(rules)
+        Ok(RulesInForce { version, rules })
     }
 
     /// The rules in force for a tenant.
-    pub fn rules(&self, tenant: TenantId) -> Result<Rules, AppError> {
-        self.ingestor.read(tenant, |e| e.rules().clone())
+    pub fn rules(&self, tenant: TenantId) -> Result<RulesInForce, AppError> {
+        self.ingestor.read(tenant, |e| RulesInForce {
+            version: e.rules_version(),
+            rules: e.rules().clone(),
+        })
     }
 
     /// Counts the fans a segment expression selects as of `as_of` (default now), with the

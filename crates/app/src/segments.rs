@@ -102,7 +102,7 @@ pub fn check_name(field: &'static str, name: &str) -> Result<String, SegmentErro
 }
 
 /// A saved segment as listed and shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SavedView {
     pub id: i64,
     pub name: String,

@@ -1,10 +1,13 @@
 //! `siyu connector douyin|oceanengine`: a tenant's connector settings. Prints what is set as
-//! JSON, never the credentials themselves.
+//! JSON, never the credentials themselves. Beside a running SQLite server, a change goes
+//! through it (`crate::forward`) and prints the view it answers with.
 
+use serde_json::{Value, json};
 use siyu_app::connectors::{self, OceanEngineChange};
 use siyu_domain::time;
 
 use crate::cli::{ConnectorArgs, ConnectorCommand, parse_time};
+use crate::forward::Remote;
 
 pub fn run(args: ConnectorArgs) -> anyhow::Result<()> {
     let writes = match &args.command {
@@ -24,7 +27,18 @@ pub fn run(args: ConnectorArgs) -> anyhow::Result<()> {
         }
     };
     let _lock = match writes {
-        true => args.at.store.lock_for("connector")?,
+        true => match args.at.store.lock_for("connector") {
+            Ok(lock) => lock,
+            // A server holds the data directory: it stores the settings (sealed as here) and
+            // its pollers see them at once.
+            Err(e) => {
+                let remote =
+                    Remote::beside(e, &args.at.store.location()?, args.at.tenant.as_deref())?;
+                let view = through(&remote, args.command)?;
+                outln!("{}", serde_json::to_string_pretty(&view)?);
+                return Ok(());
+            }
+        },
         false => None,
     };
     let location = args.at.store.location()?;
@@ -77,4 +91,36 @@ pub fn run(args: ConnectorArgs) -> anyhow::Result<()> {
     };
     outln!("{}", serde_json::to_string_pretty(&view)?);
     Ok(())
+}
+
+/// A change of settings through the server that holds the data directory
+/// (`PUT /api/connectors/douyin|oceanengine`): its view of the connector, which never holds
+/// the credentials. They travel only in the request body, to the server named by the lock.
+fn through(remote: &Remote, command: ConnectorCommand) -> anyhow::Result<Value> {
+    match command {
+        ConnectorCommand::Douyin { client_secret } => {
+            let mut body = json!({});
+            if let Some(secret) = client_secret {
+                body["client_secret"] = json!(secret.0);
+            }
+            remote.send("PUT", "/api/connectors/douyin", Some(&body))
+        }
+        ConnectorCommand::Oceanengine {
+            advertiser_id,
+            access_token,
+            base_url,
+            start,
+            page_size,
+        } => {
+            let start = start.map(|s| parse_time("--start", &s)).transpose()?;
+            let body = json!({
+                "advertiser_id": advertiser_id,
+                "access_token": access_token.map(|t| t.0),
+                "base_url": base_url,
+                "start": start.map(time::format_rfc3339),
+                "page_size": page_size,
+            });
+            remote.send("PUT", "/api/connectors/oceanengine", Some(&body))
+        }
+    }
 }

@@ -1,14 +1,19 @@
 //! `siyu identity duplicates|confirm|distinct|undo|export|eval`.
+//!
+//! Beside a running SQLite server, the decisions (`confirm`, `distinct`, `undo`) go through
+//! it (`crate::forward`) and print what they print here.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
 use anyhow::Context;
+use serde_json::{Value, json};
 use siyu_domain::IdentityKind;
 use siyu_domain::time::format_rfc3339;
 use siyu_engine::{Decision, FanId};
 
 use crate::cli::{IdentityArgs, IdentityCommand};
+use crate::forward::Remote;
 use crate::output;
 
 pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
@@ -19,7 +24,15 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
             | IdentityCommand::Undo { .. }
     );
     let _lock = match writes {
-        true => args.at.store.lock_for("identity")?,
+        true => match args.at.store.lock_for("identity") {
+            Ok(lock) => lock,
+            // A server holds the data directory: it decides, and recomputes what follows.
+            Err(e) => {
+                let remote =
+                    Remote::beside(e, &args.at.store.location()?, args.at.tenant.as_deref())?;
+                return through(&remote, args.command, args.json);
+            }
+        },
         false => None,
     };
     let (app, tenant) = args.at.open()?;
@@ -28,7 +41,7 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
         IdentityCommand::Duplicates => {
             let dups = app.possible_duplicates(t)?;
             if args.json {
-                output::json(&serde_json::json!({ "possible_duplicates": dups }))?;
+                output::json(&json!({ "possible_duplicates": dups }))?;
             } else if dups.is_empty() {
                 outln!("no open possible duplicates");
             } else {
@@ -57,7 +70,7 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
                     b: FanId(b),
                 },
             )?;
-            report(args.json, "confirmed", a, b)?;
+            report(args.json, &json!({"decision": "confirm", "a": a, "b": b}))?;
         }
         IdentityCommand::Distinct { a, b } => {
             app.decide(
@@ -67,15 +80,11 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
                     b: FanId(b),
                 },
             )?;
-            report(args.json, "distinct", a, b)?;
+            report(args.json, &json!({"decision": "distinct", "a": a, "b": b}))?;
         }
         IdentityCommand::Undo { from } => {
             app.unmerge(t, FanId(from))?;
-            if args.json {
-                output::json(&serde_json::json!({"undone": from}))?;
-            } else {
-                outln!("fan {from} is split back out; the tenant was recomputed from its events");
-            }
+            report_undone(args.json, from)?;
         }
         IdentityCommand::Export { out } => {
             let mut w = BufWriter::new(
@@ -101,7 +110,7 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
             }
             w.flush()?;
             if args.json {
-                output::json(&serde_json::json!({"rows": rows, "out": out}))?;
+                output::json(&json!({"rows": rows, "out": out}))?;
             } else {
                 outln!(
                     "wrote {} identity values to {}",
@@ -147,11 +156,44 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report(json: bool, what: &str, a: i64, b: i64) -> anyhow::Result<()> {
+/// `identity confirm|distinct|undo` through the server that holds the data directory
+/// (`POST /api/identity/confirm|distinct`, `POST /api/fans/{id}/unmerge`), printed as they
+/// are here.
+fn through(remote: &Remote, command: IdentityCommand, json: bool) -> anyhow::Result<()> {
+    let (path, pair) = match command {
+        IdentityCommand::Confirm { a, b } => ("/api/identity/confirm", (a, b)),
+        IdentityCommand::Distinct { a, b } => ("/api/identity/distinct", (a, b)),
+        IdentityCommand::Undo { from } => {
+            let undone = remote.send("POST", &format!("/api/fans/{from}/unmerge"), None)?;
+            return report_undone(json, undone["undone"].as_i64().unwrap_or(from));
+        }
+        other => anyhow::bail!("{other:?} does not write: it is not sent to the server"),
+    };
+    let body = json!({"a": pair.0, "b": pair.1});
+    report(json, &remote.send("POST", path, Some(&body))?)
+}
+
+/// A decision as `POST /api/identity/confirm|distinct` answers it, `{"decision", "a", "b"}`,
+/// printed with the CLI's words (`confirmed`, `distinct`).
+fn report(json: bool, decision: &Value) -> anyhow::Result<()> {
+    let what = match decision["decision"].as_str() {
+        Some("confirm") => "confirmed",
+        _ => "distinct",
+    };
+    let (a, b) = (&decision["a"], &decision["b"]);
     if json {
-        output::json(&serde_json::json!({"decision": what, "a": a, "b": b}))
+        output::json(&json!({"decision": what, "a": a, "b": b}))
     } else {
         outln!("fans {a} and {b}: {what}");
+        Ok(())
+    }
+}
+
+fn report_undone(json: bool, from: i64) -> anyhow::Result<()> {
+    if json {
+        output::json(&json!({"undone": from}))
+    } else {
+        outln!("fan {from} is split back out; the tenant was recomputed from its events");
         Ok(())
     }
 }

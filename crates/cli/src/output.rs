@@ -115,7 +115,11 @@ pub fn fail(e: &anyhow::Error, json: bool) -> ! {
     let code = error_code(e);
     let message = format!("{e:#}");
     if json {
-        let body = serde_json::json!({"error": {"code": code, "message": message, "field": null}});
+        let field = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<crate::forward::RemoteError>())
+            .and_then(|r| r.field());
+        let body = serde_json::json!({"error": {"code": code, "message": message, "field": field}});
         let _ = try_stdout(&format!("{body}\n"));
     }
     errln!("error[{code}]: {message}");
@@ -125,10 +129,17 @@ pub fn fail(e: &anyhow::Error, json: bool) -> ! {
     })
 }
 
-fn error_code(e: &anyhow::Error) -> &'static str {
+fn error_code(e: &anyhow::Error) -> &str {
     for cause in e.chain() {
+        // The server's own code, for a command that went through it (`crate::forward`).
+        if let Some(r) = cause.downcast_ref::<crate::forward::RemoteError>() {
+            return r.code();
+        }
         if let Some(a) = cause.downcast_ref::<siyu_app::AppError>() {
             return a.code();
+        }
+        if let Some(l) = cause.downcast_ref::<siyu_app::LayerError>() {
+            return l.code();
         }
         if let Some(i) = cause.downcast_ref::<siyu_app::IdentityError>() {
             return i.code();

@@ -1,11 +1,16 @@
-//! `siyu segment count|export`.
+//! `siyu segment count|export|save|list|show|members|delete|triggers` and `siyu tag`.
+//!
+//! Beside a running SQLite server, the commands that write (`segment save|delete`,
+//! `tag add|remove|auto`) go through it (`crate::forward`) and print what they print here.
 
 use std::io::Write;
 
 use anyhow::Context;
-use siyu_app::segments::SegmentError;
+use serde_json::json;
+use siyu_app::segments::{SavedView, SegmentError, TagTarget};
 
 use crate::cli::{SegmentArgs, SegmentCommand, parse_time};
+use crate::forward::{self, Remote};
 use crate::output;
 
 pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
@@ -21,7 +26,15 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         SegmentCommand::Save { .. } | SegmentCommand::Delete { .. }
     );
     let _lock = match writes {
-        true => args.at.store.lock_for("segment")?,
+        true => match args.at.store.lock_for("segment") {
+            Ok(lock) => lock,
+            // A server holds the data directory: it saves or deletes, and keeps members live.
+            Err(e) => {
+                let remote =
+                    Remote::beside(e, &args.at.store.location()?, args.at.tenant.as_deref())?;
+                return segment_through(&remote, args.command, args.json);
+            }
+        },
         false => None,
     };
     let (app, tenant) = args.at.open()?;
@@ -91,7 +104,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
                 .flush()?;
             std::fs::rename(&tmp, &out)?;
             if args.json {
-                output::json(&serde_json::json!({"count": n, "out": out.display().to_string()}))?;
+                output::json(&json!({"count": n, "out": out.display().to_string()}))?;
             } else {
                 outln!("{} fans written to {}", output::n(n as u64), out.display());
             }
@@ -100,21 +113,12 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
             let saved = app
                 .segment_save(tenant.id, &name, &expr, tag.as_deref())
                 .map_err(|e| refused(&expr, e))?;
-            if args.json {
-                output::json(&saved)?;
-            } else {
-                outln!(
-                    "saved segment {} {:?}: {} fans now",
-                    saved.id,
-                    saved.name,
-                    output::n(saved.count as u64)
-                );
-            }
+            report_saved(args.json, &saved)?;
         }
         SegmentCommand::List => {
             let list = app.segment_list(tenant.id)?;
             if args.json {
-                output::json(&serde_json::json!({ "segments": list }))?;
+                output::json(&json!({ "segments": list }))?;
             } else if list.is_empty() {
                 outln!("no saved segments; save one with `siyu segment save NAME 'EXPR'`");
             } else {
@@ -160,11 +164,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         }
         SegmentCommand::Delete { segment } => {
             let id = app.segment_delete(tenant.id, &segment)?;
-            if args.json {
-                output::json(&serde_json::json!({ "deleted": id }))?;
-            } else {
-                outln!("deleted segment {id}");
-            }
+            report_deleted(args.json, id)?;
         }
         SegmentCommand::Triggers {
             after,
@@ -177,7 +177,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
             };
             let rows = app.segment_triggers(tenant.id, segment, None, after, limit)?;
             if args.json {
-                output::json(&serde_json::json!({ "triggers": rows }))?;
+                output::json(&json!({ "triggers": rows }))?;
             } else {
                 if rows.is_empty() {
                     outln!(
@@ -202,7 +202,49 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_saved(s: &siyu_app::segments::SavedView) {
+/// `segment save` and `segment delete` through the server that holds the data directory
+/// (`POST /api/segments`, `DELETE /api/segments/{segment}`), printed as they are here.
+fn segment_through(remote: &Remote, command: SegmentCommand, json: bool) -> anyhow::Result<()> {
+    match command {
+        SegmentCommand::Save { name, expr, tag } => {
+            let body = json!({ "name": name, "expr": expr, "tag": tag });
+            let saved =
+                serde_json::from_value(remote.send("POST", "/api/segments", Some(&body))?)?;
+            report_saved(json, &saved)
+        }
+        SegmentCommand::Delete { segment } => {
+            let path = format!("/api/segments/{}", forward::path_segment(&segment));
+            let deleted = remote.send("DELETE", &path, None)?;
+            report_deleted(json, deleted["deleted"].as_i64().unwrap_or_default())
+        }
+        other => anyhow::bail!("{other:?} does not write: it is not sent to the server"),
+    }
+}
+
+fn report_saved(json: bool, saved: &SavedView) -> anyhow::Result<()> {
+    if json {
+        output::json(saved)
+    } else {
+        outln!(
+            "saved segment {} {:?}: {} fans now",
+            saved.id,
+            saved.name,
+            output::n(saved.count as u64)
+        );
+        Ok(())
+    }
+}
+
+fn report_deleted(json: bool, id: i64) -> anyhow::Result<()> {
+    if json {
+        output::json(&json!({ "deleted": id }))
+    } else {
+        outln!("deleted segment {id}");
+        Ok(())
+    }
+}
+
+fn print_saved(s: &SavedView) {
     outln!(
         "{:>4}  {:<20} {:>10} fans  {}{}",
         s.id,
@@ -218,47 +260,44 @@ fn print_saved(s: &siyu_app::segments::SavedView) {
 /// `siyu tag add|remove|auto|history`.
 pub fn tag(args: crate::cli::TagArgs) -> anyhow::Result<()> {
     use crate::cli::TagCommand as C;
-    use siyu_app::segments::TagTarget;
-    let target = |fan: Option<i64>, expr: Option<String>| -> anyhow::Result<TagTarget> {
-        match (fan, expr) {
-            (Some(f), _) => Ok(TagTarget::Fan(siyu_engine::FanId(f))),
-            (None, Some(e)) => {
-                siyu_app::segments::parse(&e).map_err(|err| refused(&e, err))?;
-                Ok(TagTarget::Expr(e))
-            }
-            (None, None) => anyhow::bail!("say which fans: --fan ID or --expr EXPR"),
+    // A typo is reported before anything is opened.
+    let target = match &args.command {
+        C::Add { fan, expr, .. } | C::Remove { fan, expr, .. } => Some(target(*fan, expr)?),
+        C::Auto { expr, .. } => {
+            siyu_app::segments::parse(expr).map_err(|e| refused(expr, e))?;
+            None
         }
+        C::History { .. } => None,
     };
     let _lock = match args.command {
         C::History { .. } => None,
-        _ => args.at.store.lock_for("tag")?,
+        _ => match args.at.store.lock_for("tag") {
+            Ok(lock) => lock,
+            // A server holds the data directory: it tags, and keeps automatic tags live.
+            Err(e) => {
+                let remote =
+                    Remote::beside(e, &args.at.store.location()?, args.at.tenant.as_deref())?;
+                return tag_through(&remote, args.command, target, args.json);
+            }
+        },
     };
     let (app, tenant) = args.at.open()?;
-    match args.command {
-        C::Add { tag, fan, expr } => {
-            let n = app.tag(tenant.id, target(fan, expr)?, &tag, true)?;
+    match (args.command, target) {
+        (C::Add { tag, .. }, Some(target)) => {
+            let n = app.tag(tenant.id, target, &tag, true)?;
             report_tagged(args.json, "added to", &tag, n)?;
         }
-        C::Remove { tag, fan, expr } => {
-            let n = app.tag(tenant.id, target(fan, expr)?, &tag, false)?;
+        (C::Remove { tag, .. }, Some(target)) => {
+            let n = app.tag(tenant.id, target, &tag, false)?;
             report_tagged(args.json, "removed from", &tag, n)?;
         }
-        C::Auto { tag, expr } => {
-            siyu_app::segments::parse(&expr).map_err(|e| refused(&expr, e))?;
+        (C::Auto { tag, expr }, _) => {
             let saved = app
                 .segment_save(tenant.id, &format!("tag:{tag}"), &expr, Some(&tag))
                 .map_err(|e| refused(&expr, e))?;
-            if args.json {
-                output::json(&saved)?;
-            } else {
-                outln!(
-                    "automatic tag {tag:?}: {} fans now (segment {})",
-                    output::n(saved.count as u64),
-                    saved.id
-                );
-            }
+            report_auto(args.json, &tag, &saved)?;
         }
-        C::History { fan } => {
+        (C::History { fan }, _) => {
             let h = app.tag_history(tenant.id, siyu_engine::FanId(fan))?;
             if args.json {
                 output::json(&h)?;
@@ -269,13 +308,75 @@ pub fn tag(args: crate::cli::TagArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        (C::Add { .. } | C::Remove { .. }, None) => {
+            anyhow::bail!("say which fans: --fan ID or --expr EXPR")
+        }
     }
     Ok(())
 }
 
+/// The fans `tag add|remove` changes: one (`--fan`) or an expression's (`--expr`), parsed.
+fn target(fan: Option<i64>, expr: &Option<String>) -> anyhow::Result<TagTarget> {
+    match (fan, expr) {
+        (Some(f), _) => Ok(TagTarget::Fan(siyu_engine::FanId(f))),
+        (None, Some(e)) => {
+            siyu_app::segments::parse(e).map_err(|err| refused(e, err))?;
+            Ok(TagTarget::Expr(e.clone()))
+        }
+        (None, None) => anyhow::bail!("say which fans: --fan ID or --expr EXPR"),
+    }
+}
+
+/// `tag add|remove|auto` through the server that holds the data directory (`POST /api/tags`,
+/// `POST /api/tags/auto`), printed as they are here.
+fn tag_through(
+    remote: &Remote,
+    command: crate::cli::TagCommand,
+    target: Option<TagTarget>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use crate::cli::TagCommand as C;
+    let (tag, remove) = match command {
+        C::Add { tag, .. } => (tag, false),
+        C::Remove { tag, .. } => (tag, true),
+        C::Auto { tag, expr } => {
+            let body = json!({ "tag": tag, "expr": expr });
+            let saved =
+                serde_json::from_value(remote.send("POST", "/api/tags/auto", Some(&body))?)?;
+            return report_auto(json, &tag, &saved);
+        }
+        C::History { .. } => {
+            anyhow::bail!("tag history does not write: it is not sent to the server")
+        }
+    };
+    let mut body = json!({ "tag": tag, "remove": remove });
+    match target {
+        Some(TagTarget::Fan(f)) => body["fan"] = json!(f.0),
+        Some(TagTarget::Expr(e)) => body["expr"] = json!(e),
+        None => anyhow::bail!("say which fans: --fan ID or --expr EXPR"),
+    }
+    let changed = remote.send("POST", "/api/tags", Some(&body))?;
+    let n = changed["changed"].as_u64().unwrap_or_default() as usize;
+    let what = if remove { "removed from" } else { "added to" };
+    report_tagged(json, what, &tag, n)
+}
+
+fn report_auto(json: bool, tag: &str, saved: &SavedView) -> anyhow::Result<()> {
+    if json {
+        output::json(saved)
+    } else {
+        outln!(
+            "automatic tag {tag:?}: {} fans now (segment {})",
+            output::n(saved.count as u64),
+            saved.id
+        );
+        Ok(())
+    }
+}
+
 fn report_tagged(json: bool, what: &str, tag: &str, n: usize) -> anyhow::Result<()> {
     if json {
-        output::json(&serde_json::json!({ "changed": n }))
+        output::json(&json!({ "changed": n }))
     } else {
         outln!("{tag:?} {what} {} fans", output::n(n as u64));
         Ok(())

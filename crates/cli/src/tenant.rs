@@ -1,8 +1,10 @@
 //! `siyu tenant create|rotate|rules|set|list`.
 
 use anyhow::Context;
+use serde_json::{Value, json};
 
 use crate::cli::{TenantArgs, TenantCommand};
+use crate::forward::Remote;
 use crate::output;
 
 /// Rotates a tenant's `write` or `admin` key in the store at `location` (the old one works
@@ -88,26 +90,50 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
                     "--custom-domain {custom_domain:?} is not one of public, commercial, private"
                 )
             })?;
-            let _lock = store.lock_for("tenant set")?;
-            let store = siyu_store::open(&store.location()?, siyu_store::Durability::Full)?;
-            let tenant = siyu_app::App::resolve_tenant(&*store, Some(&name))?;
-            store.set_custom_domain(tenant.id, domain)?;
-            outln!("tenant {name}: custom events without a domain go to {domain}");
+            let set = match store.lock_for("tenant set") {
+                Ok(_lock) => {
+                    let store = siyu_store::open(&store.location()?, siyu_store::Durability::Full)?;
+                    let tenant = siyu_app::App::resolve_tenant(&*store, Some(&name))?;
+                    store.set_custom_domain(tenant.id, domain)?;
+                    json!({"tenant": tenant.name, "custom_domain": domain.as_str()})
+                }
+                // A server holds the data directory: it changes the setting, effective at once.
+                Err(e) => Remote::beside(e, &store.location()?, Some(&name))?.send(
+                    "PATCH",
+                    "/api/tenant",
+                    Some(&json!({ "custom_domain": domain.as_str() })),
+                )?,
+            };
+            outln!(
+                "tenant {}: custom events without a domain go to {}",
+                text(&set["tenant"]),
+                text(&set["custom_domain"])
+            );
         }
         TenantCommand::Rules { name, file, store } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-            let _lock = store.lock_for("tenant rules")?;
-            let store = siyu_store::open(&store.location()?, siyu_store::Durability::Full)?;
-            let tenant = siyu_app::App::resolve_tenant(&*store, Some(&name))?;
-            let rules = siyu_engine::Rules::from_toml(&text).map_err(|e| {
-                anyhow::anyhow!("{}: {e}; the rules in force are unchanged", file.display())
-            })?;
-            let version = store.set_rules(tenant.id, &text)?;
+            let rules = match store.lock_for("tenant rules") {
+                Ok(_lock) => {
+                    let store = siyu_store::open(&store.location()?, siyu_store::Durability::Full)?;
+                    let tenant = siyu_app::App::resolve_tenant(&*store, Some(&name))?;
+                    let rules = siyu_engine::Rules::from_toml(&text)
+                        .map_err(siyu_app::LayerError::Rules)
+                        .with_context(|| file.display().to_string())?;
+                    let version = store.set_rules(tenant.id, &text)?;
+                    serde_json::to_value(siyu_app::RulesInForce { version, rules })?
+                }
+                // A server holds the data directory: it checks the file the same way (a bad
+                // one is `invalid_rules`, naming the line) and applies it at once.
+                Err(e) => Remote::beside(e, &store.location()?, Some(&name))?
+                    .send_raw("PUT", "/api/rules", "text/plain", text.as_bytes())
+                    .with_context(|| file.display().to_string())?,
+            };
             outln!(
-                "tenant {name}: layer rules version {version} in force (engagement window {} d, orders window {} d)",
-                rules.engagement_window_days,
-                rules.orders_window_days
+                "tenant {name}: layer rules version {} in force (engagement window {} d, orders window {} d)",
+                rules["version"],
+                rules["engagement_window_days"],
+                rules["orders_window_days"]
             );
         }
         TenantCommand::List { store, json } => {
@@ -139,4 +165,9 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A string of a JSON answer, as printed.
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or("?")
 }

@@ -158,11 +158,11 @@ impl From<siyu_app::LayerError> for ApiError {
     fn from(e: siyu_app::LayerError) -> Self {
         match e {
             siyu_app::LayerError::App(e) => e.into(),
-            siyu_app::LayerError::Rules(e) => ApiError::Status {
+            siyu_app::LayerError::Rules(ref r) => ApiError::Status {
                 status: StatusCode::BAD_REQUEST,
-                code: "invalid_rules",
-                message: format!("{e}; the rules in force are unchanged"),
-                field: Some(format!("line {}", e.line)),
+                code: e.code(),
+                field: Some(format!("line {}", r.line)),
+                message: e.to_string(),
             },
         }
     }

@@ -779,6 +779,9 @@ pub struct Favorable {
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rules {
+    /// How many rules files were put in force for the tenant; 0: none, the defaults.
+    #[schema(minimum = 0)]
+    version: i64,
     engagement_window_days: u32,
     orders_window_days: u32,
     live_watch_seconds_per_point: u32,

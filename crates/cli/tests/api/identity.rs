@@ -788,7 +788,13 @@ mod layers {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("error[invalid_rules]")
+                && err.contains("line 1")
+                && err.contains("the rules in force are unchanged"),
+            "{err}"
+        );
         app.stop().await;
     }
 

@@ -261,7 +261,9 @@ impl Drop for Servers {
     }
 }
 
-async fn a_second_server_and_a_writer_beside_it_are_refused() {
+/// A second server beside a running one is refused; `siyu import` and every other command
+/// that writes goes through the running one instead of writing beside it.
+async fn beside_a_server_writes_go_through_it() {
     let (location, _dir) = fresh_location(Backend::Sqlite);
     let flags = store_flags(&location);
     let keys = cli(&flags, &["tenant", "create", "acme"]);
@@ -284,18 +286,6 @@ async fn a_second_server_and_a_writer_beside_it_are_refused() {
             && err.contains(&addr),
         "{err}"
     );
-    for args in [
-        vec!["segment", "save", "s", "layer >= potential"],
-        vec!["tag", "add", "vip", "--fan", "1"],
-    ] {
-        let out = siyu().args(&args).args(&flags).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(
-            err.contains("error[store_locked]") && err.contains(&format!("pid {pid}")),
-            "{args:?}: {err}"
-        );
-    }
     // An import goes through the server, which commits and derives it.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("events.jsonl");
@@ -337,6 +327,7 @@ async fn a_second_server_and_a_writer_beside_it_are_refused() {
         .await
         .unwrap();
     assert_eq!(stats["events"], 30, "{stats}");
+    writes_go_through(&flags, &url, admin).await;
     // A tenant is created through the server, which serves it at once; a key rotated through
     // it stops at once.
     let beta = cli(&flags, &["tenant", "create", "beta"]);
@@ -357,6 +348,33 @@ async fn a_second_server_and_a_writer_beside_it_are_refused() {
             .as_u16()
     };
     assert_eq!(ingest(beta["write_key"].as_str().unwrap()).await, 200);
+    // With two tenants, a write through the server names one, as it would without a server.
+    let (code, err) = cli_fails(&flags, &["segment", "save", "x", "layer >= potential"]);
+    assert!(
+        code == Some(2) && err.contains("error[tenant_ambiguous]"),
+        "{err}"
+    );
+    let (code, err) = cli_fails(
+        &flags,
+        &["tenant", "set", "nosuch", "--custom-domain", "public"],
+    );
+    assert!(
+        code == Some(2) && err.contains("error[tenant_not_found]"),
+        "{err}"
+    );
+    let saved = cli(
+        &flags,
+        &[
+            "segment",
+            "save",
+            "x",
+            "layer >= potential",
+            "--tenant",
+            "beta",
+            "--json",
+        ],
+    );
+    assert_eq!(saved["count"], 1, "{saved}");
     let rotated = cli(&flags, &["tenant", "rotate", "beta", "--key", "write"]);
     assert_eq!(rotated["tenant"], "beta");
     assert_eq!(
@@ -399,8 +417,250 @@ async fn postgres_two_nodes_survive_the_death_of_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_second_server_and_a_writer_beside_it_are_refused() {
-    a_second_server_and_a_writer_beside_it_are_refused().await
+async fn beside_a_sqlite_server_writes_go_through_it() {
+    beside_a_server_writes_go_through_it().await
+}
+
+/// Runs a command that is expected to fail; its exit code and stderr.
+fn cli_fails(flags: &[String], args: &[&str]) -> (Option<i32>, String) {
+    let out = siyu().args(args).args(flags).output().unwrap();
+    assert!(!out.status.success(), "siyu {args:?} succeeded");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs a command that prints text; its stdout.
+fn cli_text(flags: &[String], args: &[&str]) -> String {
+    let out = siyu().args(args).args(flags).output().unwrap();
+    assert!(
+        out.status.success(),
+        "siyu {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Segments, tags, identity decisions, tenant settings, layer rules and connectors, set with
+/// the CLI beside the server (30 fans `fan0`…`fan29` in tenant acme, its only one): each is
+/// answered as it would be locally, and seen at once through the server's API.
+async fn writes_go_through(flags: &[String], url: &str, admin: &str) {
+    let client = reqwest::Client::new();
+    let get = async |path: &str| -> Value {
+        client
+            .get(format!("{url}{path}"))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let names = async || -> Vec<String> {
+        let list = get("/api/segments").await;
+        list["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Segments: saved and deleted through the server, which keeps them live.
+    let saved = cli(
+        flags,
+        &["segment", "save", "s", "layer >= potential", "--json"],
+    );
+    assert_eq!(
+        (saved["name"].as_str(), saved["count"].as_u64()),
+        (Some("s"), Some(30)),
+        "{saved}"
+    );
+    assert_eq!(names().await, ["s"]);
+    let text = cli_text(flags, &["segment", "save", "t", "layer >= potential"]);
+    assert!(
+        text.starts_with("saved segment ") && text.contains("\"t\": 30 fans now"),
+        "{text}"
+    );
+    let (code, err) = cli_fails(flags, &["segment", "save", "s", "layer >= potential"]);
+    assert!(
+        code == Some(2) && err.contains("error[segment_exists]"),
+        "{err}"
+    );
+    // A typo is refused here, before the server is asked.
+    let (code, err) = cli_fails(flags, &["segment", "save", "u", "layer >= potentail"]);
+    assert!(
+        code == Some(2) && err.contains("error[invalid_segment]"),
+        "{err}"
+    );
+    let deleted = cli(flags, &["segment", "delete", "t", "--json"]);
+    assert!(deleted["deleted"].as_i64().is_some(), "{deleted}");
+    assert_eq!(names().await, ["s"]);
+
+    // Tags: by hand and automatic.
+    let fan = async |open_id: &str| -> i64 {
+        let v = get(&format!(
+            "/api/fans/lookup?kind=douyin_open_id&value={open_id}"
+        ))
+        .await;
+        v["fans"][0]["fan"].as_i64().unwrap()
+    };
+    let (f0, f1) = (fan("fan0").await, fan("fan1").await);
+    let added = cli(
+        flags,
+        &["tag", "add", "vip", "--fan", &f0.to_string(), "--json"],
+    );
+    assert_eq!(added["changed"], 1, "{added}");
+    let added = cli(
+        flags,
+        &[
+            "tag",
+            "add",
+            "vip",
+            "--expr",
+            "layer >= potential",
+            "--json",
+        ],
+    );
+    assert_eq!(added["changed"], 29, "{added}");
+    let removed = cli_text(flags, &["tag", "remove", "vip", "--fan", &f1.to_string()]);
+    assert_eq!(removed, "\"vip\" removed from 1 fans\n");
+    let tags = async |f: i64| get(&format!("/api/fans/{f}/tags")).await["tags"].clone();
+    assert_eq!(tags(f0).await, json!(["vip"]));
+    assert_eq!(tags(f1).await, json!([]));
+    let auto = cli(
+        flags,
+        &["tag", "auto", "loyal", "layer >= potential", "--json"],
+    );
+    assert_eq!(auto["count"], 30, "{auto}");
+    assert_eq!(names().await, ["s", "tag:loyal"]);
+
+    // Identity decisions: a merge confirmed and undone, two fans kept apart for good.
+    let (f2, f3, f4, f5) = (
+        fan("fan2").await,
+        fan("fan3").await,
+        fan("fan4").await,
+        fan("fan5").await,
+    );
+    let (a, b) = (f2.to_string(), f3.to_string());
+    let decided = cli(flags, &["identity", "confirm", &a, &b, "--json"]);
+    assert_eq!(decided, json!({"decision": "confirmed", "a": f2, "b": f3}));
+    let kept = get(&format!("/api/fans/{f2}")).await["fan"]
+        .as_i64()
+        .unwrap();
+    let absorbed = if kept == f2 { f3 } else { f2 };
+    assert_eq!(
+        get(&format!("/api/fans/{absorbed}")).await["fan"],
+        kept,
+        "one fan now"
+    );
+    let undone = cli_text(flags, &["identity", "undo", &absorbed.to_string()]);
+    assert!(
+        undone.starts_with(&format!("fan {absorbed} is split back out")),
+        "{undone}"
+    );
+    assert_eq!(
+        get(&format!("/api/fans/{absorbed}")).await["fan"],
+        absorbed,
+        "two fans again"
+    );
+    let (c, d) = (f4.to_string(), f5.to_string());
+    let decided = cli_text(flags, &["identity", "distinct", &c, &d]);
+    assert_eq!(decided, format!("fans {f4} and {f5}: distinct\n"));
+    let (code, err) = cli_fails(flags, &["identity", "confirm", &c, &d]);
+    assert!(
+        code == Some(2) && err.contains("error[marked_distinct]"),
+        "{err}"
+    );
+
+    // Tenant settings and layer rules.
+    let set = cli_text(
+        flags,
+        &["tenant", "set", "acme", "--custom-domain", "commercial"],
+    );
+    assert_eq!(
+        set,
+        "tenant acme: custom events without a domain go to commercial\n"
+    );
+    assert_eq!(get("/api/tenant").await["custom_domain"], "commercial");
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("rules.toml");
+    std::fs::write(&good, "[favorable]\nengagement = 20\n").unwrap();
+    let rules = cli_text(flags, &["tenant", "rules", "acme", good.to_str().unwrap()]);
+    assert_eq!(
+        rules,
+        "tenant acme: layer rules version 1 in force (engagement window 30 d, orders window 180 d)\n"
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[weights]\nvideo_like = 1\nbuy = 2\n").unwrap();
+    let (code, err) = cli_fails(flags, &["tenant", "rules", "acme", bad.to_str().unwrap()]);
+    assert!(
+        code == Some(2)
+            && err.contains(&format!(
+                "error[invalid_rules]: {}: rules line 3",
+                bad.display()
+            ))
+            && err.contains("the rules in force are unchanged"),
+        "{err}"
+    );
+    let in_force = get("/api/rules").await;
+    assert_eq!(
+        (
+            in_force["version"].as_i64(),
+            in_force["favorable"]["engagement"].as_i64()
+        ),
+        (Some(1), Some(20)),
+        "the good file is in force, the bad one changed nothing: {in_force}"
+    );
+
+    // Connectors: credentials travel to the server and are never printed.
+    let douyin = cli(
+        flags,
+        &["connector", "douyin", "--client-secret", "s3cret-douyin"],
+    );
+    assert_eq!(douyin["client_secret_set"], true, "{douyin}");
+    assert!(!douyin.to_string().contains("s3cret"), "{douyin}");
+    assert_eq!(get("/api/connectors/douyin").await, douyin);
+    // The server checks the settings (a page of 1–100 leads) as this command would.
+    let base = "https://127.0.0.1:9";
+    let mut args = vec![
+        "connector",
+        "oceanengine",
+        "--advertiser-id",
+        "42",
+        "--access-token",
+        "s3cret-token",
+        "--base-url",
+        base,
+    ];
+    let (code, err) = cli_fails(flags, &[&args[..], &["--page-size", "500"]].concat());
+    assert!(
+        code == Some(2) && err.contains("error[invalid_connector_setting]"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+    assert_eq!(
+        get("/api/connectors/oceanengine").await["access_token_set"],
+        false
+    );
+    args.extend(["--page-size", "50"]);
+    let oceanengine = cli(flags, &args);
+    assert!(!oceanengine.to_string().contains("s3cret"), "{oceanengine}");
+    let seen = get("/api/connectors/oceanengine").await;
+    for v in [&oceanengine, &seen] {
+        assert_eq!(
+            (
+                &v["advertiser_id"],
+                &v["access_token_set"],
+                &v["base_url"],
+                &v["page_size"]
+            ),
+            (&json!("42"), &json!(true), &json!(base), &json!(50)),
+            "{v}"
+        );
+    }
 }
 
 /// Runs `siyu serve` expecting it to refuse to start; its stderr.
