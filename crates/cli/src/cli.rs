@@ -270,6 +270,28 @@ pub enum ConnectorCommand {
     },
 }
 
+impl ConnectorCommand {
+    /// Whether it changes a setting (without flags, it only shows them).
+    pub fn changes(&self) -> bool {
+        match self {
+            ConnectorCommand::Douyin { client_secret } => client_secret.is_some(),
+            ConnectorCommand::Oceanengine {
+                advertiser_id,
+                access_token,
+                base_url,
+                start,
+                page_size,
+            } => {
+                advertiser_id.is_some()
+                    || access_token.is_some()
+                    || base_url.is_some()
+                    || start.is_some()
+                    || page_size.is_some()
+            }
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct TenantArgs {
     #[command(subcommand)]

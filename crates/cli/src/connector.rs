@@ -10,22 +10,7 @@ use crate::cli::{ConnectorArgs, ConnectorCommand, parse_time};
 use crate::forward::Remote;
 
 pub fn run(args: ConnectorArgs) -> anyhow::Result<()> {
-    let writes = match &args.command {
-        ConnectorCommand::Douyin { client_secret } => client_secret.is_some(),
-        ConnectorCommand::Oceanengine {
-            advertiser_id,
-            access_token,
-            base_url,
-            start,
-            page_size,
-        } => {
-            advertiser_id.is_some()
-                || access_token.is_some()
-                || base_url.is_some()
-                || start.is_some()
-                || page_size.is_some()
-        }
-    };
+    let writes = args.command.changes();
     let _lock = match writes {
         true => match args.at.store.lock_for("connector") {
             Ok(lock) => lock,
@@ -73,12 +58,7 @@ pub fn run(args: ConnectorArgs) -> anyhow::Result<()> {
                 start: start.map(|s| parse_time("--start", &s)).transpose()?,
                 page_size,
             };
-            let is_change = change.advertiser_id.is_some()
-                || change.access_token.is_some()
-                || change.base_url.is_some()
-                || change.start.is_some()
-                || change.page_size.is_some();
-            if is_change {
+            if writes {
                 connectors::set_oceanengine(&*store, &guard, tenant.id, change, time::now_ms())??;
             }
             match connectors::oceanengine(&*store, &guard, tenant.id)? {
