@@ -20,10 +20,13 @@
 //!   trait rather than growing [`Store`]; [`triggers`] reads the one trigger stream.
 //! - `suite` (tests only): the one test suite both backends must pass.
 
+pub mod journeys;
 pub mod leases;
 pub mod lock;
 mod postgres;
+mod postgres_journeys;
 mod sqlite;
+mod sqlite_journeys;
 #[cfg(test)]
 mod suite;
 #[doc(hidden)]
@@ -35,6 +38,7 @@ use std::sync::Arc;
 
 use siyu_domain::{Event, Millis};
 
+pub use journeys::Journeys;
 pub use leases::{Fences, Lease, Leases, Node};
 pub use lock::{DirLock, Holder, LockError};
 pub use postgres::PostgresStore;
@@ -626,6 +630,7 @@ pub trait Store:
     + Snapshots
     + TriggerLog
     + Leases
+    + Journeys
     + Send
     + Sync
 {
@@ -641,6 +646,7 @@ impl<T> Store for T where
         + Snapshots
         + TriggerLog
         + Leases
+        + Journeys
         + Send
         + Sync
 {

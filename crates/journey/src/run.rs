@@ -1,0 +1,1 @@
+//! The run state machine (filled in below).
