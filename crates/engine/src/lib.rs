@@ -547,6 +547,32 @@ impl TenantEngine {
             .unwrap_or_default()
     }
 
+    /// Whether `fan` matches `expr` now (at the live clock), with `overlay`'s tag changes
+    /// (tag, added; later ones win) on top of the stored tags. Evaluates the one fan on its own
+    /// events, as live segments do; `false` for a fan the engine does not know, and without
+    /// live layers.
+    pub fn matches(
+        &self,
+        fan: FanId,
+        expr: &siyu_domain::audience::Expr,
+        overlay: &[(String, bool)],
+    ) -> bool {
+        let (Some(live), Some(node)) = (&self.live, self.identities.node_of(fan)) else {
+            return false;
+        };
+        let root = self.identities.root_node(node);
+        let mut view = fan_view(
+            &self.columns,
+            &self.tags,
+            &self.identities,
+            Some(live),
+            root,
+            live.clock(),
+        );
+        view.overlay = overlay;
+        view.matches(expr)
+    }
+
     /// Whether `fan` is in saved segment `id` now (`None`: no such segment held).
     pub fn is_member(&self, id: i64, fan: FanId) -> Option<bool> {
         let set = self.segments.as_ref()?.members(id)?;
@@ -957,6 +983,21 @@ impl TenantEngine {
             .collect()
     }
 
+    /// The sequence numbers of a fan's latest events (its own and those of the fans merged
+    /// into it), newest first, at most `limit`.
+    pub fn recent_seqs(&self, fan: FanId, limit: usize) -> Vec<i64> {
+        let mut indexes = self
+            .columns
+            .indexes_of_nodes(&self.identities.nodes_of(fan));
+        indexes.sort_unstable();
+        indexes
+            .into_iter()
+            .rev()
+            .filter_map(|i| self.seq_of_index(i))
+            .take(limit)
+            .collect()
+    }
+
     /// Where this engine is in the log.
     pub fn position(&self) -> SnapshotPosition {
         SnapshotPosition {
@@ -995,6 +1036,7 @@ fn fan_view<'a>(
         as_of,
         layer: live.and_then(|l| l.layer_of_root(root)),
         features: live.and_then(|l| l.features().get(root as usize).copied().flatten()),
+        overlay: &[],
         memo: segments::Memo::default(),
     }
 }

@@ -222,6 +222,9 @@ pub(crate) struct FanView<'a> {
     pub as_of: Millis,
     pub layer: Option<Layer>,
     pub features: Option<Features>,
+    /// Tag changes (tag, added) not stored yet, on top of `tags`: a journey step's own tags,
+    /// which the step's next branch must see.
+    pub overlay: &'a [(String, bool)],
     pub memo: Memo,
 }
 
@@ -344,6 +347,9 @@ impl FanView<'_> {
                 last.is_some_and(|(_, on)| on)
             }
             Pred::Tag(name) => {
+                if let Some((_, on)) = self.overlay.iter().rev().find(|(t, _)| t == name) {
+                    return *on;
+                }
                 let ids = self.memo.ids.get_or_init(|| self.graph.ids_of(self.fan));
                 self.tags.has(name, ids, self.as_of)
             }
