@@ -785,19 +785,20 @@ impl Machine<'_, '_> {
     ) -> std::ops::ControlFlow<()> {
         let now = self.cx.now;
         let fan_bound = reaches_fan(channel);
-        if fan_bound && self.j.respect_quiet_hours {
-            if let Some(end) = self.cx.policy.quiet.ends_after(&self.cx.policy.tz, now) {
-                self.record_with(
-                    Some(i),
-                    RecordKind::Deferred,
-                    None,
-                    Some(serde_json::json!({"until": end})),
-                );
-                self.run.state = RunState::Waiting;
-                self.run.wake_at = Some(end);
-                self.run.data.deferred = true;
-                return std::ops::ControlFlow::Break(());
-            }
+        if fan_bound
+            && self.j.respect_quiet_hours
+            && let Some(end) = self.cx.policy.quiet.ends_after(&self.cx.policy.tz, now)
+        {
+            self.record_with(
+                Some(i),
+                RecordKind::Deferred,
+                None,
+                Some(serde_json::json!({"until": end})),
+            );
+            self.run.state = RunState::Waiting;
+            self.run.wake_at = Some(end);
+            self.run.data.deferred = true;
+            return std::ops::ControlFlow::Break(());
         }
         let skip = |m: &mut Self, reason: Skip, detail: Option<serde_json::Value>| {
             m.record_with(Some(i), RecordKind::Skipped, Some(reason), detail);
