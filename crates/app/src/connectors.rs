@@ -19,8 +19,9 @@ use serde_json::{Value, json};
 use siyu_domain::Millis;
 use siyu_store::{Store, StoreError, TenantId};
 
-/// The fields of a connector's settings that are credentials, sealed at rest.
-pub const CREDENTIALS: &[&str] = &["client_secret", "access_token"];
+/// The fields of a connector's settings that are credentials, sealed at rest (the channels'
+/// too: see [`crate::channels`]).
+pub const CREDENTIALS: &[&str] = &["client_secret", "access_token", "secret", "webhook_key"];
 
 /// What connector settings are kept and checked with: the sealer of their credentials and the
 /// policy their URLs are held to. Built once by the binary from the environment.

@@ -8,6 +8,8 @@
 //! - [`ingest`]: the single writer thread with group commit, and the live engines it feeds.
 //! - [`connectors`]: per-tenant connector settings (Douyin client secret, Ocean Engine token),
 //!   with credentials that never print and are sealed at rest.
+//! - [`channels`]: where journey messages leave: the webhook, Douyin IM and WeCom robot
+//!   adapters and their per-tenant settings, with a kill switch each.
 //! - [`secrets`]: the secret key and the AEAD that seals connector credentials.
 //! - [`targets`]: which outbound URLs may be called (https, public hosts), checked when set
 //!   and at each request.
@@ -17,6 +19,7 @@
 //!   consumers' cursors and the wake-up for long polls.
 //! - [`App`]: the handle the server and the CLI hold.
 
+pub mod channels;
 pub mod connectors;
 pub mod douyin;
 pub mod identity;
