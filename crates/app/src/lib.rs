@@ -15,6 +15,8 @@
 //!   and at each request.
 //! - [`douyin`]: Douyin webhook deliveries: signature, mapping, append once.
 //! - [`oceanengine`]: the Ocean Engine lead poller, steppable, with a durable checkpoint.
+//! - [`journeys`]: SOP journeys — definitions, reports, tasks, policy — and the two
+//!   workers that make them act (the run worker and the per-channel outbox).
 //! - [`triggers`]: the one trigger stream (events, layer, segment and tag changes), its
 //!   consumers' cursors and the wake-up for long polls.
 //! - [`App`]: the handle the server and the CLI hold.
@@ -24,6 +26,7 @@ pub mod connectors;
 pub mod douyin;
 pub mod identity;
 pub mod ingest;
+pub mod journeys;
 pub mod keys;
 pub mod oceanengine;
 pub mod owners;

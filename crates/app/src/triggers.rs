@@ -340,6 +340,7 @@ fn changed() -> &'static tokio::sync::watch::Sender<u64> {
 /// Says that triggers may have become visible (events applied, derived rows stored).
 pub fn notify() {
     changed().send_modify(|n| *n = n.wrapping_add(1));
+    crate::journeys::worker::bell().ring();
 }
 
 /// A receiver that sees the next [`notify`].

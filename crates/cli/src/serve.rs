@@ -155,6 +155,7 @@ pub fn serve_with(
     // Credentials in plain text (earlier versions) or under the old key are sealed again now,
     // so the old key can be retired once a server has started with the new one.
     app.reseal_connectors()?;
+    siyu_app::channels::reseal(&**app.store(), app.safeguards())?;
     let listener = runtime.block_on(async {
         tokio::net::TcpListener::bind(addr)
             .await
@@ -200,6 +201,22 @@ pub fn serve_with(
                 oceanengine::run_until_stopped(app, &source, poll, stopped);
             })?
     };
+    // Journeys act on what comes in: the run worker follows the trigger stream and the
+    // runs' timers; the outbox delivers what runs send, one lane per channel.
+    let (stop_journeys, journeys_stopped) = std::sync::mpsc::channel::<()>();
+    let (stop_outbox, outbox_stopped) = std::sync::mpsc::channel::<()>();
+    let journeys = {
+        let worker = siyu_app::journeys::worker::JourneyWorker::new(app.clone());
+        std::thread::Builder::new()
+            .name("siyu-journeys".into())
+            .spawn(move || worker.run_until_stopped(journeys_stopped))?
+    };
+    let outbox = {
+        let worker = siyu_app::journeys::outbox::OutboxWorker::new(app.clone());
+        std::thread::Builder::new()
+            .name("siyu-outbox".into())
+            .spawn(move || worker.run_until_stopped(outbox_stopped))?
+    };
     let served = runtime.block_on(async {
         let shutdown = shutdown_on_signal()?;
         tracing::info!(addr = %bound, "serving");
@@ -216,6 +233,12 @@ pub fn serve_with(
     });
     drop(stop_pollers);
     let _ = pollers.join();
+    // What a worker committed is durable; what it had not is taken again at the next start.
+    drop(stop_journeys);
+    siyu_app::journeys::worker::bell().ring();
+    let _ = journeys.join();
+    drop(stop_outbox);
+    let _ = outbox.join();
     // Every tenant given up (what each derived stored first), so other nodes take them now.
     drop(stop_leases);
     if let Some(l) = leaser {

@@ -244,6 +244,14 @@ pub struct RunCount {
     pub count: i64,
 }
 
+/// A journey's outbox rows by step and state (the report's delivered, pending, failed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxCount {
+    pub step: String,
+    pub state: i16,
+    pub count: i64,
+}
+
 /// The highest ids in use, to allocate from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JourneyIds {
@@ -279,8 +287,13 @@ pub struct RunBatch<'a> {
 pub trait Journeys {
     /// Stores a new version of a journey (1 for a new name) and makes it current; whether it
     /// is paused is kept. Returns the version.
-    fn put_journey(&self, tenant: TenantId, name: &str, definition: &str, now: Millis)
-    -> Result<i64>;
+    fn put_journey(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        definition: &str,
+        now: Millis,
+    ) -> Result<i64>;
 
     /// The tenant's journeys at their current versions, by name.
     fn journeys(&self, tenant: TenantId) -> Result<Vec<StoredJourney>>;
@@ -374,4 +387,12 @@ pub trait Journeys {
         change: &TaskChange,
         now: Millis,
     ) -> Result<Option<StoredTask>>;
+
+    /// Gives the held runs of a journey (state 3) a timer at `now`, so the worker resumes
+    /// them; returns how many.
+    fn wake_held(&self, tenant: TenantId, journey: &str, now: Millis) -> Result<usize>;
+
+    /// A journey's outbox rows (its runs' sends, not the internal lanes) counted by step and
+    /// state.
+    fn outbox_counts(&self, tenant: TenantId, journey: &str) -> Result<Vec<OutboxCount>>;
 }

@@ -5,11 +5,17 @@
 use siyu_domain::Millis;
 
 use crate::journeys::*;
-use crate::{Result, TenantId};
 use crate::sqlite::SqliteStore;
+use crate::{Result, TenantId};
 
 impl Journeys for SqliteStore {
-    fn put_journey(&self, tenant: TenantId, name: &str, definition: &str, now: Millis) -> Result<i64> {
+    fn put_journey(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        definition: &str,
+        now: Millis,
+    ) -> Result<i64> {
         todo!("issue 13: journeys store")
     }
 
@@ -17,11 +23,22 @@ impl Journeys for SqliteStore {
         todo!("issue 13: journeys store")
     }
 
-    fn journey_version(&self, tenant: TenantId, name: &str, version: i64) -> Result<Option<String>> {
+    fn journey_version(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<String>> {
         todo!("issue 13: journeys store")
     }
 
-    fn set_journey_paused( &self, tenant: TenantId, name: &str, paused: bool, now: Millis, ) -> Result<bool> {
+    fn set_journey_paused(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        paused: bool,
+        now: Millis,
+    ) -> Result<bool> {
         todo!("issue 13: journeys store")
     }
 
@@ -73,7 +90,13 @@ impl Journeys for SqliteStore {
         todo!("issue 13: journeys store")
     }
 
-    fn outbox_due( &self, tenant: TenantId, channel: &str, now: Millis, limit: usize, ) -> Result<Vec<StoredOutbox>> {
+    fn outbox_due(
+        &self,
+        tenant: TenantId,
+        channel: &str,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<StoredOutbox>> {
         todo!("issue 13: journeys store")
     }
 
@@ -101,8 +124,21 @@ impl Journeys for SqliteStore {
         todo!("issue 13: journeys store")
     }
 
-    fn update_task( &self, tenant: TenantId, id: i64, change: &TaskChange, now: Millis, ) -> Result<Option<StoredTask>> {
+    fn update_task(
+        &self,
+        tenant: TenantId,
+        id: i64,
+        change: &TaskChange,
+        now: Millis,
+    ) -> Result<Option<StoredTask>> {
         todo!("issue 13: journeys store")
     }
 
+    fn wake_held(&self, tenant: TenantId, journey: &str, now: Millis) -> Result<usize> {
+        todo!("issue 13: journeys store")
+    }
+
+    fn outbox_counts(&self, tenant: TenantId, journey: &str) -> Result<Vec<OutboxCount>> {
+        todo!("issue 13: journeys store")
+    }
 }

@@ -1,0 +1,556 @@
+//! The outbox worker: delivers outbox rows, one lane per tenant and channel, so a channel
+//! that is down or slow never delays another (each lane has its own thread, its own queue in
+//! the store and its own concurrency limit).
+//!
+//! A lane's [`OutboxWorker::step_lane`] takes the channel's due rows, delivers them (at most
+//! the channel's concurrency at once), and settles them in one transaction:
+//! - delivered (2xx, or the channel's protocol says so) → delivered;
+//! - a retryable failure (timeout, connection error, 5xx, 429 honouring `Retry-After`) →
+//!   due again after an exponential backoff with jitter ([`siyu_journey::policy::backoff`]),
+//!   given up as dead after [`MAX_ATTEMPTS`];
+//! - a permanent refusal (other 4xx, an answer the protocol calls a refusal, garbage) → dead,
+//!   with the answer kept: `siyu journey dead-letters` lists them, retry one or all.
+//!
+//! Each settled row's outcome comes back as an event (`x_journey_delivered`,
+//! `x_journey_failed`), appended **before** the row is settled with an id made from the row,
+//! so a crash in between appends it again as a duplicate (ignored) and never loses it. A
+//! crash after a request and before its settling sends the row again, with the same
+//! idempotency key: the only repeat a channel can see.
+//!
+//! Two lanes are internal: [`TAGS`] applies journeys' tag steps through the tenant's writer,
+//! and [`EVENTS`] appends outcome events; both are idempotent, so a repeat changes nothing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use siyu_domain::Millis;
+use siyu_engine::FanId;
+use siyu_journey::policy::{self, MAX_ATTEMPTS};
+use siyu_store::journeys::{Settle, StoredOutbox};
+use siyu_store::{StoredTagChange, TenantId};
+
+use super::worker::{EVENTS, TAGS};
+use super::{Bell, JourneyError};
+use crate::App;
+use crate::channels::{self, ChannelKind, Deliver, Outcome};
+
+/// Rows a lane takes per step.
+pub const BATCH: usize = 512;
+
+/// The bell lanes wait on (rung when rows are committed or dead letters retried).
+pub fn bell() -> &'static Bell {
+    static BELL: OnceLock<Bell> = OnceLock::new();
+    BELL.get_or_init(Bell::default)
+}
+
+/// Every lane a tenant has: the three outbound channels and the two internal ones.
+pub const LANES: [&str; 5] = ["webhook", "douyin_im", "wecom_robot", TAGS, EVENTS];
+
+/// Whether a channel is set up for a tenant (and not killed).
+pub fn configured(app: &App, tenant: TenantId, kind: &str) -> Result<bool, JourneyError> {
+    let Ok(kind) = ChannelKind::parse(kind) else {
+        return Ok(false);
+    };
+    Ok(
+        channels::channel(&**app.store(), app.safeguards(), tenant, kind)
+            .map_err(channel_error)?
+            .is_some(),
+    )
+}
+
+fn channel_error(e: channels::ChannelError) -> JourneyError {
+    match e {
+        channels::ChannelError::App(a) => JourneyError::App(a),
+        e => JourneyError::InvalidArgument {
+            field: "channel",
+            message: e.to_string(),
+        },
+    }
+}
+
+/// What a lane's step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaneReport {
+    pub delivered: usize,
+    pub retried: usize,
+    pub dead: usize,
+    /// A full batch: call again at once.
+    pub more: bool,
+    /// The channel is killed (or not set up): nothing was taken.
+    pub held: bool,
+    /// The lane's earliest pending row after the step.
+    pub next_at: Option<Millis>,
+}
+
+/// A lane's adapter, rebuilt when the channel's settings change.
+struct Lane {
+    adapter: Option<Arc<dyn Deliver>>,
+    settings: Option<String>,
+    concurrency: usize,
+    killed: bool,
+}
+
+/// The outbox worker (see the module docs).
+pub struct OutboxWorker {
+    app: Arc<App>,
+    lanes: HashMap<(TenantId, &'static str), Lane>,
+    pub batch: usize,
+    /// Draws the backoff's jitter; seeded in tests.
+    jitter: Box<dyn FnMut() -> f64 + Send>,
+}
+
+impl OutboxWorker {
+    pub fn new(app: Arc<App>) -> OutboxWorker {
+        OutboxWorker {
+            app,
+            lanes: HashMap::new(),
+            batch: BATCH,
+            jitter: Box::new(rand::random::<f64>),
+        }
+    }
+
+    /// The same with a fixed jitter source (tests).
+    pub fn with_jitter(mut self, f: impl FnMut() -> f64 + Send + 'static) -> OutboxWorker {
+        self.jitter = Box::new(f);
+        self
+    }
+
+    /// One step of every lane of every tenant this node serves (tests; `siyu serve` runs
+    /// each lane on its own thread).
+    pub fn step(&mut self, now: Millis) -> Result<LaneReport, JourneyError> {
+        let mut total = LaneReport::default();
+        for tenant in self.app.ingestor.served() {
+            for lane in LANES {
+                let r = self.step_lane(tenant, lane, now)?;
+                total.delivered += r.delivered;
+                total.retried += r.retried;
+                total.dead += r.dead;
+                total.more |= r.more;
+                total.next_at = match (total.next_at, r.next_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+        Ok(total)
+    }
+
+    fn lane(&mut self, tenant: TenantId, channel: &'static str) -> Result<&Lane, JourneyError> {
+        let kind = ChannelKind::parse(channel).ok();
+        let settings = match kind {
+            Some(k) => channels::channel(&**self.app.store(), self.app.safeguards(), tenant, k)
+                .map_err(channel_error)?,
+            None => None,
+        };
+        let fingerprint = settings.as_ref().map(|s| format!("{s:?}"));
+        let stale = self.lanes.get(&(tenant, channel)).is_none_or(|l| {
+            l.settings != fingerprint
+                || (kind.is_some() && l.adapter.is_none() && settings.is_some())
+        });
+        if stale {
+            let lane = match (&settings, kind) {
+                (Some(s), Some(_)) => Lane {
+                    adapter: Some(Arc::from(channels::adapter(
+                        s,
+                        self.app.safeguards().targets,
+                        self.app.ingestor.clock().clone(),
+                    ))),
+                    concurrency: s.concurrency().max(1) as usize,
+                    killed: s.killed(),
+                    settings: fingerprint,
+                },
+                // Internal lanes need no settings; an outbound one without settings holds.
+                _ => Lane {
+                    adapter: None,
+                    settings: fingerprint,
+                    concurrency: 1,
+                    killed: kind.is_some(),
+                },
+            };
+            self.lanes.insert((tenant, channel), lane);
+        }
+        Ok(&self.lanes[&(tenant, channel)])
+    }
+
+    /// One step of one lane (see the module docs).
+    pub fn step_lane(
+        &mut self,
+        tenant: TenantId,
+        channel: &'static str,
+        now: Millis,
+    ) -> Result<LaneReport, JourneyError> {
+        let store = self.app.store().clone();
+        let (adapter, concurrency, killed) = {
+            let l = self.lane(tenant, channel)?;
+            (l.adapter.clone(), l.concurrency, l.killed)
+        };
+        if killed {
+            return Ok(LaneReport {
+                held: true,
+                next_at: store.outbox_next_at(tenant, channel)?,
+                ..LaneReport::default()
+            });
+        }
+        let rows = store.outbox_due(tenant, channel, now, self.batch)?;
+        if rows.is_empty() {
+            return Ok(LaneReport {
+                next_at: store.outbox_next_at(tenant, channel)?,
+                ..LaneReport::default()
+            });
+        }
+        let results: Vec<(Outcome, String)> = match channel {
+            TAGS => self.apply_tags(tenant, &rows)?,
+            EVENTS => self.append(tenant, &rows)?,
+            _ => {
+                let adapter = adapter.ok_or_else(|| {
+                    JourneyError::internal(format!("lane {channel} has no adapter"))
+                })?;
+                deliver_all(&*adapter, &rows, concurrency)
+            }
+        };
+        let mut report = LaneReport {
+            more: rows.len() >= self.batch,
+            ..LaneReport::default()
+        };
+        let mut settled = Vec::with_capacity(rows.len());
+        let mut outcomes = Vec::new();
+        for (row, (outcome, answer)) in rows.iter().zip(results) {
+            let attempts = row.attempts + 1;
+            let internal = channel == TAGS || channel == EVENTS;
+            match outcome {
+                Outcome::Delivered => {
+                    report.delivered += 1;
+                    if !internal {
+                        outcomes.push(outcome_event(tenant, row, "x_journey_delivered", None, now));
+                    }
+                    settled.push(Settle::Delivered {
+                        id: row.id,
+                        at: now,
+                        answer: (!answer.is_empty()).then_some(answer),
+                    });
+                }
+                Outcome::Retry { after_ms } if attempts < MAX_ATTEMPTS => {
+                    report.retried += 1;
+                    let wait = policy::backoff(row.attempts, (self.jitter)(), after_ms);
+                    settled.push(Settle::Retry {
+                        id: row.id,
+                        attempts,
+                        next_at: now.saturating_add(wait),
+                        answer,
+                    });
+                }
+                Outcome::Retry { .. } | Outcome::Permanent => {
+                    report.dead += 1;
+                    if !internal {
+                        outcomes.push(outcome_event(
+                            tenant,
+                            row,
+                            "x_journey_failed",
+                            Some(&answer),
+                            now,
+                        ));
+                    }
+                    settled.push(Settle::Dead {
+                        id: row.id,
+                        attempts,
+                        at: now,
+                        answer,
+                    });
+                }
+            }
+        }
+        let events: Vec<Value> = outcomes.into_iter().flatten().collect();
+        if !events.is_empty() {
+            append_events(&self.app, tenant, events)?;
+        }
+        store.settle_outbox(tenant, &settled)?;
+        report.next_at = store.outbox_next_at(tenant, channel)?;
+        Ok(report)
+    }
+
+    /// Applies tag steps through the tenant's writer: each row adds or removes a tag unless
+    /// the fan already is that way (so a repeat changes nothing).
+    fn apply_tags(
+        &self,
+        tenant: TenantId,
+        rows: &[StoredOutbox],
+    ) -> Result<Vec<(Outcome, String)>, JourneyError> {
+        let mut asks = Vec::with_capacity(rows.len());
+        for r in rows {
+            let v: Value = serde_json::from_str(&r.payload).unwrap_or(Value::Null);
+            let tag = v["tag"].as_str().map(str::to_string);
+            let on = v["on"].as_bool();
+            let source = v["source"].as_str().unwrap_or("journey").to_string();
+            asks.push(match (tag, on) {
+                (Some(t), Some(on)) => Some((r.fan, t, on, source)),
+                _ => None,
+            });
+        }
+        let answers = self.app.ingestor.mutate(tenant, move |store, e| {
+            let now = crate::segments::now_of(e);
+            let mut rows: Vec<StoredTagChange> = Vec::new();
+            let mut out = Vec::with_capacity(asks.len());
+            // What this batch has done already, per (fan, tag).
+            let mut done: HashMap<(i64, String), bool> = HashMap::new();
+            for ask in &asks {
+                let Some((fan, tag, on, source)) = ask else {
+                    out.push((Outcome::Permanent, "unreadable tag row".to_string()));
+                    continue;
+                };
+                let Some(cur) = e.identities().current(FanId(*fan)) else {
+                    out.push((Outcome::Permanent, format!("no fan {fan}")));
+                    continue;
+                };
+                let ids = e.identities().ids_of(cur);
+                let has = done
+                    .get(&(cur.0, tag.clone()))
+                    .copied()
+                    .unwrap_or_else(|| e.tags().has(tag, &ids, now));
+                if has != *on {
+                    if *on {
+                        rows.push(StoredTagChange {
+                            id: 0,
+                            fan: cur.0,
+                            tag: tag.clone(),
+                            added: true,
+                            at: now,
+                            source: source.clone(),
+                        });
+                    } else {
+                        for id in &ids {
+                            if e.tags().has(tag, &[*id], now) {
+                                rows.push(StoredTagChange {
+                                    id: 0,
+                                    fan: id.0,
+                                    tag: tag.clone(),
+                                    added: false,
+                                    at: now,
+                                    source: source.clone(),
+                                });
+                            }
+                        }
+                    }
+                    done.insert((cur.0, tag.clone()), *on);
+                }
+                out.push((Outcome::Delivered, String::new()));
+            }
+            if !rows.is_empty() {
+                store.add_tag_changes(tenant, &rows)?;
+                crate::segments::load_tags(store, e, tenant, false)?;
+            }
+            Ok(out)
+        })?;
+        crate::triggers::notify();
+        Ok(answers)
+    }
+
+    /// Appends outcome events (the rows' `event`); a refused one is a dead row with the
+    /// reason.
+    fn append(
+        &self,
+        tenant: TenantId,
+        rows: &[StoredOutbox],
+    ) -> Result<Vec<(Outcome, String)>, JourneyError> {
+        let mut good = Vec::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let v: Value = serde_json::from_str(&r.payload).unwrap_or(Value::Null);
+            match siyu_domain::Event::from_value(
+                v["event"].clone(),
+                self.app.time_bounds(self.app.ingestor.clock().now()),
+            ) {
+                Ok(e) => {
+                    good.push(e);
+                    out.push((Outcome::Delivered, String::new()));
+                }
+                Err(e) => out.push((
+                    Outcome::Permanent,
+                    format!("{}: {}", e.code.as_str(), e.message),
+                )),
+            }
+        }
+        if !good.is_empty() {
+            append_parsed(&self.app, tenant, good)?;
+        }
+        Ok(out)
+    }
+
+    /// Runs every lane of every served tenant on its own thread until `stop` receives; lanes
+    /// of tenants this node stops serving end, new ones start within a second.
+    pub fn run_until_stopped(self, stop: std::sync::mpsc::Receiver<()>) {
+        let app = self.app.clone();
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut running: HashMap<(TenantId, &'static str), std::thread::JoinHandle<()>> =
+            HashMap::new();
+        loop {
+            if !matches!(stop.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty)) {
+                stopped.store(true, Ordering::SeqCst);
+                bell().ring();
+                for (_, h) in running.drain() {
+                    let _ = h.join();
+                }
+                return;
+            }
+            running.retain(|_, h| !h.is_finished());
+            for tenant in app.ingestor.served() {
+                for lane in LANES {
+                    if running.contains_key(&(tenant, lane)) {
+                        continue;
+                    }
+                    let (app, stopped) = (app.clone(), stopped.clone());
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("outbox-{tenant}-{lane}"))
+                        .spawn(move || run_lane(app, tenant, lane, &stopped));
+                    match spawned {
+                        Ok(h) => {
+                            running.insert((tenant, lane), h);
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot start an outbox lane"),
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            if running.is_empty() {
+                std::thread::sleep(Duration::from_millis(800));
+            }
+        }
+    }
+}
+
+/// One lane's loop: at once while there is more, else until the bell or its next due row
+/// (at most a second).
+fn run_lane(
+    app: Arc<App>,
+    tenant: TenantId,
+    lane: &'static str,
+    stopped: &std::sync::atomic::AtomicBool,
+) {
+    let clock = app.ingestor.clock().clone();
+    let mut w = OutboxWorker::new(app.clone());
+    while !stopped.load(Ordering::SeqCst) && app.ingestor.serves(tenant) {
+        let seen = bell().seen();
+        let now = clock.now();
+        match w.step_lane(tenant, lane, now) {
+            Ok(r) if r.more => continue,
+            Ok(r) => {
+                let wait = r.next_at.map_or(1000, |t| (t - clock.now()).clamp(0, 1000));
+                if wait > 0 {
+                    bell().wait(seen, Duration::from_millis(wait as u64));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(tenant, lane, error = %e, code = e.code(), "outbox step failed");
+                bell().wait(seen, Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Delivers rows through an adapter, at most `concurrency` at once; answers in row order.
+fn deliver_all(
+    adapter: &dyn Deliver,
+    rows: &[StoredOutbox],
+    concurrency: usize,
+) -> Vec<(Outcome, String)> {
+    let one = |r: &StoredOutbox| -> (Outcome, String) {
+        let stored: Value = match serde_json::from_str(&r.payload) {
+            Ok(v) => v,
+            Err(e) => return (Outcome::Permanent, format!("unreadable outbox row: {e}")),
+        };
+        let a = adapter.deliver(&r.key, &stored["send"]);
+        (a.outcome, a.answer)
+    };
+    let n = concurrency.clamp(1, rows.len().max(1));
+    if n == 1 {
+        return rows.iter().map(one).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<(Outcome, String)>>> =
+        rows.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..n {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(r) = rows.get(i) else { break };
+                    let got = one(r);
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(got);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or((Outcome::Retry { after_ms: None }, "not attempted".into()))
+        })
+        .collect()
+}
+
+/// The outcome event of a settled outbound row, hung on the identity stored with it.
+fn outcome_event(
+    tenant: TenantId,
+    row: &StoredOutbox,
+    ty: &str,
+    answer: Option<&str>,
+    now: Millis,
+) -> Option<Value> {
+    let stored: Value = serde_json::from_str(&row.payload).ok()?;
+    let anchor = stored["anchor"].as_array()?;
+    let (k, v) = (anchor.first()?.as_str()?, anchor.get(1)?.as_str()?);
+    let what = if ty == "x_journey_delivered" {
+        "delivered"
+    } else {
+        "failed"
+    };
+    let mut props = serde_json::json!({
+        "journey": stored["journey"], "version": stored["version"], "run": row.run,
+        "step": row.step, "channel": row.channel, "idempotency_key": row.key,
+        "attempts": row.attempts + 1,
+    });
+    if let Some(a) = answer {
+        props["answer"] = Value::String(a.chars().take(500).collect());
+    }
+    Some(serde_json::json!({
+        "id": format!("siyu.{tenant}.o{}.{what}", row.id),
+        "type": ty,
+        "ts": siyu_domain::time::format_rfc3339(now),
+        "domain": "private",
+        "identities": {k: v},
+        "props": props,
+        "source": "siyu",
+    }))
+}
+
+/// Appends outcome events (native JSON) through the tenant's writer; duplicates are ignored.
+pub fn append_events(app: &App, tenant: TenantId, events: Vec<Value>) -> Result<(), JourneyError> {
+    let mut parsed = Vec::with_capacity(events.len());
+    for v in events {
+        match siyu_domain::Event::from_value(v, app.time_bounds(app.ingestor.clock().now())) {
+            Ok(e) => parsed.push(e),
+            Err(e) => {
+                tracing::error!(code = e.code.as_str(), message = %e.message, "an outcome event was refused")
+            }
+        }
+    }
+    append_parsed(app, tenant, parsed)
+}
+
+fn append_parsed(
+    app: &App,
+    tenant: TenantId,
+    events: Vec<siyu_domain::Event>,
+) -> Result<(), JourneyError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rx = app.ingestor.submit(tenant, events)?;
+    rx.blocking_recv()
+        .map_err(|_| JourneyError::App(crate::AppError::WriterStopped))??;
+    Ok(())
+}
