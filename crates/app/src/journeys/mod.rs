@@ -825,3 +825,6 @@ fn check_text(field: &'static str, s: &str, max: usize) -> Result<String, Journe
     }
     Ok(s.to_string())
 }
+
+#[cfg(test)]
+mod tests;
