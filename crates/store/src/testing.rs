@@ -315,6 +315,35 @@ impl crate::Connectors for Faulty {
     }
 }
 
+impl crate::Journeys for Faulty {
+    pass! {
+        put_journey(&self, tenant: crate::TenantId, name: &str, definition: &str, now: siyu_domain::Millis) -> crate::Result<i64>;
+        journeys(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::journeys::StoredJourney>>;
+        journey_version(&self, tenant: crate::TenantId, name: &str, version: i64) -> crate::Result<Option<String>>;
+        set_journey_paused(&self, tenant: crate::TenantId, name: &str, paused: bool, now: siyu_domain::Millis) -> crate::Result<bool>;
+        journey_ids(&self, tenant: crate::TenantId) -> crate::Result<crate::journeys::JourneyIds>;
+        commit_runs(&self, tenant: crate::TenantId, batch: &crate::journeys::RunBatch<'_>) -> crate::Result<()>;
+        due_runs(&self, tenant: crate::TenantId, now: siyu_domain::Millis, limit: usize) -> crate::Result<Vec<crate::journeys::StoredRun>>;
+        next_wake(&self, tenant: crate::TenantId) -> crate::Result<Option<siyu_domain::Millis>>;
+        runs_of(&self, tenant: crate::TenantId, fans: &[i64], open_only: bool) -> crate::Result<Vec<crate::journeys::StoredRun>>;
+        run(&self, tenant: crate::TenantId, id: i64) -> crate::Result<Option<crate::journeys::StoredRun>>;
+        run_history(&self, tenant: crate::TenantId, run: i64) -> crate::Result<Vec<crate::journeys::StoredRunEvent>>;
+        step_counts(&self, tenant: crate::TenantId, journey: &str) -> crate::Result<Vec<crate::journeys::StepCount>>;
+        run_counts(&self, tenant: crate::TenantId, journey: &str) -> crate::Result<Vec<crate::journeys::RunCount>>;
+        variants(&self, tenant: crate::TenantId, journey: &str) -> crate::Result<Vec<crate::journeys::StoredVariant>>;
+        fan_states(&self, tenant: crate::TenantId, fans: &[i64]) -> crate::Result<Vec<crate::journeys::StoredFanState>>;
+        fan_sends(&self, tenant: crate::TenantId, fans: &[i64], day: i32) -> crate::Result<Vec<crate::journeys::FanSends>>;
+        outbox_due(&self, tenant: crate::TenantId, channel: &str, now: siyu_domain::Millis, limit: usize) -> crate::Result<Vec<crate::journeys::StoredOutbox>>;
+        outbox_next_at(&self, tenant: crate::TenantId, channel: &str) -> crate::Result<Option<siyu_domain::Millis>>;
+        settle_outbox(&self, tenant: crate::TenantId, settled: &[crate::journeys::Settle]) -> crate::Result<()>;
+        outbox(&self, tenant: crate::TenantId, filter: &crate::journeys::OutboxFilter<'_>) -> crate::Result<Vec<crate::journeys::StoredOutbox>>;
+        retry_dead(&self, tenant: crate::TenantId, ids: Option<&[i64]>, now: siyu_domain::Millis) -> crate::Result<usize>;
+        tasks(&self, tenant: crate::TenantId, filter: &crate::journeys::TaskFilter<'_>) -> crate::Result<Vec<crate::journeys::StoredTask>>;
+        task(&self, tenant: crate::TenantId, id: i64) -> crate::Result<Option<crate::journeys::StoredTask>>;
+        update_task(&self, tenant: crate::TenantId, id: i64, change: &crate::journeys::TaskChange, now: siyu_domain::Millis) -> crate::Result<Option<crate::journeys::StoredTask>>;
+    }
+}
+
 impl crate::Leases for Faulty {
     fn require_leases(&self) {
         self.inner.require_leases()
