@@ -9,7 +9,8 @@
 //! again from the same trigger or timer after a restart. Ids of runs, outbox rows and tasks
 //! are allocated by the one writer of the tenant (the journey worker of the node holding its
 //! lease), from [`Journeys::journey_ids`]; an `entry_key` or an outbox `key` stored twice is
-//! refused (the transaction fails), never stored twice.
+//! refused (the transaction fails with [`crate::StoreError::Corrupt`] naming the key), never
+//! stored twice.
 //!
 //! Closed sets (run states, history kinds, outbox states, task states) are stored as the
 //! small integers of `siyu-journey`'s enums' `as_i16`; this crate keeps them opaque.

@@ -241,7 +241,7 @@ CREATE TABLE journey_runs (
     fan        BIGINT NOT NULL,
     entry_key  TEXT NOT NULL,
     state      SMALLINT NOT NULL CHECK (state >= 0),
-    step       INTEGER NOT NULL CHECK (step >= 0),
+    step       INTEGER NOT NULL,
     wake_at    BIGINT,
     entered_at BIGINT NOT NULL,
     goal_by    BIGINT,

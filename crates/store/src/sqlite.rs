@@ -270,7 +270,7 @@ CREATE TABLE journey_runs (
     fan        INTEGER NOT NULL,
     entry_key  TEXT NOT NULL,
     state      INTEGER NOT NULL CHECK (state BETWEEN 0 AND 32767),
-    step       INTEGER NOT NULL CHECK (step >= 0),
+    step       INTEGER NOT NULL,
     wake_at    INTEGER,
     entered_at INTEGER NOT NULL,
     goal_by    INTEGER,

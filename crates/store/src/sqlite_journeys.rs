@@ -1,11 +1,11 @@
 //! The SQLite backend of [`crate::journeys::Journeys`] (tables of migration 13).
 //!
 //! A batch of the journey worker is one `IMMEDIATE` transaction on the write connection,
-//! fenced like every derived write: inserts go many rows per statement (`insert_many_then`),
-//! updates and upserts through cached statements, so a batch of thousands of rows costs
-//! little more than the rows themselves. A unique key stored twice fails the statement, and
-//! with it the transaction; which key it was is found afterwards, from the committed state,
-//! so the common path pays nothing for it. Reads use the read pool: the worker's commits
+//! fenced like every derived write: inserts and upserts go many rows per statement
+//! (`insert_many_then`), the runs' updates one cached statement per row, so a batch of
+//! thousands of rows costs little more than the rows themselves. A unique key stored twice
+//! fails the statement, and with it the transaction; which key it was is found afterwards,
+//! from the committed state, so the common path pays nothing for it. Reads use the read pool: the worker's commits
 //! never wait for a report, and a report never waits for a commit.
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
