@@ -9,7 +9,8 @@
 //! again from the same trigger or timer after a restart. Ids of runs, outbox rows and tasks
 //! are allocated by the one writer of the tenant (the journey worker of the node holding its
 //! lease), from [`Journeys::journey_ids`]; an `entry_key` or an outbox `key` stored twice is
-//! refused (the transaction fails), never stored twice.
+//! refused (the transaction fails with [`crate::StoreError::Corrupt`] naming the key), never
+//! stored twice.
 //!
 //! Closed sets (run states, history kinds, outbox states, task states) are stored as the
 //! small integers of `siyu-journey`'s enums' `as_i16`; this crate keeps them opaque.
@@ -265,7 +266,9 @@ pub struct JourneyIds {
 pub struct RunBatch<'a> {
     /// Inserted; an `entry_key` already stored fails the batch.
     pub new_runs: &'a [StoredRun],
-    /// Replaced whole, by id.
+    /// Replaced by id: everything but what makes the run the run it is (its journey,
+    /// version, `entry_key` and `entered_at`, which are kept). An id not stored fails the
+    /// batch.
     pub updated_runs: &'a [StoredRun],
     pub history: &'a [StoredRunEvent],
     /// Inserted; a `key` already stored fails the batch.
@@ -361,7 +364,8 @@ pub trait Journeys {
     fn outbox_next_at(&self, tenant: TenantId, channel: &str) -> Result<Option<Millis>>;
 
     /// Records attempts' outcomes in one fenced transaction (a row no longer pending is left
-    /// as it is).
+    /// as it is; one outcome per row). A delivery leaves `attempts` as it was: it counts the
+    /// attempts that failed.
     fn settle_outbox(&self, tenant: TenantId, settled: &[Settle]) -> Result<()>;
 
     /// Outbox rows matching a filter, newest first.
@@ -378,8 +382,8 @@ pub trait Journeys {
     fn task(&self, tenant: TenantId, id: i64) -> Result<Option<StoredTask>>;
 
     /// Applies a change if the task is in the state it needs; returns the task after it, or
-    /// `Err(TaskConflict)`-free `Ok(None)` when there is no such task. A change from the wrong
-    /// state returns the task unchanged (the caller compares).
+    /// `Ok(None)` when there is no such task. A change from the wrong state returns the task
+    /// unchanged (the caller compares).
     fn update_task(
         &self,
         tenant: TenantId,
@@ -395,4 +399,65 @@ pub trait Journeys {
     /// A journey's outbox rows (its runs' sends, not the internal lanes) counted by step and
     /// state.
     fn outbox_counts(&self, tenant: TenantId, journey: &str) -> Result<Vec<OutboxCount>>;
+}
+
+/// Which unique key of a batch was already stored (or given twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unique {
+    EntryKey,
+    OutboxKey,
+}
+
+impl Unique {
+    /// The batch's keys of this kind.
+    pub(crate) fn keys<'a>(self, batch: &'a RunBatch<'_>) -> Vec<&'a str> {
+        match self {
+            Unique::EntryKey => batch
+                .new_runs
+                .iter()
+                .map(|r| r.entry_key.as_str())
+                .collect(),
+            Unique::OutboxKey => batch.outbox.iter().map(|o| o.key.as_str()).collect(),
+        }
+    }
+
+    /// The error a batch fails with: the key given twice in it, else `stored` (the first of
+    /// its keys the store already held), named.
+    pub(crate) fn refused(self, batch: &RunBatch<'_>, stored: Option<String>) -> crate::StoreError {
+        let keys = self.keys(batch);
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        let twice = keys
+            .iter()
+            .find(|k| !seen.insert(**k))
+            .map(|k| k.to_string());
+        let what = match self {
+            Unique::EntryKey => "a run's entry key",
+            Unique::OutboxKey => "an outbox key",
+        };
+        crate::StoreError::Corrupt(match (twice, stored) {
+            (Some(k), _) => format!("{what} {k:?} is twice in one batch; nothing of it was stored"),
+            (None, Some(k)) => {
+                format!("{what} {k:?} is already stored; nothing of the batch was stored")
+            }
+            (None, None) => format!(
+                "{what} (or an id) of the batch is already stored; nothing of it was stored"
+            ),
+        })
+    }
+}
+
+/// The reports' rows in one order on both backends (PostgreSQL orders text by its collation,
+/// SQLite by bytes): sorted here, by their keys, `None` first.
+pub(crate) fn sort_step_counts(rows: &mut [StepCount]) {
+    rows.sort_by(|a, b| {
+        (a.version, &a.step, a.kind, &a.reason).cmp(&(b.version, &b.step, b.kind, &b.reason))
+    });
+}
+
+pub(crate) fn sort_variants(rows: &mut [StoredVariant]) {
+    rows.sort_by(|a, b| (a.version, &a.step, &a.arm).cmp(&(b.version, &b.step, &b.arm)));
+}
+
+pub(crate) fn sort_fan_sends(rows: &mut [FanSends]) {
+    rows.sort_by(|a, b| (a.fan, &a.channel).cmp(&(b.fan, &b.channel)));
 }

@@ -16,8 +16,10 @@
 //! - `sqlite`, `postgres`: the backends, each with its migrations.
 //! - [`lock`]: one writing process per SQLite data directory ([`DirLock`]).
 //! - [`Leases`]: nodes and tenants' leases, with the fencing tokens writes check ([`leases`]).
-//! - [`Snapshots`], [`TriggerLog`]: capabilities of their own, so that a capability adds a
-//!   trait rather than growing [`Store`]; [`triggers`] reads the one trigger stream.
+//! - [`Snapshots`], [`TriggerLog`], [`Journeys`]: capabilities of their own, so that a
+//!   capability adds a trait rather than growing [`Store`]; [`triggers`] reads the one
+//!   trigger stream; [`journeys`] holds runs, the outbox and tasks (its backends in
+//!   `sqlite_journeys` and `postgres_journeys`).
 //! - `suite` (tests only): the one test suite both backends must pass.
 
 pub mod journeys;

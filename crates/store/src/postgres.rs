@@ -213,6 +213,130 @@ CREATE TABLE tenant_leases (
     r#"
 ALTER TABLE api_keys ADD COLUMN expires_at BIGINT;
 "#,
+    // 13: journeys (see the SQLite migration of the same number). Columns hold the Rust
+    // types' widths: SMALLINT for the closed sets, INTEGER for steps, counts and days.
+    r#"
+CREATE TABLE journey_versions (
+    tenant_id  BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    name       TEXT NOT NULL,
+    version    BIGINT NOT NULL CHECK (version >= 1),
+    definition TEXT NOT NULL,
+    applied_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, name, version)
+);
+CREATE TABLE journeys (
+    tenant_id  BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    name       TEXT NOT NULL,
+    version    BIGINT NOT NULL,
+    paused     BOOLEAN NOT NULL DEFAULT false,
+    applied_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+);
+CREATE TABLE journey_runs (
+    tenant_id  BIGINT NOT NULL,
+    id         BIGINT NOT NULL,
+    journey    TEXT NOT NULL,
+    version    BIGINT NOT NULL,
+    fan        BIGINT NOT NULL,
+    entry_key  TEXT NOT NULL,
+    state      SMALLINT NOT NULL CHECK (state >= 0),
+    step       INTEGER NOT NULL,
+    wake_at    BIGINT,
+    entered_at BIGINT NOT NULL,
+    goal_by    BIGINT,
+    updated_at BIGINT NOT NULL,
+    data       TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, entry_key)
+);
+-- Only runs with a timer, ties by id.
+CREATE INDEX journey_runs_wake ON journey_runs (tenant_id, wake_at, id) WHERE wake_at IS NOT NULL;
+CREATE INDEX journey_runs_fan ON journey_runs (tenant_id, fan);
+-- The report's counts of runs, and a journey's runs for its history counts and outbox rows.
+CREATE INDEX journey_runs_journey ON journey_runs (tenant_id, journey, version, state, step);
+CREATE TABLE journey_history (
+    tenant_id BIGINT NOT NULL,
+    run       BIGINT NOT NULL,
+    n         INTEGER NOT NULL,
+    at        BIGINT NOT NULL,
+    step      TEXT,
+    kind      SMALLINT NOT NULL CHECK (kind >= 0),
+    reason    TEXT,
+    detail    TEXT,
+    PRIMARY KEY (tenant_id, run, n)
+);
+CREATE TABLE outbox (
+    tenant_id  BIGINT NOT NULL,
+    id         BIGINT NOT NULL,
+    channel    TEXT NOT NULL,
+    run        BIGINT NOT NULL,
+    step       TEXT NOT NULL,
+    fan        BIGINT NOT NULL,
+    key        TEXT NOT NULL,
+    payload    TEXT NOT NULL,
+    state      SMALLINT NOT NULL CHECK (state IN (0, 1, 2)),
+    attempts   INTEGER NOT NULL CHECK (attempts >= 0),
+    next_at    BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    settled_at BIGINT,
+    answer     TEXT,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, key)
+);
+CREATE INDEX outbox_due ON outbox (tenant_id, channel, state, next_at, id);
+CREATE TABLE tasks (
+    tenant_id  BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    id         BIGINT NOT NULL,
+    team       TEXT NOT NULL,
+    text       TEXT NOT NULL,
+    fan        BIGINT,
+    run        BIGINT,
+    step       TEXT,
+    state      SMALLINT NOT NULL CHECK (state IN (0, 1, 2)),
+    agent      TEXT,
+    outcome    TEXT,
+    created_at BIGINT NOT NULL,
+    due_at     BIGINT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX tasks_state ON tasks (tenant_id, state, team);
+CREATE TABLE journey_fans (
+    tenant_id       BIGINT NOT NULL,
+    fan             BIGINT NOT NULL,
+    opted_out_at    BIGINT,
+    opt_out_reason  TEXT,
+    authorized_at   BIGINT,
+    im_in_at        BIGINT,
+    im_conversation TEXT,
+    im_message      TEXT,
+    im_replies      INTEGER NOT NULL CHECK (im_replies >= 0),
+    last_send_at    BIGINT,
+    last_send_run   BIGINT,
+    last_send_step  TEXT,
+    PRIMARY KEY (tenant_id, fan)
+);
+CREATE TABLE fan_sends (
+    tenant_id BIGINT NOT NULL,
+    fan       BIGINT NOT NULL,
+    channel   TEXT NOT NULL,
+    day       INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, fan, channel, day)
+);
+CREATE TABLE journey_variants (
+    tenant_id BIGINT NOT NULL,
+    journey   TEXT NOT NULL,
+    version   BIGINT NOT NULL,
+    step      TEXT NOT NULL,
+    arm       TEXT NOT NULL,
+    sent      BIGINT NOT NULL,
+    converted BIGINT NOT NULL,
+    failed    BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, journey, version, step, arm)
+);
+"#,
 ];
 
 /// Serializes migrations of concurrent openers (several nodes, parallel tests).
@@ -271,7 +395,7 @@ pub struct PostgresStore {
     /// [`IDLE_CHECK`]; tests shorten it.
     idle_check: Duration,
     /// The lease tokens its writes check (see `crate::leases`).
-    fences: crate::Fences,
+    pub(crate) fences: crate::Fences,
 }
 
 /// A client and when it was last used.
@@ -359,11 +483,11 @@ impl PostgresStore {
         result
     }
 
-    fn writer<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+    pub(crate) fn writer<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
         self.with(&self.writer, f)
     }
 
-    fn reader<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+    pub(crate) fn reader<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
         self.with(&self.reader, f)
     }
 }
@@ -429,7 +553,7 @@ fn migrate_on(client: &mut Client) -> Result<()> {
 
 /// A page size as a `LIMIT`: PostgreSQL refuses a negative one, which is what `usize::MAX`
 /// ("all of them") becomes as an `i64`.
-fn sql_limit(limit: usize) -> i64 {
+pub(crate) fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
@@ -1372,7 +1496,7 @@ impl crate::TriggerLog for PostgresStore {
 /// Fails with `NotOwner` unless the lease this handle holds for `tenant` is still the
 /// tenant's (see `crate::leases`), and keeps the lease row from passing to another node until
 /// the transaction ends (`FOR SHARE`); nothing is checked until leases are required.
-fn fenced(
+pub(crate) fn fenced(
     tx: &mut postgres::Transaction<'_>,
     fences: &crate::Fences,
     tenant: TenantId,

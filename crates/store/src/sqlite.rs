@@ -238,6 +238,134 @@ CREATE TABLE tenant_leases (
     r#"
 ALTER TABLE api_keys ADD COLUMN expires_at INTEGER;
 "#,
+    // 13: journeys (see `crate::journeys`): definitions by version, runs with their timers
+    // and history, the outbox, staff tasks, the fans' facts for the channels' rules, sends per
+    // day and variant counters. Closed sets are `siyu-journey`'s small integers. The tables
+    // the journey worker writes by the thousand per batch have no foreign key to `tenants`
+    // (PostgreSQL checks one by a trigger per row, a third of a batch's time); their tenant
+    // is the writer's own.
+    r#"
+CREATE TABLE journey_versions (
+    tenant_id  INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    name       TEXT NOT NULL,
+    version    INTEGER NOT NULL CHECK (version >= 1),
+    definition TEXT NOT NULL,
+    applied_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, name, version)
+) WITHOUT ROWID;
+CREATE TABLE journeys (
+    tenant_id  INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    name       TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    paused     INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),
+    applied_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+) WITHOUT ROWID;
+CREATE TABLE journey_runs (
+    tenant_id  INTEGER NOT NULL,
+    id         INTEGER NOT NULL,
+    journey    TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    fan        INTEGER NOT NULL,
+    entry_key  TEXT NOT NULL,
+    state      INTEGER NOT NULL CHECK (state BETWEEN 0 AND 32767),
+    step       INTEGER NOT NULL,
+    wake_at    INTEGER,
+    entered_at INTEGER NOT NULL,
+    goal_by    INTEGER,
+    updated_at INTEGER NOT NULL,
+    data       TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX journey_runs_entry ON journey_runs (tenant_id, entry_key);
+-- Only runs with a timer; the primary key after it orders ties by id.
+CREATE INDEX journey_runs_wake ON journey_runs (tenant_id, wake_at) WHERE wake_at IS NOT NULL;
+CREATE INDEX journey_runs_fan ON journey_runs (tenant_id, fan);
+-- The report's counts of runs, and a journey's runs for its history counts and outbox rows.
+CREATE INDEX journey_runs_journey ON journey_runs (tenant_id, journey, version, state, step);
+CREATE TABLE journey_history (
+    tenant_id INTEGER NOT NULL,
+    run       INTEGER NOT NULL,
+    n         INTEGER NOT NULL,
+    at        INTEGER NOT NULL,
+    step      TEXT,
+    kind      INTEGER NOT NULL CHECK (kind BETWEEN 0 AND 32767),
+    reason    TEXT,
+    detail    TEXT,
+    PRIMARY KEY (tenant_id, run, n)
+) WITHOUT ROWID;
+CREATE TABLE outbox (
+    tenant_id  INTEGER NOT NULL,
+    id         INTEGER NOT NULL,
+    channel    TEXT NOT NULL,
+    run        INTEGER NOT NULL,
+    step       TEXT NOT NULL,
+    fan        INTEGER NOT NULL,
+    key        TEXT NOT NULL,
+    payload    TEXT NOT NULL,
+    state      INTEGER NOT NULL CHECK (state IN (0, 1, 2)),
+    attempts   INTEGER NOT NULL CHECK (attempts >= 0),
+    next_at    INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    settled_at INTEGER,
+    answer     TEXT,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX outbox_key ON outbox (tenant_id, key);
+CREATE INDEX outbox_due ON outbox (tenant_id, channel, state, next_at);
+CREATE TABLE tasks (
+    tenant_id  INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    id         INTEGER NOT NULL,
+    team       TEXT NOT NULL,
+    text       TEXT NOT NULL,
+    fan        INTEGER,
+    run        INTEGER,
+    step       TEXT,
+    state      INTEGER NOT NULL CHECK (state IN (0, 1, 2)),
+    agent      TEXT,
+    outcome    TEXT,
+    created_at INTEGER NOT NULL,
+    due_at     INTEGER,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+CREATE INDEX tasks_state ON tasks (tenant_id, state, team);
+CREATE TABLE journey_fans (
+    tenant_id       INTEGER NOT NULL,
+    fan             INTEGER NOT NULL,
+    opted_out_at    INTEGER,
+    opt_out_reason  TEXT,
+    authorized_at   INTEGER,
+    im_in_at        INTEGER,
+    im_conversation TEXT,
+    im_message      TEXT,
+    im_replies      INTEGER NOT NULL CHECK (im_replies >= 0),
+    last_send_at    INTEGER,
+    last_send_run   INTEGER,
+    last_send_step  TEXT,
+    PRIMARY KEY (tenant_id, fan)
+) WITHOUT ROWID;
+CREATE TABLE fan_sends (
+    tenant_id INTEGER NOT NULL,
+    fan       INTEGER NOT NULL,
+    channel   TEXT NOT NULL,
+    day       INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, fan, channel, day)
+) WITHOUT ROWID;
+CREATE TABLE journey_variants (
+    tenant_id INTEGER NOT NULL,
+    journey   TEXT NOT NULL,
+    version   INTEGER NOT NULL,
+    step      TEXT NOT NULL,
+    arm       TEXT NOT NULL,
+    sent      INTEGER NOT NULL,
+    converted INTEGER NOT NULL,
+    failed    INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, journey, version, step, arm)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub struct SqliteStore {
@@ -254,7 +382,7 @@ pub struct SqliteStore {
     /// copy pages into the database file (SQLite's automatic checkpoint runs inside a commit).
     _checkpointer: Checkpointer,
     /// The lease tokens its writes check (see `crate::leases`).
-    fences: crate::Fences,
+    pub(crate) fences: crate::Fences,
 }
 
 /// Idle read-only connections to the database file (see [`SqliteStore::read`]).
@@ -366,10 +494,22 @@ fn insert_many<'r>(
     rows: usize,
     row: impl Fn(usize, &mut Vec<&'r dyn rusqlite::ToSql>),
 ) -> Result<()> {
+    insert_many_then(tx, prefix, "", columns, rows, row)
+}
+
+/// [`insert_many`] with `suffix` after the values (an `ON CONFLICT` clause).
+pub(crate) fn insert_many_then<'r>(
+    tx: &rusqlite::Transaction<'_>,
+    prefix: &str,
+    suffix: &str,
+    columns: usize,
+    rows: usize,
+    row: impl Fn(usize, &mut Vec<&'r dyn rusqlite::ToSql>),
+) -> Result<()> {
     const ROWS: usize = 64;
     let one = format!("({})", vec!["?"; columns].join(", "));
     // Two statement texts only (full chunks, single rows), so both stay prepared.
-    let sql = |n: usize| format!("{prefix} {}", vec![one.as_str(); n].join(", "));
+    let sql = |n: usize| format!("{prefix} {} {suffix}", vec![one.as_str(); n].join(", "));
     let mut start = 0;
     while start < rows {
         let n = if rows - start >= ROWS { ROWS } else { 1 };
@@ -446,7 +586,7 @@ impl SqliteStore {
 
     /// A read-only connection from the pool (opened when none is idle), returned after `f`.
     /// What it reads was committed before the call: every acknowledged write is there.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let taken = self
             .readers
             .idle
@@ -465,7 +605,7 @@ impl SqliteStore {
         out
     }
 
-    fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half-done transaction committed
         // (rusqlite rolls back on drop), and the lock does not poison: the connection is
         // still usable.
@@ -1535,7 +1675,7 @@ impl crate::TriggerLog for SqliteStore {
 
 /// Fails with `NotOwner` unless the lease this handle holds for `tenant` is still the
 /// tenant's (see `crate::leases`); nothing is checked until leases are required.
-fn fenced(tx: &Connection, fences: &crate::Fences, tenant: TenantId) -> Result<()> {
+pub(crate) fn fenced(tx: &Connection, fences: &crate::Fences, tenant: TenantId) -> Result<()> {
     let Some((node, token)) = fences.check(tenant)? else {
         return Ok(());
     };

@@ -912,24 +912,1112 @@ fn leases_pass_between_nodes_and_fence_stale_writes(open: &dyn Fn() -> std::sync
     assert!(leases[0].live(NOW + 599) && !leases[0].live(NOW + 600));
 }
 
+// Journeys (see `crate::journeys`).
+
+mod j {
+    //! Rows for the journeys tests: only what a test looks at is an argument.
+    use crate::journeys::*;
+
+    pub fn run(id: i64, journey: &str, fan: i64, key: &str) -> StoredRun {
+        StoredRun {
+            id,
+            journey: journey.into(),
+            version: 1,
+            fan,
+            entry_key: key.into(),
+            state: 0,
+            step: 0,
+            wake_at: None,
+            entered_at: super::NOW,
+            goal_by: None,
+            updated_at: super::NOW,
+            data: "{}".into(),
+        }
+    }
+
+    pub fn line(
+        run: i64,
+        n: i32,
+        step: Option<&str>,
+        kind: i16,
+        reason: Option<&str>,
+    ) -> StoredRunEvent {
+        StoredRunEvent {
+            run,
+            n,
+            at: super::NOW + i64::from(n),
+            step: step.map(Into::into),
+            kind,
+            reason: reason.map(Into::into),
+            detail: None,
+        }
+    }
+
+    pub fn send(id: i64, channel: &str, run: i64, key: &str, next_at: i64) -> StoredOutbox {
+        StoredOutbox {
+            id,
+            channel: channel.into(),
+            run,
+            step: "hello".into(),
+            fan: 10,
+            key: key.into(),
+            payload: r#"{"text":"hi"}"#.into(),
+            state: 0,
+            attempts: 0,
+            next_at,
+            created_at: super::NOW,
+            settled_at: None,
+            answer: None,
+        }
+    }
+
+    pub fn task(id: i64, team: &str) -> StoredTask {
+        StoredTask {
+            id,
+            team: team.into(),
+            text: "call back".into(),
+            fan: Some(10),
+            run: Some(1),
+            step: Some("call".into()),
+            state: 0,
+            agent: None,
+            outcome: None,
+            created_at: super::NOW,
+            due_at: Some(super::NOW + 1000),
+            updated_at: super::NOW,
+        }
+    }
+
+    pub fn variant(step: &str, arm: &str, sent: i64, converted: i64, failed: i64) -> VariantDelta {
+        VariantDelta {
+            journey: "welcome".into(),
+            version: 1,
+            step: step.into(),
+            arm: arm.into(),
+            sent,
+            converted,
+            failed,
+        }
+    }
+
+    pub fn sends(fan: i64, channel: &str, day: i32, count: i32) -> FanSends {
+        FanSends {
+            fan,
+            channel: channel.into(),
+            day,
+            count,
+        }
+    }
+}
+
+fn journeys_are_versioned_and_paused(s: &dyn Store) {
+    let t = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    let other = s.create_tenant("b", "w2", "a2", NOW).unwrap().id;
+    assert!(s.journeys(t).unwrap().is_empty());
+    assert_eq!(s.put_journey(t, "welcome", "v1", NOW).unwrap(), 1);
+    assert_eq!(s.put_journey(t, "nurture", "n1", NOW).unwrap(), 1);
+    assert!(s.set_journey_paused(t, "welcome", true, NOW + 5).unwrap());
+    // A new version is current and stays paused.
+    assert_eq!(s.put_journey(t, "welcome", "v2", NOW + 10).unwrap(), 2);
+    let all = s.journeys(t).unwrap();
+    assert_eq!(
+        all.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(),
+        ["nurture", "welcome"]
+    );
+    let w = &all[1];
+    assert_eq!(
+        (
+            w.version,
+            w.definition.as_str(),
+            w.paused,
+            w.applied_at,
+            w.updated_at
+        ),
+        (2, "v2", true, NOW + 10, NOW + 10)
+    );
+    assert!(!all[0].paused);
+    // Runs finish on the version they started.
+    assert_eq!(
+        s.journey_version(t, "welcome", 1).unwrap().as_deref(),
+        Some("v1")
+    );
+    assert_eq!(s.journey_version(t, "welcome", 3).unwrap(), None);
+    assert!(s.set_journey_paused(t, "welcome", false, NOW + 20).unwrap());
+    let w = s.journeys(t).unwrap().remove(1);
+    assert_eq!(
+        (w.paused, w.applied_at, w.updated_at),
+        (false, NOW + 10, NOW + 20)
+    );
+    assert!(!s.set_journey_paused(t, "nope", true, NOW).unwrap());
+    // Per tenant.
+    assert!(s.journeys(other).unwrap().is_empty());
+    assert_eq!(s.put_journey(other, "welcome", "x", NOW).unwrap(), 1);
+    assert_eq!(s.journey_version(other, "welcome", 2).unwrap(), None);
+}
+
+fn a_batch_stores_every_row_type(s: &dyn Store) {
+    use crate::journeys::*;
+    let t = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    let other = s.create_tenant("b", "w2", "a2", NOW).unwrap().id;
+    assert_eq!(s.journey_ids(t).unwrap(), JourneyIds::default());
+    let mut r1 = j::run(1, "welcome", 10, "welcome:10:e1");
+    r1.wake_at = Some(NOW + 60_000);
+    r1.goal_by = Some(NOW + 86_400_000);
+    let r2 = j::run(2, "welcome", 11, "welcome:11:e2");
+    let r3 = j::run(3, "nurture", 10, "nurture:10:d1");
+    let history = [
+        j::line(1, 1, None, 0, None),
+        j::line(1, 2, Some("hello"), 1, None),
+        j::line(2, 1, None, 0, None),
+        j::line(2, 2, Some("hello"), 2, Some("opted_out")),
+        j::line(3, 1, None, 0, None),
+    ];
+    let mut history = history.to_vec();
+    history[1].detail = Some(r#"{"arm":"a"}"#.into());
+    let outbox = [
+        j::send(1, "webhook", 1, "k1", NOW),
+        j::send(2, "douyin_im", 3, "k2", NOW),
+    ];
+    let tasks = [j::task(1, "sales")];
+    let fans = [StoredFanState {
+        fan: 10,
+        opted_out_at: Some(NOW),
+        opt_out_reason: Some("im:退订".into()),
+        authorized_at: Some(NOW - 1),
+        im_in_at: Some(NOW - 2),
+        im_conversation: Some("c1".into()),
+        im_message: Some("m1".into()),
+        im_replies: 2,
+        last_send_at: Some(NOW),
+        last_send_run: Some(1),
+        last_send_step: Some("hello".into()),
+    }];
+    let variants = [j::variant("hello", "a", 1, 0, 0)];
+    let sends = [j::sends(10, "webhook", 20_000, 1)];
+    s.commit_runs(
+        t,
+        &RunBatch {
+            new_runs: &[r1.clone(), r2.clone(), r3.clone()],
+            history: &history,
+            outbox: &outbox,
+            tasks: &tasks,
+            variants: &variants,
+            fan_states: &fans,
+            fan_sends: &sends,
+            cursor: Some(("journeys", 42)),
+            now: NOW,
+            ..RunBatch::default()
+        },
+    )
+    .unwrap();
+    // A second batch replaces a run (its identity kept) and adds to its history.
+    let mut r2b = r2.clone();
+    r2b.state = 100;
+    r2b.step = 3;
+    r2b.updated_at = NOW + 1;
+    r2b.data = r#"{"done":true}"#.into();
+    r2b.entry_key = "ignored".into();
+    s.commit_runs(
+        t,
+        &RunBatch {
+            updated_runs: std::slice::from_ref(&r2b),
+            history: &[j::line(2, 3, None, 3, None)],
+            now: NOW + 1,
+            ..RunBatch::default()
+        },
+    )
+    .unwrap();
+    r2b.entry_key = r2.entry_key.clone();
+    assert_eq!(
+        s.journey_ids(t).unwrap(),
+        JourneyIds {
+            run: 3,
+            outbox: 2,
+            task: 1
+        }
+    );
+    assert_eq!(s.journey_ids(other).unwrap(), JourneyIds::default());
+    assert_eq!(s.run(t, 1).unwrap(), Some(r1.clone()));
+    assert_eq!(s.run(t, 2).unwrap(), Some(r2b.clone()));
+    assert_eq!(s.run(t, 9).unwrap(), None);
+    assert_eq!(s.run(other, 1).unwrap(), None);
+    assert_eq!(s.run_history(t, 1).unwrap(), history[..2]);
+    assert_eq!(s.run_history(t, 2).unwrap().len(), 3);
+    assert_eq!(
+        s.runs_of(t, &[10, 11], false).unwrap(),
+        [r1.clone(), r2b.clone(), r3.clone()]
+    );
+    assert_eq!(
+        s.runs_of(t, &[10, 11], true).unwrap(),
+        [r1.clone(), r3.clone()]
+    );
+    assert!(s.runs_of(t, &[], false).unwrap().is_empty());
+    let count = |version, step: Option<&str>, kind, reason: Option<&str>, count| StepCount {
+        version,
+        step: step.map(Into::into),
+        kind,
+        reason: reason.map(Into::into),
+        count,
+    };
+    assert_eq!(
+        s.step_counts(t, "welcome").unwrap(),
+        [
+            count(1, None, 0, None, 2),
+            count(1, None, 3, None, 1),
+            count(1, Some("hello"), 1, None, 1),
+            count(1, Some("hello"), 2, Some("opted_out"), 1),
+        ]
+    );
+    assert_eq!(
+        s.run_counts(t, "welcome").unwrap(),
+        [
+            RunCount {
+                version: 1,
+                state: 0,
+                step: 0,
+                count: 1
+            },
+            RunCount {
+                version: 1,
+                state: 100,
+                step: 3,
+                count: 1
+            },
+        ]
+    );
+    assert_eq!(
+        s.variants(t, "welcome").unwrap(),
+        [StoredVariant {
+            version: 1,
+            step: "hello".into(),
+            arm: "a".into(),
+            sent: 1,
+            converted: 0,
+            failed: 0
+        }]
+    );
+    assert!(s.variants(t, "nurture").unwrap().is_empty());
+    assert_eq!(s.fan_states(t, &[10, 11]).unwrap(), fans);
+    assert!(s.fan_states(other, &[10]).unwrap().is_empty());
+    assert_eq!(s.fan_sends(t, &[10, 11], 20_000).unwrap(), sends);
+    assert!(s.fan_sends(t, &[10], 20_001).unwrap().is_empty());
+    let all = |f: OutboxFilter<'_>| -> Vec<i64> {
+        s.outbox(t, &OutboxFilter { limit: 10, ..f })
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect()
+    };
+    assert_eq!(all(OutboxFilter::default()), [2, 1], "newest first");
+    assert_eq!(
+        s.outbox(
+            t,
+            &OutboxFilter {
+                limit: 10,
+                ..Default::default()
+            }
+        )
+        .unwrap()[1],
+        outbox[0]
+    );
+    assert_eq!(
+        all(OutboxFilter {
+            journey: Some("nurture"),
+            ..Default::default()
+        }),
+        [2]
+    );
+    assert_eq!(
+        all(OutboxFilter {
+            channel: Some("webhook"),
+            ..Default::default()
+        }),
+        [1]
+    );
+    assert_eq!(
+        all(OutboxFilter {
+            fan: Some(11),
+            ..Default::default()
+        }),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        all(OutboxFilter {
+            state: Some(1),
+            ..Default::default()
+        }),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        s.outbox(
+            t,
+            &OutboxFilter {
+                limit: 1,
+                ..Default::default()
+            }
+        )
+        .unwrap()
+        .len(),
+        1
+    );
+    assert_eq!(s.task(t, 1).unwrap(), Some(tasks[0].clone()));
+    assert_eq!(s.task(other, 1).unwrap(), None);
+    assert_eq!(
+        s.tasks(
+            t,
+            &TaskFilter {
+                team: Some("sales"),
+                limit: 10,
+                ..Default::default()
+            }
+        )
+        .unwrap(),
+        tasks
+    );
+    assert!(
+        s.tasks(
+            t,
+            &TaskFilter {
+                team: Some("ops"),
+                limit: 10,
+                ..Default::default()
+            }
+        )
+        .unwrap()
+        .is_empty()
+    );
+    let cursor = s.trigger_cursor(t, "journeys").unwrap().unwrap();
+    assert_eq!(
+        (cursor.after, cursor.updated_at),
+        (42, NOW),
+        "the second batch had no cursor"
+    );
+    // A replaced run that is not stored fails its batch.
+    let e = s
+        .commit_runs(
+            t,
+            &RunBatch {
+                updated_runs: &[j::run(7, "welcome", 1, "x")],
+                history: &[j::line(1, 3, None, 0, None)],
+                now: NOW,
+                ..RunBatch::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt(_)), "{e}");
+    assert_eq!(s.run_history(t, 1).unwrap().len(), 2);
+}
+
+/// A batch whose entry key or outbox key is already stored (or twice in it) stores nothing.
+fn a_duplicate_key_fails_the_whole_batch(s: &dyn Store) {
+    use crate::journeys::*;
+    let t = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    s.commit_runs(
+        t,
+        &RunBatch {
+            new_runs: &[j::run(1, "welcome", 10, "e1")],
+            history: &[j::line(1, 1, None, 0, None)],
+            outbox: &[j::send(1, "webhook", 1, "k1", NOW)],
+            cursor: Some(("journeys", 5)),
+            now: NOW,
+            ..RunBatch::default()
+        },
+    )
+    .unwrap();
+    let before = |s: &dyn Store| {
+        (
+            s.journey_ids(t).unwrap(),
+            s.runs_of(t, &[10, 11, 12], false).unwrap(),
+            s.run_history(t, 1).unwrap(),
+            s.run_history(t, 2).unwrap(),
+            s.outbox(
+                t,
+                &OutboxFilter {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+            s.tasks(
+                t,
+                &TaskFilter {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+            s.fan_sends(t, &[10], 1).unwrap(),
+            s.trigger_cursor(t, "journeys").unwrap(),
+        )
+    };
+    let held = before(s);
+    let attempt = |runs: &[StoredRun], outbox: &[StoredOutbox]| {
+        s.commit_runs(
+            t,
+            &RunBatch {
+                new_runs: runs,
+                updated_runs: &[j::run(1, "welcome", 10, "e1")],
+                history: &[j::line(1, 2, None, 0, None), j::line(2, 1, None, 0, None)],
+                outbox,
+                tasks: &[j::task(1, "sales")],
+                fan_sends: &[j::sends(10, "webhook", 1, 1)],
+                cursor: Some(("journeys", 9)),
+                now: NOW + 1,
+                ..RunBatch::default()
+            },
+        )
+        .unwrap_err()
+    };
+    let named = |e: StoreError, key: &str| match e {
+        StoreError::Corrupt(m) => assert!(m.contains(&format!("{key:?}")), "{m}"),
+        e => panic!("{e}"),
+    };
+    // An entry key already stored.
+    named(
+        attempt(
+            &[
+                j::run(2, "welcome", 11, "e2"),
+                j::run(3, "welcome", 12, "e1"),
+            ],
+            &[],
+        ),
+        "e1",
+    );
+    assert_eq!(before(s), held);
+    // An outbox key already stored.
+    named(
+        attempt(
+            &[j::run(2, "welcome", 11, "e2")],
+            &[
+                j::send(2, "webhook", 2, "k2", NOW),
+                j::send(3, "webhook", 2, "k1", NOW),
+            ],
+        ),
+        "k1",
+    );
+    assert_eq!(before(s), held);
+    // Twice in one batch.
+    named(
+        attempt(
+            &[
+                j::run(2, "welcome", 11, "e2"),
+                j::run(3, "welcome", 12, "e2"),
+            ],
+            &[],
+        ),
+        "e2",
+    );
+    named(
+        attempt(
+            &[j::run(2, "welcome", 11, "e2")],
+            &[
+                j::send(2, "webhook", 2, "k2", NOW),
+                j::send(3, "webhook", 2, "k2", NOW),
+            ],
+        ),
+        "k2",
+    );
+    assert_eq!(before(s), held);
+    // The same batch without the duplicate commits.
+    s.commit_runs(
+        t,
+        &RunBatch {
+            new_runs: &[j::run(2, "welcome", 11, "e2")],
+            outbox: &[j::send(2, "webhook", 2, "k2", NOW)],
+            cursor: Some(("journeys", 9)),
+            now: NOW + 1,
+            ..RunBatch::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.trigger_cursor(t, "journeys").unwrap().unwrap().after, 9);
+    assert_eq!(s.journey_ids(t).unwrap().run, 2);
+}
+
+fn due_runs_come_by_wake_time_then_id(s: &dyn Store) {
+    use crate::journeys::*;
+    let t = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    let other = s.create_tenant("b", "w2", "a2", NOW).unwrap().id;
+    assert_eq!(s.next_wake(t).unwrap(), None);
+    let wake = [
+        Some(NOW + 30),
+        Some(NOW + 10),
+        None,
+        Some(NOW + 10),
+        Some(NOW + 20),
+    ];
+    let runs: Vec<StoredRun> = wake
+        .iter()
+        .enumerate()
+        .map(|(i, w)| StoredRun {
+            wake_at: *w,
+            ..j::run(i as i64 + 1, "welcome", i as i64, &format!("e{i}"))
+        })
+        .collect();
+    s.commit_runs(
+        t,
+        &RunBatch {
+            new_runs: &runs,
+            now: NOW,
+            ..RunBatch::default()
+        },
+    )
+    .unwrap();
+    let due = |now, limit| -> Vec<i64> {
+        s.due_runs(t, now, limit)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    assert_eq!(s.next_wake(t).unwrap(), Some(NOW + 10));
+    assert_eq!(due(NOW + 9, 10), Vec::<i64>::new());
+    assert_eq!(due(NOW + 10, 10), [2, 4]);
+    assert_eq!(due(NOW + 100, 10), [2, 4, 5, 1]);
+    assert_eq!(due(NOW + 100, 3), [2, 4, 5]);
+    assert_eq!(due(NOW + 100, usize::MAX), [2, 4, 5, 1]);
+    // A run whose timer is cleared is no longer due.
+    let mut r2 = runs[1].clone();
+    r2.wake_at = None;
+    let mut r4 = runs[3].clone();
+    r4.wake_at = Some(NOW + 40);
+    s.commit_runs(
+        t,
+        &RunBatch {
+            updated_runs: &[r2, r4],
+            now: NOW,
+            ..RunBatch::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.next_wake(t).unwrap(), Some(NOW + 20));
+    assert_eq!(due(NOW + 100, 10), [5, 1, 4]);
+    assert_eq!(s.next_wake(other).unwrap(), None);
+    assert!(s.due_runs(other, NOW + 100, 10).unwrap().is_empty());
+}
+
+fn settling_the_outbox(s: &dyn Store) {
+    use crate::journeys::*;
+    let t = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    let rows: Vec<StoredOutbox> = (1..=4)
+        .map(|i| j::send(i, "webhook", 1, &format!("k{i}"), NOW + 10 - i))
+        .chain([j::send(5, "douyin_im", 1, "k5", NOW)])
+        .collect();
+    s.commit_runs(
+        t,
+        &RunBatch {
+            outbox: &rows,
+            now: NOW,
+            ..RunBatch::default()
+        },
+    )
+    .unwrap();
+    let due = |now| -> Vec<i64> {
+        s.outbox_due(t, "webhook", now, 10)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect()
+    };
+    assert_eq!(due(NOW + 7), [4, 3]);
+    assert_eq!(due(NOW + 100), [4, 3, 2, 1]);
+    assert_eq!(s.outbox_due(t, "webhook", NOW + 100, 2).unwrap().len(), 2);
+    assert_eq!(s.outbox_next_at(t, "webhook").unwrap(), Some(NOW + 6));
+    assert_eq!(s.outbox_next_at(t, "wecom_robot").unwrap(), None);
+    let settle = [
+        Settle::Delivered {
+            id: 1,
+            at: NOW + 20,
+            answer: Some("200".into()),
+        },
+        Settle::Retry {
+            id: 2,
+            attempts: 1,
+            next_at: NOW + 500,
+            answer: "503".into(),
+        },
+        Settle::Dead {
+            id: 3,
+            attempts: 5,
+            at: NOW + 21,
+            answer: "400 bad".into(),
+        },
+    ];
+    s.settle_outbox(t, &settle).unwrap();
+    let row = |id| {
+        s.outbox(
+            t,
+            &OutboxFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .into_iter()
+        .find(|o| o.id == id)
+        .unwrap()
+    };
+    let r1 = row(1);
+    assert_eq!(
+        (
+            r1.state,
+            r1.attempts,
+            r1.settled_at,
+            r1.answer.as_deref(),
+            r1.next_at
+        ),
+        (1, 0, Some(NOW + 20), Some("200"), NOW + 9)
+    );
+    let r2 = row(2);
+    assert_eq!(
+        (
+            r2.state,
+            r2.attempts,
+            r2.settled_at,
+            r2.answer.as_deref(),
+            r2.next_at
+        ),
+        (0, 1, None, Some("503"), NOW + 500)
+    );
+    let r3 = row(3);
+    assert_eq!(
+        (r3.state, r3.attempts, r3.settled_at, r3.answer.as_deref()),
+        (2, 5, Some(NOW + 21), Some("400 bad"))
+    );
+    assert_eq!(due(NOW + 100), [4]);
+    assert_eq!(s.outbox_next_at(t, "webhook").unwrap(), Some(NOW + 6));
+    // Settled rows are not changed again; a pending one still is.
+    s.settle_outbox(
+        t,
+        &[
+            Settle::Dead {
+                id: 1,
+                attempts: 9,
+                at: NOW + 30,
+                answer: "late".into(),
+            },
+            Settle::Delivered {
+                id: 3,
+                at: NOW + 30,
+                answer: None,
+            },
+            Settle::Delivered {
+                id: 2,
+                at: NOW + 31,
+                answer: None,
+            },
+        ],
+    )
+    .unwrap();
+    assert_eq!(row(1), r1);
+    assert_eq!(row(3), r3);
+    let r2 = row(2);
+    assert_eq!(
+        (r2.state, r2.attempts, r2.settled_at, r2.answer),
+        (1, 1, Some(NOW + 31), None)
+    );
+    let states = |state| -> Vec<i64> {
+        s.outbox(
+            t,
+            &OutboxFilter {
+                state: Some(state),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect()
+    };
+    assert_eq!(
+        (states(0), states(1), states(2)),
+        (vec![5, 4], vec![2, 1], vec![3])
+    );
+    s.settle_outbox(t, &[]).unwrap();
+}
+
+fn dead_rows_are_retried(s: &dyn Store) {
+    use crate::journeys::*;
+    let t = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    let rows: Vec<StoredOutbox> = (1..=4)
+        .map(|i| j::send(i, "webhook", 1, &format!("k{i}"), NOW))
+        .collect();
+    s.commit_runs(
+        t,
+        &RunBatch {
+            outbox: &rows,
+            now: NOW,
+            ..RunBatch::default()
+        },
+    )
+    .unwrap();
+    let dead = |id| Settle::Dead {
+        id,
+        attempts: 3,
+        at: NOW + 1,
+        answer: "500".into(),
+    };
+    s.settle_outbox(
+        t,
+        &[
+            dead(1),
+            dead(2),
+            dead(3),
+            Settle::Delivered {
+                id: 4,
+                at: NOW,
+                answer: None,
+            },
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        s.retry_dead(t, Some(&[1, 4, 99]), NOW + 100).unwrap(),
+        1,
+        "only dead rows"
+    );
+    let got = s.outbox_due(t, "webhook", NOW + 100, 10).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (
+            got[0].id,
+            got[0].state,
+            got[0].attempts,
+            got[0].next_at,
+            got[0].settled_at
+        ),
+        (1, 0, 0, NOW + 100, None)
+    );
+    assert_eq!(s.retry_dead(t, None, NOW + 200).unwrap(), 2);
+    assert_eq!(s.retry_dead(t, None, NOW + 200).unwrap(), 0);
+    let due: Vec<i64> = s
+        .outbox_due(t, "webhook", NOW + 200, 10)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(due, [1, 2, 3]);
+}
+
+fn tasks_are_claimed_and_done_from_the_right_states(s: &dyn Store) {
+    use crate::journeys::*;
+    let t = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    let tasks = [j::task(1, "sales"), j::task(2, "sales"), j::task(3, "ops")];
+    s.commit_runs(
+        t,
+        &RunBatch {
+            tasks: &tasks,
+            now: NOW,
+            ..RunBatch::default()
+        },
+    )
+    .unwrap();
+    let claim = |id, agent: &str| {
+        s.update_task(
+            t,
+            id,
+            &TaskChange::Claim {
+                agent: agent.into(),
+            },
+            NOW + 10,
+        )
+        .unwrap()
+    };
+    let done = |id, agent: &str| {
+        s.update_task(
+            t,
+            id,
+            &TaskChange::Done {
+                agent: agent.into(),
+                outcome: "reached".into(),
+            },
+            NOW + 20,
+        )
+        .unwrap()
+    };
+    let c = claim(1, "li").unwrap();
+    assert_eq!(
+        (c.state, c.agent.as_deref(), c.updated_at),
+        (1, Some("li"), NOW + 10)
+    );
+    // A second claim finds it claimed and changes nothing.
+    assert_eq!(claim(1, "wang"), Some(c.clone()));
+    // Done from claimed keeps the claimer.
+    let d = done(1, "wang").unwrap();
+    assert_eq!(
+        (
+            d.state,
+            d.agent.as_deref(),
+            d.outcome.as_deref(),
+            d.updated_at
+        ),
+        (2, Some("li"), Some("reached"), NOW + 20)
+    );
+    assert_eq!(claim(1, "wang"), Some(d.clone()));
+    assert_eq!(done(1, "zhao"), Some(d.clone()));
+    // Done from open takes the agent given.
+    let d2 = done(2, "wang").unwrap();
+    assert_eq!((d2.state, d2.agent.as_deref()), (2, Some("wang")));
+    assert_eq!(claim(99, "li"), None);
+    assert_eq!(done(99, "li"), None);
+    assert_eq!(s.task(t, 1).unwrap(), Some(d));
+    let ids = |f: TaskFilter<'_>| -> Vec<i64> {
+        s.tasks(t, &TaskFilter { limit: 10, ..f })
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect()
+    };
+    assert_eq!(ids(TaskFilter::default()), [1, 2, 3], "oldest first");
+    assert_eq!(
+        ids(TaskFilter {
+            state: Some(2),
+            ..Default::default()
+        }),
+        [1, 2]
+    );
+    assert_eq!(
+        ids(TaskFilter {
+            state: Some(0),
+            ..Default::default()
+        }),
+        [3]
+    );
+    assert_eq!(
+        ids(TaskFilter {
+            agent: Some("wang"),
+            ..Default::default()
+        }),
+        [2]
+    );
+    assert_eq!(
+        ids(TaskFilter {
+            team: Some("sales"),
+            state: Some(2),
+            ..Default::default()
+        }),
+        [1, 2]
+    );
+    let page = TaskFilter {
+        limit: 2,
+        ..Default::default()
+    };
+    assert_eq!(s.tasks(t, &page).unwrap().len(), 2);
+}
+
+fn counters_add_up_across_batches(s: &dyn Store) {
+    use crate::journeys::*;
+    let t = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    let fan = |fan, replies| StoredFanState {
+        fan,
+        im_replies: replies,
+        ..Default::default()
+    };
+    s.commit_runs(
+        t,
+        &RunBatch {
+            variants: &[
+                j::variant("hello", "a", 1, 0, 0),
+                j::variant("hello", "b", 1, 0, 0),
+                j::variant("hello", "a", 1, 0, 0),
+            ],
+            fan_sends: &[
+                j::sends(10, "webhook", 7, 1),
+                j::sends(10, "webhook", 7, 1),
+                j::sends(11, "webhook", 7, 1),
+            ],
+            fan_states: &[fan(10, 1), fan(11, 1), fan(10, 2)],
+            now: NOW,
+            ..RunBatch::default()
+        },
+    )
+    .unwrap();
+    s.commit_runs(
+        t,
+        &RunBatch {
+            variants: &[
+                j::variant("hello", "a", 0, 1, 0),
+                j::variant("hello", "b", 0, 0, 1),
+            ],
+            fan_sends: &[
+                j::sends(10, "webhook", 7, 1),
+                j::sends(10, "douyin_im", 7, 1),
+                j::sends(10, "webhook", 8, 1),
+            ],
+            fan_states: &[StoredFanState {
+                opted_out_at: Some(NOW),
+                ..fan(11, 0)
+            }],
+            now: NOW,
+            ..RunBatch::default()
+        },
+    )
+    .unwrap();
+    let got: Vec<_> = s
+        .variants(t, "welcome")
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.arm, v.sent, v.converted, v.failed))
+        .collect();
+    assert_eq!(
+        got,
+        [("a".to_string(), 2, 1, 0), ("b".to_string(), 1, 0, 1)]
+    );
+    assert_eq!(
+        s.fan_sends(t, &[10, 11], 7).unwrap(),
+        [
+            j::sends(10, "douyin_im", 7, 1),
+            j::sends(10, "webhook", 7, 3),
+            j::sends(11, "webhook", 7, 1)
+        ]
+    );
+    assert_eq!(
+        s.fan_sends(t, &[10], 8).unwrap(),
+        [j::sends(10, "webhook", 8, 1)]
+    );
+    // Fans' facts are replaced whole, the last of a batch winning.
+    assert_eq!(
+        s.fan_states(t, &[10, 11, 12]).unwrap(),
+        [
+            fan(10, 2),
+            StoredFanState {
+                opted_out_at: Some(NOW),
+                ..fan(11, 0)
+            }
+        ]
+    );
+}
+
+fn the_cursor_is_stored_with_its_batch(s: &dyn Store) {
+    use crate::journeys::*;
+    let t = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
+    s.set_trigger_cursor(t, "journeys", 3, NOW).unwrap();
+    s.commit_runs(
+        t,
+        &RunBatch {
+            new_runs: &[j::run(1, "welcome", 10, "e1")],
+            cursor: Some(("journeys", 17)),
+            now: NOW + 5,
+            ..RunBatch::default()
+        },
+    )
+    .unwrap();
+    let c = s.trigger_cursor(t, "journeys").unwrap().unwrap();
+    assert_eq!((c.after, c.updated_at), (17, NOW + 5));
+    // A batch that fails leaves the cursor where it was: its triggers are taken again.
+    assert!(
+        s.commit_runs(
+            t,
+            &RunBatch {
+                new_runs: &[j::run(2, "welcome", 10, "e1")],
+                cursor: Some(("journeys", 30)),
+                now: NOW + 6,
+                ..RunBatch::default()
+            },
+        )
+        .is_err()
+    );
+    assert_eq!(s.trigger_cursor(t, "journeys").unwrap().unwrap(), c);
+    // Other consumers' cursors are their own.
+    s.commit_runs(
+        t,
+        &RunBatch {
+            cursor: Some(("other", 1)),
+            now: NOW + 7,
+            ..RunBatch::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.trigger_cursor(t, "journeys").unwrap().unwrap(), c);
+    assert_eq!(s.trigger_cursors(t).unwrap().len(), 2);
+}
+
+/// Two handles as two nodes: the journey worker's writes of a node whose lease passed on are
+/// refused and store nothing.
+fn journey_writes_of_a_stale_node_are_refused(open: &dyn Fn() -> std::sync::Arc<dyn Store>) {
+    use crate::journeys::*;
+    let (a, b) = (open(), open());
+    let t = a.create_tenant("acme", "wh", "ah", NOW).unwrap().id;
+    a.require_leases();
+    b.require_leases();
+    let batch = |id: i64| {
+        (
+            [j::run(id, "welcome", 10, &format!("e{id}"))],
+            [j::send(id, "webhook", id, &format!("k{id}"), NOW)],
+        )
+    };
+    let (runs, outbox) = batch(1);
+    let commit = |s: &dyn Store, runs: &[StoredRun], outbox: &[StoredOutbox]| {
+        s.commit_runs(
+            t,
+            &RunBatch {
+                new_runs: runs,
+                outbox,
+                cursor: Some(("journeys", runs[0].id)),
+                now: NOW,
+                ..RunBatch::default()
+            },
+        )
+    };
+    assert!(matches!(commit(&*a, &runs, &outbox), Err(StoreError::NotOwner(x)) if x == t));
+    a.acquire_lease(t, "a", NOW, NOW + 100).unwrap().unwrap();
+    commit(&*a, &runs, &outbox).unwrap();
+    // a stalls past its lease; b takes over.
+    b.acquire_lease(t, "b", NOW + 200, NOW + 300)
+        .unwrap()
+        .unwrap();
+    let (runs2, outbox2) = batch(2);
+    assert!(matches!(
+        commit(&*a, &runs2, &outbox2),
+        Err(StoreError::NotOwner(_))
+    ));
+    assert!(matches!(
+        a.settle_outbox(
+            t,
+            &[Settle::Delivered {
+                id: 1,
+                at: NOW,
+                answer: None
+            }]
+        ),
+        Err(StoreError::NotOwner(_))
+    ));
+    assert_eq!(b.run(t, 2).unwrap(), None);
+    assert_eq!(b.trigger_cursor(t, "journeys").unwrap().unwrap().after, 1);
+    assert_eq!(
+        b.outbox_due(t, "webhook", NOW, 10).unwrap().len(),
+        1,
+        "still pending"
+    );
+    // The new owner's go through.
+    commit(&*b, &runs2, &outbox2).unwrap();
+    b.settle_outbox(
+        t,
+        &[Settle::Delivered {
+            id: 1,
+            at: NOW,
+            answer: None,
+        }],
+    )
+    .unwrap();
+    assert_eq!(b.journey_ids(t).unwrap().run, 2);
+    assert_eq!(b.outbox_due(t, "webhook", NOW, 10).unwrap().len(), 1);
+}
+
 macro_rules! backends {
-    ($($name:ident),*) => {
+    ($($name:ident),* ; reopened: $($open:ident),*) => {
         mod sqlite {
             $(#[test] fn $name() {
                 let dir = tempfile::tempdir().unwrap();
                 let s = crate::SqliteStore::open(dir.path(), crate::Durability::Normal).unwrap();
                 super::$name(&s);
             })*
-            #[test] fn reopening_keeps_everything() {
+            $(#[test] fn $open() {
                 let dir = tempfile::tempdir().unwrap();
                 let p = dir.path().to_path_buf();
-                super::reopening_keeps_everything(&|| crate::open(&crate::Location::Sqlite(p.clone()), crate::Durability::Full).unwrap());
-            }
-            #[test] fn leases_pass_between_nodes_and_fence_stale_writes() {
-                let dir = tempfile::tempdir().unwrap();
-                let p = dir.path().to_path_buf();
-                super::leases_pass_between_nodes_and_fence_stale_writes(&|| crate::open(&crate::Location::Sqlite(p.clone()), crate::Durability::Normal).unwrap());
-            }
+                super::$open(&|| crate::open(&crate::Location::Sqlite(p.clone()), crate::Durability::Full).unwrap());
+            })*
         }
         mod postgres {
             $(#[test] fn $name() {
@@ -937,16 +2025,11 @@ macro_rules! backends {
                 let s = crate::PostgresStore::open(&schema.url).unwrap();
                 super::$name(&s);
             })*
-            #[test] fn reopening_keeps_everything() {
+            $(#[test] fn $open() {
                 let schema = crate::testing::fresh_postgres();
                 let url = schema.url.clone();
-                super::reopening_keeps_everything(&|| crate::open(&crate::Location::Postgres(url.clone()), crate::Durability::Full).unwrap());
-            }
-            #[test] fn leases_pass_between_nodes_and_fence_stale_writes() {
-                let schema = crate::testing::fresh_postgres();
-                let url = schema.url.clone();
-                super::leases_pass_between_nodes_and_fence_stale_writes(&|| crate::open(&crate::Location::Postgres(url.clone()), crate::Durability::Full).unwrap());
-            }
+                super::$open(&|| crate::open(&crate::Location::Postgres(url.clone()), crate::Durability::Full).unwrap());
+            })*
         }
     };
 }
@@ -963,5 +2046,18 @@ backends!(
     triggers_are_one_stream_of_events_and_what_they_caused,
     connectors_keep_settings_and_checkpoints_per_tenant,
     segments_their_changes_and_tags,
-    snapshots_keep_the_furthest_along
+    snapshots_keep_the_furthest_along,
+    journeys_are_versioned_and_paused,
+    a_batch_stores_every_row_type,
+    a_duplicate_key_fails_the_whole_batch,
+    due_runs_come_by_wake_time_then_id,
+    settling_the_outbox,
+    dead_rows_are_retried,
+    tasks_are_claimed_and_done_from_the_right_states,
+    counters_add_up_across_batches,
+    the_cursor_is_stored_with_its_batch;
+    reopened:
+    reopening_keeps_everything,
+    leases_pass_between_nodes_and_fence_stale_writes,
+    journey_writes_of_a_stale_node_are_refused
 );

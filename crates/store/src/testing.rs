@@ -296,6 +296,26 @@ impl crate::LiveLog for Faulty {
     }
 }
 
+
+impl crate::Segments for Faulty {
+    pass! {
+        create_segment(&self, tenant: crate::TenantId, name: &str, expr: &str, tag: Option<&str>, now: siyu_domain::Millis) -> crate::Result<crate::StoredSegment>;
+        segments(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::StoredSegment>>;
+        delete_segment(&self, tenant: crate::TenantId, id: i64, now: siyu_domain::Millis) -> crate::Result<bool>;
+        add_tag_changes(&self, tenant: crate::TenantId, rows: &[crate::StoredTagChange]) -> crate::Result<()>;
+        tag_changes(&self, tenant: crate::TenantId, fans: Option<&[i64]>, after: i64, limit: usize) -> crate::Result<Vec<crate::StoredTagChange>>;
+    }
+}
+
+impl crate::Connectors for Faulty {
+    pass! {
+        set_connector(&self, tenant: crate::TenantId, kind: &str, config: &str, now: siyu_domain::Millis) -> crate::Result<()>;
+        connector(&self, tenant: crate::TenantId, kind: &str) -> crate::Result<Option<crate::StoredConnector>>;
+        connectors(&self, kind: &str) -> crate::Result<Vec<(crate::TenantId, crate::StoredConnector)>>;
+        set_connector_state(&self, tenant: crate::TenantId, kind: &str, state: &str) -> crate::Result<()>;
+    }
+}
+
 impl crate::Journeys for Faulty {
     pass! {
         put_journey(&self, tenant: crate::TenantId, name: &str, definition: &str, now: siyu_domain::Millis) -> crate::Result<i64>;
@@ -324,25 +344,6 @@ impl crate::Journeys for Faulty {
         update_task(&self, tenant: crate::TenantId, id: i64, change: &crate::journeys::TaskChange, now: siyu_domain::Millis) -> crate::Result<Option<crate::journeys::StoredTask>>;
         wake_held(&self, tenant: crate::TenantId, journey: &str, now: siyu_domain::Millis) -> crate::Result<usize>;
         outbox_counts(&self, tenant: crate::TenantId, journey: &str) -> crate::Result<Vec<crate::journeys::OutboxCount>>;
-    }
-}
-
-impl crate::Segments for Faulty {
-    pass! {
-        create_segment(&self, tenant: crate::TenantId, name: &str, expr: &str, tag: Option<&str>, now: siyu_domain::Millis) -> crate::Result<crate::StoredSegment>;
-        segments(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::StoredSegment>>;
-        delete_segment(&self, tenant: crate::TenantId, id: i64, now: siyu_domain::Millis) -> crate::Result<bool>;
-        add_tag_changes(&self, tenant: crate::TenantId, rows: &[crate::StoredTagChange]) -> crate::Result<()>;
-        tag_changes(&self, tenant: crate::TenantId, fans: Option<&[i64]>, after: i64, limit: usize) -> crate::Result<Vec<crate::StoredTagChange>>;
-    }
-}
-
-impl crate::Connectors for Faulty {
-    pass! {
-        set_connector(&self, tenant: crate::TenantId, kind: &str, config: &str, now: siyu_domain::Millis) -> crate::Result<()>;
-        connector(&self, tenant: crate::TenantId, kind: &str) -> crate::Result<Option<crate::StoredConnector>>;
-        connectors(&self, kind: &str) -> crate::Result<Vec<(crate::TenantId, crate::StoredConnector)>>;
-        set_connector_state(&self, tenant: crate::TenantId, kind: &str, state: &str) -> crate::Result<()>;
     }
 }
 
