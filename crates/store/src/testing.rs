@@ -296,7 +296,6 @@ impl crate::LiveLog for Faulty {
     }
 }
 
-
 impl crate::Segments for Faulty {
     pass! {
         create_segment(&self, tenant: crate::TenantId, name: &str, expr: &str, tag: Option<&str>, now: siyu_domain::Millis) -> crate::Result<crate::StoredSegment>;

@@ -266,13 +266,18 @@ fn a_follow_runs_the_welcome_journey_once_signed_and_keyed_across_a_restart() {
         })
         .unwrap();
     assert_eq!(tagged.len(), 1);
-    assert!(tagged[0].contains(&"welcomed".to_string()) && tagged[0].contains(&"greeted".to_string()));
+    assert!(
+        tagged[0].contains(&"welcomed".to_string()) && tagged[0].contains(&"greeted".to_string())
+    );
     // The report says it; the deliveries came back as events.
     let rep = h.app.journey_report(h.tenant, "welcome").unwrap();
     assert_eq!(rep.runs.entered, 3);
     assert_eq!(rep.runs.completed, 3);
     let hello = rep.steps.iter().find(|s| s.id == "hello").unwrap();
-    assert_eq!((hello.entered, hello.sent, hello.delivered, hello.failed), (3, 3, 3, 0));
+    assert_eq!(
+        (hello.entered, hello.sent, hello.delivered, hello.failed),
+        (3, 3, 3, 0)
+    );
     let mut delivered = 0;
     h.store
         .scan(h.tenant, 0, &mut |e| {
@@ -286,10 +291,20 @@ fn a_follow_runs_the_welcome_journey_once_signed_and_keyed_across_a_restart() {
     h.restart();
     let mut w = JourneyWorker::new(h.app.clone());
     let mut o = OutboxWorker::new(h.app.clone()).with_jitter(|| 0.5);
-    h.events(vec![follow("d", "e4", T0 + 1000), follow("a", "e5", T0 + 1100)]);
     h.clock.set(T0 + 2000);
+    h.events(vec![
+        follow("d", "e4", T0 + 1000),
+        follow("a", "e5", T0 + 1100),
+    ]);
+    let r = w.step(T0 + 2000).unwrap();
+    assert_eq!(r.entered, 1, "{r:?}");
     settle(&h, &mut w, &mut o);
-    assert_eq!(sink.seen().len(), 4, "only d is new: a ran once already (reentry once)");
+
+    assert_eq!(
+        sink.seen().len(),
+        4,
+        "only d is new: a ran once already (reentry once)"
+    );
 }
 
 #[test]
@@ -303,26 +318,34 @@ fn a_failing_webhook_backs_off_then_dead_letters_and_a_retry_delivers() {
     let mut w = JourneyWorker::new(h.app.clone());
     let mut o = OutboxWorker::new(h.app.clone()).with_jitter(|| 0.0);
     w.step(T0).unwrap();
-    let r = o.step(T0).unwrap();
+    let lane = |o: &mut OutboxWorker, at| o.step_lane(h.tenant, "webhook", at).unwrap();
+    let r = lane(&mut o, T0);
     assert_eq!((r.delivered, r.retried), (0, 1));
     // Not due before Retry-After.
-    assert_eq!(o.step(T0 + 6000).unwrap().retried, 0);
+    assert_eq!(lane(&mut o, T0 + 6000).retried, 0);
     assert_eq!(r.next_at.map(|t| t >= T0 + 7000), Some(true), "{r:?}");
-    let r = o.step(T0 + 7000).unwrap();
+    let r = lane(&mut o, T0 + 7000);
     assert_eq!(r.dead, 1, "a 400 is permanent");
     let dead = h.app.dead_letters(h.tenant, Some("welcome"), 10).unwrap();
     assert_eq!(dead.len(), 1);
-    assert!(dead[0].answer.as_deref().unwrap_or("").contains("400"), "{:?}", dead[0].answer);
+    assert!(
+        dead[0].answer.as_deref().unwrap_or("").contains("400"),
+        "{:?}",
+        dead[0].answer
+    );
     assert_eq!(dead[0].attempts, 2);
     assert_eq!(h.app.retry_dead_letters(h.tenant, None).unwrap(), 1);
-    assert_eq!(o.step(T0 + 8000).unwrap().delivered, 1);
+    assert_eq!(lane(&mut o, T0 + 8000).delivered, 1);
     let keys: Vec<String> = sink
         .seen()
         .iter()
         .map(|s| s.header("Idempotency-Key").unwrap().to_string())
         .collect();
     assert_eq!(keys.len(), 3);
-    assert!(keys.iter().all(|k| *k == keys[0]), "every attempt carries the same key");
+    assert!(
+        keys.iter().all(|k| *k == keys[0]),
+        "every attempt carries the same key"
+    );
     let rep = h.app.journey_report(h.tenant, "welcome").unwrap();
     let hello = rep.steps.iter().find(|s| s.id == "hello").unwrap();
     assert_eq!((hello.delivered, hello.failed), (1, 0));
@@ -341,7 +364,10 @@ fn an_opted_out_fan_is_never_messaged_and_the_reason_is_on_record() {
     let mut w = JourneyWorker::new(h.app.clone());
     let mut o = OutboxWorker::new(h.app.clone());
     w.step(T0).unwrap();
-    h.events(vec![follow("a", "e1", T0 - 1000), follow("b", "e2", T0 - 900)]);
+    h.events(vec![
+        follow("a", "e1", T0 - 1000),
+        follow("b", "e2", T0 - 900),
+    ]);
     h.clock.set(T0 + 10);
     settle(&h, &mut w, &mut o);
     assert_eq!(sink.seen().len(), 1, "only b is messaged");

@@ -332,6 +332,10 @@ impl JourneyWorker {
             let _ = ids;
             let mut c = FanCache {
                 fan: *cur,
+                state: StoredFanState {
+                    fan: *cur,
+                    ..StoredFanState::default()
+                },
                 ..FanCache::default()
             };
             c.profile = profile(recent.get(cur).map_or(&[][..], |v| v), &events);
