@@ -32,6 +32,9 @@ pub struct StoredJourney {
     pub applied_at: Millis,
     /// When it was last paused or resumed (or applied).
     pub updated_at: Millis,
+    /// The trigger stream's position when the journey was first applied: triggers at or
+    /// before it start no run.
+    pub starts_after: i64,
 }
 
 /// One run: a fan going through one version of a journey.
@@ -289,12 +292,14 @@ pub struct RunBatch<'a> {
 /// The journeys capability (see the module docs).
 pub trait Journeys {
     /// Stores a new version of a journey (1 for a new name) and makes it current; whether it
-    /// is paused is kept. Returns the version.
+    /// is paused, and where it starts (`starts_after`, taken from the first version), are
+    /// kept. Returns the version.
     fn put_journey(
         &self,
         tenant: TenantId,
         name: &str,
         definition: &str,
+        starts_after: i64,
         now: Millis,
     ) -> Result<i64>;
 

@@ -231,6 +231,8 @@ CREATE TABLE journeys (
     paused     BOOLEAN NOT NULL DEFAULT false,
     applied_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
+    -- The trigger stream's head when the journey was first applied (see SQLite's).
+    starts_after BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, name)
 );
 CREATE TABLE journey_runs (

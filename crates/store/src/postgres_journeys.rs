@@ -403,6 +403,7 @@ impl Journeys for PostgresStore {
         tenant: TenantId,
         name: &str,
         definition: &str,
+        starts_after: i64,
         now: Millis,
     ) -> Result<i64> {
         self.writer(|c| {
@@ -424,12 +425,12 @@ impl Journeys for PostgresStore {
                 &[&tenant, &name, &version, &definition, &now],
             )?;
             tx.execute(
-                "INSERT INTO journeys (tenant_id, name, version, paused, applied_at, updated_at)
-                 VALUES ($1, $2, $3, false, $4, $4)
+                "INSERT INTO journeys (tenant_id, name, version, paused, applied_at, updated_at, starts_after)
+                 VALUES ($1, $2, $3, false, $4, $4, $5)
                  ON CONFLICT (tenant_id, name) DO UPDATE SET
                      version = excluded.version, applied_at = excluded.applied_at,
                      updated_at = excluded.updated_at",
-                &[&tenant, &name, &version, &now],
+                &[&tenant, &name, &version, &now, &starts_after],
             )?;
             tx.commit()?;
             Ok(version)
@@ -439,7 +440,8 @@ impl Journeys for PostgresStore {
     fn journeys(&self, tenant: TenantId) -> Result<Vec<StoredJourney>> {
         let mut out: Vec<StoredJourney> = self.reader(|c| {
             Ok(c.query(
-                "SELECT j.name, j.version, v.definition, j.paused, j.applied_at, j.updated_at
+                "SELECT j.name, j.version, v.definition, j.paused, j.applied_at, j.updated_at,
+                        j.starts_after
                  FROM journeys j JOIN journey_versions v
                    ON v.tenant_id = j.tenant_id AND v.name = j.name AND v.version = j.version
                  WHERE j.tenant_id = $1",
@@ -453,6 +455,7 @@ impl Journeys for PostgresStore {
                 paused: r.get(3),
                 applied_at: r.get(4),
                 updated_at: r.get(5),
+                starts_after: r.get(6),
             })
             .collect())
         })?;

@@ -260,6 +260,9 @@ CREATE TABLE journeys (
     paused     INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),
     applied_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
+    -- The trigger stream's head when the journey was first applied: it starts no run for
+    -- what came before (history is not an entry).
+    starts_after INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, name)
 ) WITHOUT ROWID;
 CREATE TABLE journey_runs (

@@ -356,6 +356,7 @@ impl Journeys for SqliteStore {
         tenant: TenantId,
         name: &str,
         definition: &str,
+        starts_after: i64,
         now: Millis,
     ) -> Result<i64> {
         let mut conn = self.conn();
@@ -371,12 +372,12 @@ impl Journeys for SqliteStore {
             params![tenant, name, version, definition, now],
         )?;
         tx.execute(
-            "INSERT INTO journeys (tenant_id, name, version, paused, applied_at, updated_at)
-             VALUES (?1, ?2, ?3, 0, ?4, ?4)
+            "INSERT INTO journeys (tenant_id, name, version, paused, applied_at, updated_at, starts_after)
+             VALUES (?1, ?2, ?3, 0, ?4, ?4, ?5)
              ON CONFLICT (tenant_id, name) DO UPDATE SET
                  version = excluded.version, applied_at = excluded.applied_at,
                  updated_at = excluded.updated_at",
-            params![tenant, name, version, now],
+            params![tenant, name, version, now, starts_after],
         )?;
         tx.commit()?;
         Ok(version)
@@ -386,7 +387,8 @@ impl Journeys for SqliteStore {
         self.read(|c| {
             rows(
                 c,
-                "SELECT j.name, j.version, v.definition, j.paused, j.applied_at, j.updated_at
+                "SELECT j.name, j.version, v.definition, j.paused, j.applied_at, j.updated_at,
+                        j.starts_after
                  FROM journeys j JOIN journey_versions v
                    ON v.tenant_id = j.tenant_id AND v.name = j.name AND v.version = j.version
                  WHERE j.tenant_id = ?1 ORDER BY j.name",
@@ -399,6 +401,7 @@ impl Journeys for SqliteStore {
                         paused: r.get(3)?,
                         applied_at: r.get(4)?,
                         updated_at: r.get(5)?,
+                        starts_after: r.get(6)?,
                     })
                 },
             )

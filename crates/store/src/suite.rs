@@ -1014,11 +1014,11 @@ fn journeys_are_versioned_and_paused(s: &dyn Store) {
     let t = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
     let other = s.create_tenant("b", "w2", "a2", NOW).unwrap().id;
     assert!(s.journeys(t).unwrap().is_empty());
-    assert_eq!(s.put_journey(t, "welcome", "v1", NOW).unwrap(), 1);
-    assert_eq!(s.put_journey(t, "nurture", "n1", NOW).unwrap(), 1);
+    assert_eq!(s.put_journey(t, "welcome", "v1", 40, NOW).unwrap(), 1);
+    assert_eq!(s.put_journey(t, "nurture", "n1", 0, NOW).unwrap(), 1);
     assert!(s.set_journey_paused(t, "welcome", true, NOW + 5).unwrap());
     // A new version is current and stays paused.
-    assert_eq!(s.put_journey(t, "welcome", "v2", NOW + 10).unwrap(), 2);
+    assert_eq!(s.put_journey(t, "welcome", "v2", 99, NOW + 10).unwrap(), 2);
     let all = s.journeys(t).unwrap();
     assert_eq!(
         all.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(),
@@ -1031,9 +1031,10 @@ fn journeys_are_versioned_and_paused(s: &dyn Store) {
             w.definition.as_str(),
             w.paused,
             w.applied_at,
-            w.updated_at
+            w.updated_at,
+            w.starts_after
         ),
-        (2, "v2", true, NOW + 10, NOW + 10)
+        (2, "v2", true, NOW + 10, NOW + 10, 40)
     );
     assert!(!all[0].paused);
     // Runs finish on the version they started.
@@ -1051,7 +1052,7 @@ fn journeys_are_versioned_and_paused(s: &dyn Store) {
     assert!(!s.set_journey_paused(t, "nope", true, NOW).unwrap());
     // Per tenant.
     assert!(s.journeys(other).unwrap().is_empty());
-    assert_eq!(s.put_journey(other, "welcome", "x", NOW).unwrap(), 1);
+    assert_eq!(s.put_journey(other, "welcome", "x", 0, NOW).unwrap(), 1);
     assert_eq!(s.journey_version(other, "welcome", 2).unwrap(), None);
 }
 

@@ -317,7 +317,7 @@ impl crate::Connectors for Faulty {
 
 impl crate::Journeys for Faulty {
     pass! {
-        put_journey(&self, tenant: crate::TenantId, name: &str, definition: &str, now: siyu_domain::Millis) -> crate::Result<i64>;
+        put_journey(&self, tenant: crate::TenantId, name: &str, definition: &str, starts_after: i64, now: siyu_domain::Millis) -> crate::Result<i64>;
         journeys(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::journeys::StoredJourney>>;
         journey_version(&self, tenant: crate::TenantId, name: &str, version: i64) -> crate::Result<Option<String>>;
         set_journey_paused(&self, tenant: crate::TenantId, name: &str, paused: bool, now: siyu_domain::Millis) -> crate::Result<bool>;

@@ -403,9 +403,11 @@ impl App {
                 unchanged: true,
             });
         }
+        // What is in the stream now is history: the journey starts no run for it.
+        let head = siyu_domain::trigger::event_position(self.store().last_seq(tenant)? + 1) - 1;
         let version = self
             .store()
-            .put_journey(tenant, &j.name, text, self.now())?;
+            .put_journey(tenant, &j.name, text, head, self.now())?;
         self.journeys_changed();
         Ok(Applied {
             journey: j.name,

@@ -421,3 +421,27 @@ text = "一天后"
     let rep = h.app.journey_report(h.tenant, "later").unwrap();
     assert_eq!((rep.runs.held, rep.runs.completed), (0, 1));
 }
+
+#[test]
+fn history_starts_no_run_but_an_old_opt_out_still_holds() {
+    let h = Harness::new();
+    let sink = Sink::start(Vec::new());
+    h.webhook(&sink.url);
+    h.events(vec![
+        follow("old", "e0", T0 - 9000),
+        json!({"id": "m1", "type": "private_message_in", "ts": siyu_domain::time::format_rfc3339(T0 - 8000),
+               "identities": {"douyin_open_id": "quiet"}, "props": {"text": "TD"}}),
+    ]);
+    // Applied after those events: they are history.
+    h.app.apply_journey(h.tenant, WELCOME).unwrap();
+    let mut w = JourneyWorker::new(h.app.clone());
+    let mut o = OutboxWorker::new(h.app.clone());
+    assert_eq!(w.step(T0).unwrap().entered, 0, "an old follow is not an entry");
+    h.events(vec![follow("quiet", "e1", T0 - 100), follow("new", "e2", T0 - 50)]);
+    settle(&h, &mut w, &mut o);
+    assert_eq!(sink.seen().len(), 1, "only the new follower; the old opt-out holds");
+    let rep = h.app.journey_report(h.tenant, "welcome").unwrap();
+    assert_eq!(rep.runs.entered, 2);
+    let hello = rep.steps.iter().find(|s| s.id == "hello").unwrap();
+    assert_eq!(hello.skipped.get("opted_out"), Some(&1));
+}

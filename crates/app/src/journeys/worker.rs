@@ -105,6 +105,8 @@ struct Live {
     name: String,
     version: i64,
     paused: bool,
+    /// Triggers at or before this position start no run (they came before the journey).
+    starts_after: i64,
     def: Arc<Journey>,
 }
 
@@ -476,6 +478,7 @@ fn load_state(
             name: s.name,
             version: s.version,
             paused: s.paused,
+            starts_after: s.starts_after,
             def,
         });
     }
@@ -497,6 +500,9 @@ fn load_state(
         // Only definitions changed: where the worker stands is kept.
         Some(o) => (o.cursor, o.ids, o.fired, o.backlog),
         None => (
+            // A first start reads the stream from its beginning: facts (opt-outs,
+            // authorizations, conversations) hold from history, while each journey starts
+            // runs only for what came after it was applied (`starts_after`).
             store
                 .trigger_cursor(tenant, CONSUMER)?
                 .map_or(0, |c| c.after),
@@ -910,7 +916,7 @@ impl Work<'_> {
             .st
             .live
             .iter()
-            .filter(|l| !l.paused && self.starts(&l.def.trigger, &t.what))
+            .filter(|l| !l.paused && t.id > l.starts_after && self.starts(&l.def.trigger, &t.what))
             .map(|l| (l.name.clone(), l.version, l.def.clone()))
             .collect();
         for (name, version, def) in live {
