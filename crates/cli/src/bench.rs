@@ -41,6 +41,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             clients,
         } => ingest(events, postgres.as_deref(), batch, clients, args.json),
         BenchWhat::Identity { events, people } => identity(events, people, args.json),
+        BenchWhat::Journeys {
+            fans,
+            latency_seconds,
+            rate,
+            waiting,
+        } => crate::bench_journeys::run(fans, latency_seconds, rate, waiting, args.json),
         BenchWhat::Layers {
             fans,
             days,

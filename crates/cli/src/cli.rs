@@ -755,6 +755,24 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// SOP journeys end to end: --fans fans through a five-step journey (tag, branch, send by
+    /// webhook to a local receiver, tag, exit) from a cold start; event → webhook latency at
+    /// --rate segment entries a second; memory per fan waiting on a one-day wait and the
+    /// restart with them waiting; Thompson sampling on a 3% / 6% population.
+    Journeys {
+        /// Fans entering the five-step journey.
+        #[arg(long, default_value_t = 100_000)]
+        fans: u64,
+        /// Seconds of the latency run.
+        #[arg(long, default_value_t = 20)]
+        latency_seconds: u64,
+        /// Segment entries a second in the latency run.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Fans left waiting on a one-day wait.
+        #[arg(long, default_value_t = 100_000)]
+        waiting: u64,
+    },
     /// Identity resolution alone: events with two identities each (an open id and a phone,
     /// lead id, union id or WeCom id), resolved into fans; time and memory per value.
     Identity {

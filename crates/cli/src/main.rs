@@ -8,6 +8,7 @@
 mod output;
 
 mod bench;
+mod bench_journeys;
 mod bench_readers;
 mod cli;
 mod connector;

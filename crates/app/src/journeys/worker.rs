@@ -242,6 +242,11 @@ impl JourneyWorker {
                 crate::triggers::TriggerError::App(a) => JourneyError::App(a),
                 other => JourneyError::internal(other.to_string()),
             })?;
+        // Only what a journey can act on: entries, goals and fan facts (a page of outcome
+        // events, say, moves the cursor and nothing else).
+        let mut triggers = triggers;
+        let full_page = triggers.triggers.len() >= page;
+        triggers.triggers.retain(|t| relevant(st, &t.what));
         let due: Vec<StoredRun> = if st.next_wake.is_some_and(|w| w <= now) {
             store.due_runs(tenant, now, page)?
         } else {
@@ -427,7 +432,7 @@ impl JourneyWorker {
         // The earliest timer: the store's, unless this batch set an earlier one.
         st.next_wake = store.next_wake(tenant)?;
         report.next_wake = st.next_wake;
-        report.more = triggers.triggers.len() >= page
+        report.more = full_page
             || due.len() >= page
             || !st.backlog.is_empty()
             || st.next_wake.is_some_and(|w| w <= now);
@@ -435,6 +440,29 @@ impl JourneyWorker {
             super::outbox::bell().ring();
         }
         Ok(report)
+    }
+}
+
+/// Whether a trigger can start a run, reach a goal or change a fan's facts.
+fn relevant(st: &TenantState, w: &What) -> bool {
+    let defs = || st.live.iter().map(|l| &l.def).chain(st.versions.values());
+    match w {
+        What::Event { event_type, .. } => {
+            FACT_EVENTS.contains(&event_type.as_str())
+                || defs().any(|d| {
+                    matches!(&d.trigger, Trigger::Event(e) if e == event_type)
+                        || d.goal.as_ref().is_some_and(|g| &g.event == event_type)
+                })
+        }
+        What::LayerChanged { .. } => st
+            .live
+            .iter()
+            .any(|l| matches!(l.def.trigger, Trigger::LayerEntered(_))),
+        What::SegmentEntered { .. } => st
+            .live
+            .iter()
+            .any(|l| matches!(l.def.trigger, Trigger::SegmentEntered(_))),
+        _ => false,
     }
 }
 
