@@ -1339,6 +1339,60 @@ impl Deliver for WecomRobotChannel {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The service: what `PUT|GET /api/channels` and `siyu channel` call.
+
+impl crate::App {
+    /// Checks and stores a tenant's settings of the channel named `kind` (a `PUT` body);
+    /// answers the view (never a credential). The workers are told at once.
+    pub fn set_channel(
+        &self,
+        tenant: TenantId,
+        kind: &str,
+        body: &Value,
+    ) -> Result<Value, ChannelError> {
+        let kind = ChannelKind::parse(kind)?;
+        self.store().check_writable()?;
+        let now = self.ingestor.clock().now();
+        let view = set_channel(&**self.store(), self.safeguards(), tenant, kind, body, now)?;
+        self.channels_changed();
+        Ok(view)
+    }
+
+    /// Every channel of a tenant, set up or not: `{"channels": [view, ...]}`.
+    pub fn channels(&self, tenant: TenantId) -> Result<Value, ChannelError> {
+        channel_views(&**self.store(), self.safeguards(), tenant)
+    }
+
+    /// Turns the kill switch of the channel named `kind` on or off; answers the view.
+    pub fn set_channel_killed(
+        &self,
+        tenant: TenantId,
+        kind: &str,
+        killed: bool,
+    ) -> Result<Value, ChannelError> {
+        let kind = ChannelKind::parse(kind)?;
+        self.store().check_writable()?;
+        let now = self.ingestor.clock().now();
+        let view = set_killed(
+            &**self.store(),
+            self.safeguards(),
+            tenant,
+            kind,
+            killed,
+            now,
+        )?;
+        self.channels_changed();
+        Ok(view)
+    }
+
+    /// The journey worker and the outbox worker read channel settings: wake both.
+    fn channels_changed(&self) {
+        self.journeys_changed();
+        crate::journeys::outbox::bell().ring();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

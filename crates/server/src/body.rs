@@ -78,3 +78,30 @@ pub fn json_body(
     };
     crate::strict::from_slice(&bytes).map_err(ApiError::from)
 }
+
+/// A JSON object body ([`json_body`]) with only the `allowed` keys; `None` allows any (the
+/// service names an unknown one itself).
+pub fn json_object(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+    allowed: Option<&[&str]>,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let Value::Object(o) = json_body(headers, body, limit)? else {
+        return Err(ApiError::bad(
+            "invalid_body",
+            None,
+            "the body must be a JSON object",
+        ));
+    };
+    if let Some(allowed) = allowed
+        && let Some(k) = o.keys().find(|k| !allowed.contains(&k.as_str()))
+    {
+        return Err(ApiError::bad(
+            "unknown_field",
+            Some(k),
+            format!("unknown field {k:?}; expected {}", allowed.join(", ")),
+        ));
+    }
+    Ok(o)
+}

@@ -28,6 +28,15 @@ pub enum ApiError {
         message: String,
         field: Option<String>,
     },
+    /// 400: a file in the body (a journey definition) was refused; like `BadRequest`, with
+    /// the file's 1-based `line` in the body too. `field` is the path in the file
+    /// (`steps[2].then`); none for a TOML syntax error.
+    BadFile {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+        line: usize,
+    },
     /// 400 with a batch answer attached (every event was refused).
     AllRejected(Value),
     /// 401: no key, or not a key of this server.
@@ -168,6 +177,65 @@ impl From<siyu_app::LayerError> for ApiError {
     }
 }
 
+impl From<siyu_app::journeys::JourneyError> for ApiError {
+    fn from(e: siyu_app::journeys::JourneyError) -> Self {
+        use siyu_app::journeys::JourneyError as E;
+        // Not the request's fault: the store's or the writer's answer.
+        let e = match e {
+            E::App(e) => return e.into(),
+            e => e,
+        };
+        let (code, field, line) = (e.code(), e.field(), e.line());
+        let status = match &e {
+            E::Invalid(_) => {
+                return ApiError::BadFile {
+                    code,
+                    message: e.to_string(),
+                    field: field.filter(|f| !f.is_empty()),
+                    line: line.unwrap_or(1),
+                };
+            }
+            E::NoJourney(_) | E::NoTask(_) => StatusCode::NOT_FOUND,
+            E::TaskConflict { .. } => StatusCode::CONFLICT,
+            E::InvalidPolicy { .. } | E::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
+            E::App(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::Status {
+            status,
+            code,
+            message: e.to_string(),
+            field,
+        }
+    }
+}
+
+impl From<siyu_app::channels::ChannelError> for ApiError {
+    fn from(e: siyu_app::channels::ChannelError) -> Self {
+        use siyu_app::channels::ChannelError as E;
+        // Not the request's fault: the store's or the sealer's answer.
+        let e = match e {
+            E::App(e) => return e.into(),
+            e => e,
+        };
+        let (status, field) = match &e {
+            // The path names no channel.
+            E::UnknownChannel(_) => (StatusCode::NOT_FOUND, Some("kind")),
+            // A kill switch before the settings: PUT them first.
+            E::NotConfigured(_) => (StatusCode::CONFLICT, Some("kind")),
+            E::Invalid { field, .. } | E::TargetNotAllowed { field, .. } => {
+                (StatusCode::BAD_REQUEST, Some(field.as_str()))
+            }
+            E::App(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        };
+        ApiError::Status {
+            status,
+            code: e.code(),
+            field: field.map(str::to_string),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
@@ -208,6 +276,16 @@ impl ApiError {
                 message,
                 field,
             } => (status, body(code, &message, field.as_deref())),
+            ApiError::BadFile {
+                code,
+                message,
+                field,
+                line,
+            } => {
+                let mut v = body(code, &message, field.as_deref());
+                v["error"]["line"] = json!(line);
+                (StatusCode::BAD_REQUEST, v)
+            }
             ApiError::AllRejected(v) => (StatusCode::BAD_REQUEST, v),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, body("unauthorized", &m, None)),
             ApiError::Forbidden => (
@@ -361,6 +439,55 @@ impl IntoResponse for SegmentError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journey_errors_have_their_statuses_and_a_refused_file_its_line() {
+        use siyu_app::journeys::JourneyError;
+        let refused = JourneyError::Invalid(siyu_journey::def::DefError {
+            line: 7,
+            field: "steps[2].then".into(),
+            code: "unknown_step",
+            message: "no step is named \"ofer\"".into(),
+        });
+        let (status, body) = ApiError::from(refused).parts();
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "unknown_step");
+        assert_eq!(body["error"]["field"], "steps[2].then");
+        assert_eq!(body["error"]["line"], 7);
+        let syntax = JourneyError::Invalid(siyu_journey::def::DefError {
+            line: 2,
+            field: String::new(),
+            code: "invalid_journey",
+            message: "invalid inline table".into(),
+        });
+        let (_, body) = ApiError::from(syntax).parts();
+        assert_eq!(body["error"]["field"], Value::Null);
+        for (e, status, code) in [
+            (
+                JourneyError::NoJourney("x".into()),
+                StatusCode::NOT_FOUND,
+                "journey_not_found",
+            ),
+            (
+                JourneyError::NoTask(3),
+                StatusCode::NOT_FOUND,
+                "task_not_found",
+            ),
+            (
+                JourneyError::TaskConflict {
+                    id: 3,
+                    state: "done",
+                    wanted: "claimed",
+                },
+                StatusCode::CONFLICT,
+                "task_conflict",
+            ),
+        ] {
+            let (s, body) = ApiError::from(e).parts();
+            assert_eq!((s, body["error"]["code"].as_str()), (status, Some(code)));
+            assert!(body["error"].get("line").is_none(), "{body}");
+        }
+    }
 
     #[test]
     fn a_store_that_does_not_answer_is_a_503_to_retry_without_detail() {

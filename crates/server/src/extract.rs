@@ -74,4 +74,8 @@ path_param!(
     TenantParam => "tenant",
     /// `{consumer}` of `/api/triggers/cursors/{consumer}`.
     ConsumerParam => "consumer",
+    /// `{name}` of `/api/journeys/{name}`.
+    NameParam => "name",
+    /// `{kind}` of `/api/channels/{kind}`.
+    KindParam => "kind",
 );

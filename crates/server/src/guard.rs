@@ -38,7 +38,7 @@ use siyu_app::{Caller, Role};
 use siyu_domain::time::{Clock, Millis};
 
 use crate::error::SegmentError;
-use crate::{ApiError, Limits, Rate, Settings, State, auth, connectors, layers};
+use crate::{ApiError, Limits, Rate, Settings, State, auth, connectors, journeys, layers};
 
 /// The limit on bodies of the routes that set none of their own: axum's default.
 const OTHER_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -75,6 +75,7 @@ fn body_limit(path: &str, limits: &Limits) -> usize {
     match path {
         "/api/events" => limits.native_body,
         "/api/rules" => layers::RULES_BODY_LIMIT,
+        "/api/journeys" => journeys::JOURNEY_BODY_LIMIT,
         p if p.starts_with("/v1/") => limits.segment_body,
         p if p.starts_with("/webhooks/") => connectors::WEBHOOK_BODY_LIMIT,
         _ => OTHER_BODY_LIMIT,
@@ -332,6 +333,7 @@ mod tests {
         assert_eq!(body_limit("/api/events", &limits), limits.native_body);
         assert_eq!(body_limit("/v1/track", &limits), 500 * 1024);
         assert_eq!(body_limit("/api/rules", &limits), 64 * 1024);
+        assert_eq!(body_limit("/api/journeys", &limits), 256 * 1024);
         assert_eq!(
             body_limit("/webhooks/douyin/acme", &limits),
             connectors::WEBHOOK_BODY_LIMIT

@@ -28,17 +28,22 @@
 //! - `readers`: the pool engine reads run on, below the writer's priority.
 //! - `api`: the JSON API (`/api/stats`), `/healthz`, `/metrics`.
 //! - `connectors`: the Douyin webhook and the connector settings API.
+//! - `journeys`: journey files, pause and resume, reports, the send policy, dead letters and
+//!   staff tasks.
+//! - `channels`: the channels journeys send through, and their kill switches.
 //! - `owner`: requests for a tenant another node serves, forwarded there.
 
 mod api;
 mod auth;
 mod body;
+mod channels;
 mod connectors;
 mod error;
 mod extract;
 mod guard;
 mod identity;
 mod ingest;
+mod journeys;
 mod layers;
 mod linger;
 pub mod metrics;
@@ -209,6 +214,25 @@ fn routes(limits: Limits) -> OpenApiRouter<State> {
         .routes(routes!(segments::tag))
         .routes(routes!(segments::auto_tag))
         .routes(routes!(segments::fan_tags))
+        .routes(
+            routes!(journeys::list, journeys::apply)
+                .layer(DefaultBodyLimit::max(journeys::JOURNEY_BODY_LIMIT)),
+        )
+        // Static, so matched before `{name}`.
+        .routes(routes!(journeys::policy_get, journeys::policy_put))
+        .routes(routes!(journeys::get))
+        .routes(routes!(journeys::pause))
+        .routes(routes!(journeys::resume))
+        .routes(routes!(journeys::report))
+        .routes(routes!(journeys::dead_letters))
+        .routes(routes!(journeys::retry))
+        .routes(routes!(journeys::tasks))
+        .routes(routes!(journeys::claim))
+        .routes(routes!(journeys::done))
+        .routes(routes!(channels::list))
+        .routes(routes!(channels::put))
+        .routes(routes!(channels::kill))
+        .routes(routes!(channels::resume))
         .routes(routes!(api::healthz))
         .routes(routes!(api::metrics))
         // Listed in `openapi::ApiDoc` too: the document describes itself.

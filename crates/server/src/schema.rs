@@ -43,6 +43,10 @@ pub struct ErrorDetail {
     /// The field, query parameter, path parameter or header at fault, when there is one.
     #[schema(required, example = "limit")]
     field: Option<String>,
+    /// The 1-based line of a refused file, only on a refused journey file
+    /// (`POST /api/journeys`).
+    #[schema(minimum = 1, example = 7)]
+    line: Option<u64>,
 }
 
 /// The error body of every native route (`/api/*`, `/webhooks/*`, `/healthz`).
@@ -1207,4 +1211,377 @@ pub enum DeliveryAnswer {
     Challenge(Challenge),
     #[schema(title = "DeliveryStored")]
     Stored(DeliveryStored),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Journeys (crate::journeys; siyu_app::journeys)
+
+/// `POST /api/journeys` as JSON.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JourneyApply {
+    /// The journey file (TOML, docs/journeys.md).
+    #[schema(
+        example = "name = \"welcome\"\ntrigger = { event = \"follow\" }\n\n[[steps]]\nid = \"hello\"\ntype = \"send\"\nchannel = \"webhook\"\ntext = \"欢迎关注！\"\n"
+    )]
+    definition: String,
+}
+
+/// A journey file applied (`siyu_app::journeys::Applied`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Applied {
+    #[schema(example = "welcome")]
+    journey: String,
+    /// The version in force, from 1.
+    #[schema(minimum = 1)]
+    version: i64,
+    /// The file was the version in force already: nothing changed.
+    unchanged: bool,
+}
+
+/// A journey as listed (`siyu_app::journeys::JourneySummary`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JourneySummary {
+    #[schema(example = "welcome")]
+    name: String,
+    #[schema(minimum = 1)]
+    version: i64,
+    /// The kill switch: a paused journey starts no run and moves none.
+    paused: bool,
+    /// The trigger, as the file writes it.
+    #[schema(example = "event = \"follow\"")]
+    trigger: String,
+    /// How many steps.
+    #[schema(minimum = 0)]
+    steps: u64,
+    /// When this version was applied.
+    applied_at: Time,
+    /// When it last changed (applied, paused or resumed).
+    updated_at: Time,
+}
+
+/// `GET /api/journeys`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JourneyList {
+    journeys: Vec<JourneySummary>,
+}
+
+/// A step's type and channel (`siyu_app::journeys::StepView`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepView {
+    id: String,
+    /// `send`, `wait`, `branch`, `tag`, `untag`, `invite_group`, `assign_lead`, `task`, `exit`.
+    #[serde(rename = "type")]
+    ty: String,
+    /// For `send` and `invite_group`: `webhook`, `douyin_im`, `wecom_robot` or `task`.
+    channel: Option<String>,
+}
+
+/// A journey with its file (`siyu_app::journeys::JourneyDetail`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JourneyDetail {
+    name: String,
+    #[schema(minimum = 1)]
+    version: i64,
+    paused: bool,
+    trigger: String,
+    #[schema(minimum = 0)]
+    steps: u64,
+    applied_at: Time,
+    updated_at: Time,
+    /// The journey file of this version, as applied.
+    definition: String,
+    /// The steps, in order.
+    step_list: Vec<StepView>,
+}
+
+/// A journey's runs (`siyu_app::journeys::RunTotals`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunTotals {
+    entered: i64,
+    /// Waiting at a step (a wait, or quiet hours).
+    waiting: i64,
+    awaiting_goal: i64,
+    /// Held by a pause.
+    held: i64,
+    completed: i64,
+    converted: i64,
+    merged: i64,
+    /// converted / entered (0 with no entries).
+    conversion_rate: f64,
+}
+
+/// One step's numbers (`siyu_app::journeys::StepReport`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepReport {
+    id: String,
+    /// The step's type, or `removed` for a step of an older version only.
+    #[serde(rename = "type")]
+    ty: String,
+    channel: Option<String>,
+    /// Step executions.
+    entered: i64,
+    /// Runs waiting at the step now.
+    waiting: i64,
+    /// Messages handed to the channel.
+    sent: i64,
+    delivered: i64,
+    pending: i64,
+    /// Given up (dead letters).
+    failed: i64,
+    /// Skipped, by reason.
+    skipped: BTreeMap<String, i64>,
+    /// Forbidden by the channel's rules and handed to staff as a task, by reason.
+    fell_back: BTreeMap<String, i64>,
+    converted: i64,
+    replied: i64,
+}
+
+/// One variant's numbers (`siyu_app::journeys::VariantReport`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VariantReport {
+    step: String,
+    variant: String,
+    sent: i64,
+    converted: i64,
+    /// Goal windows closed without the goal.
+    failed: i64,
+    /// converted / sent.
+    rate: f64,
+    /// Wilson 95% interval of the rate.
+    interval95: [f64; 2],
+    /// The share of new entries Thompson sampling gives it now.
+    share: f64,
+}
+
+/// `GET /api/journeys/{name}/report` (`siyu_app::journeys::Report`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JourneyReport {
+    journey: String,
+    version: i64,
+    paused: bool,
+    runs: RunTotals,
+    steps: Vec<StepReport>,
+    variants: Vec<VariantReport>,
+}
+
+/// The tenant's send policy (`siyu_app::journeys::settings::PolicySettings`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// An IANA time zone: quiet hours, `wait until`, schedules and daily caps use it.
+    #[schema(example = "Asia/Shanghai")]
+    time_zone: String,
+    /// Quiet hours, `HH:MM` local; equal start and end: none.
+    #[schema(example = "22:00")]
+    quiet_start: String,
+    #[schema(example = "08:00")]
+    quiet_end: String,
+    /// Sends per fan per channel per local day (1–1000); `null`: no cap.
+    #[schema(required, minimum = 1, maximum = 1000)]
+    daily_cap: Option<i32>,
+    /// Douyin: how long after the fan's latest message a reply may cite it.
+    #[schema(example = "48h")]
+    douyin_reply_window: String,
+    /// Douyin: replies per incoming message (0–100).
+    #[schema(minimum = 0, maximum = 100)]
+    douyin_replies_per_message: i32,
+    /// Douyin: proactive messages per authorized fan per local day (0–100).
+    #[schema(minimum = 0, maximum = 100)]
+    douyin_proactive_per_day: i32,
+}
+
+/// `PUT /api/journeys/policy`: the fields to change; the others keep their value.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyChange {
+    time_zone: Option<String>,
+    quiet_start: Option<String>,
+    quiet_end: Option<String>,
+    /// `null`: no cap.
+    #[schema(minimum = 1, maximum = 1000)]
+    daily_cap: Option<i32>,
+    douyin_reply_window: Option<String>,
+    #[schema(minimum = 0, maximum = 100)]
+    douyin_replies_per_message: Option<i32>,
+    #[schema(minimum = 0, maximum = 100)]
+    douyin_proactive_per_day: Option<i32>,
+}
+
+/// An outbox row given up (`siyu_app::journeys::OutboxView`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetter {
+    id: i64,
+    #[schema(example = "webhook")]
+    channel: String,
+    /// The run it belongs to.
+    run: i64,
+    step: String,
+    fan_id: i64,
+    /// What the channel is given to drop a repeat.
+    idempotency_key: String,
+    /// `pending`, `delivered` or `dead`.
+    #[schema(example = "dead")]
+    state: String,
+    attempts: i32,
+    created_at: Time,
+    next_at: Time,
+    settled_at: Option<Time>,
+    /// The channel's last answer.
+    #[schema(required)]
+    answer: Option<String>,
+    /// What was (to be) sent.
+    payload: Value,
+}
+
+/// `GET /api/dead-letters`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetters {
+    /// Newest first.
+    dead_letters: Vec<DeadLetter>,
+}
+
+/// `POST /api/dead-letters/retry`: either `ids` or `all: true`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    /// These dead letters (1 to 10,000 ids).
+    ids: Option<Vec<i64>>,
+    /// Every dead letter of the tenant.
+    all: Option<bool>,
+}
+
+/// How many dead letters went back to their queue.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retried {
+    #[schema(minimum = 0)]
+    retried: u64,
+}
+
+/// A staff task (`siyu_app::journeys::TaskView`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    id: i64,
+    team: String,
+    text: String,
+    #[schema(required)]
+    fan_id: Option<i64>,
+    #[schema(required)]
+    run: Option<i64>,
+    #[schema(required)]
+    step: Option<String>,
+    /// `open`, `claimed` or `done`.
+    #[schema(example = "open")]
+    state: String,
+    #[schema(required)]
+    agent: Option<String>,
+    #[schema(required)]
+    outcome: Option<String>,
+    created_at: Time,
+    #[schema(required)]
+    due_at: Option<Time>,
+    /// Open or claimed past its due time.
+    overdue: bool,
+}
+
+/// `GET /api/tasks`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tasks {
+    /// Oldest first.
+    tasks: Vec<Task>,
+}
+
+/// `POST /api/tasks/{id}/claim`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskClaim {
+    /// 1–64 characters, no control characters or surrounding spaces.
+    #[schema(example = "li.na")]
+    agent: String,
+}
+
+/// `POST /api/tasks/{id}/done`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskDone {
+    #[schema(example = "li.na")]
+    agent: String,
+    /// 1–1000 characters.
+    #[schema(example = "called; will visit the shop on Saturday")]
+    outcome: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Channels (crate::channels; siyu_app::channels)
+
+/// A channel (`siyu_app::channels::channel_view`): never a credential, only whether it is
+/// set. Without settings, only `channel`, `configured: false`, `killed`, `secret_set` and
+/// `credential`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Channel {
+    /// `webhook`, `douyin_im` or `wecom_robot`.
+    #[schema(example = "webhook")]
+    channel: String,
+    configured: bool,
+    /// The kill switch: nothing is sent through it while set.
+    killed: bool,
+    /// Whether its credential is stored.
+    secret_set: bool,
+    /// The name of the channel's credential field (`secret`, `access_token`, `url`).
+    credential: String,
+    timeout_ms: Option<u64>,
+    concurrency: Option<u32>,
+    /// Webhook: where deliveries are posted (scheme, host, port and path; no query).
+    url: Option<String>,
+    /// Douyin IM: the Open Platform's origin.
+    base: Option<String>,
+    /// Douyin IM: the business account messages are sent as.
+    open_id: Option<String>,
+    /// WeCom robot: the webhook URL's host.
+    host: Option<String>,
+}
+
+/// `GET /api/channels`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Channels {
+    channels: Vec<Channel>,
+}
+
+/// `PUT /api/channels/{kind}`: the fields of that kind (webhook: `url`, `secret`; Douyin IM:
+/// `base`, `access_token`, `open_id`; WeCom robot: `url` with its `key`), and `timeout_ms`,
+/// `concurrency`, `killed` for every kind. A field of another kind is refused.
+#[derive(ToSchema)]
+pub struct ChannelChange {
+    /// Webhook: the HTTPS endpoint; WeCom robot: the robot's webhook URL with `?key=`
+    /// (the key is its credential).
+    url: Option<String>,
+    /// Webhook: the HMAC-SHA256 key of `X-Siyu-Signature` (write-only).
+    secret: Option<String>,
+    /// Douyin IM: the Open Platform's origin (default `https://open.douyin.com`).
+    base: Option<String>,
+    /// Douyin IM: the business account's token (write-only).
+    access_token: Option<String>,
+    /// Douyin IM: the business account's open_id.
+    open_id: Option<String>,
+    #[schema(minimum = 100, maximum = 120000)]
+    timeout_ms: Option<u64>,
+    #[schema(minimum = 1, maximum = 256)]
+    concurrency: Option<u32>,
+    killed: Option<bool>,
 }

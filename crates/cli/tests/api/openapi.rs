@@ -52,6 +52,23 @@ const ROUTES: &[&str] = &[
     "GET /api/segments/{id}/members",
     "POST /api/tags",
     "POST /api/tags/auto",
+    "POST /api/journeys",
+    "GET /api/journeys",
+    "GET /api/journeys/policy",
+    "PUT /api/journeys/policy",
+    "GET /api/journeys/{name}",
+    "POST /api/journeys/{name}/pause",
+    "POST /api/journeys/{name}/resume",
+    "GET /api/journeys/{name}/report",
+    "GET /api/dead-letters",
+    "POST /api/dead-letters/retry",
+    "GET /api/tasks",
+    "POST /api/tasks/{id}/claim",
+    "POST /api/tasks/{id}/done",
+    "GET /api/channels",
+    "PUT /api/channels/{kind}",
+    "POST /api/channels/{kind}/kill",
+    "POST /api/channels/{kind}/resume",
     "GET /healthz",
     "GET /metrics",
     "GET /openapi.json",
@@ -101,6 +118,8 @@ fn operations(doc: &Value) -> BTreeSet<String> {
 fn concrete(path: &str) -> String {
     path.replace("{id}", "1")
         .replace("{tenant}", "acme")
+        .replace("{name}", "welcome")
+        .replace("{kind}", "webhook")
         .replace("{path}", "no-such-endpoint")
 }
 
