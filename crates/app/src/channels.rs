@@ -872,8 +872,19 @@ pub fn adapter(
 /// An agent like the lead poller's: a whole-request timeout, statuses as answers, no redirect
 /// (it would take the credential to a host never checked), no proxy (it would resolve the host
 /// past the resolver's check), every address checked against the policy.
-fn agent(targets: TargetPolicy, field: &'static str, timeout_ms: u64) -> ureq::Agent {
+///
+/// It keeps as many idle connections to the channel's host as the lane sends at once, so a
+/// busy lane reuses its connections instead of opening one per request (ureq keeps 3).
+fn agent(
+    targets: TargetPolicy,
+    field: &'static str,
+    timeout_ms: u64,
+    concurrency: u32,
+) -> ureq::Agent {
+    let keep = (concurrency as usize).max(1);
     let config = ureq::Agent::config_builder()
+        .max_idle_connections(keep.max(10))
+        .max_idle_connections_per_host(keep)
         .timeout_global(Some(Duration::from_millis(timeout_ms)))
         .http_status_as_error(false)
         .max_redirects(0)
@@ -1045,7 +1056,7 @@ pub struct WebhookChannel {
 impl WebhookChannel {
     pub fn new(settings: WebhookSettings, targets: TargetPolicy) -> WebhookChannel {
         WebhookChannel {
-            agent: agent(targets, "url", settings.timeout_ms),
+            agent: agent(targets, "url", settings.timeout_ms, settings.concurrency),
             settings,
             targets,
         }
@@ -1096,7 +1107,7 @@ pub struct DouyinImChannel {
 impl DouyinImChannel {
     pub fn new(settings: DouyinImSettings, targets: TargetPolicy) -> DouyinImChannel {
         DouyinImChannel {
-            agent: agent(targets, "base", settings.timeout_ms),
+            agent: agent(targets, "base", settings.timeout_ms, settings.concurrency),
             settings,
             targets,
         }
@@ -1245,7 +1256,7 @@ impl WecomRobotChannel {
         clock: Arc<dyn Clock>,
     ) -> WecomRobotChannel {
         WecomRobotChannel {
-            agent: agent(targets, "url", settings.timeout_ms),
+            agent: agent(targets, "url", settings.timeout_ms, settings.concurrency),
             settings,
             targets,
             clock,

@@ -59,7 +59,9 @@ fn receiver(secret: &'static str) -> anyhow::Result<(String, Arc<Received>)> {
 
 fn connection(conn: std::net::TcpStream, secret: &str, got: &Received) {
     let _ = conn.set_nodelay(true);
-    let Ok(mut out) = conn.try_clone() else { return };
+    let Ok(mut out) = conn.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(conn);
     loop {
         let mut line = String::new();
@@ -164,7 +166,10 @@ impl Bench {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         // Quiet hours would defer the sends: the bench measures the machinery, at any hour.
         self.app
-            .set_journey_policy(self.tenant, &json!({"quiet_start": "00:00", "quiet_end": "00:00", "daily_cap": null}))
+            .set_journey_policy(
+                self.tenant,
+                &json!({"quiet_start": "00:00", "quiet_end": "00:00", "daily_cap": null}),
+            )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         self.app.journeys_changed();
         Ok(())
@@ -268,7 +273,10 @@ type = "exit"
 "#;
 
 /// Polls `done` every 2 ms until it holds or `limit` passes; the time it took.
-fn until(limit: Duration, mut done: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<Duration> {
+fn until(
+    limit: Duration,
+    mut done: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<Duration> {
     let t = Instant::now();
     while !done()? {
         anyhow::ensure!(t.elapsed() < limit, "not done after {limit:?}");
@@ -374,7 +382,9 @@ text = "{{douyin_open_id}}"
         i += k;
     }
     let achieved = n as f64 / start.elapsed().as_secs_f64();
-    until(Duration::from_secs(120), || Ok(got.count.load(Ordering::Relaxed) >= n))?;
+    until(Duration::from_secs(120), || {
+        Ok(got.count.load(Ordering::Relaxed) >= n)
+    })?;
     drop(workers);
     let arrivals = got.arrivals.lock().unwrap_or_else(|e| e.into_inner());
     let mut ms: Vec<f64> = arrivals
@@ -432,16 +442,24 @@ text = "明天见"
 "#,
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    say(&format!("{} fans entering a one-day wait ...", output::n(fans)));
+    say(&format!(
+        "{} fans entering a one-day wait ...",
+        output::n(fans)
+    ));
     b.ingest(follows(fans, "w", SystemClock.now() - 60_000))?;
     let before = rss();
     let mut w = JourneyWorker::new(b.app.clone());
     let mut entered = 0;
     let t = Instant::now();
     while entered < fans as usize {
-        let r = w.step(SystemClock.now()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let r = w
+            .step(SystemClock.now())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         entered += r.entered;
-        anyhow::ensure!(r.entered > 0 || r.more, "the worker stopped short at {entered}");
+        anyhow::ensure!(
+            r.entered > 0 || r.more,
+            "the worker stopped short at {entered}"
+        );
     }
     let enter_s = t.elapsed().as_secs_f64();
     let after = rss();
@@ -454,7 +472,11 @@ text = "明天见"
     drop(w);
     say("restarting with them waiting ...");
     let Bench {
-        _dir, store, app, guard, tenant,
+        _dir,
+        store,
+        app,
+        guard,
+        tenant,
     } = b;
     if let Ok(mut a) = Arc::try_unwrap(app) {
         a.ingestor.shutdown();
@@ -463,7 +485,9 @@ text = "明天见"
     let app = start(&store, &guard)?;
     let app_s = t.elapsed().as_secs_f64();
     let mut w = JourneyWorker::new(app.clone());
-    let r = w.step(SystemClock.now()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let r = w
+        .step(SystemClock.now())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let ready_s = t.elapsed().as_secs_f64();
     let next = r.next_wake;
     anyhow::ensure!(next.is_some(), "no timer after the restart");

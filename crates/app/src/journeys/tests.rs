@@ -436,10 +436,21 @@ fn history_starts_no_run_but_an_old_opt_out_still_holds() {
     h.app.apply_journey(h.tenant, WELCOME).unwrap();
     let mut w = JourneyWorker::new(h.app.clone());
     let mut o = OutboxWorker::new(h.app.clone());
-    assert_eq!(w.step(T0).unwrap().entered, 0, "an old follow is not an entry");
-    h.events(vec![follow("quiet", "e1", T0 - 100), follow("new", "e2", T0 - 50)]);
+    assert_eq!(
+        w.step(T0).unwrap().entered,
+        0,
+        "an old follow is not an entry"
+    );
+    h.events(vec![
+        follow("quiet", "e1", T0 - 100),
+        follow("new", "e2", T0 - 50),
+    ]);
     settle(&h, &mut w, &mut o);
-    assert_eq!(sink.seen().len(), 1, "only the new follower; the old opt-out holds");
+    assert_eq!(
+        sink.seen().len(),
+        1,
+        "only the new follower; the old opt-out holds"
+    );
     let rep = h.app.journey_report(h.tenant, "welcome").unwrap();
     assert_eq!(rep.runs.entered, 2);
     let hello = rep.steps.iter().find(|s| s.id == "hello").unwrap();
