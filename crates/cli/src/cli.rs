@@ -45,6 +45,10 @@ impl Cli {
             Command::Connector(_) => true,
             Command::Segment(a) => a.json,
             Command::Tag(a) => a.json,
+            // `journey apply` always prints one JSON object, so its errors are JSON too.
+            Command::Journey(a) => a.json || matches!(a.command, JourneyCommand::Apply { .. }),
+            Command::Task(a) => a.json,
+            Command::Channel(a) => a.json,
             Command::Gen(_) | Command::Serve(_) => false,
         }
     }
@@ -84,6 +88,15 @@ pub enum Command {
     /// Connect a tenant to Douyin webhooks and the Ocean Engine lead API (credentials are
     /// stored, never printed; docs/connectors.md).
     Connector(ConnectorArgs),
+    /// SOP journeys: apply a journey file (TOML), list, show, pause and resume journeys, their
+    /// reports per step and variant, dead letters and their retry, and the send policy (time
+    /// zone, quiet hours, daily cap).
+    Journey(JourneyArgs),
+    /// The staff task inbox journeys fill (task steps, fallbacks): list, claim, complete.
+    Task(TaskArgs),
+    /// The channels journeys send through (webhook, douyin_im, wecom_robot): set them up, list
+    /// them (credentials are stored sealed, never printed), kill and resume them.
+    Channel(ChannelArgs),
 }
 
 /// Where the data lives.
@@ -437,6 +450,245 @@ impl TenantStoreArgs {
         let app = siyu_app::App::start(store, siyu_app::EngineMode::WriteOnly)?;
         Ok((app, tenant))
     }
+
+    /// [`TenantStoreArgs::open`] with the connectors' safeguards from the environment
+    /// (`crate::safeguards`): for commands that read or write sealed credentials.
+    pub fn open_guarded(&self) -> anyhow::Result<(siyu_app::App, siyu_store::Tenant)> {
+        let location = self.store.location()?;
+        let guard = crate::safeguards::load(&location)?;
+        let store = siyu_store::open(&location, siyu_store::Durability::Full)?;
+        let tenant = siyu_app::App::resolve_tenant(&*store, self.tenant.as_deref())?;
+        let app = siyu_app::App::start_with(
+            store,
+            siyu_app::EngineMode::WriteOnly,
+            std::sync::Arc::new(siyu_domain::time::SystemClock),
+            guard,
+        )?;
+        Ok((app, tenant))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct JourneyArgs {
+    #[command(subcommand)]
+    pub command: JourneyCommand,
+    #[command(flatten)]
+    pub at: TenantStoreArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JourneyCommand {
+    /// Check a journey file (TOML; `-` reads standard input) and put it in force as a new
+    /// version; prints {"journey", "version"} ("unchanged": true when the file is the version
+    /// in force). A refused file names its line, field and code, and nothing changes. Runs
+    /// already going finish on the version they started on.
+    Apply {
+        /// The journey file, or `-` for standard input.
+        file: PathBuf,
+    },
+    /// The tenant's journeys: version, paused or active, trigger, number of steps.
+    List,
+    /// One journey: version, paused, trigger, its steps, and the definition in force.
+    Show { name: String },
+    /// Pause a journey (the kill switch): it starts no run and moves none until resumed.
+    Pause { name: String },
+    /// Resume a paused journey: held runs take up where they were.
+    Resume { name: String },
+    /// A journey's report: per step entered, waiting, sent, delivered, pending, failed,
+    /// skipped by reason, fell back, converted, replied; the runs' totals; each variant's
+    /// conversion rate with its 95% interval and the share of new entries it gets now.
+    Report { name: String },
+    /// Messages the channels gave up on (dead letters), newest first, with the channel's last
+    /// answer.
+    DeadLetters {
+        /// Only this journey's.
+        #[arg(long)]
+        journey: Option<String>,
+        /// Dead letters to list.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Put dead letters back in their channel's queue: these ids, or --all.
+    Retry {
+        /// Dead letter ids (from `siyu journey dead-letters`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<i64>,
+        /// Every dead letter of the tenant.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The tenant's send policy (time zone, quiet hours, daily cap per fan and channel,
+    /// Douyin's private-message rules); `policy set KEY=VALUE...` changes it.
+    Policy {
+        #[command(subcommand)]
+        command: Option<PolicyCommand>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Change some of the send policy: KEY=VALUE..., each value read as JSON when it is JSON,
+    /// else as a string (daily_cap=5, time_zone=Asia/Shanghai, quiet_start=22:00,
+    /// daily_cap=null for no cap). Keys: time_zone, quiet_start, quiet_end, daily_cap,
+    /// douyin_reply_window, douyin_replies_per_message, douyin_proactive_per_day.
+    Set {
+        #[arg(required = true, value_name = "KEY=VALUE", value_parser = parse_assignment)]
+        fields: Vec<(String, serde_json::Value)>,
+    },
+}
+
+/// `KEY=VALUE`, the value as JSON when it parses as JSON, else as a string.
+fn parse_assignment(s: &str) -> Result<(String, serde_json::Value), String> {
+    let (key, value) = s
+        .split_once('=')
+        .filter(|(k, _)| !k.trim().is_empty())
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE (e.g. daily_cap=5)"))?;
+    let value = serde_json::from_str(value)
+        .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+    Ok((key.trim().to_string(), value))
+}
+
+#[derive(Args, Debug)]
+pub struct TaskArgs {
+    #[command(subcommand)]
+    pub command: TaskCommand,
+    #[command(flatten)]
+    pub at: TenantStoreArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TaskCommand {
+    /// Staff tasks, oldest first: id, team, state, agent, due time (overdue marked), text.
+    List {
+        /// Only this team's.
+        #[arg(long)]
+        team: Option<String>,
+        /// Only those this agent claimed.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only tasks in this state.
+        #[arg(long, value_parser = ["open", "claimed", "done"])]
+        state: Option<String>,
+        /// Tasks to list.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Claim an open task for an agent.
+    Claim {
+        id: i64,
+        /// Who takes it.
+        #[arg(long)]
+        agent: String,
+    },
+    /// Complete a task with its outcome (recorded on the fan as an x_journey_task_done event,
+    /// which journeys can react to).
+    Done {
+        id: i64,
+        /// Who did it.
+        #[arg(long)]
+        agent: String,
+        /// What came of it (1–1000 characters).
+        #[arg(long)]
+        outcome: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ChannelArgs {
+    #[command(subcommand)]
+    pub command: ChannelCommand,
+    #[command(flatten)]
+    pub at: TenantStoreArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The channels, as commands name them.
+pub const CHANNEL_KINDS: [&str; 3] = ["webhook", "douyin_im", "wecom_robot"];
+
+#[derive(Subcommand, Debug)]
+pub enum ChannelCommand {
+    /// Set up a channel, or change some of its settings (flags not given keep their value);
+    /// credentials are stored sealed and never printed.
+    Set {
+        #[command(subcommand)]
+        channel: ChannelSet,
+    },
+    /// Every channel: set up or not, killed or not, its concurrency and timeout, where it
+    /// sends (never a credential).
+    List,
+    /// The kill switch: nothing is sent through the channel until it is resumed (messages
+    /// wait in its queue).
+    Kill {
+        #[arg(value_parser = CHANNEL_KINDS)]
+        kind: String,
+    },
+    /// Turn a channel's kill switch off: its queue is delivered again.
+    Resume {
+        #[arg(value_parser = CHANNEL_KINDS)]
+        kind: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ChannelSet {
+    /// The tenant's own HTTPS endpoint: each message is POSTed with an Idempotency-Key and
+    /// an X-Siyu-Signature (HMAC-SHA256 of the body with the secret).
+    Webhook {
+        /// Where messages are posted (https and a public host, unless
+        /// SIYU_ALLOW_PRIVATE_TARGETS=1).
+        #[arg(long)]
+        url: Option<String>,
+        /// The signing secret (or env SIYU_WEBHOOK_SECRET, which keeps it out of `ps`).
+        #[arg(long, env = "SIYU_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<SecretArg>,
+        #[command(flatten)]
+        limits: ChannelLimits,
+    },
+    /// Douyin private messages (抖音私信) sent as the tenant's business account.
+    #[command(name = "douyin_im", alias = "douyin-im")]
+    DouyinIm {
+        /// The business account's access token, scope im.direct_message (or env
+        /// SIYU_DOUYIN_ACCESS_TOKEN).
+        #[arg(long, env = "SIYU_DOUYIN_ACCESS_TOKEN", hide_env_values = true)]
+        access_token: Option<SecretArg>,
+        /// The business account's open_id: messages are sent as it.
+        #[arg(long)]
+        open_id: Option<String>,
+        /// The Open Platform's origin (default https://open.douyin.com).
+        #[arg(long)]
+        base: Option<String>,
+        #[command(flatten)]
+        limits: ChannelLimits,
+    },
+    /// A WeCom group robot (企业微信群机器人), at most 20 messages a minute.
+    #[command(name = "wecom_robot", alias = "wecom-robot")]
+    WecomRobot {
+        /// The robot's webhook URL with its key (or env SIYU_WECOM_ROBOT_URL: the key is the
+        /// robot's credential), e.g. https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=KEY.
+        #[arg(long, env = "SIYU_WECOM_ROBOT_URL", hide_env_values = true)]
+        url: Option<SecretArg>,
+        #[command(flatten)]
+        limits: ChannelLimits,
+    },
+}
+
+/// How hard a channel is driven.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct ChannelLimits {
+    /// Deliveries in flight at once (1–256).
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// A request's whole time in milliseconds (100–120000; default 10000).
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Args, Debug)]

@@ -10,6 +10,7 @@ mod output;
 mod bench;
 mod bench_journeys;
 mod bench_readers;
+mod channel;
 mod cli;
 mod connector;
 mod demo;
@@ -18,6 +19,7 @@ mod forward;
 mod gen_cmd;
 mod identity;
 mod import;
+mod journey;
 mod report;
 mod safeguards;
 mod segment;
@@ -78,6 +80,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Tag(a) => segment::tag(a),
         Bench(a) => bench::run(a),
         Connector(a) => connector::run(a),
+        Journey(a) => journey::run(a),
+        Task(a) => journey::task(a),
+        Channel(a) => channel::run(a),
     }
 }
 

@@ -115,10 +115,16 @@ pub fn fail(e: &anyhow::Error, json: bool) -> ! {
     let code = error_code(e);
     let message = format!("{e:#}");
     if json {
-        let field = e
-            .chain()
-            .find_map(|c| c.downcast_ref::<crate::forward::RemoteError>())
-            .and_then(|r| r.field());
+        let field = e.chain().find_map(|c| {
+            if let Some(r) = c.downcast_ref::<crate::forward::RemoteError>() {
+                return r.field().map(str::to_string);
+            }
+            if let Some(j) = c.downcast_ref::<siyu_app::journeys::JourneyError>() {
+                return j.field();
+            }
+            c.downcast_ref::<siyu_app::channels::ChannelError>()
+                .and_then(|c| c.field().map(str::to_string))
+        });
         let body = serde_json::json!({"error": {"code": code, "message": message, "field": field}});
         let _ = try_stdout(&format!("{body}\n"));
     }
@@ -152,6 +158,12 @@ fn error_code(e: &anyhow::Error) -> &str {
         }
         if let Some(s) = cause.downcast_ref::<siyu_app::segments::SegmentError>() {
             return s.code();
+        }
+        if let Some(j) = cause.downcast_ref::<siyu_app::journeys::JourneyError>() {
+            return j.code();
+        }
+        if let Some(c) = cause.downcast_ref::<siyu_app::channels::ChannelError>() {
+            return c.code();
         }
         if let Some(s) = cause.downcast_ref::<siyu_store::StoreError>() {
             return s.code();
@@ -198,4 +210,159 @@ pub fn n(x: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// A column label in both languages, as reports show it (`sent 发送`).
+#[derive(Debug, Clone, Copy)]
+pub struct Label {
+    pub key: &'static str,
+    pub zh: &'static str,
+    pub en: &'static str,
+}
+
+/// Every column label the journey, task and channel commands print: one table, so each word
+/// is translated once.
+#[rustfmt::skip]
+pub const LABELS: &[Label] = &[
+    Label { key: "step", zh: "步骤", en: "step" },
+    Label { key: "type", zh: "类型", en: "type" },
+    Label { key: "channel", zh: "渠道", en: "channel" },
+    Label { key: "entered", zh: "进入", en: "entered" },
+    Label { key: "waiting", zh: "等待中", en: "waiting" },
+    Label { key: "sent", zh: "发送", en: "sent" },
+    Label { key: "delivered", zh: "送达", en: "delivered" },
+    Label { key: "pending", zh: "待送达", en: "pending" },
+    Label { key: "failed", zh: "失败", en: "failed" },
+    Label { key: "skipped", zh: "跳过", en: "skipped" },
+    Label { key: "fell_back", zh: "转人工", en: "fell back" },
+    Label { key: "converted", zh: "转化", en: "converted" },
+    Label { key: "replied", zh: "回复", en: "replied" },
+    Label { key: "awaiting_goal", zh: "待转化", en: "awaiting goal" },
+    Label { key: "held", zh: "暂停中", en: "held" },
+    Label { key: "completed", zh: "完成", en: "completed" },
+    Label { key: "merged", zh: "已合并", en: "merged" },
+    Label { key: "conversion_rate", zh: "转化率", en: "conversion" },
+    Label { key: "variant", zh: "版本", en: "variant" },
+    Label { key: "rate", zh: "转化率", en: "rate" },
+    Label { key: "interval95", zh: "95%区间", en: "95% interval" },
+    Label { key: "share", zh: "流量占比", en: "share" },
+    Label { key: "steps", zh: "步骤", en: "steps" },
+    Label { key: "runs", zh: "旅程实例", en: "runs" },
+    Label { key: "variants", zh: "内容版本", en: "variants" },
+    Label { key: "journey", zh: "旅程", en: "journey" },
+    Label { key: "version", zh: "版本号", en: "version" },
+    Label { key: "paused", zh: "已暂停", en: "paused" },
+    Label { key: "active", zh: "运行中", en: "active" },
+    Label { key: "trigger", zh: "触发", en: "trigger" },
+    Label { key: "updated", zh: "更新于", en: "updated" },
+    Label { key: "id", zh: "编号", en: "id" },
+    Label { key: "team", zh: "团队", en: "team" },
+    Label { key: "state", zh: "状态", en: "state" },
+    Label { key: "agent", zh: "处理人", en: "agent" },
+    Label { key: "due", zh: "截止", en: "due" },
+    Label { key: "overdue", zh: "逾期", en: "overdue" },
+    Label { key: "text", zh: "内容", en: "text" },
+    Label { key: "fan", zh: "粉丝", en: "fan" },
+    Label { key: "attempts", zh: "尝试", en: "attempts" },
+    Label { key: "answer", zh: "渠道应答", en: "answer" },
+    Label { key: "configured", zh: "已配置", en: "configured" },
+    Label { key: "killed", zh: "已停用", en: "killed" },
+    Label { key: "concurrency", zh: "并发", en: "concurrency" },
+    Label { key: "timeout_ms", zh: "超时ms", en: "timeout ms" },
+    Label { key: "target", zh: "目标", en: "target" },
+];
+
+/// The label of `key` as `en 中文` (the key itself if the table lacks it).
+pub fn label(key: &str) -> String {
+    match LABELS.iter().find(|l| l.key == key) {
+        Some(l) => format!("{} {}", l.en, l.zh),
+        None => key.to_string(),
+    }
+}
+
+/// The English label of `key`.
+pub fn en(key: &str) -> &str {
+    LABELS.iter().find(|l| l.key == key).map_or(key, |l| l.en)
+}
+
+/// The Chinese label of `key`.
+pub fn zh(key: &str) -> &str {
+    LABELS.iter().find(|l| l.key == key).map_or(key, |l| l.zh)
+}
+
+/// A table's two header rows for `keys`: English, then Chinese.
+pub fn headers(keys: &[&str]) -> [Vec<String>; 2] {
+    [
+        keys.iter().map(|k| en(k).to_string()).collect(),
+        keys.iter().map(|k| zh(k).to_string()).collect(),
+    ]
+}
+
+/// The width `s` takes on a terminal: CJK and full-width characters take two columns.
+pub fn width(s: &str) -> usize {
+    s.chars()
+        .map(|c| match c as u32 {
+            0x1100..=0x115F
+            | 0x2E80..=0x303E
+            | 0x3041..=0x33FF
+            | 0x3400..=0x4DBF
+            | 0x4E00..=0x9FFF
+            | 0xA000..=0xA4CF
+            | 0xAC00..=0xD7A3
+            | 0xF900..=0xFAFF
+            | 0xFE30..=0xFE4F
+            | 0xFF00..=0xFF60
+            | 0xFFE0..=0xFFE6 => 2,
+            _ => 1,
+        })
+        .sum()
+}
+
+/// Rows of cells as an aligned table, two spaces between columns and two before the first;
+/// `align` has one letter per column, `l` (left) or `r` (right, for numbers); columns beyond
+/// it are left-aligned.
+pub fn table(rows: &[Vec<String>], align: &str) {
+    let right: Vec<bool> = align.chars().map(|c| c == 'r').collect();
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| width(s))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let pad = " ".repeat(widths[c].saturating_sub(width(cell)));
+            line.push_str("  ");
+            if right.get(c).copied().unwrap_or(false) {
+                line.push_str(&pad);
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&pad);
+            }
+        }
+        outln!("{}", line.trim_end());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chinese_takes_two_columns_and_every_label_is_once_in_the_table() {
+        assert_eq!(width("sent 发送"), 9);
+        assert_eq!(width("abc"), 3);
+        assert_eq!(label("fell_back"), "fell back 转人工");
+        assert_eq!(label("no_such_key"), "no_such_key");
+        let mut keys: Vec<_> = LABELS.iter().map(|l| l.key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), LABELS.len());
+    }
 }

@@ -164,6 +164,11 @@ async fn every_command_exits_quietly_into_a_closed_pipe(b: Backend) {
         &["tag", "history", "1"],
         &["connector", "douyin"],
         &["connector", "oceanengine"],
+        &["journey", "list"],
+        &["journey", "dead-letters"],
+        &["journey", "policy"],
+        &["task", "list"],
+        &["channel", "list"],
     ];
     for args in small {
         let mut args = args.to_vec();
