@@ -39,7 +39,6 @@
 //! switch (`killed`) is set on its own with [`set_killed`], and the worker checks
 //! [`ChannelSettings::killed`] before it delivers.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -66,11 +65,9 @@ pub const MAX_CONCURRENCY: u32 = 256;
 /// How much of an answer an [`Attempt`] keeps.
 pub const ANSWER_BYTES: usize = 2048;
 
-// TODO(journeys): use siyu_journey::policy (WECOM_TEXT_BYTES, WECOM_MARKDOWN_BYTES,
-// WECOM_PER_MINUTE, RateWindow, classify) once its bodies are written.
-const WECOM_TEXT_BYTES: usize = 2048;
-const WECOM_MARKDOWN_BYTES: usize = 4096;
-const WECOM_PER_MINUTE: usize = 20;
+// The WeCom robot's limits and what an HTTP answer means are the journeys' policy, one table
+// for the state machine (which skips what is too long) and the adapters.
+use siyu_journey::policy::{WECOM_MARKDOWN_BYTES, WECOM_PER_MINUTE, WECOM_TEXT_BYTES};
 const MINUTE_MS: Millis = 60_000;
 
 /// The channels a tenant can send through.
@@ -989,17 +986,16 @@ fn send(
     })
 }
 
-/// What an HTTP status means. TODO(journeys): use siyu_journey::policy::classify (which also
-/// reads HTTP-date `Retry-After` values).
+/// What an HTTP status means (`Retry-After` in seconds or as an HTTP date).
 fn classify_status(status: u16, retry_after: Option<&str>) -> Outcome {
-    match status {
-        200..=299 => Outcome::Delivered,
-        408 | 429 | 500..=599 => Outcome::Retry {
-            after_ms: retry_after
-                .and_then(|v| v.trim().parse::<u32>().ok())
-                .map(|s| i64::from(s) * 1000),
+    use siyu_journey::policy::{Verdict, classify};
+    let now = siyu_domain::time::now_ms();
+    match classify(Some(status), retry_after, now) {
+        Verdict::Delivered => Outcome::Delivered,
+        Verdict::Retry { after } => Outcome::Retry {
+            after_ms: after.map(|t| (t - now).max(0)),
         },
-        _ => Outcome::Permanent,
+        Verdict::Permanent => Outcome::Permanent,
     }
 }
 
@@ -1246,7 +1242,7 @@ pub struct WecomRobotChannel {
     clock: Arc<dyn Clock>,
     /// The instants of the sends in the last minute, oldest first. A std `Mutex`: held for a
     /// few comparisons, never across the request.
-    sent: Mutex<VecDeque<Millis>>,
+    sent: Mutex<siyu_journey::policy::RateWindow>,
 }
 
 impl WecomRobotChannel {
@@ -1260,24 +1256,16 @@ impl WecomRobotChannel {
             settings,
             targets,
             clock,
-            sent: Mutex::new(VecDeque::new()),
+            sent: Mutex::new(siyu_journey::policy::RateWindow::default()),
         }
     }
 
     /// Takes a slot of the minute window, or says how long until one frees.
-    /// TODO(journeys): use siyu_journey::policy::RateWindow.
     fn admit(&self) -> Result<(), Millis> {
         let now = self.clock.now();
-        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
-        while sent.front().is_some_and(|t| *t <= now - MINUTE_MS) {
-            sent.pop_front();
-        }
-        if sent.len() >= WECOM_PER_MINUTE {
-            let oldest = *sent.front().unwrap_or(&now);
-            return Err((oldest + MINUTE_MS - now).max(1));
-        }
-        sent.push_back(now);
-        Ok(())
+        let mut w = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        w.admit(now, WECOM_PER_MINUTE)
+            .map_err(|at| (at - now).max(1))
     }
 }
 

@@ -37,6 +37,9 @@ use super::{Bell, JourneyError};
 use crate::App;
 use crate::channels::{self, ChannelKind, Deliver, Outcome};
 
+/// How an adapter's answer starts when it held a row for its rate window (no request made).
+const RATE_LIMITED: &str = "rate_limited:";
+
 /// Rows a lane takes per step.
 pub const BATCH: usize = 512;
 
@@ -218,7 +221,13 @@ impl OutboxWorker {
         let mut settled = Vec::with_capacity(rows.len());
         let mut outcomes = Vec::new();
         for (row, (outcome, answer)) in rows.iter().zip(results) {
-            let attempts = row.attempts + 1;
+            // Waiting for a slot of a channel's own rate window (a WeCom robot's 20 a minute)
+            // is not a failed attempt: it never gives a row up.
+            let attempts = if answer.starts_with(RATE_LIMITED) {
+                row.attempts
+            } else {
+                row.attempts + 1
+            };
             let internal = channel == TAGS || channel == EVENTS;
             match outcome {
                 Outcome::Delivered => {
