@@ -456,3 +456,223 @@ fn history_starts_no_run_but_an_old_opt_out_still_holds() {
     let hello = rep.steps.iter().find(|s| s.id == "hello").unwrap();
     assert_eq!(hello.skipped.get("opted_out"), Some(&1));
 }
+
+fn pm(who: &str, id: &str, ts: i64, text: &str) -> Value {
+    json!({"id": id, "type": "private_message_in", "ts": siyu_domain::time::format_rfc3339(ts),
+           "identities": {"douyin_open_id": who},
+           "props": {"text": text, "conversation_short_id": format!("conv-{who}"),
+                     "server_message_id": format!("msg-{id}")}})
+}
+
+#[test]
+fn douyin_replies_inside_the_window_asks_staff_outside_it_and_proactive_only_when_authorized() {
+    let h = Harness::new();
+    // A Douyin-speaking sink: every answer is success.
+    let sink = Sink::start(Vec::new());
+    let base = sink.url.trim_end_matches("/hook").to_string();
+    crate::channels::set_channel(
+        &**h.app.store(),
+        h.app.safeguards(),
+        h.tenant,
+        crate::channels::ChannelKind::DouyinIm,
+        &json!({"base": base, "access_token": "tok", "open_id": "biz"}),
+        T0,
+    )
+    .unwrap();
+    h.app.journeys_changed();
+    h.app
+        .apply_journey(
+            h.tenant,
+            r#"
+name = "dm"
+trigger = { event = "follow" }
+[[steps]]
+id = "hi"
+type = "send"
+channel = "douyin_im"
+text = "你好"
+fallback = "task"
+fallback_team = "service"
+"#,
+        )
+        .unwrap();
+    h.events(vec![
+        // w wrote an hour ago: inside the reply window.
+        pm("w", "m1", T0 - 3_600_000, "在吗"),
+        // old wrote three days ago: outside it; auth authorized proactive messages.
+        pm("old", "m2", T0 - 3 * 86_400_000, "hi"),
+        json!({"id": "a1", "type": "x_authorize", "domain": "private",
+               "ts": siyu_domain::time::format_rfc3339(T0 - 5000),
+               "identities": {"douyin_open_id": "auth"}}),
+    ]);
+    let mut w = JourneyWorker::new(h.app.clone());
+    let mut o = OutboxWorker::new(h.app.clone());
+    w.step(T0).unwrap();
+    h.events(vec![
+        follow("w", "f1", T0 - 100),
+        follow("old", "f2", T0 - 90),
+        follow("auth", "f3", T0 - 80),
+    ]);
+    h.clock.set(T0 + 10);
+    settle(&h, &mut w, &mut o);
+    let bodies: Vec<Value> = sink
+        .seen()
+        .iter()
+        .map(|s| serde_json::from_slice(&s.body).unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    let reply = bodies.iter().find(|b| b["to_user_id"] == "w").unwrap();
+    assert_eq!(reply["scene"], "im_reply_msg");
+    assert_eq!(reply["msg_id"], "msg-m1");
+    assert_eq!(reply["conversation_id"], "conv-w");
+    let proactive = bodies.iter().find(|b| b["to_user_id"] == "auth").unwrap();
+    assert_ne!(proactive["scene"], "im_reply_msg");
+    let rep = h.app.journey_report(h.tenant, "dm").unwrap();
+    let hi = &rep.steps[0];
+    assert_eq!(hi.fell_back.get("outside_reply_window"), Some(&1));
+    assert_eq!(hi.sent, 2);
+    let tasks = h
+        .app
+        .tasks(
+            h.tenant,
+            &super::TaskQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(
+        (tasks[0].team.as_str(), tasks[0].text.as_str()),
+        ("service", "你好")
+    );
+    // Staff completes it: the outcome comes back as an event and on the run's history.
+    h.app
+        .complete_task(h.tenant, tasks[0].id, "李雷", "已电话联系")
+        .unwrap();
+    h.clock.set(T0 + 20);
+    settle(&h, &mut w, &mut o);
+    let run = tasks[0].run.unwrap();
+    let kinds: Vec<&str> = h
+        .store
+        .run_history(h.tenant, run)
+        .unwrap()
+        .iter()
+        .filter_map(|r| siyu_journey::run::RecordKind::from_i16(r.kind).map(|k| k.as_str()))
+        .collect();
+    assert!(kinds.contains(&"task_done"), "{kinds:?}");
+}
+
+#[test]
+fn a_reply_and_the_goal_come_back_as_events_and_on_the_report() {
+    let h = Harness::new();
+    let sink = Sink::start(Vec::new());
+    h.webhook(&sink.url);
+    h.app
+        .apply_journey(
+            h.tenant,
+            r#"
+name = "convert"
+trigger = { event = "follow" }
+goal = { event = "order", within = "7d" }
+[[steps]]
+id = "offer"
+type = "send"
+channel = "webhook"
+text = "新人券"
+[[steps]]
+id = "w"
+type = "wait"
+for = "3d"
+"#,
+        )
+        .unwrap();
+    let mut w = JourneyWorker::new(h.app.clone());
+    let mut o = OutboxWorker::new(h.app.clone());
+    // x and y follow as two fans (two open ids).
+    h.events(vec![
+        follow("x", "f1", T0 - 300),
+        follow("y", "f2", T0 - 200),
+    ]);
+    settle(&h, &mut w, &mut o);
+    assert_eq!(sink.seen().len(), 2);
+    // x replies, then orders: replied, converted.
+    h.clock.set(T0 + 1000);
+    h.events(vec![
+        pm("x", "m1", T0 + 500, "多少钱"),
+        json!({"id": "o1", "type": "order", "ts": siyu_domain::time::format_rfc3339(T0 + 900),
+               "identities": {"douyin_open_id": "x"}, "props": {"order_id": "o1", "amount": 99}}),
+    ]);
+    settle(&h, &mut w, &mut o);
+    let rep = h.app.journey_report(h.tenant, "convert").unwrap();
+    assert_eq!(rep.runs.converted, 1);
+    assert_eq!(rep.steps[0].replied, 1);
+    // The outcome events are in the log.
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    h.store
+        .scan(h.tenant, 0, &mut |e| {
+            let t = e.event.ty.to_string();
+            if t.starts_with("x_journey_") {
+                *kinds.entry(t).or_default() += 1;
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(kinds.get("x_journey_delivered"), Some(&2), "{kinds:?}");
+    assert_eq!(kinds.get("x_journey_replied"), Some(&1), "{kinds:?}");
+    assert_eq!(kinds.get("x_journey_converted"), Some(&1), "{kinds:?}");
+}
+
+#[test]
+fn two_open_runs_of_one_person_become_one_the_older() {
+    let h = Harness::new();
+    let sink = Sink::start(Vec::new());
+    h.webhook(&sink.url);
+    h.app
+        .apply_journey(
+            h.tenant,
+            r#"
+name = "nurture"
+trigger = { event = "follow" }
+[[steps]]
+id = "w"
+type = "wait"
+for = "3d"
+[[steps]]
+id = "s"
+type = "send"
+channel = "webhook"
+text = "三天后"
+"#,
+        )
+        .unwrap();
+    let mut w = JourneyWorker::new(h.app.clone());
+    let mut o = OutboxWorker::new(h.app.clone());
+    // x follows by their Douyin id; a phone-only follow comes from another system.
+    h.events(vec![
+        follow("x", "f1", T0 - 300),
+        json!({"id": "f2", "type": "follow", "ts": siyu_domain::time::format_rfc3339(T0 - 200),
+               "identities": {"phone": "13800138000"}}),
+    ]);
+    settle(&h, &mut w, &mut o);
+    // x leaves that phone on a form: one person now, with two open runs until the next
+    // trigger of that fan settles it.
+    h.clock.set(T0 + 1000);
+    h.events(vec![
+        json!({"id": "l1", "type": "lead_form", "ts": siyu_domain::time::format_rfc3339(T0 + 500),
+               "identities": {"douyin_open_id": "x", "phone": "13800138000"}}),
+        follow("x", "f3", T0 + 700),
+    ]);
+    settle(&h, &mut w, &mut o);
+    let rep = h.app.journey_report(h.tenant, "nurture").unwrap();
+    assert_eq!(
+        (rep.runs.entered, rep.runs.merged, rep.runs.waiting),
+        (2, 1, 1),
+        "{:?}",
+        rep.runs
+    );
+    // Three days later one message goes, not two.
+    h.clock.set(T0 + 3 * 86_400_000 + 1000);
+    settle(&h, &mut w, &mut o);
+    assert_eq!(sink.seen().len(), 1);
+}
