@@ -676,3 +676,47 @@ text = "三天后"
     settle(&h, &mut w, &mut o);
     assert_eq!(sink.seen().len(), 1);
 }
+
+#[test]
+fn a_daily_schedule_enters_the_segments_members_once_a_day() {
+    let h = Harness::new();
+    let sink = Sink::start(Vec::new());
+    h.webhook(&sink.url);
+    h.events(vec![
+        follow("x", "f1", T0 - 300),
+        follow("y", "f2", T0 - 200),
+    ]);
+    h.app
+        .segment_save(h.tenant, "抖音粉丝", "has(douyin_open_id)", None)
+        .unwrap();
+    h.app
+        .apply_journey(
+            h.tenant,
+            r#"
+name = "morning"
+trigger = { schedule = "09:30", segment = "抖音粉丝" }
+reentry = "always"
+[[steps]]
+id = "s"
+type = "send"
+channel = "webhook"
+text = "早安"
+"#,
+        )
+        .unwrap();
+    let mut w = JourneyWorker::new(h.app.clone());
+    let mut o = OutboxWorker::new(h.app.clone());
+    // 10:00: today's 09:30 has passed, so today's round goes now; once.
+    settle(&h, &mut w, &mut o);
+    assert_eq!(sink.seen().len(), 2);
+    h.clock.set(T0 + 3_600_000);
+    settle(&h, &mut w, &mut o);
+    assert_eq!(sink.seen().len(), 2, "once a day");
+    // The next morning, 09:29 and then 09:30.
+    h.clock.set(T0 + 86_400_000 - 31 * 60_000);
+    settle(&h, &mut w, &mut o);
+    assert_eq!(sink.seen().len(), 2);
+    h.clock.set(T0 + 86_400_000 - 30 * 60_000);
+    settle(&h, &mut w, &mut o);
+    assert_eq!(sink.seen().len(), 4);
+}
