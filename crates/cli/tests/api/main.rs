@@ -10,6 +10,7 @@ mod durability;
 mod guard;
 mod identity;
 mod ingest;
+mod journey_crash;
 mod journeys;
 mod metrics;
 mod nodes;
