@@ -2,8 +2,9 @@
 //! that is down or slow never delays another (each lane has its own thread, its own queue in
 //! the store and its own concurrency limit).
 //!
-//! A lane's [`OutboxWorker::step_lane`] takes the channel's due rows, delivers them (at most
-//! the channel's concurrency at once), and settles them in one transaction:
+//! A lane's [`OutboxWorker::step_lane`] takes the channel's due rows and delivers them in
+//! rounds of the channel's concurrency, settling each round in one transaction before the
+//! next starts (so a crash repeats at most one round's requests):
 //! - delivered (2xx, or the channel's protocol says so) → delivered;
 //! - a retryable failure (timeout, connection error, 5xx, 429 honouring `Retry-After`) →
 //!   due again after an exponential backoff with jitter ([`siyu_journey::policy::backoff`]),
@@ -204,20 +205,44 @@ impl OutboxWorker {
                 ..LaneReport::default()
             });
         }
-        let results: Vec<(Outcome, String)> = match channel {
-            TAGS => self.apply_tags(tenant, &rows)?,
-            EVENTS => self.append(tenant, &rows)?,
-            _ => {
-                let adapter = adapter.ok_or_else(|| {
-                    JourneyError::internal(format!("lane {channel} has no adapter"))
-                })?;
-                deliver_all(&*adapter, &rows, concurrency)
-            }
-        };
+        let internal = channel == TAGS || channel == EVENTS;
         let mut report = LaneReport {
             more: rows.len() >= self.batch,
             ..LaneReport::default()
         };
+        // An outbound lane settles what it delivered a round of `concurrency` rows at a time:
+        // a crash then sends again at most the rows that were in flight (one round), never
+        // rows a channel had answered earlier in the step. The internal lanes are idempotent
+        // and settle their whole batch at once.
+        let round = if internal { rows.len() } else { concurrency };
+        for part in rows.chunks(round.max(1)) {
+            let results: Vec<(Outcome, String)> = match channel {
+                TAGS => self.apply_tags(tenant, part)?,
+                EVENTS => self.append(tenant, part)?,
+                _ => {
+                    let adapter = adapter.as_deref().ok_or_else(|| {
+                        JourneyError::internal(format!("lane {channel} has no adapter"))
+                    })?;
+                    deliver_all(adapter, part, concurrency)
+                }
+            };
+            self.settle(tenant, internal, part, results, now, &mut report)?;
+        }
+        report.next_at = store.outbox_next_at(tenant, channel)?;
+        Ok(report)
+    }
+
+    /// Settles delivered rows (their outcome events appended first, so a crash in between
+    /// appends them again as duplicates and never loses one).
+    fn settle(
+        &mut self,
+        tenant: TenantId,
+        internal: bool,
+        rows: &[StoredOutbox],
+        results: Vec<(Outcome, String)>,
+        now: Millis,
+        report: &mut LaneReport,
+    ) -> Result<(), JourneyError> {
         let mut settled = Vec::with_capacity(rows.len());
         let mut outcomes = Vec::new();
         for (row, (outcome, answer)) in rows.iter().zip(results) {
@@ -228,7 +253,6 @@ impl OutboxWorker {
             } else {
                 row.attempts + 1
             };
-            let internal = channel == TAGS || channel == EVENTS;
             match outcome {
                 Outcome::Delivered => {
                     report.delivered += 1;
@@ -275,9 +299,8 @@ impl OutboxWorker {
         if !events.is_empty() {
             append_events(&self.app, tenant, events)?;
         }
-        store.settle_outbox(tenant, &settled)?;
-        report.next_at = store.outbox_next_at(tenant, channel)?;
-        Ok(report)
+        self.app.store().settle_outbox(tenant, &settled)?;
+        Ok(())
     }
 
     /// Applies tag steps through the tenant's writer: each row adds or removes a tag unless

@@ -44,7 +44,8 @@ pub fn start_server(flags: &[String]) -> (Child, String) {
     (child, url)
 }
 
-fn create_tenant(flags: &[String]) -> (String, String) {
+/// Creates the tenant `acme` through the CLI: its write and admin keys.
+pub fn create_tenant(flags: &[String]) -> (String, String) {
     let out = siyu()
         .args(["tenant", "create", "acme"])
         .args(flags)

@@ -11,6 +11,7 @@ mod guard;
 mod identity;
 mod ingest;
 mod journey_cli;
+mod journey_crash;
 mod journeys;
 mod metrics;
 mod nodes;
