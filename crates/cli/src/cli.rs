@@ -430,6 +430,10 @@ pub struct DemoArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Tests: set the demo tenant's quiet hours to none (00:00–00:00), so its sends go at any
+    /// hour. Kept in the tenant's policy.
+    #[arg(long, hide = true)]
+    pub no_quiet_hours: bool,
 }
 
 /// The store and the tenant a command works on.

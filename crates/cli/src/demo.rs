@@ -14,6 +14,8 @@ use siyu_store::{Location, Store};
 use crate::cli::DemoArgs;
 use crate::{gen_cmd, import, output};
 
+mod sop;
+
 const TENANT: &str = "demo";
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -61,6 +63,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     drop(ingestor);
     store.flush()?;
 
+    // The two ready SOPs, on today's events through the live engine (history starts no run).
+    if !args.json {
+        errln!("running two SOP journeys on today's events ...");
+    }
+    let journeys = sop::run(&store, &location, tenant.id, args.no_quiet_hours);
+    store.flush()?;
+
     let mut engine = siyu_app::identity::replay(&*store, tenant.id)?;
     let stats = engine.stats();
     // Fans against the generator's people, so the difference is explained by numbers.
@@ -98,6 +107,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 "layers": layers,
                 "flow_30d": flow,
                 "segment": {"expr": DEMO_SEGMENT, "count": audience},
+                "journeys": match &journeys {
+                    Ok(o) => o.to_json(),
+                    Err(e) => json!({"error": format!("{e:#}")}),
+                },
             }))?
         );
     } else {
@@ -125,6 +138,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             "  → {} fans; try your own: siyu segment count '...' (docs/segments.md)",
             output::n(audience as u64)
         );
+        outln!();
+        match &journeys {
+            Ok(o) => sop::print(o),
+            Err(e) => outln!("SOP journeys 标准化经营步骤 — not run: {e:#}"),
+        }
         if !args.serve {
             outln!();
             outln!("  Next: `siyu demo --serve` serves this brand on http://127.0.0.1:8080");

@@ -221,9 +221,42 @@ async fn demo_generates_imports_and_reruns_idempotently(b: Backend) {
     let accepted = v["import"]["accepted"].as_u64().unwrap();
     assert!(accepted > 400, "{v}");
     assert_eq!(v["import"]["rejected"], 0);
-    assert_eq!(v["stats"]["events"].as_u64(), Some(accepted));
     let fans = v["stats"]["fans"].as_u64().unwrap();
-    assert!(fans > 300 && fans <= 420, "{fans} fans for 400 people");
+    assert!(
+        fans > 440 && fans <= 560,
+        "{fans} fans for 400 people and today's 140"
+    );
+
+    // The two ready SOPs ran on today's events, whatever the hour (quiet hours only defer).
+    let j = &v["journeys"];
+    let today = j["today"]["events"].as_u64().unwrap();
+    assert!(today > 200, "{j}");
+    assert_eq!(j["today"]["new"].as_u64(), Some(today), "{j}");
+    assert!(
+        v["stats"]["events"].as_u64().unwrap() >= accepted + today,
+        "history, today and the journeys' outcome events: {v}"
+    );
+    let runs = journey_runs(j);
+    assert_eq!(
+        runs.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["call_new_leads", "welcome_favorable"],
+        "{j}"
+    );
+    assert!(runs.values().all(|&n| n > 0), "{j}");
+    // 50 lead forms from 40 people: one call each (reentry 30d).
+    assert_eq!(runs["call_new_leads"], 40, "{j}");
+    // Staff tasks obey no quiet hours: every lead has its call.
+    assert_eq!(j["tasks"]["by_team"]["tmk"], 40, "{j}");
+    let welcome = report(j, "welcome_favorable");
+    assert_eq!(
+        welcome["runs"]["entered"].as_i64(),
+        Some(
+            welcome["runs"]["waiting"].as_i64().unwrap()
+                + welcome["runs"]["completed"].as_i64().unwrap()
+        ),
+        "every run waits for quiet hours or is done: {welcome}"
+    );
+
     let v = json_of(&run(&args, &flags));
     assert_eq!(
         (
@@ -232,6 +265,92 @@ async fn demo_generates_imports_and_reruns_idempotently(b: Backend) {
         ),
         (Some(0), Some(accepted))
     );
+    let j2 = &v["journeys"];
+    assert_eq!(
+        j2["today"]["new"], 0,
+        "today's events are stored once: {j2}"
+    );
+    assert_eq!(journey_runs(j2), runs, "no run starts twice: {j2}");
+    assert_eq!(j2["tasks"]["by_team"]["tmk"], 40, "{j2}");
+}
+
+fn report<'a>(journeys: &'a Value, name: &str) -> &'a Value {
+    journeys["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["journey"] == name)
+        .unwrap_or_else(|| panic!("no report of {name}: {journeys}"))
+}
+
+fn journey_runs(journeys: &Value) -> std::collections::BTreeMap<String, i64> {
+    journeys["reports"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no reports: {journeys}"))
+        .iter()
+        .map(|r| {
+            (
+                r["journey"].as_str().unwrap().to_string(),
+                r["runs"]["entered"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Outside quiet hours (the hidden test flag sets none), Douyin's rules decide each welcome:
+/// fans who wrote get a reply and fans who authorized a proactive message, both through the
+/// built-in sink; the others become staff tasks.
+#[test]
+fn demo_journeys_send_through_the_sink_or_hand_to_staff() {
+    let (location, _d) = fresh_location(Backend::Sqlite);
+    let flags = store_flags(&location);
+    let args = ["demo", "--fans", "200", "--days", "10", "--no-quiet-hours"];
+    let v = json_of(&run(&[&args[..], &["--json"]].concat(), &flags));
+    let j = &v["journeys"];
+    let welcome = report(j, "welcome_favorable");
+    let step = &welcome["steps"][0];
+    assert_eq!(step["id"], "welcome");
+    assert_eq!(
+        (
+            step["entered"].as_i64(),
+            step["sent"].as_i64(),
+            step["delivered"].as_i64()
+        ),
+        (Some(80), Some(40), Some(40)),
+        "{welcome}"
+    );
+    assert_eq!(step["fell_back"]["outside_reply_window"], 40, "{welcome}");
+    assert_eq!(
+        welcome["steps"][1]["entered"], 80,
+        "every welcomed fan is tagged: {welcome}"
+    );
+    assert_eq!(
+        (
+            j["sink"]["received"].as_u64(),
+            j["sink"]["replies"].as_u64(),
+            j["sink"]["proactive"].as_u64()
+        ),
+        (Some(40), Some(20), Some(20)),
+        "{j}"
+    );
+    assert_eq!(j["tasks"]["by_team"]["community"], 40, "{j}");
+    assert_eq!(j["tasks"]["total"], 80, "{j}");
+    assert_eq!(j["waiting_for_quiet_hours"], 0, "{j}");
+
+    // The human output, again on the same data: the same numbers, nothing sent twice.
+    let out = run(&args, &flags);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "SOP journeys 标准化经营步骤",
+        "welcome_favorable v1",
+        "call_new_leads v1",
+        "转人工 fell back          40   (outside_reply_window 40)",
+        "received 0 messages",
+        "staff tasks 员工任务: 80 (community 40, tmk 40)",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
 }
 
 both!(
