@@ -3,8 +3,8 @@
 //! the store and its own concurrency limit).
 //!
 //! A lane's [`OutboxWorker::step_lane`] takes the channel's due rows and delivers them in
-//! rounds of the channel's concurrency, settling each round in one transaction before the
-//! next starts (so a crash repeats at most one round's requests):
+//! rounds of the channel's concurrency; each round is settled in one transaction while the
+//! next is on the wire (so a crash repeats at most two rounds' requests):
 //! - delivered (2xx, or the channel's protocol says so) → delivered;
 //! - a retryable failure (timeout, connection error, 5xx, 429 honouring `Retry-After`) →
 //!   due again after an exponential backoff with jitter ([`siyu_journey::policy::backoff`]),
@@ -72,6 +72,23 @@ fn channel_error(e: channels::ChannelError) -> JourneyError {
             field: "channel",
             message: e.to_string(),
         },
+    }
+}
+
+/// A round's outcome, to be written: the outcome events first, then the settling, so a crash
+/// in between appends the events again as duplicates and never loses one.
+struct Persist {
+    events: Vec<Value>,
+    settled: Vec<Settle>,
+}
+
+impl Persist {
+    fn write(self, app: &App, tenant: TenantId) -> Result<(), JourneyError> {
+        if !self.events.is_empty() {
+            append_events(app, tenant, self.events)?;
+        }
+        app.store().settle_outbox(tenant, &self.settled)?;
+        Ok(())
     }
 }
 
@@ -214,26 +231,45 @@ impl OutboxWorker {
         // a crash then sends again at most the rows that were in flight (one round), never
         // rows a channel had answered earlier in the step. The internal lanes are idempotent
         // and settle their whole batch at once.
+        // The rounds are pipelined: a round's outcome events and settling are written while
+        // the next round is on the wire, so at most two rounds are answered-but-unsettled at
+        // a crash (the rows in flight and the round being written).
         let round = if internal { rows.len() } else { concurrency };
+        let mut written: Option<Persist> = None;
         for part in rows.chunks(round.max(1)) {
-            let results: Vec<(Outcome, String)> = match channel {
-                TAGS => self.apply_tags(tenant, part)?,
-                EVENTS => self.append(tenant, part)?,
-                _ => {
-                    let adapter = adapter.as_deref().ok_or_else(|| {
-                        JourneyError::internal(format!("lane {channel} has no adapter"))
-                    })?;
-                    deliver_all(adapter, part, concurrency)
-                }
-            };
-            self.settle(tenant, internal, part, results, now, &mut report)?;
+            let app = &self.app;
+            let (results, wrote) = std::thread::scope(|s| {
+                let writing = written
+                    .take()
+                    .map(|p| s.spawn(move || p.write(app, tenant)));
+                let results: Result<Vec<(Outcome, String)>, JourneyError> = match channel {
+                    TAGS => self.apply_tags(tenant, part),
+                    EVENTS => self.append(tenant, part),
+                    _ => match adapter.as_deref() {
+                        Some(adapter) => Ok(deliver_all(adapter, part, concurrency)),
+                        None => Err(JourneyError::internal(format!(
+                            "lane {channel} has no adapter"
+                        ))),
+                    },
+                };
+                let wrote = writing.map_or(Ok(()), |h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(JourneyError::internal("settling panicked".into())))
+                });
+                (results, wrote)
+            });
+            wrote?;
+            written = Some(self.settle(tenant, internal, part, results?, now, &mut report));
+        }
+        if let Some(p) = written {
+            p.write(&self.app, tenant)?;
         }
         report.next_at = store.outbox_next_at(tenant, channel)?;
         Ok(report)
     }
 
-    /// Settles delivered rows (their outcome events appended first, so a crash in between
-    /// appends them again as duplicates and never loses one).
+    /// What a round's answers mean for its rows: their settling and outcome events, to be
+    /// written by [`Persist::write`].
     fn settle(
         &mut self,
         tenant: TenantId,
@@ -242,7 +278,7 @@ impl OutboxWorker {
         results: Vec<(Outcome, String)>,
         now: Millis,
         report: &mut LaneReport,
-    ) -> Result<(), JourneyError> {
+    ) -> Persist {
         let mut settled = Vec::with_capacity(rows.len());
         let mut outcomes = Vec::new();
         for (row, (outcome, answer)) in rows.iter().zip(results) {
@@ -295,12 +331,10 @@ impl OutboxWorker {
                 }
             }
         }
-        let events: Vec<Value> = outcomes.into_iter().flatten().collect();
-        if !events.is_empty() {
-            append_events(&self.app, tenant, events)?;
+        Persist {
+            events: outcomes.into_iter().flatten().collect(),
+            settled,
         }
-        self.app.store().settle_outbox(tenant, &settled)?;
-        Ok(())
     }
 
     /// Applies tag steps through the tenant's writer: each row adds or removes a tag unless
