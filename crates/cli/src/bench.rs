@@ -46,7 +46,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             latency_seconds,
             rate,
             waiting,
-        } => crate::bench_journeys::run(fans, latency_seconds, rate, waiting, args.json),
+            postgres,
+        } => crate::bench_journeys::run(
+            fans,
+            latency_seconds,
+            rate,
+            waiting,
+            postgres.as_deref(),
+            args.json,
+        ),
         BenchWhat::Layers {
             fans,
             days,
@@ -181,7 +189,7 @@ fn import_into(location: &Location, file: &Path, fenced: bool) -> anyhow::Result
     Ok((started.elapsed().as_secs_f64(), s.accepted))
 }
 
-fn fresh_schema(url: &str) -> anyhow::Result<(String, String)> {
+pub(crate) fn fresh_schema(url: &str) -> anyhow::Result<(String, String)> {
     let schema = format!("siyu_bench_{}", std::process::id());
     let mut c = url
         .parse::<postgres::Config>()?
@@ -197,7 +205,7 @@ fn fresh_schema(url: &str) -> anyhow::Result<(String, String)> {
     ))
 }
 
-fn drop_schema(url: &str, schema: &str) {
+pub(crate) fn drop_schema(url: &str, schema: &str) {
     if let Ok(mut c) = url
         .parse::<postgres::Config>()
         .and_then(|c| c.connect(postgres::NoTls))

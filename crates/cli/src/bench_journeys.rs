@@ -27,7 +27,7 @@ use siyu_app::journeys::outbox::OutboxWorker;
 use siyu_app::journeys::worker::JourneyWorker;
 use siyu_app::{App, EngineMode, Safeguards};
 use siyu_domain::time::{Clock, SystemClock};
-use siyu_store::{Durability, SqliteStore, Store, TenantId};
+use siyu_store::{Durability, Location, Store, TenantId};
 
 use crate::bench::percentile;
 use crate::output;
@@ -113,16 +113,65 @@ fn connection(conn: std::net::TcpStream, secret: &str, got: &Received) {
     }
 }
 
+/// Where a bench's store lives: a temporary folder, or a fresh PostgreSQL schema dropped
+/// when the bench ends.
+enum Place {
+    Sqlite(tempfile::TempDir),
+    Postgres {
+        url: String,
+        scoped: String,
+        schema: String,
+    },
+}
+
+impl Place {
+    fn sqlite() -> anyhow::Result<Place> {
+        Ok(Place::Sqlite(tempfile::tempdir()?))
+    }
+
+    fn postgres(url: &str) -> anyhow::Result<Place> {
+        let (scoped, schema) = crate::bench::fresh_schema(url)?;
+        Ok(Place::Postgres {
+            url: url.to_string(),
+            scoped,
+            schema,
+        })
+    }
+
+    fn location(&self) -> Location {
+        match self {
+            Place::Sqlite(dir) => Location::Sqlite(dir.path().to_path_buf()),
+            Place::Postgres { scoped, .. } => Location::Postgres(scoped.clone()),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Place::Sqlite(_) => "sqlite",
+            Place::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Place::Postgres { url, schema, .. } = self {
+            crate::bench::drop_schema(url, schema);
+        }
+    }
+}
+
 struct Bench {
-    _dir: tempfile::TempDir,
     store: Arc<dyn Store>,
     app: Arc<App>,
     tenant: TenantId,
     guard: Safeguards,
+    // Last: the store is closed before its schema is dropped.
+    _place: Place,
 }
 
-fn fresh(dir: tempfile::TempDir) -> anyhow::Result<Bench> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path(), Durability::Normal)?);
+fn fresh(place: Place) -> anyhow::Result<Bench> {
+    let store = siyu_store::open(&place.location(), Durability::Normal)?;
     let name = siyu_app::TenantName::parse("bench")?;
     siyu_app::tenants::create(&*store, &name)?;
     let tenant = store.tenants()?[0].id;
@@ -136,11 +185,11 @@ fn fresh(dir: tempfile::TempDir) -> anyhow::Result<Bench> {
     );
     let app = start(&store, &guard)?;
     Ok(Bench {
-        _dir: dir,
         store,
         app,
         tenant,
         guard,
+        _place: place,
     })
 }
 
@@ -285,8 +334,9 @@ fn until(
     Ok(t.elapsed())
 }
 
-fn throughput(fans: u64, say: &dyn Fn(&str)) -> anyhow::Result<Value> {
-    let b = fresh(tempfile::tempdir()?)?;
+fn throughput(place: Place, fans: u64, say: &dyn Fn(&str)) -> anyhow::Result<Value> {
+    say(&format!("{}:", place.name()));
+    let b = fresh(place)?;
     let (url, got) = receiver("bench-secret")?;
     b.webhook(&url, "bench-secret")?;
     b.app
@@ -325,8 +375,9 @@ fn throughput(fans: u64, say: &dyn Fn(&str)) -> anyhow::Result<Value> {
     }))
 }
 
-fn latency(seconds: u64, rate: u64, say: &dyn Fn(&str)) -> anyhow::Result<Value> {
-    let b = fresh(tempfile::tempdir()?)?;
+fn latency(place: Place, seconds: u64, rate: u64, say: &dyn Fn(&str)) -> anyhow::Result<Value> {
+    say(&format!("{}:", place.name()));
+    let b = fresh(place)?;
     let (url, got) = receiver("bench-secret")?;
     b.webhook(&url, "bench-secret")?;
     b.app
@@ -420,8 +471,7 @@ fn rss() -> Option<u64> {
 }
 
 fn waiting(fans: u64, say: &dyn Fn(&str)) -> anyhow::Result<Value> {
-    let dir = tempfile::tempdir()?;
-    let b = fresh(dir)?;
+    let b = fresh(Place::sqlite()?)?;
     let (url, _got) = receiver("bench-secret")?;
     b.webhook(&url, "bench-secret")?;
     b.app
@@ -472,11 +522,11 @@ text = "明天见"
     drop(w);
     say("restarting with them waiting ...");
     let Bench {
-        _dir,
         store,
         app,
         guard,
         tenant,
+        _place,
     } = b;
     if let Ok(mut a) = Arc::try_unwrap(app) {
         a.ingestor.shutdown();
@@ -521,12 +571,14 @@ fn variants() -> Value {
            "includes": "siyu_journey::variants::thompson, the allocation the state machine calls, on a simulated population; outcomes become known immediately (delay 0) or 1,000 entries later"})
 }
 
-/// Runs the four parts and prints their results.
+/// Runs the four parts and prints their results (throughput and latency on PostgreSQL too,
+/// with `postgres`).
 pub fn run(
     fans: u64,
     latency_seconds: u64,
     rate: u64,
     waiting_fans: u64,
+    postgres: Option<&str>,
     json_out: bool,
 ) -> anyhow::Result<()> {
     let say = |s: &str| {
@@ -534,16 +586,30 @@ pub fn run(
             errln!("{s}");
         }
     };
-    let t = throughput(fans, &say)?;
-    let l = latency(latency_seconds, rate, &say)?;
+    let t = throughput(Place::sqlite()?, fans, &say)?;
+    let l = latency(Place::sqlite()?, latency_seconds, rate, &say)?;
+    let pg = match postgres {
+        Some(url) => Some((
+            throughput(Place::postgres(url)?, fans, &say)?,
+            latency(Place::postgres(url)?, latency_seconds, rate, &say)?,
+        )),
+        None => None,
+    };
     let w = waiting(waiting_fans, &say)?;
     let v = variants();
-    let result = json!({"throughput": t, "latency": l, "waiting": w, "variants": v});
+    let mut result = json!({"throughput": t, "latency": l, "waiting": w, "variants": v});
+    if let Some((t, l)) = &pg {
+        result["postgres"] = json!({"throughput": t, "latency": l});
+    }
     if json_out {
         outln!("{}", serde_json::to_string_pretty(&result)?);
-    } else {
+        return Ok(());
+    }
+    let both =
+        std::iter::once(("SQLite", &t, &l)).chain(pg.iter().map(|(t, l)| ("PostgreSQL", t, l)));
+    for (name, t, l) in both {
         outln!(
-            "throughput: {} steps/s ({} fans, {} steps in {:.2} s)",
+            "{name} throughput: {} steps/s ({} fans, {} steps in {:.2} s)",
             output::n(t["steps_per_second"].as_f64().unwrap_or(0.0) as u64),
             output::n(fans),
             output::n(t["steps"].as_i64().unwrap_or(0) as u64),
@@ -551,24 +617,24 @@ pub fn run(
         );
         let lat = &l["event_to_webhook_ms"];
         outln!(
-            "latency: event → webhook p50 {:.1} ms, p99 {:.1} ms at {:.0} entries/s",
+            "{name} latency: event → webhook p50 {:.1} ms, p99 {:.1} ms at {:.0} entries/s",
             lat["p50"].as_f64().unwrap_or(f64::NAN),
             lat["p99"].as_f64().unwrap_or(f64::NAN),
             l["rate_achieved"].as_f64().unwrap_or(0.0)
         );
+    }
+    outln!(
+        "waiting: {:.0} bytes per waiting fan; restart ready in {:.2} s",
+        w["bytes_per_waiting_fan"].as_f64().unwrap_or(f64::NAN),
+        w["restart_ready_seconds"].as_f64().unwrap_or(f64::NAN)
+    );
+    for r in v["runs"].as_array().into_iter().flatten() {
         outln!(
-            "waiting: {:.0} bytes per waiting fan; restart ready in {:.2} s",
-            w["bytes_per_waiting_fan"].as_f64().unwrap_or(f64::NAN),
-            w["restart_ready_seconds"].as_f64().unwrap_or(f64::NAN)
+            "variants (delay {}): {:.1}% of the last 10% to b, regret {:.1}",
+            r["outcome_delay_entries"],
+            r["share_of_last_10pct_to_b"].as_f64().unwrap_or(0.0) * 100.0,
+            r["regret_vs_always_b"].as_f64().unwrap_or(0.0)
         );
-        for r in v["runs"].as_array().into_iter().flatten() {
-            outln!(
-                "variants (delay {}): {:.1}% of the last 10% to b, regret {:.1}",
-                r["outcome_delay_entries"],
-                r["share_of_last_10pct_to_b"].as_f64().unwrap_or(0.0) * 100.0,
-                r["regret_vs_always_b"].as_f64().unwrap_or(0.0)
-            );
-        }
     }
     Ok(())
 }

@@ -1028,6 +1028,10 @@ pub enum BenchWhat {
         /// Fans left waiting on a one-day wait.
         #[arg(long, default_value_t = 100_000)]
         waiting: u64,
+        /// Also run throughput and latency on PostgreSQL at this URL (a fresh schema is
+        /// created and dropped).
+        #[arg(long, env = "SIYU_BENCH_DATABASE_URL")]
+        postgres: Option<String>,
     },
     /// Identity resolution alone: events with two identities each (an open id and a phone,
     /// lead id, union id or WeCom id), resolved into fans; time and memory per value.

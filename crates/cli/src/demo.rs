@@ -46,8 +46,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 cfg.days
             );
         }
-        let partial = work.join(format!("{stem}.jsonl.part"));
-        gen_cmd::write_files(&cfg, &partial, Some(&truth_file))?;
+        // Written under names of this process, then renamed into place: two demos that share
+        // the work folder (on PostgreSQL it is the system's temporary one) never see each
+        // other's half-written files, and the generator's output is the same for both.
+        let pid = std::process::id();
+        let partial = work.join(format!("{stem}.jsonl.{pid}.part"));
+        let partial_truth = work.join(format!("{stem}.truth.csv.{pid}.part"));
+        gen_cmd::write_files(&cfg, &partial, Some(&partial_truth))?;
+        std::fs::rename(&partial_truth, &truth_file)?;
         std::fs::rename(&partial, &events_file)?;
     }
 
@@ -158,7 +164,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// Removes what earlier versions generated under a dated name (`STEM-YYYYMMDD.*`), one
-/// 230 MB file per calendar day.
+/// 230 MB file per calendar day, and half-written files left by a generation cut short.
 fn remove_dated_files(work: &Path, stem: &str) {
     let Ok(dir) = std::fs::read_dir(work) else {
         return;
@@ -170,7 +176,15 @@ fn remove_dated_files(work: &Path, stem: &str) {
         let dated = name
             .strip_prefix(&prefix)
             .is_some_and(|rest| rest.len() > 8 && rest[..8].bytes().all(|b| b.is_ascii_digit()));
-        if dated {
+        // A generation cut short leaves its `.part` files; one an hour old is nobody's.
+        let stale_part = name.ends_with(".part")
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        if dated || stale_part {
             let _ = std::fs::remove_file(entry.path());
         }
     }

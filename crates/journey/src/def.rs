@@ -624,7 +624,16 @@ impl<'t, 'i> Fields<'t, 'i> {
 
 /// A journey's name, a step's or a variant's id: 1–64 letters (any script), digits, `_` or
 /// `-`, so it can sit in a URL, a log line and an idempotency key unquoted.
+/// Names a journey cannot take: they are paths beside the journeys' own in the HTTP API
+/// (`/api/journeys/policy`).
+pub const RESERVED_NAMES: &[&str] = &["policy"];
+
 fn check_name(s: &str) -> Result<(), String> {
+    if RESERVED_NAMES.contains(&s) {
+        return Err(format!(
+            "\"{s}\" is reserved (it names the journeys' policy in the API); choose another name"
+        ));
+    }
     let n = s.chars().count();
     if (1..=MAX_NAME_CHARS).contains(&n)
         && s.chars()
@@ -1880,6 +1889,12 @@ type = "exit"
         );
         refused(
             &top(&format!("name = \"{}\"\n{t}", "名".repeat(65))),
+            "invalid_journey",
+            1,
+            "name",
+        );
+        refused(
+            &top(&format!("name = \"policy\"\n{t}")),
             "invalid_journey",
             1,
             "name",

@@ -370,8 +370,15 @@ pub trait Journeys {
 
     /// Records attempts' outcomes in one fenced transaction (a row no longer pending is left
     /// as it is; one outcome per row). A delivery leaves `attempts` as it was: it counts the
-    /// attempts that failed.
-    fn settle_outbox(&self, tenant: TenantId, settled: &[Settle]) -> Result<()>;
+    /// attempts that failed. `outcomes` are rows inserted in the same transaction (the
+    /// outcome events the settling reports, for the events lane), each skipped when its id or
+    /// key is stored already: settling a repeat adds nothing twice.
+    fn settle_outbox(
+        &self,
+        tenant: TenantId,
+        settled: &[Settle],
+        outcomes: &[StoredOutbox],
+    ) -> Result<()>;
 
     /// Outbox rows matching a filter, newest first.
     fn outbox(&self, tenant: TenantId, filter: &OutboxFilter<'_>) -> Result<Vec<StoredOutbox>>;

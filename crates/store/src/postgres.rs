@@ -339,6 +339,10 @@ CREATE TABLE journey_variants (
     PRIMARY KEY (tenant_id, journey, version, step, arm)
 );
 "#,
+    // 14: outbox rows by run (see the SQLite migration of the same number): with the tables'
+    // statistics not yet gathered after a burst, the planner's nested loop over runs would
+    // otherwise scan the outbox once per run.
+    "CREATE INDEX outbox_run ON outbox (tenant_id, run);",
 ];
 
 /// Serializes migrations of concurrent openers (several nodes, parallel tests).
@@ -393,7 +397,10 @@ pub struct PostgresStore {
     /// `None` after a connection was found ended (a new one is made by the next call), and
     /// once `Drop` has moved the client out.
     writer: Mutex<Option<Connection>>,
-    reader: Mutex<Option<Connection>>,
+    /// Idle read connections: a read takes one (or connects a new one when none is idle, so
+    /// reads never wait for each other — a long report does not stall the outbox's polls),
+    /// and puts it back, [`READERS_KEPT`] at most.
+    readers: Mutex<Vec<Connection>>,
     /// [`IDLE_CHECK`]; tests shorten it.
     idle_check: Duration,
     /// The lease tokens its writes check (see `crate::leases`).
@@ -418,6 +425,9 @@ const IDLE_CHECK: Duration = Duration::from_millis(100);
 
 /// How long that check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle read connections a store keeps.
+const READERS_KEPT: usize = 4;
 
 fn config(url: &str) -> Result<postgres::Config> {
     let mut config: postgres::Config = url
@@ -447,10 +457,10 @@ impl PostgresStore {
                 client: writer,
                 used,
             })),
-            reader: Mutex::new(Some(Connection {
+            readers: Mutex::new(vec![Connection {
                 client: reader,
                 used,
-            })),
+            }]),
             idle_check: IDLE_CHECK,
             fences: crate::Fences::default(),
         })
@@ -489,8 +499,43 @@ impl PostgresStore {
         self.with(&self.writer, f)
     }
 
+    /// Runs `f` on an idle read connection, or a new one; the connection checks and the
+    /// reconnection are those of [`Self::with`].
     pub(crate) fn reader<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
-        self.with(&self.reader, f)
+        let idle = || self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut c = loop {
+            match idle() {
+                Some(mut c) => {
+                    if c.client.is_closed()
+                        || (c.used.elapsed() >= self.idle_check && ended(&mut c.client))
+                    {
+                        close(c.client);
+                        continue;
+                    }
+                    break c;
+                }
+                None => {
+                    break Connection {
+                        client: self.config.connect(NoTls)?,
+                        used: Instant::now(),
+                    };
+                }
+            }
+        };
+        let result = f(&mut c.client);
+        c.used = Instant::now();
+        if result.is_err() && ended(&mut c.client) {
+            close(c.client);
+            return result;
+        }
+        let mut idle = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < READERS_KEPT {
+            idle.push(c);
+        } else {
+            drop(idle);
+            close(c.client);
+        }
+        result
     }
 }
 
@@ -499,17 +544,13 @@ impl PostgresStore {
 /// plain thread of their own, wherever the store is dropped.
 impl Drop for PostgresStore {
     fn drop(&mut self) {
-        let clients = [
-            self.writer
-                .get_mut()
-                .unwrap_or_else(|p| p.into_inner())
-                .take(),
-            self.reader
-                .get_mut()
-                .unwrap_or_else(|p| p.into_inner())
-                .take(),
-        ];
-        let _ = std::thread::spawn(move || drop(clients)).join();
+        let clients = [self
+            .writer
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()];
+        let readers = std::mem::take(self.readers.get_mut().unwrap_or_else(|p| p.into_inner()));
+        let _ = std::thread::spawn(move || drop((clients, readers))).join();
     }
 }
 

@@ -369,6 +369,9 @@ CREATE TABLE journey_variants (
     PRIMARY KEY (tenant_id, journey, version, step, arm)
 ) WITHOUT ROWID;
 "#,
+    // 14: outbox rows by run, so a journey's report and its dead-letter list join them to its
+    // runs by index whatever the planner believes of the tables' sizes.
+    "CREATE INDEX outbox_run ON outbox (tenant_id, run);",
 ];
 
 pub struct SqliteStore {

@@ -116,6 +116,41 @@ fn unique(which: Unique) -> impl Fn(StoreError) -> Failed {
     }
 }
 
+/// Inserts outbox rows; `suffix` is the statement's tail (a conflict clause, or nothing).
+fn insert_outbox(
+    tx: &Transaction<'_>,
+    tenant: TenantId,
+    rows: &[StoredOutbox],
+    suffix: &str,
+) -> crate::Result<()> {
+    insert_many_then(
+        tx,
+        "INSERT INTO outbox (tenant_id, id, channel, run, step, fan, key, payload, state, attempts, next_at, created_at, settled_at, answer) VALUES",
+        suffix,
+        14,
+        rows.len(),
+        |i, v| {
+            let r = &rows[i];
+            v.extend_from_slice(&[
+                &tenant,
+                &r.id,
+                &r.channel,
+                &r.run,
+                &r.step,
+                &r.fan,
+                &r.key,
+                &r.payload,
+                &r.state,
+                &r.attempts,
+                &r.next_at,
+                &r.created_at,
+                &r.settled_at,
+                &r.answer,
+            ]);
+        },
+    )
+}
+
 fn write_batch(tx: &Transaction<'_>, tenant: TenantId, b: &RunBatch<'_>) -> Result<(), Failed> {
     if !b.new_runs.is_empty() {
         let rows = b.new_runs;
@@ -189,34 +224,7 @@ fn write_batch(tx: &Transaction<'_>, tenant: TenantId, b: &RunBatch<'_>) -> Resu
         )?;
     }
     if !b.outbox.is_empty() {
-        let rows = b.outbox;
-        insert_many_then(
-            tx,
-            "INSERT INTO outbox (tenant_id, id, channel, run, step, fan, key, payload, state, attempts, next_at, created_at, settled_at, answer) VALUES",
-            "",
-            14,
-            rows.len(),
-            |i, v| {
-                let r = &rows[i];
-                v.extend_from_slice(&[
-                    &tenant,
-                    &r.id,
-                    &r.channel,
-                    &r.run,
-                    &r.step,
-                    &r.fan,
-                    &r.key,
-                    &r.payload,
-                    &r.state,
-                    &r.attempts,
-                    &r.next_at,
-                    &r.created_at,
-                    &r.settled_at,
-                    &r.answer,
-                ]);
-            },
-        )
-        .map_err(unique(Unique::OutboxKey))?;
+        insert_outbox(tx, tenant, b.outbox, "").map_err(unique(Unique::OutboxKey))?;
     }
     if !b.tasks.is_empty() {
         let rows = b.tasks;
@@ -699,7 +707,12 @@ impl Journeys for SqliteStore {
         })
     }
 
-    fn settle_outbox(&self, tenant: TenantId, settled: &[Settle]) -> Result<()> {
+    fn settle_outbox(
+        &self,
+        tenant: TenantId,
+        settled: &[Settle],
+        outcomes: &[StoredOutbox],
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         fenced(&tx, &self.fences, tenant)?;
@@ -735,6 +748,9 @@ impl Journeys for SqliteStore {
                     } => dead.execute(params![tenant, id, attempts, at, answer])?,
                 };
             }
+        }
+        if !outcomes.is_empty() {
+            insert_outbox(&tx, tenant, outcomes, "ON CONFLICT DO NOTHING")?;
         }
         tx.commit()?;
         Ok(())

@@ -1544,7 +1544,18 @@ fn settling_the_outbox(s: &dyn Store) {
             answer: "400 bad".into(),
         },
     ];
-    s.settle_outbox(t, &settle).unwrap();
+    // The settling's outcome rows go in with it; negative ids are the outbox's own.
+    let outcome = |id: i64, key: &str| j::send(id, "siyu.events", 1, key, NOW + 20);
+    s.settle_outbox(t, &settle, &[outcome(-2, "o1"), outcome(-7, "o3")])
+        .unwrap();
+    let events = || -> Vec<(i64, String)> {
+        s.outbox_due(t, "siyu.events", NOW + 100, 10)
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.id, o.key))
+            .collect()
+    };
+    assert_eq!(events(), [(-7, "o3".to_string()), (-2, "o1".to_string())]);
     let row = |id| {
         s.outbox(
             t,
@@ -1608,8 +1619,18 @@ fn settling_the_outbox(s: &dyn Store) {
                 answer: None,
             },
         ],
+        // A repeated outcome (by id, or by key) is skipped; a new one goes in.
+        &[outcome(-2, "o1"), outcome(-9, "o3"), outcome(-4, "o2")],
     )
     .unwrap();
+    assert_eq!(
+        events(),
+        [
+            (-7, "o3".to_string()),
+            (-4, "o2".to_string()),
+            (-2, "o1".to_string())
+        ]
+    );
     assert_eq!(row(1), r1);
     assert_eq!(row(3), r3);
     let r2 = row(2);
@@ -1633,9 +1654,9 @@ fn settling_the_outbox(s: &dyn Store) {
     };
     assert_eq!(
         (states(0), states(1), states(2)),
-        (vec![5, 4], vec![2, 1], vec![3])
+        (vec![5, 4, -2, -4, -7], vec![2, 1], vec![3])
     );
-    s.settle_outbox(t, &[]).unwrap();
+    s.settle_outbox(t, &[], &[]).unwrap();
 }
 
 fn dead_rows_are_retried(s: &dyn Store) {
@@ -1671,6 +1692,7 @@ fn dead_rows_are_retried(s: &dyn Store) {
                 answer: None,
             },
         ],
+        &[],
     )
     .unwrap();
     assert_eq!(
@@ -1980,7 +2002,8 @@ fn journey_writes_of_a_stale_node_are_refused(open: &dyn Fn() -> std::sync::Arc<
                 id: 1,
                 at: NOW,
                 answer: None
-            }]
+            }],
+            &[]
         ),
         Err(StoreError::NotOwner(_))
     ));
@@ -2000,6 +2023,7 @@ fn journey_writes_of_a_stale_node_are_refused(open: &dyn Fn() -> std::sync::Arc<
             at: NOW,
             answer: None,
         }],
+        &[],
     )
     .unwrap();
     assert_eq!(b.journey_ids(t).unwrap().run, 2);

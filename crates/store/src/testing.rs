@@ -335,7 +335,7 @@ impl crate::Journeys for Faulty {
         fan_sends(&self, tenant: crate::TenantId, fans: &[i64], day: i32) -> crate::Result<Vec<crate::journeys::FanSends>>;
         outbox_due(&self, tenant: crate::TenantId, channel: &str, now: siyu_domain::Millis, limit: usize) -> crate::Result<Vec<crate::journeys::StoredOutbox>>;
         outbox_next_at(&self, tenant: crate::TenantId, channel: &str) -> crate::Result<Option<siyu_domain::Millis>>;
-        settle_outbox(&self, tenant: crate::TenantId, settled: &[crate::journeys::Settle]) -> crate::Result<()>;
+        settle_outbox(&self, tenant: crate::TenantId, settled: &[crate::journeys::Settle], outcomes: &[crate::journeys::StoredOutbox]) -> crate::Result<()>;
         outbox(&self, tenant: crate::TenantId, filter: &crate::journeys::OutboxFilter<'_>) -> crate::Result<Vec<crate::journeys::StoredOutbox>>;
         retry_dead(&self, tenant: crate::TenantId, ids: Option<&[i64]>, now: siyu_domain::Millis) -> crate::Result<usize>;
         tasks(&self, tenant: crate::TenantId, filter: &crate::journeys::TaskFilter<'_>) -> crate::Result<Vec<crate::journeys::StoredTask>>;

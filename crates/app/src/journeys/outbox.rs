@@ -3,7 +3,8 @@
 //! the store and its own concurrency limit).
 //!
 //! A lane's [`OutboxWorker::step_lane`] takes the channel's due rows and delivers them in
-//! rounds of the channel's concurrency; each round is settled in one transaction while the
+//! rounds of the channel's concurrency, on the lane's delivery threads (started with the
+//! lane, kept while its settings stay); each round is settled in one transaction while the
 //! next is on the wire (so a crash repeats at most two rounds' requests):
 //! - delivered (2xx, or the channel's protocol says so) → delivered;
 //! - a retryable failure (timeout, connection error, 5xx, 429 honouring `Retry-After`) →
@@ -13,17 +14,19 @@
 //!   with the answer kept: `siyu journey dead-letters` lists them, retry one or all.
 //!
 //! Each settled row's outcome comes back as an event (`x_journey_delivered`,
-//! `x_journey_failed`), appended **before** the row is settled with an id made from the row,
-//! so a crash in between appends it again as a duplicate (ignored) and never loses it. A
-//! crash after a request and before its settling sends the row again, with the same
-//! idempotency key: the only repeat a channel can see.
+//! `x_journey_failed`): the settling transaction itself inserts it as a row of the
+//! [`EVENTS`] lane, so the outcome is as durable as the settling and never costs the channel's
+//! lane a round trip through the tenant's writer. Such a row's id is below zero, made from
+//! the row it reports on ([`outcome_id`]), so it needs no id from the run worker's counter and
+//! a repeated settling inserts nothing twice. A crash after a request and before its settling
+//! sends the row again, with the same idempotency key: the only repeat a channel can see.
 //!
 //! Two lanes are internal: [`TAGS`] applies journeys' tag steps through the tenant's writer,
 //! and [`EVENTS`] appends outcome events; both are idempotent, so a repeat changes nothing.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -75,19 +78,20 @@ fn channel_error(e: channels::ChannelError) -> JourneyError {
     }
 }
 
-/// A round's outcome, to be written: the outcome events first, then the settling, so a crash
-/// in between appends the events again as duplicates and never loses one.
+/// A round's outcome, to be written in one transaction: the rows' settling and the outcome
+/// rows it reports (see the module docs).
 struct Persist {
-    events: Vec<Value>,
+    outcomes: Vec<StoredOutbox>,
     settled: Vec<Settle>,
 }
 
 impl Persist {
     fn write(self, app: &App, tenant: TenantId) -> Result<(), JourneyError> {
-        if !self.events.is_empty() {
-            append_events(app, tenant, self.events)?;
+        app.store()
+            .settle_outbox(tenant, &self.settled, &self.outcomes)?;
+        if !self.outcomes.is_empty() {
+            bell().ring();
         }
-        app.store().settle_outbox(tenant, &self.settled)?;
         Ok(())
     }
 }
@@ -106,9 +110,9 @@ pub struct LaneReport {
     pub next_at: Option<Millis>,
 }
 
-/// A lane's adapter, rebuilt when the channel's settings change.
+/// A lane's adapter and delivery threads, rebuilt when the channel's settings change.
 struct Lane {
-    adapter: Option<Arc<dyn Deliver>>,
+    pool: Option<Pool>,
     settings: Option<String>,
     concurrency: usize,
     killed: bool,
@@ -168,24 +172,27 @@ impl OutboxWorker {
         };
         let fingerprint = settings.as_ref().map(|s| format!("{s:?}"));
         let stale = self.lanes.get(&(tenant, channel)).is_none_or(|l| {
-            l.settings != fingerprint
-                || (kind.is_some() && l.adapter.is_none() && settings.is_some())
+            l.settings != fingerprint || (kind.is_some() && l.pool.is_none() && settings.is_some())
         });
         if stale {
             let lane = match (&settings, kind) {
                 (Some(s), Some(_)) => Lane {
-                    adapter: Some(Arc::from(channels::adapter(
-                        s,
-                        self.app.safeguards().targets,
-                        self.app.ingestor.clock().clone(),
-                    ))),
+                    pool: Some(Pool::start(
+                        Arc::from(channels::adapter(
+                            s,
+                            self.app.safeguards().targets,
+                            self.app.ingestor.clock().clone(),
+                        )),
+                        s.concurrency().max(1) as usize,
+                        &format!("deliver-{tenant}-{channel}"),
+                    )),
                     concurrency: s.concurrency().max(1) as usize,
                     killed: s.killed(),
                     settings: fingerprint,
                 },
                 // Internal lanes need no settings; an outbound one without settings holds.
                 _ => Lane {
-                    adapter: None,
+                    pool: None,
                     settings: fingerprint,
                     concurrency: 1,
                     killed: kind.is_some(),
@@ -204,9 +211,9 @@ impl OutboxWorker {
         now: Millis,
     ) -> Result<LaneReport, JourneyError> {
         let store = self.app.store().clone();
-        let (adapter, concurrency, killed) = {
+        let (concurrency, killed) = {
             let l = self.lane(tenant, channel)?;
-            (l.adapter.clone(), l.concurrency, l.killed)
+            (l.concurrency, l.killed)
         };
         if killed {
             return Ok(LaneReport {
@@ -222,44 +229,42 @@ impl OutboxWorker {
                 ..LaneReport::default()
             });
         }
-        let internal = channel == TAGS || channel == EVENTS;
         let mut report = LaneReport {
             more: rows.len() >= self.batch,
             ..LaneReport::default()
         };
+        if channel == TAGS || channel == EVENTS {
+            // The internal lanes are idempotent: their whole batch is one round.
+            let results = if channel == TAGS {
+                self.apply_tags(tenant, &rows)?
+            } else {
+                self.append(tenant, &rows)?
+            };
+            self.settle(tenant, true, &rows, results, now, &mut report)
+                .write(&self.app, tenant)?;
+            report.next_at = store.outbox_next_at(tenant, channel)?;
+            return Ok(report);
+        }
         // An outbound lane settles what it delivered a round of `concurrency` rows at a time:
-        // a crash then sends again at most the rows that were in flight (one round), never
-        // rows a channel had answered earlier in the step. The internal lanes are idempotent
-        // and settle their whole batch at once.
-        // The rounds are pipelined: a round's outcome events and settling are written while
-        // the next round is on the wire, so at most two rounds are answered-but-unsettled at
-        // a crash (the rows in flight and the round being written).
-        let round = if internal { rows.len() } else { concurrency };
+        // a crash then sends again at most the rows that were in flight, never rows a channel
+        // had answered earlier in the step. The rounds are pipelined: a round's settling is
+        // written while the next round is on the wire, so at most two rounds are
+        // answered-but-unsettled at a crash (the rows in flight and the round being written).
         let mut written: Option<Persist> = None;
-        for part in rows.chunks(round.max(1)) {
-            let app = &self.app;
-            let (results, wrote) = std::thread::scope(|s| {
-                let writing = written
-                    .take()
-                    .map(|p| s.spawn(move || p.write(app, tenant)));
-                let results: Result<Vec<(Outcome, String)>, JourneyError> = match channel {
-                    TAGS => self.apply_tags(tenant, part),
-                    EVENTS => self.append(tenant, part),
-                    _ => match adapter.as_deref() {
-                        Some(adapter) => Ok(deliver_all(adapter, part, concurrency)),
-                        None => Err(JourneyError::internal(format!(
-                            "lane {channel} has no adapter"
-                        ))),
-                    },
-                };
-                let wrote = writing.map_or(Ok(()), |h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(JourneyError::internal("settling panicked".into())))
-                });
-                (results, wrote)
-            });
-            wrote?;
-            written = Some(self.settle(tenant, internal, part, results?, now, &mut report));
+        for part in rows.chunks(concurrency.max(1)) {
+            let on_the_wire = match &self.lanes[&(tenant, channel)].pool {
+                Some(pool) => pool.submit(part),
+                None => {
+                    return Err(JourneyError::internal(format!(
+                        "lane {channel} has no adapter"
+                    )));
+                }
+            };
+            if let Some(p) = written.take() {
+                p.write(&self.app, tenant)?;
+            }
+            let results = on_the_wire.answers();
+            written = Some(self.settle(tenant, false, part, results, now, &mut report));
         }
         if let Some(p) = written {
             p.write(&self.app, tenant)?;
@@ -293,7 +298,7 @@ impl OutboxWorker {
                 Outcome::Delivered => {
                     report.delivered += 1;
                     if !internal {
-                        outcomes.push(outcome_event(tenant, row, "x_journey_delivered", None, now));
+                        outcomes.push(outcome_row(tenant, row, "x_journey_delivered", None, now));
                     }
                     settled.push(Settle::Delivered {
                         id: row.id,
@@ -314,7 +319,7 @@ impl OutboxWorker {
                 Outcome::Retry { .. } | Outcome::Permanent => {
                     report.dead += 1;
                     if !internal {
-                        outcomes.push(outcome_event(
+                        outcomes.push(outcome_row(
                             tenant,
                             row,
                             "x_journey_failed",
@@ -332,7 +337,7 @@ impl OutboxWorker {
             }
         }
         Persist {
-            events: outcomes.into_iter().flatten().collect(),
+            outcomes: outcomes.into_iter().flatten().collect(),
             settled,
         }
     }
@@ -515,47 +520,154 @@ fn run_lane(
     }
 }
 
-/// Delivers rows through an adapter, at most `concurrency` at once; answers in row order.
-fn deliver_all(
-    adapter: &dyn Deliver,
-    rows: &[StoredOutbox],
-    concurrency: usize,
-) -> Vec<(Outcome, String)> {
-    let one = |r: &StoredOutbox| -> (Outcome, String) {
-        let stored: Value = match serde_json::from_str(&r.payload) {
-            Ok(v) => v,
-            Err(e) => return (Outcome::Permanent, format!("unreadable outbox row: {e}")),
-        };
-        let a = adapter.deliver(&r.key, &stored["send"]);
-        (a.outcome, a.answer)
-    };
-    let n = concurrency.clamp(1, rows.len().max(1));
-    if n == 1 {
-        return rows.iter().map(one).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<(Outcome, String)>>> =
-        rows.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..n {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(r) = rows.get(i) else { break };
-                    let got = one(r);
-                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(got);
-                }
-            });
+/// One request for a lane's delivery threads: a row's key and payload, and where to answer.
+struct Job {
+    i: usize,
+    key: String,
+    payload: String,
+    reply: mpsc::Sender<(usize, (Outcome, String))>,
+}
+
+/// A lane's delivery threads: as many as the channel's concurrency, alive while the lane's
+/// settings stay (they end when the pool is dropped and their queue is empty), so a round
+/// costs no thread starts.
+struct Pool {
+    /// `None` when no thread could be started: rounds are then delivered on the lane's own
+    /// thread, one request at a time.
+    jobs: Option<mpsc::Sender<Job>>,
+    adapter: Arc<dyn Deliver>,
+}
+
+impl Pool {
+    fn start(adapter: Arc<dyn Deliver>, threads: usize, name: &str) -> Pool {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let mut started = 0;
+        for k in 0..threads {
+            let (rx, adapter) = (rx.clone(), adapter.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("{name}-{k}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for a job, never while sending.
+                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok(job) = job else { return };
+                        let got = deliver_one(&*adapter, &job.key, &job.payload);
+                        let _ = job.reply.send((job.i, got));
+                    }
+                });
+            match spawned {
+                Ok(_) => started += 1,
+                Err(e) => tracing::error!(error = %e, "cannot start a delivery thread"),
+            }
         }
-    });
-    slots
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .unwrap_or((Outcome::Retry { after_ms: None }, "not attempted".into()))
-        })
-        .collect()
+        Pool {
+            jobs: (started > 0).then_some(tx),
+            adapter,
+        }
+    }
+
+    /// Puts a round on the wire; [`Round::answers`] waits for its answers.
+    fn submit(&self, rows: &[StoredOutbox]) -> Round {
+        let (reply, answers) = mpsc::channel();
+        let mut inline = Vec::new();
+        for (i, r) in rows.iter().enumerate() {
+            let job = Job {
+                i,
+                key: r.key.clone(),
+                payload: r.payload.clone(),
+                reply: reply.clone(),
+            };
+            match &self.jobs {
+                Some(jobs) => {
+                    if let Err(mpsc::SendError(job)) = jobs.send(job) {
+                        inline.push(job);
+                    }
+                }
+                None => inline.push(job),
+            }
+        }
+        for job in inline {
+            let got = deliver_one(&*self.adapter, &job.key, &job.payload);
+            let _ = job.reply.send((job.i, got));
+        }
+        Round {
+            n: rows.len(),
+            answers,
+        }
+    }
+}
+
+/// A round on the wire.
+struct Round {
+    n: usize,
+    answers: mpsc::Receiver<(usize, (Outcome, String))>,
+}
+
+impl Round {
+    /// The round's answers in row order; a row whose thread ended without one is retried.
+    fn answers(self) -> Vec<(Outcome, String)> {
+        let mut slots: Vec<Option<(Outcome, String)>> = (0..self.n).map(|_| None).collect();
+        // Every job holds a sender: this ends when all have answered or been dropped.
+        for (i, got) in self.answers.iter().take(self.n) {
+            if let Some(s) = slots.get_mut(i) {
+                *s = Some(got);
+            }
+        }
+        slots
+            .into_iter()
+            .map(|s| s.unwrap_or((Outcome::Retry { after_ms: None }, "not attempted".into())))
+            .collect()
+    }
+}
+
+/// Delivers one row through an adapter; a panicking adapter is a retryable failure.
+fn deliver_one(adapter: &dyn Deliver, key: &str, payload: &str) -> (Outcome, String) {
+    let stored: Value = match serde_json::from_str(payload) {
+        Ok(v) => v,
+        Err(e) => return (Outcome::Permanent, format!("unreadable outbox row: {e}")),
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        adapter.deliver(key, &stored["send"])
+    })) {
+        Ok(a) => (a.outcome, a.answer),
+        Err(_) => (
+            Outcome::Retry { after_ms: None },
+            "the channel's adapter panicked".into(),
+        ),
+    }
+}
+
+/// The id of the events-lane row reporting a row's outcome: below zero (the run worker's ids
+/// are above), one per row and outcome kind, so a repeated settling inserts nothing twice.
+pub fn outcome_id(row: i64, delivered: bool) -> i64 {
+    -(row * 2 + i64::from(!delivered))
+}
+
+/// The events-lane row carrying a settled outbound row's outcome event.
+fn outcome_row(
+    tenant: TenantId,
+    row: &StoredOutbox,
+    ty: &str,
+    answer: Option<&str>,
+    now: Millis,
+) -> Option<StoredOutbox> {
+    let event = outcome_event(tenant, row, ty, answer, now)?;
+    Some(StoredOutbox {
+        id: outcome_id(row.id, ty == "x_journey_delivered"),
+        channel: EVENTS.to_string(),
+        run: row.run,
+        step: row.step.clone(),
+        fan: row.fan,
+        key: format!("{tenant}-{}", event["id"].as_str().unwrap_or_default()),
+        payload: serde_json::json!({ "event": event }).to_string(),
+        state: 0,
+        attempts: 0,
+        next_at: now,
+        created_at: now,
+        settled_at: None,
+        answer: None,
+    })
 }
 
 /// The outcome event of a settled outbound row, hung on the identity stored with it.
@@ -619,4 +731,101 @@ fn append_parsed(
     rx.blocking_recv()
         .map_err(|_| JourneyError::App(crate::AppError::WriterStopped))??;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers by key: `ok…` delivered, `panic…` panics, anything else refused.
+    struct ByKey;
+
+    impl Deliver for ByKey {
+        fn deliver(&self, key: &str, payload: &Value) -> channels::Attempt {
+            assert!(!key.starts_with("panic"), "adapter bug");
+            channels::Attempt {
+                status: Some(200),
+                retry_after: None,
+                answer: format!("{key}:{}", payload["n"]),
+                outcome: if key.starts_with("ok") {
+                    Outcome::Delivered
+                } else {
+                    Outcome::Permanent
+                },
+            }
+        }
+    }
+
+    fn row(key: &str, payload: &str) -> StoredOutbox {
+        StoredOutbox {
+            id: 1,
+            channel: "webhook".into(),
+            run: 1,
+            step: "s".into(),
+            fan: 1,
+            key: key.into(),
+            payload: payload.into(),
+            state: 0,
+            attempts: 0,
+            next_at: 0,
+            created_at: 0,
+            settled_at: None,
+            answer: None,
+        }
+    }
+
+    #[test]
+    fn a_round_answers_in_row_order_and_a_panic_is_a_retry() {
+        for threads in [0, 1, 3] {
+            let pool = Pool::start(Arc::new(ByKey), threads, "test");
+            let rows: Vec<StoredOutbox> = (0..7)
+                .map(|i| {
+                    let key = match i {
+                        3 => "panic3".to_string(),
+                        5 => "no5".to_string(),
+                        _ => format!("ok{i}"),
+                    };
+                    row(&key, &format!(r#"{{"send": {{"n": {i}}}}}"#))
+                })
+                .chain([row("ok7", "not json")])
+                .collect();
+            let got = pool.submit(&rows).answers();
+            assert_eq!(got.len(), 8);
+            for (i, (outcome, answer)) in got.iter().enumerate() {
+                match i {
+                    3 => assert_eq!(
+                        (outcome, answer.as_str()),
+                        (
+                            &Outcome::Retry { after_ms: None },
+                            "the channel's adapter panicked"
+                        )
+                    ),
+                    5 => assert_eq!((outcome, answer.as_str()), (&Outcome::Permanent, "no5:5")),
+                    7 => {
+                        assert_eq!(outcome, &Outcome::Permanent);
+                        assert!(answer.starts_with("unreadable outbox row"), "{answer}");
+                    }
+                    _ => assert_eq!(
+                        (outcome, answer.clone()),
+                        (&Outcome::Delivered, format!("ok{i}:{i}"))
+                    ),
+                }
+            }
+            // The threads live on after a panic: the next round is answered too.
+            let again = pool.submit(&rows[..2]).answers();
+            assert_eq!(again[1], (Outcome::Delivered, "ok1:1".to_string()));
+        }
+    }
+
+    #[test]
+    fn outcome_ids_are_below_zero_and_apart_per_row_and_kind() {
+        let mut seen = std::collections::HashSet::new();
+        for row in 1..1000 {
+            for delivered in [true, false] {
+                let id = outcome_id(row, delivered);
+                assert!(id < 0);
+                assert!(seen.insert(id), "{row} {delivered}");
+            }
+        }
+    }
 }
