@@ -23,6 +23,7 @@
 //! - `suite` (tests only): the one test suite both backends must pass.
 
 pub mod journeys;
+pub mod leads;
 pub mod leases;
 pub mod lock;
 mod postgres;
