@@ -19,7 +19,10 @@
 //! - [`Snapshots`], [`TriggerLog`], [`Journeys`]: capabilities of their own, so that a
 //!   capability adds a trait rather than growing [`Store`]; [`triggers`] reads the one
 //!   trigger stream; [`journeys`] holds runs, the outbox and tasks (its backends in
-//!   `sqlite_journeys` and `postgres_journeys`).
+//!   `sqlite_journeys` and `postgres_journeys`); [`Leads`]: [`leads`] holds teams, agents,
+//!   routing rules, leads with their arrivals and log, and fan groups (its backends in
+//!   `sqlite_leads` and `postgres_leads`). [`Decisions`] and [`Leads`] both have a `rules`:
+//!   on a [`Store`] it is called by its trait's name (`Decisions::rules(store, tenant)`).
 //! - `suite` (tests only): the one test suite both backends must pass.
 
 pub mod journeys;
@@ -28,8 +31,10 @@ pub mod leases;
 pub mod lock;
 mod postgres;
 mod postgres_journeys;
+mod postgres_leads;
 mod sqlite;
 mod sqlite_journeys;
+mod sqlite_leads;
 #[cfg(test)]
 mod suite;
 #[doc(hidden)]
@@ -42,6 +47,7 @@ use std::sync::Arc;
 use siyu_domain::{Event, Millis};
 
 pub use journeys::Journeys;
+pub use leads::Leads;
 pub use leases::{Fences, Lease, Leases, Node};
 pub use lock::{DirLock, Holder, LockError};
 pub use postgres::PostgresStore;
@@ -634,6 +640,7 @@ pub trait Store:
     + TriggerLog
     + Leases
     + Journeys
+    + Leads
     + Send
     + Sync
 {
@@ -650,6 +657,7 @@ impl<T> Store for T where
         + TriggerLog
         + Leases
         + Journeys
+        + Leads
         + Send
         + Sync
 {

@@ -343,6 +343,131 @@ CREATE TABLE journey_variants (
     // statistics not yet gathered after a burst, the planner's nested loop over runs would
     // otherwise scan the outbox once per run.
     "CREATE INDEX outbox_run ON outbox (tenant_id, run);",
+    // 15: leads (see the SQLite migration of the same number). Ids and times BIGINT,
+    // counts, positions and minutes INTEGER.
+    r#"
+CREATE TABLE teams (
+    tenant_id        BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    name             TEXT NOT NULL,
+    strategy         TEXT NOT NULL,
+    first_contact_ms BIGINT,
+    recycle_ms       BIGINT,
+    lead_agent       TEXT,
+    escalate         TEXT NOT NULL,
+    last_agent       TEXT,
+    created_at       BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+);
+CREATE TABLE agents (
+    tenant_id   BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    name        TEXT NOT NULL,
+    team        TEXT NOT NULL,
+    capacity    INTEGER,
+    daily_cap   INTEGER,
+    -- Working hours, minutes after midnight; both NULL: all day.
+    hours_start INTEGER,
+    hours_end   INTEGER,
+    weight      INTEGER NOT NULL,
+    active      BOOLEAN NOT NULL,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+);
+CREATE TABLE lead_rules (
+    tenant_id  BIGINT NOT NULL REFERENCES tenants(tenant_id),
+    id         BIGINT NOT NULL,
+    position   INTEGER NOT NULL,
+    expr       TEXT NOT NULL,
+    team       TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE leads (
+    tenant_id         BIGINT NOT NULL,
+    id                BIGINT NOT NULL,
+    fan               BIGINT NOT NULL,
+    state             TEXT NOT NULL,
+    team              TEXT,
+    owner             TEXT,
+    created_at        BIGINT NOT NULL,
+    assigned_at       BIGINT,
+    first_contact_due BIGINT,
+    first_contact_at  BIGINT,
+    last_follow_up_at BIGINT,
+    escalated_at      BIGINT,
+    closed_at         BIGINT,
+    channel           TEXT NOT NULL,
+    province          TEXT,
+    city              TEXT,
+    clue_state        TEXT,
+    intention         TEXT,
+    updated_at        BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX leads_fan ON leads (tenant_id, fan);
+CREATE INDEX leads_owner ON leads (tenant_id, owner, state);
+CREATE INDEX leads_state ON leads (tenant_id, state);
+CREATE TABLE lead_arrivals (
+    tenant_id BIGINT NOT NULL,
+    event_id  TEXT NOT NULL,
+    lead      BIGINT NOT NULL,
+    channel   TEXT NOT NULL,
+    ts        BIGINT NOT NULL,
+    repeat    BOOLEAN NOT NULL,
+    PRIMARY KEY (tenant_id, event_id)
+);
+CREATE INDEX lead_arrivals_lead ON lead_arrivals (tenant_id, lead, ts);
+CREATE TABLE lead_log (
+    tenant_id BIGINT NOT NULL,
+    id        BIGINT NOT NULL,
+    lead      BIGINT NOT NULL,
+    at        BIGINT NOT NULL,
+    kind      TEXT NOT NULL,
+    agent     TEXT,
+    result    TEXT,
+    detail    TEXT,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX lead_log_lead ON lead_log (tenant_id, lead, id);
+CREATE TABLE agent_days (
+    tenant_id BIGINT NOT NULL,
+    agent     TEXT NOT NULL,
+    day       INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, agent, day)
+);
+CREATE TABLE fan_groups (
+    tenant_id  BIGINT NOT NULL,
+    id         BIGINT NOT NULL,
+    name       TEXT NOT NULL,
+    template   TEXT NOT NULL,
+    capacity   INTEGER NOT NULL,
+    owner      TEXT,
+    members    INTEGER NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE group_members (
+    tenant_id BIGINT NOT NULL,
+    group_id  BIGINT NOT NULL,
+    fan       BIGINT NOT NULL,
+    joined_at BIGINT NOT NULL,
+    left_at   BIGINT,
+    active_at BIGINT,
+    PRIMARY KEY (tenant_id, group_id, fan)
+);
+CREATE INDEX group_members_fan ON group_members (tenant_id, fan);
+CREATE TABLE group_days (
+    tenant_id BIGINT NOT NULL,
+    group_id  BIGINT NOT NULL,
+    day       INTEGER NOT NULL,
+    joins     INTEGER NOT NULL,
+    leaves    INTEGER NOT NULL,
+    messages  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, group_id, day)
+);
+"#,
 ];
 
 /// Serializes migrations of concurrent openers (several nodes, parallel tests).

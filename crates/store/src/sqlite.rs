@@ -372,6 +372,133 @@ CREATE TABLE journey_variants (
     // 14: outbox rows by run, so a journey's report and its dead-letter list join them to its
     // runs by index whatever the planner believes of the tables' sizes.
     "CREATE INDEX outbox_run ON outbox (tenant_id, run);",
+    // 15: leads (see `crate::leads`): teams, agents and routing rules, leads with their
+    // arrivals and log, agents' day counts, fan groups with their members and day counts.
+    // States, kinds and strategies are `siyu-leads`' text. Like the journey worker's tables,
+    // the ones a batch writes have no foreign key to `tenants`; their tenant is the writer's.
+    r#"
+CREATE TABLE teams (
+    tenant_id        INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    name             TEXT NOT NULL,
+    strategy         TEXT NOT NULL,
+    first_contact_ms INTEGER,
+    recycle_ms       INTEGER,
+    lead_agent       TEXT,
+    escalate         TEXT NOT NULL,
+    last_agent       TEXT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+) WITHOUT ROWID;
+CREATE TABLE agents (
+    tenant_id   INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    name        TEXT NOT NULL,
+    team        TEXT NOT NULL,
+    capacity    INTEGER,
+    daily_cap   INTEGER,
+    -- Working hours, minutes after midnight; both NULL: all day.
+    hours_start INTEGER,
+    hours_end   INTEGER,
+    weight      INTEGER NOT NULL,
+    active      INTEGER NOT NULL CHECK (active IN (0, 1)),
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+) WITHOUT ROWID;
+CREATE TABLE lead_rules (
+    tenant_id  INTEGER NOT NULL REFERENCES tenants(tenant_id),
+    id         INTEGER NOT NULL,
+    position   INTEGER NOT NULL,
+    expr       TEXT NOT NULL,
+    team       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+CREATE TABLE leads (
+    tenant_id         INTEGER NOT NULL,
+    id                INTEGER NOT NULL,
+    fan               INTEGER NOT NULL,
+    state             TEXT NOT NULL,
+    team              TEXT,
+    owner             TEXT,
+    created_at        INTEGER NOT NULL,
+    assigned_at       INTEGER,
+    first_contact_due INTEGER,
+    first_contact_at  INTEGER,
+    last_follow_up_at INTEGER,
+    escalated_at      INTEGER,
+    closed_at         INTEGER,
+    channel           TEXT NOT NULL,
+    province          TEXT,
+    city              TEXT,
+    clue_state        TEXT,
+    intention         TEXT,
+    updated_at        INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+CREATE INDEX leads_fan ON leads (tenant_id, fan);
+CREATE INDEX leads_owner ON leads (tenant_id, owner, state);
+CREATE INDEX leads_state ON leads (tenant_id, state);
+CREATE TABLE lead_arrivals (
+    tenant_id INTEGER NOT NULL,
+    event_id  TEXT NOT NULL,
+    lead      INTEGER NOT NULL,
+    channel   TEXT NOT NULL,
+    ts        INTEGER NOT NULL,
+    repeat    INTEGER NOT NULL CHECK (repeat IN (0, 1)),
+    PRIMARY KEY (tenant_id, event_id)
+) WITHOUT ROWID;
+CREATE INDEX lead_arrivals_lead ON lead_arrivals (tenant_id, lead, ts);
+CREATE TABLE lead_log (
+    tenant_id INTEGER NOT NULL,
+    id        INTEGER NOT NULL,
+    lead      INTEGER NOT NULL,
+    at        INTEGER NOT NULL,
+    kind      TEXT NOT NULL,
+    agent     TEXT,
+    result    TEXT,
+    detail    TEXT,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+CREATE INDEX lead_log_lead ON lead_log (tenant_id, lead, id);
+CREATE TABLE agent_days (
+    tenant_id INTEGER NOT NULL,
+    agent     TEXT NOT NULL,
+    day       INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, agent, day)
+) WITHOUT ROWID;
+CREATE TABLE fan_groups (
+    tenant_id  INTEGER NOT NULL,
+    id         INTEGER NOT NULL,
+    name       TEXT NOT NULL,
+    template   TEXT NOT NULL,
+    capacity   INTEGER NOT NULL,
+    owner      TEXT,
+    members    INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+CREATE TABLE group_members (
+    tenant_id INTEGER NOT NULL,
+    group_id  INTEGER NOT NULL,
+    fan       INTEGER NOT NULL,
+    joined_at INTEGER NOT NULL,
+    left_at   INTEGER,
+    active_at INTEGER,
+    PRIMARY KEY (tenant_id, group_id, fan)
+) WITHOUT ROWID;
+CREATE INDEX group_members_fan ON group_members (tenant_id, fan);
+CREATE TABLE group_days (
+    tenant_id INTEGER NOT NULL,
+    group_id  INTEGER NOT NULL,
+    day       INTEGER NOT NULL,
+    joins     INTEGER NOT NULL,
+    leaves    INTEGER NOT NULL,
+    messages  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, group_id, day)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub struct SqliteStore {

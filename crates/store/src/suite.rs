@@ -291,10 +291,13 @@ fn decisions_are_kept_in_order_per_tenant(s: &dyn Store) {
 
 fn rules_are_versioned(s: &dyn Store) {
     let a = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
-    assert_eq!(s.rules(a).unwrap(), None);
+    assert_eq!(crate::Decisions::rules(s, a).unwrap(), None);
     assert_eq!(s.set_rules(a, "x = 1").unwrap(), 1);
     assert_eq!(s.set_rules(a, "x = 2").unwrap(), 2);
-    assert_eq!(s.rules(a).unwrap(), Some((2, "x = 2".to_string())));
+    assert_eq!(
+        crate::Decisions::rules(s, a).unwrap(),
+        Some((2, "x = 2".to_string()))
+    );
 }
 
 fn transitions_are_appended_and_read_in_order(s: &dyn Store) {
@@ -2030,6 +2033,700 @@ fn journey_writes_of_a_stale_node_are_refused(open: &dyn Fn() -> std::sync::Arc<
     assert_eq!(b.outbox_due(t, "webhook", NOW, 10).unwrap().len(), 1);
 }
 
+/// Rows of the leads capability for the tests.
+mod l {
+    use crate::leads::*;
+
+    pub fn team(name: &str) -> StoredTeam {
+        StoredTeam {
+            name: name.to_string(),
+            strategy: "round_robin".to_string(),
+            first_contact_ms: Some(3_600_000),
+            recycle_ms: None,
+            lead_agent: Some("boss".to_string()),
+            escalate: "reassign".to_string(),
+            last_agent: None,
+            created_at: super::NOW,
+            updated_at: super::NOW,
+        }
+    }
+
+    pub fn agent(name: &str, team: &str) -> StoredAgent {
+        StoredAgent {
+            name: name.to_string(),
+            team: team.to_string(),
+            capacity: Some(20),
+            daily_cap: None,
+            hours: Some((540, 1080)),
+            weight: 1,
+            active: true,
+            created_at: super::NOW,
+            updated_at: super::NOW,
+        }
+    }
+
+    pub fn lead(id: i64, fan: i64, state: &str, owner: Option<&str>) -> StoredLead {
+        StoredLead {
+            id,
+            fan,
+            state: state.to_string(),
+            team: Some("sales".to_string()),
+            owner: owner.map(str::to_string),
+            created_at: super::NOW + id,
+            assigned_at: owner.map(|_| super::NOW + id),
+            first_contact_due: owner.map(|_| super::NOW + id + 3_600_000),
+            channel: "live_form".to_string(),
+            province: Some("浙江".to_string()),
+            city: Some("杭州".to_string()),
+            updated_at: super::NOW + id,
+            ..StoredLead::default()
+        }
+    }
+
+    pub fn arrival(lead: i64, event_id: &str, ts: i64) -> StoredArrival {
+        StoredArrival {
+            lead,
+            event_id: event_id.to_string(),
+            channel: "live_form".to_string(),
+            ts,
+            repeat: false,
+        }
+    }
+
+    pub fn log(id: i64, lead: i64, kind: &str, agent: Option<&str>) -> StoredLeadLog {
+        StoredLeadLog {
+            id,
+            lead,
+            at: super::NOW + id,
+            kind: kind.to_string(),
+            agent: agent.map(str::to_string),
+            result: None,
+            detail: Some(r#"{"why":"test"}"#.to_string()),
+        }
+    }
+
+    pub fn day(agent: &str, day: i32, count: i32) -> AgentDay {
+        AgentDay {
+            agent: agent.to_string(),
+            day,
+            count,
+        }
+    }
+
+    pub fn group(id: i64, template: &str) -> StoredGroup {
+        StoredGroup {
+            id,
+            name: format!("{template} #{id}"),
+            template: template.to_string(),
+            capacity: 500,
+            owner: Some("amy".to_string()),
+            members: 0,
+            created_at: super::NOW,
+        }
+    }
+
+    pub fn member(group: i64, fan: i64, joined_at: i64) -> StoredMember {
+        StoredMember {
+            group,
+            fan,
+            joined_at,
+            left_at: None,
+            active_at: None,
+        }
+    }
+}
+
+fn teams_agents_and_rules_round_trip(s: &dyn Store) {
+    use crate::leads::*;
+    let t = s.create_tenant("acme", "wh", "ah", NOW).unwrap().id;
+    let other = s.create_tenant("other", "wh2", "ah2", NOW).unwrap().id;
+    assert!(s.teams(t).unwrap().is_empty());
+    assert!(s.agents(t).unwrap().is_empty());
+    assert!(crate::Leads::rules(s, t).unwrap().is_empty());
+
+    s.put_team(t, &l::team("sales")).unwrap();
+    let mut support = l::team("support");
+    support.strategy = "least_loaded".to_string();
+    support.first_contact_ms = None;
+    support.recycle_ms = Some(86_400_000);
+    support.lead_agent = None;
+    support.escalate = "task".to_string();
+    support.last_agent = Some("first".to_string());
+    s.put_team(t, &support).unwrap();
+    assert_eq!(s.teams(t).unwrap(), vec![l::team("sales"), support.clone()]);
+    assert!(s.teams(other).unwrap().is_empty());
+
+    // A batch moves the pointer; replacing the team keeps it.
+    s.commit_leads(
+        t,
+        &LeadBatch {
+            pointers: &[("sales".to_string(), "amy".to_string())],
+            now: NOW,
+            ..LeadBatch::default()
+        },
+    )
+    .unwrap();
+    let mut sales = l::team("sales");
+    sales.strategy = "weighted".to_string();
+    sales.last_agent = Some("ignored".to_string());
+    sales.updated_at = NOW + 5;
+    s.put_team(t, &sales).unwrap();
+    let teams = s.teams(t).unwrap();
+    assert_eq!(teams[0].strategy, "weighted");
+    assert_eq!(teams[0].updated_at, NOW + 5);
+    assert_eq!(teams[0].last_agent.as_deref(), Some("amy"), "kept");
+    assert_eq!(
+        teams[1].last_agent.as_deref(),
+        Some("first"),
+        "a new row's is stored"
+    );
+
+    s.put_agent(t, &l::agent("bob", "sales")).unwrap();
+    let mut amy = l::agent("amy", "sales");
+    amy.capacity = None;
+    amy.daily_cap = Some(30);
+    amy.hours = None;
+    amy.weight = 3;
+    amy.active = false;
+    s.put_agent(t, &amy).unwrap();
+    assert_eq!(
+        s.agents(t).unwrap(),
+        vec![amy.clone(), l::agent("bob", "sales")]
+    );
+    amy.team = "support".to_string();
+    amy.hours = Some((1320, 360));
+    amy.active = true;
+    amy.updated_at = NOW + 9;
+    s.put_agent(t, &amy).unwrap();
+    assert_eq!(s.agents(t).unwrap()[0], amy, "replaced");
+    assert_eq!(s.agents(t).unwrap().len(), 2);
+
+    let rule = |id: i64, expr: &str, team: &str| StoredRule {
+        id,
+        position: 0,
+        expr: expr.to_string(),
+        team: team.to_string(),
+        created_at: NOW,
+    };
+    s.put_rules(
+        t,
+        &[
+            rule(1, "region = '浙江'", "sales"),
+            rule(2, "true", "support"),
+        ],
+    )
+    .unwrap();
+    let got = crate::Leads::rules(s, t).unwrap();
+    assert_eq!(
+        got.iter().map(|r| (r.id, r.position)).collect::<Vec<_>>(),
+        [(1, 1), (2, 2)]
+    );
+    assert_eq!(got[0].expr, "region = '浙江'");
+    // Replaced, in the new order.
+    s.put_rules(
+        t,
+        &[
+            rule(5, "tag:vip", "support"),
+            rule(3, "layer = 'hot'", "sales"),
+            rule(4, "true", "sales"),
+        ],
+    )
+    .unwrap();
+    let got = crate::Leads::rules(s, t).unwrap();
+    assert_eq!(
+        got.iter()
+            .map(|r| (r.id, r.position, r.team.as_str()))
+            .collect::<Vec<_>>(),
+        [(5, 1, "support"), (3, 2, "sales"), (4, 3, "sales")]
+    );
+    assert!(crate::Leads::rules(s, other).unwrap().is_empty());
+    s.put_rules(t, &[]).unwrap();
+    assert!(crate::Leads::rules(s, t).unwrap().is_empty());
+}
+
+fn lead_batches_commit_whole(s: &dyn Store) {
+    use crate::leads::*;
+    let t = s.create_tenant("acme", "wh", "ah", NOW).unwrap().id;
+    let other = s.create_tenant("other", "wh2", "ah2", NOW).unwrap().id;
+    assert_eq!(s.lead_ids(t).unwrap(), LeadIds::default());
+    s.put_team(t, &l::team("sales")).unwrap();
+
+    let new_leads = [
+        l::lead(1, 100, "new", Some("amy")),
+        l::lead(2, 200, "new", None),
+        l::lead(3, 300, "contacted", Some("bob")),
+        l::lead(4, 100, "won", Some("amy")),
+    ];
+    let arrivals = [
+        l::arrival(1, "ev-b", NOW + 20),
+        l::arrival(1, "ev-a", NOW + 10),
+        l::arrival(2, "ev-c", NOW + 5),
+        l::arrival(3, "ev-d", NOW + 5),
+        l::arrival(4, "ev-e", NOW + 1),
+    ];
+    let log = [
+        l::log(1, 1, "assigned", Some("amy")),
+        l::log(2, 1, "repeat", None),
+        l::log(3, 3, "assigned", Some("bob")),
+    ];
+    let days = [
+        l::day("amy", 20_400, 2),
+        l::day("bob", 20_400, 1),
+        l::day("amy", 20_400, 1),
+    ];
+    s.commit_leads(
+        t,
+        &LeadBatch {
+            new_leads: &new_leads,
+            arrivals: &arrivals,
+            log: &log,
+            agent_days: &days,
+            pointers: &[("sales".to_string(), "bob".to_string())],
+            cursor: Some(("leads", 7)),
+            now: NOW,
+            ..LeadBatch::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        s.lead_ids(t).unwrap(),
+        LeadIds {
+            lead: 4,
+            log: 3,
+            group: 0
+        }
+    );
+    assert_eq!(s.lead(t, 1).unwrap(), Some(new_leads[0].clone()));
+    assert_eq!(s.lead(t, 9).unwrap(), None);
+    assert_eq!(s.lead(other, 1).unwrap(), None);
+    assert_eq!(s.teams(t).unwrap()[0].last_agent.as_deref(), Some("bob"));
+    assert_eq!(s.trigger_cursor(t, "leads").unwrap().unwrap().after, 7);
+    assert_eq!(s.lead_log(t, 1).unwrap(), log[..2].to_vec());
+    assert_eq!(s.lead_log(t, 3).unwrap(), log[2..].to_vec());
+    // Arrivals in time order.
+    assert_eq!(
+        s.arrivals(t, 1).unwrap(),
+        vec![arrivals[1].clone(), arrivals[0].clone()]
+    );
+    // Day counts add up, within a batch and across batches.
+    assert_eq!(
+        s.agent_days(t, 20_400).unwrap(),
+        vec![l::day("amy", 20_400, 3), l::day("bob", 20_400, 1)]
+    );
+    s.commit_leads(
+        t,
+        &LeadBatch {
+            agent_days: &[l::day("amy", 20_400, 4), l::day("amy", 20_401, 1)],
+            now: NOW,
+            ..LeadBatch::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        s.agent_days(t, 20_400).unwrap(),
+        vec![l::day("amy", 20_400, 7), l::day("bob", 20_400, 1)]
+    );
+    assert_eq!(
+        s.agent_days(t, 20_401).unwrap(),
+        vec![l::day("amy", 20_401, 1)]
+    );
+    assert!(s.agent_days(other, 20_400).unwrap().is_empty());
+
+    // Filters, oldest first.
+    let ids = |f: LeadFilter<'_>| {
+        s.leads(t, &LeadFilter { limit: 100, ..f })
+            .unwrap()
+            .iter()
+            .map(|l| l.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(LeadFilter::default()), [1, 2, 3, 4]);
+    assert_eq!(
+        ids(LeadFilter {
+            open: true,
+            ..LeadFilter::default()
+        }),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        ids(LeadFilter {
+            pooled: true,
+            ..LeadFilter::default()
+        }),
+        [2]
+    );
+    assert_eq!(
+        ids(LeadFilter {
+            owner: Some("amy"),
+            ..LeadFilter::default()
+        }),
+        [1, 4]
+    );
+    assert_eq!(
+        ids(LeadFilter {
+            owner: Some("amy"),
+            open: true,
+            ..LeadFilter::default()
+        }),
+        [1]
+    );
+    assert_eq!(
+        ids(LeadFilter {
+            state: Some("contacted"),
+            ..LeadFilter::default()
+        }),
+        [3]
+    );
+    assert_eq!(
+        ids(LeadFilter {
+            team: Some("sales"),
+            ..LeadFilter::default()
+        }),
+        [1, 2, 3, 4]
+    );
+    assert_eq!(
+        ids(LeadFilter {
+            team: Some("none"),
+            ..LeadFilter::default()
+        }),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        ids(LeadFilter {
+            fan: Some(100),
+            ..LeadFilter::default()
+        }),
+        [1, 4]
+    );
+    assert_eq!(
+        s.leads(
+            t,
+            &LeadFilter {
+                limit: 2,
+                ..LeadFilter::default()
+            }
+        )
+        .unwrap()
+        .len(),
+        2
+    );
+    assert!(
+        s.leads(
+            other,
+            &LeadFilter {
+                limit: 100,
+                ..LeadFilter::default()
+            }
+        )
+        .unwrap()
+        .is_empty()
+    );
+
+    let open_of = |fans: &[i64]| {
+        s.open_leads_of(t, fans)
+            .unwrap()
+            .iter()
+            .map(|l| l.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(open_of(&[100, 300, 999]), [1, 3], "lead 4 is won");
+    assert_eq!(open_of(&[]), Vec::<i64>::new());
+    assert_eq!(
+        s.open_per_owner(t).unwrap(),
+        vec![("amy".to_string(), 1), ("bob".to_string(), 1)]
+    );
+    assert_eq!(
+        s.arrivals_known(t, &["ev-a", "ev-x", "ev-d"]).unwrap(),
+        vec!["ev-a".to_string(), "ev-d".to_string()]
+    );
+    assert!(s.arrivals_known(other, &["ev-a"]).unwrap().is_empty());
+    assert!(s.arrivals_known(t, &[]).unwrap().is_empty());
+
+    // A duplicate event id stores nothing of its batch, and names the id.
+    let fresh = [l::lead(5, 500, "new", None)];
+    let cursor_before = s.trigger_cursor(t, "leads").unwrap().unwrap().after;
+    for dup in [
+        vec![l::arrival(5, "ev-z", NOW), l::arrival(5, "ev-z", NOW)],
+        vec![l::arrival(5, "ev-a", NOW)],
+    ] {
+        let err = s
+            .commit_leads(
+                t,
+                &LeadBatch {
+                    new_leads: &fresh,
+                    arrivals: &dup,
+                    log: &[l::log(9, 5, "assigned", None)],
+                    agent_days: &[l::day("amy", 20_400, 100)],
+                    cursor: Some(("leads", 99)),
+                    now: NOW,
+                    ..LeadBatch::default()
+                },
+            )
+            .unwrap_err();
+        let name = &dup[0].event_id;
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains(name.as_str())),
+            "{err}"
+        );
+        assert_eq!(
+            s.leads(
+                t,
+                &LeadFilter {
+                    limit: 100,
+                    ..LeadFilter::default()
+                }
+            )
+            .unwrap()
+            .len(),
+            4
+        );
+        assert_eq!(s.lead(t, 5).unwrap(), None);
+        assert!(s.lead_log(t, 5).unwrap().is_empty());
+        assert_eq!(s.agent_days(t, 20_400).unwrap()[0].count, 7);
+        assert_eq!(
+            s.trigger_cursor(t, "leads").unwrap().unwrap().after,
+            cursor_before
+        );
+        assert_eq!(s.lead_ids(t).unwrap().lead, 4);
+    }
+    // A lead id stored already, or twice in the batch, likewise.
+    for dup in [
+        vec![l::lead(2, 9, "new", None)],
+        vec![l::lead(6, 9, "new", None), l::lead(6, 9, "new", None)],
+    ] {
+        let err = s
+            .commit_leads(
+                t,
+                &LeadBatch {
+                    new_leads: &dup,
+                    now: NOW,
+                    ..LeadBatch::default()
+                },
+            )
+            .unwrap_err();
+        let name = dup[0].id.to_string();
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains(&name)),
+            "{err}"
+        );
+    }
+    assert_eq!(s.lead(t, 2).unwrap().unwrap().fan, 200);
+    assert_eq!(s.lead(t, 6).unwrap(), None);
+
+    // Updating a lead not stored fails the batch.
+    let err = s
+        .commit_leads(
+            t,
+            &LeadBatch {
+                new_leads: &fresh,
+                updated_leads: &[l::lead(77, 1, "contacted", None)],
+                now: NOW,
+                ..LeadBatch::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt(m) if m.contains("77")),
+        "{err}"
+    );
+    assert_eq!(s.lead(t, 5).unwrap(), None);
+
+    // Updates replace all but the id and the creation time; arrivals move to another lead.
+    let mut two = l::lead(2, 200, "contacted", Some("bob"));
+    two.created_at = 1;
+    two.first_contact_at = Some(NOW + 50);
+    two.last_follow_up_at = Some(NOW + 50);
+    two.escalated_at = Some(NOW + 40);
+    two.clue_state = Some("1".to_string());
+    two.intention = Some("high".to_string());
+    two.province = None;
+    two.updated_at = NOW + 50;
+    let mut one = l::lead(1, 100, "won", Some("amy"));
+    one.closed_at = Some(NOW + 60);
+    s.commit_leads(
+        t,
+        &LeadBatch {
+            updated_leads: &[two.clone(), one.clone()],
+            moved_arrivals: &[("ev-b".to_string(), 2)],
+            now: NOW,
+            ..LeadBatch::default()
+        },
+    )
+    .unwrap();
+    let stored = s.lead(t, 2).unwrap().unwrap();
+    assert_eq!(stored.created_at, NOW + 2, "kept");
+    assert_eq!(
+        stored,
+        StoredLead {
+            created_at: NOW + 2,
+            ..two
+        }
+    );
+    assert_eq!(s.lead(t, 1).unwrap().unwrap().state, "won");
+    assert_eq!(s.open_per_owner(t).unwrap(), vec![("bob".to_string(), 2)]);
+    assert_eq!(
+        s.arrivals(t, 2)
+            .unwrap()
+            .iter()
+            .map(|a| a.event_id.as_str())
+            .collect::<Vec<_>>(),
+        ["ev-c", "ev-b"]
+    );
+    assert_eq!(s.arrivals(t, 1).unwrap(), vec![arrivals[1].clone()]);
+}
+
+fn groups_members_and_days(s: &dyn Store) {
+    use crate::leads::*;
+    let t = s.create_tenant("acme", "wh", "ah", NOW).unwrap().id;
+    let other = s.create_tenant("other", "wh2", "ah2", NOW).unwrap().id;
+    assert!(s.groups(t).unwrap().is_empty());
+    let gday = |group: i64, day: i32, joins: i32, leaves: i32, messages: i32| GroupDay {
+        group,
+        day,
+        joins,
+        leaves,
+        messages,
+    };
+    s.commit_leads(
+        t,
+        &LeadBatch {
+            new_groups: &[l::group(1, "vip"), l::group(2, "vip")],
+            members: &[
+                l::member(1, 10, NOW + 2),
+                l::member(1, 11, NOW + 1),
+                l::member(2, 10, NOW + 3),
+            ],
+            group_sizes: &[(1, 2), (2, 1)],
+            group_days: &[
+                gday(1, 100, 1, 0, 0),
+                gday(1, 100, 1, 0, 3),
+                gday(2, 100, 1, 0, 0),
+            ],
+            now: NOW,
+            ..LeadBatch::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.lead_ids(t).unwrap().group, 2);
+    let groups = s.groups(t).unwrap();
+    assert_eq!(
+        groups,
+        vec![
+            StoredGroup {
+                members: 2,
+                ..l::group(1, "vip")
+            },
+            StoredGroup {
+                members: 1,
+                ..l::group(2, "vip")
+            },
+        ]
+    );
+    assert!(s.groups(other).unwrap().is_empty());
+    // By join time.
+    assert_eq!(
+        s.members(t, 1).unwrap(),
+        vec![l::member(1, 11, NOW + 1), l::member(1, 10, NOW + 2)]
+    );
+    assert_eq!(s.groups_of(t, 10).unwrap(), [1, 2]);
+    assert!(s.groups_of(other, 10).unwrap().is_empty());
+
+    // Fan 10 leaves group 1 and speaks in group 2; fan 12 joins group 1.
+    s.commit_leads(
+        t,
+        &LeadBatch {
+            members: &[
+                StoredMember {
+                    left_at: Some(NOW + 10),
+                    ..l::member(1, 10, NOW + 2)
+                },
+                StoredMember {
+                    active_at: Some(NOW + 9),
+                    ..l::member(2, 10, NOW + 3)
+                },
+                l::member(1, 12, NOW + 8),
+            ],
+            group_sizes: &[(1, 2)],
+            group_days: &[
+                gday(1, 100, 0, 1, 0),
+                gday(1, 101, 1, 0, 0),
+                gday(2, 101, 0, 0, 1),
+            ],
+            now: NOW,
+            ..LeadBatch::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.groups_of(t, 10).unwrap(), [2], "only current memberships");
+    assert_eq!(s.groups_of(t, 12).unwrap(), [1]);
+    let members = s.members(t, 1).unwrap();
+    assert_eq!(members.len(), 3, "past members stay");
+    assert_eq!(members[1].fan, 10);
+    assert_eq!(members[1].left_at, Some(NOW + 10));
+    assert_eq!(s.members(t, 2).unwrap()[0].active_at, Some(NOW + 9));
+    assert_eq!(s.groups(t).unwrap()[0].members, 2);
+    // Day counts add up, from the day asked.
+    assert_eq!(
+        s.group_days(t, 1, 0).unwrap(),
+        vec![gday(1, 100, 2, 1, 3), gday(1, 101, 1, 0, 0)]
+    );
+    assert_eq!(
+        s.group_days(t, 1, 101).unwrap(),
+        vec![gday(1, 101, 1, 0, 0)]
+    );
+    assert_eq!(
+        s.group_days(t, 2, 0).unwrap(),
+        vec![gday(2, 100, 1, 0, 0), gday(2, 101, 0, 0, 1)]
+    );
+    assert!(s.group_days(other, 1, 0).unwrap().is_empty());
+}
+
+fn lead_writes_of_a_stale_node_are_refused(open: &dyn Fn() -> std::sync::Arc<dyn Store>) {
+    use crate::leads::*;
+    let (a, b) = (open(), open());
+    let t = a.create_tenant("acme", "wh", "ah", NOW).unwrap().id;
+    a.require_leases();
+    b.require_leases();
+    let commit = |s: &dyn Store, id: i64| {
+        s.commit_leads(
+            t,
+            &LeadBatch {
+                new_leads: &[l::lead(id, id * 10, "new", None)],
+                arrivals: &[l::arrival(id, &format!("ev{id}"), NOW)],
+                cursor: Some(("leads", id)),
+                now: NOW,
+                ..LeadBatch::default()
+            },
+        )
+    };
+    assert!(matches!(commit(&*a, 1), Err(StoreError::NotOwner(x)) if x == t));
+    assert!(matches!(
+        a.put_team(t, &l::team("sales")),
+        Err(StoreError::NotOwner(_))
+    ));
+    a.acquire_lease(t, "a", NOW, NOW + 100).unwrap().unwrap();
+    commit(&*a, 1).unwrap();
+    a.put_team(t, &l::team("sales")).unwrap();
+    // a stalls past its lease; b takes over.
+    b.acquire_lease(t, "b", NOW + 200, NOW + 300)
+        .unwrap()
+        .unwrap();
+    assert!(matches!(commit(&*a, 2), Err(StoreError::NotOwner(_))));
+    assert!(matches!(
+        a.put_agent(t, &l::agent("amy", "sales")),
+        Err(StoreError::NotOwner(_))
+    ));
+    assert!(matches!(a.put_rules(t, &[]), Err(StoreError::NotOwner(_))));
+    assert_eq!(b.lead(t, 2).unwrap(), None);
+    assert_eq!(b.trigger_cursor(t, "leads").unwrap().unwrap().after, 1);
+    assert!(b.agents(t).unwrap().is_empty());
+    // The new owner's go through.
+    commit(&*b, 2).unwrap();
+    b.put_agent(t, &l::agent("amy", "sales")).unwrap();
+    assert_eq!(b.lead_ids(t).unwrap().lead, 2);
+    assert_eq!(b.trigger_cursor(t, "leads").unwrap().unwrap().after, 2);
+}
+
 macro_rules! backends {
     ($($name:ident),* ; reopened: $($open:ident),*) => {
         mod sqlite {
@@ -2080,9 +2777,13 @@ backends!(
     dead_rows_are_retried,
     tasks_are_claimed_and_done_from_the_right_states,
     counters_add_up_across_batches,
-    the_cursor_is_stored_with_its_batch;
+    the_cursor_is_stored_with_its_batch,
+    teams_agents_and_rules_round_trip,
+    lead_batches_commit_whole,
+    groups_members_and_days;
     reopened:
     reopening_keeps_everything,
     leases_pass_between_nodes_and_fence_stale_writes,
-    journey_writes_of_a_stale_node_are_refused
+    journey_writes_of_a_stale_node_are_refused,
+    lead_writes_of_a_stale_node_are_refused
 );

@@ -260,9 +260,13 @@ impl crate::EventLog for Faulty {
 }
 
 impl crate::Decisions for Faulty {
+    // Named in full: `Leads` has a `rules` of its own.
+    fn rules(&self, tenant: crate::TenantId) -> crate::Result<Option<(i64, String)>> {
+        crate::Decisions::rules(&*self.inner, tenant)
+    }
+
     pass! {
         set_rules(&self, tenant: crate::TenantId, toml: &str) -> crate::Result<i64>;
-        rules(&self, tenant: crate::TenantId) -> crate::Result<Option<(i64, String)>>;
         add_decision(&self, tenant: crate::TenantId, d: &crate::NewDecision<'_>) -> crate::Result<i64>;
         decisions(&self, tenant: crate::TenantId, after_id: i64) -> crate::Result<Vec<crate::StoredDecision>>;
     }
@@ -343,6 +347,35 @@ impl crate::Journeys for Faulty {
         update_task(&self, tenant: crate::TenantId, id: i64, change: &crate::journeys::TaskChange, now: siyu_domain::Millis) -> crate::Result<Option<crate::journeys::StoredTask>>;
         wake_held(&self, tenant: crate::TenantId, journey: &str, now: siyu_domain::Millis) -> crate::Result<usize>;
         outbox_counts(&self, tenant: crate::TenantId, journey: &str) -> crate::Result<Vec<crate::journeys::OutboxCount>>;
+    }
+}
+
+impl crate::Leads for Faulty {
+    // Named in full: `Decisions` has a `rules` of its own.
+    fn rules(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::leads::StoredRule>> {
+        crate::Leads::rules(&*self.inner, tenant)
+    }
+
+    pass! {
+        put_team(&self, tenant: crate::TenantId, team: &crate::leads::StoredTeam) -> crate::Result<()>;
+        teams(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::leads::StoredTeam>>;
+        put_agent(&self, tenant: crate::TenantId, agent: &crate::leads::StoredAgent) -> crate::Result<()>;
+        agents(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::leads::StoredAgent>>;
+        put_rules(&self, tenant: crate::TenantId, rules: &[crate::leads::StoredRule]) -> crate::Result<()>;
+        lead_ids(&self, tenant: crate::TenantId) -> crate::Result<crate::leads::LeadIds>;
+        commit_leads(&self, tenant: crate::TenantId, batch: &crate::leads::LeadBatch<'_>) -> crate::Result<()>;
+        leads(&self, tenant: crate::TenantId, filter: &crate::leads::LeadFilter<'_>) -> crate::Result<Vec<crate::leads::StoredLead>>;
+        lead(&self, tenant: crate::TenantId, id: i64) -> crate::Result<Option<crate::leads::StoredLead>>;
+        open_leads_of(&self, tenant: crate::TenantId, fans: &[i64]) -> crate::Result<Vec<crate::leads::StoredLead>>;
+        arrivals(&self, tenant: crate::TenantId, lead: i64) -> crate::Result<Vec<crate::leads::StoredArrival>>;
+        arrivals_known(&self, tenant: crate::TenantId, event_ids: &[&str]) -> crate::Result<Vec<String>>;
+        lead_log(&self, tenant: crate::TenantId, lead: i64) -> crate::Result<Vec<crate::leads::StoredLeadLog>>;
+        open_per_owner(&self, tenant: crate::TenantId) -> crate::Result<Vec<(String, i64)>>;
+        agent_days(&self, tenant: crate::TenantId, day: i32) -> crate::Result<Vec<crate::leads::AgentDay>>;
+        groups(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::leads::StoredGroup>>;
+        members(&self, tenant: crate::TenantId, group: i64) -> crate::Result<Vec<crate::leads::StoredMember>>;
+        groups_of(&self, tenant: crate::TenantId, fan: i64) -> crate::Result<Vec<i64>>;
+        group_days(&self, tenant: crate::TenantId, group: i64, from_day: i32) -> crate::Result<Vec<crate::leads::GroupDay>>;
     }
 }
 
