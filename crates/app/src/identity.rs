@@ -337,7 +337,7 @@ fn load_rules(
     engine: &mut TenantEngine,
     tenant: TenantId,
 ) -> Result<(), AppError> {
-    let Some((version, text)) = siyu_store::Decisions::rules(store, tenant)? else {
+    let Some((version, text)) = store.rules(tenant)? else {
         return Ok(());
     };
     if version != engine.rules_version() {
@@ -370,7 +370,7 @@ pub fn news(store: &dyn Store, engine: &TenantEngine, tenant: TenantId) -> Resul
     if !decisions.is_empty() || store.last_seq(tenant)? > engine.last_seq() {
         return Ok(News::Some);
     }
-    if let Some((version, _)) = siyu_store::Decisions::rules(store, tenant)?
+    if let Some((version, _)) = store.rules(tenant)?
         && version != engine.rules_version()
     {
         return Ok(News::Some);

@@ -28,6 +28,7 @@ pub mod identity;
 pub mod ingest;
 pub mod journeys;
 pub mod keys;
+pub mod leads;
 pub mod oceanengine;
 pub mod owners;
 pub mod secrets;

@@ -233,8 +233,8 @@ pub trait Leads {
     fn agents(&self, tenant: TenantId) -> Result<Vec<StoredAgent>>;
 
     /// Replaces the routing rules with these, in this order (positions 1, 2, …).
-    fn put_rules(&self, tenant: TenantId, rules: &[StoredRule]) -> Result<()>;
-    fn rules(&self, tenant: TenantId) -> Result<Vec<StoredRule>>;
+    fn put_lead_rules(&self, tenant: TenantId, rules: &[StoredRule]) -> Result<()>;
+    fn lead_rules(&self, tenant: TenantId) -> Result<Vec<StoredRule>>;
 
     fn lead_ids(&self, tenant: TenantId) -> Result<LeadIds>;
 

@@ -21,8 +21,7 @@
 //!   trigger stream; [`journeys`] holds runs, the outbox and tasks (its backends in
 //!   `sqlite_journeys` and `postgres_journeys`); [`Leads`]: [`leads`] holds teams, agents,
 //!   routing rules, leads with their arrivals and log, and fan groups (its backends in
-//!   `sqlite_leads` and `postgres_leads`). [`Decisions`] and [`Leads`] both have a `rules`:
-//!   on a [`Store`] it is called by its trait's name (`Decisions::rules(store, tenant)`).
+//!   `sqlite_leads` and `postgres_leads`).
 //! - `suite` (tests only): the one test suite both backends must pass.
 
 pub mod journeys;

@@ -486,7 +486,7 @@ impl Leads for PostgresStore {
         })
     }
 
-    fn put_rules(&self, tenant: TenantId, rules: &[StoredRule]) -> Result<()> {
+    fn put_lead_rules(&self, tenant: TenantId, rules: &[StoredRule]) -> Result<()> {
         let positions: Vec<i32> = (1..=rules.len())
             .map(|p| i32::try_from(p).unwrap_or(i32::MAX))
             .collect();
@@ -510,7 +510,7 @@ impl Leads for PostgresStore {
         })
     }
 
-    fn rules(&self, tenant: TenantId) -> Result<Vec<StoredRule>> {
+    fn lead_rules(&self, tenant: TenantId) -> Result<Vec<StoredRule>> {
         self.reader(|c| {
             Ok(c.query(
                 "SELECT id, position, expr, team, created_at FROM lead_rules

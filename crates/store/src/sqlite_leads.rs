@@ -490,7 +490,7 @@ impl Leads for SqliteStore {
         })
     }
 
-    fn put_rules(&self, tenant: TenantId, rules: &[StoredRule]) -> Result<()> {
+    fn put_lead_rules(&self, tenant: TenantId, rules: &[StoredRule]) -> Result<()> {
         write(self, tenant, |tx| {
             tx.prepare_cached("DELETE FROM lead_rules WHERE tenant_id = ?1")?
                 .execute([tenant])?;
@@ -513,7 +513,7 @@ impl Leads for SqliteStore {
         })
     }
 
-    fn rules(&self, tenant: TenantId) -> Result<Vec<StoredRule>> {
+    fn lead_rules(&self, tenant: TenantId) -> Result<Vec<StoredRule>> {
         self.read(|c| {
             rows(
                 c,

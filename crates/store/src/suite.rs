@@ -291,13 +291,10 @@ fn decisions_are_kept_in_order_per_tenant(s: &dyn Store) {
 
 fn rules_are_versioned(s: &dyn Store) {
     let a = s.create_tenant("a", "w1", "a1", NOW).unwrap().id;
-    assert_eq!(crate::Decisions::rules(s, a).unwrap(), None);
+    assert_eq!(s.rules(a).unwrap(), None);
     assert_eq!(s.set_rules(a, "x = 1").unwrap(), 1);
     assert_eq!(s.set_rules(a, "x = 2").unwrap(), 2);
-    assert_eq!(
-        crate::Decisions::rules(s, a).unwrap(),
-        Some((2, "x = 2".to_string()))
-    );
+    assert_eq!(s.rules(a).unwrap(), Some((2, "x = 2".to_string())));
 }
 
 fn transitions_are_appended_and_read_in_order(s: &dyn Store) {
@@ -2142,7 +2139,7 @@ fn teams_agents_and_rules_round_trip(s: &dyn Store) {
     let other = s.create_tenant("other", "wh2", "ah2", NOW).unwrap().id;
     assert!(s.teams(t).unwrap().is_empty());
     assert!(s.agents(t).unwrap().is_empty());
-    assert!(crate::Leads::rules(s, t).unwrap().is_empty());
+    assert!(s.lead_rules(t).unwrap().is_empty());
 
     s.put_team(t, &l::team("sales")).unwrap();
     let mut support = l::team("support");
@@ -2208,7 +2205,7 @@ fn teams_agents_and_rules_round_trip(s: &dyn Store) {
         team: team.to_string(),
         created_at: NOW,
     };
-    s.put_rules(
+    s.put_lead_rules(
         t,
         &[
             rule(1, "region = '浙江'", "sales"),
@@ -2216,14 +2213,14 @@ fn teams_agents_and_rules_round_trip(s: &dyn Store) {
         ],
     )
     .unwrap();
-    let got = crate::Leads::rules(s, t).unwrap();
+    let got = s.lead_rules(t).unwrap();
     assert_eq!(
         got.iter().map(|r| (r.id, r.position)).collect::<Vec<_>>(),
         [(1, 1), (2, 2)]
     );
     assert_eq!(got[0].expr, "region = '浙江'");
     // Replaced, in the new order.
-    s.put_rules(
+    s.put_lead_rules(
         t,
         &[
             rule(5, "tag:vip", "support"),
@@ -2232,16 +2229,16 @@ fn teams_agents_and_rules_round_trip(s: &dyn Store) {
         ],
     )
     .unwrap();
-    let got = crate::Leads::rules(s, t).unwrap();
+    let got = s.lead_rules(t).unwrap();
     assert_eq!(
         got.iter()
             .map(|r| (r.id, r.position, r.team.as_str()))
             .collect::<Vec<_>>(),
         [(5, 1, "support"), (3, 2, "sales"), (4, 3, "sales")]
     );
-    assert!(crate::Leads::rules(s, other).unwrap().is_empty());
-    s.put_rules(t, &[]).unwrap();
-    assert!(crate::Leads::rules(s, t).unwrap().is_empty());
+    assert!(s.lead_rules(other).unwrap().is_empty());
+    s.put_lead_rules(t, &[]).unwrap();
+    assert!(s.lead_rules(t).unwrap().is_empty());
 }
 
 fn lead_batches_commit_whole(s: &dyn Store) {
@@ -2716,7 +2713,10 @@ fn lead_writes_of_a_stale_node_are_refused(open: &dyn Fn() -> std::sync::Arc<dyn
         a.put_agent(t, &l::agent("amy", "sales")),
         Err(StoreError::NotOwner(_))
     ));
-    assert!(matches!(a.put_rules(t, &[]), Err(StoreError::NotOwner(_))));
+    assert!(matches!(
+        a.put_lead_rules(t, &[]),
+        Err(StoreError::NotOwner(_))
+    ));
     assert_eq!(b.lead(t, 2).unwrap(), None);
     assert_eq!(b.trigger_cursor(t, "leads").unwrap().unwrap().after, 1);
     assert!(b.agents(t).unwrap().is_empty());

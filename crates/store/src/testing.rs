@@ -351,17 +351,13 @@ impl crate::Journeys for Faulty {
 }
 
 impl crate::Leads for Faulty {
-    // Named in full: `Decisions` has a `rules` of its own.
-    fn rules(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::leads::StoredRule>> {
-        crate::Leads::rules(&*self.inner, tenant)
-    }
-
     pass! {
+        lead_rules(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::leads::StoredRule>>;
         put_team(&self, tenant: crate::TenantId, team: &crate::leads::StoredTeam) -> crate::Result<()>;
         teams(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::leads::StoredTeam>>;
         put_agent(&self, tenant: crate::TenantId, agent: &crate::leads::StoredAgent) -> crate::Result<()>;
         agents(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::leads::StoredAgent>>;
-        put_rules(&self, tenant: crate::TenantId, rules: &[crate::leads::StoredRule]) -> crate::Result<()>;
+        put_lead_rules(&self, tenant: crate::TenantId, rules: &[crate::leads::StoredRule]) -> crate::Result<()>;
         lead_ids(&self, tenant: crate::TenantId) -> crate::Result<crate::leads::LeadIds>;
         commit_leads(&self, tenant: crate::TenantId, batch: &crate::leads::LeadBatch<'_>) -> crate::Result<()>;
         leads(&self, tenant: crate::TenantId, filter: &crate::leads::LeadFilter<'_>) -> crate::Result<Vec<crate::leads::StoredLead>>;

@@ -375,7 +375,7 @@ fn summary(s: &siyu_store::journeys::StoredJourney, j: &Journey) -> JourneySumma
 }
 
 impl App {
-    fn now(&self) -> Millis {
+    pub(crate) fn now(&self) -> Millis {
         self.ingestor.clock().now()
     }
 

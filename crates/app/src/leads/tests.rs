@@ -1,0 +1,377 @@
+//! The lead worker driven step by step on a SQLite store with a live engine and one manual
+//! clock: the "done when" as a new user would try it.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use siyu_domain::time::{Clock, ManualClock};
+use siyu_store::leads::LeadFilter;
+use siyu_store::{Durability, SqliteStore, Store, TenantId};
+
+use super::worker::LeadWorker;
+use super::{AgentSpec, TeamSpec};
+use crate::targets::TargetPolicy;
+use crate::{App, EngineMode, Safeguards};
+
+/// 2026-12-01T10:00:00+08:00 (Asia/Shanghai, the default time zone).
+const T0: i64 = 1_796_090_400_000;
+const H: i64 = 3_600_000;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    app: Arc<App>,
+    tenant: TenantId,
+    worker: LeadWorker,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), Durability::Normal).unwrap());
+        let name = crate::TenantName::parse("acme").unwrap();
+        crate::tenants::create(&*store, &name).unwrap();
+        let tenant = store.tenants().unwrap()[0].id;
+        let clock = Arc::new(ManualClock::new(T0));
+        let guard = Safeguards::new(
+            crate::secrets::Sealer::from_keys(&[7; 32], None),
+            TargetPolicy::ALLOW_PRIVATE,
+        );
+        let app = Arc::new(App::start_with(store, EngineMode::Live, clock.clone(), guard).unwrap());
+        let worker = LeadWorker::new(app.clone());
+        Harness {
+            _dir: dir,
+            clock,
+            app,
+            tenant,
+            worker,
+        }
+    }
+
+    fn events(&self, events: Vec<Value>) {
+        let now = self.clock.now();
+        let parsed: Vec<siyu_domain::Event> = events
+            .into_iter()
+            .map(|v| siyu_domain::Event::from_value(v, self.app.time_bounds(now)).unwrap())
+            .collect();
+        let rx = self.app.ingestor.submit(self.tenant, parsed).unwrap();
+        rx.blocking_recv().unwrap().unwrap();
+    }
+
+    fn step(&mut self) -> super::worker::LeadReport {
+        self.worker.step(self.clock.now()).unwrap()
+    }
+
+    fn team(&self, name: &str, first_contact: Option<&str>) {
+        self.app
+            .put_team(
+                self.tenant,
+                &TeamSpec {
+                    name: name.into(),
+                    first_contact: first_contact.map(str::to_string),
+                    ..TeamSpec::default()
+                },
+            )
+            .unwrap();
+    }
+
+    fn agent(&self, name: &str, team: &str, capacity: Option<i64>, hours: Option<&str>) {
+        self.app
+            .put_agent(
+                self.tenant,
+                &AgentSpec {
+                    name: name.into(),
+                    team: Some(team.into()),
+                    capacity,
+                    hours: hours.map(str::to_string),
+                    ..AgentSpec::default()
+                },
+            )
+            .unwrap();
+    }
+
+    fn leads(&self) -> Vec<siyu_store::leads::StoredLead> {
+        self.app
+            .leads(
+                self.tenant,
+                &LeadFilter {
+                    limit: 1000,
+                    ..LeadFilter::default()
+                },
+            )
+            .unwrap()
+    }
+
+    fn log_kinds(&self, lead: i64) -> Vec<String> {
+        self.app
+            .store()
+            .lead_log(self.tenant, lead)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.kind)
+            .collect()
+    }
+}
+
+fn form(id: &str, ids: Value, channel: &str, ts: i64) -> Value {
+    json!({"id": id, "type": "lead_form", "ts": siyu_domain::time::format_rfc3339(ts),
+           "identities": ids, "props": {"channel": channel, "province": "浙江", "city": "杭州"}})
+}
+
+#[test]
+fn one_person_three_forms_three_channels_is_one_lead_with_one_owner() {
+    let mut h = Harness::new();
+    h.team("tmk", Some("2h"));
+    h.agent("小王", "tmk", None, None);
+    h.agent("小李", "tmk", None, None);
+    h.events(vec![form(
+        "f1",
+        json!({"douyin_open_id": "oA", "phone": "13800138000"}),
+        "live",
+        T0 - 3000,
+    )]);
+    let r = h.step();
+    assert_eq!((r.new_leads, r.assigned, r.repeats), (1, 1, 0));
+    h.events(vec![
+        form("f2", json!({"phone": "13800138000"}), "ad", T0 - 2000),
+        form(
+            "f3",
+            json!({"douyin_open_id": "oA"}),
+            "private_message",
+            T0 - 1000,
+        ),
+    ]);
+    let r = h.step();
+    assert_eq!((r.new_leads, r.assigned, r.repeats), (0, 0, 2));
+    let leads = h.leads();
+    assert_eq!(leads.len(), 1, "one person, one lead");
+    let lead = &leads[0];
+    assert_eq!(
+        lead.owner.as_deref(),
+        Some("小李"),
+        "name order: 小李 < 小王"
+    );
+    assert_eq!(
+        (lead.channel.as_str(), lead.city.as_deref()),
+        ("live", Some("杭州"))
+    );
+    assert_eq!(lead.first_contact_due, Some(T0 + 2 * H));
+    let arrivals = h.app.store().arrivals(h.tenant, lead.id).unwrap();
+    assert_eq!(
+        arrivals
+            .iter()
+            .map(|a| (a.channel.as_str(), a.repeat))
+            .collect::<Vec<_>>(),
+        [("live", false), ("ad", true), ("private_message", true)]
+    );
+    assert_eq!(h.log_kinds(lead.id), ["assigned", "repeat", "repeat"]);
+    // The agents' load: one open lead, one assignment today; nobody else followed it up.
+    let agents = h.app.agents(h.tenant).unwrap();
+    let li = agents.iter().find(|a| a.name == "小李").unwrap();
+    let wang = agents.iter().find(|a| a.name == "小王").unwrap();
+    assert_eq!((li.open_leads, li.today, wang.open_leads), (1, 1, 0));
+    // A step taken again changes nothing.
+    let r = h.step();
+    assert_eq!((r.new_leads, r.repeats, r.assigned), (0, 0, 0));
+}
+
+#[test]
+fn an_agent_at_capacity_is_skipped_and_the_pool_fills_at_nine() {
+    let mut h = Harness::new();
+    h.team("sales", None);
+    h.agent("a", "sales", Some(1), Some("09:00-21:00"));
+    h.agent("b", "sales", None, Some("09:00-21:00"));
+    h.events(vec![
+        form("f1", json!({"phone": "13900000001"}), "ad", T0),
+        form("f2", json!({"phone": "13900000002"}), "ad", T0),
+        form("f3", json!({"phone": "13900000003"}), "ad", T0),
+    ]);
+    h.step();
+    let owners: Vec<Option<String>> = h.leads().into_iter().map(|l| l.owner).collect();
+    // a, b, then a is at capacity: b.
+    assert_eq!(
+        owners,
+        [Some("a".into()), Some("b".into()), Some("b".into())]
+    );
+    // 23:00 local: nobody is in; the lead waits in the pool, with why.
+    h.clock.set(T0 + 13 * H);
+    h.events(vec![form(
+        "f4",
+        json!({"phone": "13900000004"}),
+        "ad",
+        T0 + 13 * H,
+    )]);
+    let r = h.step();
+    assert_eq!((r.new_leads, r.assigned, r.pooled), (1, 0, 1));
+    let pooled = h.leads().pop().unwrap();
+    assert_eq!(pooled.owner, None);
+    let log = h.app.store().lead_log(h.tenant, pooled.id).unwrap();
+    assert_eq!(log[0].kind, "pooled");
+    let detail: Value = serde_json::from_str(log[0].detail.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        detail["passed"],
+        json!({"a": "off_hours", "b": "off_hours"})
+    );
+    // The worker knows to look again at 09:00, and then it is assigned.
+    let nine = T0 + 23 * H;
+    assert_eq!(r.next_wake, Some(nine));
+    h.clock.set(nine);
+    let r = h.step();
+    assert_eq!(r.assigned, 1);
+    assert_eq!(h.leads().pop().unwrap().owner.as_deref(), Some("b"));
+    assert_eq!(h.log_kinds(pooled.id), ["pooled", "assigned"]);
+}
+
+#[test]
+fn an_overdue_lead_escalates_once_to_the_next_agent() {
+    let mut h = Harness::new();
+    h.team("tmk", Some("2h"));
+    h.agent("a", "tmk", None, None);
+    h.agent("b", "tmk", None, None);
+    h.events(vec![form(
+        "f1",
+        json!({"phone": "13700000001"}),
+        "live",
+        T0,
+    )]);
+    h.step();
+    let lead = h.leads().pop().unwrap();
+    assert_eq!(lead.owner.as_deref(), Some("a"));
+    h.clock.set(T0 + 2 * H - 1);
+    assert_eq!(h.step().escalated, 0);
+    h.clock.set(T0 + 2 * H);
+    assert_eq!(h.step().escalated, 1);
+    let lead = h.leads().pop().unwrap();
+    assert_eq!(lead.owner.as_deref(), Some("b"));
+    assert_eq!(h.log_kinds(lead.id), ["assigned", "escalated", "assigned"]);
+    // b contacts in time: nothing more.
+    h.app
+        .log_follow_up(h.tenant, lead.id, "call", Some("接通，有意向"), Some("b"))
+        .unwrap();
+    h.clock.set(T0 + 10 * H);
+    assert_eq!(h.step().escalated, 0);
+    let lead = h.leads().pop().unwrap();
+    assert_eq!(lead.state, "contacted");
+}
+
+#[test]
+fn a_deactivated_agent_hands_their_leads_back() {
+    let mut h = Harness::new();
+    h.team("tmk", None);
+    h.agent("a", "tmk", None, None);
+    h.events(vec![form(
+        "f1",
+        json!({"phone": "13600000001"}),
+        "live",
+        T0,
+    )]);
+    h.step();
+    h.agent("b", "tmk", None, None);
+    h.app
+        .put_agent(
+            h.tenant,
+            &AgentSpec {
+                name: "a".into(),
+                active: Some(false),
+                ..AgentSpec::default()
+            },
+        )
+        .unwrap();
+    h.step();
+    let lead = h.leads().pop().unwrap();
+    assert_eq!(lead.owner.as_deref(), Some("b"));
+    assert_eq!(h.log_kinds(lead.id), ["assigned", "pooled", "assigned"]);
+}
+
+#[test]
+fn bad_requests_name_the_field_and_change_nothing() {
+    let mut h = Harness::new();
+    h.team("tmk", None);
+    h.agent("a", "tmk", None, None);
+    let code = |e: super::LeadsError| (e.code(), e.field());
+    let bad_agent = |spec: AgentSpec| code(h.app.put_agent(h.tenant, &spec).unwrap_err());
+    assert_eq!(
+        bad_agent(AgentSpec {
+            name: "b".into(),
+            team: Some("tmk".into()),
+            capacity: Some(-1),
+            ..AgentSpec::default()
+        }),
+        ("invalid_capacity", Some("capacity"))
+    );
+    assert_eq!(
+        bad_agent(AgentSpec {
+            name: "b".into(),
+            team: Some("tmk".into()),
+            hours: Some("9am-5pm".into()),
+            ..AgentSpec::default()
+        }),
+        ("invalid_hours", Some("hours"))
+    );
+    assert_eq!(
+        bad_agent(AgentSpec {
+            name: "b".into(),
+            team: Some("nope".into()),
+            ..AgentSpec::default()
+        }),
+        ("team_not_found", Some("team"))
+    );
+    assert_eq!(h.app.agents(h.tenant).unwrap().len(), 1, "nothing stored");
+    assert_eq!(
+        code(
+            h.app
+                .add_route(h.tenant, "tag(\"高意向\")", "tmk")
+                .unwrap_err()
+        ),
+        ("unknown_tag", Some("if"))
+    );
+    assert_eq!(
+        code(h.app.add_route(h.tenant, "tag(", "tmk").unwrap_err()),
+        ("invalid_expression", Some("if"))
+    );
+    assert!(h.app.store().lead_rules(h.tenant).unwrap().is_empty());
+    h.events(vec![form(
+        "f1",
+        json!({"phone": "13500000001"}),
+        "live",
+        T0,
+    )]);
+    h.step();
+    let lead = h.leads().pop().unwrap();
+    assert_eq!(
+        code(
+            h.app
+                .set_lead_state(h.tenant, lead.id, "won", None)
+                .unwrap_err()
+        ),
+        ("state_not_allowed", Some("state"))
+    );
+    assert_eq!(
+        code(
+            h.app
+                .assign_lead(h.tenant, lead.id, "ghost", false)
+                .unwrap_err()
+        ),
+        ("agent_not_found", Some("agent"))
+    );
+    h.app
+        .put_agent(
+            h.tenant,
+            &AgentSpec {
+                name: "a".into(),
+                active: Some(false),
+                ..AgentSpec::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        code(
+            h.app
+                .assign_lead(h.tenant, lead.id, "a", false)
+                .unwrap_err()
+        ),
+        ("agent_inactive", Some("agent"))
+    );
+    assert_eq!(h.leads().pop().unwrap(), lead, "the lead is as it was");
+}

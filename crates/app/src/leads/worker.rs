@@ -1,0 +1,603 @@
+//! The lead worker: follows each served tenant's trigger stream (consumer [`CONSUMER`]) and
+//! turns lead forms into leads with one owner each.
+//!
+//! One [`LeadWorker::step`] per tenant:
+//! 1. reads a page of event triggers after its cursor and keeps the `lead_form`s;
+//! 2. for each, under the engine's read lock: the fan as it is now (every id merged into it)
+//!    and whether the fan already has an open lead. If so the form is a **repeat**: an
+//!    arrival on that lead, logged, the owner kept — no second follow-up. If not, a new lead,
+//!    routed by the ordered rules (the first whose expression matches the fan; with no rule
+//!    matching and one team, that team) and given to an agent by the team's strategy, or left
+//!    in the team's pool with the reasons every agent was passed over;
+//! 3. hands open leads back to routing when their owner was deactivated or moved to another
+//!    team, assigns pooled leads to whoever can take them now (oldest first), and applies the
+//!    service levels: an overdue first contact escalates once, a lead nobody followed up for
+//!    the team's recycle period goes back to the pool (回收);
+//! 4. commits everything — leads, arrivals, log lines, day counts, round-robin pointers and
+//!    the cursor — in **one transaction** ([`siyu_store::Leads::commit_leads`]).
+//!
+//! A crash before the commit loses the whole step, taken again from the same cursor; an
+//! arrival's event id is unique, so nothing is counted twice.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::json;
+use siyu_domain::Millis;
+use siyu_domain::trigger::{TriggerType, TypeSet, What};
+use siyu_leads::route::{Agent, Assigned, Team};
+use siyu_leads::sla::{self, Due, Escalate};
+use siyu_leads::{Hours, LeadState, Router, Strategy};
+use siyu_store::TenantId;
+use siyu_store::leads::{
+    AgentDay, LeadBatch, LeadFilter, StoredAgent, StoredArrival, StoredLead, StoredLeadLog,
+    StoredTeam,
+};
+
+use super::{LeadsError, minute_of_day};
+use crate::App;
+use crate::triggers::{Read, Start};
+
+/// The worker's cursor on the trigger stream.
+pub const CONSUMER: &str = "leads";
+/// Triggers taken per step.
+pub const PAGE: usize = 2000;
+
+/// What a step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeadReport {
+    pub new_leads: usize,
+    pub repeats: usize,
+    pub assigned: usize,
+    pub pooled: usize,
+    pub escalated: usize,
+    pub recycled: usize,
+    /// A full page: call again at once.
+    pub more: bool,
+    /// When the worker should look again without a trigger (a deadline, someone's hours).
+    pub next_wake: Option<Millis>,
+}
+
+/// The lead worker (see the module docs).
+pub struct LeadWorker {
+    app: Arc<App>,
+    pub page: usize,
+}
+
+/// A step's writes, gathered.
+#[derive(Default)]
+struct Batch {
+    new: Vec<StoredLead>,
+    updated: HashMap<i64, StoredLead>,
+    arrivals: Vec<StoredArrival>,
+    log: Vec<StoredLeadLog>,
+    days: HashMap<String, i32>,
+    next_lead: i64,
+    next_log: i64,
+}
+
+impl Batch {
+    fn log(
+        &mut self,
+        lead: i64,
+        at: Millis,
+        kind: &str,
+        agent: Option<&str>,
+        detail: serde_json::Value,
+    ) {
+        self.next_log += 1;
+        self.log.push(StoredLeadLog {
+            id: self.next_log,
+            lead,
+            at,
+            kind: kind.into(),
+            agent: agent.map(str::to_string),
+            result: None,
+            detail: (!detail.is_null()).then(|| detail.to_string()),
+        });
+    }
+}
+
+/// A form's fan as it is now, every id merged into it, and the team its route names.
+type FormFan = (i64, Vec<i64>, Option<String>);
+
+/// The channel a lead form came through: its `props.channel`, else the event's source, else
+/// `form` (the same rule as the dedup report's).
+fn channel_of(e: &siyu_domain::Event) -> String {
+    e.props
+        .get("channel")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .or_else(|| e.source.clone())
+        .unwrap_or_else(|| "form".into())
+}
+
+fn prop(e: &siyu_domain::Event, k: &str) -> Option<String> {
+    e.props.get(k).and_then(|v| match v {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+fn router_of(
+    teams: &[StoredTeam],
+    agents: &[StoredAgent],
+    open: &[(String, i64)],
+    days: &[AgentDay],
+) -> Router {
+    let mut r = Router::default();
+    for t in teams {
+        let members = agents
+            .iter()
+            .filter(|a| a.team == t.name)
+            .map(|a| Agent {
+                name: a.name.clone(),
+                active: a.active,
+                capacity: a.capacity,
+                daily_cap: a.daily_cap,
+                hours: a.hours.map(|(s, e)| Hours {
+                    start: s as u16,
+                    end: e as u16,
+                }),
+                weight: a.weight,
+                open: open
+                    .iter()
+                    .find(|(n, _)| *n == a.name)
+                    .map_or(0, |(_, c)| *c),
+                today: days
+                    .iter()
+                    .find(|d| d.agent == a.name)
+                    .map_or(0, |d| i64::from(d.count)),
+            })
+            .collect();
+        let mut team = Team::new(
+            &t.name,
+            Strategy::parse(&t.strategy).unwrap_or_default(),
+            members,
+        );
+        team.last = t.last_agent.clone();
+        r.add(team);
+    }
+    r
+}
+
+impl LeadWorker {
+    pub fn new(app: Arc<App>) -> LeadWorker {
+        LeadWorker { app, page: PAGE }
+    }
+
+    /// One step for every tenant this node serves.
+    pub fn step(&mut self, now: Millis) -> Result<LeadReport, LeadsError> {
+        let mut total = LeadReport::default();
+        for tenant in self.app.ingestor.served() {
+            let r = self.step_tenant(tenant, now)?;
+            total.new_leads += r.new_leads;
+            total.repeats += r.repeats;
+            total.assigned += r.assigned;
+            total.pooled += r.pooled;
+            total.escalated += r.escalated;
+            total.recycled += r.recycled;
+            total.more |= r.more;
+            total.next_wake = match (total.next_wake, r.next_wake) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(total)
+    }
+
+    /// One step for one tenant (see the module docs).
+    pub fn step_tenant(&mut self, tenant: TenantId, now: Millis) -> Result<LeadReport, LeadsError> {
+        let app = self.app.clone();
+        let store = app.store().clone();
+        let teams = store.teams(tenant)?;
+        let mut report = LeadReport::default();
+        let cursor = store
+            .trigger_cursor(tenant, CONSUMER)?
+            .map_or(0, |c| c.after);
+        let page = app
+            .triggers(
+                tenant,
+                &Read {
+                    from: Start::After(cursor),
+                    types: TypeSet::of([TriggerType::Event]),
+                    fan: None,
+                    limit: self.page,
+                },
+            )
+            .map_err(|e| match e {
+                crate::triggers::TriggerError::App(a) => LeadsError::App(a),
+                other => LeadsError::App(crate::AppError::Store(siyu_store::StoreError::Corrupt(
+                    other.to_string(),
+                ))),
+            })?;
+        report.more = page.triggers.len() >= self.page;
+        let forms: Vec<(i64, String)> = page
+            .triggers
+            .iter()
+            .filter_map(|t| match &t.what {
+                What::Event {
+                    seq, event_type, ..
+                } if event_type == "lead_form" => Some((*seq, String::new())),
+                _ => None,
+            })
+            .collect();
+        let agents = store.agents(tenant)?;
+        let tz = app.lead_tz(tenant)?;
+        let day = siyu_journey::policy::local_day(&tz, now);
+        let minute = minute_of_day(&tz, now);
+        let mut router = router_of(
+            &teams,
+            &agents,
+            &store.open_per_owner(tenant)?,
+            &store.agent_days(tenant, day)?,
+        );
+        let rules = store.lead_rules(tenant)?;
+        let parsed: Vec<(siyu_domain::audience::Expr, String)> = rules
+            .iter()
+            .filter_map(|r| Some((siyu_domain::audience::parse(&r.expr).ok()?, r.team.clone())))
+            .collect();
+        let ids = store.lead_ids(tenant)?;
+        let mut b = Batch {
+            next_lead: ids.lead,
+            next_log: ids.log,
+            ..Batch::default()
+        };
+        // The forms' events, and which are stored arrivals already (a page taken again).
+        let mut events = Vec::with_capacity(forms.len());
+        for (seq, _) in &forms {
+            if let Some(ev) = store.event_at(tenant, *seq)? {
+                events.push(ev.event);
+            }
+        }
+        let id_strs: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        let known = store.arrivals_known(tenant, &id_strs)?;
+        // Each form's fan as it is now, with every id merged into it, and its route.
+        let fans: Vec<Option<FormFan>> = app.ingestor.read(tenant, |e| {
+            events
+                .iter()
+                .map(|ev| {
+                    let node = ev.identities.iter().find_map(|id| {
+                        e.identities()
+                            .lookup(id.kind, id.value())
+                            .into_iter()
+                            .next()
+                    })?;
+                    let cur = e.identities().current(node)?;
+                    let ids: Vec<i64> = e
+                        .identities()
+                        .ids_of(cur)
+                        .into_iter()
+                        .map(|f| f.0)
+                        .collect();
+                    let team = parsed
+                        .iter()
+                        .find(|(x, _)| e.matches(cur, x, &[]))
+                        .map(|(_, t)| t.clone())
+                        .or_else(|| (teams.len() == 1).then(|| teams[0].name.clone()));
+                    Some((cur.0, ids, team))
+                })
+                .collect()
+        })?;
+        let all_ids: Vec<i64> = fans
+            .iter()
+            .flatten()
+            .flat_map(|(_, ids, _)| ids.clone())
+            .collect();
+        // Open leads by the fan they belong to now.
+        let mut open: HashMap<i64, StoredLead> = HashMap::new();
+        for l in store.open_leads_of(tenant, &all_ids)? {
+            if let Some((cur, _, _)) = fans
+                .iter()
+                .flatten()
+                .find(|(_, ids, _)| ids.contains(&l.fan))
+            {
+                // The older one stands for the fan (a merge's two leads are settled apart).
+                let keep = open.get(cur).is_none_or(|o| l.id < o.id);
+                if keep {
+                    open.insert(*cur, l);
+                }
+            }
+        }
+        let mut waiting: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for (ev, fan) in events.iter().zip(&fans) {
+            let Some((cur, _, team)) = fan else { continue };
+            if known.iter().any(|k| k == ev.id.as_str()) {
+                continue;
+            }
+            let channel = channel_of(ev);
+            if let Some(lead) = open.get(cur) {
+                let lead_id = lead.id;
+                b.arrivals.push(StoredArrival {
+                    lead: lead_id,
+                    event_id: ev.id.as_str().to_string(),
+                    channel: channel.clone(),
+                    ts: ev.ts,
+                    repeat: true,
+                });
+                b.log(
+                    lead_id,
+                    now,
+                    "repeat",
+                    lead.owner.as_deref(),
+                    json!({"channel": channel, "event_id": ev.id.as_str()}),
+                );
+                report.repeats += 1;
+                continue;
+            }
+            b.next_lead += 1;
+            let mut lead = StoredLead {
+                id: b.next_lead,
+                fan: *cur,
+                state: LeadState::New.as_str().into(),
+                team: team.clone(),
+                owner: None,
+                created_at: ev.ts.min(now),
+                channel: channel.clone(),
+                province: prop(ev, "province"),
+                city: prop(ev, "city"),
+                clue_state: prop(ev, "clue_state"),
+                intention: prop(ev, "intention").or_else(|| prop(ev, "intention_level")),
+                updated_at: now,
+                ..StoredLead::default()
+            };
+            b.arrivals.push(StoredArrival {
+                lead: lead.id,
+                event_id: ev.id.as_str().to_string(),
+                channel,
+                ts: ev.ts,
+                repeat: false,
+            });
+            report.new_leads += 1;
+            if !assign(
+                &mut b,
+                &mut router,
+                &teams,
+                &mut lead,
+                minute,
+                now,
+                true,
+                &mut report,
+            ) {
+                waiting.extend(lead.team.clone());
+            }
+            open.insert(*cur, lead.clone());
+            b.new.push(lead);
+        }
+        // Leads whose owner can no longer hold them, the pool, and the service levels.
+        let mut standing = store.leads(
+            tenant,
+            &LeadFilter {
+                open: true,
+                limit: usize::MAX >> 1,
+                ..LeadFilter::default()
+            },
+        )?;
+        standing.sort_by_key(|l| l.id);
+        let mut next_wake: Option<Millis> = None;
+        for mut lead in standing {
+            let Some(team_name) = lead.team.clone() else {
+                continue;
+            };
+            let team_def = teams.iter().find(|t| t.name == team_name);
+            if let Some(owner) = lead.owner.clone() {
+                let held = agents
+                    .iter()
+                    .any(|a| a.name == owner && a.active && a.team == team_name);
+                if !held {
+                    router.released(&team_name, &owner);
+                    lead.owner = None;
+                    b.log(
+                        lead.id,
+                        now,
+                        "pooled",
+                        Some(&owner),
+                        json!({"why": "owner_unavailable"}),
+                    );
+                    assign(
+                        &mut b,
+                        &mut router,
+                        &teams,
+                        &mut lead,
+                        minute,
+                        now,
+                        false,
+                        &mut report,
+                    );
+                    b.updated.insert(lead.id, lead);
+                    continue;
+                }
+                let clock = sla::Clock {
+                    assigned_at: lead.assigned_at,
+                    first_contact_due: lead.first_contact_due,
+                    first_contact_at: lead.first_contact_at,
+                    last_follow_up_at: lead.last_follow_up_at,
+                    escalated_at: lead.escalated_at,
+                };
+                match sla::check(&clock, team_def.and_then(|t| t.recycle_ms), now) {
+                    Due::Fine(next) => {
+                        if let Some(n) = next {
+                            next_wake = Some(next_wake.map_or(n, |w| w.min(n)));
+                        }
+                    }
+                    Due::Recycle { idle_since } => {
+                        router.released(&team_name, &owner);
+                        lead.owner = None;
+                        lead.assigned_at = None;
+                        lead.first_contact_due = None;
+                        lead.updated_at = now;
+                        b.log(
+                            lead.id,
+                            now,
+                            "recycled",
+                            Some(&owner),
+                            json!({"idle_since": siyu_domain::time::format_rfc3339(idle_since)}),
+                        );
+                        report.recycled += 1;
+                        b.updated.insert(lead.id, lead);
+                    }
+                    Due::Overdue { since } => {
+                        report.escalated += 1;
+                        lead.escalated_at = Some(now);
+                        lead.updated_at = now;
+                        let how = team_def
+                            .map(|t| Escalate::parse(&t.escalate).unwrap_or_default())
+                            .unwrap_or_default();
+                        let to = team_def.and_then(|t| t.lead_agent.clone());
+                        b.log(
+                            lead.id,
+                            now,
+                            "escalated",
+                            Some(&owner),
+                            json!({"due": siyu_domain::time::format_rfc3339(since), "action": how.as_str(), "to": to}),
+                        );
+                        if how == Escalate::Reassign {
+                            // To the next agent who can take it; it stays if nobody can.
+                            let from = owner.clone();
+                            if let Some(t) = router.teams.get_mut(&team_name)
+                                && let Some(i) = t.agent(&from)
+                            {
+                                let keep = t.agents[i].active;
+                                t.agents[i].active = false;
+                                let got = t.assign(minute);
+                                t.agents[i].active = keep;
+                                if let Assigned::Agent(j) = got {
+                                    let name = t.agents[j].name.clone();
+                                    router.released(&team_name, &from);
+                                    *b.days.entry(name.clone()).or_default() += 1;
+                                    lead.owner = Some(name.clone());
+                                    lead.assigned_at = Some(now);
+                                    lead.first_contact_due = sla::first_contact_due(
+                                        now,
+                                        team_def.and_then(|t| t.first_contact_ms),
+                                    );
+                                    lead.escalated_at = None;
+                                    b.log(
+                                        lead.id,
+                                        now,
+                                        "assigned",
+                                        Some(&name),
+                                        json!({"from": from, "why": "overdue"}),
+                                    );
+                                    report.assigned += 1;
+                                }
+                            }
+                        }
+                        b.updated.insert(lead.id, lead);
+                    }
+                }
+            } else if assign(
+                &mut b,
+                &mut router,
+                &teams,
+                &mut lead,
+                minute,
+                now,
+                false,
+                &mut report,
+            ) {
+                b.updated.insert(lead.id, lead);
+            } else {
+                waiting.insert(team_name);
+            }
+        }
+        // Pooled leads wait for the minute someone of their team can next take one.
+        for team in &waiting {
+            if let Some(m) = router.teams.get(team).and_then(|t| t.until_someone(minute)) {
+                let at = now - now % 60_000 + i64::from(m.max(1)) * 60_000;
+                next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
+            }
+        }
+        report.next_wake = next_wake;
+        // New leads assigned in this step were inserted whole; drop their duplicates.
+        let new_ids: std::collections::HashSet<i64> = b.new.iter().map(|l| l.id).collect();
+        let updated: Vec<StoredLead> = b
+            .updated
+            .into_values()
+            .filter(|l| !new_ids.contains(&l.id))
+            .collect();
+        let days: Vec<AgentDay> = b
+            .days
+            .into_iter()
+            .map(|(agent, count)| AgentDay { agent, day, count })
+            .collect();
+        let pointers: Vec<(String, String)> = router
+            .teams
+            .values()
+            .filter_map(|t| {
+                let stored = teams.iter().find(|s| s.name == t.name)?.last_agent.clone();
+                (t.last != stored).then(|| Some((t.name.clone(), t.last.clone()?)))?
+            })
+            .collect();
+        store.commit_leads(
+            tenant,
+            &LeadBatch {
+                new_leads: &b.new,
+                updated_leads: &updated,
+                arrivals: &b.arrivals,
+                log: &b.log,
+                agent_days: &days,
+                pointers: &pointers,
+                cursor: Some((CONSUMER, page.next_after)),
+                now,
+                ..LeadBatch::default()
+            },
+        )?;
+        Ok(report)
+    }
+}
+
+/// Routes one lead to its team's next agent; whether it got one. A lead left in the pool is
+/// logged with the reasons every agent was passed over when `log_pool` (its first time).
+#[allow(clippy::too_many_arguments)]
+fn assign(
+    b: &mut Batch,
+    router: &mut Router,
+    teams: &[StoredTeam],
+    lead: &mut StoredLead,
+    minute: u16,
+    now: Millis,
+    log_pool: bool,
+    report: &mut LeadReport,
+) -> bool {
+    let Some(team) = lead.team.clone() else {
+        if log_pool {
+            b.log(lead.id, now, "pooled", None, json!({"why": "no_route"}));
+            report.pooled += 1;
+        }
+        return false;
+    };
+    let pooled = match router.assign(&team, minute) {
+        Some((Assigned::Agent(i), t)) => {
+            let name = t.agents[i].name.clone();
+            *b.days.entry(name.clone()).or_default() += 1;
+            lead.owner = Some(name.clone());
+            lead.assigned_at = Some(now);
+            lead.first_contact_due = sla::first_contact_due(
+                now,
+                teams
+                    .iter()
+                    .find(|x| x.name == team)
+                    .and_then(|x| x.first_contact_ms),
+            );
+            lead.updated_at = now;
+            b.log(lead.id, now, "assigned", Some(&name), json!({"team": team}));
+            report.assigned += 1;
+            return true;
+        }
+        Some((Assigned::Pool(passed), _)) => {
+            let why: serde_json::Map<String, serde_json::Value> = passed
+                .iter()
+                .map(|(n, p)| (n.clone(), json!(p.as_str())))
+                .collect();
+            json!({"team": team, "passed": why})
+        }
+        None => json!({"why": "unknown_team", "team": team}),
+    };
+    if log_pool {
+        b.log(lead.id, now, "pooled", None, pooled);
+        report.pooled += 1;
+    }
+    false
+}
