@@ -5,6 +5,7 @@
 //! one transaction ([`siyu_store::Leads::commit_leads`]). [`worker`] turns lead forms into
 //! leads and keeps them owned.
 
+pub mod groups;
 pub mod worker;
 
 #[cfg(test)]
@@ -405,6 +406,7 @@ impl App {
         to: &str,
         agent: Option<&str>,
     ) -> Result<StoredLead, LeadsError> {
+        let _held = write_lock();
         let to = LeadState::parse(to)?;
         let mut lead = self.lead_or_404(tenant, id)?;
         let from = LeadState::parse(&lead.state)?;
@@ -440,6 +442,7 @@ impl App {
         result: Option<&str>,
         agent: Option<&str>,
     ) -> Result<StoredLead, LeadsError> {
+        let _held = write_lock();
         let kind = FollowUp::parse(kind)?;
         if let Some(a) = agent {
             self.agent_or_404(tenant, a)?;
@@ -465,7 +468,6 @@ impl App {
             if state == LeadState::New {
                 lead.state = LeadState::Contacted.as_str().into();
                 let mut l = lines[0].clone();
-                l.id += 1;
                 l.kind = "state".into();
                 l.result = Some("contacted".into());
                 l.detail = Some(json!({"from": "new"}).to_string());
@@ -485,6 +487,7 @@ impl App {
         agent: &str,
         claim: bool,
     ) -> Result<StoredLead, LeadsError> {
+        let _held = write_lock();
         let a = self.agent_or_404(tenant, agent)?;
         if !a.active {
             return Err(refused(
@@ -589,11 +592,10 @@ impl App {
             .ok_or_else(|| LeadsError::NoAgent(name.to_string()))
     }
 
-    /// A log line with the next id (ids are the tenant's writer's; an operator's change
-    /// between two worker steps takes the next one the store has).
+    /// A log line; its id is given by [`Self::commit_one`].
     fn log_line(
         &self,
-        tenant: TenantId,
+        _tenant: TenantId,
         lead: i64,
         kind: &str,
         agent: Option<&str>,
@@ -601,7 +603,7 @@ impl App {
         detail: Option<String>,
     ) -> Result<StoredLeadLog, LeadsError> {
         Ok(StoredLeadLog {
-            id: self.store().lead_ids(tenant)?.log + 1,
+            id: 0,
             lead,
             at: self.now(),
             kind: kind.to_string(),
@@ -611,6 +613,9 @@ impl App {
         })
     }
 
+    /// Commits one lead's change with its log lines, numbered from the store's highest id.
+    /// The caller holds [`write_lock`] from reading the lead on, so neither the ids nor the
+    /// lead itself can change under it (the worker's step holds it too).
     fn commit_one(
         &self,
         tenant: TenantId,
@@ -619,11 +624,22 @@ impl App {
         days: &[AgentDay],
     ) -> Result<(), LeadsError> {
         self.store().check_writable()?;
+        let mut next = self.store().lead_ids(tenant)?.log;
+        let log: Vec<StoredLeadLog> = log
+            .iter()
+            .map(|l| {
+                next += 1;
+                StoredLeadLog {
+                    id: next,
+                    ..l.clone()
+                }
+            })
+            .collect();
         self.store().commit_leads(
             tenant,
             &LeadBatch {
                 updated_leads: std::slice::from_ref(lead),
-                log,
+                log: &log,
                 agent_days: days,
                 now: self.now(),
                 ..LeadBatch::default()
@@ -652,6 +668,14 @@ impl App {
         let tz = self.lead_tz(tenant)?;
         Ok(minute_of_day(&tz, at))
     }
+}
+
+/// Held from reading the highest ids to committing what used them, by the lead worker's step
+/// and by every change made here: the ids of one process's writes never collide. (Several
+/// nodes never write one tenant: its lease names one owner.)
+pub fn write_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The local minute of the day (`0..1440`) of an instant.

@@ -375,3 +375,125 @@ fn bad_requests_name_the_field_and_change_nothing() {
     );
     assert_eq!(h.leads().pop().unwrap(), lead, "the lead is as it was");
 }
+
+#[test]
+fn a_full_group_overflows_into_a_new_one() {
+    let h = Harness::new();
+    let first = h
+        .app
+        .create_group(h.tenant, "新客群 1", Some("新客群"), Some(2), Some("小王"))
+        .unwrap();
+    assert_eq!(
+        h.app
+            .create_group(h.tenant, "新客群 1", None, None, None)
+            .unwrap_err()
+            .code(),
+        "duplicate_group"
+    );
+    assert_eq!(
+        h.app
+            .create_group(h.tenant, "x", None, Some(0), None)
+            .unwrap_err()
+            .field(),
+        Some("capacity")
+    );
+    let store = h.app.store().clone();
+    let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+    // Three fans are invited one after another; each joins before the next invitation.
+    let mut got = Vec::new();
+    for fan in 1..=3 {
+        let g = h.app.group_for_invite(h.tenant, "新客群").unwrap();
+        got.push(g.name.clone());
+        let mut next = store.lead_ids(h.tenant).unwrap().group;
+        let events = [super::groups::GroupEvent {
+            fan,
+            ty: "group_join",
+            group: &g.name,
+            at: T0 + fan,
+        }];
+        let c = super::groups::apply(&*store, h.tenant, &events, &mut next, &tz, T0).unwrap();
+        assert!(c.new_groups.is_empty());
+        store
+            .commit_leads(
+                h.tenant,
+                &siyu_store::leads::LeadBatch {
+                    members: &c.members,
+                    group_sizes: &c.sizes,
+                    group_days: &c.days,
+                    now: T0,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    }
+    assert_eq!(got, ["新客群 1", "新客群 1", "新客群 2"]);
+    let views = h.app.group_views(h.tenant).unwrap();
+    let sizes: Vec<(String, i32, i32, Option<String>)> = views
+        .iter()
+        .map(|v| (v.name.clone(), v.members, v.capacity, v.owner.clone()))
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            ("新客群 1".to_string(), 2, 2, Some("小王".to_string())),
+            ("新客群 2".to_string(), 1, 2, Some("小王".to_string()))
+        ]
+    );
+    assert_eq!(views[0].id, first.id);
+    assert_eq!((views[0].joins, views[0].daily.len()), (2, 30));
+    assert_eq!(views[0].daily.last().unwrap().date, "2026-12-01");
+    // A leave, a message and a group Siyu has not heard of.
+    let mut next = store.lead_ids(h.tenant).unwrap().group;
+    let events = [
+        super::groups::GroupEvent {
+            fan: 1,
+            ty: "group_leave",
+            group: "新客群 1",
+            at: T0 + 10,
+        },
+        super::groups::GroupEvent {
+            fan: 2,
+            ty: "group_message",
+            group: "新客群 1",
+            at: T0 + 11,
+        },
+        super::groups::GroupEvent {
+            fan: 1,
+            ty: "group_leave",
+            group: "新客群 1",
+            at: T0 + 12,
+        },
+        super::groups::GroupEvent {
+            fan: 9,
+            ty: "group_join",
+            group: "dy_778",
+            at: T0 + 13,
+        },
+    ];
+    let c = super::groups::apply(&*store, h.tenant, &events, &mut next, &tz, T0).unwrap();
+    assert_eq!(c.new_groups.len(), 1);
+    assert_eq!(c.new_groups[0].template, super::groups::EXTERNAL);
+    store
+        .commit_leads(
+            h.tenant,
+            &siyu_store::leads::LeadBatch {
+                new_groups: &c.new_groups,
+                members: &c.members,
+                group_sizes: &c.sizes,
+                group_days: &c.days,
+                now: T0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let views = h.app.group_views(h.tenant).unwrap();
+    let one = views.iter().find(|v| v.name == "新客群 1").unwrap();
+    assert_eq!(
+        (one.members, one.leaves, one.messages, one.active_7d),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(
+        views.iter().find(|v| v.name == "dy_778").unwrap().members,
+        1
+    );
+}

@@ -1,0 +1,334 @@
+//! Fan groups (粉丝群): groups with a capacity and an owner, their membership from
+//! `group_join` / `group_leave` events, their activity from `group_message`, and placing a
+//! fan in a group with room (opening the template's next group when all are full).
+//!
+//! An event names its group by `props.group_id` (Douyin's `im_group_id`, a WeCom chat id, or
+//! a name an import chose). A group Siyu does not know yet is opened under that name, with
+//! the default capacity, from the template `external`: membership is never dropped for want of
+//! a definition.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use siyu_domain::Millis;
+use siyu_domain::time::MS_PER_DAY;
+use siyu_leads::groups::{self, Group, Place};
+use siyu_store::TenantId;
+use siyu_store::leads::{GroupDay, LeadBatch, StoredGroup, StoredMember};
+
+use super::{LeadsError, refused, write_lock};
+use crate::App;
+
+/// The template of groups opened because an event named them.
+pub const EXTERNAL: &str = "external";
+
+/// A group as shown, with its activity.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GroupView {
+    pub id: i64,
+    pub name: String,
+    pub template: String,
+    pub capacity: i32,
+    pub owner: Option<String>,
+    pub members: i32,
+    /// Members who sent a message in the group in the last 7 days.
+    pub active_7d: usize,
+    /// Over the days of `daily`.
+    pub joins: i64,
+    pub leaves: i64,
+    pub messages: i64,
+    /// The last 30 local days, oldest first (days without activity included, as zeros).
+    pub daily: Vec<GroupDayView>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GroupDayView {
+    /// `YYYY-MM-DD`, local.
+    pub date: String,
+    pub joins: i32,
+    pub leaves: i32,
+    pub messages: i32,
+}
+
+/// What group events change, for the lead worker's batch.
+#[derive(Debug, Default)]
+pub struct GroupChanges {
+    pub new_groups: Vec<StoredGroup>,
+    pub members: Vec<StoredMember>,
+    pub sizes: Vec<(i64, i32)>,
+    pub days: Vec<GroupDay>,
+}
+
+/// One group event: the fan (as now), the event's type, its group id, its time.
+pub struct GroupEvent<'a> {
+    pub fan: i64,
+    pub ty: &'a str,
+    pub group: &'a str,
+    pub at: Millis,
+}
+
+/// Applies group events in order: joins and leaves change membership (a join of a member or
+/// a leave of a non-member changes nothing), messages mark the member active. `next_group`
+/// is the highest group id in use; days are local days of `tz`.
+pub fn apply(
+    store: &dyn siyu_store::Store,
+    tenant: TenantId,
+    events: &[GroupEvent<'_>],
+    next_group: &mut i64,
+    tz: &jiff::tz::TimeZone,
+    now: Millis,
+) -> Result<GroupChanges, LeadsError> {
+    let mut out = GroupChanges::default();
+    if events.is_empty() {
+        return Ok(out);
+    }
+    let mut by_name: HashMap<String, StoredGroup> = store
+        .groups(tenant)?
+        .into_iter()
+        .map(|g| (g.name.clone(), g))
+        .collect();
+    // Current memberships of the groups involved, loaded once per group.
+    let mut members: HashMap<i64, HashMap<i64, StoredMember>> = HashMap::new();
+    let mut days: HashMap<(i64, i32), GroupDay> = HashMap::new();
+    let mut touched: HashMap<(i64, i64), StoredMember> = HashMap::new();
+    for ev in events {
+        let g = match by_name.get(ev.group) {
+            Some(g) => g.clone(),
+            None => {
+                *next_group += 1;
+                let g = StoredGroup {
+                    id: *next_group,
+                    name: ev.group.to_string(),
+                    template: EXTERNAL.into(),
+                    capacity: groups::CAPACITY,
+                    owner: None,
+                    members: 0,
+                    created_at: now,
+                };
+                out.new_groups.push(g.clone());
+                by_name.insert(g.name.clone(), g.clone());
+                g
+            }
+        };
+        if !members.contains_key(&g.id) {
+            let stored = if out.new_groups.iter().any(|n| n.id == g.id) {
+                Vec::new()
+            } else {
+                store.members(tenant, g.id)?
+            };
+            members.insert(g.id, stored.into_iter().map(|m| (m.fan, m)).collect());
+        }
+        let list = members.get_mut(&g.id).expect("loaded above");
+        let day = siyu_journey::policy::local_day(tz, ev.at);
+        let d = days.entry((g.id, day)).or_insert(GroupDay {
+            group: g.id,
+            day,
+            ..GroupDay::default()
+        });
+        let current = list.get(&ev.fan).filter(|m| m.left_at.is_none()).cloned();
+        let changed = match (ev.ty, current) {
+            ("group_join", None) => {
+                d.joins += 1;
+                Some(StoredMember {
+                    group: g.id,
+                    fan: ev.fan,
+                    joined_at: ev.at,
+                    left_at: None,
+                    active_at: None,
+                })
+            }
+            ("group_leave", Some(m)) => {
+                d.leaves += 1;
+                Some(StoredMember {
+                    left_at: Some(ev.at),
+                    ..m
+                })
+            }
+            ("group_message", m) => {
+                d.messages += 1;
+                m.map(|m| StoredMember {
+                    active_at: Some(ev.at.max(m.active_at.unwrap_or(ev.at))),
+                    ..m
+                })
+            }
+            _ => None,
+        };
+        if let Some(m) = changed {
+            list.insert(m.fan, m.clone());
+            touched.insert((m.group, m.fan), m);
+        }
+    }
+    out.members = touched.into_values().collect();
+    out.members.sort_by_key(|m| (m.group, m.fan));
+    out.sizes = members
+        .iter()
+        .map(|(g, list)| {
+            (
+                *g,
+                list.values().filter(|m| m.left_at.is_none()).count() as i32,
+            )
+        })
+        .collect();
+    out.sizes.sort_unstable();
+    out.days = days.into_values().collect();
+    out.days.sort_by_key(|d| (d.group, d.day));
+    Ok(out)
+}
+
+impl App {
+    /// Opens a group; `template` groups overflow into each other (default: its own name).
+    pub fn create_group(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        template: Option<&str>,
+        capacity: Option<i64>,
+        owner: Option<&str>,
+    ) -> Result<StoredGroup, LeadsError> {
+        if name.trim().is_empty() || name.chars().count() > 100 {
+            return Err(refused(
+                "name",
+                "invalid_name",
+                "a group's name is 1 to 100 characters",
+            ));
+        }
+        let capacity = match capacity {
+            None => groups::CAPACITY,
+            Some(c) if (1..=100_000).contains(&c) => c as i32,
+            Some(c) => {
+                return Err(refused(
+                    "capacity",
+                    "invalid_capacity",
+                    format!("{c} is not a group capacity; expected 1 to 100000"),
+                ));
+            }
+        };
+        let store = self.store();
+        if store.groups(tenant)?.iter().any(|g| g.name == name) {
+            return Err(refused(
+                "name",
+                "duplicate_group",
+                format!("a group named \"{name}\" exists"),
+            ));
+        }
+        store.check_writable()?;
+        let _held = write_lock();
+        let g = StoredGroup {
+            id: store.lead_ids(tenant)?.group + 1,
+            name: name.to_string(),
+            template: template.unwrap_or(name).to_string(),
+            capacity,
+            owner: owner.map(str::to_string),
+            members: 0,
+            created_at: self.now(),
+        };
+        store.commit_leads(
+            tenant,
+            &LeadBatch {
+                new_groups: std::slice::from_ref(&g),
+                now: self.now(),
+                ..LeadBatch::default()
+            },
+        )?;
+        Ok(g)
+    }
+
+    /// The group a fan should be invited to: the template's first group with room, or a new
+    /// one opened from the template (its owner and capacity those of the template's first
+    /// group). The fan becomes a member when their `group_join` arrives.
+    pub fn group_for_invite(
+        &self,
+        tenant: TenantId,
+        template: &str,
+    ) -> Result<StoredGroup, LeadsError> {
+        let store = self.store();
+        let _held = write_lock();
+        let all = store.groups(tenant)?;
+        let placed: Vec<Group> = all
+            .iter()
+            .map(|g| Group {
+                id: g.id,
+                template: g.template.clone(),
+                capacity: g.capacity,
+                members: g.members,
+            })
+            .collect();
+        match groups::place(&placed, template) {
+            Place::Existing(i) => Ok(all[i].clone()),
+            Place::Open { name, .. } => {
+                let first = all.iter().find(|g| g.template == template);
+                store.check_writable()?;
+                let g = StoredGroup {
+                    id: store.lead_ids(tenant)?.group + 1,
+                    name,
+                    template: template.to_string(),
+                    capacity: first.map_or(groups::CAPACITY, |f| f.capacity),
+                    owner: first.and_then(|f| f.owner.clone()),
+                    members: 0,
+                    created_at: self.now(),
+                };
+                store.commit_leads(
+                    tenant,
+                    &LeadBatch {
+                        new_groups: std::slice::from_ref(&g),
+                        now: self.now(),
+                        ..LeadBatch::default()
+                    },
+                )?;
+                Ok(g)
+            }
+        }
+    }
+
+    /// Every group with its members, activity and the last 30 days.
+    pub fn group_views(&self, tenant: TenantId) -> Result<Vec<GroupView>, LeadsError> {
+        let store = self.store();
+        let tz = self.lead_tz(tenant)?;
+        let now = self.now();
+        let today = siyu_journey::policy::local_day(&tz, now);
+        let from = today - 29;
+        let mut out = Vec::new();
+        for g in store.groups(tenant)? {
+            let days = store.group_days(tenant, g.id, from)?;
+            let active_7d = store
+                .members(tenant, g.id)?
+                .iter()
+                .filter(|m| {
+                    m.left_at.is_none() && m.active_at.is_some_and(|a| a >= now - 7 * MS_PER_DAY)
+                })
+                .count();
+            let daily: Vec<GroupDayView> = (from..=today)
+                .map(|d| {
+                    let got = days.iter().find(|x| x.day == d);
+                    GroupDayView {
+                        date: date_of(d),
+                        joins: got.map_or(0, |x| x.joins),
+                        leaves: got.map_or(0, |x| x.leaves),
+                        messages: got.map_or(0, |x| x.messages),
+                    }
+                })
+                .collect();
+            out.push(GroupView {
+                joins: daily.iter().map(|d| i64::from(d.joins)).sum(),
+                leaves: daily.iter().map(|d| i64::from(d.leaves)).sum(),
+                messages: daily.iter().map(|d| i64::from(d.messages)).sum(),
+                id: g.id,
+                name: g.name,
+                template: g.template,
+                capacity: g.capacity,
+                owner: g.owner,
+                members: g.members,
+                active_7d,
+                daily,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// `YYYY-MM-DD` of a day number (days since 1970-01-01).
+fn date_of(day: i32) -> String {
+    let t = jiff::Timestamp::from_second(i64::from(day) * 86_400)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    t.to_zoned(jiff::tz::TimeZone::UTC).date().to_string()
+}
