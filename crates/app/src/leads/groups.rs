@@ -110,15 +110,17 @@ pub fn apply(
                 g
             }
         };
-        if !members.contains_key(&g.id) {
-            let stored = if out.new_groups.iter().any(|n| n.id == g.id) {
-                Vec::new()
-            } else {
-                store.members(tenant, g.id)?
-            };
-            members.insert(g.id, stored.into_iter().map(|m| (m.fan, m)).collect());
-        }
-        let list = members.get_mut(&g.id).expect("loaded above");
+        let list = match members.entry(g.id) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let stored = if out.new_groups.iter().any(|n| n.id == g.id) {
+                    Vec::new()
+                } else {
+                    store.members(tenant, g.id)?
+                };
+                v.insert(stored.into_iter().map(|m| (m.fan, m)).collect())
+            }
+        };
         let day = siyu_journey::policy::local_day(tz, ev.at);
         let d = days.entry((g.id, day)).or_insert(GroupDay {
             group: g.id,
