@@ -41,6 +41,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             clients,
         } => ingest(events, postgres.as_deref(), batch, clients, args.json),
         BenchWhat::Identity { events, people } => identity(events, people, args.json),
+        BenchWhat::Leads {
+            leads,
+            agents,
+            repeats,
+            postgres,
+        } => crate::bench_leads::run(leads, agents, repeats, postgres.as_deref(), args.json),
         BenchWhat::Journeys {
             fans,
             latency_seconds,

@@ -115,7 +115,7 @@ fn connection(conn: std::net::TcpStream, secret: &str, got: &Received) {
 
 /// Where a bench's store lives: a temporary folder, or a fresh PostgreSQL schema dropped
 /// when the bench ends.
-enum Place {
+pub(crate) enum Place {
     Sqlite(tempfile::TempDir),
     Postgres {
         url: String,
@@ -125,11 +125,11 @@ enum Place {
 }
 
 impl Place {
-    fn sqlite() -> anyhow::Result<Place> {
+    pub(crate) fn sqlite() -> anyhow::Result<Place> {
         Ok(Place::Sqlite(tempfile::tempdir()?))
     }
 
-    fn postgres(url: &str) -> anyhow::Result<Place> {
+    pub(crate) fn postgres(url: &str) -> anyhow::Result<Place> {
         let (scoped, schema) = crate::bench::fresh_schema(url)?;
         Ok(Place::Postgres {
             url: url.to_string(),
@@ -145,7 +145,7 @@ impl Place {
         }
     }
 
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Place::Sqlite(_) => "sqlite",
             Place::Postgres { .. } => "postgres",
@@ -161,16 +161,16 @@ impl Drop for Place {
     }
 }
 
-struct Bench {
+pub(crate) struct Bench {
     store: Arc<dyn Store>,
-    app: Arc<App>,
-    tenant: TenantId,
+    pub(crate) app: Arc<App>,
+    pub(crate) tenant: TenantId,
     guard: Safeguards,
     // Last: the store is closed before its schema is dropped.
     _place: Place,
 }
 
-fn fresh(place: Place) -> anyhow::Result<Bench> {
+pub(crate) fn fresh(place: Place) -> anyhow::Result<Bench> {
     let store = siyu_store::open(&place.location(), Durability::Normal)?;
     let name = siyu_app::TenantName::parse("bench")?;
     siyu_app::tenants::create(&*store, &name)?;
@@ -225,7 +225,7 @@ impl Bench {
     }
 
     /// Takes in events in batches, waiting for each commit.
-    fn ingest(&self, events: Vec<Value>) -> anyhow::Result<()> {
+    pub(crate) fn ingest(&self, events: Vec<Value>) -> anyhow::Result<()> {
         let now = SystemClock.now();
         for chunk in events.chunks(5000) {
             let parsed = chunk

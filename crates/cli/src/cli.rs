@@ -1033,6 +1033,25 @@ pub enum BenchWhat {
         #[arg(long, env = "SIYU_BENCH_DATABASE_URL")]
         postgres: Option<String>,
     },
+    /// Lead routing end to end: --leads lead forms (a --repeats share from people who left
+    /// one before, through another channel) routed by the lead worker across --agents agents
+    /// of one round-robin team, a tenth of them off hours and a tenth with a capacity of 50;
+    /// assignments per second, round robin's fairness, and the second follow-ups the repeats
+    /// created (0 is the point of dedup).
+    Leads {
+        /// Lead forms taken in.
+        #[arg(long, default_value_t = 100_000)]
+        leads: u64,
+        /// Agents of the team (at least 10).
+        #[arg(long, default_value_t = 200)]
+        agents: u64,
+        /// The share of forms from people who already left one.
+        #[arg(long, default_value_t = 0.3)]
+        repeats: f64,
+        /// Also run on PostgreSQL at this URL (a fresh schema is created and dropped).
+        #[arg(long, env = "SIYU_BENCH_DATABASE_URL")]
+        postgres: Option<String>,
+    },
     /// Identity resolution alone: events with two identities each (an open id and a phone,
     /// lead id, union id or WeCom id), resolved into fans; time and memory per value.
     Identity {

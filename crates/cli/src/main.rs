@@ -9,6 +9,7 @@ mod output;
 
 mod bench;
 mod bench_journeys;
+mod bench_leads;
 mod bench_readers;
 mod channel;
 mod cli;

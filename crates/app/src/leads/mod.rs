@@ -645,6 +645,8 @@ impl App {
                 ..LeadBatch::default()
             },
         )?;
+        CHANGES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        crate::journeys::worker::bell().ring();
         Ok(())
     }
 
@@ -677,6 +679,10 @@ pub fn write_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Counts the changes made to leads outside the worker (an operator's assignment, a
+/// follow-up): the worker checks every open lead's service level again when it moved.
+pub(crate) static CHANGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The local minute of the day (`0..1440`) of an instant.
 pub fn minute_of_day(tz: &jiff::tz::TimeZone, at: Millis) -> u16 {

@@ -62,6 +62,20 @@ pub struct LeadReport {
 pub struct LeadWorker {
     app: Arc<App>,
     pub page: usize,
+    memo: HashMap<TenantId, Memo>,
+}
+
+/// What the worker remembers of a tenant between steps, so that a step reads every open lead
+/// only when something may be due: the first step, a changed agent, or a service-level
+/// deadline reached. Otherwise it reads only the pool.
+#[derive(Default)]
+struct Memo {
+    checked: bool,
+    agents: Vec<StoredAgent>,
+    /// The earliest deadline (first contact, recycling) of any owned lead.
+    next_check: Option<Millis>,
+    /// [`super::CHANGES`] when it was last read.
+    changes: u64,
 }
 
 /// A step's writes, gathered.
@@ -164,7 +178,11 @@ fn router_of(
 
 impl LeadWorker {
     pub fn new(app: Arc<App>) -> LeadWorker {
-        LeadWorker { app, page: PAGE }
+        LeadWorker {
+            app,
+            page: PAGE,
+            memo: HashMap::new(),
+        }
     }
 
     /// One step for every tenant this node serves.
@@ -366,10 +384,18 @@ impl LeadWorker {
             b.new.push(lead);
         }
         // Leads whose owner can no longer hold them, the pool, and the service levels.
+        let changes = super::CHANGES.load(std::sync::atomic::Ordering::SeqCst);
+        let full = self.memo.get(&tenant).is_none_or(|m| {
+            !m.checked
+                || m.agents != agents
+                || m.changes != changes
+                || m.next_check.is_some_and(|t| t <= now)
+        });
         let mut standing = store.leads(
             tenant,
             &LeadFilter {
                 open: true,
+                pooled: !full,
                 limit: usize::MAX >> 1,
                 ..LeadFilter::default()
             },
@@ -509,6 +535,43 @@ impl LeadWorker {
                 next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
             }
         }
+        // The service levels' next deadline: from the whole scan, or the one known before and
+        // those of the leads this step assigned.
+        let mut next_check = if full {
+            next_wake
+        } else {
+            self.memo.get(&tenant).and_then(|m| m.next_check)
+        };
+        for l in b.new.iter().chain(b.updated.values()) {
+            if l.owner.is_none() {
+                continue;
+            }
+            let recycle = l
+                .team
+                .as_ref()
+                .and_then(|t| teams.iter().find(|x| &x.name == t))
+                .and_then(|t| t.recycle_ms);
+            let clock = sla::Clock {
+                assigned_at: l.assigned_at,
+                first_contact_due: l.first_contact_due,
+                first_contact_at: l.first_contact_at,
+                last_follow_up_at: l.last_follow_up_at,
+                escalated_at: l.escalated_at,
+            };
+            if let Due::Fine(Some(t)) = sla::check(&clock, recycle, now) {
+                next_check = Some(next_check.map_or(t, |c| c.min(t)));
+            }
+        }
+        self.memo.insert(
+            tenant,
+            Memo {
+                checked: true,
+                agents: agents.clone(),
+                next_check,
+                changes,
+            },
+        );
+        let next_wake = [next_wake, next_check].into_iter().flatten().min();
         report.next_wake = next_wake;
         // New leads assigned in this step were inserted whole; drop their duplicates.
         let new_ids: std::collections::HashSet<i64> = b.new.iter().map(|l| l.id).collect();
