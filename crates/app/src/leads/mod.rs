@@ -6,6 +6,7 @@
 //! leads and keeps them owned.
 
 pub mod groups;
+pub mod report;
 pub mod worker;
 
 #[cfg(test)]

@@ -174,6 +174,29 @@ fn one_person_three_forms_three_channels_is_one_lead_with_one_owner() {
     // A step taken again changes nothing.
     let r = h.step();
     assert_eq!((r.new_leads, r.repeats, r.assigned), (0, 0, 0));
+    // The report counts the same rows: one lead, two repeats absorbed by tmk.
+    h.clock.set(T0 + 30 * 60_000);
+    h.app
+        .log_follow_up(h.tenant, lead.id, "call", None, Some("小李"))
+        .unwrap();
+    let rep = h.app.lead_report(h.tenant).unwrap();
+    assert_eq!((rep.leads, rep.open, rep.pooled, rep.repeats), (1, 1, 0, 2));
+    let state = |s: &str| rep.by_state.iter().find(|c| c.state == s).unwrap().leads;
+    assert_eq!((state("new"), state("contacted")), (0, 1));
+    assert_eq!(
+        rep.by_channel
+            .iter()
+            .map(|c| (c.channel.as_str(), c.leads, c.repeats))
+            .collect::<Vec<_>>(),
+        [("live", 1, 0), ("ad", 0, 1), ("private_message", 0, 1)]
+    );
+    assert_eq!(rep.by_agent[0].agent, "小李");
+    assert_eq!(rep.repeats_by_team[0].team.as_deref(), Some("tmk"));
+    assert_eq!(rep.repeats_by_team[0].repeats, 2);
+    // Created at the first form (T0 - 3 s), contacted at T0 + 30 min.
+    assert_eq!(rep.first_contact_minutes.count, 1);
+    assert!((rep.first_contact_minutes.p50.unwrap() - 30.05).abs() < 1e-9);
+    assert_eq!(rep.first_contact_in_time, Some(1.0));
 }
 
 #[test]
