@@ -34,6 +34,7 @@ use siyu_store::leads::{
     StoredTeam,
 };
 
+use super::groups::{self, GroupEvent};
 use super::{LeadsError, minute_of_day};
 use crate::App;
 use crate::triggers::{Read, Start};
@@ -42,6 +43,9 @@ use crate::triggers::{Read, Start};
 pub const CONSUMER: &str = "leads";
 /// Triggers taken per step.
 pub const PAGE: usize = 2000;
+
+/// The events that change fan groups (see [`groups`]).
+const GROUP_EVENTS: [&str; 3] = ["group_join", "group_leave", "group_message"];
 
 /// What a step did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -241,6 +245,19 @@ impl LeadWorker {
                 _ => None,
             })
             .collect();
+        // Group events, with the fan each concerns as it is now.
+        let group_triggers: Vec<(i64, i64, &str)> = page
+            .triggers
+            .iter()
+            .filter_map(|t| match &t.what {
+                What::Event {
+                    seq, event_type, ..
+                } if GROUP_EVENTS.contains(&event_type.as_str()) => {
+                    Some((*seq, t.fan?, event_type.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
         let agents = store.agents(tenant)?;
         let tz = app.lead_tz(tenant)?;
         let day = siyu_journey::policy::local_day(&tz, now);
@@ -256,7 +273,28 @@ impl LeadWorker {
             .iter()
             .filter_map(|r| Some((siyu_domain::audience::parse(&r.expr).ok()?, r.team.clone())))
             .collect();
+        // From reading the ids to committing what used them (see `write_lock`).
+        let _held = super::write_lock();
         let ids = store.lead_ids(tenant)?;
+        let mut group_events = Vec::with_capacity(group_triggers.len());
+        for (seq, fan, ty) in &group_triggers {
+            if let Some(ev) = store.event_at(tenant, *seq)?
+                && let Some(g) = prop(&ev.event, "group_id").or_else(|| prop(&ev.event, "group"))
+            {
+                group_events.push((*fan, *ty, g, ev.event.ts));
+            }
+        }
+        let group_events: Vec<GroupEvent<'_>> = group_events
+            .iter()
+            .map(|(fan, ty, g, at)| GroupEvent {
+                fan: *fan,
+                ty,
+                group: g,
+                at: *at,
+            })
+            .collect();
+        let mut next_group = ids.group;
+        let gc = groups::apply(&*store, tenant, &group_events, &mut next_group, &tz, now)?;
         let mut b = Batch {
             next_lead: ids.lead,
             next_log: ids.log,
@@ -602,6 +640,10 @@ impl LeadWorker {
                 log: &b.log,
                 agent_days: &days,
                 pointers: &pointers,
+                new_groups: &gc.new_groups,
+                members: &gc.members,
+                group_sizes: &gc.sizes,
+                group_days: &gc.days,
                 cursor: Some((CONSUMER, page.next_after)),
                 now,
                 ..LeadBatch::default()
