@@ -414,6 +414,8 @@ pub enum Effect {
     },
     /// A tag added (`on`) or removed.
     Tag { step: usize, tag: String, on: bool },
+    /// The fan handed to lead routing: a lead for `team` (or an arrival on their open lead).
+    Lead { step: usize, team: String },
     /// A staff task.
     Task {
         step: usize,
@@ -666,18 +668,9 @@ impl Machine<'_, '_> {
                     );
                 }
                 StepKind::AssignLead { team } => {
-                    // Until lead routing exists, a lead is handed to its team as a task.
-                    let who = self
-                        .cx
-                        .fan
-                        .field("name")
-                        .or_else(|| self.cx.fan.field("nickname"))
-                        .unwrap_or_else(|| format!("fan {}", self.run.fan));
-                    self.out.effects.push(Effect::Task {
+                    self.out.effects.push(Effect::Lead {
                         step: i,
                         team: team.clone(),
-                        text: format!("跟进线索 follow up lead: {who}"),
-                        due_at: self.cx.now.saturating_add(DEFAULT_TASK_DUE),
                     });
                     self.record_with(
                         Some(i),
@@ -1103,6 +1096,15 @@ mod tests {
             "name = \"j\"\ntrigger = {{ event = \"follow\" }}\nreentry = \"always\"\n{steps}"
         );
         parse(&text, None).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    #[test]
+    fn assign_lead_hands_the_fan_to_lead_routing() {
+        let j = journey("[[steps]]\nid = \"lead\"\ntype = \"assign_lead\"\nteam = \"tmk\"\n");
+        let mut run = Run::new(1, &j, 1, 7, "k".into());
+        let a = go(&j, &mut run, Input::Enter, &F::default(), T0);
+        assert_eq!(kinds(&a), ["entered", "assigned", "completed"]);
+        assert!(matches!(&a.effects[..], [Effect::Lead { step: 0, team }] if team == "tmk"));
     }
 
     const FIVE: &str = r#"

@@ -54,7 +54,14 @@ pub fn bell() -> &'static Bell {
 }
 
 /// Every lane a tenant has: the three outbound channels and the two internal ones.
-pub const LANES: [&str; 5] = ["webhook", "douyin_im", "wecom_robot", TAGS, EVENTS];
+pub const LANES: [&str; 6] = [
+    "webhook",
+    "douyin_im",
+    "wecom_robot",
+    TAGS,
+    EVENTS,
+    crate::leads::LEADS,
+];
 
 /// Whether a channel is set up for a tenant (and not killed).
 pub fn configured(app: &App, tenant: TenantId, kind: &str) -> Result<bool, JourneyError> {
@@ -233,12 +240,14 @@ impl OutboxWorker {
             more: rows.len() >= self.batch,
             ..LaneReport::default()
         };
-        if channel == TAGS || channel == EVENTS {
+        if channel == TAGS || channel == EVENTS || channel == crate::leads::LEADS {
             // The internal lanes are idempotent: their whole batch is one round.
             let results = if channel == TAGS {
                 self.apply_tags(tenant, &rows)?
-            } else {
+            } else if channel == EVENTS {
                 self.append(tenant, &rows)?
+            } else {
+                self.leads(tenant, &rows)?
             };
             self.settle(tenant, true, &rows, results, now, &mut report)
                 .write(&self.app, tenant)?;
@@ -416,6 +425,30 @@ impl OutboxWorker {
         })?;
         crate::triggers::notify();
         Ok(answers)
+    }
+
+    /// Hands fans to lead routing (journeys' `assign_lead`); an unreadable row is dead.
+    fn leads(
+        &self,
+        tenant: TenantId,
+        rows: &[StoredOutbox],
+    ) -> Result<Vec<(Outcome, String)>, JourneyError> {
+        let mut asks = Vec::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let v: Value = serde_json::from_str(&r.payload).unwrap_or(Value::Null);
+            match v["team"].as_str() {
+                Some(team) => {
+                    asks.push((r.key.clone(), r.fan, team.to_string()));
+                    out.push((Outcome::Delivered, String::new()));
+                }
+                None => out.push((Outcome::Permanent, "unreadable lead row".to_string())),
+            }
+        }
+        self.app
+            .leads_from_journeys(tenant, &asks)
+            .map_err(|e| JourneyError::internal(e.to_string()))?;
+        Ok(out)
     }
 
     /// Appends outcome events (the rows' `event`); a refused one is a dead row with the

@@ -1318,6 +1318,13 @@ impl Work<'_> {
                     let payload = json!({"fan": r.fan, "tag": tag, "on": on, "source": format!("journey:{}", r.journey)});
                     self.batch.outbox(TAGS, r, &sid, key, payload);
                 }
+                Effect::Lead { step, team } => {
+                    let sid = def.steps[step].id.clone();
+                    let key = self.key(r, &sid);
+                    let payload = json!({"fan": r.fan, "team": team, "journey": r.journey});
+                    self.batch
+                        .outbox(crate::leads::LEADS, r, &sid, key, payload);
+                }
                 Effect::Task {
                     step,
                     team,

@@ -685,6 +685,147 @@ pub fn write_lock() -> std::sync::MutexGuard<'static, ()> {
 /// follow-up): the worker checks every open lead's service level again when it moved.
 pub(crate) static CHANGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+impl App {
+    /// Journeys' `assign_lead` steps, delivered by the outbox's [`LEADS`] lane: each row
+    /// (`payload`: `fan`, `team`) makes the fan a lead of that team, routed at once — or, for a
+    /// fan with an open lead, an arrival on it (channel `journey`), the owner kept. The row's
+    /// key is the arrival's id, so a row delivered twice changes nothing.
+    pub fn leads_from_journeys(
+        &self,
+        tenant: TenantId,
+        rows: &[(String, i64, String)],
+    ) -> Result<(), LeadsError> {
+        let store = self.store();
+        let _held = write_lock();
+        let now = self.now();
+        let tz = self.lead_tz(tenant)?;
+        let day = siyu_journey::policy::local_day(&tz, now);
+        let minute = minute_of_day(&tz, now);
+        let teams = store.teams(tenant)?;
+        let mut router = worker::router_of(
+            &teams,
+            &store.agents(tenant)?,
+            &store.open_per_owner(tenant)?,
+            &store.agent_days(tenant, day)?,
+        );
+        let keys: Vec<&str> = rows.iter().map(|(k, _, _)| k.as_str()).collect();
+        let known = store.arrivals_known(tenant, &keys)?;
+        let groups: Vec<(i64, Vec<i64>)> = self.ingestor.read(tenant, |e| {
+            rows.iter()
+                .map(|(_, fan, _)| {
+                    let cur = e
+                        .identities()
+                        .current(siyu_engine::FanId(*fan))
+                        .unwrap_or(siyu_engine::FanId(*fan));
+                    (
+                        cur.0,
+                        e.identities()
+                            .ids_of(cur)
+                            .into_iter()
+                            .map(|f| f.0)
+                            .collect(),
+                    )
+                })
+                .collect()
+        })?;
+        let all: Vec<i64> = groups.iter().flat_map(|(_, ids)| ids.clone()).collect();
+        let mut open: std::collections::HashMap<i64, StoredLead> = std::collections::HashMap::new();
+        for l in store.open_leads_of(tenant, &all)? {
+            if let Some((cur, _)) = groups.iter().find(|(_, ids)| ids.contains(&l.fan))
+                && open.get(cur).is_none_or(|o| l.id < o.id)
+            {
+                open.insert(*cur, l);
+            }
+        }
+        let ids = store.lead_ids(tenant)?;
+        let mut b = worker::Batch {
+            next_lead: ids.lead,
+            next_log: ids.log,
+            ..worker::Batch::default()
+        };
+        let mut report = worker::LeadReport::default();
+        for ((key, _, team), (cur, _)) in rows.iter().zip(&groups) {
+            if known.iter().any(|k| k == key) || b.arrivals.iter().any(|a| &a.event_id == key) {
+                continue;
+            }
+            let arrival = |lead: i64, repeat: bool| siyu_store::leads::StoredArrival {
+                lead,
+                event_id: key.clone(),
+                channel: "journey".into(),
+                ts: now,
+                repeat,
+            };
+            if let Some(l) = open.get(cur) {
+                b.arrivals.push(arrival(l.id, true));
+                b.log(
+                    l.id,
+                    now,
+                    "repeat",
+                    l.owner.as_deref(),
+                    json!({"channel": "journey", "event_id": key}),
+                );
+                continue;
+            }
+            b.next_lead += 1;
+            let mut lead = StoredLead {
+                id: b.next_lead,
+                fan: *cur,
+                state: LeadState::New.as_str().into(),
+                team: teams.iter().any(|t| &t.name == team).then(|| team.clone()),
+                created_at: now,
+                channel: "journey".into(),
+                updated_at: now,
+                ..StoredLead::default()
+            };
+            b.arrivals.push(arrival(lead.id, false));
+            if lead.team.is_none() {
+                b.log(
+                    lead.id,
+                    now,
+                    "pooled",
+                    None,
+                    json!({"why": "unknown_team", "team": team}),
+                );
+            } else {
+                worker::assign(
+                    &mut b,
+                    &mut router,
+                    &teams,
+                    &mut lead,
+                    minute,
+                    now,
+                    true,
+                    &mut report,
+                );
+            }
+            open.insert(*cur, lead.clone());
+            b.new.push(lead);
+        }
+        let days: Vec<AgentDay> = b
+            .days
+            .into_iter()
+            .map(|(agent, count)| AgentDay { agent, day, count })
+            .collect();
+        store.check_writable()?;
+        store.commit_leads(
+            tenant,
+            &LeadBatch {
+                new_leads: &b.new,
+                arrivals: &b.arrivals,
+                log: &b.log,
+                agent_days: &days,
+                now,
+                ..LeadBatch::default()
+            },
+        )?;
+        CHANGES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// The internal outbox lane journeys' `assign_lead` steps go through.
+pub const LEADS: &str = "siyu.leads";
+
 /// The local minute of the day (`0..1440`) of an instant.
 pub fn minute_of_day(tz: &jiff::tz::TimeZone, at: Millis) -> u16 {
     let t = jiff::Timestamp::from_millisecond(at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);

@@ -553,3 +553,63 @@ fn group_events_keep_membership_through_the_worker() {
     h.step();
     assert_eq!(h.app.group_views(h.tenant).unwrap()[0].joins, 3);
 }
+
+#[test]
+fn a_journeys_assign_lead_step_routes_the_fan_once() {
+    let h = Harness::new();
+    h.team("tmk", Some("2h"));
+    h.agent("a", "tmk", None, None);
+    h.app
+        .apply_journey(
+            h.tenant,
+            r#"
+name = "call_new_followers"
+trigger = { event = "follow" }
+[[steps]]
+id = "lead"
+type = "assign_lead"
+team = "tmk"
+"#,
+        )
+        .unwrap();
+    h.events(vec![json!({"id": "f1", "type": "follow",
+        "ts": siyu_domain::time::format_rfc3339(T0),
+        "identities": {"douyin_open_id": "oZ"}})]);
+    let mut jw = crate::journeys::worker::JourneyWorker::new(h.app.clone());
+    let mut ow = crate::journeys::outbox::OutboxWorker::new(h.app.clone());
+    jw.step(T0).unwrap();
+    ow.step(T0).unwrap();
+    let leads = h.leads();
+    assert_eq!(leads.len(), 1);
+    assert_eq!(
+        (
+            leads[0].owner.as_deref(),
+            leads[0].channel.as_str(),
+            leads[0].team.as_deref()
+        ),
+        (Some("a"), "journey", Some("tmk"))
+    );
+    assert_eq!(leads[0].first_contact_due, Some(T0 + 2 * H));
+    // The outbox delivering the row again (a crash before its settling) adds nothing.
+    let row = h
+        .app
+        .store()
+        .outbox(
+            h.tenant,
+            &siyu_store::journeys::OutboxFilter {
+                channel: Some(super::LEADS),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(row.len(), 1);
+    h.app
+        .leads_from_journeys(h.tenant, &[(row[0].key.clone(), row[0].fan, "tmk".into())])
+        .unwrap();
+    assert_eq!(h.leads().len(), 1);
+    assert_eq!(
+        h.app.store().arrivals(h.tenant, leads[0].id).unwrap().len(),
+        1
+    );
+}

@@ -84,18 +84,18 @@ struct Memo {
 
 /// A step's writes, gathered.
 #[derive(Default)]
-struct Batch {
-    new: Vec<StoredLead>,
-    updated: HashMap<i64, StoredLead>,
-    arrivals: Vec<StoredArrival>,
-    log: Vec<StoredLeadLog>,
-    days: HashMap<String, i32>,
-    next_lead: i64,
-    next_log: i64,
+pub(super) struct Batch {
+    pub(super) new: Vec<StoredLead>,
+    pub(super) updated: HashMap<i64, StoredLead>,
+    pub(super) arrivals: Vec<StoredArrival>,
+    pub(super) log: Vec<StoredLeadLog>,
+    pub(super) days: HashMap<String, i32>,
+    pub(super) next_lead: i64,
+    pub(super) next_log: i64,
 }
 
 impl Batch {
-    fn log(
+    pub(super) fn log(
         &mut self,
         lead: i64,
         at: Millis,
@@ -138,7 +138,7 @@ fn prop(e: &siyu_domain::Event, k: &str) -> Option<String> {
     })
 }
 
-fn router_of(
+pub(super) fn router_of(
     teams: &[StoredTeam],
     agents: &[StoredAgent],
     open: &[(String, i64)],
@@ -656,7 +656,7 @@ impl LeadWorker {
 /// Routes one lead to its team's next agent; whether it got one. A lead left in the pool is
 /// logged with the reasons every agent was passed over when `log_pool` (its first time).
 #[allow(clippy::too_many_arguments)]
-fn assign(
+pub(super) fn assign(
     b: &mut Batch,
     router: &mut Router,
     teams: &[StoredTeam],
