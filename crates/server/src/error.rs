@@ -209,6 +209,43 @@ impl From<siyu_app::journeys::JourneyError> for ApiError {
     }
 }
 
+impl From<siyu_app::leads::LeadsError> for ApiError {
+    fn from(e: siyu_app::leads::LeadsError) -> Self {
+        use siyu_app::leads::LeadsError as E;
+        // Not the request's fault: the store's or the writer's answer.
+        let e = match e {
+            E::App(e) => return e.into(),
+            e => e,
+        };
+        let status = match &e {
+            E::NoTeam(_) | E::NoAgent(_) | E::NoLead(_) => StatusCode::NOT_FOUND,
+            // A rule id that is not there is a missing thing too.
+            E::Invalid(r) if r.code == "rule_not_found" => StatusCode::NOT_FOUND,
+            // The lead's or the agent's state forbids it now: a conflict, not bad input.
+            E::Invalid(r)
+                if matches!(
+                    r.code,
+                    "state_not_allowed"
+                        | "lead_closed"
+                        | "lead_owned"
+                        | "daily_cap"
+                        | "agent_inactive"
+                ) =>
+            {
+                StatusCode::CONFLICT
+            }
+            E::Invalid(_) => StatusCode::BAD_REQUEST,
+            E::App(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::Status {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+            field: e.field().map(str::to_string),
+        }
+    }
+}
+
 impl From<siyu_app::channels::ChannelError> for ApiError {
     fn from(e: siyu_app::channels::ChannelError) -> Self {
         use siyu_app::channels::ChannelError as E;
