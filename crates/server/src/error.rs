@@ -527,6 +527,55 @@ mod tests {
     }
 
     #[test]
+    fn leads_errors_have_their_statuses_codes_and_fields() {
+        use siyu_app::leads::LeadsError;
+        use siyu_leads::LeadError;
+        for (e, status, code, field) in [
+            (
+                LeadsError::NoAgent("x".into()),
+                StatusCode::NOT_FOUND,
+                "agent_not_found",
+                Some("agent"),
+            ),
+            (
+                LeadsError::NoTeam("t".into()),
+                StatusCode::NOT_FOUND,
+                "team_not_found",
+                Some("team"),
+            ),
+            (
+                LeadsError::NoLead(3),
+                StatusCode::NOT_FOUND,
+                "lead_not_found",
+                None,
+            ),
+            (
+                LeadsError::Invalid(LeadError::new("hours", "invalid_hours", "9-5")),
+                StatusCode::BAD_REQUEST,
+                "invalid_hours",
+                Some("hours"),
+            ),
+            (
+                LeadsError::Invalid(LeadError::new("state", "state_not_allowed", "no")),
+                StatusCode::CONFLICT,
+                "state_not_allowed",
+                Some("state"),
+            ),
+            (
+                LeadsError::Invalid(LeadError::new("id", "rule_not_found", "no rule 9")),
+                StatusCode::NOT_FOUND,
+                "rule_not_found",
+                Some("id"),
+            ),
+        ] {
+            let (s, body) = ApiError::from(e).parts();
+            assert_eq!(s, status, "{body}");
+            assert_eq!(body["error"]["code"], code, "{body}");
+            assert_eq!(body["error"]["field"].as_str(), field, "{body}");
+        }
+    }
+
+    #[test]
     fn a_store_that_does_not_answer_is_a_503_to_retry_without_detail() {
         let failures = [
             AppError::Commit {
