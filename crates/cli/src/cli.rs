@@ -49,6 +49,10 @@ impl Cli {
             Command::Journey(a) => a.json || matches!(a.command, JourneyCommand::Apply { .. }),
             Command::Task(a) => a.json,
             Command::Channel(a) => a.json,
+            Command::Team(a) => a.json,
+            Command::Agent(a) => a.json,
+            Command::Route(a) => a.json,
+            Command::Lead(a) => a.json,
             Command::Gen(_) | Command::Serve(_) => false,
         }
     }
@@ -97,6 +101,18 @@ pub enum Command {
     /// The channels journeys send through (webhook, douyin_im, wecom_robot): set them up, list
     /// them (credentials are stored sealed, never printed), kill and resume them.
     Channel(ChannelArgs),
+    /// Lead teams (线索分配): create or change a team with its assignment strategy and service
+    /// levels, list them.
+    Team(TeamArgs),
+    /// The agents (销售/顾问) leads are given to: add, change (capacity, daily cap, hours,
+    /// weight, active), list with their load.
+    Agent(AgentArgs),
+    /// Lead routing rules: which team a new lead goes to, by a segment expression over the
+    /// fan; add, list, remove.
+    Route(RouteArgs),
+    /// Leads (one person, one owner): list, show, log a follow-up, change the state, assign,
+    /// claim from the pool.
+    Lead(LeadArgs),
 }
 
 /// Where the data lives.
@@ -693,6 +709,210 @@ pub struct ChannelLimits {
     /// A request's whole time in milliseconds (100–120000; default 10000).
     #[arg(long)]
     pub timeout_ms: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct TeamArgs {
+    #[command(subcommand)]
+    pub command: TeamCommand,
+    #[command(flatten)]
+    pub at: TenantStoreArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TeamCommand {
+    /// Create a team, or change one of that name: how it hands out leads and its service
+    /// levels. Every flag is checked before anything is stored.
+    Create {
+        /// The team's name (letters, digits, "_", "-", ".").
+        name: String,
+        /// How new leads are given to the team's agents: round_robin (default), least_loaded
+        /// (fewest open leads) or weighted (by --weight).
+        #[arg(long)]
+        strategy: Option<String>,
+        /// How soon an assigned lead must be first contacted (2h, 30m) before it escalates.
+        #[arg(long)]
+        first_contact: Option<String>,
+        /// A lead nobody followed up for this long goes back to the pool (3d).
+        #[arg(long)]
+        recycle_after: Option<String>,
+        /// The agent an overdue lead is escalated to.
+        #[arg(long)]
+        lead_agent: Option<String>,
+        /// What an overdue first contact does: reassign (to another agent, default) or task
+        /// (a staff task for the lead agent).
+        #[arg(long)]
+        escalate: Option<String>,
+    },
+    /// The teams: strategy, service levels, escalation and their agents.
+    List,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: AgentCommand,
+    #[command(flatten)]
+    pub at: TenantStoreArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// What an agent can take.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AgentLimits {
+    /// Open leads the agent can hold at once (0 to 1000000; default: no limit).
+    #[arg(long, allow_hyphen_values = true)]
+    pub capacity: Option<i64>,
+    /// New leads a day at most (0 to 1000000; default: no limit).
+    #[arg(long, allow_hyphen_values = true)]
+    pub daily_cap: Option<i64>,
+    /// Working hours in the tenant's time zone, HH:MM-HH:MM (09:00-21:00), or "all"; outside
+    /// them the agent is passed over.
+    #[arg(long, allow_hyphen_values = true)]
+    pub hours: Option<String>,
+    /// The agent's share under the weighted strategy (1 to 1000; default 1).
+    #[arg(long, allow_hyphen_values = true)]
+    pub weight: Option<i64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// Add an agent to a team (an agent of that name is changed).
+    Add {
+        /// The agent's name (letters, digits, "_", "-", ".").
+        name: String,
+        /// The team the agent works in.
+        #[arg(long)]
+        team: String,
+        #[command(flatten)]
+        limits: AgentLimits,
+    },
+    /// Change an agent: flags not given keep their value. A deactivated agent's open leads,
+    /// or those of one moved to another team, go back to routing.
+    Set {
+        name: String,
+        /// Move the agent to this team.
+        #[arg(long)]
+        team: Option<String>,
+        #[command(flatten)]
+        limits: AgentLimits,
+        /// Active (true) or deactivated (false): a deactivated agent gets no new leads.
+        #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true", conflicts_with = "inactive")]
+        active: Option<bool>,
+        /// Deactivate the agent (--active false).
+        #[arg(long)]
+        inactive: bool,
+    },
+    /// The agents: team, limits, hours, weight, active, open leads and today's count.
+    List,
+}
+
+#[derive(Args, Debug)]
+pub struct RouteArgs {
+    #[command(subcommand)]
+    pub command: RouteCommand,
+    #[command(flatten)]
+    pub at: TenantStoreArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RouteCommand {
+    /// Append a routing rule: a new lead whose fan matches the expression goes to the team
+    /// (rules are tried in order, the first match wins). Every tag it names must exist.
+    Add {
+        /// A segment expression over the fan (tag("vip"), layer = "customer", …).
+        #[arg(long = "if", value_name = "EXPRESSION")]
+        expr: String,
+        /// The team the lead goes to.
+        #[arg(long)]
+        team: String,
+    },
+    /// The routing rules in the order they are tried.
+    List,
+    /// Remove a routing rule by its id (from `siyu route list`).
+    Remove { id: i64 },
+}
+
+#[derive(Args, Debug)]
+pub struct LeadArgs {
+    #[command(subcommand)]
+    pub command: LeadCommand,
+    #[command(flatten)]
+    pub at: TenantStoreArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LeadCommand {
+    /// Leads, newest first: state, owner (or the pool), team, channel, arrivals; --json prints
+    /// a JSON array of leads with their arrivals.
+    List {
+        /// Only leads in this state (new, contacted, qualified, won, lost, invalid).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only this agent's.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only this team's.
+        #[arg(long)]
+        team: Option<String>,
+        /// Only leads without an owner (the pool).
+        #[arg(long)]
+        pool: bool,
+        /// Leads to list.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One lead: its fields, every arrival (repeats too) and its log.
+    Show { id: i64 },
+    /// Log a follow-up: a call, message or visit is the first contact and moves a new lead
+    /// to contacted; a note is only noted.
+    Log {
+        id: i64,
+        /// call, message, visit or note.
+        #[arg(long)]
+        kind: String,
+        /// What came of it.
+        #[arg(long)]
+        result: Option<String>,
+        /// Who followed up.
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// Move a lead to a state, in the allowed order (new → contacted → qualified → won; lost
+    /// or invalid from any open state).
+    State {
+        id: i64,
+        /// The state to move to.
+        state: String,
+        /// Who changed it.
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// Give a lead to an agent (an operator's choice; the agent must be active).
+    Assign {
+        id: i64,
+        /// Who gets it.
+        #[arg(long)]
+        agent: String,
+    },
+    /// An agent claims a lead from the pool (within their daily cap).
+    Claim {
+        id: i64,
+        /// Who takes it.
+        #[arg(long)]
+        agent: String,
+    },
 }
 
 #[derive(Args, Debug)]

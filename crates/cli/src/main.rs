@@ -21,6 +21,7 @@ mod gen_cmd;
 mod identity;
 mod import;
 mod journey;
+mod lead;
 mod report;
 mod safeguards;
 mod segment;
@@ -84,6 +85,10 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Journey(a) => journey::run(a),
         Task(a) => journey::task(a),
         Channel(a) => channel::run(a),
+        Team(a) => lead::team(a),
+        Agent(a) => lead::agent(a),
+        Route(a) => lead::route(a),
+        Lead(a) => lead::lead(a),
     }
 }
 

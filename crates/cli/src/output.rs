@@ -122,6 +122,9 @@ pub fn fail(e: &anyhow::Error, json: bool) -> ! {
             if let Some(j) = c.downcast_ref::<siyu_app::journeys::JourneyError>() {
                 return j.field();
             }
+            if let Some(l) = c.downcast_ref::<siyu_app::leads::LeadsError>() {
+                return l.field().map(str::to_string);
+            }
             c.downcast_ref::<siyu_app::channels::ChannelError>()
                 .and_then(|c| c.field().map(str::to_string))
         });
@@ -164,6 +167,9 @@ fn error_code(e: &anyhow::Error) -> &str {
         }
         if let Some(c) = cause.downcast_ref::<siyu_app::channels::ChannelError>() {
             return c.code();
+        }
+        if let Some(l) = cause.downcast_ref::<siyu_app::leads::LeadsError>() {
+            return l.code();
         }
         if let Some(s) = cause.downcast_ref::<siyu_store::StoreError>() {
             return s.code();
@@ -270,6 +276,28 @@ pub const LABELS: &[Label] = &[
     Label { key: "concurrency", zh: "并发", en: "concurrency" },
     Label { key: "timeout_ms", zh: "超时ms", en: "timeout ms" },
     Label { key: "target", zh: "目标", en: "target" },
+    Label { key: "name", zh: "名称", en: "name" },
+    Label { key: "strategy", zh: "分配方式", en: "strategy" },
+    Label { key: "first_contact", zh: "首次联系时限", en: "first contact" },
+    Label { key: "recycle_after", zh: "回收期", en: "recycle after" },
+    Label { key: "lead_agent", zh: "组长", en: "lead agent" },
+    Label { key: "escalate", zh: "超时处理", en: "escalate" },
+    Label { key: "agents", zh: "成员", en: "agents" },
+    Label { key: "capacity", zh: "容量", en: "capacity" },
+    Label { key: "daily_cap", zh: "日上限", en: "daily cap" },
+    Label { key: "hours", zh: "工作时间", en: "hours" },
+    Label { key: "weight", zh: "权重", en: "weight" },
+    Label { key: "open_leads", zh: "未结线索", en: "open leads" },
+    Label { key: "today", zh: "今日", en: "today" },
+    Label { key: "position", zh: "顺序", en: "position" },
+    Label { key: "if", zh: "条件", en: "if" },
+    Label { key: "owner", zh: "负责人", en: "owner" },
+    Label { key: "arrivals", zh: "到达次数", en: "arrivals" },
+    Label { key: "created", zh: "创建于", en: "created" },
+    Label { key: "kind", zh: "方式", en: "kind" },
+    Label { key: "result", zh: "结果", en: "result" },
+    Label { key: "at", zh: "时间", en: "at" },
+    Label { key: "repeat", zh: "重复", en: "repeat" },
 ];
 
 /// The label of `key` as `en 中文` (the key itself if the table lacks it).

@@ -217,6 +217,14 @@ pub fn serve_with(
             .name("siyu-outbox".into())
             .spawn(move || worker.run_until_stopped(outbox_stopped))?
     };
+    // Leads follow the same stream: lead forms become leads with one owner each.
+    let (stop_leads, leads_stopped) = std::sync::mpsc::channel::<()>();
+    let leads = {
+        let worker = siyu_app::leads::worker::LeadWorker::new(app.clone());
+        std::thread::Builder::new()
+            .name("siyu-leads".into())
+            .spawn(move || worker.run_until_stopped(leads_stopped))?
+    };
     let served = runtime.block_on(async {
         let shutdown = shutdown_on_signal()?;
         tracing::info!(addr = %bound, "serving");
@@ -239,6 +247,9 @@ pub fn serve_with(
     let _ = journeys.join();
     drop(stop_outbox);
     let _ = outbox.join();
+    drop(stop_leads);
+    siyu_app::journeys::worker::bell().ring();
+    let _ = leads.join();
     // Every tenant given up (what each derived stored first), so other nodes take them now.
     drop(stop_leases);
     if let Some(l) = leaser {

@@ -209,6 +209,43 @@ impl From<siyu_app::journeys::JourneyError> for ApiError {
     }
 }
 
+impl From<siyu_app::leads::LeadsError> for ApiError {
+    fn from(e: siyu_app::leads::LeadsError) -> Self {
+        use siyu_app::leads::LeadsError as E;
+        // Not the request's fault: the store's or the writer's answer.
+        let e = match e {
+            E::App(e) => return e.into(),
+            e => e,
+        };
+        let status = match &e {
+            E::NoTeam(_) | E::NoAgent(_) | E::NoLead(_) => StatusCode::NOT_FOUND,
+            // A rule id that is not there is a missing thing too.
+            E::Invalid(r) if r.code == "rule_not_found" => StatusCode::NOT_FOUND,
+            // The lead's or the agent's state forbids it now: a conflict, not bad input.
+            E::Invalid(r)
+                if matches!(
+                    r.code,
+                    "state_not_allowed"
+                        | "lead_closed"
+                        | "lead_owned"
+                        | "daily_cap"
+                        | "agent_inactive"
+                ) =>
+            {
+                StatusCode::CONFLICT
+            }
+            E::Invalid(_) => StatusCode::BAD_REQUEST,
+            E::App(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::Status {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+            field: e.field().map(str::to_string),
+        }
+    }
+}
+
 impl From<siyu_app::channels::ChannelError> for ApiError {
     fn from(e: siyu_app::channels::ChannelError) -> Self {
         use siyu_app::channels::ChannelError as E;
@@ -486,6 +523,55 @@ mod tests {
             let (s, body) = ApiError::from(e).parts();
             assert_eq!((s, body["error"]["code"].as_str()), (status, Some(code)));
             assert!(body["error"].get("line").is_none(), "{body}");
+        }
+    }
+
+    #[test]
+    fn leads_errors_have_their_statuses_codes_and_fields() {
+        use siyu_app::leads::LeadsError;
+        use siyu_leads::LeadError;
+        for (e, status, code, field) in [
+            (
+                LeadsError::NoAgent("x".into()),
+                StatusCode::NOT_FOUND,
+                "agent_not_found",
+                Some("agent"),
+            ),
+            (
+                LeadsError::NoTeam("t".into()),
+                StatusCode::NOT_FOUND,
+                "team_not_found",
+                Some("team"),
+            ),
+            (
+                LeadsError::NoLead(3),
+                StatusCode::NOT_FOUND,
+                "lead_not_found",
+                None,
+            ),
+            (
+                LeadsError::Invalid(LeadError::new("hours", "invalid_hours", "9-5")),
+                StatusCode::BAD_REQUEST,
+                "invalid_hours",
+                Some("hours"),
+            ),
+            (
+                LeadsError::Invalid(LeadError::new("state", "state_not_allowed", "no")),
+                StatusCode::CONFLICT,
+                "state_not_allowed",
+                Some("state"),
+            ),
+            (
+                LeadsError::Invalid(LeadError::new("id", "rule_not_found", "no rule 9")),
+                StatusCode::NOT_FOUND,
+                "rule_not_found",
+                Some("id"),
+            ),
+        ] {
+            let (s, body) = ApiError::from(e).parts();
+            assert_eq!(s, status, "{body}");
+            assert_eq!(body["error"]["code"], code, "{body}");
+            assert_eq!(body["error"]["field"].as_str(), field, "{body}");
         }
     }
 

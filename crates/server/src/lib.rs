@@ -31,6 +31,7 @@
 //! - `journeys`: journey files, pause and resume, reports, the send policy, dead letters and
 //!   staff tasks.
 //! - `channels`: the channels journeys send through, and their kill switches.
+//! - `leads`: teams, agents, routing rules, and the leads they own.
 //! - `owner`: requests for a tenant another node serves, forwarded there.
 
 mod api;
@@ -45,6 +46,7 @@ mod identity;
 mod ingest;
 mod journeys;
 mod layers;
+mod leads;
 mod linger;
 pub mod metrics;
 mod openapi;
@@ -233,6 +235,17 @@ fn routes(limits: Limits) -> OpenApiRouter<State> {
         .routes(routes!(channels::put))
         .routes(routes!(channels::kill))
         .routes(routes!(channels::resume))
+        .routes(routes!(leads::teams, leads::team_put))
+        .routes(routes!(leads::agents, leads::agent_add))
+        .routes(routes!(leads::agent_set))
+        .routes(routes!(leads::routes, leads::route_add))
+        .routes(routes!(leads::route_remove))
+        .routes(routes!(leads::leads))
+        .routes(routes!(leads::lead))
+        .routes(routes!(leads::log))
+        .routes(routes!(leads::set_state))
+        .routes(routes!(leads::assign))
+        .routes(routes!(leads::claim))
         .routes(routes!(api::healthz))
         .routes(routes!(api::metrics))
         // Listed in `openapi::ApiDoc` too: the document describes itself.

@@ -23,7 +23,7 @@ use crate::schema::{Error, SegmentErrorBody};
         title = "Siyu",
         description = "Siyu (私域), a self-hosted private-domain operations engine: ingest \
             (native, Segment-compatible, Douyin webhooks), fans and identity, layers, segments \
-            and tags, journeys and channels. Every error is `{\"error\": {\"code\", \"message\", \
+            and tags, journeys and channels, leads. Every error is `{\"error\": {\"code\", \"message\", \
             \"field\"}}` with a stable `code` (a refused journey file adds its `line`); on `/v1/*` \
             also with `code` and `message` at the top level. Every \
             time in an answer is RFC 3339 in UTC with milliseconds (`2026-11-20T12:31:07.000Z`).",
@@ -40,6 +40,7 @@ use crate::schema::{Error, SegmentErrorBody};
         (name = "connectors", description = "Douyin and Ocean Engine (docs/connectors.md)"),
         (name = "journeys", description = "SOP journeys, their reports, the send policy, dead letters and staff tasks (docs/journeys.md)"),
         (name = "channels", description = "Where journeys' messages leave: webhook, Douyin IM, WeCom robot"),
+        (name = "leads", description = "Leads to teams: teams, agents, routing rules, and the leads they own"),
         (name = "tenant", description = "The tenant's settings and totals"),
         (name = "operations", description = "Health, metrics, this document"),
     ),

@@ -1585,3 +1585,251 @@ pub struct ChannelChange {
     concurrency: Option<u32>,
     killed: Option<bool>,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Leads (crate::leads; siyu_app::leads)
+
+/// A team (`siyu_app::leads::TeamView`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Team {
+    #[schema(example = "north")]
+    name: String,
+    /// `round_robin`, `least_loaded` or `weighted`.
+    #[schema(example = "round_robin")]
+    strategy: String,
+    /// How soon an assigned lead must be contacted (`2h`).
+    #[schema(required)]
+    first_contact: Option<String>,
+    /// A lead nobody followed up for this long goes back to the pool (`3d`).
+    #[schema(required)]
+    recycle_after: Option<String>,
+    /// Who an overdue lead is escalated to.
+    #[schema(required)]
+    lead_agent: Option<String>,
+    /// `reassign` or `task`.
+    #[schema(example = "reassign")]
+    escalate: String,
+    /// The team's agents' names.
+    agents: Vec<String>,
+}
+
+/// `GET /api/teams`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Teams {
+    teams: Vec<Team>,
+}
+
+/// `POST /api/teams`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeamChange {
+    /// 1–64 letters, digits, `_`, `-` or `.`.
+    #[schema(example = "north")]
+    name: String,
+    /// `round_robin` (default), `least_loaded` or `weighted`.
+    strategy: Option<String>,
+    /// A duration (`2h`).
+    first_contact: Option<String>,
+    /// A duration (`3d`).
+    recycle_after: Option<String>,
+    /// An agent's name.
+    lead_agent: Option<String>,
+    /// `reassign` (default) or `task`.
+    escalate: Option<String>,
+}
+
+/// An agent (`siyu_app::leads::AgentView`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    #[schema(example = "li.na")]
+    name: String,
+    team: String,
+    /// Open leads at most; `null`: no limit.
+    #[schema(required)]
+    capacity: Option<i32>,
+    /// New leads a day at most; `null`: no limit.
+    #[schema(required)]
+    daily_cap: Option<i32>,
+    /// Working hours in the tenant's time zone (`09:00-21:00`); `null`: always.
+    #[schema(required)]
+    hours: Option<String>,
+    weight: i32,
+    active: bool,
+    /// Open leads owned now.
+    open_leads: i64,
+    /// Leads given today.
+    today: i64,
+}
+
+/// `GET /api/agents`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Agents {
+    agents: Vec<Agent>,
+}
+
+/// `POST /api/agents`, `PATCH /api/agents/{name}` (no `name` then): fields left out keep
+/// their value.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentChange {
+    /// `POST` only: 1–64 letters, digits, `_`, `-` or `.`.
+    name: Option<String>,
+    /// Required for a new agent.
+    team: Option<String>,
+    #[schema(minimum = 0, maximum = 1000000)]
+    capacity: Option<i64>,
+    #[schema(minimum = 0, maximum = 1000000)]
+    daily_cap: Option<i64>,
+    /// `HH:MM-HH:MM`, or `all`.
+    #[schema(example = "09:00-21:00")]
+    hours: Option<String>,
+    #[schema(minimum = 1, maximum = 1000)]
+    weight: Option<i64>,
+    active: Option<bool>,
+}
+
+/// A routing rule.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    id: i64,
+    /// 1 is tried first.
+    position: i32,
+    /// A segment expression over the fan.
+    #[serde(rename = "if")]
+    #[schema(example = "tag(\"vip\")")]
+    expr: String,
+    team: String,
+    created_at: Time,
+}
+
+/// The routing rules, in order.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Routes {
+    routes: Vec<Route>,
+}
+
+/// `POST /api/routes`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteNew {
+    /// A segment expression; every tag it names must exist.
+    #[serde(rename = "if")]
+    #[schema(example = "tag(\"vip\")")]
+    expr: String,
+    team: String,
+}
+
+/// One arrival of a lead: a lead form of the person through a channel.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Arrival {
+    #[schema(example = "live")]
+    channel: String,
+    ts: Time,
+    event_id: String,
+    /// The person had an open lead already: kept on it, with its owner.
+    repeat: bool,
+}
+
+/// A lead (`siyu_app::leads::lead_json`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Lead {
+    id: i64,
+    fan_id: i64,
+    /// `new`, `contacted`, `qualified`, `won`, `lost` or `invalid`.
+    #[schema(example = "new")]
+    state: String,
+    /// `null` while in the team's pool.
+    #[schema(required)]
+    owner: Option<String>,
+    #[schema(required)]
+    team: Option<String>,
+    #[schema(required)]
+    channel: Option<String>,
+    #[schema(required)]
+    province: Option<String>,
+    #[schema(required)]
+    city: Option<String>,
+    #[schema(required)]
+    clue_state: Option<String>,
+    #[schema(required)]
+    intention: Option<String>,
+    created_at: Time,
+    #[schema(required)]
+    assigned_at: Option<Time>,
+    #[schema(required)]
+    first_contact_due: Option<Time>,
+    #[schema(required)]
+    first_contact_at: Option<Time>,
+    #[schema(required)]
+    last_follow_up_at: Option<Time>,
+    #[schema(required)]
+    closed_at: Option<Time>,
+    arrivals: Vec<Arrival>,
+}
+
+/// `GET /api/leads`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Leads {
+    leads: Vec<Lead>,
+}
+
+/// One line of a lead's log.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadLogLine {
+    at: Time,
+    /// `call`, `message`, `visit`, `note`, `state`, `assigned`, `claimed`, …
+    kind: String,
+    #[schema(required)]
+    agent: Option<String>,
+    #[schema(required)]
+    result: Option<String>,
+    #[schema(required)]
+    detail: Option<Value>,
+}
+
+/// `GET /api/leads/{id}`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadDetail {
+    lead: Lead,
+    /// Oldest first.
+    log: Vec<LeadLogLine>,
+}
+
+/// `POST /api/leads/{id}/log`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadFollowUp {
+    /// `call`, `message`, `visit` or `note`.
+    #[schema(example = "call")]
+    kind: String,
+    result: Option<String>,
+    agent: Option<String>,
+}
+
+/// `POST /api/leads/{id}/state`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadStateChange {
+    #[schema(example = "contacted")]
+    state: String,
+    agent: Option<String>,
+}
+
+/// `POST /api/leads/{id}/assign`, `/claim`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadAgent {
+    #[schema(example = "li.na")]
+    agent: String,
+}

@@ -209,6 +209,39 @@ impl LeadWorker {
         Ok(total)
     }
 
+    /// Steps until `stop` receives: at once while there is more, else until the next
+    /// trigger (the journeys' bell, rung when events are committed) or the earliest wake
+    /// (at most a second, so a missed bell costs at most that).
+    pub fn run_until_stopped(mut self, stop: std::sync::mpsc::Receiver<()>) {
+        use std::time::Duration;
+        let bell = crate::journeys::worker::bell();
+        let clock = self.app.ingestor.clock().clone();
+        loop {
+            if !matches!(stop.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty)) {
+                return;
+            }
+            let seen = bell.seen();
+            let now = clock.now();
+            let report = match self.step(now) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, code = e.code(), "lead step failed");
+                    bell.wait(seen, Duration::from_secs(1));
+                    continue;
+                }
+            };
+            if report.more {
+                continue;
+            }
+            let wait = report
+                .next_wake
+                .map_or(1000, |w| (w - clock.now()).clamp(0, 1000));
+            if wait > 0 {
+                bell.wait(seen, Duration::from_millis(wait as u64));
+            }
+        }
+    }
+
     /// One step for one tenant (see the module docs).
     pub fn step_tenant(&mut self, tenant: TenantId, now: Millis) -> Result<LeadReport, LeadsError> {
         let app = self.app.clone();

@@ -13,6 +13,7 @@ mod ingest;
 mod journey_cli;
 mod journey_crash;
 mod journeys;
+mod leads;
 mod metrics;
 mod nodes;
 mod openapi;
