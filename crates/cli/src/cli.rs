@@ -913,6 +913,10 @@ pub enum LeadCommand {
         #[arg(long)]
         agent: String,
     },
+    /// The leads report: leads by state, by channel and by agent, time to first contact
+    /// (p50/p90) and the share in time, and the repeat leads each team absorbed (the
+    /// follow-ups dedup saved).
+    Report,
 }
 
 #[derive(Args, Debug)]

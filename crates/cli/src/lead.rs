@@ -413,7 +413,7 @@ fn with_arrivals(app: &App, t: TenantId, lead: &StoredLead) -> anyhow::Result<Va
 
 pub fn lead(args: LeadArgs) -> anyhow::Result<()> {
     use LeadCommand as C;
-    let writes = !matches!(args.command, C::List { .. } | C::Show { .. });
+    let writes = !matches!(args.command, C::List { .. } | C::Show { .. } | C::Report);
     let _lock = match target(&args.at, "lead", writes)? {
         Target::Local(lock) => lock,
         Target::Remote(remote) => {
@@ -442,7 +442,7 @@ pub fn lead(args: LeadArgs) -> anyhow::Result<()> {
                 ),
                 C::Assign { id, agent } => (*id, "assign", json!({ "agent": agent })),
                 C::Claim { id, agent } => (*id, "claim", json!({ "agent": agent })),
-                C::List { .. } | C::Show { .. } => unreachable!("reads do not write"),
+                C::List { .. } | C::Show { .. } | C::Report => unreachable!("reads do not write"),
             };
             let v = send(
                 &remote,
@@ -481,6 +481,10 @@ pub fn lead(args: LeadArgs) -> anyhow::Result<()> {
         C::Show { id } => {
             let detail = app.lead_detail(t, id).map_err(leads_err)?;
             return print_detail(args.json, &detail);
+        }
+        C::Report => {
+            let r = app.lead_report(t).map_err(leads_err)?;
+            return print_report(args.json, &r);
         }
         C::Log {
             id,
@@ -594,6 +598,61 @@ fn print_detail(json: bool, d: &Value) -> anyhow::Result<()> {
             ]);
         }
         table(&rows, "llll");
+    }
+    Ok(())
+}
+
+fn print_report(json: bool, r: &siyu_app::leads::report::LeadReport) -> anyhow::Result<()> {
+    if json {
+        return output::json(r);
+    }
+    outln!(
+        "{} leads, {} open, {} in a pool; {} repeat arrivals absorbed (no second follow-up)",
+        output::n(r.leads as u64),
+        output::n(r.open as u64),
+        output::n(r.pooled as u64),
+        output::n(r.repeats as u64)
+    );
+    let mut rows: Vec<Vec<String>> = headers(&["state", "状态", "leads"]).into();
+    for s in &r.by_state {
+        rows.push(vec![s.state.into(), s.label.into(), s.leads.to_string()]);
+    }
+    table(&rows, "llr");
+    let mut rows: Vec<Vec<String>> = headers(&["channel", "leads", "repeats"]).into();
+    for c in &r.by_channel {
+        rows.push(vec![
+            c.channel.clone(),
+            c.leads.to_string(),
+            c.repeats.to_string(),
+        ]);
+    }
+    table(&rows, "lrr");
+    let mut rows: Vec<Vec<String>> = headers(&["agent", "leads", "open", "won"]).into();
+    for a in &r.by_agent {
+        rows.push(vec![
+            a.agent.clone(),
+            a.leads.to_string(),
+            a.open.to_string(),
+            a.won.to_string(),
+        ]);
+    }
+    table(&rows, "lrrr");
+    let m = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1} min"));
+    outln!(
+        "first contact: p50 {}, p90 {} over {} leads contacted; in time: {}",
+        m(r.first_contact_minutes.p50),
+        m(r.first_contact_minutes.p90),
+        r.first_contact_minutes.count,
+        r.first_contact_in_time
+            .map_or("-".to_string(), |x| format!("{:.1}%", x * 100.0))
+    );
+    for t in &r.repeats_by_team {
+        outln!(
+            "team {}: {} leads, {} repeats absorbed",
+            t.team.as_deref().unwrap_or("(none)"),
+            t.leads,
+            t.repeats
+        );
     }
     Ok(())
 }

@@ -379,6 +379,27 @@ fn label(
     }
 }
 
+/// `GET /api/reports/leads` → the leads report.
+#[utoipa::path(
+    get,
+    operation_id = "reports_leads",
+    path = "/api/reports/leads",
+    summary = "The leads report",
+    description = "Leads by state, by channel and by agent; time to first contact (p50/p90, minutes) and the share in time; the repeat arrivals each team absorbed.",
+    tag = "leads",
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "The report", body = schema::LeadReport),
+        AdminErrors,
+    ),
+)]
+pub async fn report(Axum(state): Axum<State>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let app = state.app.clone();
+    let r = blocking(move || Ok(app.lead_report(tenant.id)?)).await?;
+    Ok(Json(json!(r)))
+}
+
 /// `GET /api/leads?state=&agent=&team=&pool=&limit=` → leads, newest first.
 #[utoipa::path(
     get,

@@ -241,6 +241,7 @@ fn routes(limits: Limits) -> OpenApiRouter<State> {
         .routes(routes!(leads::routes, leads::route_add))
         .routes(routes!(leads::route_remove))
         .routes(routes!(leads::leads))
+        .routes(routes!(leads::report))
         .routes(routes!(leads::lead))
         .routes(routes!(leads::log))
         .routes(routes!(leads::set_state))

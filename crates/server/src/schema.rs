@@ -1362,6 +1362,74 @@ pub struct VariantReport {
     share: f64,
 }
 
+/// `GET /api/reports/leads` (`siyu_app::leads::report::LeadReport`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadReport {
+    leads: u64,
+    open: u64,
+    /// Open leads without an owner.
+    pooled: u64,
+    /// Every state in the path's order, with its Chinese label; zeros included.
+    by_state: Vec<LeadStateCount>,
+    /// By the channel of a lead's first arrival, with the repeats each channel brought.
+    by_channel: Vec<LeadChannelCount>,
+    by_agent: Vec<LeadAgentCount>,
+    /// From a lead's creation to its first contact, over leads contacted, in minutes.
+    first_contact_minutes: LeadPercentiles,
+    /// Of the leads whose first contact was due, the share contacted by the deadline.
+    #[schema(required)]
+    first_contact_in_time: Option<f64>,
+    /// Repeat arrivals absorbed per team (the follow-ups dedup saved).
+    repeats_by_team: Vec<LeadTeamRepeats>,
+    repeats: u64,
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadStateCount {
+    state: String,
+    label: String,
+    leads: u64,
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadChannelCount {
+    channel: String,
+    leads: u64,
+    repeats: u64,
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadAgentCount {
+    agent: String,
+    leads: u64,
+    open: u64,
+    won: u64,
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadPercentiles {
+    count: u64,
+    #[schema(required)]
+    p50: Option<f64>,
+    #[schema(required)]
+    p90: Option<f64>,
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadTeamRepeats {
+    /// `null` for leads no rule placed in a team.
+    #[schema(required)]
+    team: Option<String>,
+    leads: u64,
+    repeats: u64,
+}
+
 /// `GET /api/journeys/{name}/report` (`siyu_app::journeys::Report`).
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -223,6 +223,27 @@ async fn three_forms_of_one_person_are_one_lead_with_one_owner(b: Backend) {
         (&mine["open_leads"], &mine["today"]),
         (&json!(1), &json!(1))
     );
+    // The report counts the same rows, through the CLI and the API alike.
+    let report = json_of(&run(&["lead", "report", "--json"], &flags));
+    assert_eq!(
+        (&report["leads"], &report["open"], &report["repeats"]),
+        (&json!(1), &json!(1), &json!(2)),
+        "{report}"
+    );
+    assert_eq!(
+        report["repeats_by_team"],
+        json!([{"team": "tmk", "leads": 1, "repeats": 2}])
+    );
+    let api: Value = client
+        .get(format!("{base}/api/reports/leads"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api, report);
 
     // Refusals (through the server beside SQLite; directly on PostgreSQL) store nothing.
     let before = everything(&flags);
@@ -478,6 +499,7 @@ async fn every_leads_route_needs_the_admin_key(b: Backend) {
         ("DELETE", "/api/routes/1", None),
         ("GET", "/api/leads", None),
         ("GET", "/api/leads/1", None),
+        ("GET", "/api/reports/leads", None),
         ("POST", "/api/leads/1/log", j(json!({"kind": "call"}))),
         (
             "POST",

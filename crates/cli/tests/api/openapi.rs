@@ -78,6 +78,7 @@ const ROUTES: &[&str] = &[
     "POST /api/routes",
     "DELETE /api/routes/{id}",
     "GET /api/leads",
+    "GET /api/reports/leads",
     "GET /api/leads/{id}",
     "POST /api/leads/{id}/log",
     "POST /api/leads/{id}/state",
