@@ -507,6 +507,10 @@ pub trait EventLog {
     /// One stored event by sequence number.
     fn event_at(&self, tenant: TenantId, seq: i64) -> Result<Option<StoredEvent>>;
 
+    /// Stored events by sequence number, in `seq` order (numbers not stored are left out):
+    /// one round trip for a worker's page rather than one per event.
+    fn events_at(&self, tenant: TenantId, seqs: &[i64]) -> Result<Vec<StoredEvent>>;
+
     /// Number of events stored for a tenant.
     fn event_count(&self, tenant: TenantId) -> Result<u64>;
 

@@ -905,6 +905,23 @@ impl crate::EventLog for PostgresStore {
         })
     }
 
+    fn events_at(&self, tenant: TenantId, seqs: &[i64]) -> Result<Vec<StoredEvent>> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.reader(|c| {
+            c.query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND seq = ANY($2) ORDER BY seq"
+                ),
+                &[&tenant, &seqs],
+            )?
+            .iter()
+            .map(event_from_row)
+            .collect()
+        })
+    }
+
     fn event_count(&self, tenant: TenantId) -> Result<u64> {
         let n: i64 = self.reader(|c| {
             Ok(c.query_one(

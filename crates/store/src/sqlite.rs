@@ -1069,6 +1069,32 @@ impl crate::EventLog for SqliteStore {
         })
     }
 
+    fn events_at(&self, tenant: TenantId, seqs: &[i64]) -> Result<Vec<StoredEvent>> {
+        let mut sorted = seqs.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        self.read(|conn| {
+            let mut out = Vec::with_capacity(sorted.len());
+            // `carray` is not compiled in: bounded IN lists, two statement texts at most.
+            for chunk in sorted.chunks(256) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND seq IN ({marks}) ORDER BY seq"
+                ))?;
+                let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() + 1);
+                values.push(&tenant);
+                for s in chunk {
+                    values.push(s);
+                }
+                let mut rows = stmt.query(values.as_slice())?;
+                while let Some(r) = rows.next()? {
+                    out.push(event_from_row(r)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn event_count(&self, tenant: TenantId) -> Result<u64> {
         let conn = self.conn();
         let n: i64 = conn.query_row(

@@ -287,6 +287,25 @@ fn decisions_are_kept_in_order_per_tenant(s: &dyn Store) {
     let got = s.event_at(a, 1).unwrap().unwrap();
     assert_eq!(got.event.id.as_str(), "e1");
     assert!(s.event_at(a, 99).unwrap().is_none());
+    // Many at once: in seq order, repeats and numbers not stored left out, another tenant's
+    // events never.
+    let many: Vec<_> = (2..=600)
+        .map(|i| ev(&format!("m{i}"), "follow", "13800138000"))
+        .collect();
+    append_one(s, a, &many);
+    append_one(s, b, &[ev("other", "follow", "13800138000")]);
+    let got: Vec<i64> = s
+        .events_at(a, &[600, 3, 3, 1, 9999, 257, 256])
+        .unwrap()
+        .into_iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(got, [1, 3, 256, 257, 600]);
+    let all: Vec<i64> = (1..=2000).collect();
+    let got = s.events_at(a, &all).unwrap();
+    assert_eq!(got.len(), 600);
+    assert!(got.iter().all(|e| e.event.id.as_str() != "other"));
+    assert!(s.events_at(a, &[]).unwrap().is_empty());
 }
 
 fn rules_are_versioned(s: &dyn Store) {

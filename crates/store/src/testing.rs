@@ -252,6 +252,7 @@ impl crate::EventLog for Faulty {
 
     pass! {
         event_at(&self, tenant: crate::TenantId, seq: i64) -> crate::Result<Option<crate::StoredEvent>>;
+        events_at(&self, tenant: crate::TenantId, seqs: &[i64]) -> crate::Result<Vec<crate::StoredEvent>>;
         event_count(&self, tenant: crate::TenantId) -> crate::Result<u64>;
         last_seq(&self, tenant: crate::TenantId) -> crate::Result<i64>;
         flush(&self) -> crate::Result<()>;

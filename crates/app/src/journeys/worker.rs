@@ -323,12 +323,11 @@ impl JourneyWorker {
         }
         seqs.sort_unstable();
         seqs.dedup();
-        let mut events: HashMap<i64, siyu_store::StoredEvent> = HashMap::new();
-        for s in seqs {
-            if let Some(ev) = store.event_at(tenant, s)? {
-                events.insert(s, ev);
-            }
-        }
+        let events: HashMap<i64, siyu_store::StoredEvent> = store
+            .events_at(tenant, &seqs)?
+            .into_iter()
+            .map(|e| (e.seq, e))
+            .collect();
         // The fans as the batch sees them.
         let mut fans: HashMap<i64, FanCache> = HashMap::new();
         let owner: HashMap<i64, i64> = groups

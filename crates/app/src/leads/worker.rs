@@ -309,9 +309,11 @@ impl LeadWorker {
         // From reading the ids to committing what used them (see `write_lock`).
         let _held = super::write_lock();
         let ids = store.lead_ids(tenant)?;
+        let seqs: Vec<i64> = group_triggers.iter().map(|(seq, _, _)| *seq).collect();
+        let stored = store.events_at(tenant, &seqs)?;
         let mut group_events = Vec::with_capacity(group_triggers.len());
-        for (seq, fan, ty) in &group_triggers {
-            if let Some(ev) = store.event_at(tenant, *seq)?
+        for ev in &stored {
+            if let Some((_, fan, ty)) = group_triggers.iter().find(|(s, _, _)| *s == ev.seq)
                 && let Some(g) = prop(&ev.event, "group_id").or_else(|| prop(&ev.event, "group"))
             {
                 group_events.push((*fan, *ty, g, ev.event.ts));
@@ -334,12 +336,12 @@ impl LeadWorker {
             ..Batch::default()
         };
         // The forms' events, and which are stored arrivals already (a page taken again).
-        let mut events = Vec::with_capacity(forms.len());
-        for (seq, _) in &forms {
-            if let Some(ev) = store.event_at(tenant, *seq)? {
-                events.push(ev.event);
-            }
-        }
+        let seqs: Vec<i64> = forms.iter().map(|(seq, _)| *seq).collect();
+        let events: Vec<siyu_domain::Event> = store
+            .events_at(tenant, &seqs)?
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
         let id_strs: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
         let known = store.arrivals_known(tenant, &id_strs)?;
         // Each form's fan as it is now, with every id merged into it, and its route.
