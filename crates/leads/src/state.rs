@@ -3,7 +3,9 @@
 //! `new → contacted → qualified → won | lost`, and `invalid` (a wrong number, a test entry)
 //! from any open state. A lead may be lost at any open stage (the person said no on the first
 //! call); it is won only once qualified. Closed states are final: the same person coming back
-//! later is a new lead, with their history on the fan.
+//! later is a new lead, with their history on the fan. `merged` is Siyu's own: the newer of two
+//! open leads whose fans turned out to be one person; no one moves a lead there, and undoing
+//! the merge brings it back to the state it had.
 
 use crate::LeadError;
 
@@ -15,16 +17,18 @@ pub enum LeadState {
     Won,
     Lost,
     Invalid,
+    Merged,
 }
 
 impl LeadState {
-    pub const ALL: [LeadState; 6] = [
+    pub const ALL: [LeadState; 7] = [
         LeadState::New,
         LeadState::Contacted,
         LeadState::Qualified,
         LeadState::Won,
         LeadState::Lost,
         LeadState::Invalid,
+        LeadState::Merged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +39,7 @@ impl LeadState {
             LeadState::Won => "won",
             LeadState::Lost => "lost",
             LeadState::Invalid => "invalid",
+            LeadState::Merged => "merged",
         }
     }
 
@@ -47,6 +52,7 @@ impl LeadState {
             LeadState::Won => "已成交",
             LeadState::Lost => "已流失",
             LeadState::Invalid => "无效",
+            LeadState::Merged => "已合并",
         }
     }
 
@@ -68,7 +74,10 @@ impl LeadState {
 
     /// Whether the lead is still being worked (not won, lost or invalid).
     pub fn is_open(self) -> bool {
-        !matches!(self, LeadState::Won | LeadState::Lost | LeadState::Invalid)
+        !matches!(
+            self,
+            LeadState::Won | LeadState::Lost | LeadState::Invalid | LeadState::Merged
+        )
     }
 
     /// The states a lead in this one may go to.
@@ -78,7 +87,7 @@ impl LeadState {
             New => &[Contacted, Lost, Invalid],
             Contacted => &[Qualified, Lost, Invalid],
             Qualified => &[Won, Lost, Invalid],
-            Won | Lost | Invalid => &[],
+            Won | Lost | Invalid | Merged => &[],
         }
     }
 
@@ -169,9 +178,13 @@ mod tests {
             assert_eq!(s.change_to(Invalid), Ok(Invalid));
             assert!(s.is_open());
         }
-        for s in [Won, Lost, Invalid] {
+        for s in [Won, Lost, Invalid, Merged] {
             assert!(!s.is_open());
             assert!(s.next().is_empty());
+        }
+        // Nobody moves a lead to merged: Siyu does, when two fans are one person.
+        for s in [New, Contacted, Qualified] {
+            assert_eq!(s.change_to(Merged).unwrap_err().code, "state_not_allowed");
         }
     }
 

@@ -409,7 +409,7 @@ pub async fn report(Axum(state): Axum<State>, headers: HeaderMap) -> Result<Json
     tag = "leads",
     security(("admin_key" = [])),
     params(
-        ("state" = Option<String>, Query, description = "`new`, `contacted`, `qualified`, `won`, `lost` or `invalid`"),
+        ("state" = Option<String>, Query, description = "`new`, `contacted`, `qualified`, `won`, `lost`, `invalid` or `merged`"),
         ("agent" = Option<String>, Query, description = "Only this agent's"),
         ("team" = Option<String>, Query, description = "Only this team's"),
         ("pool" = Option<bool>, Query, description = "`true`: only leads without an owner (the team's pool)"),

@@ -1811,7 +1811,7 @@ pub struct Arrival {
 pub struct Lead {
     id: i64,
     fan_id: i64,
-    /// `new`, `contacted`, `qualified`, `won`, `lost` or `invalid`.
+    /// `new`, `contacted`, `qualified`, `won`, `lost`, `invalid` or `merged` (Siyu's own: the newer of two leads of one person).
     #[schema(example = "new")]
     state: String,
     /// `null` while in the team's pool.

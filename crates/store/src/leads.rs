@@ -76,7 +76,8 @@ pub struct StoredRule {
 pub struct StoredLead {
     pub id: i64,
     pub fan: i64,
-    /// `new`, `contacted`, `qualified`, `won`, `lost` or `invalid`.
+    /// `new`, `contacted`, `qualified`, `won`, `lost`, `invalid` or `merged` (the last four
+    /// closed).
     pub state: String,
     /// The team it was routed to; `None` before any rule placed it.
     pub team: Option<String>,
@@ -215,7 +216,7 @@ pub struct LeadFilter<'a> {
     pub owner: Option<&'a str>,
     pub team: Option<&'a str>,
     pub fan: Option<i64>,
-    /// Only leads not closed (state not `won`, `lost` or `invalid`).
+    /// Only leads not closed (state not `won`, `lost`, `invalid` or `merged`).
     pub open: bool,
     /// Only leads without an owner (the pool).
     pub pooled: bool,

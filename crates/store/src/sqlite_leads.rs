@@ -14,7 +14,7 @@ use crate::sqlite::{SqliteStore, fenced, insert_many_then};
 use crate::{Result, StoreError, TenantId};
 
 /// The states a lead is closed in, as SQL (both backends).
-pub(crate) const CLOSED_STATES: &str = "('won', 'lost', 'invalid')";
+pub(crate) const CLOSED_STATES: &str = "('won', 'lost', 'invalid', 'merged')";
 
 const LEAD_COLUMNS: &str = "id, fan, state, team, owner, created_at, assigned_at, first_contact_due, first_contact_at, last_follow_up_at, escalated_at, closed_at, channel, province, city, clue_state, intention, updated_at";
 

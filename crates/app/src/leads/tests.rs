@@ -613,3 +613,75 @@ team = "tmk"
         1
     );
 }
+
+#[test]
+fn merged_fans_keep_the_older_lead_and_an_undone_merge_splits_them() {
+    let mut h = Harness::new();
+    h.team("tmk", None);
+    h.agent("a", "tmk", None, None);
+    h.agent("b", "tmk", None, None);
+    h.events(vec![
+        form("f1", json!({"phone": "13400000001"}), "live", T0),
+        form("f2", json!({"douyin_open_id": "oQ"}), "ad", T0),
+    ]);
+    h.step();
+    let before = h.leads();
+    assert_eq!(before.len(), 2);
+    h.app
+        .set_lead_state(h.tenant, before[1].id, "contacted", Some("b"))
+        .unwrap();
+    // One event carries both: the two fans are one person.
+    h.events(vec![json!({"id": "link", "type": "follow",
+        "ts": siyu_domain::time::format_rfc3339(T0 + 1000),
+        "identities": {"phone": "13400000001", "douyin_open_id": "oQ"}})]);
+    h.clock.set(T0 + 61_000);
+    h.step();
+    let after = h.leads();
+    assert_eq!(
+        after.iter().map(|l| l.state.as_str()).collect::<Vec<_>>(),
+        ["new", "merged"]
+    );
+    assert_eq!(h.log_kinds(before[0].id), ["assigned", "merged"]);
+    let open = h
+        .app
+        .leads(
+            h.tenant,
+            &LeadFilter {
+                open: true,
+                limit: 10,
+                ..LeadFilter::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(open.len(), 1, "one person, one open lead");
+    // A new form of the person is a repeat on the older lead.
+    h.events(vec![form(
+        "f3",
+        json!({"douyin_open_id": "oQ"}),
+        "private_message",
+        T0 + 62_000,
+    )]);
+    assert_eq!(h.step().repeats, 1);
+    // Undoing the merge brings the newer lead back, as it was.
+    let absorbed = h
+        .app
+        .ingestor
+        .read(h.tenant, |e| {
+            [before[1].fan, before[0].fan]
+                .into_iter()
+                .find_map(|f| e.identities().merge_absorbing(siyu_engine::FanId(f)))
+                .map(|m| m.from)
+        })
+        .unwrap()
+        .expect("a merge absorbed the open id's fan");
+    h.app.unmerge(h.tenant, absorbed).unwrap();
+    h.clock.set(T0 + 130_000);
+    h.step();
+    let split = h.leads();
+    assert_eq!(
+        split.iter().map(|l| l.state.as_str()).collect::<Vec<_>>(),
+        ["new", "contacted"]
+    );
+    assert_eq!(split[1].owner, before[1].owner);
+    assert_eq!(split[1].closed_at, None);
+}

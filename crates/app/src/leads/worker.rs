@@ -80,7 +80,13 @@ struct Memo {
     next_check: Option<Millis>,
     /// [`super::CHANGES`] when it was last read.
     changes: u64,
+    /// When every open lead was last read.
+    last_full: Millis,
 }
+
+/// Every open lead is read at least this often, so fans merged (or a merge undone) since have
+/// their leads settled within a minute.
+const FULL_EVERY: Millis = 60_000;
 
 /// A step's writes, gathered.
 #[derive(Default)]
@@ -463,6 +469,7 @@ impl LeadWorker {
                 || m.agents != agents
                 || m.changes != changes
                 || m.next_check.is_some_and(|t| t <= now)
+                || now - m.last_full >= FULL_EVERY
         });
         let mut standing = store.leads(
             tenant,
@@ -474,6 +481,9 @@ impl LeadWorker {
             },
         )?;
         standing.sort_by_key(|l| l.id);
+        if full {
+            settle_merges(&app, tenant, &mut standing, &mut b, &mut router, now)?;
+        }
         let mut next_wake: Option<Millis> = None;
         for mut lead in standing {
             let Some(team_name) = lead.team.clone() else {
@@ -642,6 +652,11 @@ impl LeadWorker {
                 agents: agents.clone(),
                 next_check,
                 changes,
+                last_full: if full {
+                    now
+                } else {
+                    self.memo.get(&tenant).map_or(now, |m| m.last_full)
+                },
             },
         );
         let next_wake = [next_wake, next_check].into_iter().flatten().min();
@@ -686,6 +701,123 @@ impl LeadWorker {
         )?;
         Ok(report)
     }
+}
+
+/// Leads of fans merged or split since: two open leads whose fans are now one person — the
+/// newer becomes `merged` into the older (both logged, the newer's owner named on the older's
+/// log, its load released); a merged lead whose fan is a person apart again (the merge undone)
+/// comes back with the state it had, and is routed on like any open lead.
+fn settle_merges(
+    app: &App,
+    tenant: TenantId,
+    standing: &mut Vec<StoredLead>,
+    b: &mut Batch,
+    router: &mut Router,
+    now: Millis,
+) -> Result<(), LeadsError> {
+    let store = app.store();
+    let merged = store.leads(
+        tenant,
+        &LeadFilter {
+            state: Some(LeadState::Merged.as_str()),
+            limit: usize::MAX >> 1,
+            ..LeadFilter::default()
+        },
+    )?;
+    // Each merged lead with the lead it went into and the state it had.
+    let mut apart = Vec::new();
+    for m in merged {
+        let log = store.lead_log(tenant, m.id)?;
+        let Some(detail) = log
+            .iter()
+            .rev()
+            .find(|l| l.kind == "merged")
+            .and_then(|l| l.detail.as_deref())
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        else {
+            continue;
+        };
+        let (Some(into), Some(state)) = (detail["into"].as_i64(), detail["state"].as_str()) else {
+            continue;
+        };
+        let into_fan = store.lead(tenant, into)?.map(|l| l.fan);
+        apart.push((m, into, into_fan, state.to_string()));
+    }
+    let fans: Vec<i64> = standing
+        .iter()
+        .map(|l| l.fan)
+        .chain(
+            apart
+                .iter()
+                .flat_map(|(m, _, f, _)| [Some(m.fan), *f])
+                .flatten(),
+        )
+        .collect();
+    let current: HashMap<i64, i64> = app.ingestor.read(tenant, |e| {
+        fans.iter()
+            .map(|f| {
+                let c = e.identities().current(siyu_engine::FanId(*f));
+                (*f, c.map_or(*f, |c| c.0))
+            })
+            .collect()
+    })?;
+    let cur = |f: i64| current.get(&f).copied().unwrap_or(f);
+    for (mut m, into, into_fan, state) in apart {
+        if into_fan.is_some_and(|f| cur(f) == cur(m.fan)) {
+            continue;
+        }
+        m.state = state;
+        m.closed_at = None;
+        m.updated_at = now;
+        b.log(
+            m.id,
+            now,
+            "split",
+            m.owner.as_deref(),
+            json!({"from": into}),
+        );
+        b.log(into, now, "split", None, json!({"lead": m.id}));
+        if let (Some(t), Some(o)) = (&m.team, &m.owner)
+            && let Some(team) = router.teams.get_mut(t)
+            && let Some(i) = team.agent(o)
+        {
+            team.agents[i].open += 1;
+        }
+        b.updated.insert(m.id, m.clone());
+        standing.push(m);
+    }
+    standing.sort_by_key(|l| l.id);
+    let mut kept: HashMap<i64, i64> = HashMap::new();
+    for l in standing.iter_mut() {
+        let person = cur(l.fan);
+        let Some(&into) = kept.get(&person) else {
+            kept.insert(person, l.id);
+            continue;
+        };
+        let before = std::mem::replace(&mut l.state, LeadState::Merged.as_str().into());
+        l.closed_at = Some(now);
+        l.updated_at = now;
+        if let (Some(t), Some(o)) = (&l.team, &l.owner) {
+            router.released(t, o);
+        }
+        b.log(
+            l.id,
+            now,
+            "merged",
+            l.owner.as_deref(),
+            json!({"into": into, "state": before}),
+        );
+        b.log(
+            into,
+            now,
+            "merged",
+            None,
+            json!({"from": l.id, "owner": l.owner, "state": before}),
+        );
+        b.updated.insert(l.id, l.clone());
+    }
+    standing.retain(|l| l.state != LeadState::Merged.as_str());
+    Ok(())
 }
 
 /// Routes one lead to its team's next agent; whether it got one. A lead left in the pool is
