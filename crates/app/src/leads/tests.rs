@@ -685,3 +685,45 @@ fn merged_fans_keep_the_older_lead_and_an_undone_merge_splits_them() {
     assert_eq!(split[1].owner, before[1].owner);
     assert_eq!(split[1].closed_at, None);
 }
+
+#[test]
+fn a_phone_first_given_in_a_chat_is_a_lead_once() {
+    let mut h = Harness::new();
+    h.team("tmk", None);
+    h.agent("a", "tmk", None, None);
+    let im = |id: &str, ids: Value, ts: i64| {
+        json!({"id": id, "type": "private_message_in", "ts": siyu_domain::time::format_rfc3339(ts),
+               "identities": ids, "props": {"text": "我的电话 13300000001"}})
+    };
+    h.events(vec![
+        im("m0", json!({"douyin_open_id": "oC"}), T0),
+        im(
+            "m1",
+            json!({"douyin_open_id": "oC", "phone": "13300000001"}),
+            T0 + 1,
+        ),
+        im(
+            "m2",
+            json!({"douyin_open_id": "oC", "phone": "13300000001"}),
+            T0 + 2,
+        ),
+    ]);
+    let r = h.step();
+    assert_eq!((r.new_leads, r.repeats), (1, 0));
+    let leads = h.leads();
+    assert_eq!(leads.len(), 1);
+    assert_eq!(leads[0].channel, super::worker::IM_PHONE);
+    // Closed, the person's later chats make no new lead; a form does.
+    h.app
+        .set_lead_state(h.tenant, leads[0].id, "lost", None)
+        .unwrap();
+    h.events(vec![im("m3", json!({"phone": "13300000001"}), T0 + 3)]);
+    assert_eq!(h.step().new_leads, 0);
+    h.events(vec![form(
+        "f9",
+        json!({"phone": "13300000001"}),
+        "ad",
+        T0 + 4,
+    )]);
+    assert_eq!(h.step().new_leads, 1);
+}

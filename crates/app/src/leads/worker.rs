@@ -125,6 +125,53 @@ impl Batch {
 /// A form's fan as it is now, every id merged into it, and the team its route names.
 type FormFan = (i64, Vec<i64>, Option<String>);
 
+/// The channel of a lead made from a phone given in a private message.
+pub const IM_PHONE: &str = "im_phone";
+
+fn is_form(e: &siyu_domain::Event) -> bool {
+    e.ty == siyu_domain::EventType::Catalogue(siyu_domain::event_type::CatalogueType::LeadForm)
+}
+
+/// Whether a private message carries a phone identity.
+fn gives_phone(e: &siyu_domain::Event) -> bool {
+    e.ty == siyu_domain::EventType::Catalogue(
+        siyu_domain::event_type::CatalogueType::PrivateMessageIn,
+    ) && e
+        .identities
+        .iter()
+        .any(|i| i.kind == siyu_domain::IdentityKind::Phone)
+}
+
+/// Every id merged into a form's fan.
+fn fan_ids(fans: &[Option<FormFan>], cur: i64) -> &[i64] {
+    fans.iter()
+        .flatten()
+        .find(|(c, _, _)| *c == cur)
+        .map_or(&[][..], |(_, ids, _)| ids.as_slice())
+}
+
+/// Whether any of these fans ever had a lead.
+fn had_lead(
+    store: &dyn siyu_store::Store,
+    tenant: TenantId,
+    ids: &[i64],
+) -> Result<bool, LeadsError> {
+    for f in ids {
+        let any = store.leads(
+            tenant,
+            &LeadFilter {
+                fan: Some(*f),
+                limit: 1,
+                ..LeadFilter::default()
+            },
+        )?;
+        if !any.is_empty() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The channel a lead form came through: its `props.channel`, else the event's source, else
 /// `form` (the same rule as the dedup report's).
 fn channel_of(e: &siyu_domain::Event) -> String {
@@ -280,7 +327,9 @@ impl LeadWorker {
             .filter_map(|t| match &t.what {
                 What::Event {
                     seq, event_type, ..
-                } if event_type == "lead_form" => Some((*seq, String::new())),
+                } if event_type == "lead_form" || event_type == "private_message_in" => {
+                    Some((*seq, String::new()))
+                }
                 _ => None,
             })
             .collect();
@@ -343,10 +392,12 @@ impl LeadWorker {
         };
         // The forms' events, and which are stored arrivals already (a page taken again).
         let seqs: Vec<i64> = forms.iter().map(|(seq, _)| *seq).collect();
+        // Lead forms, and private messages that carry a phone (a phone given in a chat).
         let events: Vec<siyu_domain::Event> = store
             .events_at(tenant, &seqs)?
             .into_iter()
             .map(|e| e.event)
+            .filter(|e| is_form(e) || gives_phone(e))
             .collect();
         let id_strs: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
         let known = store.arrivals_known(tenant, &id_strs)?;
@@ -403,7 +454,19 @@ impl LeadWorker {
             if known.iter().any(|k| k == ev.id.as_str()) {
                 continue;
             }
-            let channel = channel_of(ev);
+            let in_chat = !is_form(ev);
+            let channel = if in_chat {
+                IM_PHONE.to_string()
+            } else {
+                channel_of(ev)
+            };
+            // A phone in a chat is a lead the first time only: a person with a lead, open or
+            // closed, already gave it.
+            if in_chat
+                && (open.contains_key(cur) || had_lead(&*store, tenant, fan_ids(&fans, *cur))?)
+            {
+                continue;
+            }
             if let Some(lead) = open.get(cur) {
                 let lead_id = lead.id;
                 b.arrivals.push(StoredArrival {
