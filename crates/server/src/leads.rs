@@ -431,8 +431,8 @@ pub async fn leads(
     let agent = label(&q, "agent")?;
     let team = label(&q, "team")?;
     let pooled = match q.get("pool").map(String::as_str) {
-        None | Some("false" | "0") => false,
-        Some("true" | "1" | "") => true,
+        None | Some("false") => false,
+        Some("true") => true,
         Some(v) => {
             return Err(ApiError::bad(
                 "invalid_field",

@@ -539,8 +539,16 @@ async fn every_leads_route_needs_the_admin_key(b: Backend) {
     );
     let (s, v) = app.get("/api/leads/x").await;
     assert_eq!((s, &v["error"]["field"]), (400, &json!("id")), "{v}");
-    let (s, v) = app.get("/api/leads?pool=maybe").await;
-    assert_eq!((s, &v["error"]["field"]), (400, &json!("pool")), "{v}");
+    for bad in ["maybe", "", "1"] {
+        let (s, v) = app.get(&format!("/api/leads?pool={bad}")).await;
+        assert_eq!(
+            (s, &v["error"]["field"]),
+            (400, &json!("pool")),
+            "{bad:?}: {v}"
+        );
+    }
+    let (s, v) = app.get("/api/leads?pool=true").await;
+    assert_eq!(s, 200, "{v}");
     app.stop().await;
 }
 
