@@ -13,8 +13,6 @@
 //! a journey named `policy` is listed and reported, but `GET /api/journeys/policy` is the
 //! policy.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State as Axum;
@@ -26,7 +24,7 @@ use siyu_journey::run::TaskState;
 
 use crate::extract::{IdParam, NameParam, Query};
 use crate::openapi::{AdminErrors, BodyErrors};
-use crate::query::number;
+use crate::query::{label, number};
 use crate::{ApiError, State, auth, blocking, schema};
 
 /// Largest journey file accepted (a real one is a few KB).
@@ -337,19 +335,6 @@ pub async fn policy_put(
     let policy =
         blocking(move || Ok(app.set_journey_policy(tenant.id, &Value::Object(o))?)).await?;
     Ok(Json(json!(policy)))
-}
-
-/// A string query parameter that, when given, is not empty.
-fn label(q: &HashMap<String, String>, k: &str) -> Result<Option<String>, ApiError> {
-    match q.get(k) {
-        None => Ok(None),
-        Some(v) if v.is_empty() => Err(ApiError::bad(
-            "invalid_field",
-            Some(k),
-            format!("{k} must not be empty; leave it out for all"),
-        )),
-        Some(v) => Ok(Some(v.clone())),
-    }
 }
 
 /// `GET /api/dead-letters?journey=NAME&limit=N` → outbox rows given up, newest first.

@@ -16,7 +16,7 @@ use siyu_store::leads::{LeadFilter, StoredLead, StoredRule};
 
 use crate::extract::{IdParam, NameParam, Query};
 use crate::openapi::{AdminErrors, BodyErrors};
-use crate::query::number;
+use crate::query::{label, number};
 use crate::{ApiError, State, auth, blocking, schema};
 
 /// The bodies here are a few fields.
@@ -361,22 +361,6 @@ pub async fn route_remove(
     let app = state.app.clone();
     let rules = blocking(move || Ok(app.remove_route(tenant.id, id)?)).await?;
     Ok(Json(rules_json(&rules)))
-}
-
-/// A string query parameter that, when given, is not empty.
-fn label(
-    q: &std::collections::HashMap<String, String>,
-    k: &str,
-) -> Result<Option<String>, ApiError> {
-    match q.get(k) {
-        None => Ok(None),
-        Some(v) if v.is_empty() => Err(ApiError::bad(
-            "invalid_field",
-            Some(k),
-            format!("{k} must not be empty; leave it out for all"),
-        )),
-        Some(v) => Ok(Some(v.clone())),
-    }
 }
 
 /// `GET /api/reports/leads` → the leads report.

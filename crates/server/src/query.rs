@@ -19,6 +19,19 @@ pub(crate) fn time(q: &HashMap<String, String>, k: &str) -> Result<Option<i64>, 
         .transpose()
 }
 
+/// A string parameter that, when given, is not empty (`invalid_field` naming it).
+pub(crate) fn label(q: &HashMap<String, String>, k: &str) -> Result<Option<String>, ApiError> {
+    match q.get(k) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Err(ApiError::bad(
+            "invalid_field",
+            Some(k),
+            format!("{k} must not be empty; leave it out for all"),
+        )),
+        Some(v) => Ok(Some(v.clone())),
+    }
+}
+
 /// A non-negative integer query parameter, `default` when absent.
 pub(crate) fn number(q: &HashMap<String, String>, k: &str, default: i64) -> Result<i64, ApiError> {
     match q.get(k) {
