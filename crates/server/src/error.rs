@@ -218,7 +218,7 @@ impl From<siyu_app::leads::LeadsError> for ApiError {
             e => e,
         };
         let status = match &e {
-            E::NoTeam(_) | E::NoAgent(_) | E::NoLead(_) => StatusCode::NOT_FOUND,
+            E::NoTeam(_) | E::NoAgent(_) | E::NoLead(_) | E::NoGroup(_) => StatusCode::NOT_FOUND,
             // A rule id that is not there is a missing thing too.
             E::Invalid(r) if r.code == "rule_not_found" => StatusCode::NOT_FOUND,
             // The lead's or the agent's state forbids it now: a conflict, not bad input.
@@ -230,6 +230,7 @@ impl From<siyu_app::leads::LeadsError> for ApiError {
                         | "lead_owned"
                         | "daily_cap"
                         | "agent_inactive"
+                        | "duplicate_group"
                 ) =>
             {
                 StatusCode::CONFLICT

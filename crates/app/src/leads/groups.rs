@@ -187,7 +187,10 @@ impl App {
         capacity: Option<i64>,
         owner: Option<&str>,
     ) -> Result<StoredGroup, LeadsError> {
-        if name.trim().is_empty() || name.chars().count() > 100 {
+        if name.trim().is_empty()
+            || name.chars().count() > 100
+            || name.chars().any(char::is_control)
+        {
             return Err(refused(
                 "name",
                 "invalid_name",
@@ -206,6 +209,20 @@ impl App {
             }
         };
         let store = self.store();
+        if let Some(o) = owner
+            && !store.agents(tenant)?.iter().any(|a| a.name == o)
+        {
+            return Err(LeadsError::NoAgent(o.to_string()));
+        }
+        if let Some(t) = template
+            && (t.trim().is_empty() || t.chars().count() > 100 || t.chars().any(char::is_control))
+        {
+            return Err(refused(
+                "template",
+                "invalid_name",
+                "a group template's name is 1 to 100 characters",
+            ));
+        }
         if store.groups(tenant)?.iter().any(|g| g.name == name) {
             return Err(refused(
                 "name",
@@ -282,49 +299,72 @@ impl App {
         }
     }
 
-    /// Every group with its members, activity and the last 30 days.
+    /// Every group with its members, activity and the last 30 days, in the order they were
+    /// opened.
     pub fn group_views(&self, tenant: TenantId) -> Result<Vec<GroupView>, LeadsError> {
-        let store = self.store();
         let tz = self.lead_tz(tenant)?;
+        self.store()
+            .groups(tenant)?
+            .into_iter()
+            .map(|g| self.view_of(tenant, g, &tz))
+            .collect()
+    }
+
+    /// One group, by its id (digits) or its name.
+    pub fn group_view(&self, tenant: TenantId, key: &str) -> Result<GroupView, LeadsError> {
+        let id: Option<i64> = key.parse().ok();
+        let g = self
+            .store()
+            .groups(tenant)?
+            .into_iter()
+            .find(|g| Some(g.id) == id || g.name == key)
+            .ok_or_else(|| LeadsError::NoGroup(key.to_string()))?;
+        let tz = self.lead_tz(tenant)?;
+        self.view_of(tenant, g, &tz)
+    }
+
+    fn view_of(
+        &self,
+        tenant: TenantId,
+        g: StoredGroup,
+        tz: &jiff::tz::TimeZone,
+    ) -> Result<GroupView, LeadsError> {
+        let store = self.store();
         let now = self.now();
-        let today = siyu_journey::policy::local_day(&tz, now);
+        let today = siyu_journey::policy::local_day(tz, now);
         let from = today - 29;
-        let mut out = Vec::new();
-        for g in store.groups(tenant)? {
-            let days = store.group_days(tenant, g.id, from)?;
-            let active_7d = store
-                .members(tenant, g.id)?
-                .iter()
-                .filter(|m| {
-                    m.left_at.is_none() && m.active_at.is_some_and(|a| a >= now - 7 * MS_PER_DAY)
-                })
-                .count();
-            let daily: Vec<GroupDayView> = (from..=today)
-                .map(|d| {
-                    let got = days.iter().find(|x| x.day == d);
-                    GroupDayView {
-                        date: date_of(d),
-                        joins: got.map_or(0, |x| x.joins),
-                        leaves: got.map_or(0, |x| x.leaves),
-                        messages: got.map_or(0, |x| x.messages),
-                    }
-                })
-                .collect();
-            out.push(GroupView {
-                joins: daily.iter().map(|d| i64::from(d.joins)).sum(),
-                leaves: daily.iter().map(|d| i64::from(d.leaves)).sum(),
-                messages: daily.iter().map(|d| i64::from(d.messages)).sum(),
-                id: g.id,
-                name: g.name,
-                template: g.template,
-                capacity: g.capacity,
-                owner: g.owner,
-                members: g.members,
-                active_7d,
-                daily,
-            });
-        }
-        Ok(out)
+        let days = store.group_days(tenant, g.id, from)?;
+        let active_7d = store
+            .members(tenant, g.id)?
+            .iter()
+            .filter(|m| {
+                m.left_at.is_none() && m.active_at.is_some_and(|a| a >= now - 7 * MS_PER_DAY)
+            })
+            .count();
+        let daily: Vec<GroupDayView> = (from..=today)
+            .map(|d| {
+                let got = days.iter().find(|x| x.day == d);
+                GroupDayView {
+                    date: date_of(d),
+                    joins: got.map_or(0, |x| x.joins),
+                    leaves: got.map_or(0, |x| x.leaves),
+                    messages: got.map_or(0, |x| x.messages),
+                }
+            })
+            .collect();
+        Ok(GroupView {
+            joins: daily.iter().map(|d| i64::from(d.joins)).sum(),
+            leaves: daily.iter().map(|d| i64::from(d.leaves)).sum(),
+            messages: daily.iter().map(|d| i64::from(d.messages)).sum(),
+            id: g.id,
+            name: g.name,
+            template: g.template,
+            capacity: g.capacity,
+            owner: g.owner,
+            members: g.members,
+            active_7d,
+            daily,
+        })
     }
 }
 

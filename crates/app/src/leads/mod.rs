@@ -37,6 +37,8 @@ pub enum LeadsError {
     NoAgent(String),
     #[error("no lead {0} in this tenant")]
     NoLead(i64),
+    #[error("no fan group {0:?} in this tenant")]
+    NoGroup(String),
 }
 
 impl From<siyu_store::StoreError> for LeadsError {
@@ -60,6 +62,7 @@ impl LeadsError {
             LeadsError::NoTeam(_) => "team_not_found",
             LeadsError::NoAgent(_) => "agent_not_found",
             LeadsError::NoLead(_) => "lead_not_found",
+            LeadsError::NoGroup(_) => "group_not_found",
         }
     }
 
@@ -69,6 +72,7 @@ impl LeadsError {
             LeadsError::Invalid(e) => Some(e.field),
             LeadsError::NoTeam(_) => Some("team"),
             LeadsError::NoAgent(_) => Some("agent"),
+            LeadsError::NoGroup(_) => Some("group"),
             _ => None,
         }
     }
