@@ -10,10 +10,8 @@
 //! argument at fault, and nothing is stored.
 
 use serde_json::{Map, Value, json};
-use siyu_app::App;
-use siyu_app::leads::{AgentSpec, LeadsError, TeamSpec, lead_json};
-use siyu_store::TenantId;
-use siyu_store::leads::{LeadFilter, StoredLead, StoredRule};
+use siyu_app::leads::{AgentSpec, LeadsError, TeamSpec};
+use siyu_store::leads::{LeadFilter, StoredRule};
 
 use crate::cli::{
     AgentArgs, AgentCommand, AgentLimits, LeadArgs, LeadCommand, RouteArgs, RouteCommand, TeamArgs,
@@ -407,10 +405,6 @@ fn print_rules(json: bool, v: &Value) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // lead
 
-fn with_arrivals(app: &App, t: TenantId, lead: &StoredLead) -> anyhow::Result<Value> {
-    Ok(lead_json(lead, &app.store().arrivals(t, lead.id)?))
-}
-
 pub fn lead(args: LeadArgs) -> anyhow::Result<()> {
     use LeadCommand as C;
     let writes = !matches!(args.command, C::List { .. } | C::Show { .. } | C::Report);
@@ -471,11 +465,7 @@ pub fn lead(args: LeadArgs) -> anyhow::Result<()> {
                 limit: limit.clamp(1, 10_000),
                 ..LeadFilter::default()
             };
-            let leads = app.leads(t, &filter).map_err(leads_err)?;
-            let list = leads
-                .iter()
-                .map(|l| with_arrivals(&app, t, l))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let list = app.leads_json(t, &filter).map_err(leads_err)?;
             return print_leads(args.json, &list);
         }
         C::Show { id } => {
@@ -497,7 +487,7 @@ pub fn lead(args: LeadArgs) -> anyhow::Result<()> {
         C::Claim { id, agent } => app.assign_lead(t, id, &agent, true),
     }
     .map_err(leads_err)?;
-    print_lead(args.json, &with_arrivals(&app, t, &changed)?)
+    print_lead(args.json, &app.lead_json(t, &changed).map_err(leads_err)?)
 }
 
 fn print_leads(json: bool, list: &[Value]) -> anyhow::Result<()> {

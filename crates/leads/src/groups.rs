@@ -1,17 +1,38 @@
 //! Which fan group (粉丝群) a fan is invited to: groups of one template fill in the order they
 //! were opened, and when every one is full the next is opened from the template — so no
 //! group ever holds more than its capacity (WeCom and Douyin fan groups cap at 500).
+//!
+//! A seat is taken by a member and by an invitation out: a fan invited holds a seat for
+//! [`HOLD_MS`] or until they join. Without it a burst of invitations (a journey's broadcast
+//! to 2,000 fans) would all go to the one group with room, and most joins would then fail
+//! against the platform's cap.
+
+use siyu_domain::Millis;
 
 /// The default capacity of a group.
 pub const CAPACITY: i32 = 500;
+
+/// How long an invitation holds its seat: three days, the life of a Douyin group invitation
+/// card and about as long as fans take to answer one.
+pub const HOLD_MS: Millis = 3 * 86_400_000;
 
 /// A group as placement sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
     pub id: i64,
+    pub name: String,
     pub template: String,
     pub capacity: i32,
     pub members: i32,
+    /// Seats held by invitations out.
+    pub held: i32,
+}
+
+impl Group {
+    /// Whether one more fan fits.
+    pub fn has_room(&self) -> bool {
+        self.members.saturating_add(self.held) < self.capacity
+    }
 }
 
 /// Where a fan goes.
@@ -29,7 +50,7 @@ pub fn name_of(template: &str, n: usize) -> String {
 }
 
 /// Places one fan in a template's groups (`groups` in the order they were opened; other
-/// templates' groups are ignored).
+/// templates' groups are ignored but for their names: a new group never takes a name in use).
 pub fn place(groups: &[Group], template: &str) -> Place {
     let mut count = 0;
     for (i, g) in groups.iter().enumerate() {
@@ -37,13 +58,17 @@ pub fn place(groups: &[Group], template: &str) -> Place {
             continue;
         }
         count += 1;
-        if g.members < g.capacity {
+        if g.has_room() {
             return Place::Existing(i);
         }
     }
+    let mut n = count + 1;
+    while groups.iter().any(|g| g.name == name_of(template, n)) {
+        n += 1;
+    }
     Place::Open {
-        name: name_of(template, count + 1),
-        n: count + 1,
+        name: name_of(template, n),
+        n,
     }
 }
 
@@ -54,10 +79,40 @@ mod tests {
     fn g(id: i64, template: &str, capacity: i32, members: i32) -> Group {
         Group {
             id,
+            name: format!("{template}#{id}"),
             template: template.into(),
             capacity,
             members,
+            held: 0,
         }
+    }
+
+    #[test]
+    fn invitations_out_hold_seats_and_names_are_never_reused() {
+        let mut a = g(1, "vip", 3, 1);
+        a.held = 2;
+        assert!(!a.has_room());
+        assert_eq!(
+            place(std::slice::from_ref(&a), "vip"),
+            Place::Open {
+                name: "vip 2".into(),
+                n: 2
+            }
+        );
+        a.held = 1;
+        assert_eq!(place(std::slice::from_ref(&a), "vip"), Place::Existing(0));
+        // "vip 2" is taken (by a group of another template): the next is "vip 3".
+        let mut full = g(1, "vip", 1, 1);
+        full.name = "vip 1".into();
+        let mut other = g(2, "external", 500, 0);
+        other.name = "vip 2".into();
+        assert_eq!(
+            place(&[full, other], "vip"),
+            Place::Open {
+                name: "vip 3".into(),
+                n: 3
+            }
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Leads to teams (线索分配) and fan groups (粉丝群), as plain Rust without I/O: what a lead's
 //! states are and which changes are allowed ([`state`]), agents' working hours ([`hours`]),
 //! which agent a team gives a lead to and why the others were passed over ([`route`]), when a
-//! lead is overdue or goes back to the pool ([`sla`]), and which group a fan is invited to
-//! ([`groups`]).
+//! lead is overdue or goes back to the pool ([`sla`]), which group a fan is invited to
+//! ([`groups`]), and the texts of the tasks routing leaves people ([`tasks`]).
 //!
 //! The point of it all is the white paper's: a person found three times (a live form, an ad
 //! form, a private message) is **one lead with one owner**, followed up once and in time. The
@@ -15,6 +15,7 @@ pub mod hours;
 pub mod route;
 pub mod sla;
 pub mod state;
+pub mod tasks;
 
 pub use hours::Hours;
 pub use route::{Agent, Pass, Router, Strategy};

@@ -10,7 +10,7 @@ use axum::extract::State as Axum;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
-use siyu_app::leads::{AgentSpec, LeadsError, TeamSpec, lead_json};
+use siyu_app::leads::{AgentSpec, LeadsError, TeamSpec};
 use siyu_store::TenantId;
 use siyu_store::leads::{LeadFilter, StoredLead, StoredRule};
 
@@ -128,16 +128,6 @@ pub fn rule_json(r: &StoredRule) -> Value {
 
 fn rules_json(rules: &[StoredRule]) -> Value {
     json!({ "routes": rules.iter().map(rule_json).collect::<Vec<_>>() })
-}
-
-/// A lead with its arrivals, as `lead_json` shows it.
-fn with_arrivals(
-    app: &siyu_app::App,
-    tenant: TenantId,
-    lead: &StoredLead,
-) -> Result<Value, LeadsError> {
-    let arrivals = app.store().arrivals(tenant, lead.id)?;
-    Ok(lead_json(lead, &arrivals))
 }
 
 /// A positive id of the path.
@@ -436,12 +426,7 @@ pub async fn leads(
             limit,
             ..LeadFilter::default()
         };
-        let leads = app.leads(tenant.id, &filter)?;
-        let mut out = Vec::with_capacity(leads.len());
-        for l in &leads {
-            out.push(with_arrivals(&app, tenant.id, l)?);
-        }
-        Ok(out)
+        Ok(app.leads_json(tenant.id, &filter)?)
     })
     .await?;
     Ok(Json(json!({ "leads": list })))
@@ -493,7 +478,7 @@ async fn change(
     let app = state.app.clone();
     let lead = blocking(move || {
         let lead = f(&app, tenant.id, id, &o)?;
-        Ok(with_arrivals(&app, tenant.id, &lead)?)
+        Ok(app.lead_json(tenant.id, &lead)?)
     })
     .await?;
     Ok(Json(lead))

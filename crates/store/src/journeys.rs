@@ -6,9 +6,10 @@
 //! transaction**, with the journey worker's trigger cursor: the runs, their history, the
 //! outbox rows and tasks they created, the variant counters and the fan facts. So a crash
 //! either keeps a step with all it did or loses it with all it did, and the step is taken
-//! again from the same trigger or timer after a restart. Ids of runs, outbox rows and tasks
-//! are allocated by the one writer of the tenant (the journey worker of the node holding its
-//! lease), from [`Journeys::journey_ids`]; an `entry_key` or an outbox `key` stored twice is
+//! again from the same trigger or timer after a restart. Ids of runs and outbox rows are
+//! allocated by the one writer of the tenant (the journey worker of the node holding its
+//! lease), from [`Journeys::journey_ids`]; task ids too, read at the commit under the lock
+//! the lead worker's tasks (`crate::leads::LeadBatch::tasks`) take as well; an `entry_key` or an outbox `key` stored twice is
 //! refused (the transaction fails with [`crate::StoreError::Corrupt`] naming the key), never
 //! stored twice.
 //!

@@ -164,6 +164,15 @@ pub struct StoredMember {
     pub active_at: Option<Millis>,
 }
 
+/// A seat held in a group for a fan invited to it, until they join or the invitation is
+/// older than the hold (so invitations out never take a group past its capacity).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredInvite {
+    pub group: i64,
+    pub fan: i64,
+    pub invited_at: Millis,
+}
+
 /// A group's counts for one local day (added to the stored counts).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GroupDay {
@@ -204,6 +213,12 @@ pub struct LeadBatch<'a> {
     /// Groups' member counts set: `(group, members)`.
     pub group_sizes: &'a [(i64, i32)],
     pub group_days: &'a [GroupDay],
+    /// Seats held for invited fans, upserted by (group, fan). A member stored in the batch
+    /// (joined, not left) drops their seat: they sit in the group itself.
+    pub invites: &'a [StoredInvite],
+    /// Staff tasks the lead worker makes (a merge's other owner, an escalation), inserted as
+    /// the journeys' are; ids from [`crate::journeys::JourneyIds::task`].
+    pub tasks: &'a [crate::journeys::StoredTask],
     /// The worker's trigger cursor, stored as by `TriggerLog::set_trigger_cursor`.
     pub cursor: Option<(&'a str, i64)>,
     pub now: Millis,
@@ -249,6 +264,8 @@ pub trait Leads {
     fn open_leads_of(&self, tenant: TenantId, fans: &[i64]) -> Result<Vec<StoredLead>>;
     /// A lead's arrivals, in time order.
     fn arrivals(&self, tenant: TenantId, lead: i64) -> Result<Vec<StoredArrival>>;
+    /// The arrivals of these leads, by lead then time.
+    fn arrivals_of(&self, tenant: TenantId, leads: &[i64]) -> Result<Vec<StoredArrival>>;
     /// Whether these event ids are stored as arrivals already.
     fn arrivals_known(&self, tenant: TenantId, event_ids: &[&str]) -> Result<Vec<String>>;
     /// A lead's log, in order.
@@ -265,4 +282,8 @@ pub trait Leads {
     fn groups_of(&self, tenant: TenantId, fan: i64) -> Result<Vec<i64>>;
     /// A group's daily counts from `from_day` on.
     fn group_days(&self, tenant: TenantId, group: i64, from_day: i32) -> Result<Vec<GroupDay>>;
+    /// Seats held by invitations made at or after `since`: `(group, seats)`, by group.
+    fn invites_held(&self, tenant: TenantId, since: Millis) -> Result<Vec<(i64, i64)>>;
+    /// The invitations (any age) of these fans, by group then fan.
+    fn invites_of(&self, tenant: TenantId, fans: &[i64]) -> Result<Vec<StoredInvite>>;
 }

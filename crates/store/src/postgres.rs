@@ -468,6 +468,19 @@ CREATE TABLE group_days (
     PRIMARY KEY (tenant_id, group_id, day)
 );
 "#,
+    r#"
+-- Seats held in fan groups for invited fans (issue 14): a group's members plus the
+-- invitations out never pass its capacity.
+CREATE TABLE group_invites (
+    tenant_id  BIGINT NOT NULL,
+    group_id   BIGINT NOT NULL,
+    fan        BIGINT NOT NULL,
+    invited_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, group_id, fan)
+);
+CREATE INDEX group_invites_fan ON group_invites (tenant_id, fan);
+CREATE INDEX group_invites_at ON group_invites (tenant_id, invited_at);
+"#,
 ];
 
 /// Serializes migrations of concurrent openers (several nodes, parallel tests).

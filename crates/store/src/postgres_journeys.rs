@@ -146,6 +146,38 @@ fn copy_in<'v, const N: usize>(
     Ok(())
 }
 
+/// Staff tasks, inserted (the journey worker's and the lead worker's).
+pub(crate) fn insert_tasks(
+    tx: &mut postgres::Transaction<'_>,
+    tenant: TenantId,
+    rows: &[StoredTask],
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO tasks (tenant_id, id, team, text, fan, run, step, state, agent, outcome, created_at, due_at, updated_at)
+         SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
+                                  $8::smallint[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[])",
+        &[
+            &tenant,
+            &col(rows, |r| r.id),
+            &col(rows, |r| r.team.as_str()),
+            &col(rows, |r| r.text.as_str()),
+            &col(rows, |r| r.fan),
+            &col(rows, |r| r.run),
+            &col(rows, |r| r.step.as_deref()),
+            &col(rows, |r| r.state),
+            &col(rows, |r| r.agent.as_deref()),
+            &col(rows, |r| r.outcome.as_deref()),
+            &col(rows, |r| r.created_at),
+            &col(rows, |r| r.due_at),
+            &col(rows, |r| r.updated_at),
+        ],
+    )?;
+    Ok(())
+}
+
 fn write_batch(
     c: &mut Client,
     fences: &crate::Fences,
@@ -260,29 +292,7 @@ fn write_batch(
         )
         .map_err(unique(Unique::OutboxKey))?;
     }
-    let rows = b.tasks;
-    if !rows.is_empty() {
-        tx.execute(
-            "INSERT INTO tasks (tenant_id, id, team, text, fan, run, step, state, agent, outcome, created_at, due_at, updated_at)
-             SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
-                                      $8::smallint[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[])",
-            &[
-                &tenant,
-                &col(rows, |r| r.id),
-                &col(rows, |r| r.team.as_str()),
-                &col(rows, |r| r.text.as_str()),
-                &col(rows, |r| r.fan),
-                &col(rows, |r| r.run),
-                &col(rows, |r| r.step.as_deref()),
-                &col(rows, |r| r.state),
-                &col(rows, |r| r.agent.as_deref()),
-                &col(rows, |r| r.outcome.as_deref()),
-                &col(rows, |r| r.created_at),
-                &col(rows, |r| r.due_at),
-                &col(rows, |r| r.updated_at),
-            ],
-        )?;
-    }
+    insert_tasks(&mut tx, tenant, b.tasks)?;
     if !b.variants.is_empty() {
         // (journey, version, step, arm) → (sent, converted, failed)
         type Key<'k> = (&'k str, i64, &'k str, &'k str);

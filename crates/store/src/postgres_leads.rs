@@ -306,6 +306,34 @@ fn write_batch(
             ],
         )?;
     }
+    if !b.invites.is_empty() {
+        let rows = last_by(b.invites, |r| (r.group, r.fan));
+        tx.execute(
+            "INSERT INTO group_invites (tenant_id, group_id, fan, invited_at)
+             SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[])
+             ON CONFLICT (tenant_id, group_id, fan) DO UPDATE SET invited_at = excluded.invited_at",
+            &[
+                &tenant,
+                &col(&rows, |r| r.group),
+                &col(&rows, |r| r.fan),
+                &col(&rows, |r| r.invited_at),
+            ],
+        )?;
+    }
+    // A fan in the group no longer holds a seat by invitation.
+    let seated: Vec<&StoredMember> = b.members.iter().filter(|m| m.left_at.is_none()).collect();
+    if !seated.is_empty() {
+        tx.execute(
+            "DELETE FROM group_invites i USING unnest($2::bigint[], $3::bigint[]) AS s(g, f)
+             WHERE i.tenant_id = $1 AND i.group_id = s.g AND i.fan = s.f",
+            &[
+                &tenant,
+                &col(&seated, |r| r.group),
+                &col(&seated, |r| r.fan),
+            ],
+        )?;
+    }
+    crate::postgres_journeys::insert_tasks(&mut tx, tenant, b.tasks)?;
     if !b.group_sizes.is_empty() {
         let rows = last_by(b.group_sizes, |r| r.0);
         tx.execute(
@@ -622,13 +650,23 @@ impl Leads for PostgresStore {
                 &[&tenant, &lead],
             )?
             .iter()
-            .map(|r| StoredArrival {
-                lead: r.get(0),
-                event_id: r.get(1),
-                channel: r.get(2),
-                ts: r.get(3),
-                repeat: r.get(4),
-            })
+            .map(arrival_from_row)
+            .collect())
+        })
+    }
+
+    fn arrivals_of(&self, tenant: TenantId, leads: &[i64]) -> Result<Vec<StoredArrival>> {
+        if leads.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT lead, event_id, channel, ts, repeat FROM lead_arrivals
+                 WHERE tenant_id = $1 AND lead = ANY($2) ORDER BY lead, ts, event_id COLLATE \"C\"",
+                &[&tenant, &leads],
+            )?
+            .iter()
+            .map(arrival_from_row)
             .collect())
         })
     }
@@ -743,6 +781,43 @@ impl Leads for PostgresStore {
         })
     }
 
+    fn invites_held(
+        &self,
+        tenant: TenantId,
+        since: siyu_domain::Millis,
+    ) -> Result<Vec<(i64, i64)>> {
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT group_id, COUNT(*) FROM group_invites
+                 WHERE tenant_id = $1 AND invited_at >= $2 GROUP BY group_id ORDER BY group_id",
+                &[&tenant, &since],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })
+    }
+
+    fn invites_of(&self, tenant: TenantId, fans: &[i64]) -> Result<Vec<StoredInvite>> {
+        if fans.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT group_id, fan, invited_at FROM group_invites
+                 WHERE tenant_id = $1 AND fan = ANY($2) ORDER BY group_id, fan",
+                &[&tenant, &fans],
+            )?
+            .iter()
+            .map(|r| StoredInvite {
+                group: r.get(0),
+                fan: r.get(1),
+                invited_at: r.get(2),
+            })
+            .collect())
+        })
+    }
+
     fn groups_of(&self, tenant: TenantId, fan: i64) -> Result<Vec<i64>> {
         self.reader(|c| {
             Ok(c.query(
@@ -773,5 +848,15 @@ impl Leads for PostgresStore {
             })
             .collect())
         })
+    }
+}
+
+fn arrival_from_row(r: &postgres::Row) -> StoredArrival {
+    StoredArrival {
+        lead: r.get(0),
+        event_id: r.get(1),
+        channel: r.get(2),
+        ts: r.get(3),
+        repeat: r.get(4),
     }
 }

@@ -499,6 +499,19 @@ CREATE TABLE group_days (
     PRIMARY KEY (tenant_id, group_id, day)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Seats held in fan groups for invited fans (issue 14): a group's members plus the
+-- invitations out never pass its capacity.
+CREATE TABLE group_invites (
+    tenant_id  INTEGER NOT NULL,
+    group_id   INTEGER NOT NULL,
+    fan        INTEGER NOT NULL,
+    invited_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, group_id, fan)
+) WITHOUT ROWID;
+CREATE INDEX group_invites_fan ON group_invites (tenant_id, fan);
+CREATE INDEX group_invites_at ON group_invites (tenant_id, invited_at);
+"#,
 ];
 
 pub struct SqliteStore {

@@ -116,6 +116,39 @@ fn unique(which: Unique) -> impl Fn(StoreError) -> Failed {
     }
 }
 
+/// Staff tasks, inserted (the journey worker's and the lead worker's).
+pub(crate) fn insert_tasks(
+    tx: &Transaction<'_>,
+    tenant: TenantId,
+    rows: &[StoredTask],
+) -> Result<()> {
+    insert_many_then(
+        tx,
+        "INSERT INTO tasks (tenant_id, id, team, text, fan, run, step, state, agent, outcome, created_at, due_at, updated_at) VALUES",
+        "",
+        13,
+        rows.len(),
+        |i, v| {
+            let r = &rows[i];
+            v.extend_from_slice(&[
+                &tenant,
+                &r.id,
+                &r.team,
+                &r.text,
+                &r.fan,
+                &r.run,
+                &r.step,
+                &r.state,
+                &r.agent,
+                &r.outcome,
+                &r.created_at,
+                &r.due_at,
+                &r.updated_at,
+            ]);
+        },
+    )
+}
+
 /// Inserts outbox rows; `suffix` is the statement's tail (a conflict clause, or nothing).
 fn insert_outbox(
     tx: &Transaction<'_>,
@@ -226,34 +259,7 @@ fn write_batch(tx: &Transaction<'_>, tenant: TenantId, b: &RunBatch<'_>) -> Resu
     if !b.outbox.is_empty() {
         insert_outbox(tx, tenant, b.outbox, "").map_err(unique(Unique::OutboxKey))?;
     }
-    if !b.tasks.is_empty() {
-        let rows = b.tasks;
-        insert_many_then(
-            tx,
-            "INSERT INTO tasks (tenant_id, id, team, text, fan, run, step, state, agent, outcome, created_at, due_at, updated_at) VALUES",
-            "",
-            13,
-            rows.len(),
-            |i, v| {
-                let r = &rows[i];
-                v.extend_from_slice(&[
-                    &tenant,
-                    &r.id,
-                    &r.team,
-                    &r.text,
-                    &r.fan,
-                    &r.run,
-                    &r.step,
-                    &r.state,
-                    &r.agent,
-                    &r.outcome,
-                    &r.created_at,
-                    &r.due_at,
-                    &r.updated_at,
-                ]);
-            },
-        )?;
-    }
+    insert_tasks(tx, tenant, b.tasks)?;
     if !b.variants.is_empty() {
         let rows = b.variants;
         insert_many_then(

@@ -334,6 +334,30 @@ fn write_batch(tx: &Transaction<'_>, tenant: TenantId, b: &LeadBatch<'_>) -> Res
             },
         )?;
     }
+    if !b.invites.is_empty() {
+        let rows = b.invites;
+        insert_many_then(
+            tx,
+            "INSERT INTO group_invites (tenant_id, group_id, fan, invited_at) VALUES",
+            "ON CONFLICT (tenant_id, group_id, fan) DO UPDATE SET invited_at = excluded.invited_at",
+            4,
+            rows.len(),
+            |i, v| {
+                let r = &rows[i];
+                v.extend_from_slice(&[&tenant, &r.group, &r.fan, &r.invited_at]);
+            },
+        )?;
+    }
+    if !b.members.is_empty() {
+        // A fan in the group no longer holds a seat by invitation.
+        let mut seated = tx.prepare_cached(
+            "DELETE FROM group_invites WHERE tenant_id = ?1 AND group_id = ?2 AND fan = ?3",
+        )?;
+        for m in b.members.iter().filter(|m| m.left_at.is_none()) {
+            seated.execute(params![tenant, m.group, m.fan])?;
+        }
+    }
+    crate::sqlite_journeys::insert_tasks(tx, tenant, b.tasks)?;
     if !b.group_sizes.is_empty() {
         let mut update = tx.prepare_cached(
             "UPDATE fan_groups SET members = ?3 WHERE tenant_id = ?1 AND id = ?2",
@@ -633,15 +657,23 @@ impl Leads for SqliteStore {
                 "SELECT lead, event_id, channel, ts, repeat FROM lead_arrivals
                  WHERE tenant_id = ?1 AND lead = ?2 ORDER BY ts, event_id",
                 params![tenant, lead],
-                |r| {
-                    Ok(StoredArrival {
-                        lead: r.get(0)?,
-                        event_id: r.get(1)?,
-                        channel: r.get(2)?,
-                        ts: r.get(3)?,
-                        repeat: r.get(4)?,
-                    })
-                },
+                arrival_from_row,
+            )
+        })
+    }
+
+    fn arrivals_of(&self, tenant: TenantId, leads: &[i64]) -> Result<Vec<StoredArrival>> {
+        if leads.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(|c| {
+            rows(
+                c,
+                "SELECT lead, event_id, channel, ts, repeat FROM lead_arrivals
+                 WHERE tenant_id = ?1 AND lead IN (SELECT value FROM json_each(?2))
+                 ORDER BY lead, ts, event_id",
+                params![tenant, serde_json::to_string(leads).unwrap_or_default()],
+                arrival_from_row,
             )
         })
     }
@@ -759,6 +791,44 @@ impl Leads for SqliteStore {
         })
     }
 
+    fn invites_held(
+        &self,
+        tenant: TenantId,
+        since: siyu_domain::Millis,
+    ) -> Result<Vec<(i64, i64)>> {
+        self.read(|c| {
+            rows(
+                c,
+                "SELECT group_id, COUNT(*) FROM group_invites
+                 WHERE tenant_id = ?1 AND invited_at >= ?2 GROUP BY group_id ORDER BY group_id",
+                params![tenant, since],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+    }
+
+    fn invites_of(&self, tenant: TenantId, fans: &[i64]) -> Result<Vec<StoredInvite>> {
+        if fans.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(|c| {
+            rows(
+                c,
+                "SELECT group_id, fan, invited_at FROM group_invites
+                 WHERE tenant_id = ?1 AND fan IN (SELECT value FROM json_each(?2))
+                 ORDER BY group_id, fan",
+                params![tenant, serde_json::to_string(fans).unwrap_or_default()],
+                |r| {
+                    Ok(StoredInvite {
+                        group: r.get(0)?,
+                        fan: r.get(1)?,
+                        invited_at: r.get(2)?,
+                    })
+                },
+            )
+        })
+    }
+
     fn groups_of(&self, tenant: TenantId, fan: i64) -> Result<Vec<i64>> {
         self.read(|c| {
             rows(
@@ -790,4 +860,14 @@ impl Leads for SqliteStore {
             )
         })
     }
+}
+
+fn arrival_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredArrival> {
+    Ok(StoredArrival {
+        lead: r.get(0)?,
+        event_id: r.get(1)?,
+        channel: r.get(2)?,
+        ts: r.get(3)?,
+        repeat: r.get(4)?,
+    })
 }

@@ -2319,11 +2319,21 @@ fn lead_batches_commit_whole(s: &dyn Store) {
     assert_eq!(s.trigger_cursor(t, "leads").unwrap().unwrap().after, 7);
     assert_eq!(s.lead_log(t, 1).unwrap(), log[..2].to_vec());
     assert_eq!(s.lead_log(t, 3).unwrap(), log[2..].to_vec());
-    // Arrivals in time order.
+    // Arrivals in time order; of several leads, by lead then time.
     assert_eq!(
         s.arrivals(t, 1).unwrap(),
         vec![arrivals[1].clone(), arrivals[0].clone()]
     );
+    assert_eq!(
+        s.arrivals_of(t, &[3, 1, 9]).unwrap(),
+        vec![
+            arrivals[1].clone(),
+            arrivals[0].clone(),
+            arrivals[3].clone()
+        ]
+    );
+    assert!(s.arrivals_of(t, &[]).unwrap().is_empty());
+    assert!(s.arrivals_of(other, &[1]).unwrap().is_empty());
     // Day counts add up, within a batch and across batches.
     assert_eq!(
         s.agent_days(t, 20_400).unwrap(),
@@ -2697,6 +2707,79 @@ fn groups_members_and_days(s: &dyn Store) {
     assert!(s.group_days(other, 1, 0).unwrap().is_empty());
 }
 
+fn group_invites_hold_seats_and_lead_tasks(s: &dyn Store) {
+    use crate::journeys::StoredTask;
+    use crate::leads::*;
+    let t = s.create_tenant("acme", "wh", "ah", NOW).unwrap().id;
+    let other = s.create_tenant("other", "wh2", "ah2", NOW).unwrap().id;
+    let inv = |group: i64, fan: i64, invited_at: i64| StoredInvite {
+        group,
+        fan,
+        invited_at,
+    };
+    let task = StoredTask {
+        id: 1,
+        team: "sales".into(),
+        text: "lead 2 merged into 1".into(),
+        fan: Some(10),
+        run: None,
+        step: None,
+        state: 1,
+        agent: Some("amy".into()),
+        outcome: None,
+        created_at: NOW,
+        due_at: None,
+        updated_at: NOW,
+    };
+    s.commit_leads(
+        t,
+        &LeadBatch {
+            new_groups: &[l::group(1, "vip"), l::group(2, "vip")],
+            invites: &[inv(1, 10, NOW), inv(1, 11, NOW + 5), inv(2, 12, NOW - 100)],
+            tasks: std::slice::from_ref(&task),
+            now: NOW,
+            ..LeadBatch::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        s.invites_held(t, NOW).unwrap(),
+        [(1, 2)],
+        "old invitations hold no seat"
+    );
+    assert_eq!(s.invites_held(t, 0).unwrap(), [(1, 2), (2, 1)]);
+    assert!(s.invites_held(other, 0).unwrap().is_empty());
+    assert_eq!(
+        s.invites_of(t, &[12, 10]).unwrap(),
+        [inv(1, 10, NOW), inv(2, 12, NOW - 100)]
+    );
+    assert!(s.invites_of(t, &[]).unwrap().is_empty());
+    // The lead worker's tasks are the journeys' tasks: one inbox, one id space.
+    assert_eq!(s.task(t, 1).unwrap(), Some(task.clone()));
+    assert_eq!(s.journey_ids(t).unwrap().task, 1);
+    // Invited again: the seat is renewed, not doubled. Fan 10 joins: their seat is freed;
+    // fan 11 leaves without ever having joined — a leave frees nothing.
+    s.commit_leads(
+        t,
+        &LeadBatch {
+            invites: &[inv(2, 12, NOW + 7)],
+            members: &[
+                l::member(1, 10, NOW + 8),
+                StoredMember {
+                    left_at: Some(NOW + 9),
+                    ..l::member(2, 11, NOW + 8)
+                },
+            ],
+            now: NOW,
+            ..LeadBatch::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.invites_held(t, 0).unwrap(), [(1, 1), (2, 1)]);
+    assert_eq!(s.invites_of(t, &[12]).unwrap(), [inv(2, 12, NOW + 7)]);
+    assert_eq!(s.invites_of(t, &[10]).unwrap(), []);
+}
+
 fn lead_writes_of_a_stale_node_are_refused(open: &dyn Fn() -> std::sync::Arc<dyn Store>) {
     use crate::leads::*;
     let (a, b) = (open(), open());
@@ -2799,7 +2882,8 @@ backends!(
     the_cursor_is_stored_with_its_batch,
     teams_agents_and_rules_round_trip,
     lead_batches_commit_whole,
-    groups_members_and_days;
+    groups_members_and_days,
+    group_invites_hold_seats_and_lead_tasks;
     reopened:
     reopening_keeps_everything,
     leases_pass_between_nodes_and_fence_stale_writes,

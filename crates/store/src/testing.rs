@@ -373,6 +373,9 @@ impl crate::Leads for Faulty {
         members(&self, tenant: crate::TenantId, group: i64) -> crate::Result<Vec<crate::leads::StoredMember>>;
         groups_of(&self, tenant: crate::TenantId, fan: i64) -> crate::Result<Vec<i64>>;
         group_days(&self, tenant: crate::TenantId, group: i64, from_day: i32) -> crate::Result<Vec<crate::leads::GroupDay>>;
+        invites_held(&self, tenant: crate::TenantId, since: siyu_domain::Millis) -> crate::Result<Vec<(i64, i64)>>;
+        invites_of(&self, tenant: crate::TenantId, fans: &[i64]) -> crate::Result<Vec<crate::leads::StoredInvite>>;
+        arrivals_of(&self, tenant: crate::TenantId, leads: &[i64]) -> crate::Result<Vec<crate::leads::StoredArrival>>;
     }
 }
 

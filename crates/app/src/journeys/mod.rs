@@ -66,6 +66,17 @@ impl From<siyu_store::StoreError> for JourneyError {
     }
 }
 
+/// What the journey worker asks of leads and groups (placing invitations) fails only as the
+/// store or the app does; anything else would be a bug, reported as stored data gone wrong.
+impl From<crate::leads::LeadsError> for JourneyError {
+    fn from(e: crate::leads::LeadsError) -> Self {
+        match e {
+            crate::leads::LeadsError::App(e) => JourneyError::App(e),
+            e => JourneyError::App(siyu_store::StoreError::Corrupt(e.to_string()).into()),
+        }
+    }
+}
+
 impl JourneyError {
     /// A stable machine code for the edge.
     pub fn code(&self) -> &'static str {

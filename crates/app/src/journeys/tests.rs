@@ -720,3 +720,62 @@ text = "早安"
     settle(&h, &mut w, &mut o);
     assert_eq!(sink.seen().len(), 4);
 }
+
+#[test]
+fn invite_group_steps_place_each_fan_in_a_group_with_room() {
+    let h = Harness::new();
+    let sink = Sink::start(vec![]);
+    h.webhook(&sink.url);
+    h.app
+        .create_group(h.tenant, "福利群", None, Some(2), None)
+        .unwrap();
+    h.app
+        .apply_journey(
+            h.tenant,
+            r#"
+name = "invite"
+trigger = { event = "follow" }
+
+[[steps]]
+id = "inv"
+type = "invite_group"
+group = "福利群"
+channel = "webhook"
+text = "进群领福利"
+"#,
+        )
+        .unwrap();
+    h.events(vec![
+        follow("a", "e1", T0 - 3000),
+        follow("b", "e2", T0 - 2000),
+        follow("c", "e3", T0 - 1000),
+    ]);
+    let mut w = JourneyWorker::new(h.app.clone());
+    let mut o = OutboxWorker::new(h.app.clone()).with_jitter(|| 0.0);
+    settle(&h, &mut w, &mut o);
+    let mut groups: Vec<(String, String)> = sink
+        .seen()
+        .iter()
+        .map(|s| {
+            let b: Value = serde_json::from_slice(&s.body).unwrap();
+            (
+                b["group"]["name"].as_str().unwrap().to_string(),
+                b["invite_group"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    groups.sort();
+    // Two seats in the first group; the third fan opens the next, of the same template.
+    assert_eq!(
+        groups,
+        [
+            ("福利群".to_string(), "福利群".to_string()),
+            ("福利群".to_string(), "福利群".to_string()),
+            ("福利群 2".to_string(), "福利群".to_string()),
+        ]
+    );
+    let views = h.app.group_views(h.tenant).unwrap();
+    assert_eq!(views.len(), 2);
+    assert_eq!(views[1].capacity, 2, "opened with the template's capacity");
+    assert_eq!(h.store.invites_held(h.tenant, 0).unwrap(), [(1, 2), (2, 1)]);
+}

@@ -408,7 +408,37 @@ impl JourneyWorker {
                 Ok(())
             })??;
         let cursor = triggers.next_after;
-        let rows = batch.rows(day, &fans)?;
+        let mut rows = batch.rows(day, &fans)?;
+        // Invitations name the group with room each fan is placed in (its seat held).
+        if !batch.invites.is_empty() {
+            let asks: Vec<(i64, &str)> = batch
+                .invites
+                .iter()
+                .map(|(_, fan, t)| (*fan, t.as_str()))
+                .collect();
+            let placed = self.app.place_invites(tenant, &asks)?;
+            for ((at, _, _), g) in batch.invites.iter().zip(&placed) {
+                let row = &mut rows.outbox[*at];
+                let mut p: Value = serde_json::from_str(&row.payload)
+                    .map_err(|e| siyu_store::StoreError::Corrupt(e.to_string()))?;
+                let group = json!({"id": g.id, "name": g.name, "template": g.template});
+                if p["send"]["channel"] == "webhook" {
+                    p["send"]["group"] = group.clone();
+                }
+                p["group"] = group;
+                row.payload = p.to_string();
+            }
+        }
+        // Tasks are numbered from the store's highest under the lock the lead worker's tasks
+        // take too: one inbox, one id space, no collision.
+        let _tasks_held = (!rows.tasks.is_empty()).then(crate::leads::write_lock);
+        if _tasks_held.is_some() {
+            let mut next = store.journey_ids(tenant)?.task;
+            for t in &mut rows.tasks {
+                next += 1;
+                t.id = next;
+            }
+        }
         store.commit_runs(
             tenant,
             &RunBatch {
@@ -752,6 +782,8 @@ struct Batch {
     outbox: Vec<StoredOutbox>,
     tasks: Vec<StoredTask>,
     variants: Vec<VariantDelta>,
+    /// `invite_group` sends: (index in `outbox`, fan, group template), placed at the commit.
+    invites: Vec<(usize, i64, String)>,
 }
 
 impl Batch {
@@ -767,6 +799,7 @@ impl Batch {
             outbox: Vec::new(),
             tasks: Vec::new(),
             variants: Vec::new(),
+            invites: Vec::new(),
         }
     }
 
@@ -1309,6 +1342,10 @@ impl Work<'_> {
                         "send": send, "anchor": r.data.anchor, "journey": r.journey,
                         "version": r.version,
                     });
+                    if let Some(Some(template)) = &invite {
+                        let at = self.batch.outbox.len();
+                        self.batch.invites.push((at, r.fan, template.clone()));
+                    }
                     self.batch.outbox(ch, r, &sid, key, payload);
                 }
                 Effect::Tag { step, tag, on } => {
@@ -1330,9 +1367,9 @@ impl Work<'_> {
                     text,
                     due_at,
                 } => {
-                    self.batch.ids.task += 1;
                     self.batch.tasks.push(StoredTask {
-                        id: self.batch.ids.task,
+                        // Numbered at the commit.
+                        id: 0,
                         team,
                         text,
                         fan: Some(r.fan),

@@ -14,7 +14,7 @@ use siyu_domain::Millis;
 use siyu_domain::time::MS_PER_DAY;
 use siyu_leads::groups::{self, Group, Place};
 use siyu_store::TenantId;
-use siyu_store::leads::{GroupDay, LeadBatch, StoredGroup, StoredMember};
+use siyu_store::leads::{GroupDay, LeadBatch, StoredGroup, StoredInvite, StoredMember};
 
 use super::{LeadsError, refused, write_lock};
 use crate::App;
@@ -252,51 +252,121 @@ impl App {
         Ok(g)
     }
 
-    /// The group a fan should be invited to: the template's first group with room, or a new
-    /// one opened from the template (its owner and capacity those of the template's first
-    /// group). The fan becomes a member when their `group_join` arrives.
-    pub fn group_for_invite(
+    /// The groups fans are invited to, one per `(fan, template)` asked, in order: a group of
+    /// the template the fan is in already (no seat taken), or the one their invitation still
+    /// holds a seat in (renewed), or the template's first group with room counting the seats
+    /// invitations hold, or a new one opened from the template (its owner and capacity those
+    /// of the template's first group). Seats and new groups are committed before the answer:
+    /// asked again (a retried step), a fan gets the same group and holds one seat.
+    pub fn place_invites(
         &self,
         tenant: TenantId,
-        template: &str,
-    ) -> Result<StoredGroup, LeadsError> {
+        asks: &[(i64, &str)],
+    ) -> Result<Vec<StoredGroup>, LeadsError> {
+        if asks.is_empty() {
+            return Ok(Vec::new());
+        }
         let store = self.store();
         let _held = write_lock();
-        let all = store.groups(tenant)?;
-        let placed: Vec<Group> = all
-            .iter()
-            .map(|g| Group {
-                id: g.id,
-                template: g.template.clone(),
-                capacity: g.capacity,
-                members: g.members,
-            })
+        let now = self.now();
+        let since = now - groups::HOLD_MS;
+        let mut all = store.groups(tenant)?;
+        let mut held: HashMap<i64, i32> = store
+            .invites_held(tenant, since)?
+            .into_iter()
+            .map(|(g, n)| (g, i32::try_from(n).unwrap_or(i32::MAX)))
             .collect();
-        match groups::place(&placed, template) {
-            Place::Existing(i) => Ok(all[i].clone()),
-            Place::Open { name, .. } => {
-                let first = all.iter().find(|g| g.template == template);
-                store.check_writable()?;
-                let g = StoredGroup {
-                    id: store.lead_ids(tenant)?.group + 1,
-                    name,
-                    template: template.to_string(),
-                    capacity: first.map_or(groups::CAPACITY, |f| f.capacity),
-                    owner: first.and_then(|f| f.owner.clone()),
-                    members: 0,
-                    created_at: self.now(),
-                };
-                store.commit_leads(
-                    tenant,
-                    &LeadBatch {
-                        new_groups: std::slice::from_ref(&g),
-                        now: self.now(),
-                        ..LeadBatch::default()
-                    },
-                )?;
-                Ok(g)
-            }
+        let mut fans: Vec<i64> = asks.iter().map(|(f, _)| *f).collect();
+        fans.sort_unstable();
+        fans.dedup();
+        let mut seats: Vec<StoredInvite> = store
+            .invites_of(tenant, &fans)?
+            .into_iter()
+            .filter(|i| i.invited_at >= since)
+            .collect();
+        let mut member_of: HashMap<i64, Vec<i64>> = HashMap::new();
+        for f in &fans {
+            member_of.insert(*f, store.groups_of(tenant, *f)?);
         }
+        let mut next_id = store.lead_ids(tenant)?.group;
+        let mut new_groups: Vec<StoredGroup> = Vec::new();
+        let mut renewed: Vec<StoredInvite> = Vec::new();
+        let mut out = Vec::with_capacity(asks.len());
+        for &(fan, template) in asks {
+            let of_template = |g: &&StoredGroup| g.template == template;
+            if let Some(g) = all
+                .iter()
+                .filter(of_template)
+                .find(|g| member_of[&fan].contains(&g.id))
+            {
+                out.push(g.clone());
+                continue;
+            }
+            let seat = all
+                .iter()
+                .filter(of_template)
+                .find(|g| seats.iter().any(|s| s.group == g.id && s.fan == fan))
+                .map(|g| g.id);
+            let i = match seat {
+                Some(id) => all.iter().position(|g| g.id == id).unwrap_or_default(),
+                None => {
+                    let placed: Vec<Group> = all
+                        .iter()
+                        .map(|g| Group {
+                            id: g.id,
+                            name: g.name.clone(),
+                            template: g.template.clone(),
+                            capacity: g.capacity,
+                            members: g.members,
+                            held: held.get(&g.id).copied().unwrap_or(0),
+                        })
+                        .collect();
+                    let i = match groups::place(&placed, template) {
+                        Place::Existing(i) => i,
+                        Place::Open { name, .. } => {
+                            let first = all.iter().find(|g| g.template == template);
+                            next_id += 1;
+                            let g = StoredGroup {
+                                id: next_id,
+                                name,
+                                template: template.to_string(),
+                                capacity: first.map_or(groups::CAPACITY, |f| f.capacity),
+                                owner: first.and_then(|f| f.owner.clone()),
+                                members: 0,
+                                created_at: now,
+                            };
+                            new_groups.push(g.clone());
+                            all.push(g);
+                            all.len() - 1
+                        }
+                    };
+                    *held.entry(all[i].id).or_default() += 1;
+                    seats.push(StoredInvite {
+                        group: all[i].id,
+                        fan,
+                        invited_at: now,
+                    });
+                    i
+                }
+            };
+            renewed.push(StoredInvite {
+                group: all[i].id,
+                fan,
+                invited_at: now,
+            });
+            out.push(all[i].clone());
+        }
+        store.check_writable()?;
+        store.commit_leads(
+            tenant,
+            &LeadBatch {
+                new_groups: &new_groups,
+                invites: &renewed,
+                now,
+                ..LeadBatch::default()
+            },
+        )?;
+        Ok(out)
     }
 
     /// Every group with its members, activity and the last 30 days, in the order they were

@@ -12,6 +12,8 @@ pub mod worker;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use serde_json::json;
 use siyu_domain::Millis;
@@ -19,7 +21,8 @@ use siyu_leads::sla::{self, Escalate};
 use siyu_leads::{FollowUp, Hours, LeadError as Refusal, LeadState, Strategy};
 use siyu_store::TenantId;
 use siyu_store::leads::{
-    AgentDay, LeadBatch, LeadFilter, StoredAgent, StoredLead, StoredLeadLog, StoredRule, StoredTeam,
+    AgentDay, LeadBatch, LeadFilter, StoredAgent, StoredArrival, StoredLead, StoredLeadLog,
+    StoredRule, StoredTeam,
 };
 
 use crate::{App, AppError};
@@ -403,6 +406,34 @@ impl App {
         Ok(self.store().leads(tenant, filter)?)
     }
 
+    /// Leads as `siyu lead list` and `GET /api/leads` show them, each with its arrivals (read
+    /// for the whole page at once).
+    pub fn leads_json(
+        &self,
+        tenant: TenantId,
+        filter: &LeadFilter<'_>,
+    ) -> Result<Vec<serde_json::Value>, LeadsError> {
+        let leads = self.leads(tenant, filter)?;
+        let ids: Vec<i64> = leads.iter().map(|l| l.id).collect();
+        let mut arrivals: HashMap<i64, Vec<StoredArrival>> = HashMap::new();
+        for a in self.store().arrivals_of(tenant, &ids)? {
+            arrivals.entry(a.lead).or_default().push(a);
+        }
+        Ok(leads
+            .iter()
+            .map(|l| lead_json(l, arrivals.get(&l.id).map_or(&[], Vec::as_slice)))
+            .collect())
+    }
+
+    /// One lead as [`App::leads_json`] shows it.
+    pub fn lead_json(
+        &self,
+        tenant: TenantId,
+        lead: &StoredLead,
+    ) -> Result<serde_json::Value, LeadsError> {
+        Ok(lead_json(lead, &self.store().arrivals(tenant, lead.id)?))
+    }
+
     /// Moves a lead to a state, in the allowed order.
     pub fn set_lead_state(
         &self,
@@ -677,8 +708,9 @@ impl App {
     }
 }
 
-/// Held from reading the highest ids to committing what used them, by the lead worker's step
-/// and by every change made here: the ids of one process's writes never collide. (Several
+/// Held from reading the highest ids to committing what used them, by the lead worker's step,
+/// by every change made here and by the journey worker's commits that hold tasks (the lead
+/// worker makes tasks too, in the same inbox): the ids of one process's writes never collide. (Several
 /// nodes never write one tenant: its lease names one owner.)
 pub fn write_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -2,7 +2,7 @@
 //! and the repeat leads each team absorbed — the follow-ups dedup saved. Every figure is
 //! counted from the leads, their arrivals and their log as stored, the rows routing wrote.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use siyu_leads::LeadState;
@@ -92,6 +92,16 @@ impl App {
                 ..LeadFilter::default()
             },
         )?;
+        // Repeats per lead, read a thousand leads at a time.
+        let mut repeats_of: HashMap<i64, Vec<String>> = HashMap::new();
+        for chunk in leads.chunks(1000) {
+            let ids: Vec<i64> = chunk.iter().map(|l| l.id).collect();
+            for a in store.arrivals_of(tenant, &ids)? {
+                if a.repeat {
+                    repeats_of.entry(a.lead).or_default().push(a.channel);
+                }
+            }
+        }
         let mut by_state: BTreeMap<LeadState, usize> = BTreeMap::new();
         let mut channels: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         let mut agents: BTreeMap<String, AgentCount> = BTreeMap::new();
@@ -119,10 +129,9 @@ impl App {
                 a.won += usize::from(state == LeadState::Won);
             }
             teams.entry(l.team.clone()).or_default().0 += 1;
-            let arrivals = store.arrivals(tenant, l.id)?;
-            for a in arrivals.iter().filter(|a| a.repeat) {
+            for channel in repeats_of.get(&l.id).into_iter().flatten() {
                 repeats += 1;
-                channels.entry(a.channel.clone()).or_default().1 += 1;
+                channels.entry(channel.clone()).or_default().1 += 1;
                 teams.entry(l.team.clone()).or_default().1 += 1;
             }
             if let Some(c) = l.first_contact_at {

@@ -103,6 +103,23 @@ impl Harness {
             .unwrap()
     }
 
+    /// The inbox: every task (the journeys' and the leads'), by id.
+    fn tasks(&self) -> Vec<siyu_store::journeys::StoredTask> {
+        let mut t = self
+            .app
+            .store()
+            .tasks(
+                self.tenant,
+                &siyu_store::journeys::TaskFilter {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        t.sort_by_key(|t| t.id);
+        t
+    }
+
     fn log_kinds(&self, lead: i64) -> Vec<String> {
         self.app
             .store()
@@ -279,6 +296,80 @@ fn an_overdue_lead_escalates_once_to_the_next_agent() {
 }
 
 #[test]
+fn an_overdue_lead_of_a_task_team_is_a_task_for_its_lead_agent() {
+    let mut h = Harness::new();
+    h.team("tmk", Some("2h"));
+    h.agent("a", "tmk", None, None);
+    h.agent("boss", "tmk", Some(0), None);
+    h.app
+        .put_team(
+            h.tenant,
+            &TeamSpec {
+                name: "tmk".into(),
+                first_contact: Some("2h".into()),
+                lead_agent: Some("boss".into()),
+                escalate: Some("task".into()),
+                ..TeamSpec::default()
+            },
+        )
+        .unwrap();
+    h.events(vec![form(
+        "f1",
+        json!({"phone": "13700000002"}),
+        "live",
+        T0,
+    )]);
+    h.step();
+    // A journey's task is already in the inbox: the lead's task is numbered after it.
+    h.app
+        .store()
+        .commit_runs(
+            h.tenant,
+            &siyu_store::journeys::RunBatch {
+                tasks: &[siyu_store::journeys::StoredTask {
+                    id: 1,
+                    team: "tmk".into(),
+                    text: "回访".into(),
+                    fan: None,
+                    run: None,
+                    step: None,
+                    state: 0,
+                    agent: None,
+                    outcome: None,
+                    created_at: T0,
+                    due_at: None,
+                    updated_at: T0,
+                }],
+                now: T0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    h.clock.set(T0 + 2 * H);
+    assert_eq!(h.step().escalated, 1);
+    let lead = h.leads().pop().unwrap();
+    assert_eq!(
+        lead.owner.as_deref(),
+        Some("a"),
+        "a task team keeps the owner"
+    );
+    let tasks = h.tasks();
+    assert_eq!(tasks.len(), 2);
+    let t = &tasks[1];
+    assert_eq!((t.id, t.agent.as_deref()), (2, Some("boss")));
+    assert_eq!(t.due_at, Some(T0 + 4 * H), "due within the team's window");
+    assert!(
+        t.text.contains(&format!("#{}", lead.id)) && t.text.contains('a'),
+        "{}",
+        t.text
+    );
+    // Once: the next steps escalate nothing more.
+    h.clock.set(T0 + 5 * H);
+    assert_eq!(h.step().escalated, 0);
+    assert_eq!(h.tasks().len(), 2);
+}
+
+#[test]
 fn a_deactivated_agent_hands_their_leads_back() {
     let mut h = Harness::new();
     h.team("tmk", None);
@@ -402,6 +493,8 @@ fn bad_requests_name_the_field_and_change_nothing() {
 #[test]
 fn a_full_group_overflows_into_a_new_one() {
     let h = Harness::new();
+    h.team("community", None);
+    h.agent("小王", "community", None, None);
     let first = h
         .app
         .create_group(h.tenant, "新客群 1", Some("新客群"), Some(2), Some("小王"))
@@ -425,7 +518,11 @@ fn a_full_group_overflows_into_a_new_one() {
     // Three fans are invited one after another; each joins before the next invitation.
     let mut got = Vec::new();
     for fan in 1..=3 {
-        let g = h.app.group_for_invite(h.tenant, "新客群").unwrap();
+        let g = h
+            .app
+            .place_invites(h.tenant, &[(fan, "新客群")])
+            .unwrap()
+            .remove(0);
         got.push(g.name.clone());
         let mut next = store.lead_ids(h.tenant).unwrap().group;
         let events = [super::groups::GroupEvent {
@@ -642,6 +739,18 @@ fn merged_fans_keep_the_older_lead_and_an_undone_merge_splits_them() {
         ["new", "merged"]
     );
     assert_eq!(h.log_kinds(before[0].id), ["assigned", "merged"]);
+    // The newer lead's owner is told to stop, in their own inbox.
+    let tasks = h.tasks();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].agent, before[1].owner);
+    assert_eq!(tasks[0].team, "tmk");
+    assert_eq!(tasks[0].fan, Some(before[1].fan));
+    assert!(
+        tasks[0].text.contains(&format!("#{}", before[1].id))
+            && tasks[0].text.contains(&format!("#{}", before[0].id)),
+        "{}",
+        tasks[0].text
+    );
     let open = h
         .app
         .leads(
@@ -684,6 +793,20 @@ fn merged_fans_keep_the_older_lead_and_an_undone_merge_splits_them() {
     );
     assert_eq!(split[1].owner, before[1].owner);
     assert_eq!(split[1].closed_at, None);
+    // And told it is theirs again; the log names each task.
+    let tasks = h.tasks();
+    assert_eq!(tasks.len(), 2);
+    assert_eq!(tasks[1].agent, before[1].owner);
+    assert!(tasks[1].text.contains("拆分"), "{}", tasks[1].text);
+    let log = h.app.store().lead_log(h.tenant, before[1].id).unwrap();
+    let task_of = |kind: &str| {
+        log.iter()
+            .filter(|l| l.kind == kind)
+            .find_map(|l| serde_json::from_str::<Value>(l.detail.as_deref()?).ok())
+            .map(|d| d["task"].clone())
+    };
+    assert_eq!(task_of("merged"), Some(json!(tasks[0].id)));
+    assert_eq!(task_of("split"), Some(json!(tasks[1].id)));
 }
 
 #[test]
@@ -726,4 +849,57 @@ fn a_phone_first_given_in_a_chat_is_a_lead_once() {
         T0 + 4,
     )]);
     assert_eq!(h.step().new_leads, 1);
+}
+
+#[test]
+fn a_burst_of_invitations_never_overfills_a_group() {
+    let h = Harness::new();
+    h.app
+        .create_group(h.tenant, "福利群", None, Some(2), None)
+        .unwrap();
+    let names = |asks: &[(i64, &str)]| -> Vec<String> {
+        h.app
+            .place_invites(h.tenant, asks)
+            .unwrap()
+            .into_iter()
+            .map(|g| g.name)
+            .collect()
+    };
+    // Five fans at once: two seats a group, nobody has joined yet.
+    let asks: Vec<(i64, &str)> = (1..=5).map(|f| (f, "福利群")).collect();
+    assert_eq!(
+        names(&asks),
+        ["福利群", "福利群", "福利群 2", "福利群 2", "福利群 3"]
+    );
+    // Asked again (a retried step): the same groups, no more seats.
+    assert_eq!(names(&asks[..1]), ["福利群"]);
+    assert_eq!(names(&[(6, "福利群")]), ["福利群 3"]);
+    assert_eq!(h.app.group_views(h.tenant).unwrap().len(), 3);
+    // Fan 1 joins: they sit in the group; invited again, they are placed where they are.
+    let store = h.app.store().clone();
+    let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+    let mut next = store.lead_ids(h.tenant).unwrap().group;
+    let join = [super::groups::GroupEvent {
+        fan: 1,
+        ty: "group_join",
+        group: "福利群",
+        at: T0,
+    }];
+    let c = super::groups::apply(&*store, h.tenant, &join, &mut next, &tz, T0).unwrap();
+    store
+        .commit_leads(
+            h.tenant,
+            &siyu_store::leads::LeadBatch {
+                members: &c.members,
+                group_sizes: &c.sizes,
+                now: T0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(store.invites_held(h.tenant, 0).unwrap()[0], (1, 1));
+    assert_eq!(names(&[(1, "福利群")]), ["福利群"]);
+    // Invitations unanswered for the hold free their seats.
+    h.clock.set(T0 + siyu_leads::groups::HOLD_MS + 1);
+    assert_eq!(names(&[(7, "福利群")]), ["福利群"]);
 }

@@ -29,6 +29,7 @@ use siyu_leads::route::{Agent, Assigned, Team};
 use siyu_leads::sla::{self, Due, Escalate};
 use siyu_leads::{Hours, LeadState, Router, Strategy};
 use siyu_store::TenantId;
+use siyu_store::journeys::StoredTask;
 use siyu_store::leads::{
     AgentDay, LeadBatch, LeadFilter, StoredAgent, StoredArrival, StoredLead, StoredLeadLog,
     StoredTeam,
@@ -98,6 +99,10 @@ pub(super) struct Batch {
     pub(super) days: HashMap<String, i32>,
     pub(super) next_lead: i64,
     pub(super) next_log: i64,
+    /// Staff tasks for people a change concerns (a merge's other owner, an escalation's
+    /// team lead), numbered after the journeys' tasks (one inbox, one id space).
+    pub(super) tasks: Vec<StoredTask>,
+    pub(super) next_task: i64,
 }
 
 impl Batch {
@@ -119,6 +124,35 @@ impl Batch {
             result: None,
             detail: (!detail.is_null()).then(|| detail.to_string()),
         });
+    }
+
+    /// A task for `agent` of `team` about a lead, in their inbox as claimed by them (it is
+    /// theirs, not the team's to take); its id.
+    pub(super) fn task(
+        &mut self,
+        lead: &StoredLead,
+        team: &str,
+        agent: &str,
+        text: String,
+        at: Millis,
+        due_at: Option<Millis>,
+    ) -> i64 {
+        self.next_task += 1;
+        self.tasks.push(StoredTask {
+            id: self.next_task,
+            team: team.to_string(),
+            text,
+            fan: Some(lead.fan),
+            run: None,
+            step: None,
+            state: siyu_journey::run::TaskState::Claimed.as_i16(),
+            agent: Some(agent.to_string()),
+            outcome: None,
+            created_at: at,
+            due_at,
+            updated_at: at,
+        });
+        self.next_task
     }
 }
 
@@ -388,6 +422,7 @@ impl LeadWorker {
         let mut b = Batch {
             next_lead: ids.lead,
             next_log: ids.log,
+            next_task: store.journey_ids(tenant)?.task,
             ..Batch::default()
         };
         // The forms' events, and which are stored arrivals already (a page taken again).
@@ -617,12 +652,28 @@ impl LeadWorker {
                             .map(|t| Escalate::parse(&t.escalate).unwrap_or_default())
                             .unwrap_or_default();
                         let to = team_def.and_then(|t| t.lead_agent.clone());
+                        // `task`: one for the team's lead agent (none named: the log says so).
+                        let task = match (&to, how) {
+                            (Some(l), Escalate::Task) => Some(
+                                b.task(
+                                    &lead,
+                                    &team_name,
+                                    l,
+                                    siyu_leads::tasks::overdue(lead.id, &owner, since),
+                                    now,
+                                    team_def
+                                        .and_then(|t| t.first_contact_ms)
+                                        .map(|d| now.saturating_add(d)),
+                                ),
+                            ),
+                            _ => None,
+                        };
                         b.log(
                             lead.id,
                             now,
                             "escalated",
                             Some(&owner),
-                            json!({"due": siyu_domain::time::format_rfc3339(since), "action": how.as_str(), "to": to}),
+                            json!({"due": siyu_domain::time::format_rfc3339(since), "action": how.as_str(), "to": to, "task": task}),
                         );
                         if how == Escalate::Reassign {
                             // To the next agent who can take it; it stays if nobody can.
@@ -757,6 +808,7 @@ impl LeadWorker {
                 members: &gc.members,
                 group_sizes: &gc.sizes,
                 group_days: &gc.days,
+                tasks: &b.tasks,
                 cursor: Some((CONSUMER, page.next_after)),
                 now,
                 ..LeadBatch::default()
@@ -832,12 +884,18 @@ fn settle_merges(
         m.state = state;
         m.closed_at = None;
         m.updated_at = now;
+        let task = match (&m.team, &m.owner) {
+            (Some(t), Some(o)) => {
+                Some(b.task(&m, t, o, siyu_leads::tasks::split(m.id, into), now, None))
+            }
+            _ => None,
+        };
         b.log(
             m.id,
             now,
             "split",
             m.owner.as_deref(),
-            json!({"from": into}),
+            json!({"from": into, "task": task}),
         );
         b.log(into, now, "split", None, json!({"lead": m.id}));
         if let (Some(t), Some(o)) = (&m.team, &m.owner)
@@ -851,6 +909,8 @@ fn settle_merges(
     }
     standing.sort_by_key(|l| l.id);
     let mut kept: HashMap<i64, i64> = HashMap::new();
+    let owners: HashMap<i64, Option<String>> =
+        standing.iter().map(|l| (l.id, l.owner.clone())).collect();
     for l in standing.iter_mut() {
         let person = cur(l.fan);
         let Some(&into) = kept.get(&person) else {
@@ -860,15 +920,26 @@ fn settle_merges(
         let before = std::mem::replace(&mut l.state, LeadState::Merged.as_str().into());
         l.closed_at = Some(now);
         l.updated_at = now;
+        // The other owner is told (a task), so nobody goes on chasing the person twice.
+        let mut task = None;
         if let (Some(t), Some(o)) = (&l.team, &l.owner) {
             router.released(t, o);
+            let keeper = owners.get(&into).cloned().flatten();
+            task = Some(b.task(
+                l,
+                t,
+                o,
+                siyu_leads::tasks::merged(l.id, into, keeper.as_deref()),
+                now,
+                None,
+            ));
         }
         b.log(
             l.id,
             now,
             "merged",
             l.owner.as_deref(),
-            json!({"into": into, "state": before}),
+            json!({"into": into, "state": before, "task": task}),
         );
         b.log(
             into,
