@@ -53,6 +53,7 @@ impl Cli {
             Command::Agent(a) => a.json,
             Command::Route(a) => a.json,
             Command::Lead(a) => a.json,
+            Command::Group(a) => a.json,
             Command::Gen(_) | Command::Serve(_) => false,
         }
     }
@@ -113,6 +114,15 @@ pub enum Command {
     /// Leads (one person, one owner): list, show, log a follow-up, change the state, assign,
     /// claim from the pool.
     Lead(LeadArgs),
+    /// Fan groups (粉丝群): open one with its capacity and owner, list them with their
+    /// members and activity, show one day by day.
+    ///
+    /// Groups of one template (模板) fill in order: a fan placed in a template goes to its
+    /// first group with room, and when every one is full the next, "<template> N", is opened
+    /// with the capacity and owner of the template's first group (overflow, 满群自动开新群). Members and activity come from group_join, group_leave and
+    /// group_message events naming the group in props.group_id; a group an event names that
+    /// Siyu does not know is opened under that name with the template "external".
+    Group(GroupArgs),
 }
 
 /// Where the data lives.
@@ -917,6 +927,46 @@ pub enum LeadCommand {
     /// (p50/p90) and the share in time, and the repeat leads each team absorbed (the
     /// follow-ups dedup saved).
     Report,
+}
+
+#[derive(Args, Debug)]
+pub struct GroupArgs {
+    #[command(subcommand)]
+    pub command: GroupCommand,
+    #[command(flatten)]
+    pub at: TenantStoreArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    /// Open a fan group, empty: its members come from group_join events naming it
+    /// (props.group_id: the group's name). Every flag is checked before anything is stored.
+    Create {
+        /// The group's name, unique in the tenant (1 to 100 characters): what events name.
+        name: String,
+        /// The template the group belongs to (default: its own name); groups of one template
+        /// fill in order and overflow into "<template> N".
+        #[arg(long)]
+        template: Option<String>,
+        /// Members at most (1 to 100000; default 500).
+        #[arg(long, allow_hyphen_values = true)]
+        capacity: Option<i64>,
+        /// The agent who owns the group (see `siyu agent list`).
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// The groups in the order they were opened: template, members of capacity, owner,
+    /// members active in the last 7 days, and joins, leaves and messages over 30 days.
+    List,
+    /// One group, by its id or its name: its facts and its last 30 days, day by day.
+    Show {
+        /// The group's id or name.
+        #[arg(value_name = "ID_OR_NAME")]
+        key: String,
+    },
 }
 
 #[derive(Args, Debug)]

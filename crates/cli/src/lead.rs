@@ -7,7 +7,7 @@
 //! `DELETE /api/routes/{id}`, `POST /api/leads/{id}/log|state|assign|claim` — so its lead
 //! worker sees the change at once — and print what they print here, from its answer. The
 //! reading commands read the store directly. A refusal names its code and the flag or
-//! argument at fault, and nothing is stored.
+//! argument at fault, and nothing is stored. `crate::group` opens and forwards the same way.
 
 use serde_json::{Map, Value, json};
 use siyu_app::leads::{AgentSpec, LeadsError, TeamSpec};
@@ -32,6 +32,11 @@ fn flag_of(field: &str) -> String {
 
 /// A refusal with the flag or argument it is about in front.
 fn refused(e: anyhow::Error) -> anyhow::Error {
+    refused_as(e, flag_of)
+}
+
+/// [`refused`] with a command's own names for the fields (`flag_of`).
+pub(crate) fn refused_as(e: anyhow::Error, flag_of: fn(&str) -> String) -> anyhow::Error {
     let field = e.chain().find_map(|c| {
         if let Some(l) = c.downcast_ref::<LeadsError>() {
             return l.field().map(str::to_string);
@@ -72,12 +77,16 @@ fn n(v: Option<i64>) -> Option<Value> {
 }
 
 /// Opens the store for a writing command, or the server beside it that holds it.
-enum Target {
+pub(crate) enum Target {
     Local(Option<siyu_store::DirLock>),
     Remote(Remote),
 }
 
-fn target(at: &crate::cli::TenantStoreArgs, command: &str, writes: bool) -> anyhow::Result<Target> {
+pub(crate) fn target(
+    at: &crate::cli::TenantStoreArgs,
+    command: &str,
+    writes: bool,
+) -> anyhow::Result<Target> {
     if !writes {
         return Ok(Target::Local(None));
     }
@@ -95,7 +104,7 @@ fn send(remote: &Remote, method: &str, path: &str, body: Option<&Value>) -> anyh
     remote.send(method, path, body).map_err(refused)
 }
 
-fn opt(v: &Value, k: &str) -> String {
+pub(crate) fn opt(v: &Value, k: &str) -> String {
     match &v[k] {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),

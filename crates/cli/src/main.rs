@@ -18,6 +18,7 @@ mod demo;
 mod fan;
 mod forward;
 mod gen_cmd;
+mod group;
 mod identity;
 mod import;
 mod journey;
@@ -89,6 +90,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Agent(a) => lead::agent(a),
         Route(a) => lead::route(a),
         Lead(a) => lead::lead(a),
+        Group(a) => group::run(a),
     }
 }
 

@@ -298,6 +298,13 @@ pub const LABELS: &[Label] = &[
     Label { key: "result", zh: "结果", en: "result" },
     Label { key: "at", zh: "时间", en: "at" },
     Label { key: "repeat", zh: "重复", en: "repeat" },
+    Label { key: "template", zh: "模板", en: "template" },
+    Label { key: "members_of", zh: "成员/容量", en: "members/capacity" },
+    Label { key: "active_7d", zh: "7日活跃", en: "active 7d" },
+    Label { key: "joins", zh: "入群", en: "joins" },
+    Label { key: "leaves", zh: "退群", en: "leaves" },
+    Label { key: "messages", zh: "发言", en: "messages" },
+    Label { key: "date", zh: "日期", en: "date" },
 ];
 
 /// The label of `key` as `en 中文` (the key itself if the table lacks it).

@@ -42,7 +42,7 @@ pub const AGENT_FIELDS: &[&str] = &[
     "active",
 ];
 
-fn object(
+pub(crate) fn object(
     headers: &HeaderMap,
     raw: Result<Bytes, BytesRejection>,
     allowed: &[&str],
@@ -51,7 +51,7 @@ fn object(
 }
 
 /// An optional string field (`null` is absent).
-fn text(o: &Map<String, Value>, k: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn text(o: &Map<String, Value>, k: &str) -> Result<Option<String>, ApiError> {
     match o.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -64,12 +64,12 @@ fn text(o: &Map<String, Value>, k: &str) -> Result<Option<String>, ApiError> {
 }
 
 /// A required string field.
-fn required(o: &Map<String, Value>, k: &str) -> Result<String, ApiError> {
+pub(crate) fn required(o: &Map<String, Value>, k: &str) -> Result<String, ApiError> {
     text(o, k)?.ok_or_else(|| ApiError::bad("missing_field", Some(k), format!("{k} is required")))
 }
 
 /// An optional integer field; its range is the app's to check.
-fn integer(o: &Map<String, Value>, k: &str) -> Result<Option<i64>, ApiError> {
+pub(crate) fn integer(o: &Map<String, Value>, k: &str) -> Result<Option<i64>, ApiError> {
     match o.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v.as_i64().map(Some).ok_or_else(|| {

@@ -32,6 +32,7 @@
 //!   staff tasks.
 //! - `channels`: the channels journeys send through, and their kill switches.
 //! - `leads`: teams, agents, routing rules, and the leads they own.
+//! - `groups`: fan groups (粉丝群), their members and activity.
 //! - `owner`: requests for a tenant another node serves, forwarded there.
 
 mod api;
@@ -41,6 +42,7 @@ mod channels;
 mod connectors;
 mod error;
 mod extract;
+mod groups;
 mod guard;
 mod identity;
 mod ingest;
@@ -247,6 +249,8 @@ fn routes(limits: Limits) -> OpenApiRouter<State> {
         .routes(routes!(leads::set_state))
         .routes(routes!(leads::assign))
         .routes(routes!(leads::claim))
+        .routes(routes!(groups::list, groups::create))
+        .routes(routes!(groups::get))
         .routes(routes!(api::healthz))
         .routes(routes!(api::metrics))
         // Listed in `openapi::ApiDoc` too: the document describes itself.

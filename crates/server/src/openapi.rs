@@ -40,7 +40,7 @@ use crate::schema::{Error, SegmentErrorBody};
         (name = "connectors", description = "Douyin and Ocean Engine (docs/connectors.md)"),
         (name = "journeys", description = "SOP journeys, their reports, the send policy, dead letters and staff tasks (docs/journeys.md)"),
         (name = "channels", description = "Where journeys' messages leave: webhook, Douyin IM, WeCom robot"),
-        (name = "leads", description = "Leads to teams: teams, agents, routing rules, and the leads they own"),
+        (name = "leads", description = "Leads to teams: teams, agents, routing rules, and the leads they own; fan groups (粉丝群) (docs/leads.md)"),
         (name = "tenant", description = "The tenant's settings and totals"),
         (name = "operations", description = "Health, metrics, this document"),
     ),

@@ -1901,3 +1901,68 @@ pub struct LeadAgent {
     #[schema(example = "li.na")]
     agent: String,
 }
+
+/// One local day of a fan group.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupDay {
+    /// `YYYY-MM-DD`, in the tenant's time zone.
+    #[schema(format = Date, example = "2026-11-20")]
+    date: String,
+    joins: i32,
+    leaves: i32,
+    messages: i32,
+}
+
+/// A fan group (粉丝群) with its activity (`siyu_app::leads::groups::GroupView`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    id: i64,
+    /// What `group_*` events name in `props.group_id`.
+    #[schema(example = "会员群 1")]
+    name: String,
+    /// Groups of one template fill in order; `external` for a group an event opened.
+    #[schema(example = "会员群")]
+    template: String,
+    #[schema(minimum = 1, maximum = 100000)]
+    capacity: i32,
+    /// An agent's name.
+    #[schema(required)]
+    owner: Option<String>,
+    /// Members now.
+    members: i32,
+    /// Members who sent a message in the group in the last 7 days.
+    #[schema(minimum = 0)]
+    active_7d: u64,
+    /// Over the 30 days of `daily`.
+    joins: i64,
+    leaves: i64,
+    messages: i64,
+    /// The last 30 local days, oldest first, days without activity as zeros.
+    daily: Vec<GroupDay>,
+}
+
+/// `GET /api/groups`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Groups {
+    groups: Vec<Group>,
+}
+
+/// `POST /api/groups`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupNew {
+    /// 1–100 characters, not only spaces, no control characters; unique in the tenant.
+    #[schema(example = "会员群 1", min_length = 1, max_length = 100)]
+    name: String,
+    /// 1–100 characters, as a name (default: the name).
+    #[schema(example = "会员群", min_length = 1, max_length = 100)]
+    template: Option<String>,
+    /// Members at most (default 500).
+    #[schema(minimum = 1, maximum = 100000)]
+    capacity: Option<i64>,
+    /// An agent's name.
+    owner: Option<String>,
+}

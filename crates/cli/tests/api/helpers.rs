@@ -95,6 +95,9 @@ pub struct TestApp {
     pub write_key: String,
     pub admin_key: String,
     pub location: Location,
+    /// The services behind the server while it runs (see [`TestApp::app`]); let go on
+    /// [`TestApp::halt`], so the store closes when the server stops, as before.
+    app: Option<Arc<App>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: StoreGuard,
@@ -162,7 +165,7 @@ pub async fn spawn_app_full(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(siyu_server::serve(
         listener,
-        siyu_server::app(app, &settings),
+        siyu_server::app(app.clone(), &settings),
         settings,
         async {
             let _ = stopped.await;
@@ -174,6 +177,7 @@ pub async fn spawn_app_full(
         write_key: keys.write_key,
         admin_key: keys.admin_key,
         location,
+        app: Some(app),
         stop: Some(stop),
         server: Some(server),
         _dir: dir,
@@ -256,8 +260,15 @@ impl TestApp {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The services behind the running server, for a test that steps a worker `siyu serve`
+    /// runs on a thread of its own (the lead worker) instead of waiting for it.
+    pub fn app(&self) -> Arc<App> {
+        self.app.clone().expect("the server runs")
+    }
+
     /// Stops the server (if it runs), keeping the store for a [`TestApp::restart`].
     pub async fn halt(&mut self) {
+        self.app = None;
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -295,13 +306,14 @@ impl TestApp {
         let settings = siyu_server::Settings::default();
         self.server = Some(tokio::spawn(siyu_server::serve(
             listener,
-            siyu_server::app(app, &settings),
+            siyu_server::app(app.clone(), &settings),
             settings,
             async {
                 let _ = stopped.await;
             },
         )));
         self.stop = Some(stop);
+        self.app = Some(app);
         self.base = format!("http://{addr}");
         self
     }

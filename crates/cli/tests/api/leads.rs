@@ -15,10 +15,10 @@ use crate::durability::{create_tenant, siyu, start_server, terminate};
 use crate::helpers::{Backend, fresh_location, spawn_app, store_flags};
 
 /// Stops a `siyu serve` the test started, even when an assertion fails first.
-struct Server(Option<Child>);
+pub struct Server(pub Option<Child>);
 
 impl Server {
-    fn stop(mut self) {
+    pub fn stop(mut self) {
         if let Some(c) = self.0.take() {
             terminate(c);
         }
@@ -81,7 +81,7 @@ async fn leads_until(
 
 /// A refused command: exit 2, `{"error": {code, field}}` on stdout with `--json`, the code on
 /// stderr.
-fn refused(out: &Output, code: &str, field: &str) {
+pub fn refused(out: &Output, code: &str, field: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(code), "{stderr}");

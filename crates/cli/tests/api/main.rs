@@ -7,6 +7,7 @@ mod audience;
 mod cli;
 mod connectors;
 mod durability;
+mod groups;
 mod guard;
 mod identity;
 mod ingest;
