@@ -117,11 +117,13 @@ pub enum Command {
     /// Fan groups (粉丝群): open one with its capacity and owner, list them with their
     /// members and activity, show one day by day.
     ///
-    /// Groups of one template (模板) fill in order: a fan placed in a template goes to its
-    /// first group with room, and when every one is full the next, "<template> N", is opened
-    /// with the capacity and owner of the template's first group (overflow, 满群自动开新群). Members and activity come from group_join, group_leave and
-    /// group_message events naming the group in props.group_id; a group an event names that
-    /// Siyu does not know is opened under that name with the template "external".
+    /// Groups of one template (模板) fill in order: a journey's invite_group step places each
+    /// fan in the template's first group with room (an invitation holds a seat for 3 days or
+    /// until the fan joins), and when every one is full the next, "<template> N", is opened
+    /// with the capacity and owner of the template's first group (满群自动开新群). Members and
+    /// activity come from group_join, group_leave and group_message events naming the group in
+    /// props.group_id; a group an event names that Siyu does not know is opened under that
+    /// name with the template "external".
     Group(GroupArgs),
 }
 

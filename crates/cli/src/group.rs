@@ -90,12 +90,13 @@ fn print_group(json: bool, g: &Value) -> anyhow::Result<()> {
         return output::json(g);
     }
     outln!(
-        "group {} \"{}\" (template \"{}\"): {} of {} members, owner {}; {} active in 7 days; 30 days: {} joins, {} leaves, {} messages",
+        "group {} \"{}\" (template \"{}\"): {} of {} members, {} invited, owner {}; {} active in 7 days; 30 days: {} joins, {} leaves, {} messages",
         opt(g, "id"),
         opt(g, "name"),
         opt(g, "template"),
         opt(g, "members"),
         opt(g, "capacity"),
+        opt(g, "invited"),
         opt(g, "owner"),
         opt(g, "active_7d"),
         opt(g, "joins"),
@@ -121,6 +122,7 @@ fn print_groups(json: bool, v: &Value) -> anyhow::Result<()> {
         "name",
         "template",
         "members_of",
+        "invited",
         "owner",
         "active_7d",
         "joins",
@@ -134,6 +136,7 @@ fn print_groups(json: bool, v: &Value) -> anyhow::Result<()> {
             opt(g, "name"),
             opt(g, "template"),
             format!("{}/{}", opt(g, "members"), opt(g, "capacity")),
+            opt(g, "invited"),
             opt(g, "owner"),
             opt(g, "active_7d"),
             opt(g, "joins"),
@@ -141,7 +144,7 @@ fn print_groups(json: bool, v: &Value) -> anyhow::Result<()> {
             opt(g, "messages"),
         ]);
     }
-    table(&rows, "rllrlrrrr");
+    table(&rows, "rllrrlrrrr");
     outln!("  (joins, leaves and messages over the last 30 days)");
     Ok(())
 }

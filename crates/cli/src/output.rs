@@ -300,6 +300,7 @@ pub const LABELS: &[Label] = &[
     Label { key: "repeat", zh: "重复", en: "repeat" },
     Label { key: "template", zh: "模板", en: "template" },
     Label { key: "members_of", zh: "成员/容量", en: "members/capacity" },
+    Label { key: "invited", zh: "已邀请", en: "invited" },
     Label { key: "active_7d", zh: "7日活跃", en: "active 7d" },
     Label { key: "joins", zh: "入群", en: "joins" },
     Label { key: "leaves", zh: "退群", en: "leaves" },

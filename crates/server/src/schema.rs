@@ -1932,6 +1932,10 @@ pub struct Group {
     owner: Option<String>,
     /// Members now.
     members: i32,
+    /// Seats held by invitations out (made in the last 3 days, not yet joined); placement
+    /// counts them with the members.
+    #[schema(minimum = 0)]
+    invited: i64,
     /// Members who sent a message in the group in the last 7 days.
     #[schema(minimum = 0)]
     active_7d: u64,

@@ -31,6 +31,9 @@ pub struct GroupView {
     pub capacity: i32,
     pub owner: Option<String>,
     pub members: i32,
+    /// Seats held by invitations out (made in the last 3 days, not yet joined): placement
+    /// counts them with the members.
+    pub invited: i64,
     /// Members who sent a message in the group in the last 7 days.
     pub active_7d: usize,
     /// Over the days of `daily`.
@@ -373,10 +376,11 @@ impl App {
     /// opened.
     pub fn group_views(&self, tenant: TenantId) -> Result<Vec<GroupView>, LeadsError> {
         let tz = self.lead_tz(tenant)?;
+        let held = self.held_seats(tenant)?;
         self.store()
             .groups(tenant)?
             .into_iter()
-            .map(|g| self.view_of(tenant, g, &tz))
+            .map(|g| self.view_of(tenant, g, &tz, &held))
             .collect()
     }
 
@@ -390,7 +394,18 @@ impl App {
             .find(|g| Some(g.id) == id || g.name == key)
             .ok_or_else(|| LeadsError::NoGroup(key.to_string()))?;
         let tz = self.lead_tz(tenant)?;
-        self.view_of(tenant, g, &tz)
+        let held = self.held_seats(tenant)?;
+        self.view_of(tenant, g, &tz, &held)
+    }
+
+    /// Seats invitations hold now, by group.
+    fn held_seats(&self, tenant: TenantId) -> Result<HashMap<i64, i64>, LeadsError> {
+        let since = self.now() - groups::HOLD_MS;
+        Ok(self
+            .store()
+            .invites_held(tenant, since)?
+            .into_iter()
+            .collect())
     }
 
     fn view_of(
@@ -398,6 +413,7 @@ impl App {
         tenant: TenantId,
         g: StoredGroup,
         tz: &jiff::tz::TimeZone,
+        held: &HashMap<i64, i64>,
     ) -> Result<GroupView, LeadsError> {
         let store = self.store();
         let now = self.now();
@@ -432,6 +448,7 @@ impl App {
             capacity: g.capacity,
             owner: g.owner,
             members: g.members,
+            invited: held.get(&g.id).copied().unwrap_or(0),
             active_7d,
             daily,
         })
