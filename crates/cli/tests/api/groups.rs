@@ -9,7 +9,7 @@ use siyu_domain::time::{format_rfc3339, now_ms};
 
 use crate::both;
 use crate::cli::{json_of, run};
-use crate::durability::{create_tenant, siyu, start_server};
+use crate::durability::{create_tenant, start_server};
 use crate::helpers::{Backend, TestApp, fresh_location, spawn_app, store_flags};
 use crate::leads::{Server, refused};
 
@@ -396,18 +396,5 @@ fn group_help_explains_templates_and_overflow() {
         (&["group", "list"], &["7 days", "30 days", "capacity"]),
         (&["group", "show"], &["ID_OR_NAME", "30 days"]),
     ];
-    for (cmd, words) in cases {
-        let out = siyu().args(*cmd).arg("--help").output().unwrap();
-        assert!(out.status.success(), "siyu {cmd:?} --help");
-        let help = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        for w in *words {
-            assert!(
-                help.contains(w),
-                "siyu {cmd:?} --help does not say {w:?}:\n{help}"
-            );
-        }
-    }
+    crate::helpers::help_says(cases);
 }

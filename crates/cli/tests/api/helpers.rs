@@ -350,3 +350,25 @@ macro_rules! both {
         }
     };
 }
+
+/// Each command's `--help` says each of its words (words wrapped onto the next line count).
+pub fn help_says(cases: &[(&[&str], &[&str])]) {
+    for (cmd, words) in cases {
+        let out = crate::durability::siyu()
+            .args(*cmd)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "siyu {cmd:?} --help");
+        let help = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        for w in *words {
+            assert!(
+                help.contains(w),
+                "siyu {cmd:?} --help does not say {w:?}:\n{help}"
+            );
+        }
+    }
+}

@@ -453,21 +453,7 @@ fn every_journey_task_and_channel_help_says_what_it_does() {
         (&["channel", "kill"], &["nothing is sent"]),
         (&["channel", "resume"], &["kill switch"]),
     ];
-    for (cmd, words) in cases {
-        let out = siyu().args(*cmd).arg("--help").output().unwrap();
-        assert!(out.status.success(), "siyu {cmd:?} --help");
-        // Words wrapped onto the next line still count.
-        let help = stdout(&out)
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        for w in *words {
-            assert!(
-                help.contains(w),
-                "siyu {cmd:?} --help does not say {w:?}:\n{help}"
-            );
-        }
-    }
+    crate::helpers::help_says(cases);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::both;
 use crate::cli::{json_of, run};
-use crate::durability::{create_tenant, siyu, start_server, terminate};
+use crate::durability::{create_tenant, start_server, terminate};
 use crate::helpers::{Backend, fresh_location, spawn_app, store_flags};
 
 /// Stops a `siyu serve` the test started, even when an assertion fails first.
@@ -622,18 +622,5 @@ fn every_team_agent_route_and_lead_help_says_what_it_does() {
         (&["lead", "assign"], &["--agent", "active"]),
         (&["lead", "claim"], &["pool", "daily cap"]),
     ];
-    for (cmd, words) in cases {
-        let out = siyu().args(*cmd).arg("--help").output().unwrap();
-        assert!(out.status.success(), "siyu {cmd:?} --help");
-        let help = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        for w in *words {
-            assert!(
-                help.contains(w),
-                "siyu {cmd:?} --help does not say {w:?}:\n{help}"
-            );
-        }
-    }
+    crate::helpers::help_says(cases);
 }
