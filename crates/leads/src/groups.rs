@@ -88,6 +88,11 @@ mod tests {
     }
 
     #[test]
+    fn an_invitation_holds_its_seat_three_days() {
+        assert_eq!(HOLD_MS, 259_200_000);
+    }
+
+    #[test]
     fn invitations_out_hold_seats_and_names_are_never_reused() {
         let mut a = g(1, "vip", 3, 1);
         a.held = 2;

@@ -68,6 +68,13 @@ impl std::fmt::Display for Hours {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_end_minute_is_outside() {
+        let h = Hours::parse("09:00-21:00").unwrap();
+        assert!(h.contains(9 * 60) && h.contains(21 * 60 - 1));
+        assert!(!h.contains(21 * 60) && !h.contains(9 * 60 - 1));
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -305,6 +305,80 @@ mod tests {
     }
 
     #[test]
+    fn reasons_agents_and_routers_answer_by_name() {
+        let codes: Vec<&str> = [
+            Pass::Inactive,
+            Pass::OffHours,
+            Pass::AtCapacity,
+            Pass::DailyCap,
+        ]
+        .into_iter()
+        .map(Pass::as_str)
+        .collect();
+        assert_eq!(codes, ["inactive", "off_hours", "at_capacity", "daily_cap"]);
+        let t = Team::new("tmk", Strategy::RoundRobin, vec![agent("a"), agent("b")]);
+        assert_eq!(
+            (t.agent("a"), t.agent("b"), t.agent("z")),
+            (Some(0), Some(1), None)
+        );
+        let mut r = Router::default();
+        r.add(t);
+        assert!(r.assign("nobody", NOON).is_none());
+        let (got, team) = r.assign("tmk", NOON).unwrap();
+        assert_eq!(got, Assigned::Agent(0));
+        assert_eq!(team.agents[0].open, 1);
+        r.released("tmk", "a");
+        r.released("tmk", "a");
+        assert_eq!(r.teams["tmk"].agents[0].open, 0, "never below zero");
+    }
+
+    #[test]
+    fn fairness_is_the_most_over_the_fewest() {
+        assert_eq!(fairness(&[6, 4, 5]), 1.5);
+        assert_eq!(fairness(&[3, 3]), 1.0);
+        assert_eq!(fairness(&[]), 1.0);
+        assert_eq!(fairness(&[0, 2]), f64::INFINITY);
+    }
+
+    #[test]
+    fn the_pool_waits_until_the_first_agent_can_take_a_lead() {
+        let mut day = agent("day");
+        day.hours = Some(Hours::parse("09:00-21:00").unwrap());
+        let mut full = agent("full");
+        full.capacity = Some(1);
+        full.open = 1;
+        let t = Team::new("tmk", Strategy::RoundRobin, vec![day.clone(), full]);
+        // At 08:00, an hour; at capacity counts for nothing by the clock.
+        assert_eq!(t.until_someone(8 * 60), Some(60));
+        // Under capacity by one: they count.
+        let mut room = agent("room");
+        room.capacity = Some(2);
+        room.open = 1;
+        room.hours = Some(Hours::parse("10:00-11:00").unwrap());
+        let t = Team::new("tmk", Strategy::RoundRobin, vec![room]);
+        assert_eq!(t.until_someone(8 * 60), Some(120));
+        // Daily cap reached exactly: tomorrow, once the hours begin.
+        let mut capped = day;
+        capped.daily_cap = Some(2);
+        capped.today = 2;
+        let t = Team::new("tmk", Strategy::RoundRobin, vec![capped]);
+        assert_eq!(t.until_someone(22 * 60), Some(2 * 60 + 9 * 60));
+        let mut all_day = agent("all_day");
+        all_day.daily_cap = Some(1);
+        all_day.today = 1;
+        let t = Team::new("tmk", Strategy::RoundRobin, vec![all_day]);
+        assert_eq!(t.until_someone(22 * 60), Some(2 * 60), "at midnight");
+    }
+
+    #[test]
+    fn weighted_starts_with_the_heaviest() {
+        let mut heavy = agent("b");
+        heavy.weight = 3;
+        let mut t = Team::new("s", Strategy::Weighted, vec![agent("a"), heavy]);
+        assert_eq!(names(&mut t, 1), ["b"]);
+    }
+
+    #[test]
     fn round_robin_takes_turns_from_the_pointer() {
         let mut t = Team::new(
             "tmk",

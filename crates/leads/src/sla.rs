@@ -93,6 +93,15 @@ pub fn in_time(c: &Clock) -> Option<bool> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn escalations_read_back_what_they_write() {
+        for e in [Escalate::Reassign, Escalate::Task] {
+            assert_eq!(Escalate::parse(e.as_str()), Ok(e));
+        }
+        assert_eq!(Escalate::Task.as_str(), "task");
+        assert_eq!(Escalate::parse("email").unwrap_err().field, "escalate");
+    }
+
     use super::*;
 
     const H: Millis = 3_600_000;

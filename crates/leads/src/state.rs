@@ -165,6 +165,15 @@ impl FollowUp {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_state_has_its_own_chinese_label() {
+        let labels: std::collections::HashSet<&str> =
+            LeadState::ALL.iter().map(|s| s.label_zh()).collect();
+        assert_eq!(labels.len(), LeadState::ALL.len());
+        assert_eq!(LeadState::New.label_zh(), "新线索");
+        assert_eq!(LeadState::Merged.label_zh(), "已合并");
+    }
+
     use super::*;
     use LeadState::*;
 
