@@ -253,6 +253,11 @@ impl Columns {
         }
     }
 
+    /// The event indexes of identity node `n`, in arrival order.
+    pub(crate) fn events_of_node(&self, n: u32) -> &[u32] {
+        self.by_node.get(n as usize).map_or(&[], Vec::as_slice)
+    }
+
     /// The type name of event `i`: its catalogue name, or its custom `x_...` name.
     pub(crate) fn type_name(&self, i: usize) -> &str {
         match self.kind[i] {

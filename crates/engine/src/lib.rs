@@ -14,6 +14,7 @@
 //! - [`rules`]: the layer rules (defaults and the per-tenant TOML file).
 //! - [`TenantEngine`]: one tenant's state; `apply` takes each stored event once, in order.
 
+pub mod analytics;
 pub mod audience;
 pub mod dedup;
 pub mod explain;
@@ -819,6 +820,37 @@ impl TenantEngine {
     /// How fans moved between layers from `from` to `to`, including fans new in between.
     pub fn flow(&self, from: Millis, to: Millis) -> Flow {
         layers::flow(&self.layers_as_of(from), &self.layers_as_of(to))
+    }
+
+    /// The layer funnel from `from` to `to` (see [`analytics::Funnel`]).
+    pub fn funnel(&self, from: Millis, to: Millis) -> analytics::Funnel {
+        analytics::Funnel::of(&self.flow(from, to))
+    }
+
+    /// Three-domain attribution of the orders with `from <= ts < to`.
+    pub fn attribution(&self, from: Millis, to: Millis) -> analytics::Attribution {
+        self.columns.attribution(&self.identities, from, to)
+    }
+
+    /// Historical lifetime value as of `as_of`; `month_of` names an instant's local month.
+    pub fn ltv(&self, as_of: Millis, month_of: &dyn Fn(Millis) -> String) -> analytics::LtvReport {
+        let snapshot = self.layers_as_of(as_of);
+        self.columns
+            .ltv(&self.identities, &snapshot, as_of, month_of)
+    }
+
+    /// Weekly retention of the cohorts first seen in `[from, to)`, activity up to `as_of`,
+    /// over `weeks` weeks (at most 64).
+    pub fn retention(
+        &self,
+        from: Millis,
+        to: Millis,
+        as_of: Millis,
+        weeks: usize,
+        cal: &dyn analytics::Weeks,
+    ) -> analytics::Retention {
+        self.columns
+            .retention(&self.identities, from, to, as_of, weeks.min(64), cal)
     }
 
     /// A fan's layer as of `as_of`, why (the rules' comparisons, see [`explain`]), and its
