@@ -21,6 +21,7 @@
 //!   consumers' cursors and the wake-up for long polls.
 //! - [`App`]: the handle the server and the CLI hold.
 
+pub mod analytics;
 pub mod channels;
 pub mod connectors;
 pub mod douyin;

@@ -1174,6 +1174,58 @@ pub enum ReportCommand {
         #[arg(long)]
         to: String,
     },
+    /// The layer funnel 转化漏斗: of the fans in each layer at --from, how many stood in the
+    /// next layer or above at --to (潜在→路人, 路人→好感, 好感→真爱), with the layer counts at
+    /// both ends and the fans new in between. Default: the 30 days up to now.
+    Funnel {
+        /// The period's start (RFC 3339); default 30 days before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// The period's end (RFC 3339); default now.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Three-domain attribution 三域归因 of the orders placed from --from to --to: orders and
+    /// revenue by the domain (公域 public, 商域 commercial, 私域 private) of the buyer's first
+    /// touch, of the last touch before each order, and linear (each touch of the 30 days
+    /// before the order gets an equal share); and the share of orders whose path crossed
+    /// domains. Touches are everything a fan did but orders, refunds, the brand's own
+    /// messages and ads merely shown (docs/analytics.md).
+    Attribution {
+        /// Orders at or after this time (RFC 3339); default 30 days before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// Orders before this time (RFC 3339); default now.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Historical lifetime value 生命周期价值: revenue per fan (orders less refunds) by
+    /// acquisition cohort (the local month of the fan's first event), by first-touch domain
+    /// and by layer, with buyers and the repeat-purchase rate 复购率 (buyers with two orders
+    /// or more, over buyers).
+    Ltv {
+        /// Count events up to this time (RFC 3339); default now.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Weekly cohort retention 留存: fans grouped by the local week (Monday first) of their
+    /// first activity (any touch or order), and the share of each cohort active in each week
+    /// after; weeks not over by --as-of are left out.
+    Retention {
+        /// Cohorts first seen at or after this time (RFC 3339); default --weeks weeks before
+        /// --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// Cohorts first seen before this time (RFC 3339); default now.
+        #[arg(long)]
+        to: Option<String>,
+        /// Count activity up to this time (RFC 3339); default now.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Weeks followed per cohort (1 to 52).
+        #[arg(long, default_value_t = 12)]
+        weeks: usize,
+    },
     /// Leads, unique people, repeat leads and the repeat ratio per channel, and how channels
     /// overlap.
     Dedup {

@@ -1,4 +1,4 @@
-//! `siyu report dedup`.
+//! `siyu report layers|flow|funnel|attribution|ltv|retention|dedup`.
 
 use siyu_engine::DedupReport;
 
@@ -36,6 +36,59 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
                 output::json(&flow)?;
             } else {
                 print_flow(&flow);
+            }
+        }
+        ReportCommand::Funnel { from, to } => {
+            let (from, to) = period(from, to, 30)?;
+            let f = app.funnel(tenant.id, from, to)?;
+            if args.json {
+                output::json(&f)?;
+            } else {
+                print_funnel(&f);
+            }
+        }
+        ReportCommand::Attribution { from, to } => {
+            let (from, to) = period(from, to, 30)?;
+            let a = app.attribution(tenant.id, from, to)?;
+            if args.json {
+                output::json(&a)?;
+            } else {
+                print_attribution(&a);
+            }
+        }
+        ReportCommand::Ltv { as_of } => {
+            let as_of = match as_of {
+                Some(t) => parse_time("--as-of", &t)?,
+                None => siyu_domain::time::now_ms(),
+            };
+            let r = app.ltv(tenant.id, as_of)?;
+            if args.json {
+                output::json(&r)?;
+            } else {
+                print_ltv(&r);
+            }
+        }
+        ReportCommand::Retention {
+            from,
+            to,
+            as_of,
+            weeks,
+        } => {
+            anyhow::ensure!(
+                (1..=siyu_app::analytics::MAX_WEEKS).contains(&weeks),
+                "--weeks {weeks} is not 1 to {}",
+                siyu_app::analytics::MAX_WEEKS
+            );
+            let (from, to) = period(from, to, 7 * weeks as i64)?;
+            let as_of = match as_of {
+                Some(t) => parse_time("--as-of", &t)?,
+                None => siyu_domain::time::now_ms(),
+            };
+            let r = app.retention(tenant.id, from, to, as_of, weeks)?;
+            if args.json {
+                output::json(&r)?;
+            } else {
+                print_retention(&r);
             }
         }
         ReportCommand::Dedup { from, to } => {
@@ -159,4 +212,165 @@ pub fn print_flow(f: &siyu_engine::Flow) {
         output::n(same),
         output::n(new)
     );
+}
+
+/// `--from` and `--to`, the end defaulting to now and the start to `days` before it.
+fn period(from: Option<String>, to: Option<String>, days: i64) -> anyhow::Result<(i64, i64)> {
+    let to = match to {
+        Some(t) => parse_time("--to", &t)?,
+        None => siyu_domain::time::now_ms(),
+    };
+    let from = match from {
+        Some(f) => parse_time("--from", &f)?,
+        None => to - days * siyu_domain::time::MS_PER_DAY,
+    };
+    anyhow::ensure!(from < to, "--from must be before --to");
+    Ok((from, to))
+}
+
+/// Fen as yuan: `¥1,234.56`.
+pub fn yuan(fen: f64) -> String {
+    let cents = fen.round().max(0.0) as u64;
+    format!("¥{}.{:02}", output::n(cents / 100), cents % 100)
+}
+
+fn pct(r: Option<f64>) -> String {
+    r.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
+}
+
+fn layer_zh(key: &str) -> &'static str {
+    key.parse::<siyu_domain::Layer>()
+        .map_or("", siyu_domain::Layer::label_zh)
+}
+
+fn domain_zh(key: &str) -> &'static str {
+    key.parse::<siyu_domain::Domain>()
+        .map_or("", siyu_domain::Domain::label_zh)
+}
+
+pub fn print_funnel(f: &siyu_engine::analytics::Funnel) {
+    outln!(
+        "Layer funnel 转化漏斗 from {} to {}",
+        siyu_domain::time::format_rfc3339(f.from),
+        siyu_domain::time::format_rfc3339(f.to)
+    );
+    for s in &f.steps {
+        let bar = "█".repeat((s.rate.unwrap_or(0.0) * 40.0).round() as usize);
+        outln!(
+            "  {} → {}  {:>10} of {:>10}  {:>6}  {bar}",
+            layer_zh(s.from),
+            layer_zh(s.to),
+            output::n(s.reached),
+            output::n(s.fans),
+            pct(s.rate),
+        );
+    }
+    outln!(
+        "  fans {} at the start, {} at the end ({} new in between)",
+        output::n(f.at_from.total()),
+        output::n(f.at_to.total()),
+        output::n(f.new_fans.total())
+    );
+}
+
+pub fn print_attribution(a: &siyu_engine::analytics::Attribution) {
+    outln!(
+        "Three-domain attribution 三域归因, orders from {} to {}",
+        siyu_domain::time::format_rfc3339(a.from),
+        siyu_domain::time::format_rfc3339(a.to)
+    );
+    outln!(
+        "  {:<18} {:>22} {:>22} {:>22}",
+        "domain 域",
+        "first touch 首触",
+        "last touch 末触",
+        "linear 线性"
+    );
+    let cell = |c: &siyu_engine::analytics::Credit| {
+        format!("{:>8.1} {:>13}", c.orders, yuan(c.revenue_fen))
+    };
+    for d in &a.by_domain {
+        outln!(
+            "  {:<18} {:>22} {:>22} {:>22}",
+            format!("{} {}", domain_zh(d.domain), d.domain),
+            cell(&d.first_touch),
+            cell(&d.last_touch),
+            cell(&d.linear)
+        );
+    }
+    outln!(
+        "  {} orders by {} buyers, {}; {} crossed domains ({})",
+        output::n(a.orders),
+        output::n(a.buyers),
+        yuan(a.revenue_fen as f64),
+        output::n(a.crossed),
+        pct(a.crossed_rate)
+    );
+}
+
+pub fn print_ltv(r: &siyu_engine::analytics::LtvReport) {
+    outln!(
+        "Lifetime value 生命周期价值 as of {}",
+        siyu_domain::time::format_rfc3339(r.as_of)
+    );
+    let table =
+        |title: &str, rows: &[siyu_engine::analytics::LtvRow], label: &dyn Fn(&str) -> String| {
+            outln!(
+                "  {:<22} {:>10} {:>9} {:>9} {:>15} {:>11} {:>8}",
+                title,
+                "fans",
+                "buyers",
+                "orders",
+                "revenue",
+                "per fan",
+                "repeat"
+            );
+            for x in rows {
+                outln!(
+                    "  {:<22} {:>10} {:>9} {:>9} {:>15} {:>11} {:>8}",
+                    label(&x.key),
+                    output::n(x.fans),
+                    output::n(x.buyers),
+                    output::n(x.orders),
+                    yuan(x.revenue_fen as f64 - x.refunds_fen as f64),
+                    x.revenue_per_fan_fen.map_or("-".into(), yuan),
+                    pct(x.repeat_rate)
+                );
+            }
+        };
+    table("cohort 获客月", &r.by_cohort, &|k| k.to_string());
+    table("first domain 首触域", &r.by_first_domain, &|k| {
+        format!("{} {k}", domain_zh(k))
+    });
+    table("layer 分层", &r.by_layer, &|k| {
+        format!("{} {k}", layer_zh(k))
+    });
+    table("total 合计", std::slice::from_ref(&r.total), &|_| {
+        "".into()
+    });
+}
+
+pub fn print_retention(r: &siyu_engine::analytics::Retention) {
+    outln!(
+        "Weekly retention 周留存, cohorts first seen from {} to {}, activity to {}",
+        siyu_domain::time::format_rfc3339(r.from),
+        siyu_domain::time::format_rfc3339(r.to),
+        siyu_domain::time::format_rfc3339(r.as_of)
+    );
+    if r.cohorts.is_empty() {
+        outln!("  no fan was first seen in the period");
+        return;
+    }
+    out!("  {:<12} {:>9}", "week 周", "fans");
+    for k in 0..r.weeks {
+        out!(" {:>6}", format!("w{k}"));
+    }
+    outln!();
+    for c in &r.cohorts {
+        out!("  {:<12} {:>9}", c.week, output::n(c.fans));
+        for rate in &c.rates {
+            out!(" {:>6}", format!("{:.0}%", rate * 100.0));
+        }
+        outln!();
+    }
 }

@@ -389,8 +389,8 @@ impl Columns {
 // ---------------------------------------------------------------------------------------------
 // Retention
 
-/// One weekly cohort: fans whose first event fell in the week, and how many were active in
-/// each week after (week 0 is the cohort's own).
+/// One weekly cohort: fans whose first activity (a touch or an order) fell in the week, and
+/// how many were active in each week after (week 0 is the cohort's own: all of them).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Cohort {
     /// The local Monday the week starts, `YYYY-MM-DD`.
@@ -423,7 +423,7 @@ pub trait Weeks {
 }
 
 impl Columns {
-    /// Weekly retention of the cohorts whose first event is in `[from, to)`, over `weeks`
+    /// Weekly retention of the cohorts whose first activity is in `[from, to)`, over `weeks`
     /// weeks, counting activity up to `as_of`.
     pub(crate) fn retention(
         &self,
@@ -435,11 +435,14 @@ impl Columns {
         cal: &dyn Weeks,
     ) -> Retention {
         let roots = roots(graph);
-        // First event per fan (any event: that is when the fan came to exist).
+        // First activity per fan: a fan only shown an ad, or only messaged by the brand, has
+        // not come yet (so every cohort is wholly active in its own week).
         let mut first: Vec<Millis> = vec![Millis::MAX; roots.len()];
         for i in 0..self.ts.len() {
-            let r = roots[self.node[i] as usize] as usize;
-            first[r] = first[r].min(self.ts[i]);
+            if is_activity(self.kind[i]) {
+                let r = roots[self.node[i] as usize] as usize;
+                first[r] = first[r].min(self.ts[i]);
+            }
         }
         let mut cohort_of: Vec<Option<i64>> = vec![None; roots.len()];
         let mut sizes: BTreeMap<i64, u64> = BTreeMap::new();
@@ -689,6 +692,8 @@ mod tests {
             .ev("b", "private_message_out", 9, "");
         // Week 1 cohort: c, active again in its week 1.
         t.ev("c", "follow", 7, "").order("c", 15, 10);
+        // Only shown an ad: in no cohort.
+        t.ev("z", "ad_impression", 1, "");
         let r = t.e.retention(day(0), day(14), day(28), 4, &Utc);
         assert_eq!(r.cohorts.len(), 2);
         let w0 = &r.cohorts[0];

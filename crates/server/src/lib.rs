@@ -35,6 +35,7 @@
 //! - `groups`: fan groups (粉丝群), their members and activity.
 //! - `owner`: requests for a tenant another node serves, forwarded there.
 
+mod analytics;
 mod api;
 mod auth;
 mod body;
@@ -193,6 +194,10 @@ fn routes(limits: Limits) -> OpenApiRouter<State> {
         .routes(routes!(identity::dedup))
         .routes(routes!(layers::layers))
         .routes(routes!(layers::flow))
+        .routes(routes!(analytics::funnel))
+        .routes(routes!(analytics::attribution))
+        .routes(routes!(analytics::ltv))
+        .routes(routes!(analytics::retention))
         .routes(routes!(layers::transitions))
         .routes(
             routes!(layers::rules_get, layers::rules_put)

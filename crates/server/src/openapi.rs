@@ -35,6 +35,7 @@ use crate::schema::{Error, SegmentErrorBody};
         (name = "ingest", description = "Events in: native, Segment-compatible (docs/ingest.md)"),
         (name = "fans", description = "Fans, identity decisions, the dedup report (docs/identity.md)"),
         (name = "layers", description = "Layer reports, flows, transitions, rules (docs/layers.md)"),
+        (name = "analytics", description = "The funnel, three-domain attribution, lifetime value and retention (docs/analytics.md)"),
         (name = "segments", description = "Segments, triggers and tags (docs/segments.md)"),
         (name = "triggers", description = "The one trigger stream and its consumers' cursors (docs/triggers.md)"),
         (name = "connectors", description = "Douyin and Ocean Engine (docs/connectors.md)"),

@@ -724,6 +724,141 @@ pub struct Flow {
     stayed: u64,
 }
 
+// ---------------------------------------------------------------------------------------------
+// Analytics (crate::analytics, siyu_engine::analytics)
+
+/// One step of the funnel.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FunnelStep {
+    /// The layer at the start.
+    from: String,
+    /// The next layer.
+    to: String,
+    /// Fans in `from` at the start.
+    #[schema(minimum = 0)]
+    fans: u64,
+    /// Of them, fans in `to` or above at the end.
+    #[schema(minimum = 0)]
+    reached: u64,
+    /// `reached / fans`; null when no fan stood in `from`.
+    rate: Option<f64>,
+}
+
+/// `GET /api/reports/funnel`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Funnel {
+    from: Time,
+    to: Time,
+    at_from: LayerCounts,
+    at_to: LayerCounts,
+    /// Fans who did not exist at the start, by their layer at the end.
+    new_fans: LayerCounts,
+    /// potential → passerby, passerby → favorable, favorable → true_love.
+    steps: Vec<FunnelStep>,
+}
+
+/// Orders and revenue credited to a domain by one model (fractions under linear credit).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credit {
+    orders: f64,
+    /// Revenue in fen (0.01 CNY).
+    revenue_fen: f64,
+}
+
+/// One domain's credit.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DomainCredit {
+    /// `public`, `commercial` or `private`.
+    domain: String,
+    first_touch: Credit,
+    last_touch: Credit,
+    linear: Credit,
+}
+
+/// `GET /api/reports/attribution`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Attribution {
+    from: Time,
+    to: Time,
+    #[schema(minimum = 0)]
+    orders: u64,
+    #[schema(minimum = 0)]
+    buyers: u64,
+    /// The orders' revenue in fen; each model's credits add up to it.
+    #[schema(minimum = 0)]
+    revenue_fen: u64,
+    /// Orders whose path saw more than one domain.
+    #[schema(minimum = 0)]
+    crossed: u64,
+    crossed_rate: Option<f64>,
+    by_domain: Vec<DomainCredit>,
+}
+
+/// Lifetime value figures of one group of fans.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LtvRow {
+    /// A month (`2026-11`), a domain or a layer.
+    key: String,
+    #[schema(minimum = 0)]
+    fans: u64,
+    #[schema(minimum = 0)]
+    buyers: u64,
+    #[schema(minimum = 0)]
+    orders: u64,
+    #[schema(minimum = 0)]
+    revenue_fen: u64,
+    #[schema(minimum = 0)]
+    refunds_fen: u64,
+    /// (revenue − refunds) / fans, in fen.
+    revenue_per_fan_fen: Option<f64>,
+    #[schema(minimum = 0)]
+    repeat_buyers: u64,
+    /// Buyers with two orders or more, over buyers.
+    repeat_rate: Option<f64>,
+}
+
+/// `GET /api/reports/ltv`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ltv {
+    as_of: Time,
+    total: LtvRow,
+    by_cohort: Vec<LtvRow>,
+    by_first_domain: Vec<LtvRow>,
+    by_layer: Vec<LtvRow>,
+}
+
+/// One weekly cohort.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cohort {
+    /// The local Monday the week starts (`2026-11-30`).
+    week: String,
+    #[schema(minimum = 0)]
+    fans: u64,
+    /// Active fans in each week from the cohort's own (weeks not over are left out).
+    active: Vec<u64>,
+    rates: Vec<f64>,
+}
+
+/// `GET /api/reports/retention`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    from: Time,
+    to: Time,
+    as_of: Time,
+    #[schema(minimum = 1, maximum = 52)]
+    weeks: u64,
+    cohorts: Vec<Cohort>,
+}
+
 /// Why a layer changed.
 #[derive(ToSchema)]
 #[serde(rename_all = "snake_case")]

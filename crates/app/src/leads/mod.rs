@@ -693,12 +693,7 @@ impl App {
     }
 
     pub(crate) fn lead_tz(&self, tenant: TenantId) -> Result<jiff::tz::TimeZone, LeadsError> {
-        let s = crate::journeys::settings::load(&**self.store(), tenant).map_err(|e| {
-            LeadsError::App(AppError::Store(siyu_store::StoreError::Corrupt(
-                e.to_string(),
-            )))
-        })?;
-        Ok(jiff::tz::TimeZone::get(&s.time_zone).unwrap_or(jiff::tz::TimeZone::UTC))
+        Ok(self.tenant_tz(tenant)?)
     }
 
     /// The local minute of the day at `at` in the tenant's time zone.

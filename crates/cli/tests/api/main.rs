@@ -1,6 +1,7 @@
 //! The one integration-test binary: the HTTP API, the CLI and durability, each test run
 //! against both backends (SQLite in a temp directory, PostgreSQL in a fresh schema).
 
+mod analytics;
 mod helpers;
 
 mod audience;

@@ -1,0 +1,163 @@
+//! The analytics reports (docs/analytics.md): the layer funnel, three-domain attribution,
+//! historical LTV and weekly retention, each what `siyu report …` prints with `--json`.
+//! Read on the readers' pool: a report never holds up ingest.
+
+use axum::Json;
+use axum::extract::State as Axum;
+use axum::http::HeaderMap;
+use serde_json::Value;
+
+use crate::extract::Query;
+use crate::openapi::AdminErrors;
+use crate::query::{number, time};
+use crate::{ApiError, State, auth, schema};
+
+type Q = std::collections::HashMap<String, String>;
+
+/// `from` and `to` of a period: `to` defaults to now, `from` to `days` before it.
+fn period(q: &Q, days: i64) -> Result<(i64, i64), ApiError> {
+    let to = time(q, "to")?.unwrap_or_else(siyu_domain::time::now_ms);
+    let from = time(q, "from")?.unwrap_or(to - days * siyu_domain::time::MS_PER_DAY);
+    if from >= to {
+        return Err(ApiError::bad(
+            "invalid_range",
+            Some("to"),
+            "to must be after from",
+        ));
+    }
+    Ok((from, to))
+}
+
+fn to_json(v: impl serde::Serialize) -> Result<Json<Value>, ApiError> {
+    serde_json::to_value(v)
+        .map(Json)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// `GET /api/reports/funnel?from&to`.
+#[utoipa::path(
+    get,
+    path = "/api/reports/funnel",
+    summary = "The layer funnel over a period",
+    tag = "analytics",
+    security(("admin_key" = [])),
+    params(
+        ("from" = Option<String>, Query, format = DateTime, description = "The period's start (RFC 3339; default 30 days before `to`)"),
+        ("to" = Option<String>, Query, format = DateTime, description = "The period's end (RFC 3339; default now)"),
+    ),
+    responses(
+        (status = 200, description = "Of the fans in each layer at `from`, how many stood in the next layer or above at `to`", body = schema::Funnel),
+        (status = 400, description = "`invalid_timestamp` (`field`: `from` or `to`), `invalid_range` (`to`: not after `from`), `invalid_query`", body = schema::Error),
+        AdminErrors,
+    ),
+)]
+pub async fn funnel(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    Query(q): Query,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let (from, to) = period(&q, 30)?;
+    let app = state.app.clone();
+    let f = crate::readers::reading(move || Ok(app.funnel(tenant.id, from, to)?)).await?;
+    to_json(f)
+}
+
+/// `GET /api/reports/attribution?from&to`.
+#[utoipa::path(
+    get,
+    path = "/api/reports/attribution",
+    summary = "Three-domain attribution of a period's orders",
+    tag = "analytics",
+    security(("admin_key" = [])),
+    params(
+        ("from" = Option<String>, Query, format = DateTime, description = "Orders at or after (RFC 3339; default 30 days before `to`)"),
+        ("to" = Option<String>, Query, format = DateTime, description = "Orders before (RFC 3339; default now)"),
+    ),
+    responses(
+        (status = 200, description = "Orders and revenue by domain under first-touch, last-touch and linear credit", body = schema::Attribution),
+        (status = 400, description = "`invalid_timestamp` (`field`: `from` or `to`), `invalid_range` (`to`: not after `from`), `invalid_query`", body = schema::Error),
+        AdminErrors,
+    ),
+)]
+pub async fn attribution(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    Query(q): Query,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let (from, to) = period(&q, 30)?;
+    let app = state.app.clone();
+    let a = crate::readers::reading(move || Ok(app.attribution(tenant.id, from, to)?)).await?;
+    to_json(a)
+}
+
+/// `GET /api/reports/ltv?as_of`.
+#[utoipa::path(
+    get,
+    path = "/api/reports/ltv",
+    summary = "Historical lifetime value by cohort, first domain and layer",
+    tag = "analytics",
+    security(("admin_key" = [])),
+    params(("as_of" = Option<String>, Query, format = DateTime, description = "Count events up to this instant (RFC 3339; default now)")),
+    responses(
+        (status = 200, description = "Fans, buyers, orders, revenue, revenue per fan and the repeat-purchase rate per group", body = schema::Ltv),
+        (status = 400, description = "`invalid_timestamp` (`field`: `as_of`), `invalid_query`", body = schema::Error),
+        AdminErrors,
+    ),
+)]
+pub async fn ltv(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    Query(q): Query,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let as_of = time(&q, "as_of")?.unwrap_or_else(siyu_domain::time::now_ms);
+    let app = state.app.clone();
+    let r = crate::readers::reading(move || Ok(app.ltv(tenant.id, as_of)?)).await?;
+    to_json(r)
+}
+
+/// `GET /api/reports/retention?from&to&as_of&weeks`.
+#[utoipa::path(
+    get,
+    path = "/api/reports/retention",
+    summary = "Weekly cohort retention",
+    tag = "analytics",
+    security(("admin_key" = [])),
+    params(
+        ("from" = Option<String>, Query, format = DateTime, description = "Cohorts first active at or after (RFC 3339; default `weeks` weeks before `to`)"),
+        ("to" = Option<String>, Query, format = DateTime, description = "Cohorts first active before (RFC 3339; default now)"),
+        ("as_of" = Option<String>, Query, format = DateTime, description = "Count activity up to (RFC 3339; default now)"),
+        ("weeks" = Option<i64>, Query, minimum = 1, maximum = 52, description = "Weeks followed per cohort (default 12)"),
+    ),
+    responses(
+        (status = 200, description = "Each weekly cohort's size and the share active in each week after", body = schema::Retention),
+        (status = 400, description = "`invalid_timestamp` (`field`: `from`, `to` or `as_of`), `invalid_range` (`to`: not after `from`), `invalid_number` (`weeks`: not 1 to 52), `invalid_query`", body = schema::Error),
+        AdminErrors,
+    ),
+)]
+pub async fn retention(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    Query(q): Query,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let weeks = number(&q, "weeks", 12)?;
+    let max = siyu_app::analytics::MAX_WEEKS as i64;
+    if !(1..=max).contains(&weeks) {
+        return Err(ApiError::bad(
+            "invalid_number",
+            Some("weeks"),
+            format!("weeks {weeks} is not 1 to {max}"),
+        ));
+    }
+    let (from, to) = period(&q, 7 * weeks)?;
+    let as_of = time(&q, "as_of")?.unwrap_or_else(siyu_domain::time::now_ms);
+    let app = state.app.clone();
+    let r = crate::readers::reading(move || {
+        Ok(app.retention(tenant.id, from, to, as_of, weeks as usize)?)
+    })
+    .await?;
+    to_json(r)
+}
