@@ -52,6 +52,14 @@ impl Weeks for LocalWeeks {
     }
 }
 
+/// The local month (`2026-11`) of an instant in `tz`.
+pub fn month_of(tz: TimeZone) -> impl Fn(Millis) -> String {
+    move |t: Millis| {
+        let d = local_date(&tz, t);
+        format!("{:04}-{:02}", d.year(), d.month())
+    }
+}
+
 impl App {
     /// The tenant's time zone: the journeys' send policy's.
     pub fn tenant_tz(&self, tenant: TenantId) -> Result<TimeZone, AppError> {
@@ -77,11 +85,7 @@ impl App {
 
     /// Historical LTV as of `as_of`, cohorts by local month.
     pub fn ltv(&self, tenant: TenantId, as_of: Millis) -> Result<LtvReport, AppError> {
-        let tz = self.tenant_tz(tenant)?;
-        let month = move |t: Millis| {
-            let d = local_date(&tz, t);
-            format!("{:04}-{:02}", d.year(), d.month())
-        };
+        let month = month_of(self.tenant_tz(tenant)?);
         self.ingestor.read(tenant, |e| e.ltv(as_of, &month))
     }
 

@@ -35,6 +35,7 @@ pub mod owners;
 pub mod secrets;
 pub mod segments;
 pub mod snapshots;
+pub mod spend;
 pub mod targets;
 pub mod tenants;
 pub mod triggers;

@@ -54,6 +54,7 @@ impl Cli {
             Command::Route(a) => a.json,
             Command::Lead(a) => a.json,
             Command::Group(a) => a.json,
+            Command::ImportSpend(a) => a.json,
             Command::Gen(_) | Command::Serve(_) => false,
         }
     }
@@ -71,6 +72,11 @@ pub enum Command {
     Gen(GenArgs),
     /// Import events from JSON-lines or CSV files (docs/ingest.md); safe to run twice.
     Import(ImportArgs),
+    /// Import acquisition spend 投放花费 from a CSV file (date,channel,domain,amount), the
+    /// numerator of `siyu report cac`; safe to run again (a date, channel and domain's row is
+    /// replaced, not added).
+    #[command(name = "import-spend")]
+    ImportSpend(ImportSpendArgs),
     /// Generate a brand, import it into the store, and show what Siyu sees.
     Demo(DemoArgs),
     /// Look at one fan, by id or by an identity value: layer, latest events, identities, merge
@@ -932,6 +938,21 @@ pub enum LeadCommand {
 }
 
 #[derive(Args, Debug)]
+pub struct ImportSpendArgs {
+    /// The CSV file: the header `date,channel,domain,amount`, then one row per local date
+    /// (YYYY-MM-DD, the tenant's time zone), channel (qianchuan, live, ...: the names lead
+    /// forms' props.channel use, so CAC per lead matches), domain (public, commercial or
+    /// private) and amount (yuan, at most two decimals, 0 or more). The whole file is checked
+    /// first: a bad line is refused with its number and column, and nothing is stored.
+    pub file: std::path::PathBuf,
+    #[command(flatten)]
+    pub at: TenantStoreArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct GroupArgs {
     #[command(subcommand)]
     pub command: GroupCommand,
@@ -1225,6 +1246,19 @@ pub enum ReportCommand {
         /// Weeks followed per cohort (1 to 52).
         #[arg(long, default_value_t = 12)]
         weeks: usize,
+    },
+    /// Acquisition cost 获客成本 (CAC) from --from to --to, by channel and by first-touch
+    /// domain: the spend imported for the local days of the period (`siyu import-spend`)
+    /// over the new followers (fans whose first follow fell in the period) and over the
+    /// unique leads (people whose first lead form fell in it, deduplicated across
+    /// channels); repeat leads are shown, not counted as acquired.
+    Cac {
+        /// The period's start (RFC 3339); default 30 days before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// The period's end (RFC 3339); default now.
+        #[arg(long)]
+        to: Option<String>,
     },
     /// Leads, unique people, repeat leads and the repeat ratio per channel, and how channels
     /// overlap.

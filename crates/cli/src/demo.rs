@@ -76,6 +76,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let journeys = sop::run(&store, &location, tenant.id, args.no_quiet_hours);
     store.flush()?;
 
+    // What the brand paid, so CAC has a numerator: one generated row a day per paid channel.
+    let now = siyu_domain::time::now_ms();
+    let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap_or(jiff::tz::TimeZone::UTC);
+    let spend_file = work.join(format!("{stem}.spend.csv"));
+    let (first_day, last_day) = siyu_app::spend::local_days(
+        &tz,
+        now - i64::from(cfg.days) * siyu_domain::time::MS_PER_DAY,
+        now,
+    );
+    std::fs::write(&spend_file, spend_csv(first_day, last_day, cfg.seed))?;
+    let spend_rows = siyu_app::spend::parse(&std::fs::read_to_string(&spend_file)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", spend_file.display()))?;
+    store.put_spend(tenant.id, &spend_rows, now)?;
+
     let mut engine = siyu_app::identity::replay(&*store, tenant.id)?;
     let stats = engine.stats();
     // Fans against the generator's people, so the difference is explained by numbers.
@@ -85,8 +99,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{}: {e}", truth_file.display()))?,
     );
     let dedup = engine.dedup_report(None, None);
-    let now = siyu_domain::time::now_ms();
     let month_ago = now - 30 * siyu_domain::time::MS_PER_DAY;
+    let funnel = engine.funnel(month_ago, now);
+    let (cac_first, cac_last) = siyu_app::spend::local_days(&tz, month_ago, now);
+    let cac = siyu_app::spend::cac_report(
+        &store.spend(tenant.id, cac_first, cac_last + 1)?,
+        &engine.acquired(month_ago, now),
+        cac_first,
+        cac_last,
+    );
+    let ltv = engine.ltv(now, &siyu_app::analytics::month_of(tz.clone()));
     let layers = engine.layers_as_of(now).counts();
     let flow = engine.flow(month_ago, now);
     let duplicates = engine.identities_mut().possible_duplicates().len();
@@ -113,6 +135,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 "layers": layers,
                 "flow_30d": flow,
                 "segment": {"expr": DEMO_SEGMENT, "count": audience},
+                "spend_file": spend_file,
+                "funnel_30d": funnel,
+                "cac_30d": cac,
+                "ltv_by_layer": ltv.by_layer,
                 "journeys": match &journeys {
                     Ok(o) => o.to_json(),
                     Err(e) => json!({"error": format!("{e:#}")}),
@@ -145,6 +171,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             output::n(audience as u64)
         );
         outln!();
+        crate::report::print_funnel(&funnel);
+        outln!();
+        crate::report::print_cac(&cac);
+        outln!(
+            "  spend from {} — import yours: siyu import-spend FILE.csv",
+            spend_file.display()
+        );
+        outln!();
+        crate::report::print_ltv_by_layer(&ltv);
+        outln!("  more: siyu report attribution | ltv | retention (docs/analytics.md)");
+        outln!();
         match &journeys {
             Ok(o) => sop::print(o),
             Err(e) => outln!("SOP journeys 标准化经营步骤 — not run: {e:#}"),
@@ -161,6 +198,28 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         crate::serve::serve_at(&location, &args.addr, Some(&banner), lock)?;
     }
     Ok(())
+}
+
+/// A spend file for the demo brand: each local day of `first_day..=last_day`, what it paid
+/// the channels its generated leads come from (ad and oceanengine in the commercial domain,
+/// live streams' promotion in the public one), varying by day of the week and with the seed.
+fn spend_csv(first_day: i32, last_day: i32, seed: u64) -> String {
+    let mut out = String::from("date,channel,domain,amount\n");
+    for day in first_day..=last_day {
+        let date = siyu_app::spend::date_of(day);
+        // Weekends cost more (more people watch); the seed shifts the week.
+        let weekday = (i64::from(day) + 4 + seed as i64).rem_euclid(7);
+        let lift = if weekday >= 5 { 1.3 } else { 1.0 };
+        for (channel, domain, base) in [
+            ("ad", "commercial", 900.0),
+            ("oceanengine", "commercial", 600.0),
+            ("live", "public", 300.0),
+        ] {
+            let yuan: f64 = base * lift + f64::from((day.rem_euclid(13)) * 10);
+            out.push_str(&format!("{date},{channel},{domain},{yuan:.2}\n"));
+        }
+    }
+    out
 }
 
 /// Removes what earlier versions generated under a dated name (`STEM-YYYYMMDD.*`), one

@@ -27,6 +27,7 @@ mod report;
 mod safeguards;
 mod segment;
 mod serve;
+mod spend;
 mod tenant;
 
 use std::io::IsTerminal;
@@ -91,6 +92,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Route(a) => lead::route(a),
         Lead(a) => lead::lead(a),
         Group(a) => group::run(a),
+        ImportSpend(a) => spend::run(a),
     }
 }
 

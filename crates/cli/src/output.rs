@@ -125,6 +125,9 @@ pub fn fail(e: &anyhow::Error, json: bool) -> ! {
             if let Some(l) = c.downcast_ref::<siyu_app::leads::LeadsError>() {
                 return l.field().map(str::to_string);
             }
+            if let Some(siyu_app::spend::SpendError::Invalid { column, .. }) = c.downcast_ref() {
+                return Some(column.to_string());
+            }
             c.downcast_ref::<siyu_app::channels::ChannelError>()
                 .and_then(|c| c.field().map(str::to_string))
         });
@@ -170,6 +173,9 @@ fn error_code(e: &anyhow::Error) -> &str {
         }
         if let Some(l) = cause.downcast_ref::<siyu_app::leads::LeadsError>() {
             return l.code();
+        }
+        if let Some(s) = cause.downcast_ref::<siyu_app::spend::SpendError>() {
+            return s.code();
         }
         if let Some(s) = cause.downcast_ref::<siyu_store::StoreError>() {
             return s.code();

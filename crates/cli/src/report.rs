@@ -91,6 +91,15 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
                 print_retention(&r);
             }
         }
+        ReportCommand::Cac { from, to } => {
+            let (from, to) = period(from, to, 30)?;
+            let r = app.cac(tenant.id, from, to)?;
+            if args.json {
+                output::json(&r)?;
+            } else {
+                print_cac(&r);
+            }
+        }
         ReportCommand::Dedup { from, to } => {
             let from = from.map(|f| parse_time("--from", &f)).transpose()?;
             let to = to.map(|t| parse_time("--to", &t)).transpose()?;
@@ -308,6 +317,20 @@ pub fn print_attribution(a: &siyu_engine::analytics::Attribution) {
     );
 }
 
+/// The LTV by layer only (the demo's headline).
+pub fn print_ltv_by_layer(r: &siyu_engine::analytics::LtvReport) {
+    outln!("Lifetime value by layer 分层价值 (revenue per fan, all time)");
+    for x in &r.by_layer {
+        outln!(
+            "  {:<10} {:>10} fans  {:>12} per fan  repeat {:>6}",
+            layer_zh(&x.key),
+            output::n(x.fans),
+            x.revenue_per_fan_fen.map_or("-".into(), yuan),
+            pct(x.repeat_rate)
+        );
+    }
+}
+
 pub fn print_ltv(r: &siyu_engine::analytics::LtvReport) {
     outln!(
         "Lifetime value 生命周期价值 as of {}",
@@ -372,5 +395,51 @@ pub fn print_retention(r: &siyu_engine::analytics::Retention) {
             out!(" {:>6}", format!("{:.0}%", rate * 100.0));
         }
         outln!();
+    }
+}
+
+pub fn print_cac(r: &siyu_app::spend::CacReport) {
+    outln!(
+        "Acquisition cost 获客成本 from {} to {} (spend of {} to {})",
+        siyu_domain::time::format_rfc3339(r.from),
+        siyu_domain::time::format_rfc3339(r.to),
+        r.first_day,
+        r.last_day
+    );
+    let row = |label: String, c: &siyu_app::spend::CacRow| {
+        outln!(
+            "  {:<22} {:>14} {:>10} {:>10} {:>8} {:>12} {:>12}",
+            label,
+            yuan(c.spend_fen as f64),
+            output::n(c.new_followers),
+            output::n(c.unique_leads),
+            output::n(c.repeat_leads),
+            c.cac_per_follower_fen.map_or("-".into(), yuan),
+            c.cac_per_lead_fen.map_or("-".into(), yuan)
+        );
+    };
+    let head = |title: &str| {
+        outln!(
+            "  {:<22} {:>14} {:>10} {:>10} {:>8} {:>12} {:>12}",
+            title,
+            "spend",
+            "followers",
+            "leads",
+            "repeats",
+            "CAC/follower",
+            "CAC/lead"
+        );
+    };
+    head("channel 渠道");
+    for c in &r.by_channel {
+        row(c.key.clone(), c);
+    }
+    head("domain 域");
+    for c in &r.by_domain {
+        row(format!("{} {}", domain_zh(&c.key), c.key), c);
+    }
+    row("total 合计".into(), &r.total);
+    if r.total.spend_fen == 0 {
+        outln!("  no spend for these days: import it with `siyu import-spend FILE.csv`");
     }
 }

@@ -243,6 +243,127 @@ fn add(c: &mut Credit, orders: f64, revenue: f64) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Acquisition (CAC's denominators)
+
+/// What a period acquired in one channel or domain.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct AcquiredCounts {
+    /// Fans whose first follow ever fell in the period.
+    pub new_followers: u64,
+    /// People whose first lead form ever fell in the period (deduplicated: a person counts
+    /// once, through their first lead's channel).
+    pub unique_leads: u64,
+    /// Lead forms of the period from people with an earlier one: shown, not acquired.
+    pub repeat_leads: u64,
+}
+
+/// What a period acquired, by channel and by domain.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Acquired {
+    #[serde(serialize_with = "siyu_domain::time::rfc3339")]
+    pub from: Millis,
+    #[serde(serialize_with = "siyu_domain::time::rfc3339")]
+    pub to: Millis,
+    pub total: AcquiredCounts,
+    /// By the channel of the lead form (a new follower by their first lead's channel; one
+    /// who never left a lead is in no channel).
+    pub by_channel: BTreeMap<String, AcquiredCounts>,
+    /// By the domain of the fan's first touch: public, commercial, private.
+    pub by_domain: Vec<(&'static str, AcquiredCounts)>,
+}
+
+impl Columns {
+    /// Per fan (by root node), the domain of its first touch (or first event).
+    fn first_domains(&self, roots: &[u32]) -> Vec<Option<(Millis, u32, Domain)>> {
+        let mut first: Vec<Option<(Millis, u32, Domain)>> = vec![None; roots.len()];
+        for i in 0..self.ts.len() {
+            let r = roots[self.node[i] as usize] as usize;
+            let touch = is_touch(self.kind[i]);
+            // A touch beats any non-touch; then the earlier wins.
+            let rank = (u8::from(!touch), self.ts[i]);
+            let better = first[r].is_none_or(|(t, k, _)| rank < (k as u8, t));
+            if better {
+                first[r] = Some((self.ts[i], u32::from(!touch), self.domain(i)));
+            }
+        }
+        first
+    }
+
+    pub(crate) fn acquired(
+        &self,
+        graph: &IdentityGraph,
+        leads: &crate::dedup::Leads,
+        from: Millis,
+        to: Millis,
+    ) -> Acquired {
+        let roots = roots(graph);
+        let domains = self.first_domains(&roots);
+        let domain_of = |r: usize| domains[r].map_or(Domain::Private, |(_, _, d)| d);
+        // Each person's first lead (time, arrival, channel).
+        let mut first_lead: Vec<Option<(Millis, usize, &str)>> = vec![None; roots.len()];
+        for (n, (t, node, channel)) in leads.each().enumerate() {
+            let r = roots[node as usize] as usize;
+            if first_lead[r].is_none_or(|f| (t, n) < (f.0, f.1)) {
+                first_lead[r] = Some((t, n, channel));
+            }
+        }
+        let mut total = AcquiredCounts::default();
+        let mut by_channel: BTreeMap<String, AcquiredCounts> = BTreeMap::new();
+        let mut by_domain = [AcquiredCounts::default(); 3];
+        for (n, (t, node, channel)) in leads.each().enumerate() {
+            if t < from || t >= to {
+                continue;
+            }
+            let r = roots[node as usize] as usize;
+            let first = first_lead[r].is_some_and(|f| f.1 == n);
+            let c = by_channel.entry(channel.to_string()).or_default();
+            let d = &mut by_domain[domain_of(r) as usize];
+            if first {
+                total.unique_leads += 1;
+                c.unique_leads += 1;
+                d.unique_leads += 1;
+            } else {
+                total.repeat_leads += 1;
+                c.repeat_leads += 1;
+                d.repeat_leads += 1;
+            }
+        }
+        // First follows.
+        let follow = CatalogueType::Follow as u8;
+        let mut first_follow: Vec<Millis> = vec![Millis::MAX; roots.len()];
+        for i in 0..self.ts.len() {
+            if self.kind[i] == follow {
+                let r = roots[self.node[i] as usize] as usize;
+                first_follow[r] = first_follow[r].min(self.ts[i]);
+            }
+        }
+        for (r, &t) in first_follow.iter().enumerate() {
+            if t < from || t >= to || roots[r] as usize != r {
+                continue;
+            }
+            total.new_followers += 1;
+            by_domain[domain_of(r) as usize].new_followers += 1;
+            if let Some((_, _, channel)) = first_lead[r] {
+                by_channel
+                    .entry(channel.to_string())
+                    .or_default()
+                    .new_followers += 1;
+            }
+        }
+        Acquired {
+            from,
+            to,
+            total,
+            by_channel,
+            by_domain: Domain::ALL
+                .iter()
+                .map(|d| (d.as_str(), by_domain[*d as usize]))
+                .collect(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Historical LTV
 
 /// Lifetime value figures of one group of fans.
@@ -624,6 +745,47 @@ mod tests {
         assert_eq!(at.buyers, 1);
         assert_eq!(credit(&at, "commercial").first_touch.orders, 1.0);
         assert_eq!(credit(&at, "commercial").linear.orders, 1.0);
+    }
+
+    #[test]
+    fn acquisition_counts_each_person_once_by_their_first_lead() {
+        let mut t = T::new();
+        // p: a video (public first touch), a live lead, then an ad lead (a repeat), follows.
+        t.ev("p", "video_view", 0, "")
+            .ev("p", "lead_form", 1, r#"{"channel":"live"}"#)
+            .ev("p", "lead_form", 2, r#"{"channel":"ad"}"#)
+            .ev("p", "follow", 3, "");
+        // q: an ad lead first (commercial first touch); r: follows only, before the period.
+        t.ev("q", "lead_form", 4, r#"{"channel":"ad"}"#);
+        t.ev("r", "follow", -5, "").ev("r", "follow", 4, "");
+        let a = t.e.acquired(day(0), day(10));
+        assert_eq!(
+            a.total,
+            AcquiredCounts {
+                new_followers: 1,
+                unique_leads: 2,
+                repeat_leads: 1
+            }
+        );
+        assert_eq!(a.by_channel["live"].unique_leads, 1);
+        assert_eq!(
+            a.by_channel["live"].new_followers, 1,
+            "p by their first lead"
+        );
+        assert_eq!(
+            (
+                a.by_channel["ad"].unique_leads,
+                a.by_channel["ad"].repeat_leads
+            ),
+            (1, 1)
+        );
+        let dom = |d: &str| a.by_domain.iter().find(|x| x.0 == d).unwrap().1;
+        assert_eq!(dom("public").unique_leads, 1);
+        assert_eq!(dom("commercial").unique_leads, 1);
+        assert_eq!(dom("public").new_followers, 1);
+        // Before p's first lead, nothing of theirs is acquired in the period.
+        assert_eq!(t.e.acquired(day(2), day(10)).total.unique_leads, 1);
+        assert_eq!(t.e.acquired(day(2), day(10)).total.repeat_leads, 1);
     }
 
     fn month(t: Millis) -> String {

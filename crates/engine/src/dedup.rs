@@ -75,6 +75,13 @@ pub struct DedupReport {
 }
 
 impl Leads {
+    /// Every lead form as (time, identity node, channel), in arrival order.
+    pub(crate) fn each(&self) -> impl Iterator<Item = (Millis, u32, &str)> {
+        self.recs
+            .iter()
+            .map(|r| (r.ts, r.node, self.channels[r.channel as usize].as_str()))
+    }
+
     pub(crate) fn push(&mut self, e: &Event, node: u32) {
         let name = e
             .props

@@ -832,6 +832,13 @@ impl TenantEngine {
         self.columns.attribution(&self.identities, from, to)
     }
 
+    /// What the period `[from, to)` acquired (new followers, unique and repeat leads), by
+    /// channel and by first-touch domain.
+    pub fn acquired(&self, from: Millis, to: Millis) -> analytics::Acquired {
+        self.columns
+            .acquired(&self.identities, &self.leads, from, to)
+    }
+
     /// Historical lifetime value as of `as_of`; `month_of` names an instant's local month.
     pub fn ltv(&self, as_of: Millis, month_of: &dyn Fn(Millis) -> String) -> analytics::LtvReport {
         let snapshot = self.layers_as_of(as_of);

@@ -3,8 +3,10 @@
 //! Read on the readers' pool: a report never holds up ingest.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State as Axum;
-use axum::http::HeaderMap;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 use crate::extract::Query;
@@ -159,5 +161,66 @@ pub async fn retention(
         Ok(app.retention(tenant.id, from, to, as_of, weeks as usize)?)
     })
     .await?;
+    to_json(r)
+}
+
+/// Largest spend file accepted: 64 MiB (a million rows and more).
+pub const SPEND_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// `POST /api/spend` with the CSV file as the body.
+#[utoipa::path(
+    post,
+    path = "/api/spend",
+    summary = "Import a spend file",
+    tag = "analytics",
+    security(("admin_key" = [])),
+    request_body(content = String, content_type = "text/csv", description = "`date,channel,domain,amount`: a local date (YYYY-MM-DD), a channel, public|commercial|private, yuan with at most two decimals (docs/analytics.md)"),
+    responses(
+        (status = 201, description = "Stored whole; rows of a date, channel and domain stored before are replaced", body = schema::SpendImport),
+        (status = 400, description = "The first bad line, nothing stored: `invalid_header`, `invalid_csv`, `invalid_date`, `invalid_channel`, `invalid_domain`, `invalid_amount`, `negative_amount`, `duplicate_row`, `too_many_rows` (`field`: the column, `line`: the line); `invalid_body` (not UTF-8)", body = schema::Error),
+        (status = 413, description = "Over 64 MiB (`payload_too_large`)", body = schema::Error),
+        AdminErrors,
+    ),
+)]
+pub async fn spend_import(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let body = crate::body::raw_body(raw, SPEND_BODY_LIMIT)?;
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad("invalid_body", None, "the spend file must be UTF-8 CSV"))?;
+    let app = state.app.clone();
+    let done = crate::blocking(move || Ok(app.import_spend(tenant.id, &text)?)).await?;
+    Ok((StatusCode::CREATED, to_json(done)?))
+}
+
+/// `GET /api/reports/cac?from&to`.
+#[utoipa::path(
+    get,
+    path = "/api/reports/cac",
+    summary = "Acquisition cost by channel and domain",
+    tag = "analytics",
+    security(("admin_key" = [])),
+    params(
+        ("from" = Option<String>, Query, format = DateTime, description = "The period's start (RFC 3339; default 30 days before `to`)"),
+        ("to" = Option<String>, Query, format = DateTime, description = "The period's end (RFC 3339; default now)"),
+    ),
+    responses(
+        (status = 200, description = "Spend over new followers and over unique leads, by channel and by first-touch domain; repeat leads shown, not counted", body = schema::Cac),
+        (status = 400, description = "`invalid_timestamp` (`field`: `from` or `to`), `invalid_range` (`to`: not after `from`), `invalid_query`", body = schema::Error),
+        AdminErrors,
+    ),
+)]
+pub async fn cac(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    Query(q): Query,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let (from, to) = period(&q, 30)?;
+    let app = state.app.clone();
+    let r = crate::readers::reading(move || Ok(app.cac(tenant.id, from, to)?)).await?;
     to_json(r)
 }

@@ -177,6 +177,26 @@ impl From<siyu_app::LayerError> for ApiError {
     }
 }
 
+impl From<siyu_app::spend::SpendError> for ApiError {
+    fn from(e: siyu_app::spend::SpendError) -> Self {
+        use siyu_app::spend::SpendError as E;
+        match e {
+            E::App(e) => e.into(),
+            E::Invalid {
+                line,
+                column,
+                code,
+                ref message,
+            } => ApiError::BadFile {
+                code,
+                message: format!("line {line}, column {column}: {message}"),
+                field: Some(column.to_string()),
+                line: usize::try_from(line).unwrap_or(usize::MAX),
+            },
+        }
+    }
+}
+
 impl From<siyu_app::journeys::JourneyError> for ApiError {
     fn from(e: siyu_app::journeys::JourneyError) -> Self {
         use siyu_app::journeys::JourneyError as E;

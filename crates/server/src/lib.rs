@@ -198,6 +198,11 @@ fn routes(limits: Limits) -> OpenApiRouter<State> {
         .routes(routes!(analytics::attribution))
         .routes(routes!(analytics::ltv))
         .routes(routes!(analytics::retention))
+        .routes(routes!(analytics::cac))
+        .routes(
+            routes!(analytics::spend_import)
+                .layer(DefaultBodyLimit::max(analytics::SPEND_BODY_LIMIT)),
+        )
         .routes(routes!(layers::transitions))
         .routes(
             routes!(layers::rules_get, layers::rules_put)

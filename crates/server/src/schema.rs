@@ -43,8 +43,8 @@ pub struct ErrorDetail {
     /// The field, query parameter, path parameter or header at fault, when there is one.
     #[schema(required, example = "limit")]
     field: Option<String>,
-    /// The 1-based line of a refused file, only on a refused journey file
-    /// (`POST /api/journeys`).
+    /// The 1-based line of a refused file, only on a refused journey or spend file
+    /// (`POST /api/journeys`, `POST /api/spend`).
     #[schema(minimum = 1, example = 7)]
     line: Option<u64>,
 }
@@ -857,6 +857,55 @@ pub struct Retention {
     #[schema(minimum = 1, maximum = 52)]
     weeks: u64,
     cohorts: Vec<Cohort>,
+}
+
+/// `POST /api/spend`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpendImport {
+    #[schema(minimum = 0)]
+    rows: u64,
+    /// Rows that replaced one of the same date, channel and domain.
+    #[schema(minimum = 0)]
+    replaced: u64,
+    /// The file's total, in fen.
+    #[schema(minimum = 0)]
+    amount_fen: i64,
+    first_date: Option<String>,
+    last_date: Option<String>,
+}
+
+/// One line of the CAC report.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CacRow {
+    /// A channel, a domain, or `total`.
+    key: String,
+    #[schema(minimum = 0)]
+    spend_fen: i64,
+    #[schema(minimum = 0)]
+    new_followers: u64,
+    #[schema(minimum = 0)]
+    unique_leads: u64,
+    /// Shown, not counted as acquired.
+    #[schema(minimum = 0)]
+    repeat_leads: u64,
+    cac_per_follower_fen: Option<f64>,
+    cac_per_lead_fen: Option<f64>,
+}
+
+/// `GET /api/reports/cac`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cac {
+    from: Time,
+    to: Time,
+    /// The local days whose spend counts (both included).
+    first_day: String,
+    last_day: String,
+    total: CacRow,
+    by_channel: Vec<CacRow>,
+    by_domain: Vec<CacRow>,
 }
 
 /// Why a layer changed.

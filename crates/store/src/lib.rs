@@ -31,6 +31,7 @@ pub mod lock;
 mod postgres;
 mod postgres_journeys;
 mod postgres_leads;
+pub mod spend;
 mod sqlite;
 mod sqlite_journeys;
 mod sqlite_leads;
@@ -50,6 +51,7 @@ pub use leads::Leads;
 pub use leases::{Fences, Lease, Leases, Node};
 pub use lock::{DirLock, Holder, LockError};
 pub use postgres::PostgresStore;
+pub use spend::Spend;
 pub use sqlite::SqliteStore;
 pub use triggers::{EventHead, StoredCursor, StoredTrigger, TriggerLog, TriggerPage, TriggerQuery};
 
@@ -644,6 +646,7 @@ pub trait Store:
     + Leases
     + Journeys
     + Leads
+    + Spend
     + Send
     + Sync
 {
@@ -661,6 +664,7 @@ impl<T> Store for T where
         + Leases
         + Journeys
         + Leads
+        + Spend
         + Send
         + Sync
 {

@@ -481,6 +481,18 @@ CREATE TABLE group_invites (
 CREATE INDEX group_invites_fan ON group_invites (tenant_id, fan);
 CREATE INDEX group_invites_at ON group_invites (tenant_id, invited_at);
 "#,
+    r#"
+-- Acquisition spend per local day, channel and domain (issue 15): CAC's numerator.
+CREATE TABLE spend (
+    tenant_id   BIGINT NOT NULL,
+    day         INTEGER NOT NULL,
+    channel     TEXT NOT NULL,
+    domain      TEXT NOT NULL,
+    amount_fen  BIGINT NOT NULL,
+    imported_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, day, channel, domain)
+);
+"#,
 ];
 
 /// Serializes migrations of concurrent openers (several nodes, parallel tests).

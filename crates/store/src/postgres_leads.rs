@@ -860,3 +860,55 @@ fn arrival_from_row(r: &postgres::Row) -> StoredArrival {
         repeat: r.get(4),
     }
 }
+
+impl crate::spend::Spend for PostgresStore {
+    fn put_spend(
+        &self,
+        tenant: TenantId,
+        rows: &[crate::spend::StoredSpend],
+        now: siyu_domain::Millis,
+    ) -> Result<usize> {
+        let mut replaced = 0;
+        self.fenced_write(tenant, |tx| {
+            for r in rows {
+                // xmax is 0 for a row this statement inserted, its old transaction for one it
+                // updated.
+                let row = tx.query_one(
+                    "INSERT INTO spend (tenant_id, day, channel, domain, amount_fen, imported_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (tenant_id, day, channel, domain) DO UPDATE SET
+                         amount_fen = excluded.amount_fen, imported_at = excluded.imported_at
+                     RETURNING (xmax <> 0)",
+                    &[&tenant, &r.day, &r.channel, &r.domain, &r.amount_fen, &now],
+                )?;
+                replaced += usize::from(row.get::<_, bool>(0));
+            }
+            Ok(())
+        })?;
+        Ok(replaced)
+    }
+
+    fn spend(
+        &self,
+        tenant: TenantId,
+        from_day: i32,
+        to_day: i32,
+    ) -> Result<Vec<crate::spend::StoredSpend>> {
+        self.reader(|c| {
+            Ok(c.query(
+                "SELECT day, channel, domain, amount_fen FROM spend
+                 WHERE tenant_id = $1 AND day >= $2 AND day < $3
+                 ORDER BY day, channel COLLATE \"C\", domain",
+                &[&tenant, &from_day, &to_day],
+            )?
+            .iter()
+            .map(|r| crate::spend::StoredSpend {
+                day: r.get(0),
+                channel: r.get(1),
+                domain: r.get(2),
+                amount_fen: r.get(3),
+            })
+            .collect())
+        })
+    }
+}

@@ -512,6 +512,18 @@ CREATE TABLE group_invites (
 CREATE INDEX group_invites_fan ON group_invites (tenant_id, fan);
 CREATE INDEX group_invites_at ON group_invites (tenant_id, invited_at);
 "#,
+    r#"
+-- Acquisition spend per local day, channel and domain (issue 15): CAC's numerator.
+CREATE TABLE spend (
+    tenant_id   INTEGER NOT NULL,
+    day         INTEGER NOT NULL,
+    channel     TEXT NOT NULL,
+    domain      TEXT NOT NULL,
+    amount_fen  INTEGER NOT NULL,
+    imported_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, day, channel, domain)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub struct SqliteStore {

@@ -871,3 +871,61 @@ fn arrival_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredArrival> {
         repeat: r.get(4)?,
     })
 }
+
+impl crate::spend::Spend for SqliteStore {
+    fn put_spend(
+        &self,
+        tenant: TenantId,
+        rows: &[crate::spend::StoredSpend],
+        now: siyu_domain::Millis,
+    ) -> Result<usize> {
+        write(self, tenant, |tx| {
+            let mut known = tx.prepare_cached(
+                "SELECT 1 FROM spend WHERE tenant_id = ?1 AND day = ?2 AND channel = ?3 AND domain = ?4",
+            )?;
+            let mut put = tx.prepare_cached(
+                "INSERT INTO spend (tenant_id, day, channel, domain, amount_fen, imported_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (tenant_id, day, channel, domain) DO UPDATE SET
+                     amount_fen = excluded.amount_fen, imported_at = excluded.imported_at",
+            )?;
+            let mut replaced = 0;
+            for r in rows {
+                replaced += usize::from(known.exists(params![tenant, r.day, r.channel, r.domain])?);
+                put.execute(params![
+                    tenant,
+                    r.day,
+                    r.channel,
+                    r.domain,
+                    r.amount_fen,
+                    now
+                ])?;
+            }
+            Ok(replaced)
+        })
+    }
+
+    fn spend(
+        &self,
+        tenant: TenantId,
+        from_day: i32,
+        to_day: i32,
+    ) -> Result<Vec<crate::spend::StoredSpend>> {
+        self.read(|c| {
+            rows(
+                c,
+                "SELECT day, channel, domain, amount_fen FROM spend
+                 WHERE tenant_id = ?1 AND day >= ?2 AND day < ?3 ORDER BY day, channel, domain",
+                params![tenant, from_day, to_day],
+                |r| {
+                    Ok(crate::spend::StoredSpend {
+                        day: r.get(0)?,
+                        channel: r.get(1)?,
+                        domain: r.get(2)?,
+                        amount_fen: r.get(3)?,
+                    })
+                },
+            )
+        })
+    }
+}

@@ -2780,6 +2780,40 @@ fn group_invites_hold_seats_and_lead_tasks(s: &dyn Store) {
     assert_eq!(s.invites_of(t, &[10]).unwrap(), []);
 }
 
+fn spend_is_replaced_by_day_channel_and_domain(s: &dyn Store) {
+    use crate::spend::StoredSpend;
+    let t = s.create_tenant("acme", "wh", "ah", NOW).unwrap().id;
+    let other = s.create_tenant("other", "wh2", "ah2", NOW).unwrap().id;
+    let row = |day: i32, channel: &str, domain: &str, amount_fen: i64| StoredSpend {
+        day,
+        channel: channel.into(),
+        domain: domain.into(),
+        amount_fen,
+    };
+    let file = [
+        row(20_400, "qianchuan", "commercial", 120_000),
+        row(20_400, "live", "public", 5_000),
+        row(20_401, "qianchuan", "commercial", 80_000),
+    ];
+    assert_eq!(s.put_spend(t, &file, NOW).unwrap(), 0);
+    assert_eq!(
+        s.spend(t, 20_400, 20_402).unwrap(),
+        vec![file[1].clone(), file[0].clone(), file[2].clone()]
+    );
+    // The end day is excluded; other tenants see nothing.
+    assert_eq!(s.spend(t, 20_401, 20_402).unwrap(), vec![file[2].clone()]);
+    assert!(s.spend(other, 0, i32::MAX).unwrap().is_empty());
+    // Imported again, corrected: replaced, not added.
+    let fixed = [
+        row(20_401, "qianchuan", "commercial", 90_000),
+        row(20_402, "ad", "commercial", 1),
+    ];
+    assert_eq!(s.put_spend(t, &fixed, NOW + 1).unwrap(), 1);
+    let all = s.spend(t, 0, i32::MAX).unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[2], fixed[0]);
+}
+
 fn lead_writes_of_a_stale_node_are_refused(open: &dyn Fn() -> std::sync::Arc<dyn Store>) {
     use crate::leads::*;
     let (a, b) = (open(), open());
@@ -2883,7 +2917,8 @@ backends!(
     teams_agents_and_rules_round_trip,
     lead_batches_commit_whole,
     groups_members_and_days,
-    group_invites_hold_seats_and_lead_tasks;
+    group_invites_hold_seats_and_lead_tasks,
+    spend_is_replaced_by_day_channel_and_domain;
     reopened:
     reopening_keeps_everything,
     leases_pass_between_nodes_and_fence_stale_writes,

@@ -351,6 +351,13 @@ impl crate::Journeys for Faulty {
     }
 }
 
+impl crate::Spend for Faulty {
+    pass! {
+        put_spend(&self, tenant: crate::TenantId, rows: &[crate::spend::StoredSpend], now: siyu_domain::Millis) -> crate::Result<usize>;
+        spend(&self, tenant: crate::TenantId, from_day: i32, to_day: i32) -> crate::Result<Vec<crate::spend::StoredSpend>>;
+    }
+}
+
 impl crate::Leads for Faulty {
     pass! {
         lead_rules(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::leads::StoredRule>>;

@@ -142,6 +142,66 @@ async fn reports_add_up_and_refuse_bad_queries(b: Backend) {
     );
     assert_eq!(w0["active"][0], 2);
 
+    // Spend: a bad file names its line and column and stores nothing; a good one is CAC's
+    // numerator, by channel and by first-touch domain.
+    let csv = |text: &str| text.as_bytes().to_vec();
+    let key = app.admin_key.clone();
+    let (s, v) = app
+        .post_raw(
+            "/api/spend",
+            &key,
+            "text/csv",
+            csv("date,channel,domain,amount\n2026-10-06,ad,commercial,300\n2026-10-07,ad,commercial,-1\n"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(
+        (
+            v["error"]["code"].as_str(),
+            v["error"]["field"].as_str(),
+            v["error"]["line"].as_u64()
+        ),
+        (Some("negative_amount"), Some("amount"), Some(3))
+    );
+    let file = "date,channel,domain,amount\n2026-10-06,ad,commercial,300\n2026-10-06,live,public,50.5\n2026-11-05,ad,commercial,999\n";
+    let (s, v) = app
+        .post_raw("/api/spend", &key, "text/csv", csv(file), None)
+        .await;
+    assert_eq!(
+        (s, v["rows"].as_u64(), v["replaced"].as_u64()),
+        (201, Some(3), Some(0)),
+        "{v}"
+    );
+    let (_, v) = app
+        .post_raw("/api/spend", &key, "text/csv", csv(file), None)
+        .await;
+    assert_eq!(v["replaced"], 3, "imported again: replaced, not added");
+    let (s, c) = app
+        .get(&format!("/api/reports/cac?from={FROM}&to={TO}"))
+        .await;
+    assert_eq!(s, 200, "{c}");
+    // The November row is outside the period; a and b followed before... b on 10-01, so the
+    // period's one new follower is a (first touch: the video, public).
+    assert_eq!(c["total"]["spend_fen"], 35_050, "{c}");
+    assert_eq!(c["total"]["new_followers"], 1);
+    let row = |list: &str, key: &str| {
+        c[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == key)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("by_domain", "public")["new_followers"], 1);
+    assert_eq!(row("by_domain", "public")["cac_per_follower_fen"], 5_050.0);
+    assert_eq!(row("by_channel", "ad")["spend_fen"], 30_000);
+    assert!(
+        row("by_channel", "ad")["cac_per_lead_fen"].is_null(),
+        "no lead came by ad"
+    );
+
     // Bad queries name the field; nothing is read.
     for (path, field) in [
         (format!("/api/reports/funnel?from={TO}&to={FROM}"), "to"),
@@ -152,6 +212,7 @@ async fn reports_add_up_and_refuse_bad_queries(b: Backend) {
         ("/api/reports/ltv?as_of=soon".to_string(), "as_of"),
         ("/api/reports/retention?weeks=0".to_string(), "weeks"),
         ("/api/reports/retention?weeks=53".to_string(), "weeks"),
+        (format!("/api/reports/cac?from={TO}&to={FROM}"), "to"),
     ] {
         let (s, v) = app.get(&path).await;
         assert_eq!(
@@ -181,6 +242,7 @@ async fn reports_add_up_and_refuse_bad_queries(b: Backend) {
     assert_eq!(cli(&["funnel", "--from", FROM, "--to", TO]), f);
     assert_eq!(cli(&["attribution", "--from", FROM, "--to", TO]), a);
     assert_eq!(cli(&["ltv", "--as-of", TO]), l);
+    assert_eq!(cli(&["cac", "--from", FROM, "--to", TO]), c);
     let out = crate::durability::siyu()
         .args(["report", "retention", "--weeks", "0"])
         .args(&flags)
@@ -195,7 +257,27 @@ both!(reports_add_up_and_refuse_bad_queries);
 #[test]
 fn report_help_explains_the_figures() {
     crate::helpers::help_says(&[
-        (&["report"], &["funnel", "attribution", "ltv", "retention"]),
+        (
+            &["report"],
+            &["funnel", "attribution", "ltv", "retention", "cac"],
+        ),
+        (
+            &["report", "cac"],
+            &[
+                "new followers",
+                "unique leads",
+                "repeat leads",
+                "import-spend",
+            ],
+        ),
+        (
+            &["import-spend"],
+            &[
+                "date,channel,domain,amount",
+                "nothing is stored",
+                "replaced",
+            ],
+        ),
         (
             &["report", "attribution"],
             &["first touch", "linear", "30 days", "crossed"],

@@ -39,6 +39,8 @@ const ROUTES: &[&str] = &[
     "GET /api/reports/attribution",
     "GET /api/reports/ltv",
     "GET /api/reports/retention",
+    "GET /api/reports/cac",
+    "POST /api/spend",
     "GET /api/layers/transitions",
     "GET /api/rules",
     "PUT /api/rules",
