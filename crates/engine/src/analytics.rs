@@ -273,10 +273,14 @@ pub struct Acquired {
 }
 
 impl Columns {
-    /// Per fan (by root node), the domain of its first touch (or first event).
-    fn first_domains(&self, roots: &[u32]) -> Vec<Option<(Millis, u32, Domain)>> {
+    /// Per fan (by root node), the domain of its first touch (or, with no touch, of its
+    /// first event), over the events at or before `as_of`.
+    fn first_domains(&self, roots: &[u32], as_of: Millis) -> Vec<Option<(Millis, u32, Domain)>> {
         let mut first: Vec<Option<(Millis, u32, Domain)>> = vec![None; roots.len()];
         for i in 0..self.ts.len() {
+            if self.ts[i] > as_of {
+                continue;
+            }
             let r = roots[self.node[i] as usize] as usize;
             let touch = is_touch(self.kind[i]);
             // A touch beats any non-touch; then the earlier wins.
@@ -297,7 +301,7 @@ impl Columns {
         to: Millis,
     ) -> Acquired {
         let roots = roots(graph);
-        let domains = self.first_domains(&roots);
+        let domains = self.first_domains(&roots, to - 1);
         let domain_of = |r: usize| domains[r].map_or(Domain::Private, |(_, _, d)| d);
         // Each person's first lead (time, arrival, channel).
         let mut first_lead: Vec<Option<(Millis, usize, &str)>> = vec![None; roots.len()];
@@ -391,6 +395,7 @@ pub struct LtvReport {
     pub total: LtvRow,
     /// By the local month of the fan's first event, oldest first.
     pub by_cohort: Vec<LtvRow>,
+    /// By the domain of the fan's first touch (docs/analytics.md).
     pub by_first_domain: Vec<LtvRow>,
     /// By the fan's layer as of `as_of`.
     pub by_layer: Vec<LtvRow>,
@@ -441,7 +446,7 @@ impl Sums {
 }
 
 impl Columns {
-    /// Per fan (by root node): the first event (time, index), orders and refunds up to `as_of`.
+    /// Per fan (by root node): its first event (time, index), orders and refunds up to `as_of`.
     fn fan_sums(&self, roots: &[u32], as_of: Millis) -> Vec<FanSums> {
         let mut fans = vec![FanSums::default(); roots.len()];
         for i in 0..self.ts.len() {
@@ -475,18 +480,20 @@ impl Columns {
     ) -> LtvReport {
         let roots = roots(graph);
         let fans = self.fan_sums(&roots, as_of);
+        let domains = self.first_domains(&roots, as_of);
         let mut total = Sums::default();
         let mut cohorts: BTreeMap<String, Sums> = BTreeMap::new();
-        let mut domains: [Sums; 3] = Default::default();
+        let mut by_domain: [Sums; 3] = Default::default();
         let mut layers: [Sums; 4] = Default::default();
         for (node, f) in fans.iter().enumerate() {
-            let Some((t, i)) = f.first else { continue };
+            let Some((t, _)) = f.first else { continue };
             if roots[node] as usize != node {
                 continue;
             }
             total.add(f);
             cohorts.entry(month_of(t)).or_default().add(f);
-            domains[self.domain(i as usize) as usize].add(f);
+            let d = domains[node].map_or(Domain::Private, |(_, _, d)| d);
+            by_domain[d as usize].add(f);
             if let Some(Some(l)) = snapshot.layers.get(node) {
                 layers[*l as usize].add(f);
             }
@@ -497,7 +504,7 @@ impl Columns {
             by_cohort: cohorts.into_iter().map(|(k, s)| s.row(k)).collect(),
             by_first_domain: Domain::ALL
                 .iter()
-                .map(|d| domains[*d as usize].row(d.as_str().into()))
+                .map(|d| by_domain[*d as usize].row(d.as_str().into()))
                 .collect(),
             by_layer: Layer::ALL
                 .iter()
