@@ -515,6 +515,87 @@ impl Columns {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Customer summaries (the inputs of predictive LTV)
+
+/// One buyer as the BTYD models see them, as of an instant, in whole days (as `lifetimes`'
+/// `summary_data_from_transaction_data` with `freq="D"`): `frequency` repeat purchase days
+/// (days with an order, less the first), `recency` the days from the first order's day to the
+/// last's, `age` (`T`) the days from the first order's day to the instant's, and the mean
+/// amount of the repeat days' orders.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Buyer {
+    /// The fan's root node (an index of the snapshot's layers).
+    pub node: u32,
+    pub frequency: u32,
+    pub recency: f64,
+    pub age: f64,
+    /// Mean of a repeat purchase day's orders, fen; 0 without repeats.
+    pub monetary_fen: f64,
+    /// When the first order was.
+    pub first_order: Millis,
+}
+
+impl Columns {
+    /// Every fan with an order at or before `as_of`, as a [`Buyer`]. A day is a UTC day
+    /// shifted by `day_offset_ms` (the tenant's offset: 8 h in Asia/Shanghai); the orders of
+    /// one local day are one purchase occasion, the models' unit.
+    pub(crate) fn buyers(
+        &self,
+        graph: &IdentityGraph,
+        as_of: Millis,
+        day_offset_ms: Millis,
+    ) -> Vec<Buyer> {
+        let roots = roots(graph);
+        // (fan, day, amount) of every order, then grouped by fan and day.
+        let mut orders: Vec<(u32, i64, Millis, u64)> = self
+            .orders
+            .iter()
+            .filter(|&&i| self.ts[i as usize] <= as_of)
+            .map(|&i| {
+                let t = self.ts[i as usize];
+                (
+                    roots[self.node[i as usize] as usize],
+                    (t + day_offset_ms).div_euclid(MS_PER_DAY),
+                    t,
+                    u64::from(self.val[i as usize]),
+                )
+            })
+            .collect();
+        orders.sort_unstable();
+        let as_of_day = (as_of + day_offset_ms).div_euclid(MS_PER_DAY);
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < orders.len() {
+            let fan = orders[i].0;
+            let (first_day, first_at) = (orders[i].1, orders[i].2);
+            let mut days: Vec<(i64, u64)> = Vec::new();
+            while i < orders.len() && orders[i].0 == fan {
+                match days.last_mut() {
+                    Some((d, sum)) if *d == orders[i].1 => *sum += orders[i].3,
+                    _ => days.push((orders[i].1, orders[i].3)),
+                }
+                i += 1;
+            }
+            let repeats = &days[1..];
+            let last_day = days.last().map_or(first_day, |d| d.0);
+            out.push(Buyer {
+                node: fan,
+                frequency: repeats.len() as u32,
+                recency: (last_day - first_day) as f64,
+                age: (as_of_day - first_day) as f64,
+                monetary_fen: if repeats.is_empty() {
+                    0.0
+                } else {
+                    repeats.iter().map(|d| d.1 as f64).sum::<f64>() / repeats.len() as f64
+                },
+                first_order: first_at,
+            });
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Retention
 
 /// One weekly cohort: fans whose first activity (a touch or an order) fell in the week, and
@@ -793,6 +874,34 @@ mod tests {
         // Before p's first lead, nothing of theirs is acquired in the period.
         assert_eq!(t.e.acquired(day(2), day(10)).total.unique_leads, 1);
         assert_eq!(t.e.acquired(day(2), day(10)).total.repeat_leads, 1);
+    }
+
+    #[test]
+    fn buyers_are_summarised_by_purchase_days() {
+        let mut t = T::new();
+        // a: two orders on day 0 (one occasion), then days 10 and 30.
+        t.order("a", 0, 10)
+            .order("a", 0, 5)
+            .order("a", 10, 20)
+            .order("a", 30, 40);
+        t.order("b", 20, 99);
+        t.ev("c", "follow", 0, "");
+        let as_of = day(40);
+        let mut b = t.e.buyers(as_of, 0);
+        b.sort_by_key(|x| x.first_order);
+        assert_eq!(b.len(), 2, "c never ordered");
+        assert_eq!((b[0].frequency, b[0].recency), (2, 30.0));
+        assert_eq!(b[0].age, 40.0);
+        assert_eq!(
+            b[0].monetary_fen, 3_000.0,
+            "the repeat days' mean: (2000 + 4000) / 2"
+        );
+        assert_eq!(
+            (b[1].frequency, b[1].recency, b[1].monetary_fen),
+            (0, 0.0, 0.0)
+        );
+        // As of day 15, a's day-30 order is not there yet.
+        assert_eq!(t.e.buyers(day(15), 0)[0].frequency, 1);
     }
 
     fn month(t: Millis) -> String {

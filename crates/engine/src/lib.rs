@@ -839,6 +839,12 @@ impl TenantEngine {
             .acquired(&self.identities, &self.leads, from, to)
     }
 
+    /// Every fan with an order at or before `as_of`, summarised for the BTYD models (days
+    /// are UTC days shifted by `day_offset_ms`, the tenant's offset).
+    pub fn buyers(&self, as_of: Millis, day_offset_ms: Millis) -> Vec<analytics::Buyer> {
+        self.columns.buyers(&self.identities, as_of, day_offset_ms)
+    }
+
     /// Historical lifetime value as of `as_of`; `month_of` names an instant's local month.
     pub fn ltv(&self, as_of: Millis, month_of: &dyn Fn(Millis) -> String) -> analytics::LtvReport {
         let snapshot = self.layers_as_of(as_of);
