@@ -533,6 +533,8 @@ pub struct Buyer {
     pub monetary_fen: f64,
     /// When the first order was.
     pub first_order: Millis,
+    /// When the fan's first event was (their acquisition cohort).
+    pub first_seen: Millis,
 }
 
 impl Columns {
@@ -562,6 +564,11 @@ impl Columns {
             })
             .collect();
         orders.sort_unstable();
+        let mut first_seen: Vec<Millis> = vec![Millis::MAX; roots.len()];
+        for i in 0..self.ts.len() {
+            let r = roots[self.node[i] as usize] as usize;
+            first_seen[r] = first_seen[r].min(self.ts[i]);
+        }
         let as_of_day = (as_of + day_offset_ms).div_euclid(MS_PER_DAY);
         let mut out = Vec::new();
         let mut i = 0;
@@ -589,6 +596,7 @@ impl Columns {
                     repeats.iter().map(|d| d.1 as f64).sum::<f64>() / repeats.len() as f64
                 },
                 first_order: first_at,
+                first_seen: first_seen[fan as usize].min(first_at),
             });
         }
         out
