@@ -12,8 +12,10 @@ pub struct Options {
     pub max_iterations: u32,
     /// Converged when every coordinate of the gradient is at most this in absolute value.
     pub gradient_tolerance: f64,
-    /// A line search that can no longer decrease the function (floating-point noise) still
-    /// counts as converged when the gradient is at most this.
+    /// A search that can no longer decrease the function by more than its floating-point
+    /// noise (for [`STALLED`] steps in a row, or no step at all) still counts as converged
+    /// when the gradient is at most this. The noise in `f` bounds how small a gradient can
+    /// be confirmed: about √(ε·|f|·curvature), 1e-7 or so for an ill-conditioned likelihood.
     pub stall_tolerance: f64,
     /// The largest |coordinate| before the search stops with [`Stop::OutOfBounds`].
     pub bound: f64,
@@ -33,12 +35,17 @@ impl Default for Options {
     }
 }
 
+/// Steps in a row that changed `f` by no more than 1e-14 of it before the search is
+/// called stalled.
+pub const STALLED: u32 = 3;
+
 /// Why the search stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
     Converged,
     MaxIterations,
-    /// No step along the search direction (nor the steepest descent) decreased the function.
+    /// No step along the search direction (nor the steepest descent) decreased the function
+    /// by more than its noise, and the gradient is above [`Options::stall_tolerance`].
     LineSearchFailed,
     /// A coordinate went beyond [`Options::bound`].
     OutOfBounds,
@@ -94,6 +101,7 @@ pub fn minimize<const N: usize>(
     // The inverse Hessian's approximation; `fresh` while it is still the identity.
     let mut h = identity::<N>();
     let mut fresh = true;
+    let mut stalled = 0;
     for it in 0..o.max_iterations {
         if max_abs(&g) <= o.gradient_tolerance {
             return out(x, fx, g, it, Stop::Converged);
@@ -140,6 +148,19 @@ pub fn minimize<const N: usize>(
             };
             return out(x, fx, g, it, stop);
         };
+        if fx - fnew <= 1e-14 * fx.abs().max(1.0) {
+            stalled += 1;
+        } else {
+            stalled = 0;
+        }
+        if stalled >= STALLED {
+            let stop = if max_abs(&gnew) <= o.stall_tolerance {
+                Stop::Converged
+            } else {
+                Stop::LineSearchFailed
+            };
+            return out(xn, fnew, gnew, it + 1, stop);
+        }
         let mut s = [0.0; N];
         let mut y = [0.0; N];
         for i in 0..N {

@@ -408,3 +408,54 @@ proptest! {
         }
     }
 }
+/// The benchmark's customer base (CDNOW's parameters in days, whole days over up to a year)
+/// at several sizes and seeds: both fits converge, near what was simulated. (A
+/// Gamma-Gamma fit here once ran out of iterations at a gradient its noise could not
+/// confirm smaller: see `optim::Options::stall_tolerance`.)
+#[test]
+fn fits_converge_on_the_benchmark_customer_base_at_any_seed() {
+    let truth = BgNbd {
+        r: 0.243,
+        alpha: 4.414 * 7.0,
+        a: 0.793,
+        b: 2.426,
+    };
+    let gg_truth = GammaGamma {
+        p: 6.25,
+        q: 3.74,
+        v: 15.44,
+    };
+    for (customers, seed) in [
+        (2_000, 1),
+        (5_000, 2),
+        (20_000, 15),
+        (20_000, 16),
+        (50_000, 3),
+    ] {
+        let summary = simulate(&Simulation {
+            customers,
+            bgnbd: truth,
+            gamma_gamma: Some(gg_truth),
+            observed: (1.0, 365.0),
+            whole_units: true,
+            seed,
+        });
+        let bg = fit_bgnbd(&summary).unwrap_or_else(|e| panic!("{customers} {seed}: {e}"));
+        let gg = fit_gamma_gamma(&summary).unwrap_or_else(|e| panic!("{customers} {seed}: {e}"));
+        let (p, g) = (bg.params, gg.params);
+        for (got, want) in [
+            (p.r, truth.r),
+            (p.alpha, truth.alpha),
+            (p.a, truth.a),
+            (p.b, truth.b),
+            (g.p, gg_truth.p),
+            (g.q, gg_truth.q),
+            (g.v, gg_truth.v),
+        ] {
+            assert!(
+                close(got, want, 0.5),
+                "{customers} {seed}: {got} vs {want}: {bg:?} {gg:?}"
+            );
+        }
+    }
+}
