@@ -11,8 +11,8 @@ and times lifetimes' `BetaGeoFitter.fit` and `GammaGammaFitter.fit` (on frequenc
 
 lifetimes' fit includes the Hessian it computes for standard errors at the end (autograd); it
 cannot be turned off. Siyu's time is its own JSON's `seconds` (the two fits, collapse
-included, not the generation). Prints one JSON object with the times, the ratios and both
-sets of parameters.
+included, not the generation). Prints one JSON object with the times, the ratios, both sets of
+parameters and their largest relative difference.
 
 Usage: python3 bench/ltv_lifetimes.py [--customers N] [--siyu PATH] [--skip-plain]
 """
@@ -75,6 +75,11 @@ def main():
         "lifetimes_weighted": fit(df, weighted=True),
     }
     result["ratio_weighted"] = result["lifetimes_weighted"]["seconds"] / siyu["seconds"]
+    # The same maximum, found by both: the largest relative difference of a parameter.
+    lw = result["lifetimes_weighted"]
+    result["max_relative_parameter_difference"] = max(
+        abs(siyu[m][k] - lw[m][k]) / abs(lw[m][k]) for m in ("bgnbd", "gamma_gamma") for k in lw[m]
+    )
     if not args.skip_plain:
         result["lifetimes_plain"] = fit(df, weighted=False)
         result["ratio_plain"] = result["lifetimes_plain"]["seconds"] / siyu["seconds"]
