@@ -312,6 +312,8 @@ pub fn fit_bgnbd(customers: &[Customer]) -> Result<Fit<BgNbd>, LtvError> {
     fit_rows(&rows)
 }
 
+const NAMES: [&str; 4] = ["r", "alpha", "a", "b"];
+
 /// Fits BG/NBD to rows already collapsed.
 pub fn fit_rows(rows: &Rows) -> Result<Fit<BgNbd>, LtvError> {
     let n = rows.customers as f64;
@@ -321,7 +323,7 @@ pub fn fit_rows(rows: &Rows) -> Result<Fit<BgNbd>, LtvError> {
         let chain = [p.r, p.alpha, p.a, p.b];
         (-ll / n, std::array::from_fn(|i| -g[i] * chain[i] / n))
     };
-    let (mut iterations, mut best, mut ran_off) = (0, f64::NEG_INFINITY, false);
+    let (mut iterations, mut best, mut ran_off) = (0, f64::NEG_INFINITY, None);
     for start in STARTS {
         let o = optim::minimize(objective, start, &optim::Options::default());
         iterations += o.iterations;
@@ -339,14 +341,26 @@ pub fn fit_rows(rows: &Rows) -> Result<Fit<BgNbd>, LtvError> {
                     rows: rows.len(),
                 });
             }
-            Stop::Converged | Stop::OutOfBounds => ran_off = true,
+            // However it stopped, a parameter out there is not an estimate.
+            _ if extreme || o.stop == Stop::OutOfBounds => {
+                let i = (0..o.x.len())
+                    .max_by(|&i, &j| o.x[i].abs().total_cmp(&o.x[j].abs()))
+                    .unwrap_or(0);
+                ran_off = Some((NAMES[i], o.x[i] < 0.0, {
+                    let p = BgNbd::from_theta(&o.x, rows.scale);
+                    [p.r, p.alpha, p.a, p.b][i]
+                }));
+            }
             _ => {}
         }
     }
-    if ran_off {
+    if let Some((name, to_zero, value)) = ran_off {
         return Err(LtvError::NotIdentified {
             model: MODEL,
-            reason: "the likelihood keeps rising as a parameter goes to 0 or infinity".into(),
+            reason: format!(
+                "the likelihood keeps rising as {name} goes to {} (the search stopped at {name} = {value:.3e})",
+                if to_zero { "0" } else { "infinity" }
+            ),
         });
     }
     Err(LtvError::DidNotConverge {

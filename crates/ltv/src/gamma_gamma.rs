@@ -206,6 +206,8 @@ pub fn fit_gamma_gamma(customers: &[Customer]) -> Result<Fit<GammaGamma>, LtvErr
     fit_rows(&rows)
 }
 
+const NAMES: [&str; 3] = ["p", "q", "v"];
+
 /// Fits Gamma-Gamma to rows already collapsed.
 pub fn fit_rows(rows: &Rows) -> Result<Fit<GammaGamma>, LtvError> {
     let n = rows.customers as f64;
@@ -215,7 +217,7 @@ pub fn fit_rows(rows: &Rows) -> Result<Fit<GammaGamma>, LtvError> {
         let chain = [p.p, p.q, p.v];
         (-ll / n, std::array::from_fn(|i| -g[i] * chain[i] / n))
     };
-    let (mut iterations, mut best, mut ran_off) = (0, f64::NEG_INFINITY, false);
+    let (mut iterations, mut best, mut ran_off) = (0, f64::NEG_INFINITY, None);
     for start in STARTS {
         let o = optim::minimize(objective, start, &optim::Options::default());
         iterations += o.iterations;
@@ -233,14 +235,26 @@ pub fn fit_rows(rows: &Rows) -> Result<Fit<GammaGamma>, LtvError> {
                     rows: rows.len(),
                 });
             }
-            Stop::Converged | Stop::OutOfBounds => ran_off = true,
+            // However it stopped, a parameter out there is not an estimate.
+            _ if extreme || o.stop == Stop::OutOfBounds => {
+                let i = (0..o.x.len())
+                    .max_by(|&i, &j| o.x[i].abs().total_cmp(&o.x[j].abs()))
+                    .unwrap_or(0);
+                ran_off = Some((NAMES[i], o.x[i] < 0.0, {
+                    let p = GammaGamma::from_theta(&o.x, rows.scale);
+                    [p.p, p.q, p.v][i]
+                }));
+            }
             _ => {}
         }
     }
-    if ran_off {
+    if let Some((name, to_zero, value)) = ran_off {
         return Err(LtvError::NotIdentified {
             model: MODEL,
-            reason: "the likelihood keeps rising as a parameter goes to 0 or infinity (do all repeat customers spend alike?)".into(),
+            reason: format!(
+                "the likelihood keeps rising as {name} goes to {} (the search stopped at {name} = {value:.3e}; do all repeat customers spend alike?)",
+                if to_zero { "0" } else { "infinity" }
+            ),
         });
     }
     Err(LtvError::DidNotConverge {
