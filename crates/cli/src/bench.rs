@@ -41,6 +41,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             clients,
         } => ingest(events, postgres.as_deref(), batch, clients, args.json),
         BenchWhat::Identity { events, people } => identity(events, people, args.json),
+        BenchWhat::Ltv {
+            customers,
+            seed,
+            write,
+        } => crate::bench_ltv::run(customers, seed, write.as_deref(), args.json),
         BenchWhat::Leads {
             leads,
             agents,

@@ -55,6 +55,7 @@ impl Cli {
             Command::Lead(a) => a.json,
             Command::Group(a) => a.json,
             Command::ImportSpend(a) => a.json,
+            Command::Ltv(a) => a.json,
             Command::Gen(_) | Command::Serve(_) => false,
         }
     }
@@ -131,6 +132,9 @@ pub enum Command {
     /// props.group_id; a group an event names that Siyu does not know is opened under that
     /// name with the template "external".
     Group(GroupArgs),
+    /// Predictive customer lifetime value (客户终身价值): fit the BG/NBD and Gamma-Gamma
+    /// models to a customer summary (docs/analytics.md, "Predictive LTV").
+    Ltv(LtvArgs),
 }
 
 /// Where the data lives.
@@ -953,6 +957,42 @@ pub struct ImportSpendArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct LtvArgs {
+    #[command(subcommand)]
+    pub command: LtvCommand,
+    /// Print one JSON document instead of the table (errors come as JSON too).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LtvCommand {
+    /// Fit BG/NBD (will a customer buy again, and how often) and, with a monetary_value
+    /// column, Gamma-Gamma (what a purchase is worth) to a customer summary, by maximum
+    /// likelihood.
+    ///
+    /// FILE is a CSV with a header, one customer a row, in the BTYD ("buy till you die")
+    /// layout: frequency (repeat purchases, not counting the first; a whole number), recency
+    /// (the time of the last repeat purchase, counted from the first purchase; 0 without
+    /// one), T (the time from the first purchase to the end of observation) and, optionally,
+    /// monetary_value (the mean value of the repeat purchases; 0 or empty without one). Times
+    /// are in whatever unit the file uses — days, weeks — as long as it is one unit
+    /// throughout; alpha comes out in that unit, v in the file's money unit. Other columns
+    /// (an ID) are ignored.
+    ///
+    /// Printed: for each model its parameters (BG/NBD: r, alpha, a, b; Gamma-Gamma: p, q,
+    /// v), the full log-likelihood at them, the customers it was fitted to (Gamma-Gamma: those
+    /// with frequency > 0), the repeat customers, the distinct rows after collapsing
+    /// identical customers and the optimiser's iterations. A bad row is refused with its
+    /// line and column (error[invalid_summary]); data that cannot identify a model gives
+    /// error[no_repeat_buyers], error[not_identified] or error[did_not_converge].
+    Fit {
+        /// The customer summary (CSV with the header frequency,recency,T[,monetary_value]).
+        file: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
 pub struct GroupArgs {
     #[command(subcommand)]
     pub command: GroupCommand,
@@ -1413,6 +1453,22 @@ pub enum BenchWhat {
         /// Also run on PostgreSQL at this URL (a fresh schema is created and dropped).
         #[arg(long, env = "SIYU_BENCH_DATABASE_URL")]
         postgres: Option<String>,
+    },
+    /// Predictive LTV: a seeded synthetic customer summary (the BG/NBD process with
+    /// Gamma-Gamma monetary values, times in whole days), then the BG/NBD and Gamma-Gamma
+    /// fits timed (fit only, not the generation); prints customers, distinct rows,
+    /// seconds and the parameters. --write saves the summary as CSV for
+    /// bench/ltv_lifetimes.py to fit the same data.
+    Ltv {
+        /// Customers in the summary.
+        #[arg(long, default_value_t = 1_000_000)]
+        customers: u64,
+        /// The simulator's seed.
+        #[arg(long, default_value_t = 15)]
+        seed: u64,
+        /// Also write the summary here (frequency,recency,T,monetary_value).
+        #[arg(long)]
+        write: Option<PathBuf>,
     },
     /// Identity resolution alone: events with two identities each (an open id and a phone,
     /// lead id, union id or WeCom id), resolved into fans; time and memory per value.

@@ -10,6 +10,7 @@ mod output;
 mod bench;
 mod bench_journeys;
 mod bench_leads;
+mod bench_ltv;
 mod bench_readers;
 mod channel;
 mod cli;
@@ -23,6 +24,7 @@ mod identity;
 mod import;
 mod journey;
 mod lead;
+mod ltv;
 mod report;
 mod safeguards;
 mod segment;
@@ -93,6 +95,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Lead(a) => lead::lead(a),
         Group(a) => group::run(a),
         ImportSpend(a) => spend::run(a),
+        Ltv(a) => ltv::run(a),
     }
 }
 

@@ -128,6 +128,9 @@ pub fn fail(e: &anyhow::Error, json: bool) -> ! {
             if let Some(siyu_app::spend::SpendError::Invalid { column, .. }) = c.downcast_ref() {
                 return Some(column.to_string());
             }
+            if let Some(l) = c.downcast_ref::<siyu_ltv::LtvError>() {
+                return l.field().map(str::to_string);
+            }
             c.downcast_ref::<siyu_app::channels::ChannelError>()
                 .and_then(|c| c.field().map(str::to_string))
         });
@@ -176,6 +179,9 @@ fn error_code(e: &anyhow::Error) -> &str {
         }
         if let Some(s) = cause.downcast_ref::<siyu_app::spend::SpendError>() {
             return s.code();
+        }
+        if let Some(l) = cause.downcast_ref::<siyu_ltv::LtvError>() {
+            return l.code();
         }
         if let Some(s) = cause.downcast_ref::<siyu_store::StoreError>() {
             return s.code();
@@ -232,7 +238,7 @@ pub struct Label {
     pub en: &'static str,
 }
 
-/// Every column label the journey, task and channel commands print: one table, so each word
+/// Every column label the journey, task, channel and LTV commands print: one table, so each word
 /// is translated once.
 #[rustfmt::skip]
 pub const LABELS: &[Label] = &[
@@ -312,6 +318,13 @@ pub const LABELS: &[Label] = &[
     Label { key: "leaves", zh: "退群", en: "leaves" },
     Label { key: "messages", zh: "发言", en: "messages" },
     Label { key: "date", zh: "日期", en: "date" },
+    Label { key: "model", zh: "模型", en: "model" },
+    Label { key: "customers", zh: "客户", en: "customers" },
+    Label { key: "repeat_customers", zh: "复购客户", en: "repeat customers" },
+    Label { key: "distinct_rows", zh: "不同行", en: "distinct rows" },
+    Label { key: "log_likelihood", zh: "对数似然", en: "log-likelihood" },
+    Label { key: "iterations", zh: "迭代", en: "iterations" },
+    Label { key: "parameters", zh: "参数", en: "parameters" },
 ];
 
 /// The label of `key` as `en 中文` (the key itself if the table lacks it).

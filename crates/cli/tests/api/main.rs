@@ -16,6 +16,7 @@ mod journey_cli;
 mod journey_crash;
 mod journeys;
 mod leads;
+mod ltv;
 mod metrics;
 mod nodes;
 mod openapi;
