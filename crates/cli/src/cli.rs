@@ -990,6 +990,23 @@ pub enum LtvCommand {
         /// The customer summary (CSV with the header frequency,recency,T[,monetary_value]).
         file: PathBuf,
     },
+    /// Predict the tenant's buyers: fits BG/NBD and Gamma-Gamma to every fan with an order
+    /// (in local days: frequency = repeat purchase days, recency = first to last purchase
+    /// day, T = first purchase day to --as-of; amounts in yuan), then per buyer the
+    /// probability they are alive (will buy again), their expected orders and revenue over
+    /// the next --days days; printed by layer and by acquisition cohort (the month of the
+    /// fan's first event) with the fitted parameters. Fans who never ordered are not
+    /// modelled; buyers whose first order is today are left out (no time observed).
+    Predict {
+        /// Days ahead (1 to 3650).
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        /// Count orders up to this time (RFC 3339); default now.
+        #[arg(long)]
+        as_of: Option<String>,
+        #[command(flatten)]
+        at: TenantStoreArgs,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -22,6 +22,7 @@ const MONETARY: &str = "monetary_value";
 pub fn run(args: LtvArgs) -> anyhow::Result<()> {
     match args.command {
         LtvCommand::Fit { file } => fit(&file, args.json),
+        LtvCommand::Predict { days, as_of, at } => predict(&at, days, as_of, args.json),
     }
 }
 
@@ -187,4 +188,29 @@ pub fn print_table(bgnbd: &Fit<BgNbd>, gamma_gamma: Option<&Fit<GammaGamma>>, re
         ]);
     }
     output::table(&rows, "lrrrrrl");
+}
+
+/// `siyu ltv predict`: the tenant's buyers fitted and predicted (`App::ltv_predicted`).
+fn predict(
+    at: &crate::cli::TenantStoreArgs,
+    days: u32,
+    as_of: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=siyu_app::analytics::MAX_HORIZON_DAYS).contains(&days),
+        "--days {days} is not 1 to {}",
+        siyu_app::analytics::MAX_HORIZON_DAYS
+    );
+    let as_of = match as_of {
+        Some(t) => crate::cli::parse_time("--as-of", &t)?,
+        None => siyu_domain::time::now_ms(),
+    };
+    let (app, tenant) = at.open()?;
+    let p = app.ltv_predicted(tenant.id, as_of, days)?;
+    if json {
+        return output::json(&p);
+    }
+    crate::report::print_predicted(&p);
+    Ok(())
 }

@@ -183,6 +183,9 @@ fn error_code(e: &anyhow::Error) -> &str {
         if let Some(l) = cause.downcast_ref::<siyu_ltv::LtvError>() {
             return l.code();
         }
+        if let Some(p) = cause.downcast_ref::<siyu_app::analytics::PredictError>() {
+            return p.code();
+        }
         if let Some(s) = cause.downcast_ref::<siyu_store::StoreError>() {
             return s.code();
         }

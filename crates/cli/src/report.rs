@@ -443,3 +443,70 @@ pub fn print_cac(r: &siyu_app::spend::CacReport) {
         outln!("  no spend for these days: import it with `siyu import-spend FILE.csv`");
     }
 }
+
+pub fn print_predicted(p: &siyu_app::analytics::PredictedLtv) {
+    outln!(
+        "Predicted lifetime value 预测价值, the next {} days from {}",
+        p.horizon_days,
+        siyu_domain::time::format_rfc3339(p.as_of)
+    );
+    let b = &p.bgnbd.params;
+    outln!(
+        "  BG/NBD: r {:.4}, alpha {:.4} days, a {:.4}, b {:.4}; log-likelihood {:.1} over {} buyers",
+        b.r,
+        b.alpha,
+        b.a,
+        b.b,
+        p.bgnbd.log_likelihood,
+        output::n(p.bgnbd.customers)
+    );
+    match (&p.gamma_gamma, &p.gamma_gamma_error) {
+        (Some(g), _) => outln!(
+            "  Gamma-Gamma: p {:.4}, q {:.4}, v {:.4} yuan; log-likelihood {:.1} over {} repeat buyers",
+            g.params.p,
+            g.params.q,
+            g.params.v,
+            g.log_likelihood,
+            output::n(g.customers)
+        ),
+        (None, Some(e)) => outln!("  Gamma-Gamma not fitted, so no revenue: {e}"),
+        (None, None) => {}
+    }
+    let table = |title: &str,
+                 rows: &[siyu_app::analytics::PredictedRow],
+                 label: &dyn Fn(&str) -> String| {
+        outln!(
+            "  {:<22} {:>9} {:>9} {:>10} {:>12} {:>15}",
+            title,
+            "buyers",
+            "P(alive)",
+            "likely",
+            "orders",
+            "revenue"
+        );
+        for r in rows {
+            outln!(
+                "  {:<22} {:>9} {:>8.1}% {:>10} {:>12.1} {:>15}",
+                label(&r.key),
+                output::n(r.buyers),
+                r.p_alive_mean * 100.0,
+                output::n(r.likely_alive),
+                r.expected_orders,
+                r.expected_revenue_fen.map_or("-".into(), yuan)
+            );
+        }
+    };
+    table("layer 分层", &p.by_layer, &|k| {
+        format!("{} {k}", layer_zh(k))
+    });
+    table("cohort 获客月", &p.by_cohort, &|k| k.to_string());
+    table("total 合计", std::slice::from_ref(&p.total), &|_| {
+        String::new()
+    });
+    if p.too_new > 0 {
+        outln!(
+            "  {} buyers whose first order is today are left out (no time observed yet)",
+            output::n(p.too_new)
+        );
+    }
+}

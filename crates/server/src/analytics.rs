@@ -224,3 +224,44 @@ pub async fn cac(
     let r = crate::readers::reading(move || Ok(app.cac(tenant.id, from, to)?)).await?;
     to_json(r)
 }
+
+/// `GET /api/reports/ltv/predicted?days&as_of`.
+#[utoipa::path(
+    get,
+    path = "/api/reports/ltv/predicted",
+    summary = "Predicted lifetime value (BG/NBD and Gamma-Gamma) by layer and cohort",
+    tag = "analytics",
+    security(("admin_key" = [])),
+    params(
+        ("days" = Option<i64>, Query, minimum = 1, maximum = 3650, description = "Days ahead (default 90)"),
+        ("as_of" = Option<String>, Query, format = DateTime, description = "Count orders up to this instant (RFC 3339; default now)"),
+    ),
+    responses(
+        (status = 200, description = "The fitted parameters, and per layer and acquisition cohort the buyers, their mean probability alive, expected orders and revenue over the horizon", body = schema::PredictedLtv),
+        (status = 400, description = "`invalid_number` (`field`: `days`), `invalid_timestamp` (`field`: `as_of`), `invalid_query`", body = schema::Error),
+        (status = 422, description = "The tenant's orders cannot identify the model: `no_customers`, `no_repeat_buyers`, `not_identified`, `did_not_converge` (the message says why)", body = schema::Error),
+        AdminErrors,
+    ),
+)]
+pub async fn ltv_predicted(
+    Axum(state): Axum<State>,
+    headers: HeaderMap,
+    Query(q): Query,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = auth::admin(&state, &headers).await?;
+    let days = number(&q, "days", 90)?;
+    let max = i64::from(siyu_app::analytics::MAX_HORIZON_DAYS);
+    if !(1..=max).contains(&days) {
+        return Err(ApiError::bad(
+            "invalid_number",
+            Some("days"),
+            format!("days {days} is not 1 to {max}"),
+        ));
+    }
+    let as_of = time(&q, "as_of")?.unwrap_or_else(siyu_domain::time::now_ms);
+    let app = state.app.clone();
+    let p =
+        crate::readers::reading(move || Ok(app.ltv_predicted(tenant.id, as_of, days as u32)?))
+            .await?;
+    to_json(p)
+}

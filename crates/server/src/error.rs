@@ -177,6 +177,22 @@ impl From<siyu_app::LayerError> for ApiError {
     }
 }
 
+impl From<siyu_app::analytics::PredictError> for ApiError {
+    fn from(e: siyu_app::analytics::PredictError) -> Self {
+        use siyu_app::analytics::PredictError as E;
+        match e {
+            E::App(e) => e.into(),
+            // The request is fine; the tenant's orders cannot identify the models.
+            E::Model(m) => ApiError::Status {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: m.code(),
+                message: format!("the tenant's orders cannot be modelled: {m}"),
+                field: None,
+            },
+        }
+    }
+}
+
 impl From<siyu_app::spend::SpendError> for ApiError {
     fn from(e: siyu_app::spend::SpendError) -> Self {
         use siyu_app::spend::SpendError as E;

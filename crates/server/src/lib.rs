@@ -199,6 +199,7 @@ fn routes(limits: Limits) -> OpenApiRouter<State> {
         .routes(routes!(analytics::ltv))
         .routes(routes!(analytics::retention))
         .routes(routes!(analytics::cac))
+        .routes(routes!(analytics::ltv_predicted))
         .routes(
             routes!(analytics::spend_import)
                 .layer(DefaultBodyLimit::max(analytics::SPEND_BODY_LIMIT)),

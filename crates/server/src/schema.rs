@@ -859,6 +859,92 @@ pub struct Retention {
     cohorts: Vec<Cohort>,
 }
 
+/// The BG/NBD parameters (`alpha` in days).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BgNbdParams {
+    r: f64,
+    alpha: f64,
+    a: f64,
+    b: f64,
+}
+
+/// The Gamma-Gamma parameters (`v` in yuan).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GammaGammaParams {
+    p: f64,
+    q: f64,
+    v: f64,
+}
+
+/// A BG/NBD fit.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BgNbdFit {
+    params: BgNbdParams,
+    /// The full log-likelihood at the parameters.
+    log_likelihood: f64,
+    #[schema(minimum = 0)]
+    iterations: u32,
+    converged: bool,
+    #[schema(minimum = 0)]
+    customers: u64,
+    /// Distinct rows after collapsing identical buyers.
+    #[schema(minimum = 0)]
+    rows: u64,
+}
+
+/// A Gamma-Gamma fit.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GammaGammaFit {
+    params: GammaGammaParams,
+    log_likelihood: f64,
+    #[schema(minimum = 0)]
+    iterations: u32,
+    converged: bool,
+    #[schema(minimum = 0)]
+    customers: u64,
+    #[schema(minimum = 0)]
+    rows: u64,
+}
+
+/// Predicted figures of one group of buyers.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PredictedRow {
+    /// A layer, a month (`2026-11`), or `total`.
+    key: String,
+    #[schema(minimum = 0)]
+    buyers: u64,
+    p_alive_mean: f64,
+    /// Buyers more likely alive than not.
+    #[schema(minimum = 0)]
+    likely_alive: u64,
+    expected_orders: f64,
+    /// Fen; null when Gamma-Gamma could not be fitted.
+    expected_revenue_fen: Option<f64>,
+}
+
+/// `GET /api/reports/ltv/predicted`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PredictedLtv {
+    as_of: Time,
+    #[schema(minimum = 1, maximum = 3650)]
+    horizon_days: u32,
+    /// Buyers whose first order is the day of `as_of`, left out.
+    #[schema(minimum = 0)]
+    too_new: u64,
+    bgnbd: BgNbdFit,
+    gamma_gamma: Option<GammaGammaFit>,
+    gamma_gamma_error: Option<String>,
+    total: PredictedRow,
+    by_layer: Vec<PredictedRow>,
+    by_cohort: Vec<PredictedRow>,
+}
+
 /// `POST /api/spend`.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]

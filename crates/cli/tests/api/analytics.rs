@@ -202,6 +202,18 @@ async fn reports_add_up_and_refuse_bad_queries(b: Backend) {
         "no lead came by ad"
     );
 
+    // Predictions need a customer base the models can identify: two buyers are not one; the
+    // answer says why, with a stable code.
+    let (s, v) = app
+        .get(&format!("/api/reports/ltv/predicted?as_of={TO}"))
+        .await;
+    assert_eq!(s, 422, "{v}");
+    let code = v["error"]["code"].as_str().unwrap().to_string();
+    assert!(
+        ["no_repeat_buyers", "not_identified", "did_not_converge"].contains(&code.as_str()),
+        "{v}"
+    );
+
     // Bad queries name the field; nothing is read.
     for (path, field) in [
         (format!("/api/reports/funnel?from={TO}&to={FROM}"), "to"),
@@ -213,6 +225,7 @@ async fn reports_add_up_and_refuse_bad_queries(b: Backend) {
         ("/api/reports/retention?weeks=0".to_string(), "weeks"),
         ("/api/reports/retention?weeks=53".to_string(), "weeks"),
         (format!("/api/reports/cac?from={TO}&to={FROM}"), "to"),
+        ("/api/reports/ltv/predicted?days=0".to_string(), "days"),
     ] {
         let (s, v) = app.get(&path).await;
         assert_eq!(
@@ -243,6 +256,17 @@ async fn reports_add_up_and_refuse_bad_queries(b: Backend) {
     assert_eq!(cli(&["attribution", "--from", FROM, "--to", TO]), a);
     assert_eq!(cli(&["ltv", "--as-of", TO]), l);
     assert_eq!(cli(&["cac", "--from", FROM, "--to", TO]), c);
+    let out = crate::durability::siyu()
+        .args(["ltv", "predict", "--as-of", TO, "--json"])
+        .args(&flags)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["error"]["code"],
+        code.as_str(),
+        "the CLI says the same: {v}"
+    );
     let out = crate::durability::siyu()
         .args(["report", "retention", "--weeks", "0"])
         .args(&flags)

@@ -40,6 +40,7 @@ const ROUTES: &[&str] = &[
     "GET /api/reports/ltv",
     "GET /api/reports/retention",
     "GET /api/reports/cac",
+    "GET /api/reports/ltv/predicted",
     "POST /api/spend",
     "GET /api/layers/transitions",
     "GET /api/rules",
