@@ -13,6 +13,9 @@ use siyu_store::TenantId;
 
 use crate::{App, AppError};
 
+/// Points of a flow's series at most (a day each up to this many days).
+pub const MAX_SERIES_POINTS: usize = 400;
+
 /// Weeks of retention at most (a cohort's weeks are kept as the bits of one word).
 pub const MAX_WEEKS: usize = 52;
 
@@ -67,6 +70,43 @@ impl App {
         let s = crate::journeys::settings::load(&**self.store(), tenant)
             .map_err(|e| AppError::Store(siyu_store::StoreError::Corrupt(e.to_string())))?;
         Ok(TimeZone::get(&s.time_zone).unwrap_or(TimeZone::UTC))
+    }
+
+    /// The flow's series from `from` to `to`: `from`, then every `step`-th local midnight
+    /// after it, then `to` — one local day a point unless the period has more than
+    /// [`MAX_SERIES_POINTS`] days (then as many days a point as keep it under). Returns the
+    /// step in days with the points.
+    pub fn flow_series(
+        &self,
+        tenant: TenantId,
+        from: Millis,
+        to: Millis,
+    ) -> Result<(u32, Vec<siyu_engine::layers::SeriesPoint>), AppError> {
+        let cal = self.tenant_tz(tenant)?;
+        let first = local_date(&cal, from);
+        let days = i64::from(
+            local_date(&cal, to)
+                .since(first)
+                .map_or(0, |s| s.get_days()),
+        );
+        let step = (days / MAX_SERIES_POINTS as i64 + 1).max(1);
+        let mut instants = vec![from];
+        let mut k = step;
+        while k <= days {
+            let midnight = first
+                .checked_add(jiff::Span::new().days(k))
+                .ok()
+                .and_then(|d| d.to_zoned(cal.clone()).ok())
+                .map(|z| z.timestamp().as_millisecond());
+            match midnight {
+                Some(m) if m > from && m < to => instants.push(m),
+                _ => {}
+            }
+            k += step;
+        }
+        instants.push(to);
+        let points = self.ingestor.read(tenant, |e| e.layer_series(&instants))?;
+        Ok((step as u32, points))
     }
 
     /// The layer funnel from `from` to `to`.

@@ -32,10 +32,15 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
             let to = parse_time("--to", &to)?;
             anyhow::ensure!(from < to, "--from must be before --to");
             let flow = app.flow(tenant.id, from, to)?;
+            let (step, daily) = app.flow_series(tenant.id, from, to)?;
             if args.json {
-                output::json(&flow)?;
+                let mut v = serde_json::to_value(&flow)?;
+                v["daily"] = serde_json::to_value(&daily)?;
+                v["step_days"] = step.into();
+                output::json(&v)?;
             } else {
                 print_flow(&flow);
+                print_series(&daily, step);
             }
         }
         ReportCommand::Funnel { from, to } => {
@@ -507,6 +512,31 @@ pub fn print_predicted(p: &siyu_app::analytics::PredictedLtv) {
         outln!(
             "  {} buyers whose first order is today are left out (no time observed yet)",
             output::n(p.too_new)
+        );
+    }
+}
+
+/// The flow's series, a row a point, with a bar of the moves up and down.
+pub fn print_series(points: &[siyu_engine::layers::SeriesPoint], step: u32) {
+    use siyu_domain::Layer;
+    outln!(
+        "  series 每日序列 (a point every {step} day(s)): fans per layer, and the moves since the point before"
+    );
+    out!("  {:<22}", "at");
+    for l in Layer::ALL {
+        out!(" {:>9}", l.label_zh());
+    }
+    outln!(" {:>8} {:>8} {:>8}", "up ↑", "down ↓", "new");
+    for p in points {
+        out!("  {:<22}", siyu_domain::time::format_rfc3339(p.at));
+        for l in Layer::ALL {
+            out!(" {:>9}", output::n(p.counts.get(l)));
+        }
+        outln!(
+            " {:>8} {:>8} {:>8}",
+            output::n(p.up),
+            output::n(p.down),
+            output::n(p.new)
         );
     }
 }

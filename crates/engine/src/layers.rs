@@ -1140,6 +1140,162 @@ impl Columns {
         sum
     }
 
+    /// Fans per layer as of each of `instants` (ascending), and how fans moved from each
+    /// instant to the next — what a snapshot per instant and a flow between neighbours would
+    /// say, in one sweep: toggles applied in time order as the sweep passes them, each
+    /// scoring event added when the window reaches it and taken out when it leaves (each read
+    /// twice, not once per instant), orders likewise over their window, then every fan's
+    /// layer per instant.
+    pub(crate) fn series(
+        &self,
+        graph: &IdentityGraph,
+        rules: &Rules,
+        instants: &[Millis],
+    ) -> Vec<SeriesPoint> {
+        let n = graph.node_count();
+        let root: Vec<u32> = (0..n as u32).map(|i| graph.root_node(i)).collect();
+        let tables = Tables::new(rules);
+        let engagement_ms = i64::from(rules.engagement_window_days) * MS_PER_DAY;
+        let orders_ms = i64::from(rules.orders_window_days) * MS_PER_DAY;
+        let Some(&last) = instants.last() else {
+            return Vec::new();
+        };
+        let mut first = vec![Millis::MAX; n];
+        for (node, t) in self.first_ts.iter().enumerate() {
+            let r = root[node] as usize;
+            first[r] = first[r].min(*t);
+        }
+        // Toggles in time order (ties: the later arrival last, as `Toggle::set` decides).
+        let mut toggles: Vec<u32> = self
+            .toggles
+            .iter()
+            .copied()
+            .filter(|&i| self.ts[i as usize] <= last)
+            .collect();
+        toggles.sort_by_key(|&i| self.ts[i as usize]);
+        let mut orders: Vec<u32> = self
+            .orders
+            .iter()
+            .copied()
+            .filter(|&i| self.ts[i as usize] <= last)
+            .collect();
+        orders.sort_by_key(|&i| self.ts[i as usize]);
+        let mut follow = vec![false; n];
+        let mut subscribe = vec![false; n];
+        let mut groups: HashMap<(u32, u32), bool> = HashMap::new();
+        let mut in_groups = vec![0u32; n];
+        let mut engagement = vec![0u64; n];
+        let mut order_count = vec![0u32; n];
+        let (mut next_toggle, mut order_in, mut order_out) = (0, 0, 0);
+        let mut prev_t: Option<Millis> = None;
+        let mut prev_layer: Vec<u8> = vec![u8::MAX; n];
+        let live_watch = CatalogueType::LiveWatch as usize;
+        let weight = |kind: usize, i: usize| -> u64 {
+            if kind == live_watch {
+                u64::from(self.val[i] / tables.live_watch_seconds)
+            } else {
+                u64::from(tables.weight[kind])
+            }
+        };
+        // Adds (or takes out) the scoring events with from < ts <= to.
+        let window = |engagement: &mut Vec<u64>, from: Millis, to: Millis, add: bool| {
+            if from >= to {
+                return;
+            }
+            for day in self.days_between(from, to) {
+                for (kind, events) in day.iter().enumerate().take(CatalogueType::ALL.len()) {
+                    if tables.weight[kind] == 0 && kind != live_watch {
+                        continue;
+                    }
+                    for &i in events {
+                        let i = i as usize;
+                        let ts = self.ts[i];
+                        if ts <= from || ts > to {
+                            continue;
+                        }
+                        let w = weight(kind, i);
+                        let x = &mut engagement[root[self.node[i] as usize] as usize];
+                        *x = if add { *x + w } else { x.saturating_sub(w) };
+                    }
+                }
+            }
+        };
+        let mut out = Vec::with_capacity(instants.len());
+        for &t in instants {
+            while next_toggle < toggles.len() && self.ts[toggles[next_toggle] as usize] <= t {
+                let i = toggles[next_toggle] as usize;
+                next_toggle += 1;
+                let r = root[self.node[i] as usize];
+                match tables.class[self.kind[i] as usize] {
+                    Class::Follow(on) => follow[r as usize] = on,
+                    Class::Subscribe(on) => subscribe[r as usize] = on,
+                    Class::Group(on) => {
+                        let g = groups.entry((r, self.val[i])).or_insert(false);
+                        if *g != on {
+                            *g = on;
+                            let c = &mut in_groups[r as usize];
+                            *c = if on { *c + 1 } else { c.saturating_sub(1) };
+                        }
+                    }
+                    Class::Order | Class::None => {}
+                }
+            }
+            // The engagement window (t − 30 d, t]: what entered since the last instant, less
+            // what left.
+            match prev_t {
+                None => window(&mut engagement, t - engagement_ms, t, true),
+                Some(p) => {
+                    window(&mut engagement, p, t, true);
+                    window(
+                        &mut engagement,
+                        p - engagement_ms,
+                        (t - engagement_ms).max(p - engagement_ms),
+                        false,
+                    );
+                }
+            }
+            while order_in < orders.len() && self.ts[orders[order_in] as usize] <= t {
+                let i = orders[order_in] as usize;
+                order_in += 1;
+                order_count[root[self.node[i] as usize] as usize] += 1;
+            }
+            while order_out < order_in && self.ts[orders[order_out] as usize] <= t - orders_ms {
+                let i = orders[order_out] as usize;
+                order_out += 1;
+                let c = &mut order_count[root[self.node[i] as usize] as usize];
+                *c = c.saturating_sub(1);
+            }
+            prev_t = Some(t);
+            let mut p = SeriesPoint {
+                at: t,
+                ..SeriesPoint::default()
+            };
+            for r in 0..n {
+                if root[r] as usize != r || first[r] > t {
+                    continue;
+                }
+                let f = Features {
+                    follows: follow[r],
+                    subscribed: subscribe[r],
+                    in_group: in_groups[r] > 0,
+                    engagement_30d: u32::try_from(engagement[r]).unwrap_or(u32::MAX),
+                    orders_180d: order_count[r],
+                };
+                let l = layer_of(&f, rules);
+                p.counts.add(l);
+                match prev_layer[r] {
+                    u8::MAX => p.new += 1,
+                    was if (l as u8) > was => p.up += 1,
+                    was if (l as u8) < was => p.down += 1,
+                    _ => p.stayed += 1,
+                }
+                prev_layer[r] = l as u8;
+            }
+            out.push(p);
+        }
+        out
+    }
+
     /// One fan's layer as of `as_of`, with the numbers behind it (see [`crate::explain`]) and
     /// its latest `timeline_len` events, newest first.
     pub(crate) fn explain(
@@ -1283,6 +1439,19 @@ pub struct Flow {
     pub matrix: [[u64; 4]; 5],
     pub at_from: LayerCounts,
     pub at_to: LayerCounts,
+}
+
+/// Fans per layer at one instant of a series, and how they moved since the one before (for
+/// the first instant, every fan is `new`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SeriesPoint {
+    #[serde(serialize_with = "siyu_domain::time::rfc3339")]
+    pub at: Millis,
+    pub counts: LayerCounts,
+    pub up: u64,
+    pub down: u64,
+    pub stayed: u64,
+    pub new: u64,
 }
 
 /// One row of a flow: where fans that were in `from` are now.
@@ -1733,5 +1902,88 @@ mod tests {
             let split = t.e.columns.snapshot_in_parts(t.e.identities(), t.e.rules(), day(at), 3);
             prop_assert_eq!(split.layers, snap.layers);
         }
+    }
+
+    #[test]
+    fn a_series_says_what_a_snapshot_per_instant_and_a_flow_per_step_say() {
+        let mut t = T::new();
+        // A seeded mix of every kind of event the rules read, over 200 days, 30 people; one
+        // event links two of them (a merge).
+        let mut seed: u64 = 0x5eed;
+        let mut next = |m: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % m
+        };
+        let kinds = [
+            ("follow", ""),
+            ("unfollow", ""),
+            ("subscribe", ""),
+            ("unsubscribe", ""),
+            ("group_join", r#"{"group_id":"g1"}"#),
+            ("group_leave", r#"{"group_id":"g1"}"#),
+            ("group_join", r#"{"group_id":"g2"}"#),
+            ("video_like", ""),
+            ("video_comment", ""),
+            ("private_message_in", r#"{"text":"hi"}"#),
+            ("live_watch", r#"{"duration_s":1900}"#),
+            ("order", r#"{"order_id":"o","amount":10}"#),
+            ("video_view", ""),
+        ];
+        for _ in 0..1200 {
+            let who = format!("p{}", next(30));
+            let (ty, props) = kinds[next(kinds.len() as u64) as usize];
+            let d = next(200) as i64;
+            t.ev(&who, ty, d, props);
+        }
+        // A person known by phone only (they follow and order) turns out to be p1.
+        let mut by_phone = |ty: &str, d: i64, ids: &str| {
+            t.seq += 1;
+            let text = format!(
+                r#"{{"id":"{}","type":"{ty}","ts":"{}","identities":{ids},"props":{{"order_id":"x","amount":5}}}}"#,
+                t.seq,
+                siyu_domain::time::format_rfc3339(day(d))
+            );
+            t.e.apply(t.seq, &parse_event(&text, day(10_000)).unwrap());
+        };
+        by_phone("follow", 10, r#"{"phone":"13800138000"}"#);
+        by_phone("order", 130, r#"{"phone":"13800138000"}"#);
+        by_phone(
+            "video_view",
+            50,
+            r#"{"douyin_open_id":"p1","phone":"13800138000"}"#,
+        );
+        let g = t.e.identities();
+        let phone = g.current(g.lookup(siyu_domain::IdentityKind::Phone, "+8613800138000")[0]);
+        let p1 = g.current(g.lookup(siyu_domain::IdentityKind::DouyinOpenId, "p1")[0]);
+        assert_eq!(phone, p1, "merged");
+        let instants: Vec<i64> = (120..200).map(|d| day(d) + (d % 3) * 3_600_000).collect();
+        let series = t.e.layer_series(&instants);
+        assert_eq!(series.len(), instants.len());
+        for (k, p) in series.iter().enumerate() {
+            let at = instants[k];
+            assert_eq!(
+                p.counts,
+                t.e.layers_as_of(at).counts(),
+                "counts as of day {}",
+                k + 120
+            );
+            if k > 0 {
+                let f = t.e.flow(instants[k - 1], at);
+                let (up, down, stayed) = f.moves();
+                let new: u64 = f.matrix[4].iter().sum();
+                assert_eq!(
+                    (p.up, p.down, p.stayed, p.new),
+                    (up, down, stayed, new),
+                    "moves to day {}",
+                    k + 120
+                );
+            } else {
+                assert_eq!(p.new, p.counts.total());
+            }
+        }
+        assert!(series.iter().any(|p| p.up > 0) && series.iter().any(|p| p.down > 0));
+        assert!(t.e.layer_series(&[]).is_empty());
     }
 }

@@ -822,6 +822,12 @@ impl TenantEngine {
         layers::flow(&self.layers_as_of(from), &self.layers_as_of(to))
     }
 
+    /// Fans per layer as of each of `instants` (ascending) and the moves between neighbours,
+    /// in one sweep (see [`layers::SeriesPoint`]).
+    pub fn layer_series(&self, instants: &[Millis]) -> Vec<layers::SeriesPoint> {
+        self.columns.series(&self.identities, &self.rules, instants)
+    }
+
     /// The layer funnel from `from` to `to` (see [`analytics::Funnel`]).
     pub fn funnel(&self, from: Millis, to: Millis) -> analytics::Funnel {
         analytics::Funnel::of(&self.flow(from, to))

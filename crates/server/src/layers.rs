@@ -62,7 +62,7 @@ pub async fn layers(
         ("to" = String, Query, format = DateTime, description = "The second instant, after `from`"),
     ),
     responses(
-        (status = 200, description = "How fans moved between layers", body = schema::Flow),
+        (status = 200, description = "How fans moved between layers, and the series: fans per layer at `from`, at each local midnight in between (every `step_days` days) and at `to`, with the moves since the point before", body = schema::Flow),
         (status = 400, description = "`missing_field`, `invalid_timestamp` (`field`: `from` or `to`), `invalid_range` (`to`: not after `from`), `invalid_query`", body = schema::Error),
         AdminErrors,
     ),
@@ -91,8 +91,17 @@ pub async fn flow(
         ));
     }
     let app = state.app.clone();
-    let f = crate::readers::reading(move || Ok(app.flow(tenant.id, from, to)?)).await?;
-    Ok(Json(serde_json::to_value(f).map_err(internal)?))
+    let (f, (step, daily)) = crate::readers::reading(move || {
+        Ok((
+            app.flow(tenant.id, from, to)?,
+            app.flow_series(tenant.id, from, to)?,
+        ))
+    })
+    .await?;
+    let mut v = serde_json::to_value(f).map_err(internal)?;
+    v["daily"] = serde_json::to_value(daily).map_err(internal)?;
+    v["step_days"] = step.into();
+    Ok(Json(v))
 }
 
 /// `GET /api/rules`: the layer rules in force.

@@ -722,6 +722,29 @@ pub struct Flow {
     moved_up: u64,
     moved_down: u64,
     stayed: u64,
+    /// The series: `from`, each local midnight between (every `step_days` days), `to`.
+    daily: Vec<SeriesPoint>,
+    /// Days between points: 1 unless the period has more than 400 days.
+    #[schema(minimum = 1)]
+    step_days: u32,
+}
+
+/// One point of a flow's series.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesPoint {
+    at: Time,
+    counts: LayerCounts,
+    /// Since the point before: fans who moved up, down, stayed, or are new (the first point:
+    /// every fan is new).
+    #[schema(minimum = 0)]
+    up: u64,
+    #[schema(minimum = 0)]
+    down: u64,
+    #[schema(minimum = 0)]
+    stayed: u64,
+    #[schema(minimum = 0)]
+    new: u64,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -77,6 +77,27 @@ async fn reports_add_up_and_refuse_bad_queries(b: Backend) {
         "c is new and never followed: {f}"
     );
 
+    // The flow's series: from, each local midnight, to; its ends are the flow's.
+    let (s, fl) = app
+        .get(&format!("/api/reports/flow?from={FROM}&to={TO}"))
+        .await;
+    assert_eq!(s, 200, "{fl}");
+    let daily = fl["daily"].as_array().unwrap();
+    assert_eq!(fl["step_days"], 1);
+    assert_eq!(
+        daily.len(),
+        30,
+        "10-05 00:00Z, 28 Shanghai midnights, 11-02 00:00Z: {fl}"
+    );
+    assert_eq!(daily[0]["counts"], fl["at_from"]);
+    assert_eq!(daily[daily.len() - 1]["counts"], fl["at_to"]);
+    assert_eq!(
+        daily[1]["at"], "2026-10-05T16:00:00.000Z",
+        "Shanghai's midnight"
+    );
+    let moved_up: u64 = daily.iter().map(|p| p["up"].as_u64().unwrap()).sum();
+    assert!(moved_up >= fl["moved_up"].as_u64().unwrap());
+
     let (s, a) = app
         .get(&format!("/api/reports/attribution?from={FROM}&to={TO}"))
         .await;
