@@ -72,6 +72,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             duckdb,
             work,
         } => layers(fans, days, duckdb, work, args.json),
+        BenchWhat::Analytics {
+            fans,
+            days,
+            duckdb,
+            work,
+        } => crate::bench_analytics::run(fans, days, duckdb, work, args.json),
         BenchWhat::Triggers {
             events,
             segments,
@@ -764,10 +770,10 @@ impl<F: FnMut(&str)> std::io::Write for Lines<F> {
 }
 
 /// A generated brand applied to an engine, as `bench layers` and `bench segments` use it.
-struct Brand {
-    engine: siyu_engine::TenantEngine,
-    as_of: siyu_domain::Millis,
-    events: u64,
+pub(crate) struct Brand {
+    pub(crate) engine: siyu_engine::TenantEngine,
+    pub(crate) as_of: siyu_domain::Millis,
+    pub(crate) events: u64,
     apply_time: std::time::Duration,
     /// Live layers run beside, as a server would (`with_live`).
     live: Option<LiveRun>,
@@ -781,7 +787,12 @@ struct LiveRun {
 /// Generates `fans` fans over `days` days and applies them; with `with_live`, a second engine
 /// runs live layers as the events arrive in time order, its clock following them — what a
 /// server does, transitions and decay included — and must end where the recompute ends.
-fn brand(fans: u64, days: u32, with_live: bool, say: &dyn Fn(&str)) -> anyhow::Result<Brand> {
+pub(crate) fn brand(
+    fans: u64,
+    days: u32,
+    with_live: bool,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<Brand> {
     let end = crate::gen_cmd::default_end();
     let cfg = siyu_gen::GenConfig {
         fans,
@@ -854,7 +865,7 @@ fn brand(fans: u64, days: u32, with_live: bool, say: &dyn Fn(&str)) -> anyhow::R
 
 /// Writes every event as DuckDB reads it: the fan Siyu resolved it to, arrival order, time,
 /// type and the properties the rules and segments read.
-fn events_csv(
+pub(crate) fn events_csv(
     engine: &siyu_engine::TenantEngine,
     dir: &Path,
     say: &dyn Fn(&str),
@@ -894,7 +905,11 @@ fn events_csv(
 }
 
 /// Runs one of the DuckDB scripts in `bench/` and returns the JSON it prints.
-fn duckdb_script(script: &str, args: &[String], say: &dyn Fn(&str)) -> anyhow::Result<Value> {
+pub(crate) fn duckdb_script(
+    script: &str,
+    args: &[String],
+    say: &dyn Fn(&str),
+) -> anyhow::Result<Value> {
     say(&format!("running bench/{script} ..."));
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../bench")

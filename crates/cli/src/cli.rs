@@ -1355,6 +1355,24 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 4)]
         clients: usize,
     },
+    /// Analytics: build the engine from a generated brand, then time every report of
+    /// docs/analytics.md on it (median of 5: funnel, flow with its daily series, attribution,
+    /// acquisition, LTV, retention, the predictive fit); with --duckdb, attribution, LTV and
+    /// retention in SQL (bench/analytics_duckdb.py) over the same events, figures compared.
+    Analytics {
+        /// People in the generated brand.
+        #[arg(long, default_value_t = 1_000_000)]
+        fans: u64,
+        /// Days of activity.
+        #[arg(long, default_value_t = 240)]
+        days: u32,
+        /// Also run DuckDB (needs `pip install duckdb`).
+        #[arg(long)]
+        duckdb: bool,
+        /// Keep the events file for DuckDB here (default: a temporary folder).
+        #[arg(long)]
+        work: Option<std::path::PathBuf>,
+    },
     /// Layers: build the engine from a generated brand, then recompute every fan's layer as of
     /// its end; with --duckdb, the same rules in SQL (bench/layers_duckdb.py) over the same
     /// events, counts compared.

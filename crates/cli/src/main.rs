@@ -8,6 +8,7 @@
 mod output;
 
 mod bench;
+mod bench_analytics;
 mod bench_journeys;
 mod bench_leads;
 mod bench_ltv;

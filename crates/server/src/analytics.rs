@@ -36,6 +36,16 @@ fn to_json(v: impl serde::Serialize) -> Result<Json<Value>, ApiError> {
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+/// A report read on the readers' pool, as JSON (the caller has checked the key first, so a
+/// request without one is a 401 whatever its query).
+async fn report<T: serde::Serialize + Send + 'static>(
+    state: &State,
+    read: impl FnOnce(&siyu_app::App) -> Result<T, ApiError> + Send + 'static,
+) -> Result<Json<Value>, ApiError> {
+    let app = state.app.clone();
+    to_json(crate::readers::reading(move || read(&app)).await?)
+}
+
 /// `GET /api/reports/funnel?from&to`.
 #[utoipa::path(
     get,
@@ -58,11 +68,9 @@ pub async fn funnel(
     headers: HeaderMap,
     Query(q): Query,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = auth::admin(&state, &headers).await?;
+    let t = auth::admin(&state, &headers).await?.id;
     let (from, to) = period(&q, 30)?;
-    let app = state.app.clone();
-    let f = crate::readers::reading(move || Ok(app.funnel(tenant.id, from, to)?)).await?;
-    to_json(f)
+    report(&state, move |app| Ok(app.funnel(t, from, to)?)).await
 }
 
 /// `GET /api/reports/attribution?from&to`.
@@ -87,11 +95,9 @@ pub async fn attribution(
     headers: HeaderMap,
     Query(q): Query,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = auth::admin(&state, &headers).await?;
+    let t = auth::admin(&state, &headers).await?.id;
     let (from, to) = period(&q, 30)?;
-    let app = state.app.clone();
-    let a = crate::readers::reading(move || Ok(app.attribution(tenant.id, from, to)?)).await?;
-    to_json(a)
+    report(&state, move |app| Ok(app.attribution(t, from, to)?)).await
 }
 
 /// `GET /api/reports/ltv?as_of`.
@@ -113,11 +119,9 @@ pub async fn ltv(
     headers: HeaderMap,
     Query(q): Query,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = auth::admin(&state, &headers).await?;
+    let t = auth::admin(&state, &headers).await?.id;
     let as_of = time(&q, "as_of")?.unwrap_or_else(siyu_domain::time::now_ms);
-    let app = state.app.clone();
-    let r = crate::readers::reading(move || Ok(app.ltv(tenant.id, as_of)?)).await?;
-    to_json(r)
+    report(&state, move |app| Ok(app.ltv(t, as_of)?)).await
 }
 
 /// `GET /api/reports/retention?from&to&as_of&weeks`.
@@ -156,12 +160,10 @@ pub async fn retention(
     }
     let (from, to) = period(&q, 7 * weeks)?;
     let as_of = time(&q, "as_of")?.unwrap_or_else(siyu_domain::time::now_ms);
-    let app = state.app.clone();
-    let r = crate::readers::reading(move || {
+    report(&state, move |app| {
         Ok(app.retention(tenant.id, from, to, as_of, weeks as usize)?)
     })
-    .await?;
-    to_json(r)
+    .await
 }
 
 /// Largest spend file accepted: 64 MiB (a million rows and more).
@@ -218,11 +220,9 @@ pub async fn cac(
     headers: HeaderMap,
     Query(q): Query,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = auth::admin(&state, &headers).await?;
+    let t = auth::admin(&state, &headers).await?.id;
     let (from, to) = period(&q, 30)?;
-    let app = state.app.clone();
-    let r = crate::readers::reading(move || Ok(app.cac(tenant.id, from, to)?)).await?;
-    to_json(r)
+    report(&state, move |app| Ok(app.cac(t, from, to)?)).await
 }
 
 /// `GET /api/reports/ltv/predicted?days&as_of`.
@@ -259,9 +259,8 @@ pub async fn ltv_predicted(
         ));
     }
     let as_of = time(&q, "as_of")?.unwrap_or_else(siyu_domain::time::now_ms);
-    let app = state.app.clone();
-    let p =
-        crate::readers::reading(move || Ok(app.ltv_predicted(tenant.id, as_of, days as u32)?))
-            .await?;
-    to_json(p)
+    report(&state, move |app| {
+        Ok(app.ltv_predicted(tenant.id, as_of, days as u32)?)
+    })
+    .await
 }
