@@ -404,6 +404,8 @@ pub struct LtvReport {
 #[derive(Clone, Copy, Default)]
 struct FanSums {
     first: Option<(Millis, u32)>,
+    /// The first touch (time, index).
+    first_touch: Option<(Millis, u32)>,
     orders: u32,
     revenue: u64,
     refunds: u64,
@@ -458,6 +460,9 @@ impl Columns {
             if f.first.is_none_or(|(ft, _)| t < ft) {
                 f.first = Some((t, i as u32));
             }
+            if f.first_touch.is_none_or(|(ft, _)| t < ft) && is_touch(self.kind[i]) {
+                f.first_touch = Some((t, i as u32));
+            }
             match self.kind[i] {
                 ORDER => {
                     f.orders += 1;
@@ -480,7 +485,15 @@ impl Columns {
     ) -> LtvReport {
         let roots = roots(graph);
         let fans = self.fan_sums(&roots, as_of);
-        let domains = self.first_domains(&roots, as_of);
+        // Month names by 15-minute bucket of UTC time: every zone's offset is a multiple of
+        // 15 minutes, so a bucket never straddles a local month's start.
+        let mut months: std::collections::HashMap<i64, String> = Default::default();
+        let mut month = |t: Millis| {
+            months
+                .entry(t.div_euclid(900_000))
+                .or_insert_with(|| month_of(t))
+                .clone()
+        };
         let mut total = Sums::default();
         let mut cohorts: BTreeMap<String, Sums> = BTreeMap::new();
         let mut by_domain: [Sums; 3] = Default::default();
@@ -491,9 +504,9 @@ impl Columns {
                 continue;
             }
             total.add(f);
-            cohorts.entry(month_of(t)).or_default().add(f);
-            let d = domains[node].map_or(Domain::Private, |(_, _, d)| d);
-            by_domain[d as usize].add(f);
+            cohorts.entry(month(t)).or_default().add(f);
+            let (_, i) = f.first_touch.or(f.first).expect("a fan with a first event");
+            by_domain[self.domain(i as usize) as usize].add(f);
             if let Some(Some(l)) = snapshot.layers.get(node) {
                 layers[*l as usize].add(f);
             }
