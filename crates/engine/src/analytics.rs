@@ -762,8 +762,13 @@ mod tests {
 
         /// An event of `who` (a Douyin open id, or `phone:…`) on day `d`.
         fn ev(&mut self, who: &str, ty: &str, d: i64, props: &str) -> &mut T {
+            self.at(who, ty, day(d) + self.seq + 1, props)
+        }
+
+        /// An event of `who` at exactly `at`.
+        fn at(&mut self, who: &str, ty: &str, at: Millis, props: &str) -> &mut T {
             self.seq += 1;
-            let ts = siyu_domain::time::format_rfc3339(day(d) + self.seq);
+            let ts = siyu_domain::time::format_rfc3339(at);
             let ids = match who.strip_prefix("phone:") {
                 Some(p) => format!(r#"{{"phone":"{p}"}}"#),
                 None => format!(r#"{{"douyin_open_id":"{who}"}}"#),
@@ -923,6 +928,124 @@ mod tests {
         );
         // As of day 15, a's day-30 order is not there yet.
         assert_eq!(t.e.buyers(day(15), 0)[0].frequency, 1);
+    }
+
+    /// The edges the reports' definitions draw, each where a slip would change a figure.
+    #[test]
+    fn every_boundary_is_where_the_docs_put_it() {
+        let mut t = T::new();
+        let order = r#"{"order_id":"o","amount":10}"#;
+        // Funnel: s stays potential; u moves up.
+        t.ev("s", "video_view", 0, "")
+            .ev("u", "video_view", 0, "")
+            .ev("u", "follow", 5, "");
+        let f = t.e.funnel(day(1), day(6));
+        assert_eq!((f.steps[0].fans, f.steps[0].reached), (2, 1));
+        // Attribution: d's first touch public, only private touches in the window: crossed.
+        t.ev("d", "video_view", 0, "")
+            .ev("d", "private_message_in", 55, r#"{"text":"hi"}"#)
+            .order("d", 60, 10);
+        // An order exactly at the period's end is the next period's.
+        t.at("e", "order", day(62), order);
+        let a = t.e.attribution(day(59), day(62));
+        assert_eq!((a.orders, a.crossed), (1, 1));
+        assert_eq!(t.e.attribution(day(62), day(63)).orders, 1);
+        assert_eq!(t.e.attribution(day(100), day(101)).crossed_rate, None);
+
+        // Acquisition: g was shown an ad first (no touch), then saw a video (public), then
+        // left leads that arrive out of time order: the earlier (live) is the first.
+        t.ev("g", "ad_impression", 80, "")
+            .ev("g", "video_view", 81, "");
+        t.at("g", "lead_form", day(85), r#"{"channel":"ad"}"#);
+        t.at("g", "lead_form", day(83), r#"{"channel":"live"}"#);
+        t.at("h", "follow", day(84), "");
+        let q = t.e.acquired(day(83), day(86));
+        assert_eq!(
+            q.by_channel["live"].unique_leads, 1,
+            "the earlier lead, though later to arrive"
+        );
+        assert_eq!(q.by_channel["ad"].repeat_leads, 1);
+        let dom = |d: &str| q.by_domain.iter().find(|x| x.0 == d).unwrap().1;
+        assert_eq!(
+            dom("public").unique_leads,
+            1,
+            "the first touch, not the ad shown"
+        );
+        assert_eq!(dom("public").repeat_leads, 1);
+        assert_eq!(q.total.new_followers, 1, "h followed exactly at the start");
+        assert_eq!(t.e.acquired(day(84) + 1, day(86)).total.new_followers, 0);
+
+        // LTV: k ordered three times (a repeat buyer), m once; n's first event is an ad shown,
+        // then a video: public by its first touch. The order exactly at as_of counts.
+        t.order("k", 90, 1).order("k", 91, 1).order("k", 92, 1);
+        t.order("m", 90, 1);
+        t.ev("n", "ad_impression", 90, "")
+            .ev("n", "video_view", 91, "");
+        t.at("m", "order", day(95), order);
+        let l = t.e.ltv(day(95), &month);
+        assert_eq!(l.total.repeat_buyers, 2, "k (3 orders) and m (2 orders)");
+        let public = l
+            .by_first_domain
+            .iter()
+            .find(|x| x.key == "public")
+            .unwrap();
+        assert!(public.fans >= 1);
+        let commercial = l
+            .by_first_domain
+            .iter()
+            .find(|x| x.key == "commercial")
+            .unwrap();
+        assert_eq!(
+            commercial.fans, 0,
+            "n's first touch is the video: {commercial:?}"
+        );
+        assert_eq!(
+            (commercial.revenue_per_fan_fen, commercial.repeat_rate),
+            (None, None)
+        );
+        let before = t.e.ltv(day(95) - 1, &month);
+        assert_eq!(l.total.orders, before.total.orders + 1);
+
+        // Buyers: local days by the offset (15:00 and 17:00 UTC are 23:00 and 01:00 in
+        // UTC+8: two days); a repeat day's orders are summed.
+        let mut b = T::new();
+        b.at("x", "order", day(0) + 3 * 3_600_000, order);
+        b.at("x", "order", day(0) + 5 * 3_600_000, order);
+        b.at("x", "order", day(3), order);
+        b.at("x", "order", day(3) + 1000, order);
+        let eight = 8 * 3_600_000;
+        let got = b.e.buyers(day(10), eight);
+        assert_eq!(
+            got[0].frequency, 2,
+            "the two of day 0 are two local days, then day 3"
+        );
+        assert_eq!(b.e.buyers(day(10), 0)[0].frequency, 1);
+        assert_eq!(
+            b.e.buyers(day(10), 0)[0].monetary_fen,
+            2_000.0,
+            "day 3's two orders"
+        );
+        assert_eq!(got[0].age, 10.0);
+
+        // Retention: a cohort first active exactly at `to` is out; a week is reported once
+        // it is over.
+        let mut r = T::new();
+        r.at("y", "follow", day(0), "");
+        r.at("z", "follow", day(7), "");
+        r.at("y", "video_like", day(14), "");
+        let ret = r.e.retention(day(0), day(7), day(14), 3, &Utc);
+        assert_eq!(ret.cohorts.len(), 1, "z came exactly at to");
+        assert_eq!(
+            ret.cohorts[0].active,
+            [1, 0],
+            "week 2 is not over by day 14"
+        );
+        let ret = r.e.retention(day(0), day(7), day(21), 3, &Utc);
+        assert_eq!(
+            ret.cohorts[0].active,
+            [1, 0, 1],
+            "the like of day 14 is week 2's"
+        );
     }
 
     fn month(t: Millis) -> String {
