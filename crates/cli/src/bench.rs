@@ -904,6 +904,24 @@ pub(crate) fn events_csv(
     Ok(csv_path)
 }
 
+/// Runs `f` `runs` times (at least once): the median and the minimum seconds, and the last
+/// run's answer.
+pub(crate) fn timed<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, f64, T) {
+    let mut seconds = Vec::new();
+    let mut out = None;
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        out = Some(f());
+        seconds.push(t.elapsed().as_secs_f64());
+    }
+    seconds.sort_by(f64::total_cmp);
+    (
+        seconds[seconds.len() / 2],
+        seconds[0],
+        out.expect("at least one run"),
+    )
+}
+
 /// Runs one of the DuckDB scripts in `bench/` and returns the JSON it prints.
 pub(crate) fn duckdb_script(
     script: &str,
@@ -943,22 +961,14 @@ fn layers(
     let (engine, as_of, events) = (&b.engine, b.as_of, b.events);
     let live = b.live.as_ref().context("live layers ran")?;
     say("recomputing layers as of the end, 5 times ...");
-    let mut runs = Vec::new();
-    let mut counts = siyu_engine::LayerCounts::default();
-    for _ in 0..5 {
-        let t = Instant::now();
-        counts = engine.layers_as_of(as_of).counts();
-        runs.push(t.elapsed().as_secs_f64());
-    }
-    runs.sort_by(f64::total_cmp);
-    let siyu_seconds = runs[runs.len() / 2];
+    let (siyu_seconds, siyu_min, counts) = timed(5, || engine.layers_as_of(as_of).counts());
     let mut result = json!({
         "fans": counts.total(),
         "events": events,
         "as_of": siyu_domain::time::format_rfc3339(as_of),
         "counts": counts,
         "recompute_seconds_median": siyu_seconds,
-        "recompute_seconds_min": runs[0],
+        "recompute_seconds_min": siyu_min,
         "apply_microseconds_per_event": b.apply_time.as_secs_f64() * 1e6 / events as f64,
         "live_microseconds_per_event": live.time.as_secs_f64() * 1e6 / events as f64,
         "live_transitions": live.transitions,
@@ -1016,15 +1026,8 @@ fn segments(
     let by_snapshot: Eval = &|t| engine.audience_by_snapshot(&parsed, t);
     // 7 evaluations as of `t`: (count, median, min).
     let time = |f: Eval, t: i64| -> anyhow::Result<(usize, f64, f64)> {
-        let mut runs = Vec::new();
-        let mut count = 0;
-        for _ in 0..7 {
-            let start = Instant::now();
-            count = f(t)?.count();
-            runs.push(start.elapsed().as_secs_f64());
-        }
-        runs.sort_by(f64::total_cmp);
-        Ok((count, runs[runs.len() / 2], runs[0]))
+        let (median, min, audience) = timed(7, || f(t));
+        Ok((audience?.count(), median, min))
     };
     // One evaluation as of each of the 30 days before the end: (counts, seconds each).
     let series = |f: Eval| -> anyhow::Result<(Vec<usize>, Vec<f64>)> {

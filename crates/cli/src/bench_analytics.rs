@@ -3,8 +3,6 @@
 //! JSON are not in the figure), and with `--duckdb` the same attribution, LTV and retention
 //! in SQL over the same events (bench/analytics_duckdb.py), their figures compared.
 
-use std::time::Instant;
-
 use serde_json::{Value, json};
 use siyu_domain::Millis;
 use siyu_domain::time::MS_PER_DAY;
@@ -34,16 +32,8 @@ fn month(t: Millis) -> String {
 }
 
 /// Median and minimum seconds of 5 runs, and the last run's answer.
-fn time<T>(mut f: impl FnMut() -> T) -> (f64, f64, T) {
-    let mut runs = Vec::new();
-    let mut out = None;
-    for _ in 0..5 {
-        let t = Instant::now();
-        out = Some(f());
-        runs.push(t.elapsed().as_secs_f64());
-    }
-    runs.sort_by(f64::total_cmp);
-    (runs[2], runs[0], out.expect("five runs"))
+fn time<T>(f: impl FnMut() -> T) -> (f64, f64, T) {
+    crate::bench::timed(5, f)
 }
 
 pub fn run(

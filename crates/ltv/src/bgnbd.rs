@@ -20,6 +20,7 @@
 
 use serde::Serialize;
 
+use crate::collapse::{ByFrequency, collapse};
 use crate::optim::{self, Stop};
 use crate::special::{digamma, hyp2f1, ln_gamma};
 use crate::{Customer, Fit, LtvError};
@@ -38,12 +39,8 @@ pub struct BgNbd {
 /// Customers collapsed into weighted rows, grouped by their distinct `x`.
 #[derive(Debug, Clone)]
 pub struct Rows {
-    /// The distinct frequencies, ascending.
-    xs: Vec<f64>,
-    /// How many customers have each of `xs`.
-    x_weight: Vec<f64>,
-    /// Rows `x_start[i]..x_start[i + 1]` have frequency `xs[i]`.
-    x_start: Vec<usize>,
+    /// The rows of each distinct frequency.
+    by_x: ByFrequency,
     t_x: Vec<f64>,
     t: Vec<f64>,
     /// How many customers each row stands for.
@@ -69,41 +66,28 @@ impl Rows {
             });
         }
         // Non-negative finite floats sort by their bits as by their values.
-        let mut keys: Vec<(u64, u64, u64)> = customers
+        let keys: Vec<(u64, u64, u64)> = customers
             .iter()
             .map(|c| (c.frequency() as u64, c.recency().to_bits(), c.T().to_bits()))
             .collect();
-        keys.sort_unstable();
-        let mut rows = Rows {
-            xs: Vec::new(),
-            x_weight: Vec::new(),
-            x_start: Vec::new(),
-            t_x: Vec::new(),
-            t: Vec::new(),
-            w: Vec::new(),
+        let (mut t_x, mut t, mut w) = (Vec::new(), Vec::new(), Vec::new());
+        let by_x = collapse(
+            keys,
+            |k| k.0,
+            |k, weight| {
+                t_x.push(f64::from_bits(k.1));
+                t.push(f64::from_bits(k.2));
+                w.push(weight);
+            },
+        );
+        let rows = Rows {
+            by_x,
+            t_x,
+            t,
+            w,
             customers: n,
             scale: customers.iter().map(|c| c.T()).sum::<f64>() / n as f64,
         };
-        let mut i = 0;
-        while i < keys.len() {
-            let k = keys[i];
-            let mut j = i + 1;
-            while j < keys.len() && keys[j] == k {
-                j += 1;
-            }
-            let x = k.0 as f64;
-            if rows.xs.last() != Some(&x) {
-                rows.xs.push(x);
-                rows.x_weight.push(0.0);
-                rows.x_start.push(rows.w.len());
-            }
-            *rows.x_weight.last_mut().expect("pushed above") += (j - i) as f64;
-            rows.t_x.push(f64::from_bits(k.1));
-            rows.t.push(f64::from_bits(k.2));
-            rows.w.push((j - i) as f64);
-            i = j;
-        }
-        rows.x_start.push(rows.w.len());
         if rows.w.len() == 1 {
             return Err(LtvError::NotIdentified {
                 model: MODEL,
@@ -132,9 +116,10 @@ impl Rows {
 
     /// Customers with at least one repeat purchase.
     pub fn repeat_customers(&self) -> u64 {
-        self.xs
+        self.by_x
+            .xs
             .iter()
-            .zip(&self.x_weight)
+            .zip(&self.by_x.weight)
             .filter(|(x, _)| **x > 0.0)
             .map(|(_, w)| *w as u64)
             .sum()
@@ -160,7 +145,7 @@ impl BgNbd {
         let (psi_r, psi_ab, psi_b) = (digamma(r), digamma(a + b), digamma(b));
         let mut ll = 0.0;
         let mut g = [0.0; 4];
-        for (i, (&x, &wx)) in rows.xs.iter().zip(&rows.x_weight).enumerate() {
+        for (i, (&x, &wx)) in rows.by_x.xs.iter().zip(&rows.by_x.weight).enumerate() {
             // Terms of x alone: once per distinct x.
             ll += wx * (common + ln_gamma(r + x) + ln_gamma(b + x) - ln_gamma(a + b + x));
             let psi_abx = digamma(a + b + x);
@@ -169,7 +154,7 @@ impl BgNbd {
             g[2] += wx * (psi_ab - psi_abx);
             g[3] += wx * (psi_ab + digamma(b + x) - psi_b - psi_abx);
             let rx = r + x;
-            let range = rows.x_start[i]..rows.x_start[i + 1];
+            let range = rows.by_x.rows(i);
             let (ts, w) = (&rows.t[range.clone()], &rows.w[range.clone()]);
             if x == 0.0 {
                 for (&t, &w) in ts.iter().zip(w) {

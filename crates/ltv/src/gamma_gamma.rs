@@ -19,6 +19,7 @@
 use serde::Serialize;
 
 use crate::bgnbd::IDENTIFIED;
+use crate::collapse::{ByFrequency, collapse};
 use crate::optim::{self, Stop};
 use crate::special::{digamma, ln_gamma};
 use crate::{Customer, Fit, LtvError};
@@ -36,11 +37,10 @@ pub struct GammaGamma {
 /// Repeat customers collapsed into weighted `(x, m)` rows, grouped by `x`.
 #[derive(Debug, Clone)]
 pub struct Rows {
-    xs: Vec<f64>,
-    x_weight: Vec<f64>,
+    /// The rows of each distinct frequency.
+    by_x: ByFrequency,
     /// Σ w·ln m per distinct x: constant in the parameters, summed once.
     x_ln_m: Vec<f64>,
-    x_start: Vec<usize>,
     m: Vec<f64>,
     w: Vec<f64>,
     customers: u64,
@@ -70,39 +70,28 @@ impl Rows {
                 customers: customers.len() as u64,
             });
         }
-        keys.sort_unstable();
         let n = keys.len() as u64;
-        let mut rows = Rows {
-            xs: Vec::new(),
-            x_weight: Vec::new(),
-            x_ln_m: Vec::new(),
-            x_start: Vec::new(),
-            m: Vec::new(),
-            w: Vec::new(),
+        let scale = keys.iter().map(|k| f64::from_bits(k.1)).sum::<f64>() / n as f64;
+        let (mut m, mut w) = (Vec::new(), Vec::new());
+        let by_x = collapse(
+            keys,
+            |k| k.0,
+            |k, weight| {
+                m.push(f64::from_bits(k.1));
+                w.push(weight);
+            },
+        );
+        let x_ln_m = (0..by_x.xs.len())
+            .map(|i| by_x.rows(i).map(|j| w[j] * m[j].ln()).sum())
+            .collect();
+        let rows = Rows {
+            by_x,
+            x_ln_m,
+            m,
+            w,
             customers: n,
-            scale: keys.iter().map(|k| f64::from_bits(k.1)).sum::<f64>() / n as f64,
+            scale,
         };
-        let mut i = 0;
-        while i < keys.len() {
-            let k = keys[i];
-            let mut j = i + 1;
-            while j < keys.len() && keys[j] == k {
-                j += 1;
-            }
-            let (x, m, w) = (k.0 as f64, f64::from_bits(k.1), (j - i) as f64);
-            if rows.xs.last() != Some(&x) {
-                rows.xs.push(x);
-                rows.x_weight.push(0.0);
-                rows.x_ln_m.push(0.0);
-                rows.x_start.push(rows.w.len());
-            }
-            *rows.x_weight.last_mut().expect("pushed above") += w;
-            *rows.x_ln_m.last_mut().expect("pushed above") += w * m.ln();
-            rows.m.push(m);
-            rows.w.push(w);
-            i = j;
-        }
-        rows.x_start.push(rows.w.len());
         if rows.w.len() == 1 {
             return Err(LtvError::NotIdentified {
                 model: MODEL,
@@ -146,8 +135,8 @@ impl GammaGamma {
         let (lg_q, psi_q) = (ln_gamma(q), digamma(q));
         let mut ll = 0.0;
         let mut g = [0.0; 3];
-        for (i, &x) in rows.xs.iter().enumerate() {
-            let (wx, s_ln_m) = (rows.x_weight[i], rows.x_ln_m[i]);
+        for (i, &x) in rows.by_x.xs.iter().enumerate() {
+            let (wx, s_ln_m) = (rows.by_x.weight[i], rows.x_ln_m[i]);
             let (px, ln_x) = (p * x, x.ln());
             let (psi_pxq, psi_px) = (digamma(px + q), digamma(px));
             ll += wx * (ln_gamma(px + q) - ln_gamma(px) - lg_q + q * ln_v + px * ln_x)
@@ -155,7 +144,7 @@ impl GammaGamma {
             g[0] += wx * x * (psi_pxq - psi_px + ln_x) + x * s_ln_m;
             g[1] += wx * (psi_pxq - psi_q + ln_v);
             g[2] += wx * q / v;
-            let range = rows.x_start[i]..rows.x_start[i + 1];
+            let range = rows.by_x.rows(i);
             let (mut s_ln, mut s_inv) = (0.0, 0.0);
             for (&m, &w) in rows.m[range.clone()].iter().zip(&rows.w[range]) {
                 let xmv = x * m + v;

@@ -34,6 +34,7 @@
 //!   benchmark.
 
 pub mod bgnbd;
+mod collapse;
 pub mod error;
 pub mod gamma_gamma;
 pub mod optim;

@@ -259,19 +259,13 @@ async fn reports_add_up_and_refuse_bad_queries(b: Backend) {
     // The CLI prints the same documents.
     let flags = store_flags(&app.location);
     let cli = |args: &[&str]| -> Value {
-        let out = crate::durability::siyu()
-            .arg("report")
-            .args(args)
-            .arg("--json")
-            .args(&flags)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        crate::helpers::stdout_json(
+            crate::durability::siyu()
+                .arg("report")
+                .args(args)
+                .arg("--json")
+                .args(&flags),
+        )
     };
     assert_eq!(cli(&["funnel", "--from", FROM, "--to", TO]), f);
     assert_eq!(cli(&["attribution", "--from", FROM, "--to", TO]), a);

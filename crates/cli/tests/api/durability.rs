@@ -46,17 +46,7 @@ pub fn start_server(flags: &[String]) -> (Child, String) {
 
 /// Creates the tenant `acme` through the CLI: its write and admin keys.
 pub fn create_tenant(flags: &[String]) -> (String, String) {
-    let out = siyu()
-        .args(["tenant", "create", "acme"])
-        .args(flags)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = crate::helpers::stdout_json(siyu().args(["tenant", "create", "acme"]).args(flags));
     (
         v["write_key"].as_str().unwrap().into(),
         v["admin_key"].as_str().unwrap().into(),

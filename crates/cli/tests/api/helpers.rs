@@ -372,3 +372,15 @@ pub fn help_says(cases: &[(&[&str], &[&str])]) {
         }
     }
 }
+
+/// Runs `cmd`, which must succeed (its stderr is the failure's message), and parses what it
+/// printed as one JSON document.
+pub fn stdout_json(cmd: &mut std::process::Command) -> Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -33,18 +33,7 @@ fn close(v: &Value, want: f64) {
 fn ltv_fit_gives_the_published_cdnow_fits() {
     let dir = tempfile::tempdir().unwrap();
     let file = cdnow(dir.path());
-    let out = siyu()
-        .args(["ltv", "fit"])
-        .arg(&file)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = crate::helpers::stdout_json(siyu().args(["ltv", "fit"]).arg(&file).arg("--json"));
     assert_eq!(doc["customers"], 2357);
     assert_eq!(doc["repeat_customers"], 946);
     // lifetimes 0.11.3; Fader, Hardie & Lee (2005): LL −9582.4.

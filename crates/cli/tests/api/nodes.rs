@@ -295,19 +295,8 @@ async fn beside_a_server_writes_go_through_it() {
         .collect();
     std::fs::write(&file, lines.join("\n")).unwrap();
     for run in 0..2 {
-        let out = siyu()
-            .arg("import")
-            .arg(&file)
-            .args(&flags)
-            .arg("--json")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v =
+            crate::helpers::stdout_json(siyu().arg("import").arg(&file).args(&flags).arg("--json"));
         let (accepted, duplicates) = if run == 0 { (30, 0) } else { (0, 30) };
         assert_eq!(
             (v["accepted"].as_u64(), v["duplicates"].as_u64()),
