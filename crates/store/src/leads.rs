@@ -276,8 +276,14 @@ pub trait Leads {
     fn agent_days(&self, tenant: TenantId, day: i32) -> Result<Vec<AgentDay>>;
 
     fn groups(&self, tenant: TenantId) -> Result<Vec<StoredGroup>>;
-    /// Members of a group (current and past), by join time.
-    fn members(&self, tenant: TenantId, group: i64) -> Result<Vec<StoredMember>>;
+    /// Members of a group (current and past), by join time; with `fans`, only those of them
+    /// (what applying a page of group events needs of a group of 100,000).
+    fn members(
+        &self,
+        tenant: TenantId,
+        group: i64,
+        fans: Option<&[i64]>,
+    ) -> Result<Vec<StoredMember>>;
     /// The groups a fan is in now.
     fn groups_of(&self, tenant: TenantId, fan: i64) -> Result<Vec<i64>>;
     /// A group's daily counts from `from_day` on.

@@ -762,12 +762,18 @@ impl Leads for PostgresStore {
         })
     }
 
-    fn members(&self, tenant: TenantId, group: i64) -> Result<Vec<StoredMember>> {
+    fn members(
+        &self,
+        tenant: TenantId,
+        group: i64,
+        fans: Option<&[i64]>,
+    ) -> Result<Vec<StoredMember>> {
         self.reader(|c| {
             Ok(c.query(
                 "SELECT group_id, fan, joined_at, left_at, active_at FROM group_members
-                 WHERE tenant_id = $1 AND group_id = $2 ORDER BY joined_at, fan",
-                &[&tenant, &group],
+                 WHERE tenant_id = $1 AND group_id = $2 AND ($3::BIGINT[] IS NULL OR fan = ANY($3))
+                 ORDER BY joined_at, fan",
+                &[&tenant, &group, &fans],
             )?
             .iter()
             .map(|r| StoredMember {

@@ -771,13 +771,20 @@ impl Leads for SqliteStore {
         })
     }
 
-    fn members(&self, tenant: TenantId, group: i64) -> Result<Vec<StoredMember>> {
+    fn members(
+        &self,
+        tenant: TenantId,
+        group: i64,
+        fans: Option<&[i64]>,
+    ) -> Result<Vec<StoredMember>> {
         self.read(|c| {
             rows(
                 c,
                 "SELECT group_id, fan, joined_at, left_at, active_at FROM group_members
-                 WHERE tenant_id = ?1 AND group_id = ?2 ORDER BY joined_at, fan",
-                params![tenant, group],
+                 WHERE tenant_id = ?1 AND group_id = ?2
+                   AND (?3 IS NULL OR fan IN (SELECT value FROM json_each(?3)))
+                 ORDER BY joined_at, fan",
+                params![tenant, group, fans.map(json)],
                 |r| {
                     Ok(StoredMember {
                         group: r.get(0)?,

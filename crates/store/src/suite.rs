@@ -2651,7 +2651,7 @@ fn groups_members_and_days(s: &dyn Store) {
     assert!(s.groups(other).unwrap().is_empty());
     // By join time.
     assert_eq!(
-        s.members(t, 1).unwrap(),
+        s.members(t, 1, None).unwrap(),
         vec![l::member(1, 11, NOW + 1), l::member(1, 10, NOW + 2)]
     );
     assert_eq!(s.groups_of(t, 10).unwrap(), [1, 2]);
@@ -2685,11 +2685,17 @@ fn groups_members_and_days(s: &dyn Store) {
     .unwrap();
     assert_eq!(s.groups_of(t, 10).unwrap(), [2], "only current memberships");
     assert_eq!(s.groups_of(t, 12).unwrap(), [1]);
-    let members = s.members(t, 1).unwrap();
+    let members = s.members(t, 1, None).unwrap();
     assert_eq!(members.len(), 3, "past members stay");
     assert_eq!(members[1].fan, 10);
     assert_eq!(members[1].left_at, Some(NOW + 10));
-    assert_eq!(s.members(t, 2).unwrap()[0].active_at, Some(NOW + 9));
+    assert_eq!(s.members(t, 2, None).unwrap()[0].active_at, Some(NOW + 9));
+    // Only the fans asked for, past members included; none asked, none found.
+    let some = s.members(t, 1, Some(&[10, 12, 99])).unwrap();
+    assert_eq!(some.iter().map(|m| m.fan).collect::<Vec<_>>(), [10, 12]);
+    assert_eq!(some[0].left_at, Some(NOW + 10));
+    assert!(s.members(t, 1, Some(&[])).unwrap().is_empty());
+    assert!(s.members(other, 1, Some(&[10])).unwrap().is_empty());
     assert_eq!(s.groups(t).unwrap()[0].members, 2);
     // Day counts add up, from the day asked.
     assert_eq!(

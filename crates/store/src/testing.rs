@@ -377,7 +377,7 @@ impl crate::Leads for Faulty {
         open_per_owner(&self, tenant: crate::TenantId) -> crate::Result<Vec<(String, i64)>>;
         agent_days(&self, tenant: crate::TenantId, day: i32) -> crate::Result<Vec<crate::leads::AgentDay>>;
         groups(&self, tenant: crate::TenantId) -> crate::Result<Vec<crate::leads::StoredGroup>>;
-        members(&self, tenant: crate::TenantId, group: i64) -> crate::Result<Vec<crate::leads::StoredMember>>;
+        members(&self, tenant: crate::TenantId, group: i64, fans: Option<&[i64]>) -> crate::Result<Vec<crate::leads::StoredMember>>;
         groups_of(&self, tenant: crate::TenantId, fan: i64) -> crate::Result<Vec<i64>>;
         group_days(&self, tenant: crate::TenantId, group: i64, from_day: i32) -> crate::Result<Vec<crate::leads::GroupDay>>;
         invites_held(&self, tenant: crate::TenantId, since: siyu_domain::Millis) -> crate::Result<Vec<(i64, i64)>>;

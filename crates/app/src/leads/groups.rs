@@ -90,8 +90,14 @@ pub fn apply(
         .into_iter()
         .map(|g| (g.name.clone(), g))
         .collect();
-    // Current memberships of the groups involved, loaded once per group.
+    // The memberships of the fans these events concern, loaded once per group (not the
+    // group's every member: a group may have 100,000), and each group's size before them.
+    let mut fans_of: HashMap<&str, Vec<i64>> = HashMap::new();
+    for ev in events {
+        fans_of.entry(ev.group).or_default().push(ev.fan);
+    }
     let mut members: HashMap<i64, HashMap<i64, StoredMember>> = HashMap::new();
+    let mut before: HashMap<i64, (i32, i32)> = HashMap::new();
     let mut days: HashMap<(i64, i32), GroupDay> = HashMap::new();
     let mut touched: HashMap<(i64, i64), StoredMember> = HashMap::new();
     for ev in events {
@@ -119,8 +125,11 @@ pub fn apply(
                 let stored = if out.new_groups.iter().any(|n| n.id == g.id) {
                     Vec::new()
                 } else {
-                    store.members(tenant, g.id)?
+                    let fans = fans_of.get(ev.group).map(Vec::as_slice);
+                    store.members(tenant, g.id, Some(fans.unwrap_or_default()))?
                 };
+                let active = stored.iter().filter(|m| m.left_at.is_none()).count();
+                before.insert(g.id, (g.members, active as i32));
                 v.insert(stored.into_iter().map(|m| (m.fan, m)).collect())
             }
         };
@@ -165,13 +174,13 @@ pub fn apply(
     }
     out.members = touched.into_values().collect();
     out.members.sort_by_key(|m| (m.group, m.fan));
+    // The stored size moved by as many as joined less those who left, among these fans.
     out.sizes = members
         .iter()
         .map(|(g, list)| {
-            (
-                *g,
-                list.values().filter(|m| m.left_at.is_none()).count() as i32,
-            )
+            let (size, active) = before.get(g).copied().unwrap_or_default();
+            let now_active = list.values().filter(|m| m.left_at.is_none()).count() as i32;
+            (*g, size + now_active - active)
         })
         .collect();
     out.sizes.sort_unstable();
@@ -421,7 +430,7 @@ impl App {
         let from = today - 29;
         let days = store.group_days(tenant, g.id, from)?;
         let active_7d = store
-            .members(tenant, g.id)?
+            .members(tenant, g.id, None)?
             .iter()
             .filter(|m| {
                 m.left_at.is_none() && m.active_at.is_some_and(|a| a >= now - 7 * MS_PER_DAY)

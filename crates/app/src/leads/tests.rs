@@ -649,6 +649,24 @@ fn group_events_keep_membership_through_the_worker() {
     // The next step reads on from the committed cursor: nothing counted twice.
     h.step();
     assert_eq!(h.app.group_views(h.tenant).unwrap()[0].joins, 3);
+    // A later page names some of the members only (a page reads just theirs): A leaves, C
+    // joins, B joins again while in (nothing changes); the size moves by what changed.
+    h.events(vec![
+        ev("l2", "group_leave", "oA", "dy_1", T0 + 10),
+        ev("j4", "group_join", "oC", "dy_1", T0 + 20),
+        ev("j5", "group_join", "oB", "dy_1", T0 + 30),
+    ]);
+    h.step();
+    let v = h.app.group_views(h.tenant).unwrap();
+    assert_eq!((v[0].members, v[0].joins, v[0].leaves), (2, 4, 2));
+    let members = h.app.store().members(h.tenant, v[0].id, None).unwrap();
+    let current: Vec<i64> = members
+        .iter()
+        .filter(|m| m.left_at.is_none())
+        .map(|m| m.fan)
+        .collect();
+    assert_eq!(current.len(), 2);
+    assert_eq!(members.len(), 3, "A is a past member");
 }
 
 #[test]

@@ -12,7 +12,10 @@
 //! 3. hands open leads back to routing when their owner was deactivated or moved to another
 //!    team, assigns pooled leads to whoever can take them now (oldest first), and applies the
 //!    service levels: an overdue first contact escalates once, a lead nobody followed up for
-//!    the team's recycle period goes back to the pool (回收);
+//!    the team's recycle period goes back to the pool (回收). While catching up (the page
+//!    was full: more triggers behind it) this waits for the last page, or for the full pass
+//!    due every minute, so a backlog of N pages costs N reads of its forms, not N reads of
+//!    every open lead;
 //! 4. commits everything — leads, arrivals, log lines, day counts, round-robin pointers and
 //!    the cursor — in **one transaction** ([`siyu_store::Leads::commit_leads`]).
 //!
@@ -569,15 +572,39 @@ impl LeadWorker {
                 || m.next_check.is_some_and(|t| t <= now)
                 || now - m.last_full >= FULL_EVERY
         });
-        let mut standing = store.leads(
-            tenant,
-            &LeadFilter {
-                open: true,
-                pooled: !full,
-                limit: usize::MAX >> 1,
-                ..LeadFilter::default()
-            },
-        )?;
+        // Catching up (a full page, more behind it), the standing leads wait for the last
+        // page or the minute's full pass: read on every page, a catch-up over a big import
+        // (15,000 pages for 30M events) read every open lead once a page.
+        // Between full passes only the pools of the teams there are: a lead of no team (or
+        // of a team since removed) has nobody to go to, and a tenant without teams may have
+        // 100,000 of them, read every second.
+        let mut standing = if report.more && !full {
+            Vec::new()
+        } else if full {
+            store.leads(
+                tenant,
+                &LeadFilter {
+                    open: true,
+                    limit: usize::MAX >> 1,
+                    ..LeadFilter::default()
+                },
+            )?
+        } else {
+            let mut pooled = Vec::new();
+            for t in &teams {
+                pooled.extend(store.leads(
+                    tenant,
+                    &LeadFilter {
+                        open: true,
+                        pooled: true,
+                        team: Some(&t.name),
+                        limit: usize::MAX >> 1,
+                        ..LeadFilter::default()
+                    },
+                )?);
+            }
+            pooled
+        };
         standing.sort_by_key(|l| l.id);
         if full {
             settle_merges(&app, tenant, &mut standing, &mut b, &mut router, now)?;
