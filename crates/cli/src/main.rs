@@ -7,6 +7,7 @@
 #[macro_use]
 mod output;
 
+mod alloc;
 mod bench;
 mod bench_analytics;
 mod bench_journeys;
@@ -37,7 +38,11 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: alloc::Allocator = alloc::Allocator;
+
 fn main() {
+    alloc::init();
     let cli = cli::Cli::parse();
     let serves = match cli.command {
         cli::Command::Serve(_) => true,
